@@ -1,0 +1,79 @@
+"""secmw: composable security middleware for ASGI apps, MCP gateways and LLM-API proxies.
+
+``app = SecurityMiddleware(app, config)`` is the one-line integration; the
+components behind it (authenticator, policy, rate limiter, redactor, inspector,
+audit sink, circuit breaker) each work alone behind their protocols.
+"""
+
+from secmw.asgi import SecurityMiddleware
+from secmw.audit import AuditEvent, AuditSink, MemoryAuditSink, NullAuditSink, StreamAuditSink
+from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
+from secmw.breaker import CircuitBreaker, NoBreaker
+from secmw.config import Config, build_pipeline, load_config
+from secmw.context import ANONYMOUS, Finding, Headers, Principal, RequestContext
+from secmw.errors import (
+    AccessDenied,
+    AuthenticationError,
+    BadRequest,
+    ComponentError,
+    ConfigError,
+    Denial,
+    InsufficientScope,
+    PayloadTooLarge,
+    RateLimited,
+    SecmwError,
+    ServiceUnavailable,
+    StepUpRequired,
+)
+from secmw.inspect import Inspector, NoInspector
+from secmw.pipeline import Pipeline
+from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
+from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter
+from secmw.redact import NoRedactor, Redactor, StreamRedactor
+
+__all__ = [
+    "ANONYMOUS",
+    "AccessDenied",
+    "AuditEvent",
+    "AuditSink",
+    "AuthenticatedPolicy",
+    "AuthenticationError",
+    "Authenticator",
+    "BadRequest",
+    "CircuitBreaker",
+    "ComponentError",
+    "Config",
+    "ConfigError",
+    "Decision",
+    "Denial",
+    "Effect",
+    "Finding",
+    "Headers",
+    "Inspector",
+    "InsufficientScope",
+    "JWTAuthenticator",
+    "MemoryAuditSink",
+    "NoAuthenticator",
+    "NoBreaker",
+    "NoInspector",
+    "NoRateLimiter",
+    "NoRedactor",
+    "NullAuditSink",
+    "PayloadTooLarge",
+    "Pipeline",
+    "PolicyEvaluator",
+    "Principal",
+    "RateDecision",
+    "RateLimited",
+    "RateLimiter",
+    "Redactor",
+    "RequestContext",
+    "SecmwError",
+    "SecurityMiddleware",
+    "ServiceUnavailable",
+    "StepUpRequired",
+    "StreamAuditSink",
+    "StreamRedactor",
+    "build_pipeline",
+    "load_config",
+]

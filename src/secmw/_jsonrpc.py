@@ -1,0 +1,167 @@
+"""Strict JSON and JSON-RPC 2.0 body parsing for request inspection.
+
+Different JSON parsers disagree on duplicate keys, ``NaN`` and deep nesting; a
+security decision taken on one reading while the app acts on another is a bypass.
+So a body that claims to be JSON is parsed strictly and refused (400) when any
+parser could read it differently. MCP traffic is JSON-RPC: each call's method and,
+for ``tools/call``, ``prompts/get`` and ``resources/read``, its target are pulled out
+for the policy and the audit line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from secmw.errors import BadRequest
+
+# Methods whose params name the thing being acted on, and the param that names it.
+_TARGET_PARAM = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    "resources/subscribe": "uri",
+    "resources/unsubscribe": "uri",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall:
+    """One JSON-RPC message of a request body.
+
+    ``method`` is ``None`` for a response the client sends back to a server request.
+    ``target`` is the tool or prompt name, or the resource URI, for the methods that
+    name one; ``arguments`` are a ``tools/call``'s arguments (``{}`` when absent).
+    """
+
+    method: str | None
+    id: str | int | None
+    params: Mapping[str, Any] | list[Any] | None
+    target: str | None = None
+    arguments: Mapping[str, Any] | None = None
+
+    @property
+    def is_notification(self) -> bool:
+        """True for a request without an ``id`` (no reply expected)."""
+        return self.method is not None and self.id is None
+
+    @property
+    def tool(self) -> str | None:
+        """The tool name of a ``tools/call``, else ``None``."""
+        return self.target if self.method == "tools/call" else None
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Duplicate
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """True for ``application/json`` and any ``+json`` structured-syntax suffix."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
+    """Parse a request body as strict JSON when it is, or claims to be, JSON.
+
+    Returns ``(True, value)`` for a JSON body and ``(False, None)`` for a body that
+    is not JSON. A body declared as JSON that does not parse strictly is a 400; an
+    undeclared body that merely looks like JSON but does not parse is treated as
+    not JSON, since no conforming app would read it as JSON either.
+    """
+    declared = is_json_media_type(content_type)
+    stripped = body.lstrip(b" \t\r\n")
+    if not stripped:
+        if declared and body:
+            raise BadRequest("The JSON body is empty.", reason="blank JSON body")
+        return False, None
+    if not declared and stripped[:1] not in (b"{", b"["):
+        return False, None
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except _Duplicate:
+        raise BadRequest(
+            "The JSON body repeats a member name.", reason="duplicate JSON key"
+        ) from None
+    except (ValueError, RecursionError):
+        if not declared:
+            return False, None
+        raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
+    return True, value
+
+
+def rpc_calls(value: Any) -> tuple[tuple[RpcCall, ...], bool] | None:
+    """Extract the JSON-RPC calls of a parsed body: ``(calls, is_batch)`` or ``None``.
+
+    A body is JSON-RPC when it is an object, or a non-empty array of objects,
+    carrying a ``jsonrpc`` member. Malformed JSON-RPC is refused, not ignored: a
+    policy cannot judge a call whose method it cannot read.
+    """
+    if isinstance(value, dict):
+        if "jsonrpc" not in value:
+            return None
+        return (_call(value),), False
+    if isinstance(value, list):
+        if not value or not all(isinstance(item, dict) for item in value):
+            if any(isinstance(item, dict) and "jsonrpc" in item for item in value):
+                raise BadRequest("The JSON-RPC batch is malformed.", reason="bad JSON-RPC batch")
+            return None
+        if not any("jsonrpc" in item for item in value):
+            return None
+        return tuple(_call(item) for item in value), True
+    return None
+
+
+def _call(message: Mapping[str, Any]) -> RpcCall:
+    if message.get("jsonrpc") != "2.0":
+        raise _bad("jsonrpc member is not '2.0'")
+    ident = message.get("id")
+    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+        raise _bad("JSON-RPC id is neither string nor integer")
+    method = message.get("method")
+    params = message.get("params")
+    if method is None:
+        if "result" not in message and "error" not in message:
+            raise _bad("JSON-RPC message has no method, result or error")
+        return RpcCall(None, ident, None)
+    if not isinstance(method, str) or not method:
+        raise _bad("JSON-RPC method is not a non-empty string")
+    if params is not None and not isinstance(params, (dict, list)):
+        raise _bad("JSON-RPC params are neither object nor array")
+    target_param = _TARGET_PARAM.get(method)
+    if target_param is None:
+        return RpcCall(method, ident, params)
+    if not isinstance(params, dict):
+        raise _bad(f"{method} params are not an object")
+    target = params.get(target_param)
+    if not isinstance(target, str):
+        raise _bad(f"{method} params.{target_param} is not a string")
+    arguments: Mapping[str, Any] | None = None
+    if method == "tools/call":
+        raw_arguments = params.get("arguments", {})
+        if raw_arguments is None:
+            raw_arguments = {}
+        if not isinstance(raw_arguments, dict):
+            raise _bad("tools/call arguments are not an object")
+        arguments = raw_arguments
+    return RpcCall(method, ident, params, target, arguments)
+
+
+def _bad(reason: str) -> BadRequest:
+    return BadRequest("The JSON-RPC request is malformed.", reason=reason)

@@ -1,0 +1,157 @@
+"""The audit stage: the event record, the sink protocol and the simple sinks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import IO, Any, Protocol
+
+_MAX_FIELD = 512
+
+
+def _clip(value: str | None) -> str | None:
+    if value is None or len(value) <= _MAX_FIELD:
+        return value
+    return value[: _MAX_FIELD - 1] + "\u2026"
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC timestamp with offset."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One security decision, as it is written to the trail.
+
+    Names follow the OWASP logging vocabulary style (``category_action``). No field
+    ever holds a credential: ``subject`` and ``credential_id`` identify, they do
+    not authenticate. User-supplied strings are clipped to 512 characters; the
+    JSON rendering escapes control characters, so they cannot break a line.
+    """
+
+    name: str
+    outcome: str
+    severity: str = "info"
+    time: str = field(default_factory=utc_now)
+    request_id: str | None = None
+    transport: str | None = None
+    method: str | None = None
+    path: str | None = None
+    client: str | None = None
+    subject: str | None = None
+    tenant: str | None = None
+    auth_method: str | None = None
+    rpc_method: str | None = None
+    tool: str | None = None
+    rule_ids: tuple[str, ...] = ()
+    reason: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON-ready dict, without empty fields."""
+        data: dict[str, Any] = {"time": self.time, "event": self.name, "outcome": self.outcome}
+        data["severity"] = self.severity
+        for key in (
+            "request_id",
+            "transport",
+            "method",
+            "path",
+            "client",
+            "subject",
+            "tenant",
+            "auth_method",
+            "rpc_method",
+            "tool",
+            "reason",
+        ):
+            value = _clip(getattr(self, key))
+            if value is not None and value != "":
+                data[key] = value
+        if self.rule_ids:
+            data["rule_ids"] = list(self.rule_ids)
+        if self.status is not None:
+            data["status"] = self.status
+        if self.latency_ms is not None:
+            data["latency_ms"] = round(self.latency_ms, 3)
+        if self.details:
+            data["details"] = dict(self.details)
+        return data
+
+    def to_json(self) -> str:
+        """One JSON line (ASCII only, so CR, LF and U+2028 stay escaped)."""
+        return json.dumps(self.to_dict(), ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+class AuditSink(Protocol):
+    """Protocol: record audit events; ``aclose`` flushes what is pending."""
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Record ``event``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush and release resources; called once at shutdown."""
+        ...
+
+
+class NullAuditSink:
+    """Discards every event (audit switched off)."""
+
+    __slots__ = ()
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Drop ``event``."""
+
+    async def aclose(self) -> None:
+        """Nothing to flush."""
+
+
+class MemoryAuditSink:
+    """Keeps events in a list, for tests and for embedding."""
+
+    __slots__ = ("closed", "events")
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.closed = False
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Append ``event``."""
+        self.events.append(event)
+
+    async def aclose(self) -> None:
+        """Mark the sink closed; events stay readable."""
+        self.closed = True
+
+    def names(self) -> list[str]:
+        """The event names, in order."""
+        return [event.name for event in self.events]
+
+    def clear(self) -> None:
+        """Forget every event."""
+        self.events.clear()
+
+
+class StreamAuditSink:
+    """Writes each event as one JSON line to a text stream (stdout by default)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Write ``event`` as a JSON line."""
+        stream = self._stream or sys.stdout
+        stream.write(event.to_json() + "\n")
+
+    async def aclose(self) -> None:
+        """Flush the stream."""
+        (self._stream or sys.stdout).flush()

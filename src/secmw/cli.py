@@ -1,0 +1,106 @@
+"""The ``secmw`` command line: ``check-config`` and ``demo``.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from secmw.config import build_pipeline, load_config
+from secmw.errors import ConfigError
+
+
+def _version() -> str:
+    try:
+        return version("secmw")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "unknown"
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+        pipeline = build_pipeline(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    stages = ["authorize"]
+    if pipeline.authenticator is not None:
+        stages.insert(0, "authenticate")
+    print(f"{args.file}: OK ({', '.join(stages)}; audit: {config.audit.sink})")
+    if pipeline.fail_open:
+        print(f"warning: fail-open settings on: {', '.join(pipeline.fail_open)}", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        print("secmw demo needs uvicorn: pip install 'secmw[gateway]'", file=sys.stderr)
+        return 1
+    from secmw._demo import DEMO_AUDIENCE, DEMO_ISSUER, demo_app, demo_config  # noqa: PLC0415
+    from secmw.asgi import SecurityMiddleware  # noqa: PLC0415
+    from secmw.testing import TokenIssuer  # noqa: PLC0415
+
+    issuer = TokenIssuer(issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE, algorithm="ES256", kid="demo")
+    try:
+        app = SecurityMiddleware(demo_app, demo_config(issuer))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    token = issuer.mint("demo-user", scopes=["read"], roles=["reader"], expires_in=args.token_ttl)
+    admin = issuer.mint(
+        "demo-admin", scopes=["read", "write"], roles=["admin"], expires_in=args.token_ttl
+    )
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"secmw demo: a protected sample service on {base} (Ctrl-C stops it)\n\n"
+        f"reader token (valid {args.token_ttl}s):\n{token}\n\n"
+        f"admin token:\n{admin}\n\n"
+        "try:\n"
+        f"  curl -i {base}/healthz\n"
+        f"  curl -i {base}/api/me\n"
+        f"  curl -i -H 'Authorization: Bearer {token}' {base}/api/me\n"
+        f"  curl -i -H 'Authorization: Bearer {admin}' {base}/api/admin\n"
+        f"  curl -N -H 'Authorization: Bearer {token}' {base}/api/stream\n"
+        f"  curl -i '{base}/public/../api/me'   # canonicalised, still protected\n\n"
+        "audit events follow as JSON lines:",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    print("secmw demo: stopped", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for ``secmw``."""
+    parser = argparse.ArgumentParser(prog="secmw", description="Composable security middleware.")
+    parser.add_argument("--version", action="version", version=f"secmw {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check-config", help="validate a TOML/JSON configuration file")
+    check.add_argument("file", help="the configuration file (.toml or .json)")
+    check.set_defaults(handler=_check_config)
+
+    demo = commands.add_parser("demo", help="run a protected sample service on 127.0.0.1")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``secmw`` command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Per-request state: :class:`RequestContext`, :class:`Principal`, :class:`Headers`.
+
+A :class:`RequestContext` is built once per request from the ASGI scope and handed
+to every stage. Everything a policy may match on is normalised here, once, so no
+two stages can read the same request differently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from secmw._jsonrpc import RpcCall, parse_json_body, rpc_calls
+from secmw._paths import canonical_path
+from secmw.errors import BadRequest
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only view of ASGI headers that keeps duplicates.
+
+    ``headers[name]`` and ``get`` return the first value; :meth:`get_all` returns
+    every value, and :meth:`get_single` refuses a header sent more than once, which
+    is what credential headers need.
+    """
+
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: RawHeaders) -> None:
+        self.raw = raw
+        self._index: dict[str, list[str]] | None = None
+
+    def _build(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for name, value in self.raw:
+            index.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        self._index = index
+        return index
+
+    def __getitem__(self, name: str) -> str:
+        index = self._index if self._index is not None else self._build()
+        return index[name.lower()][0]
+
+    def __contains__(self, name: object) -> bool:
+        index = self._index if self._index is not None else self._build()
+        return isinstance(name, str) and name.lower() in index
+
+    def __iter__(self) -> Iterator[str]:
+        index = self._index if self._index is not None else self._build()
+        return iter(index)
+
+    def __len__(self) -> int:
+        index = self._index if self._index is not None else self._build()
+        return len(index)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order received (empty when absent)."""
+        index = self._index if self._index is not None else self._build()
+        return list(index.get(name.lower(), ()))
+
+    def get_single(self, name: str) -> str | None:
+        """The one value of ``name``; a header sent twice is a :class:`BadRequest`."""
+        index = self._index if self._index is not None else self._build()
+        values = index.get(name.lower())
+        if not values:
+            return None
+        if len(values) > 1:
+            raise BadRequest(
+                f"The {name} header is sent more than once.", reason=f"duplicate {name} header"
+            )
+        return values[0]
+
+    def __repr__(self) -> str:
+        return f"Headers({len(self.raw)} fields)"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the outcome of authentication, never the credential itself.
+
+    It also quacks like Starlette's ``BaseUser`` (``is_authenticated``,
+    ``display_name``, ``identity``), so ``request.user`` works unchanged.
+    ``credential_id`` identifies the credential for audit and anomaly detection
+    (a key id, a ``jti`` or a token digest) and must never be the secret.
+    """
+
+    subject: str
+    tenant: str | None = None
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+    tier: str | None = None
+    auth_method: str = "anonymous"
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    auth_time: float | None = None
+    expires_at: float | None = None
+    credential_id: str | None = None
+    is_authenticated: bool = True
+
+    @property
+    def display_name(self) -> str:
+        """The subject, for Starlette's ``BaseUser`` interface."""
+        return self.subject
+
+    @property
+    def identity(self) -> str:
+        """The subject, for Starlette's ``BaseUser`` interface."""
+        return self.subject
+
+
+ANONYMOUS = Principal(subject="", auth_method="anonymous", is_authenticated=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCredentials:
+    """Starlette-compatible ``scope["auth"]``: ``request.auth.scopes``."""
+
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something a stage noticed: a secret, an injection signal, an anomaly.
+
+    ``kind`` names the detector (``github_token``, ``override_phrase``); ``score``
+    is its weight (0..1); ``fingerprint`` identifies a value without revealing it.
+    """
+
+    source: str
+    kind: str
+    score: float = 1.0
+    start: int | None = None
+    end: int | None = None
+    fingerprint: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSettings:
+    """How a scope becomes a context; built once from the configuration."""
+
+    request_id_header: str = "x-request-id"
+    trust_request_id: bool = True
+    trusted_hops: int = 0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
+    allow_encoded_slash: bool = False
+    allow_double_encoding: bool = False
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_id_prefix = secrets.token_hex(6)
+_id_counter = itertools.count(1)
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter  # noqa: PLW0603 - ids must differ between forked workers
+    _id_prefix = secrets.token_hex(6)
+    _id_counter = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_request_id() -> str:
+    """A process-unique request id: a random per-process prefix and a counter."""
+    return f"{_id_prefix}-{next(_id_counter):x}"
+
+
+class RequestContext:
+    """Everything the stages know about one request, normalised once.
+
+    ``path`` is the canonical path (see :func:`secmw._paths.canonical_path`);
+    ``client`` is the client address after the trusted-proxy rule; ``rpc`` holds
+    the JSON-RPC calls when the body was read and is JSON-RPC.
+    """
+
+    __slots__ = (
+        "body",
+        "client",
+        "client_port",
+        "decision",
+        "findings",
+        "headers",
+        "json",
+        "method",
+        "path",
+        "peer",
+        "principal",
+        "raw_path",
+        "request_id",
+        "root_path",
+        "rpc",
+        "rpc_batch",
+        "scheme",
+        "scope",
+        "started",
+        "state",
+        "status",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        *,
+        scope: Mapping[str, Any],
+        transport: str,
+        method: str,
+        path: str,
+        raw_path: bytes,
+        root_path: str,
+        scheme: str,
+        headers: Headers,
+        client: str | None,
+        client_port: int | None,
+        peer: str | None,
+        request_id: str,
+    ) -> None:
+        self.scope = scope
+        self.transport = transport
+        self.method = method
+        self.path = path
+        self.raw_path = raw_path
+        self.root_path = root_path
+        self.scheme = scheme
+        self.headers = headers
+        self.client = client
+        self.client_port = client_port
+        self.peer = peer
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.principal: Principal = ANONYMOUS
+        self.findings: list[Finding] = []
+        self.decision: Any = None
+        self.body: bytes | None = None
+        self.json: Any = None
+        self.rpc: tuple[RpcCall, ...] = ()
+        self.rpc_batch = False
+        self.status: int | None = None
+        self.state: dict[str, Any] = {}
+
+    @classmethod
+    def from_scope(
+        cls,
+        scope: Mapping[str, Any],
+        settings: ContextSettings | None = None,
+        *,
+        path: str | None = None,
+    ) -> RequestContext:
+        """Build the context of an ``http`` or ``websocket`` scope.
+
+        Raises :class:`BadRequest` for a path that cannot be canonicalised safely.
+        ``path`` skips canonicalisation; it is for describing a refused request.
+        """
+        settings = settings or _DEFAULT_SETTINGS
+        transport = scope["type"]
+        raw_headers: RawHeaders = scope.get("headers") or ()
+        headers = Headers(raw_headers)
+        raw_path = scope.get("raw_path")
+        if path is None:
+            path = canonical_path(
+                scope.get("path") or "/",
+                raw_path,
+                scope.get("root_path") or "",
+                allow_encoded_slash=settings.allow_encoded_slash,
+                allow_double_encoding=settings.allow_double_encoding,
+            )
+        peer_info = scope.get("client")
+        peer = peer_info[0] if peer_info else None
+        client, client_port = peer, peer_info[1] if peer_info else None
+        if settings.trusted_hops:
+            forwarded = _forwarded_client(headers, peer, settings)
+            if forwarded is not None:
+                client, client_port = forwarded, None
+        request_id = None
+        if settings.trust_request_id:
+            incoming = _first_header(raw_headers, settings.request_id_header)
+            if incoming is not None and _REQUEST_ID.fullmatch(incoming):
+                request_id = incoming
+        return cls(
+            scope=scope,
+            transport=transport,
+            method=scope.get("method", "GET") if transport == "http" else "GET",
+            path=path,
+            raw_path=raw_path
+            if raw_path is not None
+            else str(scope.get("path", "/")).encode("utf-8", "backslashreplace"),
+            root_path=scope.get("root_path") or "",
+            scheme=scope.get("scheme") or ("ws" if transport == "websocket" else "http"),
+            headers=headers,
+            client=client,
+            client_port=client_port,
+            peer=peer,
+            request_id=request_id or new_request_id(),
+        )
+
+    @property
+    def query_string(self) -> bytes:
+        """The raw query string, as the server passed it."""
+        value: bytes = self.scope.get("query_string", b"")
+        return value
+
+    @property
+    def host(self) -> str | None:
+        """The ``Host`` header, lower-cased, or ``None``."""
+        value = self.headers.get("host")
+        return value.lower() if value is not None else None
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The tool names of every ``tools/call`` in the body."""
+        return tuple(call.target for call in self.rpc if call.tool is not None)  # type: ignore[misc]
+
+    def load_body(self, body: bytes) -> None:
+        """Attach the buffered body and parse it as strict JSON / JSON-RPC when it is."""
+        self.body = body
+        is_json, value = parse_json_body(body, self.headers.get("content-type"))
+        if not is_json:
+            return
+        self.json = value
+        found = rpc_calls(value)
+        if found is not None:
+            self.rpc, self.rpc_batch = found
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the context was built."""
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestContext({self.transport} {self.method} {self.path!r} "
+            f"id={self.request_id} client={self.client})"
+        )
+
+
+_DEFAULT_SETTINGS = ContextSettings()
+
+
+def _first_header(raw: RawHeaders, name: str) -> str | None:
+    target = name.encode("latin-1")
+    for key, value in raw:
+        if key == target or key.lower() == target:
+            return value.decode("latin-1")
+    return None
+
+
+def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSettings) -> str | None:
+    """The client address as seen by the outermost trusted proxy, or ``None``.
+
+    With ``trusted_hops = N`` the N-th address from the right of the combined
+    forwarding header is the client; a header with fewer entries, an unparsable
+    entry, or a peer outside ``trusted_proxies`` means the header is ignored and the
+    socket peer is used (werkzeug's ProxyFix makes the same trade-off).
+    """
+    if settings.trusted_proxies:
+        if peer is None:
+            return None
+        try:
+            peer_ip = ipaddress.ip_address(peer)
+        except ValueError:
+            return None
+        if not any(peer_ip in network for network in settings.trusted_proxies):
+            return None
+    values = [
+        part.strip()
+        for header in headers.get_all(settings.forwarded_header)
+        for part in header.split(",")
+    ]
+    if len(values) < settings.trusted_hops:
+        return None
+    candidate = values[-settings.trusted_hops]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+__all__ = [
+    "ANONYMOUS",
+    "AuthCredentials",
+    "ContextSettings",
+    "Finding",
+    "Headers",
+    "Principal",
+    "RequestContext",
+    "RpcCall",
+    "new_request_id",
+]

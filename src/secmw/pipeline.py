@@ -1,0 +1,315 @@
+"""The pipeline: the one place that knows the order of the stages.
+
+For one request::
+
+    context      RequestContext.from_scope      (400 for an unsafe path)
+    authenticate Authenticator.authenticate     (401 / 400)
+    inspect      Inspector.inspect              (findings only)
+    authorize    PolicyEvaluator.evaluate       (401 challenge / 403 / step-up 401)
+    throttle     RateLimiter.hit                (429 + Retry-After)
+    call         the app or upstream            (adapter's job)
+    redact       Redactor on the response body  (adapter's job, via ``redactor``)
+    record       AuditSink.emit                 (one event per request)
+
+A stage that is switched off is ``None`` and costs nothing. A stage that fails
+with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets a
+503 and the audit line names the stage, never the exception's message.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from secmw._responses import ChallengeSettings, Header, render_denial
+from secmw.audit.base import AuditEvent, AuditSink
+from secmw.auth.base import Authenticator
+from secmw.context import ContextSettings, RequestContext
+from secmw.errors import (
+    AccessDenied,
+    AuthenticationError,
+    ComponentError,
+    Denial,
+    InsufficientScope,
+    RateLimited,
+    ServiceUnavailable,
+    StepUpRequired,
+)
+from secmw.inspect.base import Inspector
+from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
+from secmw.ratelimit.base import RateDecision, RateLimiter
+from secmw.redact.base import Redactor
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class Pipeline:
+    """Runs the request stages in order and turns outcomes into responses.
+
+    Built once (from a :class:`~secmw.config.Config` by
+    :func:`~secmw.config.build_pipeline`, or by hand); every per-request method
+    takes a :class:`RequestContext` and keeps no request state on ``self``.
+    """
+
+    __slots__ = (
+        "_request_id_header",
+        "_started",
+        "audit",
+        "authenticator",
+        "challenge",
+        "context_settings",
+        "fail_open",
+        "inspector",
+        "max_body_bytes",
+        "max_response_buffer",
+        "needs_body",
+        "policy",
+        "rate_limiter",
+        "redactor",
+    )
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator | None = None,
+        inspector: Inspector | None = None,
+        policy: PolicyEvaluator | None = None,
+        rate_limiter: RateLimiter | None = None,
+        redactor: Redactor | None = None,
+        audit: AuditSink | None = None,
+        context: ContextSettings | None = None,
+        challenge: ChallengeSettings | None = None,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+        max_response_buffer: int = 8 * 1024 * 1024,
+        echo_request_id: bool = True,
+        fail_open: tuple[str, ...] = (),
+    ) -> None:
+        self.authenticator = authenticator
+        self.inspector = inspector
+        self.policy: PolicyEvaluator = policy if policy is not None else AuthenticatedPolicy()
+        self.rate_limiter = rate_limiter
+        self.redactor = redactor
+        self.audit = audit
+        self.context_settings = context or ContextSettings()
+        self.challenge = challenge or ChallengeSettings()
+        self.max_body_bytes = max_body_bytes
+        self.max_response_buffer = max_response_buffer
+        self.needs_body = bool(
+            getattr(inspector, "needs_body", False) or getattr(self.policy, "needs_body", False)
+        )
+        self._request_id_header = (
+            self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
+        )
+        self.fail_open = fail_open
+        self._started = False
+
+    # -- the request phase -------------------------------------------------
+
+    def context(self, scope: Mapping[str, Any]) -> RequestContext:
+        """Build the request's context; raises :class:`~secmw.errors.BadRequest`."""
+        return RequestContext.from_scope(scope, self.context_settings)
+
+    def fallback_context(self, scope: Mapping[str, Any]) -> RequestContext:
+        """A context for a request whose path was refused, for the reply and audit."""
+        raw = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
+        shown = raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
+        return RequestContext.from_scope(scope, self.context_settings, path=shown)
+
+    async def check(self, ctx: RequestContext) -> None:
+        """Run authenticate, inspect, authorize and throttle; raise a Denial to stop."""
+        stage = "authenticate"
+        try:
+            if self.authenticator is not None:
+                principal = await self.authenticator.authenticate(ctx)
+                if principal is not None:
+                    ctx.principal = principal
+            stage = "inspect"
+            if self.inspector is not None:
+                ctx.findings.extend(self.inspector.inspect(ctx))
+            stage = "authorize"
+            decision = self.policy.evaluate(ctx)
+            ctx.decision = decision
+            if decision.effect is not Effect.ALLOW:
+                raise _refusal(ctx, decision)
+            stage = "throttle"
+            if self.rate_limiter is not None:
+                rate = await self.rate_limiter.hit(ctx)
+                ctx.state["rate"] = rate
+                if not rate.allowed:
+                    raise RateLimited(
+                        rate.retry_after or 1.0,
+                        "The rate limit for this request was exceeded.",
+                        policies=rate.policies,
+                        reason=rate.reason or "rate limit exceeded",
+                        headers=rate.headers,
+                    )
+        except Denial:
+            raise
+        except ComponentError as exc:
+            raise ServiceUnavailable(
+                "The request cannot be checked right now.",
+                retry_after=1,
+                reason=f"{stage} stage unavailable: {type(exc).__name__}",
+                event="sys_monitor_disabled",
+            ) from exc
+        except Exception as exc:
+            print(
+                f"secmw: {stage} stage failed with {type(exc).__name__}; request denied",
+                file=sys.stderr,
+            )
+            raise ServiceUnavailable(
+                "The request cannot be checked right now.",
+                reason=f"{stage} stage failed: {type(exc).__name__}",
+                event="sys_error",
+            ) from exc
+
+    # -- the response phase ------------------------------------------------
+
+    def response_headers(self, ctx: RequestContext) -> list[Header]:
+        """Headers every response of an admitted request gets (request id, RateLimit)."""
+        headers: list[Header] = []
+        if self._request_id_header is not None:
+            headers.append((self._request_id_header, ctx.request_id.encode("latin-1")))
+        rate: RateDecision | None = ctx.state.get("rate")
+        if rate is not None and rate.headers:
+            headers.extend(rate.headers)
+        return headers
+
+    def render(self, ctx: RequestContext, denial: Denial) -> tuple[int, list[Header], bytes]:
+        """Status, headers and body that answer a denied request."""
+        status, headers, body = render_denial(denial, self.challenge, ctx.request_id)
+        if self._request_id_header is not None:
+            headers.append((self._request_id_header, ctx.request_id.encode("latin-1")))
+        return status, headers, body
+
+    # -- the record stage --------------------------------------------------
+
+    async def record(
+        self,
+        ctx: RequestContext,
+        denial: Denial | None = None,
+        *,
+        name: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Emit the one audit event that describes how the request ended."""
+        if self.audit is None:
+            return
+        principal = ctx.principal
+        decision: Decision | None = ctx.decision
+        rpc = ctx.rpc[0] if len(ctx.rpc) == 1 else None
+        if denial is not None:
+            event_name = denial.event
+            outcome = "failure"
+            severity = "error" if denial.status >= 500 else "warning"
+            rule_ids = denial.rule_ids or (decision.rule_ids if decision else ())
+            why: str | None = denial.reason
+            status: int | None = denial.status
+        else:
+            event_name = name or "authz_allow"
+            outcome = "success" if name is None else "unknown"
+            severity = "info"
+            rule_ids = decision.rule_ids if decision else ()
+            why = reason or (decision.reason if decision else None)
+            status = ctx.status
+        event = AuditEvent(
+            name=event_name,
+            outcome=outcome,
+            severity=severity,
+            request_id=ctx.request_id,
+            transport=ctx.transport,
+            method=ctx.method,
+            path=ctx.path,
+            client=ctx.client,
+            subject=principal.subject or None,
+            tenant=principal.tenant,
+            auth_method=principal.auth_method,
+            rpc_method=rpc.method if rpc else None,
+            tool=rpc.target if rpc else None,
+            rule_ids=rule_ids,
+            reason=why,
+            status=status,
+            latency_ms=ctx.elapsed_ms(),
+        )
+        await self.emit(event)
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Hand ``event`` to the sink; a failing sink is reported, not propagated."""
+        if self.audit is None:
+            return
+        try:
+            await self.audit.emit(event)
+        except Exception as exc:
+            print(
+                f"secmw: audit sink failed with {type(exc).__name__}; event {event.name} lost",
+                file=sys.stderr,
+            )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Record ``sys_startup`` once, naming the stages and any fail-open setting."""
+        if self._started:
+            return
+        self._started = True
+        stages = [
+            name
+            for name, stage in (
+                ("authenticate", self.authenticator),
+                ("inspect", self.inspector),
+                ("authorize", self.policy),
+                ("throttle", self.rate_limiter),
+                ("redact", self.redactor),
+            )
+            if stage is not None
+        ]
+        await self.emit(
+            AuditEvent(
+                name="sys_startup",
+                outcome="success",
+                severity="warning" if self.fail_open else "info",
+                details={"stages": stages, "fail_open": list(self.fail_open)},
+            )
+        )
+
+    @property
+    def started(self) -> bool:
+        """True once :meth:`startup` ran."""
+        return self._started
+
+    async def aclose(self) -> None:
+        """Record ``sys_shutdown`` and close the audit sink (flushing it)."""
+        await self.emit(AuditEvent(name="sys_shutdown", outcome="success"))
+        if self.audit is not None:
+            try:
+                await self.audit.aclose()
+            except Exception as exc:
+                print(
+                    f"secmw: closing the audit sink failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
+        self._started = False
+
+
+def _refusal(ctx: RequestContext, decision: Decision) -> Denial:
+    """The denial a non-allow decision stands for, given who is asking."""
+    reason = decision.reason or "denied by policy"
+    if decision.effect is Effect.STEP_UP:
+        return StepUpRequired(
+            acr_values=decision.acr_values,
+            max_age=decision.max_age,
+            reason=reason,
+            rule_ids=decision.rule_ids,
+        )
+    if not ctx.principal.is_authenticated:
+        denial: Denial = AuthenticationError(
+            "Authentication is required.", error=None, reason=reason
+        )
+        denial.rule_ids = decision.rule_ids
+        return denial
+    if decision.scopes:
+        return InsufficientScope(decision.scopes, reason=reason, rule_ids=decision.rule_ids)
+    return AccessDenied(
+        "You are not allowed to perform this request.", reason=reason, rule_ids=decision.rule_ids
+    )

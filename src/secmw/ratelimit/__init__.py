@@ -1,0 +1,5 @@
+"""Rate limiting."""
+
+from secmw.ratelimit.base import ALLOWED, NoRateLimiter, RateDecision, RateLimiter
+
+__all__ = ["ALLOWED", "NoRateLimiter", "RateDecision", "RateLimiter"]

@@ -1,0 +1,156 @@
+"""The ``secmw`` command line: check-config, and the demo under a real uvicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from secmw.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_check_config_accepts_a_good_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text('[auth]\nallow_anonymous = true\n[audit]\nsink = "none"\n')
+    assert main(["check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "OK" in captured.out
+    assert "auth.allow_anonymous" in captured.err
+
+
+def test_check_config_names_every_bad_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(
+        json.dumps({"auth": {"public_paths": ["nope"], "jwt": {"issuer": "i"}}, "extra": 1})
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "auth.jwt.audience" in err
+    assert "extra: unknown key" in err
+    assert str(path) in err
+
+
+def test_check_config_reports_build_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[auth]\npublic_paths = ["/a/*"]\n')
+    assert main(["check-config", str(path)]) == 2
+    assert "auth.public_paths[0]" in capsys.readouterr().err
+
+
+def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("secmw ")
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_demo_serves_protected_routes_and_stops_on_ctrl_c() -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secmw", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("audit events follow"):
+                break
+        token = lines[lines.index("reader token (valid 3600s):") + 1]
+        admin = lines[lines.index("admin token:") + 1]
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=5) as client:
+            for _ in range(100):  # wait for the socket; bounded
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            assert client.get("/healthz").json() == {"status": "ok"}
+            anonymous = client.get("/api/me")
+            assert anonymous.status_code == 401
+            assert anonymous.headers["www-authenticate"] == 'Bearer realm="secmw-demo"'
+            me = client.get(
+                "/api/me", headers={"authorization": f"Bearer {token}", "x-request-id": "demo-1"}
+            )
+            assert me.json()["subject"] == "demo-user"
+            assert me.headers["x-request-id"] == "demo-1"
+            assert (
+                client.get("/api/admin", headers={"authorization": f"Bearer {token}"}).status_code
+                == 403
+            )
+            assert client.get(
+                "/api/admin", headers={"authorization": f"Bearer {admin}"}
+            ).json() == {"admin": True}
+            stream = client.get("/api/stream", headers={"authorization": f"Bearer {token}"})
+            assert stream.text.count("event: tick") == 3
+            assert client.get("/public/%2e%2e/api/me").status_code == 401
+            assert (
+                client.get("/api%2fme", headers={"authorization": f"Bearer {token}"}).status_code
+                == 400
+            )
+        with connect(
+            f"ws://127.0.0.1:{port}/ws/echo",
+            additional_headers={"authorization": f"Bearer {token}"},
+            open_timeout=5,
+        ) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "demo-user: hello"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"ws://127.0.0.1:{port}/ws/echo", open_timeout=5)
+        assert refused.value.response.status_code in (401, 403)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=5)
+    assert process.returncode == 0
+    events = [
+        json.loads(line) for line in (lines + output.splitlines()) if line.startswith('{"time"')
+    ]
+    names = [event["event"] for event in events]
+    assert names[0] == "sys_startup"
+    assert names[-1] == "sys_shutdown"
+    assert "authn_token_missing" in names and "input_validation_fail" in names
+    assert "secmw demo: stopped" in output
+    for event in events:  # no credential ever reaches the trail
+        assert token not in json.dumps(event) and admin not in json.dumps(event)

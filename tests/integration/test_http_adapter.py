@@ -1,0 +1,454 @@
+"""SecurityMiddleware on http scopes, driven message by message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from secmw import Pipeline, SecurityMiddleware
+from secmw.audit import MemoryAuditSink
+from secmw.context import ContextSettings
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import (
+    DenyPrefix,
+    EchoApp,
+    MarkerRedactor,
+    Receiver,
+    call,
+    chunked_app,
+    http_scope,
+)
+
+pytestmark = pytest.mark.anyio
+
+OPEN = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
+
+
+def open_app(app: Any, **components: Any) -> SecurityMiddleware:
+    return SecurityMiddleware(app, OPEN, **components)
+
+
+# -- admission and the default-closed stance ---------------------------------
+
+
+async def test_default_config_refuses_anonymous_requests_with_a_bare_challenge() -> None:
+    echo = EchoApp()
+    audit = AuditCapture()
+    app = SecurityMiddleware(echo, audit=audit)
+    sent = await call(app, http_scope("/anything"))
+    assert sent.status == 401
+    assert sent.header("www-authenticate") == 'Bearer realm="secmw"'
+    assert sent.header("content-type") == "application/problem+json"
+    problem = sent.json()
+    assert problem["status"] == 401
+    assert problem["title"] == "Unauthorized"
+    assert echo.scopes == []
+    assert audit.named("authn_token_missing")[0].status == 401
+
+
+async def test_public_path_passes_and_private_one_does_not() -> None:
+    echo = EchoApp()
+    app = SecurityMiddleware(
+        echo, {"auth": {"public_paths": ["/health", "/docs/**"]}, "audit": {"sink": "none"}}
+    )
+    assert (await call(app, http_scope("/health"))).status == 200
+    assert (await call(app, http_scope("/docs"))).status == 200
+    assert (await call(app, http_scope("/docs/a/b"))).status == 200
+    assert (await call(app, http_scope("/docsx"))).status == 401
+    assert (await call(app, http_scope("/health/x"))).status == 401
+    assert (await call(app, http_scope("/docs/../admin"))).status == 401
+
+
+async def test_valid_token_reaches_app_with_starlette_style_user_and_auth() -> None:
+    issuer = TokenIssuer()
+    echo = EchoApp()
+    app = SecurityMiddleware(
+        echo, {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    )
+    token = issuer.mint("alice", scopes=["read", "write"], roles=["admin"], tenant="t1")
+    sent = await call(app, http_scope("/x", headers=[("authorization", f"Bearer {token}")]))
+    assert sent.status == 200
+    scope = echo.scopes[0]
+    assert scope["user"].is_authenticated
+    assert scope["user"].display_name == "alice"
+    assert scope["auth"].scopes == ("read", "write")
+    assert scope["state"]["secmw"].principal.tenant == "t1"
+
+
+async def test_invalid_token_is_401_with_invalid_token_challenge_and_never_reaches_app() -> None:
+    issuer, other = TokenIssuer(), TokenIssuer()
+    echo = EchoApp()
+    app = SecurityMiddleware(
+        echo, {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    )
+    token = other.mint("mallory", headers={"kid": issuer.kid})
+    sent = await call(app, http_scope("/x", headers=[("authorization", f"Bearer {token}")]))
+    assert sent.status == 401
+    challenge = sent.header("www-authenticate") or ""
+    assert challenge.startswith('Bearer realm="secmw", error="invalid_token"')
+    assert echo.scopes == []
+
+
+async def test_invalid_token_on_public_path_is_still_refused() -> None:
+    issuer = TokenIssuer()
+    app = SecurityMiddleware(
+        EchoApp(),
+        {
+            "auth": {"jwt": issuer.jwt_config(), "public_paths": ["/health"]},
+            "audit": {"sink": "none"},
+        },
+    )
+    sent = await call(app, http_scope("/health", headers=[("authorization", "Bearer a.b.c")]))
+    assert sent.status == 401
+
+
+async def test_resource_metadata_appears_in_every_challenge() -> None:
+    url = "https://api.example.test/.well-known/oauth-protected-resource"
+    app = SecurityMiddleware(
+        EchoApp(), {"auth": {"resource_metadata": url, "realm": "api"}, "audit": {"sink": "none"}}
+    )
+    sent = await call(app, http_scope("/x"))
+    assert sent.header("www-authenticate") == f'Bearer realm="api", resource_metadata="{url}"'
+
+
+async def test_anonymous_fail_open_is_audited_at_startup() -> None:
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {"auth": {"allow_anonymous": True}}, audit=audit)
+    assert (await call(app, http_scope("/x"))).status == 200
+    startup = audit.named("sys_startup")[0]
+    assert startup.severity == "warning"
+    assert startup.details["fail_open"] == ["auth.allow_anonymous"]
+    assert audit.names() == ["sys_startup", "authz_allow"]
+
+
+async def test_failing_stage_fails_closed_with_503_and_no_internals() -> None:
+    class Broken:
+        async def authenticate(self, ctx: Any) -> None:
+            raise RuntimeError("db password is hunter2")
+
+    audit = AuditCapture()
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN, authenticator=Broken(), audit=audit)
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 503
+    assert b"hunter2" not in sent.body
+    assert echo.scopes == []
+    event = audit.named("sys_error")[0]
+    assert "hunter2" not in event.to_json()
+    assert event.reason == "authenticate stage failed: RuntimeError"
+
+
+# -- request bodies ------------------------------------------------------------
+
+
+async def test_streamed_request_body_is_passed_through_unbuffered() -> None:
+    echo = EchoApp()
+    receive = Receiver.body(b"one,", b"two,", b"three")
+    sent = await call(open_app(echo), http_scope("/up", method="POST"), receive)
+    assert sent.json()["body"] == "one,two,three"
+    # Three separate messages: nothing was buffered in between.
+    assert [m.get("body") for m in echo.received] == [b"one,", b"two,", b"three"]
+
+
+async def test_buffered_body_is_replayed_byte_identical_then_disconnect_reaches_app() -> None:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":"\\u00e9"}}}'
+    policy = DenyPrefix("/never", needs_body=True)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        first = await receive()
+        second = await receive()
+        payload = json.dumps(
+            {"first": first["body"].decode(), "more": first["more_body"], "second": second["type"]}
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": payload.encode()})
+
+    receive = Receiver.body(body[:10], body[10:40], body[40:])
+    sent = await call(
+        SecurityMiddleware(app, OPEN, policy=policy),
+        http_scope("/mcp", method="POST", headers=[("content-type", "application/json")]),
+        receive,
+    )
+    result = sent.json()
+    assert result == {"first": body.decode(), "more": False, "second": "http.disconnect"}
+    ctx = policy.seen[0]
+    assert ctx.rpc[0].tool == "x"
+    assert ctx.rpc[0].arguments == {"a": "\u00e9"}
+
+
+async def test_declared_oversized_body_is_refused_without_reading_it() -> None:
+    echo = EchoApp()
+    receive = Receiver.body(b"x" * 10)
+    app = SecurityMiddleware(echo, {**OPEN, "max_body_bytes": 5})
+    sent = await call(
+        app, http_scope("/up", method="POST", headers=[("content-length", "10")]), receive
+    )
+    assert sent.status == 413
+    assert receive.calls == 0
+    assert echo.scopes == []
+
+
+async def test_buffered_body_stops_reading_at_the_limit() -> None:
+    receive = Receiver.body(*([b"x" * 4] * 100))
+    app = SecurityMiddleware(
+        EchoApp(), {**OPEN, "max_body_bytes": 10}, policy=DenyPrefix(needs_body=True)
+    )
+    sent = await call(app, http_scope("/up", method="POST"), receive)
+    assert sent.status == 413
+    assert receive.calls == 3  # 12 bytes > 10: no further chunk is pulled
+
+
+async def test_streamed_body_over_the_limit_gets_413_and_app_sees_disconnect() -> None:
+    echo = EchoApp()
+    receive = Receiver.body(*([b"y" * 4] * 100))
+    audit = AuditCapture()
+    app = SecurityMiddleware(echo, {**OPEN, "max_body_bytes": 10}, audit=audit)
+    sent = await call(app, http_scope("/up", method="POST"), receive)
+    assert sent.status == 413
+    assert echo.saw_disconnect
+    assert receive.calls == 3
+    assert [m["type"] for m in sent.messages] == ["http.response.start", "http.response.body"]
+    assert audit.named("input_validation_fail")[0].status == 413
+
+
+async def test_body_exactly_at_the_limit_passes() -> None:
+    app = SecurityMiddleware(
+        EchoApp(), {**OPEN, "max_body_bytes": 8}, policy=DenyPrefix(needs_body=True)
+    )
+    sent = await call(app, http_scope("/up", method="POST"), Receiver.body(b"1234", b"5678"))
+    assert sent.status == 200
+    assert sent.json()["body"] == "12345678"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(["abc"], id="not-a-number"),
+        pytest.param(["5", "6"], id="conflicting"),
+        pytest.param(["-1"], id="negative"),
+    ],
+)
+async def test_malformed_content_length_is_400(values: list[str]) -> None:
+    headers = [("content-length", v) for v in values]
+    sent = await call(open_app(EchoApp()), http_scope("/up", method="POST", headers=headers))
+    assert sent.status == 400
+
+
+async def test_client_disconnect_while_buffering_never_calls_app() -> None:
+    echo = EchoApp()
+    audit = AuditCapture()
+    receive = Receiver(
+        [{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}]
+    )
+    app = SecurityMiddleware(echo, OPEN, policy=DenyPrefix(needs_body=True), audit=audit)
+    sent = await call(app, http_scope("/up", method="POST"), receive)
+    assert sent.messages == []
+    assert echo.scopes == []
+    assert audit.named("request_aborted")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(b'{"a": 1, "a": 2}', "application/json", id="duplicate-key"),
+        pytest.param(b'{"a": NaN}', "application/json", id="nan"),
+        pytest.param(b"{not json", "application/json", id="malformed"),
+        pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
+        pytest.param(b"[" * 100_000, "application/json", id="deep-nesting"),
+        pytest.param(
+            b'{"jsonrpc":"2.0","method":7}', "application/json", id="rpc-method-not-string"
+        ),
+        pytest.param(
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}',
+            "text/plain",
+            id="rpc-bad-tool-undeclared",
+        ),
+        pytest.param(
+            b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a"},"method":"x"}',
+            "text/plain",
+            id="rpc-duplicate-undeclared",
+        ),
+        pytest.param(b"[]", "application/json", id="empty-batch-is-not-rpc-but-ok"),
+    ],
+)
+async def test_ambiguous_json_bodies_are_refused(body: bytes, content_type: str) -> None:
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN, policy=DenyPrefix(needs_body=True))
+    sent = await call(
+        app,
+        http_scope("/mcp", method="POST", headers=[("content-type", content_type)]),
+        Receiver.body(body),
+    )
+    if body == b"[]":
+        assert sent.status == 200
+        return
+    assert sent.status == 400
+    assert echo.scopes == []
+
+
+# -- responses -----------------------------------------------------------------
+
+
+async def test_streamed_response_passes_through_chunk_by_chunk() -> None:
+    chunks = [b"a" * 10, b"b" * 10, b"c" * 10]
+    sent = await call(open_app(chunked_app(chunks)), http_scope("/s"))
+    assert sent.body_chunks == chunks
+
+
+async def test_redactor_fixes_content_length_of_a_whole_body() -> None:
+    body = b'{"token": "s3cr3t-value", "again": "s3cr3t-value"}'
+    app = open_app(
+        chunked_app([body[:20], body[20:]], b"application/json", length=True),
+        redactor=MarkerRedactor(),
+    )
+    sent = await call(app, http_scope("/r"))
+    assert sent.body == b'{"token": "[REDACTED]", "again": "[REDACTED]"}'
+    assert sent.header("content-length") == str(len(sent.body))
+    assert sent.headers("content-length") == [str(len(sent.body))]
+
+
+async def test_redactor_streams_without_content_length_and_catches_split_secrets() -> None:
+    pieces = [b"data: s3c", b"r3t-val", b"ue\n\n", b"data: ok\n\n"]
+    redactor = MarkerRedactor()
+    app = open_app(chunked_app(pieces, b"text/event-stream"), redactor=redactor)
+    sent = await call(app, http_scope("/sse"))
+    assert sent.header("content-length") is None
+    assert sent.body == b"data: [REDACTED]\n\ndata: ok\n\n"
+    assert all(b"s3cr3t" not in chunk for chunk in sent.body_chunks)
+    assert redactor.media_types == ["text/event-stream"]
+
+
+async def test_redactor_leaves_binary_bodies_alone() -> None:
+    body = b"\x89PNG s3cr3t-value"
+    app = open_app(chunked_app([body], b"image/png", length=True), redactor=MarkerRedactor())
+    sent = await call(app, http_scope("/img"))
+    assert sent.body == body
+
+
+async def test_compressed_text_response_is_refused_when_redacting() -> None:
+    async def gzip_app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"\x1f\x8b..."})
+
+    audit = AuditCapture()
+    sent = await call(open_app(gzip_app, redactor=MarkerRedactor(), audit=audit), http_scope("/z"))
+    assert sent.status == 502
+    assert b"\x1f\x8b" not in sent.body
+    assert audit.named("secret_redaction_fail")
+
+
+async def test_redactor_asks_the_app_for_identity_encoding() -> None:
+    echo = EchoApp()
+    app = open_app(echo, redactor=MarkerRedactor())
+    await call(app, http_scope("/x", headers=[("accept-encoding", "gzip, br")]))
+    assert (b"accept-encoding", b"identity") in echo.scopes[0]["headers"]
+
+
+async def test_app_exception_is_audited_and_propagates() -> None:
+    async def crash(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    audit = AuditCapture()
+    with pytest.raises(ValueError, match="boom"):
+        await call(open_app(crash, audit=audit), http_scope("/x"))
+    assert audit.named("app_error")
+
+
+# -- identity of the request -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("incoming", "trusted", "kept"),
+    [
+        pytest.param("abc-123", True, True, id="trusted-valid"),
+        pytest.param("abc-123", False, False, id="untrusted"),
+        pytest.param("bad id\r\nx: y", True, False, id="injection"),
+        pytest.param("x" * 200, True, False, id="too-long"),
+    ],
+)
+async def test_request_id_propagation(incoming: str, trusted: bool, kept: bool) -> None:
+    echo = EchoApp()
+    audit = AuditCapture()
+    config = {**OPEN, "request_id": {"trust_incoming": trusted}}
+    app = SecurityMiddleware(echo, config, audit=audit)
+    sent = await call(app, http_scope("/x", headers=[("x-request-id", incoming)]))
+    request_id = sent.header("x-request-id")
+    assert request_id is not None
+    assert (request_id == incoming) is kept
+    assert sent.json()["request_id"] == request_id
+    assert audit.last.request_id == request_id
+
+
+async def test_request_id_is_on_denials_too() -> None:
+    sent = await call(
+        SecurityMiddleware(EchoApp(), {"audit": {"sink": "none"}}),
+        http_scope("/x", headers=[("x-request-id", "req-9")]),
+    )
+    assert sent.status == 401
+    assert sent.header("x-request-id") == "req-9"
+    assert sent.json()["request_id"] == "req-9"
+
+
+async def test_generated_request_ids_are_unique() -> None:
+    app = open_app(EchoApp())
+    ids = {(await call(app, http_scope("/x"))).header("x-request-id") for _ in range(50)}
+    assert len(ids) == 50
+
+
+@pytest.mark.parametrize(
+    ("hops", "xff", "peer", "proxies", "expected"),
+    [
+        pytest.param(0, ["1.1.1.1"], "10.0.0.1", [], "10.0.0.1", id="no-trust-ignores-header"),
+        pytest.param(1, ["1.1.1.1"], "10.0.0.1", [], "1.1.1.1", id="one-hop"),
+        pytest.param(1, ["6.6.6.6, 1.1.1.1"], "10.0.0.1", [], "1.1.1.1", id="one-hop-spoofed-left"),
+        pytest.param(2, ["6.6.6.6, 1.1.1.1, 10.0.0.2"], "10.0.0.1", [], "1.1.1.1", id="two-hops"),
+        pytest.param(
+            2,
+            ["6.6.6.6", "1.1.1.1, 10.0.0.2"],
+            "10.0.0.1",
+            [],
+            "1.1.1.1",
+            id="two-headers-combined",
+        ),
+        pytest.param(2, ["1.1.1.1"], "10.0.0.1", [], "10.0.0.1", id="too-few-entries"),
+        pytest.param(1, ["not-an-ip"], "10.0.0.1", [], "10.0.0.1", id="garbage"),
+        pytest.param(1, [], "10.0.0.1", [], "10.0.0.1", id="missing-header"),
+        pytest.param(
+            1, ["1.1.1.1"], "10.0.0.1", ["10.0.0.0/8"], "1.1.1.1", id="peer-is-trusted-proxy"
+        ),
+        pytest.param(
+            1, ["1.1.1.1"], "192.0.2.9", ["10.0.0.0/8"], "192.0.2.9", id="peer-not-a-trusted-proxy"
+        ),
+        pytest.param(1, ["2001:db8::1"], "10.0.0.1", [], "2001:db8::1", id="ipv6"),
+    ],
+)
+async def test_client_address_honours_only_trusted_hops(
+    hops: int, xff: list[str], peer: str, proxies: list[str], expected: str
+) -> None:
+    audit = AuditCapture()
+    config = {**OPEN, "proxy": {"trusted_hops": hops, "trusted_proxies": proxies}}
+    app = SecurityMiddleware(EchoApp(), config, audit=audit)
+    headers = [("x-forwarded-for", value) for value in xff]
+    await call(app, http_scope("/x", headers=headers, client=(peer, 1234)))
+    assert audit.last.client == expected
+
+
+async def test_hand_built_pipeline_is_accepted() -> None:
+    sink = MemoryAuditSink()
+    pipeline = Pipeline(
+        policy=DenyPrefix(), audit=sink, context=ContextSettings(request_id_header="x-trace")
+    )
+    app = SecurityMiddleware(EchoApp(), pipeline=pipeline)
+    sent = await call(app, http_scope("/admin/x", headers=[("x-trace", "t-1")]))
+    assert sent.status == 401  # anonymous and denied: challenge, not 403
+    assert sent.header("x-trace") == "t-1"
+    with pytest.raises(TypeError):
+        SecurityMiddleware(EchoApp(), OPEN, pipeline=pipeline)

@@ -1,0 +1,137 @@
+"""Hostile spellings of a protected path: each is refused (400) or denied, never served.
+
+The policy denies ``/admin`` and everything below it. The server hands the app a
+percent-decoded ``path`` and the untouched ``raw_path``; each case gives both the
+way uvicorn would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+from secmw import SecurityMiddleware
+from tests.support import DenyPrefix, EchoApp, call, http_scope
+
+pytestmark = pytest.mark.anyio
+
+OPEN = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
+
+
+def uvicorn_scope(raw: str, root_path: str = "") -> dict[str, Any]:
+    """Split a request target and decode it the way uvicorn does."""
+    raw_path = raw.split("?", 1)[0].encode("latin-1")
+    path = unquote(raw_path.decode("ascii"))
+    return http_scope(root_path + path, raw_path=raw_path, root_path=root_path)
+
+
+HOSTILE = [
+    pytest.param("/admin", id="plain"),
+    pytest.param("/admin/", id="trailing-slash"),
+    pytest.param("/admin/users", id="below"),
+    pytest.param("/%61dmin", id="encoded-letter"),
+    pytest.param("/%2561dmin", id="double-encoded-letter"),
+    pytest.param("/%25%36%31dmin", id="double-encoded-split"),
+    pytest.param("//admin", id="double-slash"),
+    pytest.param("///admin//x", id="many-slashes"),
+    pytest.param("/./admin", id="dot-segment"),
+    pytest.param("/public/../admin", id="dot-dot"),
+    pytest.param("/public/%2e%2e/admin", id="encoded-dot-dot"),
+    pytest.param("/public/%2E%2E/admin", id="encoded-dot-dot-upper"),
+    pytest.param("/public/.%2e/admin", id="half-encoded-dot-dot"),
+    pytest.param("/public/..;/admin", id="dot-dot-semicolon"),
+    pytest.param("/admin;jsessionid=1", id="matrix-param"),
+    pytest.param("/admin;/x", id="empty-matrix-param"),
+    pytest.param("/public%2f..%2fadmin", id="encoded-slash"),
+    pytest.param("/public%2F..%2Fadmin", id="encoded-slash-upper"),
+    pytest.param("/admin%2fx", id="encoded-slash-below"),
+    pytest.param("/public%5c..%5cadmin", id="encoded-backslash"),
+    pytest.param("/public\\..\\admin", id="backslash"),
+    pytest.param("/admin%00.html", id="nul"),
+    pytest.param("/admin%0a", id="newline"),
+    pytest.param("/adm%c0%aein", id="overlong-utf8"),
+    pytest.param("/%ff/admin", id="invalid-utf8"),
+    pytest.param("/../admin", id="above-root"),
+    pytest.param("/public/../../admin", id="far-above-root"),
+    pytest.param("/admin/./", id="trailing-dot"),
+    pytest.param("/x/%2e%2e/%2e%2e/admin", id="encoded-climb"),
+    pytest.param("/admin?x=/public", id="query-looks-public"),
+]
+
+
+@pytest.mark.parametrize("target", HOSTILE)
+async def test_hostile_spelling_never_reaches_the_app(target: str) -> None:
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN, policy=DenyPrefix("/admin"))
+    sent = await call(app, uvicorn_scope(target))
+    assert sent.status in (400, 401, 403), target
+    assert echo.scopes == []
+
+
+@pytest.mark.parametrize(
+    ("target", "canonical"),
+    [
+        pytest.param("/public/x", "/public/x", id="plain"),
+        pytest.param("/public//x/", "/public/x", id="merged"),
+        pytest.param("/administrator", "/administrator", id="prefix-is-not-segment"),
+        pytest.param("/admin.html", "/admin.html", id="dot-in-name"),
+        pytest.param("/caf%C3%A9", "/caf\u00e9", id="utf8"),
+        pytest.param("/a/b/../c", "/a/c", id="dot-dot-inside"),
+    ],
+)
+async def test_harmless_spellings_pass_with_their_canonical_path(
+    target: str, canonical: str
+) -> None:
+    policy = DenyPrefix("/admin")
+    app = SecurityMiddleware(EchoApp(), OPEN, policy=policy)
+    sent = await call(app, uvicorn_scope(target))
+    assert sent.status == 200
+    assert policy.seen[0].path == canonical
+
+
+@pytest.mark.parametrize(
+    ("root_path", "target", "status"),
+    [
+        pytest.param("/api", "/admin", 401, id="mounted-admin"),
+        pytest.param("/api", "/%61dmin", 401, id="mounted-encoded"),
+        pytest.param("/api", "//admin", 401, id="mounted-double-slash"),
+        pytest.param("/api", "/x/../admin", 401, id="mounted-dot-dot"),
+        pytest.param("/api", "/../admin", 400, id="mounted-climb-out"),
+        pytest.param("/api", "/public", 200, id="mounted-public"),
+    ],
+)
+async def test_root_path_is_removed_like_starlettes_router(
+    root_path: str, target: str, status: int
+) -> None:
+    echo = EchoApp()
+    app = SecurityMiddleware(
+        echo, {"auth": {"public_paths": ["/public"]}, "audit": {"sink": "none"}}
+    )
+    sent = await call(app, uvicorn_scope(target, root_path=root_path))
+    assert sent.status == status
+
+
+async def test_mounted_starlette_app_is_protected_under_its_own_routes() -> None:
+    async def admin(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("admin area")
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    inner = Starlette(routes=[Route("/admin", admin), Route("/hello", hello)])
+    protected = SecurityMiddleware(inner, OPEN, policy=DenyPrefix("/admin"))
+    outer = Starlette(routes=[Mount("/api", app=protected)])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=outer), base_url="http://t"
+    ) as client:
+        assert (await client.get("/api/hello")).text == "hello"
+        for target in ("/api/admin", "/api//admin", "/api/%61dmin", "/api/hello/../admin"):
+            response = await client.get(target)
+            assert response.status_code in (400, 401), target
+            assert response.text != "admin area"

@@ -1,0 +1,176 @@
+"""Websocket handshakes, lifespan pass-through and unknown scope types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import DenyPrefix, Receiver, Sender, call, http_scope, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+CONNECT = {"type": "websocket.connect"}
+
+
+class EchoSocket:
+    """Accepts, echoes one text frame with the subject, then closes."""
+
+    def __init__(self) -> None:
+        self.first_message: dict[str, Any] | None = None
+        self.scopes: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scopes.append(scope)
+        self.first_message = await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send(
+            {"type": "websocket.send", "text": f"{scope['user'].subject}:{message.get('text')}"}
+        )
+        await send({"type": "websocket.close", "code": 1000})
+
+
+def config(issuer: TokenIssuer) -> dict[str, Any]:
+    return {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+
+
+async def test_authenticated_handshake_reaches_app_with_connect_replayed() -> None:
+    issuer = TokenIssuer()
+    echo = EchoSocket()
+    audit = AuditCapture()
+    app = SecurityMiddleware(echo, config(issuer), audit=audit)
+    token = issuer.mint("alice")
+    receive = Receiver([dict(CONNECT), {"type": "websocket.receive", "text": "hi"}])
+    sent = Sender()
+    await app(ws_scope(headers=[("authorization", f"Bearer {token}")]), receive, sent)
+    assert echo.first_message == CONNECT
+    assert [m["type"] for m in sent.messages] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
+    assert sent.messages[1]["text"] == "alice:hi"
+    event = audit.named("authz_allow")[0]
+    assert event.transport == "websocket"
+    assert event.status == 101
+
+
+async def test_denied_handshake_gets_http_401_when_server_offers_the_extension() -> None:
+    issuer = TokenIssuer()
+    echo = EchoSocket()
+    audit = AuditCapture()
+    app = SecurityMiddleware(echo, config(issuer), audit=audit)
+    sent = Sender()
+    scope = ws_scope(extensions={"websocket.http.response": {}})
+    await app(scope, Receiver([dict(CONNECT)]), sent)
+    assert echo.scopes == []
+    assert sent.messages[0]["type"] == "websocket.http.response.start"
+    assert sent.status == 401
+    assert sent.header("www-authenticate") == 'Bearer realm="secmw"'
+    assert sent.json()["status"] == 401
+    assert audit.named("authn_token_missing")[0].status == 401
+
+
+async def test_denied_handshake_is_closed_before_accept_without_the_extension() -> None:
+    issuer = TokenIssuer()
+    echo = EchoSocket()
+    app = SecurityMiddleware(echo, config(issuer))
+    sent = Sender()
+    await app(
+        ws_scope(headers=[("authorization", "Bearer not.a.token")]), Receiver([dict(CONNECT)]), sent
+    )
+    assert echo.scopes == []
+    assert sent.messages == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+
+
+async def test_websocket_path_is_canonicalised_and_policed() -> None:
+    echo = EchoSocket()
+    app = SecurityMiddleware(
+        echo,
+        {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}},
+        policy=DenyPrefix("/admin"),
+    )
+    for path, raw in (
+        ("/admin/ws", b"/admin/ws"),
+        ("//admin/ws", b"//admin/ws"),
+        ("/x/../admin", b"/x/../admin"),
+        ("/a/b", b"/a%2fb"),
+    ):
+        scope = ws_scope(path)
+        scope["raw_path"] = raw
+        sent = Sender()
+        await app(scope, Receiver([dict(CONNECT)]), sent)
+        assert sent.messages[0]["type"] == "websocket.close", path
+    assert echo.scopes == []
+
+
+async def test_disconnect_before_connect_ends_quietly() -> None:
+    echo = EchoSocket()
+    app = SecurityMiddleware(echo, {"audit": {"sink": "none"}})
+    sent = Sender()
+    await app(ws_scope(), Receiver([{"type": "websocket.disconnect", "code": 1006}]), sent)
+    assert sent.messages == []
+    assert echo.scopes == []
+
+
+async def test_lifespan_passes_through_and_brackets_the_audit_trail() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    audit = AuditCapture()
+    middleware = SecurityMiddleware(app, {"audit": {"sink": "none"}}, audit=audit)
+    sent = Sender()
+    receive = Receiver([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    await middleware(scope, receive, sent)
+    assert seen == ["lifespan.startup", "lifespan.shutdown"]
+    assert [m["type"] for m in sent.messages] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert audit.names() == ["sys_startup", "sys_shutdown"]
+    assert audit.closed
+
+
+async def test_lifespan_state_reaches_requests_next_to_ours() -> None:
+    states: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        states.append(scope["state"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = SecurityMiddleware(
+        app, {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
+    )
+    shared = {"db": "pool"}
+    await call(middleware, http_scope("/x", state=shared))
+    assert states[0]["db"] == "pool"
+    assert states[0]["secmw"].path == "/x"
+    assert shared == {"db": "pool"}  # the server's dict is not mutated
+
+
+async def test_unknown_scope_types_pass_through_untouched() -> None:
+    calls: list[tuple[Any, Any, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append((scope, receive, send))
+
+    middleware = SecurityMiddleware(app, {"audit": {"sink": "none"}})
+    scope = {"type": "webtransport", "path": "/../../etc"}
+    receive, send = Receiver([]), Sender()
+    await middleware(scope, receive, send)
+    assert calls == [(scope, receive, send)]

@@ -1,0 +1,213 @@
+"""Configuration loading: every error names its key; files in TOML and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secmw.audit import MemoryAuditSink
+from secmw.config import Config, build_pipeline, load_config, parse_config
+from secmw.errors import ConfigError
+from secmw.testing import TokenIssuer
+
+
+def keys_of(error: ConfigError) -> list[str]:
+    return [issue.key for issue in error.issues]
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        pytest.param({"max_body_byte": 1}, "max_body_byte", "unknown key", id="typo-top"),
+        pytest.param(
+            {"auth": {"jwt": {"issuer": "i"}}}, "auth.jwt.audience", "Field required", id="missing"
+        ),
+        pytest.param(
+            {"auth": {"alow_anonymous": True}},
+            "auth.alow_anonymous",
+            "unknown key",
+            id="typo-nested",
+        ),
+        pytest.param(
+            {"max_body_bytes": -1}, "max_body_bytes", "greater than or equal to 0", id="negative"
+        ),
+        pytest.param(
+            {"proxy": {"trusted_hops": 99}},
+            "proxy.trusted_hops",
+            "less than or equal to 32",
+            id="hops",
+        ),
+        pytest.param(
+            {"proxy": {"trusted_proxies": ["10.0.0.300/8"]}},
+            "proxy.trusted_proxies",
+            "not a CIDR",
+            id="cidr",
+        ),
+        pytest.param(
+            {"proxy": {"trusted_proxies": ["10.0.0.1/8"]}},
+            "proxy.trusted_proxies",
+            "host bits",
+            id="cidr-host-bits",
+        ),
+        pytest.param(
+            {"request_id": {"header": "x id"}},
+            "request_id.header",
+            "not a valid header name",
+            id="header",
+        ),
+        pytest.param({"audit": {"sink": "kafka"}}, "audit.sink", "Input should be", id="sink"),
+        pytest.param(
+            {"auth": {"jwt": {"issuer": "i", "audience": "a"}}},
+            "auth.jwt",
+            "give keys or jwks_file",
+            id="no-keys",
+        ),
+        pytest.param(
+            {"auth": {"jwt": {"issuer": "i", "audience": [], "keys": []}}},
+            "auth.jwt.audience",
+            "non-empty",
+            id="empty-aud",
+        ),
+        pytest.param(
+            {"auth": {"jwt": {"issuer": "i", "audience": "a", "keys": [{"pem": "x", "jwk": {}}]}}},
+            "auth.jwt.keys[0]",
+            "exactly one",
+            id="two-key-sources",
+        ),
+        pytest.param(
+            {"auth": {"jwt": {"issuer": "", "audience": "a", "keys": []}}},
+            "auth.jwt.issuer",
+            "at least 1",
+            id="empty-issuer",
+        ),
+        pytest.param(
+            {"auth": {"public_paths": "/x"}}, "auth.public_paths", "valid list", id="not-a-list"
+        ),
+    ],
+)
+def test_invalid_values_name_their_key(data: dict[str, Any], key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert key in keys_of(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        pytest.param({"public_paths": ["admin"]}, "auth.public_paths[0]", id="relative"),
+        pytest.param({"public_paths": ["/a/*"]}, "auth.public_paths[0]", id="glob"),
+        pytest.param({"public_paths": ["/ok", "/a//b"]}, "auth.public_paths[1]", id="unnormalised"),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "keys": [{"pem": "nope"}]}},
+            "auth.jwt.keys[0]",
+            id="bad-pem",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "keys": [{"jwk": {"kty": "RSA"}}]}},
+            "auth.jwt.keys[0]",
+            id="bad-jwk",
+        ),
+        pytest.param(
+            {
+                "jwt": {
+                    "issuer": "i",
+                    "audience": "a",
+                    "keys": [{"jwk": {"kty": "oct", "k": "c2hvcnQ"}}],
+                }
+            },
+            "auth.jwt.keys[0]",
+            id="short-hmac",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "jwks_file": "/nonexistent.json"}},
+            "auth.jwt.jwks_file",
+            id="missing-jwks",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "keys": [{"pem_file": "/nonexistent.pem"}]}},
+            "auth.jwt.keys[0]",
+            id="missing-pem",
+        ),
+    ],
+)
+def test_build_time_errors_name_their_key(section: dict[str, Any], key: str) -> None:
+    config = parse_config({"auth": section})
+    with pytest.raises(ConfigError) as info:
+        build_pipeline(config)
+    assert key in keys_of(info.value)
+
+
+def test_algorithm_that_fits_no_key_is_refused() -> None:
+    issuer = TokenIssuer(algorithm="ES256")
+    config = parse_config({"auth": {"jwt": issuer.jwt_config(algorithms=["RS256"])}})
+    with pytest.raises(ConfigError) as info:
+        build_pipeline(config)
+    assert "auth.jwt.keys" in keys_of(info.value)
+
+
+def test_every_issue_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"a": 1, "b": 2, "audit": {"sink": "x"}})
+    assert sorted(keys_of(info.value)) == ["a", "audit.sink", "b"]
+
+
+def test_toml_and_json_files_load(tmp_path: Path) -> None:
+    toml = tmp_path / "secmw.toml"
+    toml.write_text('max_body_bytes = 10\n[auth]\npublic_paths = ["/health"]\n')
+    as_json = tmp_path / "secmw.json"
+    as_json.write_text(json.dumps({"max_body_bytes": 10, "auth": {"public_paths": ["/health"]}}))
+    assert load_config(toml) == load_config(str(as_json))
+    assert load_config(toml).max_body_bytes == 10
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        pytest.param("c.toml", "max_body_bytes = ", "cannot parse", id="bad-toml"),
+        pytest.param("c.json", "{", "cannot parse", id="bad-json"),
+        pytest.param("c.json", "[1]", "table/object", id="json-array"),
+        pytest.param("c.yaml", "a: 1", "must end in .toml or .json", id="suffix"),
+        pytest.param("c.toml", b"\xff", "cannot parse", id="not-utf8"),
+    ],
+)
+def test_unreadable_files_are_config_errors(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert info.value.source == str(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_other_sources() -> None:
+    assert load_config(None) == Config()
+    config = Config(max_body_bytes=5)
+    assert load_config(config) is config
+    with pytest.raises(ConfigError):
+        load_config(42)  # type: ignore[arg-type]
+
+
+def test_defaults_are_closed() -> None:
+    pipeline = build_pipeline(Config())
+    assert pipeline.authenticator is None
+    assert pipeline.fail_open == ()
+    assert pipeline.max_body_bytes == 1024 * 1024
+
+
+def test_component_overrides() -> None:
+    sink = MemoryAuditSink()
+    assert build_pipeline(Config(), audit=sink).audit is sink
+    assert build_pipeline(Config(), audit=None).audit is None
+    with pytest.raises(TypeError, match="unknown component"):
+        build_pipeline(Config(), auditor=sink)

@@ -1,0 +1,111 @@
+"""Headers, Principal and RequestContext construction."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from secmw.context import (
+    ANONYMOUS,
+    ContextSettings,
+    Headers,
+    Principal,
+    RequestContext,
+    new_request_id,
+)
+from secmw.errors import BadRequest
+from tests.support import http_scope
+
+
+def test_headers_are_case_insensitive_and_keep_duplicates() -> None:
+    headers = Headers([(b"X-Thing", b"a"), (b"x-thing", b"b"), (b"host", b"h")])
+    assert headers["x-THING"] == "a"
+    assert headers.get_all("X-Thing") == ["a", "b"]
+    assert "HOST" in headers
+    assert 3 not in headers
+    assert len(headers) == 2
+    assert sorted(headers) == ["host", "x-thing"]
+    assert headers.get("missing") is None
+    assert headers.get_all("missing") == []
+    assert headers.get_single("host") == "h"
+    assert headers.get_single("missing") is None
+    with pytest.raises(BadRequest):
+        headers.get_single("x-thing")
+
+
+def test_headers_decode_latin1_without_failing() -> None:
+    assert Headers([(b"x", b"\xff")])["x"] == "\xff"
+
+
+def test_principal_speaks_starlette_user() -> None:
+    user = Principal(subject="alice", roles=frozenset({"a"}))
+    assert user.is_authenticated
+    assert user.display_name == user.identity == "alice"
+    assert not ANONYMOUS.is_authenticated
+    assert ANONYMOUS.claims == {}
+
+
+def test_context_from_http_scope() -> None:
+    scope = http_scope(
+        "/a//b/",
+        method="POST",
+        headers=[("Host", "API.example"), ("x-request-id", "rid-1")],
+        query_string=b"q=1",
+    )
+    ctx = RequestContext.from_scope(scope)
+    assert (ctx.method, ctx.path, ctx.transport) == ("POST", "/a/b", "http")
+    assert ctx.host == "api.example"
+    assert ctx.query_string == b"q=1"
+    assert ctx.request_id == "rid-1"
+    assert ctx.client == ctx.peer == "203.0.113.7"
+    assert ctx.client_port == 40000
+    assert ctx.principal is ANONYMOUS
+    assert ctx.tools == ()
+    assert "rid-1" in repr(ctx)
+    assert ctx.elapsed_ms() >= 0
+
+
+def test_context_without_client_or_raw_path() -> None:
+    scope = http_scope("/x", client=None)
+    del scope["raw_path"]
+    ctx = RequestContext.from_scope(scope)
+    assert ctx.client is None and ctx.raw_path == b"/x"
+
+
+def test_context_loads_rpc_body() -> None:
+    ctx = RequestContext.from_scope(
+        http_scope("/mcp", headers=[("content-type", "application/json")])
+    )
+    ctx.load_body(
+        b'[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},'
+        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}]'
+    )
+    assert ctx.rpc_batch
+    assert ctx.tools == ("a", "b")
+
+
+def test_context_keeps_non_json_body_raw() -> None:
+    ctx = RequestContext.from_scope(http_scope("/up", headers=[("content-type", "text/plain")]))
+    ctx.load_body(b"hello")
+    assert ctx.body == b"hello" and ctx.json is None and ctx.rpc == ()
+
+
+def test_request_id_header_is_configurable() -> None:
+    settings = ContextSettings(request_id_header="x-trace", trust_request_id=True)
+    ctx = RequestContext.from_scope(http_scope("/", headers=[("X-Trace", "t.1:2")]), settings)
+    assert ctx.request_id == "t.1:2"
+
+
+def test_request_ids_differ_after_fork() -> None:
+    before = new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its id's prefix and exit at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child.split("-")[0] != before.split("-")[0]

@@ -1,0 +1,134 @@
+"""Strict JSON and JSON-RPC extraction."""
+
+from __future__ import annotations
+
+import pytest
+
+from secmw._jsonrpc import is_json_media_type, parse_json_body, rpc_calls
+from secmw.errors import BadRequest
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("application/json", True, id="json"),
+        pytest.param("Application/JSON; charset=utf-8", True, id="case-and-params"),
+        pytest.param("application/problem+json", True, id="suffix"),
+        pytest.param("text/plain", False, id="text"),
+        pytest.param(None, False, id="none"),
+        pytest.param("application/jsonx", False, id="lookalike"),
+    ],
+)
+def test_json_media_types(value: str | None, expected: bool) -> None:
+    assert is_json_media_type(value) is expected
+
+
+def test_undeclared_non_json_is_left_alone() -> None:
+    assert parse_json_body(b"hello", "text/plain") == (False, None)
+    assert parse_json_body(b"{broken", "text/plain") == (False, None)
+    assert parse_json_body(b"", "application/json") == (False, None)
+
+
+def test_declared_blank_json_is_refused() -> None:
+    with pytest.raises(BadRequest):
+        parse_json_body(b"   ", "application/json")
+
+
+def test_undeclared_json_is_still_read() -> None:
+    assert parse_json_body(b' {"a": 1}', None) == (True, {"a": 1})
+
+
+def test_duplicate_keys_are_refused_even_when_undeclared() -> None:
+    with pytest.raises(BadRequest, match="duplicate JSON key"):
+        parse_json_body(b'{"a": {"b": 1, "b": 2}}', None)
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_standard_constants_are_refused(constant: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_json_body(b'{"a": ' + constant + b"}", "application/json")
+
+
+def test_single_call_with_tool_and_arguments() -> None:
+    calls, batch = rpc_calls(
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "search", "arguments": {"q": "x"}},
+        }
+    ) or ((), False)
+    assert not batch
+    assert calls[0].method == "tools/call"
+    assert calls[0].tool == "search"
+    assert calls[0].arguments == {"q": "x"}
+    assert not calls[0].is_notification
+
+
+def test_batch_notifications_responses_and_resources() -> None:
+    found = rpc_calls(
+        [
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": "a", "result": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "file:///x"}},
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "t", "arguments": None},
+            },
+        ]
+    )
+    assert found is not None
+    calls, batch = found
+    assert batch
+    assert calls[0].is_notification
+    assert calls[1].method is None
+    assert calls[2].target == "file:///x"
+    assert calls[2].tool is None
+    assert calls[3].arguments == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"a": 1}, id="plain-object"),
+        pytest.param([1, 2], id="plain-array"),
+        pytest.param([], id="empty-array"),
+        pytest.param("text", id="string"),
+        pytest.param([{"a": 1}], id="array-of-plain-objects"),
+    ],
+)
+def test_non_rpc_json_is_not_rpc(value: object) -> None:
+    assert rpc_calls(value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"jsonrpc": "1.0", "method": "x"}, id="version"),
+        pytest.param({"jsonrpc": "2.0", "method": ""}, id="empty-method"),
+        pytest.param({"jsonrpc": "2.0", "method": "x", "id": True}, id="bool-id"),
+        pytest.param({"jsonrpc": "2.0", "method": "x", "id": 1.5}, id="float-id"),
+        pytest.param({"jsonrpc": "2.0", "method": "x", "params": 3}, id="scalar-params"),
+        pytest.param({"jsonrpc": "2.0", "id": 1}, id="neither-request-nor-response"),
+        pytest.param(
+            {"jsonrpc": "2.0", "method": "tools/call", "params": []}, id="tool-params-array"
+        ),
+        pytest.param(
+            {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": ["a"]}},
+            id="tool-name-list",
+        ),
+        pytest.param(
+            {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "a", "arguments": "x"}},
+            id="arguments-string",
+        ),
+        pytest.param(
+            {"jsonrpc": "2.0", "method": "resources/read", "params": {}}, id="resource-without-uri"
+        ),
+        pytest.param([{"jsonrpc": "2.0", "method": "x"}, 5], id="batch-with-scalar"),
+    ],
+)
+def test_malformed_rpc_is_refused(value: object) -> None:
+    with pytest.raises(BadRequest):
+        rpc_calls(value)

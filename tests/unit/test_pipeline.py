@@ -1,0 +1,226 @@
+"""The pipeline's stage order and how each outcome becomes a response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from secmw import Pipeline, SecurityMiddleware
+from secmw.context import Finding, Principal, RequestContext
+from secmw.errors import ComponentError, RateLimited, StepUpRequired
+from secmw.policy import Decision, Effect
+from secmw.ratelimit import RateDecision
+from secmw.testing import AuditCapture
+from tests.support import EchoApp, call, http_scope
+
+pytestmark = pytest.mark.anyio
+
+ALICE = Principal(subject="alice", auth_method="test")
+
+
+class Recorder:
+    """Every stage double appends its name, so the order is observable."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+
+class FixedAuth:
+    def __init__(self, log: Recorder, principal: Principal | None = ALICE) -> None:
+        self.log, self.principal = log, principal
+
+    async def authenticate(self, ctx: RequestContext) -> Principal | None:
+        self.log.order.append("authenticate")
+        return self.principal
+
+
+class FlagInspector:
+    needs_body = False
+
+    def __init__(self, log: Recorder) -> None:
+        self.log = log
+
+    def inspect(self, ctx: RequestContext) -> list[Finding]:
+        self.log.order.append("inspect")
+        return [Finding("inspector", "signal", 0.9)]
+
+
+class FixedPolicy:
+    needs_body = False
+
+    def __init__(self, log: Recorder, decision: Decision) -> None:
+        self.log, self.decision = log, decision
+
+    def evaluate(self, ctx: RequestContext) -> Decision:
+        self.log.order.append("authorize")
+        assert ctx.findings, "inspection runs before authorization"
+        return self.decision
+
+
+class FixedLimiter:
+    def __init__(self, log: Recorder, decision: RateDecision) -> None:
+        self.log, self.decision = log, decision
+
+    async def hit(self, ctx: RequestContext) -> RateDecision:
+        self.log.order.append("throttle")
+        return self.decision
+
+
+RATE_HEADERS = ((b"ratelimit-policy", b'"burst";q=10;w=60'), (b"ratelimit", b'"burst";r=9;t=60'))
+
+
+def chain(
+    decision: Decision = Decision(Effect.ALLOW, ("r",), "ok"),
+    rate: RateDecision = RateDecision(True, headers=RATE_HEADERS),
+    principal: Principal | None = ALICE,
+) -> tuple[SecurityMiddleware, Recorder, AuditCapture, EchoApp]:
+    log, audit, echo = Recorder(), AuditCapture(), EchoApp()
+    pipeline = Pipeline(
+        authenticator=FixedAuth(log, principal),
+        inspector=FlagInspector(log),
+        policy=FixedPolicy(log, decision),
+        rate_limiter=FixedLimiter(log, rate),
+        audit=audit,
+    )
+    return SecurityMiddleware(echo, pipeline=pipeline), log, audit, echo
+
+
+async def test_stages_run_in_order_and_headers_reach_the_response() -> None:
+    app, log, audit, echo = chain()
+    sent = await call(app, http_scope("/x"))
+    assert log.order == ["authenticate", "inspect", "authorize", "throttle"]
+    assert sent.status == 200
+    assert sent.header("ratelimit") == '"burst";r=9;t=60'
+    assert sent.header("ratelimit-policy") == '"burst";q=10;w=60'
+    event = audit.named("authz_allow")[0]
+    assert (event.subject, event.rule_ids, event.status, event.outcome) == (
+        "alice",
+        ("r",),
+        200,
+        "success",
+    )
+
+
+@pytest.mark.parametrize(
+    ("decision", "principal", "status", "event", "challenge"),
+    [
+        pytest.param(
+            Decision(Effect.DENY, ("d",), "no"), ALICE, 403, "authz_fail", None, id="deny-known"
+        ),
+        pytest.param(
+            Decision(Effect.DENY, ("d",), "no"),
+            None,
+            401,
+            "authn_token_missing",
+            'Bearer realm="secmw"',
+            id="deny-anonymous",
+        ),
+        pytest.param(
+            Decision(Effect.DENY, ("d",), "no", scopes=("files:write",)),
+            ALICE,
+            403,
+            "authz_fail",
+            'Bearer realm="secmw", error="insufficient_scope", error_description="The access token lacks a required scope.", scope="files:write"',
+            id="insufficient-scope",
+        ),
+        pytest.param(
+            Decision(Effect.STEP_UP, ("s",), "mfa", acr_values=("urn:mfa",), max_age=60),
+            ALICE,
+            401,
+            "authz_step_up_required",
+            'Bearer realm="secmw", error="insufficient_user_authentication", error_description="A stronger or more recent authentication is required.", acr_values="urn:mfa", max_age=60',
+            id="step-up",
+        ),
+    ],
+)
+async def test_refusals(
+    decision: Decision, principal: Principal | None, status: int, event: str, challenge: str | None
+) -> None:
+    app, log, audit, echo = chain(decision=decision, principal=principal)
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == status
+    assert sent.header("www-authenticate") == challenge
+    assert "throttle" not in log.order
+    assert echo.scopes == []
+    recorded = audit.named(event)[0]
+    assert recorded.rule_ids == decision.rule_ids
+    assert recorded.reason == decision.reason
+
+
+async def test_rate_limited_request_gets_429_retry_after_and_rate_headers() -> None:
+    app, log, audit, echo = chain(
+        rate=RateDecision(
+            False,
+            retry_after=12.5,
+            headers=RATE_HEADERS,
+            policies=("burst",),
+            reason="burst exhausted",
+        )
+    )
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 429
+    assert sent.header("retry-after") == "13"
+    assert sent.header("ratelimit") == '"burst";r=9;t=60'
+    assert sent.json()["violated-policies"] == ["burst"]
+    assert audit.named("excess_rate_limit_exceeded")[0].reason == "burst exhausted"
+    assert echo.scopes == []
+
+
+async def test_component_error_is_503_with_retry_after() -> None:
+    class Down:
+        async def hit(self, ctx: Any) -> RateDecision:
+            raise ComponentError("redis unreachable at 10.0.0.5")
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        EchoApp(), {"auth": {"allow_anonymous": True}}, rate_limiter=Down(), audit=audit
+    )
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 503
+    assert sent.header("retry-after") == "1"
+    event = audit.named("sys_monitor_disabled")[0]
+    assert event.reason == "throttle stage unavailable: ComponentError"
+    assert "10.0.0.5" not in event.to_json()
+
+
+async def test_stage_may_raise_its_own_denial() -> None:
+    class Strict:
+        async def authenticate(self, ctx: Any) -> Principal:
+            raise StepUpRequired(acr_values=["gold"])
+
+    app = SecurityMiddleware(EchoApp(), {}, authenticator=Strict())
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 401
+    assert 'acr_values="gold"' in (sent.header("www-authenticate") or "")
+    assert RateLimited(-5).retry_after == 0.0
+
+
+async def test_startup_and_shutdown_are_recorded_once() -> None:
+    audit = AuditCapture()
+    pipeline = Pipeline(audit=audit)
+    await pipeline.startup()
+    await pipeline.startup()
+    assert audit.names() == ["sys_startup"]
+    assert audit.last.details["stages"] == ["authorize"]
+    await pipeline.aclose()
+    assert audit.names() == ["sys_startup", "sys_shutdown"]
+    assert not pipeline.started
+
+
+async def test_failing_audit_sink_never_breaks_the_response(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Broken:
+        async def emit(self, event: Any) -> None:
+            raise OSError("disk full")
+
+        async def aclose(self) -> None:
+            raise OSError("disk full")
+
+    pipeline = Pipeline(audit=Broken(), policy=FixedPolicy(Recorder(), Decision(Effect.ALLOW)))
+    pipeline.policy.evaluate = lambda ctx: Decision(Effect.ALLOW)  # type: ignore[method-assign]
+    sent = await call(SecurityMiddleware(EchoApp(), pipeline=pipeline), http_scope("/x"))
+    assert sent.status == 200
+    await pipeline.aclose()
+    assert "audit sink failed with OSError" in capsys.readouterr().err

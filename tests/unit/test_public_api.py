@@ -1,0 +1,72 @@
+"""The public API is deliberate: pinned here, sorted, and every name documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import secmw
+
+EXPECTED = [
+    "ANONYMOUS",
+    "AccessDenied",
+    "AuditEvent",
+    "AuditSink",
+    "AuthenticatedPolicy",
+    "AuthenticationError",
+    "Authenticator",
+    "BadRequest",
+    "CircuitBreaker",
+    "ComponentError",
+    "Config",
+    "ConfigError",
+    "Decision",
+    "Denial",
+    "Effect",
+    "Finding",
+    "Headers",
+    "Inspector",
+    "InsufficientScope",
+    "JWTAuthenticator",
+    "MemoryAuditSink",
+    "NoAuthenticator",
+    "NoBreaker",
+    "NoInspector",
+    "NoRateLimiter",
+    "NoRedactor",
+    "NullAuditSink",
+    "PayloadTooLarge",
+    "Pipeline",
+    "PolicyEvaluator",
+    "Principal",
+    "RateDecision",
+    "RateLimited",
+    "RateLimiter",
+    "Redactor",
+    "RequestContext",
+    "SecmwError",
+    "SecurityMiddleware",
+    "ServiceUnavailable",
+    "StepUpRequired",
+    "StreamAuditSink",
+    "StreamRedactor",
+    "build_pipeline",
+    "load_config",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert secmw.__all__ == EXPECTED
+    assert secmw.__all__ == sorted(secmw.__all__)
+
+
+def test_every_public_name_exists_and_has_a_docstring() -> None:
+    for name in secmw.__all__:
+        value = getattr(secmw, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), name
+
+
+def test_py_typed_ships() -> None:
+    from importlib.resources import files
+
+    assert files("secmw").joinpath("py.typed").is_file()
