@@ -81,13 +81,14 @@ def variants() -> list[tuple[str, App, dict[str, Any]]]:
     authed = scope_for("/api/items/42", [(b"authorization", f"Bearer {token}".encode())])
     open_config = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
     jwt_config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    closed_config = {"audit": {"sink": "none"}}
     return [
         ("bare app", bare_app, plain),
         ("no-op pure-ASGI wrapper", NoOpMiddleware(bare_app), plain),
         ("secmw, empty pipeline", SecurityMiddleware(bare_app, open_config), plain),
         (
             "secmw, default closed (401)",
-            SecurityMiddleware(bare_app, {"audit": {"sink": "none"}}),
+            SecurityMiddleware(bare_app, closed_config),
             plain,
         ),
         ("secmw, JWT ES256 (uncached)", SecurityMiddleware(bare_app, jwt_config), authed),
@@ -99,7 +100,7 @@ async def measure(requests: int, rounds: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {name: [] for name, _, _ in chosen}
     clock = time.perf_counter_ns
     per_round = max(1, requests // rounds)
-    for name, app, scope in chosen:  # warm-up: imports, caches, first-call paths
+    for _name, app, scope in chosen:  # warm-up: imports, caches, first-call paths
         for _ in range(200):
             await app(dict(scope), receive, send)
     for _ in range(rounds):
