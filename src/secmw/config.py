@@ -11,35 +11,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
+from secmw._config_base import ConfigModel, header_name
 from secmw._responses import ChallengeSettings
-from secmw.audit.base import AuditSink, MemoryAuditSink, StreamAuditSink
+from secmw.audit.config import AuditConfig
+from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.base import AuthenticatedPolicy
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
-
-
-def _header_name(value: str) -> str:
-    if not _TOKEN.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid header name")
-    return value.lower()
-
-
-class RequestIdConfig(_Model):
+class RequestIdConfig(ConfigModel):
     """Where the request id comes from and whether it is echoed back."""
 
     header: str = "x-request-id"
@@ -49,10 +38,10 @@ class RequestIdConfig(_Model):
     @field_validator("header")
     @classmethod
     def _check_header(cls, value: str) -> str:
-        return _header_name(value)
+        return header_name(value)
 
 
-class ProxyConfig(_Model):
+class ProxyConfig(ConfigModel):
     """Trusted reverse proxies in front of the app (client address resolution)."""
 
     trusted_hops: int = Field(0, ge=0, le=32)
@@ -62,7 +51,7 @@ class ProxyConfig(_Model):
     @field_validator("forwarded_header")
     @classmethod
     def _check_header(cls, value: str) -> str:
-        return _header_name(value)
+        return header_name(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -75,89 +64,20 @@ class ProxyConfig(_Model):
         return value
 
 
-class PathsConfig(_Model):
+class PathsConfig(ConfigModel):
     """Relaxations of the path canonicalisation rules (both off by default)."""
 
     allow_encoded_slash: bool = False
     allow_double_encoding: bool = False
 
 
-class JWTKeyConfig(_Model):
-    """One verification key: an inline JWK, inline PEM or a PEM file."""
+class WebSocketConfig(ConfigModel):
+    """Limits on open websocket sessions."""
 
-    kid: str | None = None
-    alg: str | None = None
-    jwk: dict[str, Any] | None = None
-    pem: str | None = None
-    pem_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> JWTKeyConfig:
-        sources = [name for name in ("jwk", "pem", "pem_file") if getattr(self, name) is not None]
-        if len(sources) != 1:
-            raise ValueError("give exactly one of jwk, pem or pem_file")
-        return self
+    max_message_bytes: int | None = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
 
 
-class ClaimNames(_Model):
-    """Which token claims feed which :class:`~secmw.context.Principal` fields."""
-
-    subject: str = "sub"
-    tenant: str = "tenant"
-    roles: str = "roles"
-    scope: str = "scope"
-    scp: str = "scp"
-    tier: str = "tier"
-    acr: str = "acr"
-    amr: str = "amr"
-    auth_time: str = "auth_time"
-
-
-class JWTConfig(_Model):
-    """JWT bearer-token verification (RFC 7519, RFC 8725 practices)."""
-
-    issuer: str = Field(min_length=1)
-    audience: str | list[str]
-    keys: list[JWTKeyConfig] = Field(default_factory=list)
-    jwks_file: Path | None = None
-    algorithms: list[str] | None = None
-    leeway: float = Field(30.0, ge=0, le=600)
-    max_token_bytes: int = Field(8192, ge=256, le=65536)
-    required_claims: list[str] = Field(default_factory=lambda: ["exp", "sub"])
-    typ: str | None = None
-    claims: ClaimNames = Field(default_factory=ClaimNames)
-
-    @field_validator("audience")
-    @classmethod
-    def _audience(cls, value: str | list[str]) -> str | list[str]:
-        if not value or (isinstance(value, list) and not all(value)):
-            raise ValueError("audience must be a non-empty string or list of strings")
-        return value
-
-    @model_validator(mode="after")
-    def _some_key(self) -> JWTConfig:
-        if not self.keys and self.jwks_file is None:
-            raise ValueError("give keys or jwks_file")
-        return self
-
-
-class AuthConfig(_Model):
-    """Authentication settings and anonymous access."""
-
-    allow_anonymous: bool = False
-    public_paths: list[str] = Field(default_factory=list)
-    realm: str = "secmw"
-    resource_metadata: str | None = None
-    jwt: JWTConfig | None = None
-
-
-class AuditConfig(_Model):
-    """Where audit events go."""
-
-    sink: Literal["stdout", "stderr", "memory", "none"] = "stdout"
-
-
-class Config(_Model):
+class Config(ConfigModel):
     """The whole secmw configuration; every section is optional."""
 
     max_body_bytes: int | None = Field(DEFAULT_MAX_BODY_BYTES, ge=0)
@@ -165,6 +85,7 @@ class Config(_Model):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
@@ -235,62 +156,89 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
     return parse_config(data, source=name)
 
 
-def _audit_sink(config: AuditConfig) -> AuditSink | None:
-    import sys  # noqa: PLC0415 - only needed here
+Builder = Callable[[Config], Any]
 
-    if config.sink == "stdout":
-        return StreamAuditSink()
-    if config.sink == "stderr":
-        return StreamAuditSink(sys.stderr)
-    if config.sink == "memory":
-        return MemoryAuditSink()
-    return None
+
+def _authenticator(config: Config) -> Any:
+    if config.auth.jwt is None:
+        return None
+    from secmw.auth.jwt import JWTAuthenticator  # noqa: PLC0415 - only when configured
+
+    return _within("auth.jwt", lambda: JWTAuthenticator.from_config(config.auth.jwt))  # type: ignore[arg-type]
+
+
+def _policy(config: Config) -> Any:
+    return _within(
+        "auth",
+        lambda: AuthenticatedPolicy(
+            config.auth.public_paths, allow_anonymous=config.auth.allow_anonymous
+        ),
+    )
+
+
+def _audit(config: Config) -> Any:
+    from secmw.audit.build import build_sink  # noqa: PLC0415 - keeps imports lazy
+
+    return _within("audit", lambda: build_sink(config.audit))
+
+
+# One builder per stage; a component issue adds its section to Config and a line here.
+BUILDERS: dict[str, Builder] = {
+    "authenticator": _authenticator,
+    "inspector": lambda config: None,
+    "policy": _policy,
+    "rate_limiter": lambda config: None,
+    "redactor": lambda config: None,
+    "audit": _audit,
+}
+
+
+def _within(prefix: str, build: Callable[[], Any]) -> Any:
+    """Run a component builder, re-keying its ConfigError issues under ``prefix``."""
+    try:
+        return build()
+    except ConfigError as exc:
+        raise ConfigError(
+            [
+                ConfigIssue(f"{prefix}.{issue.key}".rstrip("."), issue.message)
+                for issue in exc.issues
+            ]
+        ) from None
+
+
+def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fail-open settings in force, for the ``sys_startup`` event and check-config."""
+    found = []
+    if config.auth.allow_anonymous and "policy" not in components:
+        found.append("auth.allow_anonymous")
+    return tuple(found)
 
 
 def build_pipeline(config: Config, **components: Any) -> Pipeline:
     """Build the :class:`Pipeline` a configuration describes.
 
     Keyword ``components`` (``authenticator``, ``inspector``, ``policy``,
-    ``rate_limiter``, ``redactor``, ``audit``) replace the configured ones.
+    ``rate_limiter``, ``redactor``, ``audit``) replace the configured ones. Every
+    section is built before any error is raised, so one :class:`ConfigError`
+    lists all of them.
     """
-    known = {"authenticator", "inspector", "policy", "rate_limiter", "redactor", "audit"}
-    unknown = set(components) - known
+    unknown = set(components) - set(BUILDERS)
     if unknown:
         raise TypeError(f"unknown component(s): {', '.join(sorted(unknown))}")
     issues: list[ConfigIssue] = []
-    authenticator = components.get("authenticator")
-    if authenticator is None and config.auth.jwt is not None:
-        from secmw.auth.jwt import JWTAuthenticator  # noqa: PLC0415 - optional stage
-
+    stages: dict[str, Any] = {}
+    for name, builder in BUILDERS.items():
+        if name in components:
+            stages[name] = components[name]
+            continue
         try:
-            authenticator = JWTAuthenticator.from_config(config.auth.jwt)
+            stages[name] = builder(config)
         except ConfigError as exc:
-            issues.extend(
-                ConfigIssue(f"auth.jwt.{i.key}".rstrip("."), i.message) for i in exc.issues
-            )
-    policy = components.get("policy")
-    if policy is None:
-        try:
-            policy = AuthenticatedPolicy(
-                config.auth.public_paths, allow_anonymous=config.auth.allow_anonymous
-            )
-        except ConfigError as exc:
-            issues.extend(ConfigIssue(f"auth.{i.key}", i.message) for i in exc.issues)
+            issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
-    fail_open = (
-        ("auth.allow_anonymous",)
-        if config.auth.allow_anonymous and "policy" not in components
-        else ()
-    )
-    audit = components["audit"] if "audit" in components else _audit_sink(config.audit)
     return Pipeline(
-        authenticator=authenticator,
-        inspector=components.get("inspector"),
-        policy=policy,
-        rate_limiter=components.get("rate_limiter"),
-        redactor=components.get("redactor"),
-        audit=audit,
+        **stages,
         context=ContextSettings(
             request_id_header=config.request_id.header,
             trust_request_id=config.request_id.trust_incoming,
@@ -304,8 +252,9 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
             realm=config.auth.realm, resource_metadata=config.auth.resource_metadata
         ),
         max_body_bytes=config.max_body_bytes,
+        max_message_bytes=config.websocket.max_message_bytes,
         echo_request_id=config.request_id.echo,
-        fail_open=fail_open,
+        fail_open=_fail_open(config, components),
     )
 
 
@@ -319,6 +268,7 @@ __all__ = [
     "PathsConfig",
     "ProxyConfig",
     "RequestIdConfig",
+    "WebSocketConfig",
     "build_pipeline",
     "load_config",
     "parse_config",

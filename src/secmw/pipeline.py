@@ -19,7 +19,8 @@ with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
@@ -38,7 +39,7 @@ from secmw.errors import (
 )
 from secmw.inspect.base import Inspector
 from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
-from secmw.ratelimit.base import RateDecision, RateLimiter
+from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
 from secmw.redact.base import Redactor
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -53,15 +54,18 @@ class Pipeline:
     """
 
     __slots__ = (
+        "_message_limiter",
         "_request_id_header",
         "_started",
         "audit",
         "authenticator",
         "challenge",
+        "clock",
         "context_settings",
         "fail_open",
         "inspector",
         "max_body_bytes",
+        "max_message_bytes",
         "max_response_buffer",
         "needs_body",
         "policy",
@@ -82,8 +86,10 @@ class Pipeline:
         challenge: ChallengeSettings | None = None,
         max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
         max_response_buffer: int = 8 * 1024 * 1024,
+        max_message_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
         echo_request_id: bool = True,
         fail_open: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.authenticator = authenticator
         self.inspector = inspector
@@ -95,6 +101,11 @@ class Pipeline:
         self.challenge = challenge or ChallengeSettings()
         self.max_body_bytes = max_body_bytes
         self.max_response_buffer = max_response_buffer
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        self._message_limiter: MessageRateLimiter | None = (
+            rate_limiter if callable(getattr(rate_limiter, "hit_message", None)) else None  # type: ignore[assignment]
+        )
         self.needs_body = bool(
             getattr(inspector, "needs_body", False) or getattr(self.policy, "needs_body", False)
         )
@@ -164,6 +175,24 @@ class Pipeline:
                 event="sys_error",
             ) from exc
 
+    @property
+    def checks_messages(self) -> bool:
+        """True when open websocket sessions have per-message checks."""
+        return self._message_limiter is not None
+
+    async def check_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> None:
+        """Per-message checks on an open websocket; raise a Denial to close it."""
+        if self._message_limiter is None:
+            return
+        rate = await self._message_limiter.hit_message(ctx, message)
+        if not rate.allowed:
+            raise RateLimited(
+                rate.retry_after or 1.0,
+                "The message rate limit was exceeded.",
+                policies=rate.policies,
+                reason=rate.reason or "message rate limit exceeded",
+            )
+
     # -- the response phase ------------------------------------------------
 
     def response_headers(self, ctx: RequestContext) -> list[Header]:
@@ -192,8 +221,9 @@ class Pipeline:
         *,
         name: str | None = None,
         reason: str | None = None,
+        status: int | None = None,
     ) -> None:
-        """Emit the one audit event that describes how the request ended."""
+        """Emit the audit event that describes how the request (or session) ended."""
         if self.audit is None:
             return
         principal = ctx.principal
@@ -205,14 +235,14 @@ class Pipeline:
             severity = "error" if denial.status >= 500 else "warning"
             rule_ids = denial.rule_ids or (decision.rule_ids if decision else ())
             why: str | None = denial.reason
-            status: int | None = denial.status
+            status = status if status is not None else denial.status
         else:
             event_name = name or "authz_allow"
             outcome = "success" if name is None else "unknown"
             severity = "info"
             rule_ids = decision.rule_ids if decision else ()
             why = reason or (decision.reason if decision else None)
-            status = ctx.status
+            status = status if status is not None else ctx.status
         event = AuditEvent(
             name=event_name,
             outcome=outcome,

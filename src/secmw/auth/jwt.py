@@ -30,11 +30,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 from secmw.auth.bearer import bearer_token
+from secmw.auth.config import ClaimNames
 from secmw.context import Principal, RequestContext
 from secmw.errors import AuthenticationError, ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
-    from secmw.config import ClaimNames, JWTConfig
+    from secmw.auth.config import JWTConfig
 
 _RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
@@ -170,8 +171,6 @@ class JWTAuthenticator:
         self._max_bytes = max_token_bytes
         self._required = sorted(set(required_claims))
         self._typ = typ.lower() if typ else None
-        from secmw.config import ClaimNames  # noqa: PLC0415 - config imports this module
-
         self._claims = claims or ClaimNames()
         self._clock = clock
 
@@ -235,7 +234,14 @@ class JWTAuthenticator:
         except jwt.PyJWTError:
             raise _invalid("The access token is malformed.", "unreadable JOSE header") from None
         key, alg = self._select_key(header)
-        options: Any = {"require": self._required, "verify_iss": False}
+        # Time claims are checked below against our clock (PyJWT reads the real one).
+        options: Any = {
+            "require": self._required,
+            "verify_iss": False,
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
         try:
             claims = jwt.decode(
                 token,
@@ -245,12 +251,6 @@ class JWTAuthenticator:
                 leeway=self._leeway,
                 options=options,
             )
-        except jwt.ExpiredSignatureError:
-            raise _invalid(
-                "The access token expired.", "token expired", event="authn_token_expired"
-            ) from None
-        except jwt.ImmatureSignatureError:
-            raise _invalid("The access token is not valid yet.", "token not yet valid") from None
         except jwt.InvalidAudienceError:
             raise _invalid(
                 "The access token is not meant for this resource.", "audience mismatch"
@@ -305,9 +305,7 @@ class JWTAuthenticator:
         names = self._claims
         if claims.get("iss") != self._issuer:
             raise _invalid("The access token comes from an unknown issuer.", "issuer mismatch")
-        for claim in ("exp", "nbf", "iat"):
-            if claim in claims and not _is_number(claims[claim]):
-                raise _invalid("The access token is invalid.", f"{claim} is not a number")
+        self._check_times(claims)
         subject = claims.get(names.subject)
         if not isinstance(subject, str) or not subject:
             raise _invalid("The access token has no subject.", "missing or empty subject")
@@ -338,6 +336,21 @@ class JWTAuthenticator:
             expires_at=float(claims["exp"]) if _is_number(claims.get("exp")) else None,
             credential_id=credential_id,
         )
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        """``exp``, ``nbf`` and ``iat`` must be JSON numbers and fit the clock."""
+        for claim in ("exp", "nbf", "iat"):
+            if claim in claims and not _is_number(claims[claim]):
+                raise _invalid("The access token is invalid.", f"{claim} is not a number")
+        now = self._clock()
+        if "exp" in claims and claims["exp"] <= now - self._leeway:
+            raise _invalid(
+                "The access token expired.", "token expired", event="authn_token_expired"
+            )
+        if "nbf" in claims and claims["nbf"] > now + self._leeway:
+            raise _invalid("The access token is not valid yet.", "token not yet valid")
+        if "iat" in claims and claims["iat"] > now + self._leeway:
+            raise _invalid("The access token is not valid yet.", "token issued in the future")
 
 
 def _read(path: Path | None) -> str:

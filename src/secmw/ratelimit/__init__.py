@@ -1,5 +1,11 @@
 """Rate limiting."""
 
-from secmw.ratelimit.base import ALLOWED, NoRateLimiter, RateDecision, RateLimiter
+from secmw.ratelimit.base import (
+    ALLOWED,
+    MessageRateLimiter,
+    NoRateLimiter,
+    RateDecision,
+    RateLimiter,
+)
 
-__all__ = ["ALLOWED", "NoRateLimiter", "RateDecision", "RateLimiter"]
+__all__ = ["ALLOWED", "MessageRateLimiter", "NoRateLimiter", "RateDecision", "RateLimiter"]

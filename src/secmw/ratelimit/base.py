@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from secmw.context import RequestContext
 
@@ -32,6 +33,18 @@ class RateLimiter(Protocol):
 
     async def hit(self, ctx: RequestContext) -> RateDecision:
         """Consume quota for ``ctx`` and return the decision."""
+        ...
+
+
+class MessageRateLimiter(Protocol):
+    """Protocol: a rate limiter that also counts messages on open websockets.
+
+    A :class:`RateLimiter` that has this method gets every client message of an
+    admitted websocket session; a refusal closes the session with 1008.
+    """
+
+    async def hit_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> RateDecision:
+        """Consume quota for one websocket message of ``ctx``'s session."""
         ...
 
 

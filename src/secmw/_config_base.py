@@ -1,0 +1,22 @@
+"""The base of every configuration model, shared by the component packages."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.1
+
+
+class ConfigModel(BaseModel):
+    """Frozen, and unknown keys are errors: a typo never silently disables a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def header_name(value: str) -> str:
+    """Validate an HTTP field name and return it lower-cased."""
+    if not _FIELD_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid header name")
+    return value.lower()

@@ -1,0 +1,224 @@
+"""The response phase of the adapter: headers and body redaction on ``send``."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from secmw.errors import Denial
+from secmw.redact.base import Redactor, StreamRedactor
+
+if TYPE_CHECKING:
+    from secmw.context import RequestContext
+    from secmw.pipeline import Pipeline
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+_TEXTUAL_SUFFIXES = ("+json", "+xml")
+_TEXTUAL = frozenset(
+    {
+        "application/json",
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/javascript",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "application/graphql-response+json",
+    }
+)
+
+
+class BodyGuard(Protocol):
+    """Protocol: the request-body limit; once ``exceeded`` the app's reply is dropped."""
+
+    exceeded: bool
+
+
+def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, int | None]:
+    media = encoding = None
+    length: int | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-type":
+            media = value.decode("latin-1").split(";", 1)[0].strip().lower()
+        elif lowered == b"content-encoding":
+            encoding = value.decode("latin-1").strip().lower()
+        elif lowered == b"content-length" and value.isdigit():
+            length = int(value)
+    return media, encoding, length
+
+
+def _is_textual(media: str | None) -> bool:
+    if media is None:
+        return False
+    return media.startswith("text/") or media in _TEXTUAL or media.endswith(_TEXTUAL_SUFFIXES)
+
+
+class ResponseWriter:
+    """The app's ``send``: adds response headers and runs the redactor on bodies.
+
+    A body whose length is declared (and fits ``max_response_buffer``) is redacted
+    whole and gets a new ``Content-Length``; any other textual body is redacted as
+    a stream and sent without ``Content-Length``. ``http.response.start`` is held
+    until that choice is made, so no error can follow a started response.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_ctx",
+        "_guard",
+        "_media",
+        "_pipeline",
+        "_send",
+        "_start",
+        "_stream",
+        "_suppressed",
+        "denial",
+        "started",
+    )
+
+    def __init__(
+        self, ctx: RequestContext, pipeline: Pipeline, send: Send, guard: BodyGuard | None
+    ) -> None:
+        self._ctx = ctx
+        self._pipeline = pipeline
+        self._send = send
+        self._guard = guard
+        self._start: Message | None = None
+        self._buffer: list[bytes] | None = None
+        self._buffered = 0
+        self._stream: tuple[StreamRedactor, codecs.IncrementalDecoder] | None = None
+        self._media: str | None = None
+        self._suppressed = False
+        self.started = False
+        self.denial: Denial | None = None
+
+    async def send(self, message: Message) -> None:
+        if self._suppressed or (
+            self._guard is not None and self._guard.exceeded and not self.started
+        ):
+            # The body limit tripped (the adapter answers 413) or we already
+            # answered in the app's place: the app's own reply is dropped.
+            self._suppressed = True
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._on_start(message)
+        elif kind == "http.response.body" and (
+            self._buffer is not None or self._stream is not None
+        ):
+            await self._on_body(message)
+        else:
+            await self._send(message)
+
+    async def _on_start(self, message: Message) -> None:
+        ctx = self._ctx
+        pipeline = self._pipeline
+        ctx.status = message["status"]
+        headers = list(message.get("headers") or ())
+        headers.extend(pipeline.response_headers(ctx))
+        redactor = pipeline.redactor
+        if redactor is None:
+            self.started = True
+            await self._send({**message, "headers": headers})
+            return
+        media, encoding, length = _media_type(headers)
+        no_body = ctx.method == "HEAD" or ctx.status in (204, 304) or ctx.status < 200
+        if no_body or not _is_textual(media):
+            self.started = True
+            await self._send({**message, "headers": headers})
+            return
+        if encoding not in (None, "identity"):
+            # Fail closed: a compressed body cannot be scanned for secrets.
+            self._suppressed = True
+            self.denial = _UnscannableResponse(
+                "The response could not be checked.",
+                reason=f"response content-encoding {encoding} cannot be redacted",
+            )
+            status, deny_headers, body = pipeline.render(ctx, self.denial)
+            ctx.status = status
+            await self._send(
+                {"type": "http.response.start", "status": status, "headers": deny_headers}
+            )
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+            self.started = True
+            return
+        self._media = media
+        if (
+            length is not None
+            and media != "text/event-stream"
+            and length <= pipeline.max_response_buffer
+        ):
+            self._start = {**message, "headers": headers}
+            self._buffer = []
+            return
+        self.started = True
+        self._open_stream(redactor)
+        await self._send({**message, "headers": _without_length(headers)})
+
+    def _open_stream(self, redactor: Redactor) -> None:
+        self._stream = (
+            redactor.stream(self._media),
+            codecs.getincrementaldecoder("utf-8")(errors="surrogateescape"),
+        )
+
+    async def _on_body(self, message: Message) -> None:
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        buffer, start, redactor = self._buffer, self._start, self._pipeline.redactor
+        if buffer is not None and start is not None and redactor is not None:
+            buffer.append(chunk)
+            self._buffered += len(chunk)
+            if not more:
+                await self._send_buffered(b"".join(buffer), start, redactor)
+            elif self._buffered > self._pipeline.max_response_buffer:
+                # The app sent more than it declared: stream the rest without a length.
+                self._buffer = None
+                self._open_stream(redactor)
+                self.started = True
+                await self._send({**start, "headers": _without_length(start["headers"])})
+                await self._send_streamed(b"".join(buffer), True)
+            return
+        await self._send_streamed(chunk, more)
+
+    async def _send_buffered(self, raw: bytes, start: Message, redactor: Redactor) -> None:
+        redacted, findings = redactor.redact(raw.decode("utf-8", "surrogateescape"), self._media)
+        self._ctx.findings.extend(findings)
+        body = redacted.encode("utf-8", "surrogateescape")
+        headers = _without_length(start["headers"])
+        headers.append((b"content-length", str(len(body)).encode()))
+        self._buffer = None
+        self.started = True
+        await self._send({**start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _send_streamed(self, chunk: bytes, more: bool) -> None:
+        if self._stream is None:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+            return
+        stream, decoder = self._stream
+        text = stream.feed(decoder.decode(chunk, final=not more))
+        if not more:
+            text += stream.flush()
+            self._ctx.findings.extend(stream.findings)
+        if text or not more:
+            await self._send(
+                {
+                    "type": "http.response.body",
+                    "body": text.encode("utf-8", "surrogateescape"),
+                    "more_body": more,
+                }
+            )
+
+
+def _without_length(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, value in headers if name.lower() != b"content-length"]
+
+
+class _UnscannableResponse(Denial):
+    status = 502
+    title = "Bad Gateway"
+    event = "secret_redaction_fail"

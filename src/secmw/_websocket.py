@@ -1,0 +1,174 @@
+"""An admitted websocket session: per-message checks and a close at credential expiry.
+
+The handshake is checked like an HTTP request; what happens after ``accept`` is
+here. Client messages are read by a pump task, checked (size, the pipeline's
+per-message checks) and handed to the app through a small buffer. When a message
+is refused or the principal's credential expires, the client gets a close frame
+with the matching code (1008 policy, 1009 too big, 1013 try later), the app gets
+``websocket.disconnect``, and the event is audited. Nothing is checked, and no
+task runs, for sessions that need none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from secmw.errors import AuthenticationError, Denial, PayloadTooLarge, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from secmw.context import RequestContext
+    from secmw.pipeline import Pipeline
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+def close_code(denial: Denial) -> int:
+    """The websocket close code for a refusal (RFC 6455 section 7.4.1)."""
+    if isinstance(denial, PayloadTooLarge):
+        return 1009
+    if isinstance(denial, ServiceUnavailable):
+        return 1013
+    return 1008
+
+
+class WebSocketSession:
+    """Runs the app for one admitted websocket and polices the open session."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        pipeline: Pipeline,
+        receive: Receive,
+        send: Send,
+        connect: Message,
+    ) -> None:
+        self._ctx = ctx
+        self._pipeline = pipeline
+        self._receive = receive
+        self._send = send
+        self._connect: Message | None = connect
+        self.accepted = False
+        self.closed = False
+
+    @property
+    def needs_guard(self) -> bool:
+        """True when messages or expiry must be watched (else the app runs bare)."""
+        pipeline = self._pipeline
+        return (
+            pipeline.checks_messages
+            or pipeline.max_message_bytes is not None
+            or self._ctx.principal.expires_at is not None
+        )
+
+    async def run(self, app: ASGIApp, scope: MutableMapping[str, Any]) -> None:
+        """Call the app with a guarded ``receive``/``send`` and wait for it."""
+        if not self.needs_guard:
+            await app(scope, self._replay_receive, self._watch_send)
+            return
+        to_app, from_client = anyio.create_memory_object_stream[Message](16)
+        with from_client:
+            await self._run_guarded(app, scope, to_app, from_client)
+
+    async def _run_guarded(
+        self,
+        app: ASGIApp,
+        scope: MutableMapping[str, Any],
+        to_app: MemoryObjectSendStream[Message],
+        from_client: MemoryObjectReceiveStream[Message],
+    ) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._pump, to_app.clone())
+            expires_at = self._ctx.principal.expires_at
+            if expires_at is not None:
+                tasks.start_soon(self._expire, to_app.clone(), expires_at)
+            to_app.close()
+            try:
+                await app(scope, self._stream_receive(from_client), self._watch_send)
+            finally:
+                tasks.cancel_scope.cancel()
+
+    async def _replay_receive(self) -> Message:
+        if self._connect is not None:
+            message, self._connect = self._connect, None
+            return message
+        return await self._receive()
+
+    def _stream_receive(self, stream: MemoryObjectReceiveStream[Message]) -> Receive:
+        async def receive() -> Message:
+            if self._connect is not None:
+                message, self._connect = self._connect, None
+                return message
+            try:
+                return await stream.receive()
+            except anyio.EndOfStream:
+                return {"type": "websocket.disconnect", "code": 1006}
+
+        return receive
+
+    async def _watch_send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.closed:
+            return  # we closed the session; the app has not noticed yet
+        if kind == "websocket.accept":
+            self.accepted = True
+            self._ctx.status = 101
+        elif kind == "websocket.close":
+            self.closed = True
+            if self._ctx.status is None:
+                self._ctx.status = 403
+        elif kind == "websocket.http.response.start":
+            self._ctx.status = message.get("status")
+        await self._send(message)
+
+    async def _pump(self, to_app: MemoryObjectSendStream[Message]) -> None:
+        async with to_app:
+            while True:
+                message = await self._receive()
+                if message["type"] == "websocket.receive" and not self.closed:
+                    try:
+                        await self._check(message)
+                    except Denial as denial:
+                        await self._refuse(denial, to_app)
+                        return
+                await to_app.send(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+
+    async def _check(self, message: Message) -> None:
+        limit = self._pipeline.max_message_bytes
+        if limit is not None:
+            data = message.get("bytes")
+            size = len(data) if data is not None else len((message.get("text") or "").encode())
+            if size > limit:
+                raise PayloadTooLarge(
+                    "The message is too large.", reason="websocket message over max_message_bytes"
+                )
+        await self._pipeline.check_message(self._ctx, message)
+
+    async def _expire(self, to_app: MemoryObjectSendStream[Message], expires_at: float) -> None:
+        async with to_app:
+            await anyio.sleep(max(0.0, expires_at - self._pipeline.clock()))
+            denial = AuthenticationError(
+                "The credential expired.",
+                reason="credential expired during the session",
+                event="session_expired",
+            )
+            await self._refuse(denial, to_app)
+
+    async def _refuse(self, denial: Denial, to_app: MemoryObjectSendStream[Message]) -> None:
+        """Close the client side with the denial's code, tell the app, audit it."""
+        code = close_code(denial)
+        if not self.closed:
+            self.closed = True
+            reason = "credential expired" if denial.event == "session_expired" else denial.title
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        with anyio.CancelScope(shield=True):
+            await self._pipeline.record(self._ctx, denial, status=code)
+        await to_app.send({"type": "websocket.disconnect", "code": code})

@@ -1,0 +1,166 @@
+"""An admitted websocket session: message size, per-message checks, expiry close."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.context import RequestContext
+from secmw.ratelimit import RateDecision
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import Sender, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+
+class ScriptedClient:
+    """A websocket client: connect, then the given frames, then waits (bounded)."""
+
+    def __init__(self, *frames: dict[str, Any]) -> None:
+        self.frames = [{"type": "websocket.connect"}, *frames]
+        self.done = anyio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.frames:
+            return self.frames.pop(0)
+        with anyio.fail_after(5):
+            await self.done.wait()
+        return {"type": "websocket.disconnect", "code": 1000}
+
+
+class Recorder:
+    """Accepts and records every message until disconnect."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            self.received.append(message)
+            if message["type"] == "websocket.disconnect":
+                await send({"type": "websocket.send", "text": "after close"})  # must be dropped
+                return
+            await send({"type": "websocket.send", "text": "ok"})
+
+
+OPEN = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
+
+
+async def test_oversized_message_closes_with_1009_and_app_sees_disconnect() -> None:
+    app_inner, audit = Recorder(), AuditCapture()
+    app = SecurityMiddleware(
+        app_inner, {**OPEN, "websocket": {"max_message_bytes": 8}}, audit=audit
+    )
+    client = ScriptedClient(
+        {"type": "websocket.receive", "text": "small"},
+        {"type": "websocket.receive", "bytes": b"x" * 9},
+    )
+    sent = Sender()
+    await app(ws_scope(), client, sent)
+    types = [(m["type"], m.get("code")) for m in sent.messages]
+    # The pump reads ahead, so the reply to the first frame may or may not beat the close.
+    assert types[0] == ("websocket.accept", None)
+    assert types[-1] == ("websocket.close", 1009)
+    assert [m["type"] for m in app_inner.received] == ["websocket.receive", "websocket.disconnect"]
+    assert app_inner.received[-1]["code"] == 1009
+    refusal = audit.named("input_validation_fail")[0]
+    assert refusal.status == 1009
+    assert audit.named("authz_allow")[0].status == 101
+
+
+async def test_multibyte_text_is_measured_in_bytes() -> None:
+    app_inner = Recorder()
+    app = SecurityMiddleware(app_inner, {**OPEN, "websocket": {"max_message_bytes": 8}})
+    client = ScriptedClient({"type": "websocket.receive", "text": "\u00e9" * 5})  # 10 bytes
+    sent = Sender()
+    await app(ws_scope(), client, sent)
+    assert sent.messages[-1] == {
+        "type": "websocket.close",
+        "code": 1009,
+        "reason": "Content Too Large",
+    }
+
+
+async def test_message_limiter_refusal_closes_with_1008() -> None:
+    class TwoMessages:
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def hit(self, ctx: RequestContext) -> RateDecision:
+            return RateDecision(True)
+
+        async def hit_message(
+            self, ctx: RequestContext, message: Mapping[str, Any]
+        ) -> RateDecision:
+            self.count += 1
+            return RateDecision(
+                self.count <= 2, retry_after=1.0, policies=("messages",), reason="3rd message"
+            )
+
+    app_inner, audit = Recorder(), AuditCapture()
+    app = SecurityMiddleware(app_inner, OPEN, rate_limiter=TwoMessages(), audit=audit)
+    frames = [{"type": "websocket.receive", "text": str(i)} for i in range(5)]
+    sent = Sender()
+    await app(ws_scope(), ScriptedClient(*frames), sent)
+    assert [m.get("text") for m in app_inner.received[:2]] == ["0", "1"]
+    assert app_inner.received[2] == {"type": "websocket.disconnect", "code": 1008}
+    assert sent.messages[-1]["code"] == 1008
+    event = audit.named("excess_rate_limit_exceeded")[0]
+    assert (event.reason, event.status) == ("3rd message", 1008)
+
+
+async def test_session_closes_when_the_token_expires() -> None:
+    now = [1_000_000.0]
+    issuer = TokenIssuer()
+    token = issuer.mint("alice", now=now[0], expires_in=60)
+    app_inner, audit = Recorder(), AuditCapture()
+    config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    app = SecurityMiddleware(app_inner, config, audit=audit)
+    app.pipeline.clock = lambda: now[0] + 59.95  # the session opens 50 ms before expiry
+    assert app.pipeline.authenticator is not None
+    app.pipeline.authenticator._clock = lambda: now[0]  # type: ignore[attr-defined]
+    client = ScriptedClient()
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(ws_scope(headers=[("authorization", f"Bearer {token}")]), client, sent)
+    assert sent.messages[0]["type"] == "websocket.accept"
+    assert sent.messages[-1] == {
+        "type": "websocket.close",
+        "code": 1008,
+        "reason": "credential expired",
+    }
+    assert app_inner.received[-1] == {"type": "websocket.disconnect", "code": 1008}
+    expired = audit.named("session_expired")[0]
+    assert (expired.subject, expired.status) == ("alice", 1008)
+    assert token not in expired.to_json()
+
+
+async def test_client_disconnect_ends_a_guarded_session_cleanly() -> None:
+    app_inner = Recorder()
+    app = SecurityMiddleware(app_inner, OPEN)
+    client = ScriptedClient(
+        {"type": "websocket.receive", "text": "a"}, {"type": "websocket.disconnect", "code": 1001}
+    )
+    sent = Sender()
+    await app(ws_scope(), client, sent)
+    assert [m["type"] for m in app_inner.received] == ["websocket.receive", "websocket.disconnect"]
+    assert all(m["type"] != "websocket.close" for m in sent.messages)
+
+
+async def test_unguarded_session_runs_the_app_directly() -> None:
+    app_inner = Recorder()
+    app = SecurityMiddleware(app_inner, {**OPEN, "websocket": {"max_message_bytes": None}})
+    client = ScriptedClient(
+        {"type": "websocket.receive", "text": "x" * 10_000},
+        {"type": "websocket.disconnect", "code": 1000},
+    )
+    sent = Sender()
+    await app(ws_scope(), client, sent)
+    assert app_inner.received[0]["text"] == "x" * 10_000
