@@ -57,7 +57,7 @@ def _is_textual(media: str | None) -> bool:
 
 
 class ResponseWriter:
-    """The app's ``send``: adds response headers and runs the redactor on bodies.
+    """The app's ``send``: adds response headers and rewrites bodies (filters, redactor).
 
     A body whose length is declared (and fits ``max_response_buffer``) is redacted
     whole and gets a new ``Content-Length``; any other textual body is redacted as
@@ -78,6 +78,7 @@ class ResponseWriter:
         "_suppressed",
         "denial",
         "started",
+        "transform",
     )
 
     def __init__(
@@ -94,6 +95,7 @@ class ResponseWriter:
         self._media: str | None = None
         self._suppressed = False
         self.started = False
+        self.transform: Redactor | None = pipeline.body_transform(ctx)
         self.denial: Denial | None = None
 
     async def send(self, message: Message) -> None:
@@ -120,7 +122,7 @@ class ResponseWriter:
         ctx.status = message["status"]
         headers = list(message.get("headers") or ())
         headers.extend(pipeline.response_headers(ctx))
-        redactor = pipeline.redactor
+        redactor = self.transform
         if redactor is None:
             self.started = True
             await self._send({**message, "headers": headers})
@@ -168,7 +170,7 @@ class ResponseWriter:
     async def _on_body(self, message: Message) -> None:
         chunk: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
-        buffer, start, redactor = self._buffer, self._start, self._pipeline.redactor
+        buffer, start, redactor = self._buffer, self._start, self.transform
         if buffer is not None and start is not None and redactor is not None:
             buffer.append(chunk)
             self._buffered += len(chunk)

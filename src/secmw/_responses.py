@@ -75,10 +75,24 @@ def _retry_after(seconds: float) -> bytes:
     return str(max(1, math.ceil(seconds))).encode()
 
 
+# JSON-RPC error codes for refusals (the -32000..-32099 range is for servers).
+_RPC_CODES = {400: -32600, 401: -32001, 403: -32003, 413: -32600, 429: -32029}
+
+
 def render_denial(
-    denial: Denial, settings: ChallengeSettings, request_id: str | None
+    denial: Denial,
+    settings: ChallengeSettings,
+    request_id: str | None,
+    *,
+    rpc_ids: Sequence[str | int] = (),
+    rpc_batch: bool = False,
 ) -> tuple[int, list[Header], bytes]:
-    """Status, headers and problem+json body for a denial."""
+    """Status, headers and body for a denial: problem+json, or JSON-RPC errors.
+
+    With ``rpc_ids`` (the ids of the JSON-RPC requests refused) the body is one
+    JSON-RPC error object per id, an array for a batch, carrying the problem
+    document as ``error.data``; status and headers are the same either way.
+    """
     headers: list[Header] = []
     if isinstance(denial, StepUpRequired):
         headers.append(
@@ -127,9 +141,23 @@ def render_denial(
         problem["violated-policies"] = list(denial.policies)
     if request_id is not None:
         problem["request_id"] = request_id
-    body = json.dumps(problem, ensure_ascii=True, separators=(",", ":")).encode()
+    media = b"application/problem+json"
+    document: object = problem
+    if rpc_ids:
+        code = _RPC_CODES.get(denial.status, -32000)
+        errors = [
+            {
+                "jsonrpc": "2.0",
+                "id": ident,
+                "error": {"code": code, "message": denial.detail, "data": problem},
+            }
+            for ident in rpc_ids
+        ]
+        document = errors if rpc_batch else errors[0]
+        media = b"application/json"
+    body = json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode()
     headers.extend(denial.headers)
-    headers.append((b"content-type", b"application/problem+json"))
+    headers.append((b"content-type", media))
     headers.append((b"content-length", str(len(body)).encode()))
     headers.append((b"cache-control", b"no-store"))
     return denial.status, headers, body

@@ -107,7 +107,7 @@ class SecurityMiddleware:
 
         writer = ResponseWriter(ctx, pipeline, send, guard)
         try:
-            await self.app(_child_scope(scope, ctx, pipeline.redactor), receive, writer.send)
+            await self.app(_child_scope(scope, ctx, writer.transform), receive, writer.send)
         except Exception:
             if guard is None or not guard.exceeded:
                 with anyio.CancelScope(shield=True):
@@ -206,7 +206,7 @@ class SecurityMiddleware:
         await self.app(scope, receive, observe)
 
 
-def _child_scope(scope: Scope, ctx: RequestContext, redactor: Redactor | None) -> Scope:
+def _child_scope(scope: Scope, ctx: RequestContext, transform: Redactor | None) -> Scope:
     """The scope the app sees: the Starlette ``user``/``auth`` keys and our state."""
     child = dict(scope)
     principal: Principal = ctx.principal
@@ -218,7 +218,7 @@ def _child_scope(scope: Scope, ctx: RequestContext, redactor: Redactor | None) -
     )
     state = scope.get("state")
     child["state"] = {**state, "secmw": ctx} if state else {"secmw": ctx}
-    if redactor is not None:
+    if transform is not None:
         extensions = scope.get("extensions")
         if extensions and any(name in extensions for name in _BODY_BYPASS_EXTENSIONS):
             child["extensions"] = {

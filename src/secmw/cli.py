@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
     demo.set_defaults(handler=_demo)
+
+    from secmw.policy.cli import register as register_policy  # noqa: PLC0415
+
+    register_policy(commands)
     return parser
 
 

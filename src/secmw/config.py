@@ -25,7 +25,7 @@ from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
-from secmw.policy.base import AuthenticatedPolicy
+from secmw.policy.config import PolicyConfig
 
 
 class RequestIdConfig(ConfigModel):
@@ -85,6 +85,7 @@ class Config(ConfigModel):
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    policy: PolicyConfig | None = None
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
 
@@ -168,12 +169,9 @@ def _authenticator(config: Config) -> Any:
 
 
 def _policy(config: Config) -> Any:
-    return _within(
-        "auth",
-        lambda: AuthenticatedPolicy(
-            config.auth.public_paths, allow_anonymous=config.auth.allow_anonymous
-        ),
-    )
+    from secmw.policy.build import build_policy  # noqa: PLC0415 - keeps imports lazy
+
+    return build_policy(config.policy, config.auth)
 
 
 def _audit(config: Config) -> Any:
@@ -211,6 +209,12 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    if (
+        config.policy is not None
+        and config.policy.default == "allow"
+        and "policy" not in components
+    ):
+        found.append("policy.default")
     return tuple(found)
 
 

@@ -335,6 +335,33 @@ class RequestContext:
         found = rpc_calls(value)
         if found is not None:
             self.rpc, self.rpc_batch = found
+        self._check_mcp_headers()
+
+    def _check_mcp_headers(self) -> None:
+        """The stateless MCP transport repeats the method and name in headers; they must agree.
+
+        A server may route on ``Mcp-Method``/``Mcp-Name`` while the policy reads the
+        body, so any disagreement is refused rather than decided on one of them.
+        """
+        method = self.headers.get_single("mcp-method")
+        name = self.headers.get_single("mcp-name")
+        if method is None and name is None:
+            return
+        calls = [call for call in self.rpc if call.method is not None]
+        if self.rpc_batch or len(calls) != 1:
+            raise BadRequest(
+                "The Mcp-Method header needs a body with exactly one JSON-RPC request.",
+                reason="MCP headers without a single JSON-RPC request",
+            )
+        call = calls[0]
+        if method is not None and method != call.method:
+            raise BadRequest(
+                "The Mcp-Method header does not match the body.", reason="Mcp-Method mismatch"
+            )
+        if name is not None and name != call.target:
+            raise BadRequest(
+                "The Mcp-Name header does not match the body.", reason="Mcp-Name mismatch"
+            )
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the context was built."""

@@ -40,7 +40,7 @@ from secmw.errors import (
 from secmw.inspect.base import Inspector
 from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
-from secmw.redact.base import Redactor
+from secmw.redact.base import ChainedTransform, Redactor
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -195,6 +195,16 @@ class Pipeline:
 
     # -- the response phase ------------------------------------------------
 
+    def body_transform(self, ctx: RequestContext) -> Redactor | None:
+        """What rewrites this request's response body: the policy's filter, the redactor."""
+        factory = getattr(self.policy, "response_filter", None)
+        policy_filter: Redactor | None = factory(ctx) if factory is not None else None
+        if policy_filter is None:
+            return self.redactor
+        if self.redactor is None:
+            return policy_filter
+        return ChainedTransform(policy_filter, self.redactor)
+
     def response_headers(self, ctx: RequestContext) -> list[Header]:
         """Headers every response of an admitted request gets (request id, RateLimit)."""
         headers: list[Header] = []
@@ -206,8 +216,15 @@ class Pipeline:
         return headers
 
     def render(self, ctx: RequestContext, denial: Denial) -> tuple[int, list[Header], bytes]:
-        """Status, headers and body that answer a denied request."""
-        status, headers, body = render_denial(denial, self.challenge, ctx.request_id)
+        """Status, headers and body that answer a denied request.
+
+        A JSON-RPC request (MCP) gets its refusal as JSON-RPC error objects, one per
+        call that carries an id, so clients surface the code and message.
+        """
+        ids = [call.id for call in ctx.rpc if call.method is not None and call.id is not None]
+        status, headers, body = render_denial(
+            denial, self.challenge, ctx.request_id, rpc_ids=ids, rpc_batch=ctx.rpc_batch
+        )
         if self._request_id_header is not None:
             headers.append((self._request_id_header, ctx.request_id.encode("latin-1")))
         return status, headers, body
@@ -243,6 +260,8 @@ class Pipeline:
             rule_ids = decision.rule_ids if decision else ()
             why = reason or (decision.reason if decision else None)
             status = status if status is not None else ctx.status
+        if decision is not None and decision.obligations.get("audit"):
+            severity = str(decision.obligations["audit"])
         event = AuditEvent(
             name=event_name,
             outcome=outcome,

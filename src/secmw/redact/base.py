@@ -52,6 +52,41 @@ class _PassThrough:
         return ""
 
 
+class _ChainedStream:
+    __slots__ = ("_first", "_second", "findings")
+
+    def __init__(self, first: StreamRedactor, second: StreamRedactor) -> None:
+        self._first, self._second = first, second
+        self.findings: list[Finding] = []
+
+    def feed(self, chunk: str) -> str:
+        return self._second.feed(self._first.feed(chunk))
+
+    def flush(self) -> str:
+        rest = self._second.feed(self._first.flush()) + self._second.flush()
+        self.findings = [*self._first.findings, *self._second.findings]
+        return rest
+
+
+class ChainedTransform:
+    """Two body transforms in a row (a policy's response filter, then the redactor)."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Redactor, second: Redactor) -> None:
+        self.first, self.second = first, second
+
+    def redact(self, text: str, media_type: str | None = None) -> tuple[str, Sequence[Finding]]:
+        """Apply ``first`` then ``second``; findings of both."""
+        middle, found = self.first.redact(text, media_type)
+        final, more = self.second.redact(middle, media_type)
+        return final, [*found, *more]
+
+    def stream(self, media_type: str | None = None) -> StreamRedactor:
+        """A stream through ``first`` then ``second``."""
+        return _ChainedStream(self.first.stream(media_type), self.second.stream(media_type))
+
+
 class NoRedactor:
     """Returns text unchanged; useful as a placeholder in a hand-built chain."""
 
