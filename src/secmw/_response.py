@@ -119,7 +119,7 @@ class ResponseWriter:
     async def _on_start(self, message: Message) -> None:
         ctx = self._ctx
         pipeline = self._pipeline
-        ctx.status = message["status"]
+        ctx.status = int(message["status"])
         headers = list(message.get("headers") or ())
         headers.extend(pipeline.response_headers(ctx))
         redactor = self.transform

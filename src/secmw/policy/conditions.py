@@ -324,8 +324,7 @@ def _path_check(c: Conditions, key: str, issues: list[ConfigIssue]) -> Predicate
         if attr not in ("subject", "tenant", "tier")
     )
     if not param_tests and not same:
-        regexes = [glob.regex for glob in globs]
-        return lambda ctx, call: any(regex.fullmatch(ctx.path) for regex in regexes)
+        return lambda ctx, call: any(glob.matches(ctx.path) for glob in globs)
 
     def check(ctx: RequestContext, call: RpcCall | None) -> bool:
         for glob in globs:

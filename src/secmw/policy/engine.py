@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from secmw._jsonrpc import RpcCall
 from secmw.auth.stepup import MFA_AMR, step_up_needed
@@ -201,8 +202,8 @@ class PolicyEngine:
         step_up: Rule | None = None
         allows: list[Rule] = []
         for rule in rules:
-            if rule.effect is Effect.ALLOW and allows:
-                continue  # one allow is enough; only a deny or step-up could change the outcome
+            if rule.effect is Effect.ALLOW and allows and not rule.decision.obligations:
+                continue  # one allow is enough; only a deny, a step-up or an obligation matters
             if not rule.applies(ctx, call, now):
                 continue
             if rule.effect is Effect.DENY:
@@ -213,8 +214,10 @@ class PolicyEngine:
                 allows.append(rule)
         if step_up is not None:
             return step_up.decision
-        if allows:
+        if len(allows) == 1:
             return allows[0].decision
+        if allows:
+            return _merge_allows(allows)
         return self.default
 
     def _candidates(self, ctx: RequestContext, call: RpcCall | None) -> tuple[Rule, ...]:
@@ -295,6 +298,27 @@ class PolicyEngine:
             return self._combine(listing, ctx, call, now)
         except Undecidable:
             return Decision(Effect.DENY, ("policy:undecidable",), "undecidable")
+
+
+_SEVERITY = ("info", "warning", "error", "critical")
+
+
+def _merge_allows(allows: Sequence[Rule]) -> Decision:
+    """One allow carrying every applicable rule's obligations (the highest audit level)."""
+    obligations: dict[str, Any] = {}
+    for rule in allows:
+        for key, value in rule.decision.obligations.items():
+            if key == "audit" and key in obligations:
+                obligations[key] = max(value, obligations[key], key=_SEVERITY.index)
+            elif key not in obligations:
+                obligations[key] = value
+    first = allows[0].decision
+    return Decision(
+        Effect.ALLOW,
+        tuple(rule.id for rule in allows),
+        first.reason,
+        obligations=MappingProxyType(obligations),
+    )
 
 
 def _first_failure(rule: Rule, ctx: RequestContext, call: RpcCall | None, now: float) -> str | None:

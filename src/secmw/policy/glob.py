@@ -35,8 +35,12 @@ class PathGlob:
 
     def match(self, path: str) -> dict[str, str] | None:
         """The captured parameters when ``path`` matches, else ``None``."""
-        found = self.regex.fullmatch(path)
+        found = self.regex.fullmatch("" if path == "/" else path)
         return found.groupdict() if found is not None else None
+
+    def matches(self, path: str) -> bool:
+        """True when the canonical ``path`` matches."""
+        return self.regex.fullmatch("" if path == "/" else path) is not None
 
 
 def compile_path_glob(pattern: str) -> PathGlob:
@@ -58,12 +62,10 @@ def compile_path_glob(pattern: str) -> PathGlob:
             continue
         if "**" in segment:
             raise GlobError("'**' must be a whole segment")
-        parts.append("/" + _segment(segment, params))
+        parts.append("/(?=[^/])" + _segment(segment, params))  # segments are never empty
     if len(set(params)) != len(params):
         raise GlobError("a path parameter name is used twice")
-    body = "".join(parts) or "/"
-    if segments and segments[0] == "**":
-        body = "(?:/|" + "".join(parts) + ")" if len(segments) == 1 else body
+    body = "".join(parts)  # the root "/" is matched as the empty string (no segments)
     first = segments[0] if segments and _is_literal(segments[0]) else None
     return PathGlob(pattern, re.compile(body), first, tuple(params))
 

@@ -1,0 +1,74 @@
+"""tools/list filtering in JSON and SSE framing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secmw.policy import ToolListFilter
+
+
+def only(*names: str):  # type: ignore[no-untyped-def]
+    def visible(candidates: Iterable[str]) -> set[str]:
+        return {name for name in candidates if name in names}
+
+    return visible
+
+
+LISTING = {
+    "jsonrpc": "2.0",
+    "id": 7,
+    "result": {"tools": [{"name": "read"}, {"name": "delete"}, {"name": "search"}]},
+}
+
+
+def test_json_listing_is_filtered_and_stays_valid() -> None:
+    text, findings = ToolListFilter([7], only("read", "search")).redact(
+        json.dumps(LISTING), "application/json"
+    )
+    assert [tool["name"] for tool in json.loads(text)["result"]["tools"]] == ["read", "search"]
+    assert findings[0].kind == "tools_hidden"
+
+
+def test_other_ids_and_bodies_pass_unchanged() -> None:
+    body = json.dumps({**LISTING, "id": 8})
+    assert ToolListFilter([7], only()).redact(body, "application/json") == (body, [])
+    assert ToolListFilter([7], only()).redact("not json", "application/json") == ("not json", [])
+    untouched = json.dumps(LISTING)
+    assert ToolListFilter([7], only("read", "delete", "search")).redact(untouched)[0] == untouched
+
+
+def sse(*messages: dict[str, object]) -> str:
+    return "".join(f"event: message\ndata: {json.dumps(m)}\n\n" for m in messages)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=20))
+def test_sse_listing_is_filtered_whatever_the_chunking(cuts: list[int]) -> None:
+    notice = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"p": 1}}
+    body = sse(notice, LISTING)
+    stream = ToolListFilter([7], only("read")).stream("text/event-stream")
+    out, position = [], 0
+    for cut in cuts:
+        out.append(stream.feed(body[position : position + cut]))
+        position += cut
+    out.append(stream.feed(body[position:]))
+    out.append(stream.flush())
+    result = "".join(out)
+    events = [e for e in result.split("\n\n") if e]
+    assert len(events) == 2
+    assert json.loads(events[0].split("data: ", 1)[1]) == notice
+    assert events[1].startswith("event: message\n")
+    assert json.loads(events[1].split("data: ", 1)[1])["result"]["tools"] == [{"name": "read"}]
+
+
+def test_streamed_json_is_held_then_filtered() -> None:
+    stream = ToolListFilter([7], only("search")).stream("application/json")
+    body = json.dumps(LISTING)
+    assert stream.feed(body[:10]) == ""
+    text = stream.feed(body[10:]) + stream.flush()
+    assert [tool["name"] for tool in json.loads(text)["result"]["tools"]] == ["search"]
+    assert stream.findings
