@@ -5,8 +5,9 @@ step-up, then any allow; nothing applicable gives the default (deny).
 ``first_applicable``: the first applicable rule, in file order, decides.
 
 A JSON-RPC batch is judged call by call and refused whole when any call is
-refused. Rules are indexed by method, first path segment and tool name, so a
-request only visits the rules that could apply to it.
+refused. Rules are indexed by method, first path segment, tool name and role, so
+a request only visits the rules that could apply to it; conditions the index
+cannot use (claims, headers, arguments, ...) are checked rule by rule.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from secmw.policy.glob import compile_path_glob, is_literal_name
 from secmw.policy.toolfilter import ToolListFilter
 
 _ANY = None
-IndexKey = tuple[str | None, str | None, str | None]
+IndexKey = tuple[str | None, str | None, str | None, frozenset[str]]
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class Rule:
     methods: frozenset[str] | None = None
     segments: frozenset[str] | None = None
     tools: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
     listing_when: list[Check] = field(default_factory=list)
     listing_unless: list[Check] = field(default_factory=list)
 
@@ -118,6 +120,7 @@ class PolicyEngine:
         self._known_methods = frozenset(m for r in self.rules if r.methods for m in r.methods)
         self._known_segments = frozenset(s for r in self.rules if r.segments for s in r.segments)
         self._known_tools = frozenset(t for r in self.rules if r.tools for t in r.tools)
+        self._known_roles = frozenset(x for r in self.rules if r.roles for x in r.roles)
         self._index: dict[IndexKey, tuple[Rule, ...]] = {}
 
     @classmethod
@@ -226,15 +229,19 @@ class PolicyEngine:
         segment_key = segment if segment in self._known_segments else _ANY
         tool = call.tool if call is not None else None
         tool_key = tool if tool in self._known_tools else _ANY
-        key = (method, segment_key, tool_key)
+        roles = self._known_roles & ctx.principal.roles if self._known_roles else frozenset()
+        key = (method, segment_key, tool_key, roles)
         found = self._index.get(key)
         if found is None:
+            # Unknown values collapse to None and roles to the configured ones, so the
+            # cache is bounded by the configuration, not by what clients send.
             found = tuple(
                 rule
                 for rule in self.rules
                 if (rule.methods is None or method in rule.methods)
                 and (rule.segments is None or segment_key in rule.segments)
                 and (rule.tools is None or tool_key in rule.tools)
+                and (rule.roles is None or not rule.roles.isdisjoint(roles))
             )
             self._index[key] = found
         return found
@@ -405,6 +412,7 @@ def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.t
         methods=frozenset(conditions.methods) if conditions.methods else None,
         segments=segments,
         tools=tools,
+        roles=frozenset(conditions.roles_any) if conditions.roles_any else None,
         listing_when=_listing_checks(when, effect, exceptions=False),
         listing_unless=_listing_checks(unless, effect, exceptions=True),
     )
