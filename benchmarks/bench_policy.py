@@ -62,7 +62,14 @@ def timed(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
 
 
 def context(path: str, role: str) -> RequestContext:
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "headers": [], "client": ("10.0.0.1", 1)}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "headers": [],
+        "client": ("10.0.0.1", 1),
+    }
     ctx = RequestContext.from_scope(scope)
     ctx.principal = Principal(subject="alice", roles=frozenset({role}), auth_method="jwt")
     return ctx
@@ -72,7 +79,11 @@ def secmw_engine(size: int, *, indexed: bool) -> PolicyEngine:
     rules: list[dict[str, Any]] = []
     for i in range(size):
         if indexed:
-            when: dict[str, Any] = {"roles_any": [f"role_{i}"], "methods": ["GET"], "paths": [f"/res{i}/*"]}
+            when: dict[str, Any] = {
+                "roles_any": [f"role_{i}"],
+                "methods": ["GET"],
+                "paths": [f"/res{i}/*"],
+            }
         else:  # conditions the index cannot use: every rule is checked in turn
             when = {"claims": {"dept": {"equals": f"d{i}"}}, "methods": ["GET"]}
         rules.append({"id": f"r{i}", "effect": "allow", "when": when})
@@ -100,6 +111,43 @@ def run_cel(programs: list[Any], activation: dict[str, Any]) -> bool:
     return any(bool(program.evaluate(activation)) for program in programs)
 
 
+def rows_for(size: int, model_path: str) -> list[tuple[str, Callable[[], object]]]:
+    """The engines to time at one rule-set size, each checked to give the right answer."""
+    last = size - 1
+    hit = context(f"/res{last}/42", f"role_{last}")
+    miss = context("/nowhere/1", f"role_{last}")
+    indexed, scan = secmw_engine(size, indexed=True), secmw_engine(size, indexed=False)
+    scan_ctx = context(f"/res{last}/42", f"role_{last}")
+    scan_ctx.principal = Principal(
+        subject="alice",
+        roles=frozenset({f"role_{last}"}),
+        claims={"dept": f"d{last}"},
+        auth_method="jwt",
+    )
+    assert indexed.evaluate(hit).allowed
+    assert not indexed.evaluate(miss).allowed
+    assert scan.evaluate(scan_ctx).allowed
+    enforcer = casbin_enforcer(size, model_path)
+    target = f"/res{last}/42"
+    assert enforcer.enforce("alice", target, "GET")
+    rows: list[tuple[str, Callable[[], object]]] = [
+        ("secmw (indexed), allow", lambda: indexed.evaluate(hit)),
+        ("secmw (indexed), no match", lambda: indexed.evaluate(miss)),
+        ("secmw (claims only: full scan)", lambda: scan.evaluate(scan_ctx)),
+        ("pycasbin RBAC keyMatch2, allow", lambda: enforcer.enforce("alice", target, "GET")),
+    ]
+    if size <= 100:  # cel-python at 1,000 rules takes tens of ms per request
+        programs = cel_programs(size)
+        activation = {
+            "roles": celpy.json_to_cel([f"role_{last}"]),
+            "path": celpy.json_to_cel(target),
+            "method": celpy.json_to_cel("GET"),
+        }
+        assert run_cel(programs, activation)
+        rows.append(("cel-python, allow", lambda: run_cel(programs, activation)))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
@@ -107,38 +155,12 @@ def main() -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
         handle.write(MODEL)
         model_path = handle.name
-    print(f"policy evaluation, worst case (the last rule applies); Python {platform.python_version()}")
+    version = platform.python_version()
+    print(f"policy evaluation, worst case (the last rule applies); Python {version}")
     print(f"{'rules':>6} {'engine':34} {'p50 us':>10} {'p99 us':>10}")
     try:
         for size in SIZES:
-            last = size - 1
-            hit = context(f"/res{last}/42", f"role_{last}")
-            miss = context("/nowhere/1", f"role_{last}")
-            indexed, scan = secmw_engine(size, indexed=True), secmw_engine(size, indexed=False)
-            scan_ctx = context(f"/res{last}/42", f"role_{last}")
-            scan_ctx.principal = Principal(
-                subject="alice", roles=frozenset({f"role_{last}"}), claims={"dept": f"d{last}"}, auth_method="jwt"
-            )
-            assert indexed.evaluate(hit).allowed and not indexed.evaluate(miss).allowed
-            assert scan.evaluate(scan_ctx).allowed
-            enforcer = casbin_enforcer(size, model_path)
-            assert enforcer.enforce("alice", f"/res{last}/42", "GET")
-            rows: list[tuple[str, Callable[[], object]]] = [
-                ("secmw (indexed), allow", lambda: indexed.evaluate(hit)),
-                ("secmw (indexed), no match", lambda: indexed.evaluate(miss)),
-                ("secmw (claims only: full scan)", lambda: scan.evaluate(scan_ctx)),
-                ("pycasbin RBAC keyMatch2, allow", lambda: enforcer.enforce("alice", f"/res{last}/42", "GET")),
-            ]
-            if size <= 100:  # cel-python at 1,000 rules takes tens of ms per request
-                programs = cel_programs(size)
-                activation = {
-                    "roles": celpy.json_to_cel([f"role_{last}"]),
-                    "path": celpy.json_to_cel(f"/res{last}/42"),
-                    "method": celpy.json_to_cel("GET"),
-                }
-                assert run_cel(programs, activation)
-                rows.append(("cel-python, allow", lambda: run_cel(programs, activation)))
-            for name, fn in rows:
+            for name, fn in rows_for(size, model_path):
                 p50, p99 = timed(fn, args.seconds)
                 print(f"{size:>6} {name:34} {p50:10.2f} {p99:10.2f}")
     finally:

@@ -41,19 +41,41 @@ def config(tmp_path: Path) -> Path:
 
 
 def explain(config: Path, request: dict[str, object], *extra: str) -> int:
-    return main(["policy", "explain", "--config", str(config), "--request", json.dumps(request), *extra])
+    return main(
+        ["policy", "explain", "--config", str(config), "--request", json.dumps(request), *extra]
+    )
 
 
-def test_explain_names_the_deciding_rule_and_every_other(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert explain(config, {"method": "GET", "path": "/admin/users", "principal": {"sub": "bob", "roles": ["dev"]}}) == 0
+def test_explain_names_the_deciding_rule_and_every_other(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        explain(
+            config,
+            {
+                "method": "GET",
+                "path": "/admin/users",
+                "principal": {"sub": "bob", "roles": ["dev"]},
+            },
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "decision: deny by admin-area: admins only"
     assert any(line.split()[:3] == ["signed-in", "allow", "APPLIES"] for line in out)
-    assert any(line.split()[:2] == ["auth.public_paths", "allow"] and "when.paths" in line for line in out)
+    assert any(
+        line.split()[:2] == ["auth.public_paths", "allow"] and "when.paths" in line for line in out
+    )
 
 
-def test_explain_json_for_tools_and_anonymous(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    request = {"path": "/mcp", "principal": {"sub": "a", "acr": "urn:pwd"}, "rpc": {"tool": "delete_file", "arguments": {}}}
+def test_explain_json_for_tools_and_anonymous(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = {
+        "path": "/mcp",
+        "principal": {"sub": "a", "acr": "urn:pwd"},
+        "rpc": {"tool": "delete_file", "arguments": {}},
+    }
     assert explain(config, request, "--json") == 0
     result = json.loads(capsys.readouterr().out)
     assert result["decision"] == "step_up"
@@ -63,16 +85,22 @@ def test_explain_json_for_tools_and_anonymous(config: Path, capsys: pytest.Captu
     assert "policy:default" in out and "anonymous" in out
 
 
-def test_explain_reads_a_request_file_and_reports_bad_input(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_reads_a_request_file_and_reports_bad_input(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     request = tmp_path / "req.json"
     request.write_text(json.dumps({"path": "/healthz"}))
     assert main(["policy", "explain", "--config", str(config), "--request", f"@{request}"]) == 0
     assert capsys.readouterr().out.startswith("decision: allow by auth.public_paths")
     assert main(["policy", "explain", "--config", str(config), "--request", "[1]"]) == 2
     assert main(["policy", "explain", "--config", str(config), "--request", "{bad"]) == 2
-    assert main(["policy", "explain", "--config", str(tmp_path / "none.toml"), "--request", "{}"]) == 2
+    assert (
+        main(["policy", "explain", "--config", str(tmp_path / "none.toml"), "--request", "{}"]) == 2
+    )
 
 
-def test_explain_reports_requests_refused_before_the_policy(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_reports_requests_refused_before_the_policy(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert explain(config, {"path": "/../etc"}) == 0
     assert "refused before any rule: 400" in capsys.readouterr().out

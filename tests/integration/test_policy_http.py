@@ -173,3 +173,45 @@ async def test_policy_default_allow_is_a_recorded_fail_open() -> None:
     middleware = SecurityMiddleware(EchoApp(), config, audit=audit)
     assert (await call(middleware, http_scope("/anything"))).status == 200
     assert audit.named("sys_startup")[0].details["fail_open"] == ["policy.default"]
+
+
+async def test_step_up_tool_gets_the_rfc9470_challenge_then_passes_with_mfa() -> None:
+    rules = [
+        {"id": "signed-in", "effect": "allow", "when": {"authenticated": True}},
+        {
+            "id": "mfa-delete",
+            "effect": "step_up",
+            "acr_values": ["urn:mfa"],
+            "max_age": 300,
+            "amr_mfa": [],
+            "when": {"tools": ["delete_*"]},
+        },
+    ]
+    audit = AuditCapture()
+    middleware = SecurityMiddleware(
+        EchoApp(), {"auth": {"jwt": ISSUER.jwt_config()}, "policy": {"rules": rules}}, audit=audit
+    )
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "delete_file"}}
+    ).encode()
+
+    async def attempt(**claims: Any) -> Any:
+        headers = [*bearer(**claims), ("content-type", "application/json")]
+        return await call(
+            middleware, http_scope("/mcp", method="POST", headers=headers), Receiver.body(body)
+        )
+
+    weak = await attempt(acr="urn:pwd")
+    assert weak.status == 401
+    assert weak.header("www-authenticate") == (
+        'Bearer realm="secmw", error="insufficient_user_authentication", error_description="A stronger or '
+        'more recent authentication is required.", acr_values="urn:mfa", max_age=300'
+    )
+    assert weak.json()["error"]["code"] == -32001
+    assert audit.last.name == "authz_step_up_required"
+    import time
+
+    strong = await attempt(acr="urn:mfa", claims={"auth_time": int(time.time()) - 10})
+    assert strong.status == 200
+    stale = await attempt(acr="urn:mfa", claims={"auth_time": int(time.time()) - 900})
+    assert stale.status == 401

@@ -141,7 +141,7 @@ def _explain(args: argparse.Namespace) -> int:
         explanation = explain(ctx)
         decision, traces = explanation.decision, explanation.traces
     if args.json:
-        print(json.dumps({
+        document = {
             "decision": decision.effect.value,
             "rule_ids": list(decision.rule_ids),
             "reason": decision.reason,
@@ -149,7 +149,8 @@ def _explain(args: argparse.Namespace) -> int:
                 {"id": t.rule_id, "effect": t.effect, "applied": t.applied, "failed": t.failed}
                 for t in traces
             ],
-        }, indent=2))  # fmt: skip
+        }
+        print(json.dumps(document, indent=2))
         return 0
     print(f"decision: {decision.effect.value} by {', '.join(decision.rule_ids)}: {decision.reason}")
     if decision.effect.value == "deny" and not ctx.principal.is_authenticated:

@@ -651,8 +651,15 @@ def test_index_is_equivalent_to_a_full_scan() -> None:
         + [{"id": "all", "effect": "allow", "when": {"authenticated": True}}]
     )
     policy = engine(rules)
-    for path, method, tool in [("/area7/x", "POST", None), ("/area7/x", "GET", None), ("/zzz", "POST", None),
-                               ("/mcp", "POST", "tool9"), ("/mcp", "POST", "tool99"), ("/area49", "POST", None)]:  # fmt: skip
+    cases = [
+        ("/area7/x", "POST", None),
+        ("/area7/x", "GET", None),
+        ("/zzz", "POST", None),
+        ("/mcp", "POST", "tool9"),
+        ("/mcp", "POST", "tool99"),
+        ("/area49", "POST", None),
+    ]
+    for path, method, tool in cases:
         ctx = request(path, method=method, body=call(tool) if tool else None)
         full = policy.explain(ctx)
         assert policy.evaluate(ctx) == full.decision, (path, method, tool)
