@@ -106,6 +106,7 @@ class SecurityMiddleware:
             return
 
         writer = ResponseWriter(ctx, pipeline, send, guard)
+        ctx.state["pipeline"] = pipeline  # lets route-level checks render identical denials
         try:
             await self.app(_child_scope(scope, ctx, writer.transform), receive, writer.send)
         except Exception:
@@ -127,7 +128,8 @@ class SecurityMiddleware:
             else:
                 await pipeline.record(ctx, too_large)
             return
-        await pipeline.record(ctx, writer.denial)
+        # A route-level check (secmw.fastapi) may have refused the request inside the app.
+        await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
 
     async def _deny(self, ctx: RequestContext, denial: Denial, send: Send) -> None:
         status, headers, body = self.pipeline.render(ctx, denial)
