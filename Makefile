@@ -2,9 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-SOURCES := src tests benchmarks
+SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test docs unit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -18,14 +18,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/secmw demo
 
-## The whole suite: lint, format check, strict types, tests with coverage.
+## The whole suite: lint, format check, strict types, docs (strict), tests with coverage.
 test: $(STAMP)
 	bash scripts/ensure-redis.sh
 	$(VENV)/bin/ruff check $(SOURCES)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
+	$(PY) scripts/config_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 	$(PY) -m coverage run -m pytest
 	$(PY) -m coverage report
+
+## Regenerate the configuration reference and build the docs site into build/site.
+docs: $(STAMP)
+	$(PY) scripts/config_reference.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

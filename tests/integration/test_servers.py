@@ -143,7 +143,9 @@ def test_http1_behaviour_is_the_same_under_every_server(served: tuple[str, int])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("served", ["hypercorn", "granian"], indirect=True)  # uvicorn: HTTP/1.1 only
+@pytest.mark.parametrize(
+    "served", ["hypercorn", "granian"], indirect=True
+)  # uvicorn: HTTP/1.1 only
 def test_http2_where_the_server_offers_it(served: tuple[str, int]) -> None:
     _server, port = served
     token = ISSUER.mint("alice")
