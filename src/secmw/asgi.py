@@ -238,7 +238,7 @@ def _child_scope(scope: Scope, ctx: RequestContext, transform: Redactor | None) 
 
 
 def _check_declared_length(ctx: RequestContext, limit: int) -> None:
-    values = ctx.headers.get_all("content-length")
+    values = ctx.content_lengths
     if not values:
         return
     if len(set(values)) != 1 or not values[0].isdigit() or not values[0].isascii():

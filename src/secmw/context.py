@@ -193,6 +193,7 @@ class RequestContext:
         "body",
         "client",
         "client_port",
+        "content_lengths",
         "decision",
         "findings",
         "headers",
@@ -252,6 +253,7 @@ class RequestContext:
         self.rpc_batch = False
         self.status: int | None = None
         self.state: dict[str, Any] = {}
+        self.content_lengths: tuple[str, ...] = ()
 
     @classmethod
     def from_scope(
@@ -287,11 +289,10 @@ class RequestContext:
             if forwarded is not None:
                 client, client_port = forwarded, None
         request_id = None
-        if settings.trust_request_id:
-            incoming = _first_header(raw_headers, settings.request_id_header)
-            if incoming is not None and _REQUEST_ID.fullmatch(incoming):
-                request_id = incoming
-        return cls(
+        incoming, lengths = _scan(raw_headers, settings.request_id_header.encode("latin-1"))
+        if settings.trust_request_id and incoming is not None and _REQUEST_ID.fullmatch(incoming):
+            request_id = incoming
+        ctx = cls(
             scope=scope,
             transport=transport,
             method=scope.get("method", "GET") if transport == "http" else "GET",
@@ -307,6 +308,8 @@ class RequestContext:
             peer=peer,
             request_id=request_id or new_request_id(),
         )
+        ctx.content_lengths = lengths
+        return ctx
 
     @property
     def query_string(self) -> bytes:
@@ -377,12 +380,18 @@ class RequestContext:
 _DEFAULT_SETTINGS = ContextSettings()
 
 
-def _first_header(raw: RawHeaders, name: str) -> str | None:
-    target = name.encode("latin-1")
+def _scan(raw: RawHeaders, request_id_name: bytes) -> tuple[str | None, tuple[str, ...]]:
+    """One pass over the raw headers for what every request needs: the request id
+    and the Content-Length values (all of them: duplicates must be seen)."""
+    request_id: str | None = None
+    lengths: tuple[str, ...] = ()
     for key, value in raw:
-        if key == target or key.lower() == target:
-            return value.decode("latin-1")
-    return None
+        name = key if key.islower() else key.lower()
+        if name == b"content-length":
+            lengths = (*lengths, value.decode("latin-1"))
+        elif name == request_id_name and request_id is None:
+            request_id = value.decode("latin-1")
+    return request_id, lengths
 
 
 def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSettings) -> str | None:
