@@ -55,8 +55,8 @@ class MemoryStore:
                 admitted = False
             outcomes.append(outcome)
         if admitted:
-            for (limit, key, _), outcome in zip(checks, outcomes, strict=True):
-                if outcome.allowed:
+            for (limit, key, cost), outcome in zip(checks, outcomes, strict=True):
+                if outcome.allowed and cost:  # a zero-cost check only looks
                     self._store(limit.slot, key, outcome, now)
         return outcomes
 
@@ -64,6 +64,10 @@ class MemoryStore:
         table = self._tables.get(slot)
         if table is None:
             table = self._tables[slot] = OrderedDict()
+        if outcome.expires_at <= now:  # nothing left to remember (a zero-cost first hit)
+            if table.pop(key, None) is not None:
+                self._size -= 1
+            return
         if key in table:
             table.move_to_end(key)
             table[key] = (outcome.expires_at, outcome.state)
@@ -72,7 +76,7 @@ class MemoryStore:
         self._size += 1
         # Amortised cleanup: each new key retires up to two expired ones.
         for _ in range(2):
-            oldest = next(iter(table))
+            oldest = next(iter(table))  # never empty: the new key is in it
             if table[oldest][0] > now:
                 break
             del table[oldest]

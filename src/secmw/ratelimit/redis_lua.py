@@ -125,7 +125,7 @@ end
 if admitted then
   for i = 1, #KEYS do
     local p = plan[i]
-    if p[1] then
+    if p[1] and p[6] > 0 then
       local key, ttl = KEYS[i], math.max(1, math.ceil(p[4]))
       if p[2] == 2 then
         if p[5] > 1 then redis.call('LTRIM', key, p[5] - 1, -1) end
