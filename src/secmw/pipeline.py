@@ -318,6 +318,15 @@ class Pipeline:
     async def aclose(self) -> None:
         """Record ``sys_shutdown`` and close the audit sink (flushing it)."""
         await self.emit(AuditEvent(name="sys_shutdown", outcome="success"))
+        close = getattr(self.rate_limiter, "aclose", None)
+        if callable(close):
+            try:
+                await close()  # storage connections (a Redis-backed limiter)
+            except Exception as exc:
+                print(
+                    f"secmw: closing the rate limiter failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
         if self.audit is not None:
             try:
                 await self.audit.aclose()
