@@ -52,9 +52,7 @@ class HeaderAuthenticator:
 def limiter(*tiers: dict[str, Any], clock: FakeClock, headers: str = "draft") -> TieredRateLimiter:
     """A memory-backed limiter over ``tiers`` (TierConfig dicts) on ``clock``."""
     compiled = [Tier(TierConfig.model_validate(tier)) for tier in tiers]
-    return TieredRateLimiter(
-        compiled, store=MemoryStore(clock=clock), clock=clock, headers=headers
-    )
+    return TieredRateLimiter(compiled, store=MemoryStore(clock=clock), clock=clock, headers=headers)
 
 
 def free_port() -> int:
@@ -80,8 +78,21 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed (bash scripts/ensure-redis.sh)")
         self.process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"],
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -24,8 +24,12 @@ def config(url: str) -> dict[str, object]:
             "tiers": [
                 {"name": "all", "key": "global", "rate": "30/hour"},
                 {"name": "user", "key": "principal", "rate": "10/hour"},
-                {"name": "slide", "key": "principal", "rate": "12/hour",
-                 "algorithm": "sliding-window-counter"},
+                {
+                    "name": "slide",
+                    "key": "principal",
+                    "rate": "12/hour",
+                    "algorithm": "sliding-window-counter",
+                },
                 {"name": "gcra", "key": "principal", "rate": "11/hour", "algorithm": "gcra"},
             ],
         },

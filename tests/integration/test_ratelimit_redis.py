@@ -85,7 +85,9 @@ def redis_app(url: str, clock: FakeClock | None = None, **storage: Any) -> tuple
             ],
         },
     }
-    return SecurityMiddleware(EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit), audit
+    return SecurityMiddleware(
+        EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit
+    ), audit
 
 
 def command_calls(server: RedisServer) -> dict[str, int]:
@@ -168,9 +170,7 @@ def test_composite_check_is_exact_across_processes(own_redis: RedisServer) -> No
 async def test_redis_killed_mid_run_then_restarted(
     own_redis: RedisServer, mode: str, while_down: list[int], anyio_backend: str
 ) -> None:
-    app, audit = redis_app(
-        own_redis.url, on_failure=mode, retry_interval=0, fallback_fraction=0.5
-    )
+    app, audit = redis_app(own_redis.url, on_failure=mode, retry_interval=0, fallback_fraction=0.5)
     user = [("x-user", "alice")]
     try:
         before = [(await call(app, http_scope("/", headers=user))).status for _ in range(2)]
@@ -216,7 +216,10 @@ async def test_unreachable_redis_fails_closed_within_the_timeout() -> None:
             id="sentinel",
         ),
         pytest.param(
-            "redis+cluster://n1:7000,n2:7001", "cluster", (("n1", 7000), ("n2", 7001)), None,
+            "redis+cluster://n1:7000,n2:7001",
+            "cluster",
+            (("n1", 7000), ("n2", 7001)),
+            None,
             id="cluster",
         ),
     ],

@@ -175,7 +175,7 @@ async def test_exemptions_by_principal_role_and_route() -> None:
 async def test_ip_key_uses_the_trusted_proxy_client_not_the_raw_header() -> None:
     clock = FakeClock()
     app, _ = app_with({"name": "ip", "key": "ip", "rate": "1/minute"}, clock=clock)
-    spoofed = [("x-forwarded-for", f"198.51.100.{i}")for i in range(3)]
+    spoofed = [("x-forwarded-for", f"198.51.100.{i}") for i in range(3)]
     results = [(await call(app, http_scope("/", headers=[h]))).status for h in spoofed]
     assert results == [200, 429, 429]  # no trusted hops: the peer address decides
 
@@ -183,8 +183,12 @@ async def test_ip_key_uses_the_trusted_proxy_client_not_the_raw_header() -> None
 async def test_route_costs_and_anonymous_callers_keyed_by_ip() -> None:
     clock = FakeClock()
     app, _ = app_with(
-        {"name": "user", "key": "principal", "rate": "5/minute",
-         "costs": {"routes": {"/search": 3, "/bulk/**": 5}}},
+        {
+            "name": "user",
+            "key": "principal",
+            "rate": "5/minute",
+            "costs": {"routes": {"/search": 3, "/bulk/**": 5}},
+        },
         clock=clock,
     )
     assert await statuses(app, 2, path="/search") == [200, 429]
