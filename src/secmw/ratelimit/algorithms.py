@@ -26,7 +26,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 FIXED_WINDOW = "fixed-window"
 MOVING_WINDOW = "moving-window"
@@ -60,13 +60,13 @@ class Limit:
         return self.window / self.amount
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one key's algorithm says about one hit.
 
     ``state`` and ``expires_at`` are what to store when the request is admitted;
     ``remaining`` and ``reset`` (seconds) describe the key after the hit (before
-    it, when refused); ``retry_after`` (seconds) is set when refused.
+    it, when refused); ``retry_after`` (seconds) is set when refused. A named
+    tuple, because one is made per tier on every request.
     """
 
     allowed: bool

@@ -14,49 +14,41 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from secmw.ratelimit.algorithms import Limit, Outcome
+from secmw.ratelimit.algorithms import Limit
 
 HEADER_MODES = ("draft", "legacy", "both", "none")
 
 
+def policy_field(limits: Sequence[Limit]) -> bytes:
+    """The ``RateLimit-Policy`` value for ``limits`` (each descriptor once, in order)."""
+    seen: list[str] = []
+    for item in limits:
+        if item.descriptor not in seen:
+            seen.append(item.descriptor)
+    return ", ".join(seen).encode("latin-1")
+
+
 def rate_headers(
     mode: str,
-    limits: Sequence[Limit],
+    policy: bytes,
     worst: tuple[Limit, int, float],
     now: float,
 ) -> tuple[tuple[bytes, bytes], ...]:
     """The header fields for ``mode``; ``worst`` is ``(limit, remaining, reset seconds)``."""
     limit, remaining, reset = worst
-    seconds = max(0, math.ceil(reset))
+    remaining = max(0, remaining)
+    if mode == "draft":
+        seconds = max(0, math.ceil(reset))
+        value = f'"{limit.policy}";r={remaining};t={seconds}'.encode("latin-1")
+        return ((b"ratelimit-policy", policy), (b"ratelimit", value))
     headers: list[tuple[bytes, bytes]] = []
-    if mode in ("draft", "both"):
-        seen: list[str] = []
-        for item in limits:
-            if item.descriptor not in seen:
-                seen.append(item.descriptor)
-        headers.append((b"ratelimit-policy", ", ".join(seen).encode("latin-1")))
+    if mode == "both":
+        seconds = max(0, math.ceil(reset))
+        headers.append((b"ratelimit-policy", policy))
         headers.append(
-            (b"ratelimit", f'"{limit.policy}";r={max(0, remaining)};t={seconds}'.encode("latin-1"))
+            (b"ratelimit", f'"{limit.policy}";r={remaining};t={seconds}'.encode("latin-1"))
         )
-    if mode in ("legacy", "both"):
-        headers.append((b"x-ratelimit-limit", str(limit.amount).encode()))
-        headers.append((b"x-ratelimit-remaining", str(max(0, remaining)).encode()))
-        headers.append((b"x-ratelimit-reset", str(math.ceil(now + reset)).encode()))
+    headers.append((b"x-ratelimit-limit", str(limit.amount).encode()))
+    headers.append((b"x-ratelimit-remaining", str(remaining).encode()))
+    headers.append((b"x-ratelimit-reset", str(math.ceil(now + reset)).encode()))
     return tuple(headers)
-
-
-def most_restrictive(
-    limits: Sequence[Limit], outcomes: Sequence[Outcome]
-) -> tuple[Limit, int, float] | None:
-    """The enforced limit with the fewest remaining units (ties: the latest reset)."""
-    worst: tuple[Limit, int, float] | None = None
-    for limit, outcome in zip(limits, outcomes, strict=True):
-        if limit.shadow:
-            continue
-        if (
-            worst is None
-            or outcome.remaining < worst[1]
-            or (outcome.remaining == worst[1] and outcome.reset > worst[2])
-        ):
-            worst = (limit, outcome.remaining, outcome.reset)
-    return worst

@@ -21,7 +21,7 @@ from secmw.errors import ServiceUnavailable
 from secmw.ratelimit.algorithms import Limit, Outcome
 from secmw.ratelimit.base import ALLOWED, RateDecision
 from secmw.ratelimit.failover import Failover
-from secmw.ratelimit.headers import most_restrictive, rate_headers
+from secmw.ratelimit.headers import policy_field, rate_headers
 from secmw.ratelimit.memory import MemoryStore
 from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable
 from secmw.ratelimit.tiers import Tier
@@ -46,6 +46,7 @@ class TieredRateLimiter:
         "_failover",
         "_headers",
         "_message_tiers",
+        "_policies",
         "_redis",
         "_request_tiers",
         "clock",
@@ -75,6 +76,8 @@ class TieredRateLimiter:
         self.memory = store if isinstance(store, MemoryStore) else None
         self._failover = failover if failover is not None else Failover()
         self._emit: Emit | None = None
+        # RateLimit-Policy values by the limits they list (a handful of distinct sets).
+        self._policies: dict[tuple[int, ...], bytes] = {}
         self.needs_body = any(tier.uses_tool for tier in self._request_tiers)
 
     def bind_emitter(self, emit: Emit) -> None:
@@ -101,16 +104,20 @@ class TieredRateLimiter:
         self, ctx: RequestContext, tiers: Sequence[Tier], *, message: bool
     ) -> RateDecision:
         checks: list[Check] = []
+        append = checks.append
         for tier in tiers:
             keyed = tier.keys(ctx)
             if not keyed:
                 continue
-            for limit in tier.limits_for(ctx):
-                for key, cost in keyed:
-                    checks.append((limit, key, cost))
+            limits = tier.limits_for(ctx) if tier.plans else tier.limits
+            for key, cost in keyed:
+                for limit in limits:
+                    append((limit, key, cost))
         if not checks:
             return ALLOWED
         now = self.clock()
+        if self.memory is not None:  # the fast path: no storage to fail
+            return await self._decide(ctx, checks, self.memory.apply(checks, now), now)
         outcomes = await self._evaluate(ctx, checks, now, message=message)
         if outcomes is None:
             return ALLOWED
@@ -119,9 +126,7 @@ class TieredRateLimiter:
     async def _evaluate(
         self, ctx: RequestContext, checks: list[Check], now: float, *, message: bool
     ) -> list[Outcome] | None:
-        """Run the checks on the storage; ``None`` means admit (fail-open while down)."""
-        if self.memory is not None:
-            return self.memory.apply(checks, now)
+        """Run the checks on Redis; ``None`` means admit (fail-open while down)."""
         assert self._redis is not None
         failover = self._failover
         if failover.should_try(now):
@@ -151,32 +156,42 @@ class TieredRateLimiter:
     async def _decide(
         self, ctx: RequestContext, checks: list[Check], outcomes: list[Outcome], now: float
     ) -> RateDecision:
-        limits = [check[0] for check in checks]
         violated: list[str] = []
         shadowed: list[str] = []
+        enforced: list[Limit] = []
         retry = 0.0
         refused: Limit | None = None
-        for limit, outcome in zip(limits, outcomes, strict=True):
-            if outcome.allowed:
-                continue
+        worst: tuple[Limit, int, float] | None = None
+        for index, check in enumerate(checks):
+            limit = check[0]
+            outcome = outcomes[index]
             if limit.shadow:
-                if limit.policy not in shadowed:
+                if not outcome[0] and limit.policy not in shadowed:
                     shadowed.append(limit.policy)
                 continue
-            if limit.policy not in violated:
-                violated.append(limit.policy)
-            if refused is None or outcome.retry_after > retry:
-                refused, retry = limit, outcome.retry_after
+            enforced.append(limit)
+            if not outcome[0]:
+                if limit.policy not in violated:
+                    violated.append(limit.policy)
+                if refused is None or outcome.retry_after > retry:
+                    refused, retry = limit, outcome.retry_after
+            elif (
+                worst is None
+                or outcome.remaining < worst[1]
+                or (outcome.remaining == worst[1] and outcome.reset > worst[2])
+            ):
+                worst = (limit, outcome.remaining, outcome.reset)
         if shadowed:
             await self._shadow_event(ctx, shadowed)
-        enforced = [limit for limit in limits if not limit.shadow]
         headers: tuple[tuple[bytes, bytes], ...] = ()
-        if self._headers != "none" and enforced:
-            worst = (
-                (refused, 0, retry) if refused is not None else most_restrictive(limits, outcomes)
-            )
-            if worst is not None:
-                headers = rate_headers(self._headers, enforced, worst, now)
+        if refused is not None:
+            worst = (refused, 0, retry)
+        if worst is not None and self._headers != "none":
+            cache_key = tuple(map(id, enforced))
+            policy = self._policies.get(cache_key)
+            if policy is None:
+                policy = self._policies[cache_key] = policy_field(enforced)
+            headers = rate_headers(self._headers, policy, worst, now)
         if refused is None:
             return RateDecision(allowed=True, headers=headers) if headers else ALLOWED
         return RateDecision(

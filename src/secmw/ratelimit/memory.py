@@ -44,19 +44,27 @@ class MemoryStore:
         if now is None:
             now = self._clock()
         tables = self._tables
+        steps = STEPS
         outcomes: list[Outcome] = []
         admitted = True
         for limit, key, cost in checks:
             table = tables.get(limit.slot)
             entry = table.get(key) if table is not None else None
             state = entry[1] if entry is not None and entry[0] > now else None
-            outcome = STEPS[limit.algorithm](state, now, cost, limit)
-            if not outcome.allowed and not limit.shadow:
+            outcome = steps[limit.algorithm](state, now, cost, limit)
+            if not outcome[0] and not limit.shadow:
                 admitted = False
             outcomes.append(outcome)
         if admitted:
-            for (limit, key, cost), outcome in zip(checks, outcomes, strict=True):
-                if outcome.allowed and cost:  # a zero-cost check only looks
+            for index, (limit, key, cost) in enumerate(checks):
+                outcome = outcomes[index]
+                if not (outcome[0] and cost):  # refused by a shadow tier, or only a look
+                    continue
+                table = tables.get(limit.slot)
+                if table is not None and key in table and outcome[2] > now:
+                    table.move_to_end(key)  # the common case: a known key
+                    table[key] = (outcome[2], outcome[1])
+                else:
                     self._store(limit.slot, key, outcome, now)
         return outcomes
 

@@ -97,6 +97,8 @@ class Tier:
         "_exempt_roles",
         "_exempt_routes",
         "_exempt_subjects",
+        "_has_exemptions",
+        "_has_route_costs",
         "_parts",
         "_route_costs",
         "_route_prefixes",
@@ -139,6 +141,10 @@ class Tier:
         self._exempt_routes, self._exempt_prefixes = compile_path_patterns(
             config.exempt.routes, "exempt.routes"
         )
+        self._has_exemptions = bool(
+            self._exempt_subjects or self._exempt_roles or config.exempt.routes
+        )
+        self._has_route_costs = bool(config.costs.routes)
 
     def exempt(self, ctx: RequestContext) -> bool:
         """True when the tier does not count this request at all."""
@@ -171,16 +177,18 @@ class Tier:
 
     def keys(self, ctx: RequestContext) -> list[tuple[Hashable, int]]:
         """The counter keys this request touches, with their costs (empty: not counted)."""
-        if self.exempt(ctx):
+        if self._has_exemptions and self.exempt(ctx):
             return []
-        base = tuple(part(ctx) for part in self._parts)
-        cost = self.base_cost(ctx)
-        tools = ctx.tools
+        parts = self._parts
+        base = (parts[0](ctx),) if len(parts) == 1 else tuple(part(ctx) for part in parts)
+        cost = self.base_cost(ctx) if self._has_route_costs else self.cost
         if self.uses_tool:
             per_tool: dict[str, int] = {}
-            for tool in tools:
+            for tool in ctx.tools:
                 per_tool[tool] = per_tool.get(tool, 0) + self.tool_costs.get(tool, cost)
             return [((*base, "tool:" + tool), total) for tool, total in per_tool.items()]
-        if tools and self.tool_costs:
-            cost = sum(self.tool_costs.get(tool, cost) for tool in tools)
+        if self.tool_costs:
+            tools = ctx.tools
+            if tools:
+                cost = sum(self.tool_costs.get(tool, cost) for tool in tools)
         return [(base, cost)]
