@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from secmw import SecurityMiddleware
+from secmw.ratelimit import MemoryStore
+from secmw.ratelimit.algorithms import ALGORITHMS, Limit
 
 RATES = ["100000000/minute", "1000000000/hour", "10000000000/day", "100000000/30 minutes"]
 RATES += ["1000000000/2 hours"]
@@ -241,6 +244,22 @@ def variants_for(url: str) -> list[tuple[str, Any]]:
     return found
 
 
+def bytes_per_key(keys: int = 20000) -> None:
+    """Memory held by the memory store per key, by algorithm (one hit per key)."""
+    print(f"\nmemory store, bytes per key ({keys} keys of a principal-like id, one hit each)")
+    for algorithm in ALGORITHMS:
+        limit = Limit("t", "t:60", "t", algorithm, 100, 60.0, 100)
+        names = [f"p:user-{index:08d}" for index in range(keys)]  # the key strings themselves
+        store = MemoryStore(clock=time.time)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for name in names:
+            store.apply([(limit, (name,), 1)])
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        print(f"{algorithm:24} {(after - before) / keys:8.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000, help="memory: requests per variant")
@@ -255,6 +274,7 @@ def main() -> int:
     )
     memory = anyio.run(measure, variants_for("memory://"), args.requests, args.rounds)
     table(f"memory storage, {args.requests} requests per variant", memory, False)
+    bytes_per_key()
     with redis_server() as url:
         if url is None:
             print("\nredis-server not found: Redis rows skipped")
