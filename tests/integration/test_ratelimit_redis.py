@@ -24,7 +24,7 @@ from tests.ratelimit_support import (
     free_port,
     redis_server_fixture,
 )
-from tests.support import EchoApp, call, http_scope
+from tests.support import EchoApp, Receiver, call, http_scope, ws_scope
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -227,3 +227,36 @@ async def test_unreachable_redis_fails_closed_within_the_timeout() -> None:
 def test_storage_uris(url: str, kind: str, hosts: tuple[Any, ...], service: str | None) -> None:
     target = parse_target(url)
     assert (target.kind, target.hosts, target.service) == (kind, hosts, service)
+
+
+async def test_message_limits_with_redis_down_close_with_1013() -> None:
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "ratelimit": {
+            "storage": {"url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout": 0.2},
+            "tiers": [
+                {"name": "msgs", "key": "connection", "rate": "5/second", "applies_to": "messages"}
+            ],
+        },
+    }
+    received: list[Any] = []
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        received.append(await receive())
+
+    app = SecurityMiddleware(ws_app, config, audit=audit)
+    receiver = Receiver(
+        [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"}],
+        after={"type": "websocket.disconnect", "code": 1000},
+    )
+    try:
+        sent = await call(app, ws_scope(), receiver)
+    finally:
+        await app.pipeline.aclose()
+    closes = [m for m in sent.messages if m["type"] == "websocket.close"]
+    assert closes[0]["code"] == 1013
+    assert received == [{"type": "websocket.disconnect", "code": 1013}]
+    assert [e.status for e in audit.named("sys_monitor_disabled") if e.status] == [1013]
