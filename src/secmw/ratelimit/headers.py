@@ -16,8 +16,6 @@ from collections.abc import Sequence
 
 from secmw.ratelimit.algorithms import Limit
 
-HEADER_MODES = ("draft", "legacy", "both", "none")
-
 
 def policy_field(limits: Sequence[Limit]) -> bytes:
     """The ``RateLimit-Policy`` value for ``limits`` (each descriptor once, in order)."""
