@@ -65,8 +65,10 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` on 127.0.0.1 owned by one test module; can be killed and restarted."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *args: str, config: str | None = None) -> None:
         self.port = port
+        self.args = args
+        self.config = config  # a config file goes first (sentinel mode needs one)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,24 +79,13 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (bash scripts/ensure-redis.sh)")
+        if self.config is None:
+            command = [binary, "--save", "", "--appendonly", "no", *self.args]
+        else:  # sentinel mode: the config file, then the mode, then options
+            command = [binary, self.config, *self.args]
+        command += ["--bind", "127.0.0.1", "--port", str(self.port), "--loglevel", "warning"]
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -126,9 +117,9 @@ class RedisServer:
             client.close()
 
 
-def redis_server_fixture() -> Iterator[RedisServer]:
-    """Start a server for a module; in CI a server that cannot start fails the tests."""
-    server = RedisServer(free_port())
+def redis_server_fixture(*args: str, config: str | None = None) -> Iterator[RedisServer]:
+    """Start a server; in CI a server that cannot start fails the tests, never skips them."""
+    server = RedisServer(free_port(), *args, config=config)
     try:
         server.start()
     except RuntimeError as exc:

@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,47 @@ async def test_message_limits_with_redis_down_close_with_1013() -> None:
     assert closes[0]["code"] == 1013
     assert received == [{"type": "websocket.disconnect", "code": 1013}]
     assert [e.status for e in audit.named("sys_monitor_disabled") if e.status] == [1013]
+
+
+async def hits(store: RedisStore, count: int) -> list[bool]:
+    gcra = limit("gcra", 3, 60.0, "c-gcra")
+    moving = limit("moving-window", 3, 60.0, "c-moving")
+    results = []
+    try:
+        for _ in range(count):
+            outcomes = await store.apply([(gcra, "k", 1), (moving, "k", 1)])
+            results.append(all(outcome.allowed for outcome in outcomes))
+    finally:
+        await store.aclose()
+    return results
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
+    """A one-node Redis Cluster owning every slot."""
+    nodes = str(tmp_path / "nodes.conf")
+    for server in redis_server_fixture("--cluster-enabled", "yes", "--cluster-config-file", nodes):
+        server.command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in server.command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster did not become ok"
+            time.sleep(0.05)
+        yield server
+
+
+async def test_cluster_uri(cluster_node: RedisServer, anyio_backend: str) -> None:
+    store = RedisStore(f"redis+cluster://127.0.0.1:{cluster_node.port}", prefix=anyio_backend)
+    assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2
+
+
+@pytest.fixture
+def sentinel(own_redis: RedisServer, tmp_path: Path) -> Iterator[RedisServer]:
+    """A sentinel watching ``own_redis`` as ``mymaster``."""
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"sentinel monitor mymaster 127.0.0.1 {own_redis.port} 1\n")
+    yield from redis_server_fixture("--sentinel", config=str(conf))
+
+
+async def test_sentinel_uri(sentinel: RedisServer, anyio_backend: str) -> None:
+    store = RedisStore(f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster", prefix=anyio_backend)
+    assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2

@@ -84,7 +84,9 @@ class RedisStore:
     __slots__ = (
         "_async_client",
         "_async_loop",
+        "_async_sentinels",
         "_sync_client",
+        "_sync_sentinels",
         "connect_timeout",
         "prefix",
         "target",
@@ -110,6 +112,9 @@ class RedisStore:
         self._async_client: Any = None
         self._async_loop: Any = None
         self._sync_client: Any = None
+        # Sentinel connections are not closed with the master's client: kept to close them.
+        self._async_sentinels: list[Any] = []
+        self._sync_sentinels: list[Any] = []
 
     def key(self, limit: Limit, key: str) -> str:
         """The Redis key of one counter."""
@@ -169,23 +174,27 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if self._async_client is None or self._async_loop is not loop:
             # A redis.asyncio client is bound to the loop that made its connections.
-            self._async_client = _make_client(self, asynchronous=True)
+            self._async_client, self._async_sentinels = _make_client(self, asynchronous=True)
             self._async_loop = loop
         return self._async_client
 
     def _client_sync(self) -> Any:
         if self._sync_client is None:
-            self._sync_client = _make_client(self, asynchronous=False)
+            self._sync_client, self._sync_sentinels = _make_client(self, asynchronous=False)
         return self._sync_client
 
     async def aclose(self) -> None:
         """Close the connections (the store reconnects if used again)."""
         client, self._async_client = self._async_client, None
+        sentinels, self._async_sentinels = self._async_sentinels, []
         if client is not None and _on_asyncio():
-            await client.aclose()
+            for each in (client, *sentinels):
+                await each.aclose()
         sync, self._sync_client = self._sync_client, None
+        sync_sentinels, self._sync_sentinels = self._sync_sentinels, []
         if sync is not None:
-            sync.close()
+            for each in (sync, *sync_sentinels):
+                each.close()
 
 
 def _on_asyncio() -> bool:
@@ -196,8 +205,11 @@ def _on_asyncio() -> bool:
     return True
 
 
-def _make_client(store: RedisStore, *, asynchronous: bool) -> Any:
-    """Build the redis-py client the target describes (nothing connects until used)."""
+def _make_client(store: RedisStore, *, asynchronous: bool) -> tuple[Any, list[Any]]:
+    """The redis-py client the target describes, and the sentinel clients it uses.
+
+    Nothing connects until the first command.
+    """
     if asynchronous:
         import redis.asyncio as module  # noqa: PLC0415
         from redis.asyncio.cluster import ClusterNode, RedisCluster  # noqa: PLC0415
@@ -212,12 +224,12 @@ def _make_client(store: RedisStore, *, asynchronous: bool) -> Any:
         "socket_timeout": store.timeout,
     }
     if target.kind == "url":
-        return module.Redis.from_url(target.url, **timeouts)
+        return module.Redis.from_url(target.url, **timeouts), []
     auth: dict[str, Any] = {"password": target.password, "username": target.username}
     if target.kind == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             list(target.hosts), sentinel_kwargs=dict(timeouts), **timeouts
         )
-        return sentinel.master_for(target.service or "", **auth)
+        return sentinel.master_for(target.service or "", **auth), list(sentinel.sentinels)
     nodes = [ClusterNode(host, port) for host, port in target.hosts]
-    return RedisCluster(startup_nodes=nodes, **auth, **timeouts)
+    return RedisCluster(startup_nodes=nodes, **auth, **timeouts), []
