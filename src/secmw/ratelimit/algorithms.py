@@ -34,6 +34,10 @@ SLIDING_WINDOW_COUNTER = "sliding-window-counter"
 GCRA = "gcra"
 ALGORITHMS = (FIXED_WINDOW, MOVING_WINDOW, SLIDING_WINDOW_COUNTER, GCRA)
 
+# Divisions (``window / amount``, the sliding weight) are inexact in binary; a hit
+# exactly on a boundary must not be refused because of the last bit.
+EPSILON = 1e-9
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -125,7 +129,7 @@ def sliding_window_counter(state: Any, now: float, cost: int, limit: Limit) -> O
     to_end = window - elapsed
     weighted = previous * to_end / window + current
     amount = limit.amount
-    if weighted + cost > amount:
+    if weighted + cost > amount + EPSILON:
         return Outcome(
             False,
             state,
@@ -161,7 +165,7 @@ def gcra(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
     tat = state if state is not None and state > now else now
     new_tat = tat + interval * cost
     allow_at = new_tat - interval - tau
-    if allow_at > now:
+    if allow_at - now > EPSILON:
         # Remaining: whole units that would still fit now.
         remaining = max(0, math.floor((now + tau + interval - tat) / interval + 1e-9))
         retry = allow_at - now if cost <= limit.burst else limit.window

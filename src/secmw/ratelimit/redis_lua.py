@@ -83,7 +83,7 @@ for i = 1, #KEYS do
     local to_end = window - elapsed
     local weighted = prev * to_end / window + cur
     reset = to_end
-    if weighted + cost > amount then
+    if weighted + cost > amount + 1e-9 then
       remaining = math.max(0, amount - math.ceil(weighted))
       if cost > amount then retry = window
       elseif cur + cost <= amount then
@@ -104,7 +104,7 @@ for i = 1, #KEYS do
     if not tat or tat <= now then tat = now end
     local new_tat = tat + interval * cost
     local allow_at = new_tat - interval - tau
-    if allow_at > now then
+    if allow_at - now > 1e-6 then
       remaining = math.max(0, math.floor((now + tau + interval - tat) / interval + 1e-9))
       reset = tat - now
       if cost <= burst then retry = allow_at - now else retry = window end
