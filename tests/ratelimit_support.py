@@ -118,14 +118,28 @@ class RedisServer:
 
 
 def redis_server_fixture(*args: str, config: str | None = None) -> Iterator[RedisServer]:
-    """Start a server; in CI a server that cannot start fails the tests, never skips them."""
-    server = RedisServer(free_port(), *args, config=config)
-    try:
-        server.start()
-    except RuntimeError as exc:
+    """Start a server; in CI a server that cannot start fails the tests, never skips them.
+
+    A free port can be taken by another process before the server binds it (other
+    suites run on this machine too), so a failed start is retried on a new port.
+    """
+    server: RedisServer | None = None
+    error: RuntimeError | None = None
+    for _ in range(5):
+        candidate = RedisServer(free_port(), *args, config=config)
+        try:
+            candidate.start()
+        except RuntimeError as exc:
+            error = exc
+            if shutil.which("redis-server") is None:
+                break
+            continue
+        server = candidate
+        break
+    if server is None:
         if os.environ.get("CI"):
-            pytest.fail(f"Redis is required in CI: {exc}")
-        pytest.skip(f"no redis-server: {exc}")
+            pytest.fail(f"Redis is required in CI: {error}")
+        pytest.skip(f"no redis-server: {error}")
     try:
         yield server
     finally:
