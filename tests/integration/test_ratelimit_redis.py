@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,6 @@ from tests.ratelimit_support import (
     FakeClock,
     HeaderAuthenticator,
     RedisServer,
-    free_port,
     redis_server_fixture,
 )
 from tests.support import EchoApp, Receiver, call, http_scope, ws_scope
@@ -195,8 +195,16 @@ async def test_redis_killed_mid_run_then_restarted(
     assert len(enabled) == 1 and enabled[0].details["decided_without_storage"] == 4
 
 
-async def test_unreachable_redis_fails_closed_within_the_timeout() -> None:
-    app, audit = redis_app(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.2)
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port bound but not listening: connections are refused, and nobody else can take it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+async def test_unreachable_redis_fails_closed_within_the_timeout(dead_port: int) -> None:
+    app, audit = redis_app(f"redis://127.0.0.1:{dead_port}/0", connect_timeout=0.2)
     try:
         sent = await call(app, http_scope("/", headers=[("x-user", "a")]))
     finally:
@@ -230,12 +238,12 @@ def test_storage_uris(url: str, kind: str, hosts: tuple[Any, ...], service: str 
     assert (target.kind, target.hosts, target.service) == (kind, hosts, service)
 
 
-async def test_message_limits_with_redis_down_close_with_1013() -> None:
+async def test_message_limits_with_redis_down_close_with_1013(dead_port: int) -> None:
     audit = AuditCapture()
     config = {
         "auth": {"allow_anonymous": True},
         "ratelimit": {
-            "storage": {"url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout": 0.2},
+            "storage": {"url": f"redis://127.0.0.1:{dead_port}/0", "connect_timeout": 0.2},
             "tiers": [
                 {"name": "msgs", "key": "connection", "rate": "5/second", "applies_to": "messages"}
             ],
