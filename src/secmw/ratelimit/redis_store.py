@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from secmw.errors import ComponentError, ConfigError
+from secmw.errors import ComponentError, ConfigError, ConfigIssue
 from secmw.ratelimit.algorithms import Limit, Outcome
 from secmw.ratelimit.redis_lua import ALGORITHM_CODES, SCRIPT, SCRIPT_SHA
 
@@ -72,9 +72,7 @@ def parse_target(url: str) -> RedisTarget:
     )
 
 
-def _issue(message: str) -> Any:
-    from secmw.errors import ConfigIssue  # noqa: PLC0415 - keeps the import list short
-
+def _issue(message: str) -> ConfigIssue:
     return ConfigIssue("url", message)
 
 
