@@ -238,3 +238,40 @@ async def test_websocket_handshake_and_messages_are_limited() -> None:
         Receiver([{"type": "websocket.connect"}]),
     )
     assert second.messages[0]["type"] == "websocket.close"  # handshake tier: 1/minute
+
+
+async def test_message_tier_by_principal_spans_connections() -> None:
+    clock = FakeClock()
+    rate = limiter(
+        {"name": "msgs", "key": "principal", "rate": "3/minute", "applies_to": "messages"},
+        clock=clock,
+    )
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    app = SecurityMiddleware(
+        ws_app,
+        {"auth": {"allow_anonymous": True}},
+        authenticator=HeaderAuthenticator(),
+        rate_limiter=rate,
+        audit=AuditCapture(),
+    )
+
+    async def session(user: str) -> list[int]:
+        receiver = Receiver(
+            [{"type": "websocket.connect"}]
+            + [{"type": "websocket.receive", "text": "x"} for _ in range(2)],
+            after={"type": "websocket.disconnect", "code": 1000},
+        )
+        sent = await call(app, ws_scope(headers=[("x-user", user)]), receiver)
+        return [m["code"] for m in sent.messages if m["type"] == "websocket.close"]
+
+    assert await session("alice") == []  # 2 of alice's 3
+    assert await session("alice") == [1008]  # the 4th message overall
+    assert await session("bob") == []
+    clock.advance(60)
+    assert await session("alice") == []
