@@ -41,5 +41,8 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
 
+bench-ratelimit: $(STAMP)
+	$(PY) benchmarks/bench_ratelimit.py
+
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

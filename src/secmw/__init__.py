@@ -28,7 +28,7 @@ from secmw.errors import (
 from secmw.inspect import Inspector, NoInspector
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
-from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter
+from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter, TieredRateLimiter
 from secmw.redact import NoRedactor, Redactor, StreamRedactor
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "StepUpRequired",
     "StreamAuditSink",
     "StreamRedactor",
+    "TieredRateLimiter",
     "build_pipeline",
     "load_config",
 ]

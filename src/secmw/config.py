@@ -26,6 +26,7 @@ from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
+from secmw.ratelimit.config import RateLimitConfig
 
 
 class RequestIdConfig(ConfigModel):
@@ -88,6 +89,7 @@ class Config(ConfigModel):
     policy: PolicyConfig | None = None
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -180,12 +182,18 @@ def _audit(config: Config) -> Any:
     return _within("audit", lambda: build_sink(config.audit))
 
 
+def _rate_limiter(config: Config) -> Any:
+    from secmw.ratelimit.build import build_rate_limiter  # noqa: PLC0415 - keeps imports lazy
+
+    return _within("ratelimit", lambda: build_rate_limiter(config.ratelimit))
+
+
 # One builder per stage; a component issue adds its section to Config and a line here.
 BUILDERS: dict[str, Builder] = {
     "authenticator": _authenticator,
     "inspector": lambda config: None,
     "policy": _policy,
-    "rate_limiter": lambda config: None,
+    "rate_limiter": _rate_limiter,
     "redactor": lambda config: None,
     "audit": _audit,
 }
@@ -215,6 +223,10 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         and "policy" not in components
     ):
         found.append("policy.default")
+    if "rate_limiter" not in components:
+        from secmw.ratelimit.build import fail_open_settings  # noqa: PLC0415
+
+        found.extend(fail_open_settings(config.ratelimit))
     return tuple(found)
 
 

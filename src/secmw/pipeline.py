@@ -107,13 +107,19 @@ class Pipeline:
             rate_limiter if callable(getattr(rate_limiter, "hit_message", None)) else None  # type: ignore[assignment]
         )
         self.needs_body = bool(
-            getattr(inspector, "needs_body", False) or getattr(self.policy, "needs_body", False)
+            getattr(inspector, "needs_body", False)
+            or getattr(self.policy, "needs_body", False)
+            or getattr(rate_limiter, "needs_body", False)
         )
         self._request_id_header = (
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
         )
         self.fail_open = fail_open
         self._started = False
+        # A limiter that audits on its own (shadow tiers, storage outages) gets our emit.
+        bind = getattr(rate_limiter, "bind_emitter", None)
+        if callable(bind):
+            bind(self.emit)
 
     # -- the request phase -------------------------------------------------
 
@@ -154,6 +160,7 @@ class Pipeline:
                         policies=rate.policies,
                         reason=rate.reason or "rate limit exceeded",
                         headers=rate.headers,
+                        problem_type=rate.problem_type,
                     )
         except Denial:
             raise
@@ -330,6 +337,15 @@ class Pipeline:
     async def aclose(self) -> None:
         """Record ``sys_shutdown`` and close the audit sink (flushing it)."""
         await self.emit(AuditEvent(name="sys_shutdown", outcome="success"))
+        close = getattr(self.rate_limiter, "aclose", None)
+        if callable(close):
+            try:
+                await close()  # storage connections (a Redis-backed limiter)
+            except Exception as exc:
+                print(
+                    f"secmw: closing the rate limiter failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
         if self.audit is not None:
             try:
                 await self.audit.aclose()

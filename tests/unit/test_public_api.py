@@ -49,6 +49,7 @@ EXPECTED = [
     "StepUpRequired",
     "StreamAuditSink",
     "StreamRedactor",
+    "TieredRateLimiter",
     "build_pipeline",
     "load_config",
 ]

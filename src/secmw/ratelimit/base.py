@@ -14,8 +14,9 @@ class RateDecision:
     """The outcome of one rate-limit check.
 
     ``headers`` go on the response whatever the outcome (the RateLimit fields);
-    ``retry_after`` (seconds) and ``policies`` (the violated tiers) matter only
-    when ``allowed`` is false.
+    ``retry_after`` (seconds), ``policies`` (the violated tiers) and
+    ``problem_type`` (the 429 body's ``type``; ``None`` keeps ``about:blank``)
+    matter only when ``allowed`` is false.
     """
 
     allowed: bool
@@ -23,6 +24,7 @@ class RateDecision:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     policies: tuple[str, ...] = ()
     reason: str = ""
+    problem_type: str | None = None
 
 
 ALLOWED = RateDecision(allowed=True)

@@ -1,0 +1,236 @@
+"""The multi-tier rate limiter: every tier checked at once, all or nothing.
+
+For one request each applicable tier contributes one check per window (and per
+MCP tool for ``tool`` keys); the storage evaluates all of them and commits only
+when none of the enforced ones refuses, so a request refused by one tier
+consumes nothing from the others. Shadow tiers are evaluated and counted like
+the others but never refuse: their violations are audited
+(``excess_rate_limit_exceeded`` with ``details.shadow``) and left out of the
+response headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+from secmw.audit.base import AuditEvent
+from secmw.context import RequestContext
+from secmw.errors import ServiceUnavailable
+from secmw.ratelimit.algorithms import Limit, Outcome
+from secmw.ratelimit.base import ALLOWED, RateDecision
+from secmw.ratelimit.failover import Failover
+from secmw.ratelimit.headers import policy_field, rate_headers
+from secmw.ratelimit.memory import MemoryStore
+from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable
+from secmw.ratelimit.tiers import Tier
+
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+Emit = Callable[[AuditEvent], Awaitable[None]]
+Check = tuple[Limit, Hashable, int]
+
+
+class TieredRateLimiter:
+    """A :class:`~secmw.ratelimit.base.RateLimiter` (and message limiter) over tiers.
+
+    ``store`` is a :class:`MemoryStore` or a :class:`RedisStore`; with Redis,
+    ``failover`` decides what a failed round trip means (see
+    :class:`~secmw.ratelimit.failover.Failover`). ``clock`` is used by the memory
+    store; Redis uses its own ``TIME`` unless ``redis_clock`` is true (tests).
+    """
+
+    __slots__ = (
+        "_emit",
+        "_failover",
+        "_headers",
+        "_message_tiers",
+        "_policies",
+        "_redis",
+        "_request_tiers",
+        "clock",
+        "memory",
+        "needs_body",
+        "redis_clock",
+    )
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        *,
+        store: MemoryStore | RedisStore | None = None,
+        failover: Failover | None = None,
+        headers: str = "draft",
+        clock: Callable[[], float] = time.time,
+        redis_clock: bool = False,
+    ) -> None:
+        self.clock = clock
+        self.redis_clock = redis_clock
+        self._request_tiers = tuple(tier for tier in tiers if not tier.messages)
+        self._message_tiers = tuple(tier for tier in tiers if tier.messages)
+        self._headers = headers
+        if store is None:
+            store = MemoryStore(clock=clock)
+        self._redis = store if isinstance(store, RedisStore) else None
+        self.memory = store if isinstance(store, MemoryStore) else None
+        self._failover = failover if failover is not None else Failover()
+        self._emit: Emit | None = None
+        # RateLimit-Policy values by the limits they list (a handful of distinct sets).
+        self._policies: dict[tuple[int, ...], bytes] = {}
+        self.needs_body = any(tier.uses_tool for tier in self._request_tiers)
+
+    def bind_emitter(self, emit: Emit) -> None:
+        """Give the limiter the pipeline's audit ``emit`` (for shadow and storage events)."""
+        self._emit = emit
+        self._failover.emit = emit
+
+    @property
+    def failover(self) -> Failover:
+        """The storage failure state and policy."""
+        return self._failover
+
+    async def hit(self, ctx: RequestContext) -> RateDecision:
+        """Count the request against every request tier that applies to it."""
+        return await self._hit(ctx, self._request_tiers, message=False)
+
+    async def hit_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> RateDecision:
+        """Count one client message of an open websocket against the message tiers."""
+        if not self._message_tiers:
+            return ALLOWED
+        return await self._hit(ctx, self._message_tiers, message=True)
+
+    async def _hit(
+        self, ctx: RequestContext, tiers: Sequence[Tier], *, message: bool
+    ) -> RateDecision:
+        checks: list[Check] = []
+        append = checks.append
+        for tier in tiers:
+            keyed = tier.keys(ctx)
+            if not keyed:
+                continue
+            limits = tier.limits_for(ctx) if tier.plans else tier.limits
+            for key, cost in keyed:
+                for limit in limits:
+                    append((limit, key, cost))
+        if not checks:
+            return ALLOWED
+        now = self.clock()
+        if self.memory is not None:  # the fast path: no storage to fail
+            return await self._decide(ctx, checks, self.memory.apply(checks, now), now)
+        outcomes = await self._evaluate(ctx, checks, now, message=message)
+        if outcomes is None:
+            return ALLOWED
+        return await self._decide(ctx, checks, outcomes, now)
+
+    async def _evaluate(
+        self, ctx: RequestContext, checks: list[Check], now: float, *, message: bool
+    ) -> list[Outcome] | None:
+        """Run the checks on Redis; ``None`` means admit (fail-open while down)."""
+        assert self._redis is not None
+        failover = self._failover
+        if failover.should_try(now):
+            redis_checks = [(limit, _redis_key(key), cost) for limit, key, cost in checks]
+            try:
+                outcomes = await self._redis.apply(redis_checks, now if self.redis_clock else None)
+            except StorageUnavailable:
+                await failover.failed(ctx, now)
+            else:
+                if failover.down:
+                    await failover.recovered(ctx)
+                return outcomes
+        failover.degraded_requests += 1
+        if failover.mode == "local_fallback":
+            return failover.local(checks, now)
+        if failover.mode == "fail_open":
+            return None
+        if message:
+            raise ServiceUnavailable(
+                "The message cannot be checked right now.",
+                retry_after=1,
+                reason="rate-limit storage unavailable",
+                event="sys_monitor_disabled",
+            )
+        raise StorageUnavailable("rate-limit storage unavailable")
+
+    async def _decide(
+        self, ctx: RequestContext, checks: list[Check], outcomes: list[Outcome], now: float
+    ) -> RateDecision:
+        violated: list[str] = []
+        shadowed: list[str] = []
+        enforced: list[Limit] = []
+        retry = 0.0
+        refused: Limit | None = None
+        worst: tuple[Limit, int, float] | None = None
+        for index, check in enumerate(checks):
+            limit = check[0]
+            outcome = outcomes[index]
+            if limit.shadow:
+                if not outcome[0] and limit.policy not in shadowed:
+                    shadowed.append(limit.policy)
+                continue
+            enforced.append(limit)
+            if not outcome[0]:
+                if limit.policy not in violated:
+                    violated.append(limit.policy)
+                if refused is None or outcome.retry_after > retry:
+                    refused, retry = limit, outcome.retry_after
+            elif (
+                worst is None
+                or outcome.remaining < worst[1]
+                or (outcome.remaining == worst[1] and outcome.reset > worst[2])
+            ):
+                worst = (limit, outcome.remaining, outcome.reset)
+        if shadowed:
+            await self._shadow_event(ctx, shadowed)
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        if refused is not None:
+            worst = (refused, 0, retry)
+        if worst is not None and self._headers != "none":
+            cache_key = tuple(map(id, enforced))
+            policy = self._policies.get(cache_key)
+            if policy is None:
+                policy = self._policies[cache_key] = policy_field(enforced)
+            headers = rate_headers(self._headers, policy, worst, now)
+        if refused is None:
+            return RateDecision(allowed=True, headers=headers) if headers else ALLOWED
+        return RateDecision(
+            allowed=False,
+            retry_after=retry,
+            headers=headers,
+            policies=tuple(violated),
+            reason="rate limit exceeded: " + ", ".join(violated),
+            problem_type=QUOTA_EXCEEDED,
+        )
+
+    async def _shadow_event(self, ctx: RequestContext, policies: list[str]) -> None:
+        if self._emit is None:
+            return
+        principal = ctx.principal
+        await self._emit(
+            AuditEvent(
+                name="excess_rate_limit_exceeded",
+                outcome="success",
+                severity="warning",
+                request_id=ctx.request_id,
+                transport=ctx.transport,
+                method=ctx.method,
+                path=ctx.path,
+                client=ctx.client,
+                subject=principal.subject or None,
+                tenant=principal.tenant,
+                reason="shadow tier exceeded (not enforced): " + ", ".join(policies),
+                details={"shadow": True, "policies": policies},
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Close storage connections."""
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def _redis_key(key: Hashable) -> str:
+    """A tuple key as one Redis key string; ``%`` and ``|`` are escaped, so parts never merge."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return "|".join(str(part).replace("%", "%25").replace("|", "%7C") for part in parts)

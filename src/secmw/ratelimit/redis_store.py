@@ -1,0 +1,233 @@
+"""Counter storage in Redis: one round trip (``EVALSHA``) per request, shared by processes.
+
+URIs: ``redis://``, ``rediss://`` (TLS), ``unix://``, ``redis+sentinel://[:password@]
+host:port[,host:port]/service`` and ``redis+cluster://host:port[,host:port]``. On
+asyncio the ``redis.asyncio`` client is used; on trio (which ``redis.asyncio``
+does not support) the synchronous client runs in a worker thread. Both have
+connect and operation timeouts, so a dead or black-holed server costs at most
+those and then surfaces as :class:`StorageUnavailable`.
+
+On a Cluster every key carries the same hash tag (the prefix in braces): one
+script may only touch keys of one slot, so exact composite checks put all
+counters on one shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from secmw.errors import ComponentError, ConfigError, ConfigIssue
+from secmw.ratelimit.algorithms import Limit, Outcome
+from secmw.ratelimit.redis_lua import ALGORITHM_CODES, SCRIPT, SCRIPT_SHA
+
+RedisCheck = tuple[Limit, str, int]
+
+
+class StorageUnavailable(ComponentError):
+    """The rate-limit storage did not answer (connection refused, timeout, error reply)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """A parsed storage URI: which kind of deployment and how to reach it."""
+
+    kind: str  # "url", "sentinel" or "cluster"
+    url: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    password: str | None = None
+    username: str | None = None
+
+
+def parse_target(url: str) -> RedisTarget:
+    """Split a storage URI; raises :class:`ConfigError` (key ``url``) when malformed."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisTarget("url", url)
+    parts = urlsplit(url)
+    kind = "sentinel" if parts.scheme == "redis+sentinel" else "cluster"
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError([_issue(f"{item!r} is not host:port")])
+        hosts.append((host.strip("[]"), int(port)))
+    service = parts.path.strip("/").split("/")[0] or None
+    if kind == "sentinel" and service is None:
+        raise ConfigError([_issue("a redis+sentinel:// URI needs /service_name")])
+    return RedisTarget(
+        kind,
+        url,
+        tuple(hosts),
+        service,
+        unquote(password) if password else None,
+        unquote(username) if username else None,
+    )
+
+
+def _issue(message: str) -> ConfigIssue:
+    return ConfigIssue("url", message)
+
+
+class RedisStore:
+    """Runs :data:`~secmw.ratelimit.redis_lua.SCRIPT` for each request's checks."""
+
+    __slots__ = (
+        "_async_client",
+        "_async_loop",
+        "_async_sentinels",
+        "_sync_client",
+        "_sync_sentinels",
+        "connect_timeout",
+        "prefix",
+        "target",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "secmw:rl",
+        connect_timeout: float = 0.25,
+        timeout: float = 0.25,
+    ) -> None:
+        try:
+            import redis  # noqa: F401, PLC0415 - the redis extra is optional
+        except ImportError:
+            raise ConfigError([_issue("Redis storage needs: pip install 'secmw[redis]'")]) from None
+        self.target = parse_target(url)
+        self.prefix = "{" + prefix + "}:"
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._async_client: Any = None
+        self._async_loop: Any = None
+        self._sync_client: Any = None
+        # Sentinel connections are not closed with the master's client: kept to close them.
+        self._async_sentinels: list[Any] = []
+        self._sync_sentinels: list[Any] = []
+
+    def key(self, limit: Limit, key: str) -> str:
+        """The Redis key of one counter."""
+        return self.prefix + limit.slot + ":" + key
+
+    async def apply(self, checks: Sequence[RedisCheck], now: float | None = None) -> list[Outcome]:
+        """Run the composite check in one round trip; :class:`StorageUnavailable` on failure."""
+        keys: list[str] = []
+        args: list[Any] = ["" if now is None else repr(now * 1000.0)]
+        for limit, key, cost in checks:
+            keys.append(self.prefix + limit.slot + ":" + key)
+            args += (
+                ALGORITHM_CODES[limit.algorithm],
+                limit.amount,
+                repr(limit.window * 1000.0),
+                cost,
+                limit.burst,
+                1 if limit.shadow else 0,
+            )
+        reply = await self._eval(keys, args)
+        outcomes = []
+        for index in range(len(checks)):
+            allowed, remaining, reset, retry = reply[index * 4 : index * 4 + 4]
+            outcomes.append(
+                Outcome(bool(allowed), None, 0.0, int(remaining), reset / 1000, retry / 1000)
+            )
+        return outcomes
+
+    async def _eval(self, keys: list[str], args: list[Any]) -> list[int]:
+        from redis.exceptions import NoScriptError, RedisError  # noqa: PLC0415
+
+        try:
+            if _on_asyncio():
+                client = self._client_async()
+                try:
+                    reply: list[int] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                except NoScriptError:
+                    await client.script_load(SCRIPT)
+                    reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                return reply
+            return await anyio.to_thread.run_sync(self._eval_sync, keys, args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
+
+    def _eval_sync(self, keys: list[str], args: list[Any]) -> list[int]:
+        from redis.exceptions import NoScriptError  # noqa: PLC0415
+
+        client = self._client_sync()
+        try:
+            reply: list[int] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(SCRIPT)
+            reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        return reply
+
+    def _client_async(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_loop is not loop:
+            # A redis.asyncio client is bound to the loop that made its connections.
+            self._async_client, self._async_sentinels = _make_client(self, asynchronous=True)
+            self._async_loop = loop
+        return self._async_client
+
+    def _client_sync(self) -> Any:
+        if self._sync_client is None:
+            self._sync_client, self._sync_sentinels = _make_client(self, asynchronous=False)
+        return self._sync_client
+
+    async def aclose(self) -> None:
+        """Close the connections (the store reconnects if used again)."""
+        client, self._async_client = self._async_client, None
+        sentinels, self._async_sentinels = self._async_sentinels, []
+        if client is not None and _on_asyncio():
+            for each in (client, *sentinels):
+                await each.aclose()
+        sync, self._sync_client = self._sync_client, None
+        sync_sentinels, self._sync_sentinels = self._sync_sentinels, []
+        if sync is not None:
+            for each in (sync, *sync_sentinels):
+                each.close()
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _make_client(store: RedisStore, *, asynchronous: bool) -> tuple[Any, list[Any]]:
+    """The redis-py client the target describes, and the sentinel clients it uses.
+
+    Nothing connects until the first command.
+    """
+    if asynchronous:
+        import redis.asyncio as module  # noqa: PLC0415
+        from redis.asyncio.cluster import ClusterNode, RedisCluster  # noqa: PLC0415
+        from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
+    else:
+        import redis as module  # type: ignore[no-redef]  # noqa: PLC0415
+        from redis.cluster import ClusterNode, RedisCluster  # type: ignore[assignment]  # noqa: PLC0415
+        from redis.sentinel import Sentinel  # type: ignore[assignment]  # noqa: PLC0415
+    target = store.target
+    timeouts: dict[str, Any] = {
+        "socket_connect_timeout": store.connect_timeout,
+        "socket_timeout": store.timeout,
+    }
+    if target.kind == "url":
+        return module.Redis.from_url(target.url, **timeouts), []
+    auth: dict[str, Any] = {"password": target.password, "username": target.username}
+    if target.kind == "sentinel":
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            list(target.hosts), sentinel_kwargs=dict(timeouts), **timeouts
+        )
+        return sentinel.master_for(target.service or "", **auth), list(sentinel.sentinels)
+    nodes = [ClusterNode(host, port) for host, port in target.hosts]
+    return RedisCluster(startup_nodes=nodes, **auth, **timeouts), []

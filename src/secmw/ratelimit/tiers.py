@@ -1,0 +1,194 @@
+"""Tiers compiled from configuration: which counters a request touches, and at what cost.
+
+A tier's key is one part or several joined by ``+``; each part reads one fact of
+the request context:
+
+``global``     one counter for everyone
+``principal``  the authenticated subject; an anonymous caller is keyed by ``ip``
+``tenant``     the principal's tenant; without one, the ``principal`` value
+``ip``         ``ctx.client``: the socket peer, or the trusted proxies' client
+               (never a raw ``X-Forwarded-For``)
+``route``      method and canonical path
+``tool``       each MCP ``tools/call`` name in the body; a request without one
+               is not counted by the tier
+``api_key``    the principal's ``credential_id`` (a key id, never the secret);
+               without one, the ``principal`` value
+``connection`` the websocket session (message tiers only)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+from limits import RateLimitItem, parse_many
+
+from secmw.policy.base import compile_path_patterns
+from secmw.ratelimit.algorithms import GCRA, Limit
+
+if TYPE_CHECKING:
+    from secmw.context import RequestContext
+    from secmw.ratelimit.config import TierConfig
+
+Part = Callable[["RequestContext"], str]
+
+
+def _principal(ctx: RequestContext) -> str:
+    principal = ctx.principal
+    if principal.is_authenticated:
+        return "p:" + principal.subject
+    return "ip:" + (ctx.client or "unknown")
+
+
+def _tenant(ctx: RequestContext) -> str:
+    tenant = ctx.principal.tenant
+    return "t:" + tenant if tenant is not None else _principal(ctx)
+
+
+def _api_key(ctx: RequestContext) -> str:
+    credential = ctx.principal.credential_id
+    return "k:" + credential if credential is not None else _principal(ctx)
+
+
+PARTS: dict[str, Part] = {
+    "global": lambda ctx: "*",
+    "principal": _principal,
+    "tenant": _tenant,
+    "ip": lambda ctx: ctx.client or "unknown",
+    "route": lambda ctx: ctx.method + " " + ctx.path,
+    "api_key": _api_key,
+    "connection": lambda ctx: ctx.request_id,
+}
+
+
+def compile_limits(
+    tier: str, rate: str, algorithm: str, burst: int | None, shadow: bool
+) -> tuple[Limit, ...]:
+    """The :class:`Limit` of every window in ``rate`` (``limits`` parses the string)."""
+    items: list[RateLimitItem] = parse_many(rate)
+    several = len(items) > 1
+    limits = []
+    for item in items:
+        window = float(item.get_expiry())
+        seconds = math.ceil(window)
+        policy = f"{tier}-{seconds}s" if several else tier
+        limits.append(
+            Limit(
+                tier=tier,
+                slot=f"{tier}:{seconds}",
+                policy=policy,
+                algorithm=algorithm,
+                amount=item.amount,
+                window=window,
+                burst=(burst or item.amount) if algorithm == GCRA else item.amount,
+                shadow=shadow,
+                descriptor=f'"{policy}";q={item.amount};w={seconds}',
+            )
+        )
+    return tuple(limits)
+
+
+class Tier:
+    """One configured tier, ready to turn a request into ``(limit, key, cost)`` checks."""
+
+    __slots__ = (
+        "_exempt_prefixes",
+        "_exempt_roles",
+        "_exempt_routes",
+        "_exempt_subjects",
+        "_has_exemptions",
+        "_has_route_costs",
+        "_parts",
+        "_route_costs",
+        "_route_prefixes",
+        "cost",
+        "limits",
+        "messages",
+        "name",
+        "plans",
+        "shadow",
+        "tool_costs",
+        "uses_tool",
+    )
+
+    def __init__(self, config: TierConfig) -> None:
+        self.name = config.name
+        parts = config.key.split("+")
+        self.uses_tool = "tool" in parts
+        self._parts = tuple(PARTS[part] for part in parts if part != "tool")
+        self.shadow = config.shadow
+        self.messages = config.applies_to == "messages"
+        self.limits = compile_limits(
+            config.name, config.rate, config.algorithm, config.burst, config.shadow
+        )
+        self.plans = {
+            plan: compile_limits(config.name, rate, config.algorithm, config.burst, config.shadow)
+            for plan, rate in config.plans.items()
+        }
+        self.cost = config.cost
+        self.tool_costs = dict(config.costs.tools)
+        compile_path_patterns(config.costs.routes, "costs.routes")  # names a bad entry
+        self._route_costs: dict[str, int] = {}
+        prefixes: list[tuple[str, int]] = []
+        for pattern, cost in config.costs.routes.items():
+            exact, starts = compile_path_patterns([pattern], "costs.routes")
+            self._route_costs.update(dict.fromkeys(exact, cost))
+            prefixes.extend((start, cost) for start in starts)
+        self._route_prefixes = tuple(prefixes)
+        self._exempt_subjects = frozenset(config.exempt.principals)
+        self._exempt_roles = frozenset(config.exempt.roles)
+        self._exempt_routes, self._exempt_prefixes = compile_path_patterns(
+            config.exempt.routes, "exempt.routes"
+        )
+        self._has_exemptions = bool(
+            self._exempt_subjects or self._exempt_roles or config.exempt.routes
+        )
+        self._has_route_costs = bool(config.costs.routes)
+
+    def exempt(self, ctx: RequestContext) -> bool:
+        """True when the tier does not count this request at all."""
+        principal = ctx.principal
+        if principal.is_authenticated and (
+            principal.subject in self._exempt_subjects
+            or (self._exempt_roles and not self._exempt_roles.isdisjoint(principal.roles))
+        ):
+            return True
+        path = ctx.path
+        return path in self._exempt_routes or path.startswith(self._exempt_prefixes)
+
+    def limits_for(self, ctx: RequestContext) -> tuple[Limit, ...]:
+        """The plan's limits for the principal's ``tier``; the default rate otherwise."""
+        plan = ctx.principal.tier
+        if plan is not None and self.plans:
+            return self.plans.get(plan, self.limits)
+        return self.limits
+
+    def base_cost(self, ctx: RequestContext) -> int:
+        """The request's cost from the per-route table, else the tier's constant."""
+        path = ctx.path
+        cost = self._route_costs.get(path)
+        if cost is not None:
+            return cost
+        for prefix, prefix_cost in self._route_prefixes:
+            if path.startswith(prefix):
+                return prefix_cost
+        return self.cost
+
+    def keys(self, ctx: RequestContext) -> list[tuple[Hashable, int]]:
+        """The counter keys this request touches, with their costs (empty: not counted)."""
+        if self._has_exemptions and self.exempt(ctx):
+            return []
+        parts = self._parts
+        base = (parts[0](ctx),) if len(parts) == 1 else tuple(part(ctx) for part in parts)
+        cost = self.base_cost(ctx) if self._has_route_costs else self.cost
+        if self.uses_tool:
+            per_tool: dict[str, int] = {}
+            for tool in ctx.tools:
+                per_tool[tool] = per_tool.get(tool, 0) + self.tool_costs.get(tool, cost)
+            return [((*base, "tool:" + tool), total) for tool, total in per_tool.items()]
+        if self.tool_costs:
+            tools = ctx.tools
+            if tools:
+                cost = sum(self.tool_costs.get(tool, cost) for tool in tools)
+        return [(base, cost)]

@@ -1,0 +1,315 @@
+"""The Redis store against a real redis-server on 127.0.0.1 (started here, always stopped)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.ratelimit import MemoryStore, RedisStore
+from secmw.ratelimit.algorithms import ALGORITHMS, Limit
+from secmw.ratelimit.redis_store import parse_target
+from secmw.testing import AuditCapture
+from tests.ratelimit_support import (
+    FakeClock,
+    HeaderAuthenticator,
+    RedisServer,
+    redis_server_fixture,
+)
+from tests.support import EchoApp, Receiver, call, http_scope, ws_scope
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    yield from redis_server_fixture()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server of this test alone (it gets killed and restarted)."""
+    yield from redis_server_fixture()
+
+
+def limit(algorithm: str, amount: int, window: float, name: str) -> Limit:
+    burst = 2 if algorithm == "gcra" else amount
+    return Limit(name, f"{name}:{window}", name, algorithm, amount, window, burst)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_redis_script_matches_the_memory_store(
+    redis_server: RedisServer, algorithm: str, anyio_backend: str
+) -> None:
+    rng = random.Random(f"{algorithm}-{anyio_backend}")
+    clock = FakeClock(2_000_000.0)
+    tight = limit(algorithm, 3, 4.0, f"tight-{algorithm}-{anyio_backend}")
+    loose = limit("fixed-window", 7, 6.0, f"loose-{algorithm}-{anyio_backend}")
+    store = RedisStore(redis_server.url)
+    memory = MemoryStore(clock=clock)
+    try:
+        for step in range(80):
+            clock.advance(rng.choice([0.0, 0.0, 0.125, 0.5, 1.0, 2.5, 4.0]))
+            cost = rng.choice([0, 1, 1, 1, 2])
+            checks = [(tight, "k", cost), (loose, "k", 1)]
+            expected = memory.apply(checks, clock.now)
+            got = await store.apply(checks, clock.now)
+            for want, have in zip(expected, got, strict=True):
+                assert have.allowed == want.allowed, step
+                assert have.remaining == want.remaining, step
+                assert abs(have.retry_after - want.retry_after) <= 0.001, step
+    finally:
+        await store.aclose()
+
+
+def redis_app(url: str, clock: FakeClock | None = None, **storage: Any) -> tuple[Any, AuditCapture]:
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "ratelimit": {
+            "storage": {"url": url, **storage},
+            "tiers": [
+                {"name": "all", "key": "global", "rate": "1000/hour"},
+                {"name": "user", "key": "principal", "rate": "4/hour"},
+                {"name": "ip", "key": "ip", "rate": "100/minute", "algorithm": "gcra"},
+            ],
+        },
+    }
+    return SecurityMiddleware(
+        EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit
+    ), audit
+
+
+def command_calls(server: RedisServer) -> dict[str, int]:
+    info = server.command("INFO", "commandstats")  # redis-py parses it into a dict
+    return {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in info.items()
+        if name.startswith("cmdstat_")
+    }
+
+
+async def test_three_tiers_cost_one_round_trip_per_request(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    app, _ = redis_app(redis_server.url, prefix=f"rt-{anyio_backend}")
+    try:
+        await call(app, http_scope("/", headers=[("x-user", "warm")]))  # connects, loads script
+        redis_server.command("CONFIG", "RESETSTAT")
+        statuses = [
+            (await call(app, http_scope("/", headers=[("x-user", f"u{i % 3}")]))).status
+            for i in range(30)
+        ]
+    finally:
+        await app.pipeline.aclose()
+    assert statuses.count(200) == 12 and statuses.count(429) == 18
+    calls = command_calls(redis_server)
+    # One EVALSHA per request is the only command a client sent; the rest ran inside it
+    # (commandstats counts scripted calls) or came from this test's own probe connection.
+    assert calls.pop("evalsha") == 30
+    inside_script = {"get", "set", "time", "lrange", "rpush", "ltrim", "pexpire"}
+    probe = {"hello", "info", "config|resetstat", "client|setinfo"}
+    assert set(calls) <= inside_script | probe
+
+
+def run_workers(url: str, users: list[str], requests: int) -> list[int]:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.ratelimit_worker", url, user, str(requests)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for user in users
+    ]
+    admitted = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err.decode()
+        admitted.append(json.loads(out)["admitted"])
+    return admitted
+
+
+def test_four_processes_on_one_key_never_admit_more_than_the_limit(
+    own_redis: RedisServer,
+) -> None:
+    admitted = run_workers(own_redis.url, ["shared"] * 4, 25)
+    assert sum(admitted) == 10  # the "user" tier: 10/hour, exactly
+
+
+def test_composite_check_is_exact_across_processes(own_redis: RedisServer) -> None:
+    admitted = run_workers(own_redis.url, [f"u{i}" for i in range(4)], 25)
+    assert sum(admitted) == 30  # the global tier, exactly
+    assert all(count <= 10 for count in admitted)
+    global_count = own_redis.command("GET", "{secmw:rl}:all:3600:*").split()[0]
+    assert float(global_count) == 30
+    stored = [own_redis.command("GET", f"{{secmw:rl}}:user:3600:p:u{i}") for i in range(4)]
+    per_user = [float(value.split()[0]) if value else 0.0 for value in stored]
+    # A request refused by the global tier consumed nothing from the user tier.
+    assert per_user == [float(count) for count in admitted]
+
+
+@pytest.mark.parametrize(
+    ("mode", "while_down"),
+    [
+        pytest.param("fail_closed", [503, 503, 503, 503], id="fail_closed"),
+        pytest.param("fail_open", [200, 200, 200, 200], id="fail_open"),
+        pytest.param("local_fallback", [200, 200, 429, 429], id="local_fallback"),
+    ],
+)
+async def test_redis_killed_mid_run_then_restarted(
+    own_redis: RedisServer, mode: str, while_down: list[int], anyio_backend: str
+) -> None:
+    app, audit = redis_app(own_redis.url, on_failure=mode, retry_interval=0, fallback_fraction=0.5)
+    user = [("x-user", "alice")]
+    try:
+        before = [(await call(app, http_scope("/", headers=user))).status for _ in range(2)]
+        own_redis.stop()
+        sent = [await call(app, http_scope("/", headers=user)) for _ in range(4)]
+        own_redis.start()
+        back = await call(app, http_scope("/", headers=user))
+    finally:
+        await app.pipeline.aclose()
+    assert before == [200, 200]
+    assert [s.status for s in sent] == while_down
+    if mode == "fail_closed":
+        assert sent[0].header("retry-after") == "1"
+    events = audit.named("sys_monitor_disabled")
+    transitions = [e for e in events if e.details.get("component") == "ratelimit"]
+    assert len(transitions) == 1 and transitions[0].details["on_failure"] == mode
+    # fail_closed: each refused request is also recorded as the pipeline's own 503 event.
+    assert len(events) - 1 == (4 if mode == "fail_closed" else 0)
+    assert back.status == 200 and back.header("ratelimit") is not None
+    enabled = audit.named("sys_monitor_enabled")
+    assert len(enabled) == 1 and enabled[0].details["decided_without_storage"] == 4
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port bound but not listening: connections are refused, and nobody else can take it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+async def test_unreachable_redis_fails_closed_within_the_timeout(dead_port: int) -> None:
+    app, audit = redis_app(f"redis://127.0.0.1:{dead_port}/0", connect_timeout=0.2)
+    try:
+        sent = await call(app, http_scope("/", headers=[("x-user", "a")]))
+    finally:
+        await app.pipeline.aclose()
+    assert sent.status == 503 and sent.header("retry-after") == "1"
+    assert "sys_monitor_disabled" in audit.names()
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "hosts", "service"),
+    [
+        pytest.param("rediss://cache:6380/1", "url", (), None, id="tls"),
+        pytest.param(
+            "redis+sentinel://:pw@s1:26379,s2:26379/mymaster",
+            "sentinel",
+            (("s1", 26379), ("s2", 26379)),
+            "mymaster",
+            id="sentinel",
+        ),
+        pytest.param(
+            "redis+cluster://n1:7000,n2:7001",
+            "cluster",
+            (("n1", 7000), ("n2", 7001)),
+            None,
+            id="cluster",
+        ),
+    ],
+)
+def test_storage_uris(url: str, kind: str, hosts: tuple[Any, ...], service: str | None) -> None:
+    target = parse_target(url)
+    assert (target.kind, target.hosts, target.service) == (kind, hosts, service)
+
+
+async def test_message_limits_with_redis_down_close_with_1013(dead_port: int) -> None:
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "ratelimit": {
+            "storage": {"url": f"redis://127.0.0.1:{dead_port}/0", "connect_timeout": 0.2},
+            "tiers": [
+                {"name": "msgs", "key": "connection", "rate": "5/second", "applies_to": "messages"}
+            ],
+        },
+    }
+    received: list[Any] = []
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        received.append(await receive())
+
+    app = SecurityMiddleware(ws_app, config, audit=audit)
+    receiver = Receiver(
+        [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"}],
+        after={"type": "websocket.disconnect", "code": 1000},
+    )
+    try:
+        sent = await call(app, ws_scope(), receiver)
+    finally:
+        await app.pipeline.aclose()
+    closes = [m for m in sent.messages if m["type"] == "websocket.close"]
+    assert closes[0]["code"] == 1013
+    assert received == [{"type": "websocket.disconnect", "code": 1013}]
+    assert [e.status for e in audit.named("sys_monitor_disabled") if e.status] == [1013]
+
+
+async def hits(store: RedisStore, count: int) -> list[bool]:
+    gcra = limit("gcra", 3, 60.0, "c-gcra")
+    moving = limit("moving-window", 3, 60.0, "c-moving")
+    results = []
+    try:
+        for _ in range(count):
+            outcomes = await store.apply([(gcra, "k", 1), (moving, "k", 1)])
+            results.append(all(outcome.allowed for outcome in outcomes))
+    finally:
+        await store.aclose()
+    return results
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
+    """A one-node Redis Cluster owning every slot."""
+    nodes = str(tmp_path / "nodes.conf")
+    for server in redis_server_fixture("--cluster-enabled", "yes", "--cluster-config-file", nodes):
+        server.command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in server.command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster did not become ok"
+            time.sleep(0.05)
+        yield server
+
+
+async def test_cluster_uri(cluster_node: RedisServer, anyio_backend: str) -> None:
+    store = RedisStore(f"redis+cluster://127.0.0.1:{cluster_node.port}", prefix=anyio_backend)
+    assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2
+
+
+@pytest.fixture
+def sentinel(own_redis: RedisServer, tmp_path: Path) -> Iterator[RedisServer]:
+    """A sentinel watching ``own_redis`` as ``mymaster``."""
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"sentinel monitor mymaster 127.0.0.1 {own_redis.port} 1\n")
+    yield from redis_server_fixture("--sentinel", config=str(conf))
+
+
+async def test_sentinel_uri(sentinel: RedisServer, anyio_backend: str) -> None:
+    store = RedisStore(f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster", prefix=anyio_backend)
+    assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2

@@ -1,0 +1,40 @@
+"""The memory store stays bounded and forgets expired keys."""
+
+from __future__ import annotations
+
+from secmw.ratelimit import MemoryStore
+from secmw.ratelimit.algorithms import ALGORITHMS, Limit
+from tests.ratelimit_support import FakeClock
+
+
+def limits() -> list[Limit]:
+    return [Limit(a, f"{a}:10", a, a, 5, 10.0, 5) for a in ALGORITHMS]
+
+
+def test_expired_keys_are_retired_as_new_keys_arrive() -> None:
+    clock = FakeClock(0.0)
+    store = MemoryStore(clock=clock)
+    for index in range(500):
+        store.apply([(limit, index, 1) for limit in limits()])
+    assert len(store) == 2000
+    clock.advance(25.0)  # past every state's expiry (sliding counters keep two windows)
+    for index in range(500, 1500):
+        store.apply([(limit, index, 1) for limit in limits()])
+    assert len(store) == 4000  # the 2000 expired ones are gone
+    assert store.evictions == 0
+
+
+def test_max_keys_evicts_the_least_recently_used() -> None:
+    clock = FakeClock(0.0)
+    store = MemoryStore(clock=clock, max_keys=100)
+    limit = Limit("t", "t:10", "t", "fixed-window", 10_000, 10.0, 10_000)
+    store.apply([(limit, "hot", 1)])
+    for index in range(1000):
+        store.apply([(limit, index, 1)])
+        if index % 50 == 0:
+            store.apply([(limit, "hot", 1)])
+    assert len(store) == 100
+    assert store.evictions == 901  # every other key came and went
+    # The key used recently survived with its count (1 + 20 hits).
+    assert store.apply([(limit, "hot", 0)])[0].remaining == 10_000 - 21
+    assert store.apply([(limit, 0, 0)])[0].remaining == 10_000  # evicted: starts afresh

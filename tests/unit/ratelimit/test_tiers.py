@@ -1,0 +1,82 @@
+"""What each key part reads from the request, and the costs a tier charges."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from secmw.context import Principal, RequestContext
+from secmw.ratelimit import Tier, TierConfig
+from tests.support import http_scope
+
+ALICE = Principal(subject="alice", tenant="acme", credential_id="key-1", auth_method="test")
+NO_TENANT = Principal(subject="bob", auth_method="test")
+
+
+def ctx_for(principal: Principal | None = None, path: str = "/api", **scope: Any) -> RequestContext:
+    ctx = RequestContext.from_scope(http_scope(path, **scope))
+    if principal is not None:
+        ctx.principal = principal
+    return ctx
+
+
+def tier(**config: Any) -> Tier:
+    return Tier(TierConfig.model_validate({"name": "t", "rate": "5/minute", **config}))
+
+
+@pytest.mark.parametrize(
+    ("key", "principal", "expected"),
+    [
+        pytest.param("global", ALICE, ("*",), id="global"),
+        pytest.param("principal", ALICE, ("p:alice",), id="principal"),
+        pytest.param("principal", None, ("ip:203.0.113.7",), id="anonymous-by-ip"),
+        pytest.param("tenant", ALICE, ("t:acme",), id="tenant"),
+        pytest.param("tenant", NO_TENANT, ("p:bob",), id="no-tenant"),
+        pytest.param("ip", ALICE, ("203.0.113.7",), id="ip"),
+        pytest.param("route", ALICE, ("GET /api",), id="route"),
+        pytest.param("api_key", ALICE, ("k:key-1",), id="api-key"),
+        pytest.param("api_key", NO_TENANT, ("p:bob",), id="no-api-key"),
+        pytest.param("tenant+ip", ALICE, ("t:acme", "203.0.113.7"), id="combined"),
+    ],
+)
+def test_key_parts(key: str, principal: Principal | None, expected: tuple[str, ...]) -> None:
+    assert tier(key=key).keys(ctx_for(principal)) == [(expected, 1)]
+
+
+def rpc_ctx(*tools: str) -> RequestContext:
+    ctx = ctx_for(ALICE, method="POST", headers=[("content-type", "application/json")])
+    calls = [
+        {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name}}
+        for i, name in enumerate(tools)
+    ]
+    ctx.load_body(json.dumps(calls if len(calls) > 1 else calls[0]).encode())
+    return ctx
+
+
+def test_tool_keys_per_tool_and_batch_costs() -> None:
+    per_tool = tier(key="principal+tool", costs={"tools": {"big": 4}})
+    assert per_tool.keys(rpc_ctx("a", "big", "a")) == [
+        (("p:alice", "tool:a"), 2),
+        (("p:alice", "tool:big"), 4),
+    ]
+    assert per_tool.keys(ctx_for(ALICE)) == []  # no tools/call: not counted
+    overall = tier(key="principal", costs={"tools": {"big": 4}})
+    assert overall.keys(rpc_ctx("a", "big")) == [(("p:alice",), 5)]
+
+
+def test_plans_pick_the_rate_and_share_counters() -> None:
+    t = tier(plans={"paid": "10/minute"})
+    free = t.limits_for(ctx_for(Principal(subject="x", tier="free")))
+    paid = t.limits_for(ctx_for(Principal(subject="x", tier="paid")))
+    assert (free[0].amount, paid[0].amount) == (5, 10)
+    assert free[0].slot == paid[0].slot == "t:60"
+
+
+def test_several_windows_get_their_own_policy_names() -> None:
+    limits = tier(rate="10/second;1000/hour").limits
+    assert [(lim.policy, lim.descriptor) for lim in limits] == [
+        ("t-1s", '"t-1s";q=10;w=1'),
+        ("t-3600s", '"t-3600s";q=1000;w=3600'),
+    ]
