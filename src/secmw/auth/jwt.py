@@ -19,7 +19,10 @@ The trade-offs, each deliberate:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -223,12 +226,7 @@ class JWTAuthenticator:
     def _decode(self, token: str, keys: KeySet) -> tuple[Principal, VerificationKey]:
         if not _SHAPE.fullmatch(token):
             raise invalid_token("The access token is malformed.", "not a compact JWS")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise invalid_token(
-                "The access token is malformed.", "unreadable JOSE header"
-            ) from None
+        header = _jose_header(token)
         key, alg = self._select_key(header, keys)
         # Time claims are checked below against our clock (PyJWT reads the real one).
         options: Any = {
@@ -336,6 +334,22 @@ class JWTAuthenticator:
             raise invalid_token("The access token is not valid yet.", "token not yet valid")
         if "iat" in claims and claims["iat"] > now + self._leeway:
             raise invalid_token("The access token is not valid yet.", "token issued in the future")
+
+
+def _jose_header(token: str) -> Mapping[str, Any]:
+    """The JOSE header of a token whose shape was checked.
+
+    Parsed here rather than with ``jwt.get_unverified_header``, which re-checks
+    every character of every segment in Python and costs a third of a verification.
+    """
+    segment = token[: token.index(".")]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise invalid_token("The access token is malformed.", "unreadable JOSE header") from None
+    if not isinstance(header, dict):
+        raise invalid_token("The access token is malformed.", "unreadable JOSE header")
+    return header
 
 
 def principal_from_claims(
