@@ -69,8 +69,8 @@ def context(headers: list[tuple[bytes, bytes]]) -> RequestContext:
 
 def authlib_validator(issuer: TokenIssuer) -> Callable[[str], Any] | None:
     try:
-        from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
-        from joserfc.jwk import KeySet
+        from authlib.oauth2.rfc9068 import JWTBearerTokenValidator  # noqa: PLC0415 - optional peer
+        from joserfc.jwk import KeySet  # noqa: PLC0415 - optional peer
     except ImportError:
         return None
     keys = KeySet.import_key_set(issuer.jwks())
