@@ -28,8 +28,21 @@ from urllib.parse import parse_qsl
 from secmw.context import RequestContext
 from secmw.errors import AuthenticationError
 
-# RFC 6750 section 2.1: b64token.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def is_b64token(value: str) -> bool:
+    """True when ``value`` is an RFC 6750 b64token.
+
+    ``str.strip`` with the alphabet removes everything only when every character
+    is in it (it stops at the first stranger from each end); this runs in C and
+    is several times faster than a regular expression on a long token.
+    """
+    body = value.rstrip("=")
+    return bool(body) and not body.strip(_B64TOKEN_CHARS)
+
+
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 K8S_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 
@@ -64,7 +77,7 @@ def _query_token(ctx: RequestContext, settings: CredentialSettings) -> str | Non
         raise _bad(
             "Access tokens are not accepted in the query string.", "access_token in query string"
         )
-    if len(values) > 1 or not _B64TOKEN.fullmatch(values[0]):
+    if len(values) > 1 or not is_b64token(values[0]):
         raise _bad("The access_token parameter is malformed.", "malformed query token")
     return values[0]
 
@@ -83,7 +96,7 @@ def _subprotocol_token(ctx: RequestContext, prefix: str) -> str | None:
         token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         raise _bad("The bearer subprotocol is malformed.", "malformed bearer subprotocol") from None
-    if not _B64TOKEN.fullmatch(token):
+    if not is_b64token(token):
         raise _bad("The bearer subprotocol is malformed.", "malformed bearer subprotocol")
     return token
 
@@ -100,7 +113,7 @@ def _header_token(ctx: RequestContext) -> str | None:
     if scheme.lower() != "bearer":
         return None
     token = credential.strip(" ")
-    if not _B64TOKEN.fullmatch(token):
+    if not is_b64token(token):
         raise _bad("The Authorization header is malformed.", "malformed bearer credential")
     return token
 

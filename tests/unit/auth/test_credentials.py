@@ -76,3 +76,26 @@ def test_strip_subprotocol_keeps_real_ones_in_order() -> None:
     strip_subprotocol(scope, "base64url.bearer.authorization.k8s.io.")
     assert scope["subprotocols"] == ["a", "b"]
     assert scope["headers"] == [(b"sec-websocket-protocol", b"a, b"), (b"host", b"x")]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("abc", True),
+        ("a-b.c_d~e+f/g", True),
+        ("abc==", True),
+        ("=", False),
+        ("", False),
+        ("ab=c", False),
+        ("a b", False),
+        ("a\tb", False),
+        ("caf\u00e9", False),
+        ("a,b", False),
+        ("!abc", False),
+        ("abc!", False),
+    ],
+)
+def test_b64token_alphabet(value: str, ok: bool) -> None:
+    from secmw.auth.bearer import is_b64token
+
+    assert is_b64token(value) is ok
