@@ -210,6 +210,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    if config.auth.websocket.query_token:
+        found.append("auth.websocket.query_token")
     return tuple(found)
 
 

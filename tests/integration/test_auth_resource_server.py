@@ -228,3 +228,9 @@ async def test_api_key_file_that_breaks_is_503(tmp_path: Path) -> None:
     path.write_text(json.dumps({"keys": "nope"}))
     sent = await call(app, http_scope("/", headers=[("x-api-key", key)]))
     assert sent.status == 503
+
+
+def test_query_token_opt_in_is_a_listed_fail_open() -> None:
+    pipeline = build_pipeline(parse_config({"auth": {"websocket": {"query_token": True}}}))
+    assert "auth.websocket.query_token" in pipeline.fail_open
+    assert build_pipeline(parse_config({})).fail_open == ()

@@ -9,6 +9,8 @@ The trade-offs, each deliberate:
 * A token naming an unknown ``kid`` may trigger a refresh, but at most one per
   ``cooldown`` seconds: a flood of made-up ``kid`` values costs the issuer one
   request per cooldown, not one per token (PyJWKClient's rule, made async).
+* While one request refreshes stale keys, concurrent requests keep using the
+  loaded keys instead of waiting for the endpoint.
 * When the endpoint fails or returns garbage the last good keys stay in use; the
   failure is reported to ``on_error`` and retried after ``cooldown``. Only when no
   key was ever loaded does a request fail, with a 503 (ComponentError).
@@ -110,7 +112,7 @@ class JWKSClient:
         self._cooldown = cooldown
         self._clock = clock
         self._on_error = on_error
-        self._lock = anyio.Lock(fast_acquire=True)
+        self._lock = anyio.Lock()
         self._by_jwk: dict[str, VerificationKey] = {}
         self.keys = KeySet(static, allowed)
         self.loaded = False
@@ -124,8 +126,12 @@ class JWKSClient:
         return self._clock() >= self.fresh_until
 
     async def current(self) -> KeySet:
-        """The key set, refreshed first when it is stale (failures keep the old keys)."""
-        if self._clock() >= self.fresh_until:
+        """The key set, refreshed first when it is stale (failures keep the old keys).
+
+        While one request refreshes, the others carry on with the keys already
+        loaded rather than queue behind a slow endpoint.
+        """
+        if self._clock() >= self.fresh_until and not (self.loaded and self._lock.locked()):
             await self._refresh(force=False)
         if not self.loaded and not self.keys:
             raise JWKSFetchError("no JWKS keys could be loaded")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import anyio
 import pytest
 
 from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness
@@ -160,3 +163,29 @@ async def test_encryption_and_unusable_keys_are_skipped() -> None:
         "https://x.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=fetch, clock=clock
     )
     assert set((await source.current()).by_kid) == {"one"}
+
+
+async def test_concurrent_requests_use_loaded_keys_while_one_refreshes() -> None:
+    clock = FakeClock()
+    release = anyio.Event()
+    calls = 0
+
+    async def slow(url: str) -> FetchResult:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()
+        return FetchResult(200, json.dumps(ONE.jwks()).encode(), "max-age=60")
+
+    source = JWKSClient(
+        "https://x.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=slow, clock=clock
+    )
+    loaded = await source.current()
+    clock.advance(61)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(source.current)
+        await anyio.sleep(0.01)
+        with anyio.fail_after(1):
+            assert await source.current() is loaded  # not blocked by the slow refresh
+        release.set()
+    assert calls == 2 and not source.stale()
