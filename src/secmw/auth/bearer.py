@@ -28,23 +28,23 @@ from urllib.parse import parse_qsl
 from secmw.context import RequestContext
 from secmw.errors import AuthenticationError
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+K8S_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+_B64TOKEN_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 
 
 def is_b64token(value: str) -> bool:
     """True when ``value`` is an RFC 6750 b64token.
 
-    ``str.strip`` with the alphabet removes everything only when every character
-    is in it (it stops at the first stranger from each end); this runs in C and
-    is several times faster than a regular expression on a long token.
+    Deleting every allowed byte with ``bytes.translate`` leaves nothing only when
+    all characters are allowed; this runs in C and is faster than a regular
+    expression on a long token.
     """
     body = value.rstrip("=")
-    return bool(body) and not body.strip(_B64TOKEN_CHARS)
-
-
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
-K8S_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.k8s.io."
+    return (
+        bool(body) and body.isascii() and not body.encode("ascii").translate(None, _B64TOKEN_BYTES)
+    )
 
 
 @dataclass(frozen=True, slots=True)
