@@ -37,7 +37,12 @@ def ws_ctx(
 
 
 async def pkce_tokens(
-    server: Any, http: Any, *, scope: str = "read", login_hint: str | None = None
+    server: Any,
+    http: Any,
+    *,
+    scope: str = "read",
+    login_hint: str | None = None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
     """Run authorization code + PKCE S256 against ``server`` through ``http`` (httpx)."""
     from urllib.parse import parse_qs, urlsplit
@@ -54,6 +59,8 @@ async def pkce_tokens(
     }
     if login_hint:
         params["login_hint"] = login_hint
+    if resource:
+        params["resource"] = resource
     answer = await http.get("/authorize", params=params)
     assert answer.status_code == 302, answer.text
     query = parse_qs(urlsplit(answer.headers["location"]).query)

@@ -248,7 +248,11 @@ class MockAuthorizationServer:
         if not query.get("client_id") or not redirect.startswith(("http://", "https://")):
             await _reply(send, 400, {"error": "invalid_request"})
             return
-        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+        if (
+            query.get("response_type") != "code"
+            or query.get("code_challenge_method") != "S256"
+            or not query.get("code_challenge")
+        ):
             error = {"error": "invalid_request", "state": query.get("state", "")}
             location = f"{redirect}?{urlencode(error)}"
             await _reply(send, 302, headers=[(b"location", location.encode())])

@@ -132,6 +132,17 @@ async def test_signing_key_removed_from_jwks_is_401(auth_server: Any) -> None:
     assert setup.audit.last.reason == "unknown kid"
 
 
+async def test_token_for_another_resource_is_refused(auth_server: Any) -> None:
+    mock, http = auth_server
+    setup = Setup(mock)
+    elsewhere = await pkce_tokens(mock, http, resource="https://other.example.test/mcp")
+    answer = await setup.get(elsewhere["access_token"])
+    assert answer.status_code == 401
+    assert setup.audit.last.reason == "audience mismatch"
+    named = await pkce_tokens(mock, http, login_hint="erin")
+    assert (await setup.get(named["access_token"])).json()["subject"] == "erin"
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [
