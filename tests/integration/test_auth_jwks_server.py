@@ -40,8 +40,9 @@ def handler_for(state: JWKSState) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.hits += 1
                 mode, issuers = state.mode, list(state.issuers)
-            if mode == "down":
-                self.send_response(500)
+            if mode in ("down", "redirect"):
+                self.send_response(500 if mode == "down" else 302)
+                self.send_header("Location", "/jwks")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -115,7 +116,7 @@ async def test_rotation_new_key_is_found_old_key_goes(jwks_server: tuple[str, JW
     assert await status(app, new) == 200
 
 
-@pytest.mark.parametrize("mode", ["down", "garbage"])
+@pytest.mark.parametrize("mode", ["down", "garbage", "redirect"])
 async def test_outage_keeps_last_good_keys(
     jwks_server: tuple[str, JWKSState], mode: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

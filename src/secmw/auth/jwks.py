@@ -26,6 +26,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -54,13 +55,24 @@ class JWKSFetchError(ComponentError):
     """The JWKS endpoint could not be read (and no earlier keys exist)."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the configured JWKS URL is the only place keys come from."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def urllib_fetcher(timeout: float = 5.0, max_bytes: int = MAX_JWKS_BYTES) -> Fetcher:
-    """A fetcher running ``urllib`` in a worker thread, with a timeout and a size cap."""
+    """A fetcher running ``urllib`` in a worker thread, with a timeout and a size cap.
+
+    Redirects are not followed (a 3xx is a failed fetch).
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
 
     def fetch_sync(url: str) -> FetchResult:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked by the config
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - same
+            with opener.open(request, timeout=timeout) as response:
                 body = response.read(max_bytes + 1)
                 return FetchResult(response.status, body, response.headers.get("cache-control"))
         except urllib.error.HTTPError as exc:
