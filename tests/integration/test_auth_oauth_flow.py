@@ -255,3 +255,29 @@ async def test_introspection_endpoint_through_the_middleware(auth_server: Any) -
     assert ok.status_code == 200
     bad = await api.get("/x", headers={"authorization": "Bearer not-a-token"})
     assert bad.status_code == 401
+
+
+async def test_jwt_and_introspection_split_bearer_tokens_by_shape(auth_server: Any) -> None:
+    from secmw.auth import CompositeAuthenticator
+    from secmw.auth.introspection import IntrospectionAuthenticator
+
+    mock, http = auth_server
+    config = parse_config({"auth": {"jwt": mock.jwt_config()}})
+    assert config.auth.jwt is not None
+    introspection = IntrospectionAuthenticator(
+        f"{mock.issuer}/introspect",
+        client_id="resource-server",
+        client_secret="rs-secret",
+        client=http,
+    )
+    composite = CompositeAuthenticator([build_jwt(config.auth.jwt, jws_only=True), introspection])
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), authenticator=composite, audit=audit)
+    api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api.test")
+    tokens = await pkce_tokens(mock, http)
+    ok = await api.get("/x", headers={"authorization": f"Bearer {tokens['access_token']}"})
+    assert ok.status_code == 200 and audit.last.auth_method == "jwt"
+    assert introspection.requests == 0
+    opaque = await api.get("/x", headers={"authorization": "Bearer opaque-reference-token"})
+    assert opaque.status_code == 401 and introspection.requests == 1
+    assert audit.last.reason == "token inactive"
