@@ -141,8 +141,13 @@ async def test_first_load_failing_is_503_not_anonymous(jwks_server: tuple[str, J
     url, state = jwks_server
     state.mode = "down"
     app, audit = protected(url)
-    assert await status(app, A.mint()) == 503
-    assert audit.last.name == "sys_monitor_disabled"
+    for _ in range(3):  # also within the cooldown, when no fetch is attempted
+        assert await status(app, A.mint()) == 503
+        assert audit.last.name == "sys_monitor_disabled"
+    assert state.hits == 1
+    state.mode = "ok"
+    await anyio.sleep(0.35)
+    assert await status(app, A.mint()) == 200
 
 
 async def test_unknown_kid_flood_costs_one_fetch_per_cooldown(

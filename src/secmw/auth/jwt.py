@@ -171,7 +171,7 @@ class JWTAuthenticator:
         if len(token) > self._max_bytes:
             raise invalid_token("The access token is too large.", "token over max_token_bytes")
         jwks = self._jwks
-        if jwks is not None and jwks.stale():
+        if jwks is not None and (not jwks.loaded or jwks.stale()):
             await self._reload()
         cache = self._cache
         if cache is None:
