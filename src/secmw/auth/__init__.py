@@ -12,6 +12,7 @@ from secmw.auth.bearer import CredentialSettings, bearer_token, encode_subprotoc
 from secmw.auth.build import build_authenticator
 from secmw.auth.cache import MemoryDenylist, RevocationCheck, TokenCache
 from secmw.auth.composite import CompositeAuthenticator
+from secmw.auth.introspection import IntrospectionAuthenticator, IntrospectionError
 from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError
 from secmw.auth.jwt import JWTAuthenticator, VerificationKey, key_from_jwk, key_from_pem
 from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
@@ -26,6 +27,8 @@ __all__ = [
     "CredentialSettings",
     "FetchResult",
     "FileAPIKeyStore",
+    "IntrospectionAuthenticator",
+    "IntrospectionError",
     "JWKSClient",
     "JWKSFetchError",
     "JWTAuthenticator",
