@@ -234,3 +234,31 @@ def test_query_token_opt_in_is_a_listed_fail_open() -> None:
     pipeline = build_pipeline(parse_config({"auth": {"websocket": {"query_token": True}}}))
     assert "auth.websocket.query_token" in pipeline.fail_open
     assert build_pipeline(parse_config({})).fail_open == ()
+
+
+async def test_empty_strings_switch_off_the_alternative_places(tmp_path: Path) -> None:
+    from secmw.auth.bearer import encode_subprotocol
+    from tests.support import Receiver, ws_scope
+
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    config = {
+        "auth": {
+            "jwt": ISSUER.jwt_config(),
+            "api_key": {"file": str(path), "authorization_scheme": ""},
+            "websocket": {"subprotocol_prefix": ""},
+        }
+    }
+    app = SecurityMiddleware(EchoApp(), config)
+    sent = await call(app, http_scope("/", headers=[("authorization", f"ApiKey {key}")]))
+    assert sent.status == 401 and "error=" not in (sent.header("www-authenticate") or "")
+    scope = ws_scope()
+    scope["subprotocols"] = [encode_subprotocol(ISSUER.mint())]
+    sent = await call(
+        app,
+        scope,
+        __import__("tests.support", fromlist=["Receiver"]).Receiver(
+            [{"type": "websocket.connect"}]
+        ),
+    )
+    assert sent.messages[0]["type"] == "websocket.close"
