@@ -254,11 +254,5 @@ async def test_empty_strings_switch_off_the_alternative_places(tmp_path: Path) -
     assert sent.status == 401 and "error=" not in (sent.header("www-authenticate") or "")
     scope = ws_scope()
     scope["subprotocols"] = [encode_subprotocol(ISSUER.mint())]
-    sent = await call(
-        app,
-        scope,
-        __import__("tests.support", fromlist=["Receiver"]).Receiver(
-            [{"type": "websocket.connect"}]
-        ),
-    )
+    sent = await call(app, scope, Receiver([{"type": "websocket.connect"}]))
     assert sent.messages[0]["type"] == "websocket.close"
