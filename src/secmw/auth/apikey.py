@@ -11,7 +11,7 @@ import hmac
 import time
 from collections.abc import Callable
 
-from secmw.auth.apikey_store import KEY_FORMAT, APIKeyStore, hash_key
+from secmw.auth.apikey_store import KEY_FORMAT, APIKeyRecord, APIKeyStore, hash_key
 from secmw.context import Principal, RequestContext
 from secmw.errors import AuthenticationError
 
@@ -34,7 +34,7 @@ class APIKeyAuthenticator:
     key that is malformed, unknown, revoked or expired is a 401.
     """
 
-    __slots__ = ("_clock", "_header", "_scheme", "_store", "credential")
+    __slots__ = ("_clock", "_header", "_principals", "_scheme", "_store", "credential")
 
     def __init__(
         self,
@@ -48,6 +48,9 @@ class APIKeyAuthenticator:
         self._header = header.lower()
         self._scheme = authorization_scheme.lower() if authorization_scheme else None
         self._clock = clock
+        # One principal per record object: a changed record (revoked, reloaded)
+        # is a new object, so a stale principal is never reused.
+        self._principals: dict[str, tuple[APIKeyRecord, Principal]] = {}
         self.credential = "api_key"
 
     @property
@@ -101,7 +104,10 @@ class APIKeyAuthenticator:
             )
         if record.expires_at is not None and self._clock() >= record.expires_at:
             raise _invalid("The API key expired.", "api key expired", event="authn_token_expired")
-        return Principal(
+        known = self._principals.get(key_id)
+        if known is not None and known[0] is record:
+            return known[1]
+        principal = Principal(
             subject=record.subject,
             tenant=record.tenant,
             roles=frozenset(record.roles),
@@ -111,6 +117,8 @@ class APIKeyAuthenticator:
             expires_at=record.expires_at,
             credential_id=f"apikey:{key_id}",
         )
+        self._principals[key_id] = (record, principal)
+        return principal
 
 
 __all__ = ["APIKeyAuthenticator"]

@@ -130,3 +130,11 @@ def test_records_refuse_bad_shapes() -> None:
         APIKeyRecord.from_dict({"key_id": "a"})
     with pytest.raises(ValueError, match="empty"):
         MemoryAPIKeyStore().create("")
+
+
+async def test_principal_is_built_once_per_record() -> None:
+    store, auth, key = setup()
+    first = await auth.check(key)
+    assert await auth.check(key) is first
+    store.create("other")  # unrelated change: same record, same principal
+    assert await auth.check(key) is first
