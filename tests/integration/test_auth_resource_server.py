@@ -118,8 +118,26 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
         pytest.param(
             {"jwt": {"issuer": "i", "audience": "a", "jwks_url": "file:///etc/passwd"}},
             "auth.jwt.jwks_url",
-            "http(s) URL",
+            "https URL",
             id="jwks-url-scheme",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "jwks_url": "http://login.example.com/j"}},
+            "auth.jwt.jwks_url",
+            "must use https",
+            id="jwks-url-plain-http",
+        ),
+        pytest.param(
+            {
+                "introspection": {
+                    "endpoint": "http://10.0.0.1/i",
+                    "client_id": "c",
+                    "client_secret": "s",
+                }
+            },
+            "auth.introspection.endpoint",
+            "must use https",
+            id="introspection-plain-http",
         ),
         pytest.param(
             {
