@@ -14,6 +14,8 @@ The trade-offs, each deliberate:
 * When the endpoint fails or returns garbage the last good keys stay in use; the
   failure is reported to ``on_error`` and retried after ``cooldown``. Only when no
   key was ever loaded does a request fail, with a 503 (ComponentError).
+* Symmetric (``oct``) keys in a fetched JWKS are ignored: a published shared
+  secret would let anyone who reads the document sign tokens.
 * Keys whose JWK did not change keep their identity across refreshes, so the
   verified-token cache evicts only the tokens of keys that really went away.
 """
@@ -190,6 +192,10 @@ class JWKSClient:
         seen: dict[str, VerificationKey] = {}
         for entry in document["keys"]:
             if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
+                continue
+            if entry.get("kty") == "oct":
+                # A symmetric key in a published document is known to everyone
+                # who can read it: anyone could mint tokens with it.
                 continue
             canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
             key = self._by_jwk.get(canonical)

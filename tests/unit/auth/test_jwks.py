@@ -152,6 +152,7 @@ async def test_encryption_and_unusable_keys_are_skipped() -> None:
     clock = FakeClock()
     document = (
         b'{"keys":[{"kty":"RSA","use":"enc","n":"x","e":"AQAB"},{"kty":"nope"},"str",'
+        b'{"kty":"oct","kid":"shared","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0"},'
         + __import__("json").dumps(ONE.public_jwk).encode()
         + b"]}"
     )
