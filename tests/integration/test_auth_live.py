@@ -132,4 +132,8 @@ def test_pkce_token_jwks_over_http_and_revocation(
         client.post(endpoints["revocation_endpoint"], data={"token": tokens["access_token"]})
         revoked = client.get(f"{api}/mcp", headers=bearer)
         assert revoked.status_code == 401
-        assert audit.last.name == "authn_token_revoked"
+    # The server records the event after sending the response: wait for it, bounded.
+    deadline = time.monotonic() + 5
+    while not audit.named("authn_token_revoked") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert audit.named("authn_token_revoked")
