@@ -61,6 +61,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Refuse redirects: the configured JWKS URL is the only place keys come from."""
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Return no new request: urllib then reports the 3xx as an HTTP error."""
         return None
 
 
