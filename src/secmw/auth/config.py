@@ -51,7 +51,7 @@ class JWTConfig(ConfigModel):
     jwks_file: Path | None = None
     jwks_url: str | None = None
     jwks_timeout: float = Field(5.0, gt=0, le=60)
-    jwks_cooldown: float = Field(30.0, ge=0, le=3600)
+    jwks_cooldown: float = Field(30.0, gt=0, le=3600)
     jwks_min_ttl: float = Field(30.0, ge=0, le=86400)
     jwks_max_ttl: float = Field(86400.0, ge=1, le=7 * 86400)
     jwks_default_ttl: float = Field(300.0, ge=0, le=86400)
