@@ -80,7 +80,8 @@ def variants() -> list[tuple[str, App, dict[str, Any]]]:
     plain = scope_for("/api/items/42", [])
     authed = scope_for("/api/items/42", [(b"authorization", f"Bearer {token}".encode())])
     open_config = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
-    jwt_config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    jwt_config = {"auth": {"jwt": issuer.jwt_config(cache_size=0)}, "audit": {"sink": "none"}}
+    cached_config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
     closed_config = {"audit": {"sink": "none"}}
     return [
         ("bare app", bare_app, plain),
@@ -92,6 +93,7 @@ def variants() -> list[tuple[str, App, dict[str, Any]]]:
             plain,
         ),
         ("secmw, JWT ES256 (uncached)", SecurityMiddleware(bare_app, jwt_config), authed),
+        ("secmw, JWT ES256 (cached)", SecurityMiddleware(bare_app, cached_config), authed),
     ]
 
 

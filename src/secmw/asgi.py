@@ -85,6 +85,9 @@ class SecurityMiddleware:
             ctx = pipeline.fallback_context(scope)
             await self._deny(ctx, denial, send)
             return
+        if pipeline.endpoints and ctx.path in pipeline.endpoints:
+            await self._serve(ctx, send)
+            return
         limit = pipeline.max_body_bytes
         guard: _BodyLimit | None = None
         try:
@@ -108,7 +111,11 @@ class SecurityMiddleware:
         writer = ResponseWriter(ctx, pipeline, send, guard)
         ctx.state["pipeline"] = pipeline  # lets route-level checks render identical denials
         try:
-            await self.app(_child_scope(scope, ctx, writer.transform), receive, writer.send)
+            await self.app(
+                _child_scope(scope, ctx, writer.transform, pipeline.scope_filters),
+                receive,
+                writer.send,
+            )
         except Exception:
             if guard is None or not guard.exceeded:
                 with anyio.CancelScope(shield=True):
@@ -130,6 +137,15 @@ class SecurityMiddleware:
             return
         # A route-level check (secmw.fastapi) may have refused the request inside the app.
         await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
+
+    async def _serve(self, ctx: RequestContext, send: Send) -> None:
+        """Answer a request for a document secmw serves itself (public by design)."""
+        status, headers, body = self.pipeline.endpoints[ctx.path](ctx)
+        headers.extend(self.pipeline.response_headers(ctx))
+        ctx.status = status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await self.pipeline.record(ctx, reason="served by secmw")
 
     async def _deny(self, ctx: RequestContext, denial: Denial, send: Send) -> None:
         status, headers, body = self.pipeline.render(ctx, denial)
@@ -161,7 +177,7 @@ class SecurityMiddleware:
 
         session = WebSocketSession(ctx, pipeline, receive, send, first)
         try:
-            await session.run(self.app, _child_scope(scope, ctx, None))
+            await session.run(self.app, _child_scope(scope, ctx, None, pipeline.scope_filters))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await pipeline.record(ctx, name="app_error", reason="application raised")
@@ -208,9 +224,16 @@ class SecurityMiddleware:
         await self.app(scope, receive, observe)
 
 
-def _child_scope(scope: Scope, ctx: RequestContext, transform: Redactor | None) -> Scope:
+def _child_scope(
+    scope: Scope,
+    ctx: RequestContext,
+    transform: Redactor | None,
+    filters: tuple[Callable[[Scope], None], ...] = (),
+) -> Scope:
     """The scope the app sees: the Starlette ``user``/``auth`` keys and our state."""
     child = dict(scope)
+    for scope_filter in filters:
+        scope_filter(child)
     principal: Principal = ctx.principal
     child["user"] = principal
     child["auth"] = (
@@ -228,7 +251,7 @@ def _child_scope(scope: Scope, ctx: RequestContext, transform: Redactor | None) 
                 for name, value in extensions.items()
                 if name not in _BODY_BYPASS_EXTENSIONS
             }
-        headers = scope.get("headers") or ()
+        headers = child.get("headers") or ()
         # Ask for an identity body: a compressed one cannot be scanned.
         child["headers"] = [
             (name, b"identity" if name.lower() == b"accept-encoding" else value)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from secmw.auth import cli as auth_cli
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     from secmw.policy.cli import register as register_policy  # noqa: PLC0415
 
     register_policy(commands)
+    auth_cli.register(commands)
     return parser
 
 

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 from secmw._config_base import ConfigModel, header_name
 from secmw._responses import ChallengeSettings
 from secmw.audit.config import AuditConfig
+from secmw.auth import build as auth_build
 from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
@@ -163,11 +164,9 @@ Builder = Callable[[Config], Any]
 
 
 def _authenticator(config: Config) -> Any:
-    if config.auth.jwt is None:
-        return None
-    from secmw.auth.jwt import JWTAuthenticator  # noqa: PLC0415 - only when configured
+    from secmw.auth.build import build_authenticator  # noqa: PLC0415 - keeps imports lazy
 
-    return _within("auth.jwt", lambda: JWTAuthenticator.from_config(config.auth.jwt))  # type: ignore[arg-type]
+    return _within("auth", lambda: build_authenticator(config.auth))
 
 
 def _policy(config: Config) -> Any:
@@ -227,6 +226,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         from secmw.ratelimit.build import fail_open_settings  # noqa: PLC0415
 
         found.extend(fail_open_settings(config.ratelimit))
+    if config.auth.websocket.query_token:
+        found.append("auth.websocket.query_token")
     return tuple(found)
 
 
@@ -265,8 +266,10 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
             allow_double_encoding=config.paths.allow_double_encoding,
         ),
         challenge=ChallengeSettings(
-            realm=config.auth.realm, resource_metadata=config.auth.resource_metadata
+            realm=config.auth.realm, resource_metadata=auth_build.resource_metadata_url(config.auth)
         ),
+        endpoints=auth_build.endpoints(config.auth),
+        scope_filters=auth_build.scope_filters(config.auth),
         max_body_bytes=config.max_body_bytes,
         max_message_bytes=config.websocket.max_message_bytes,
         echo_request_id=config.request_id.echo,

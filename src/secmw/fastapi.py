@@ -33,7 +33,7 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2
 from fastapi.security.base import SecurityBase
 
-from secmw.auth.stepup import MFA_AMR, step_up_needed
+from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
 from secmw.context import Principal, RequestContext
 from secmw.errors import (
     AccessDenied,
@@ -123,7 +123,7 @@ def require(
     acr: Sequence[str] = (),
     max_age: int | None = None,
     schemes: Sequence[SecurityBase] = (bearer_scheme,),
-    mfa_amr: Sequence[str] = tuple(MFA_AMR),
+    mfa_amr: Sequence[str] = tuple(MFA_AMR_VALUES),
 ) -> Callable[..., Awaitable[Principal]]:
     """A dependency requiring scopes (all), roles (any), and an RFC 9470 step-up.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
@@ -43,6 +43,7 @@ from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
 from secmw.redact.base import ChainedTransform, Redactor
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+Endpoint = Callable[[RequestContext], tuple[int, list[Header], bytes]]
 
 
 class Pipeline:
@@ -62,6 +63,7 @@ class Pipeline:
         "challenge",
         "clock",
         "context_settings",
+        "endpoints",
         "fail_open",
         "inspector",
         "max_body_bytes",
@@ -71,6 +73,7 @@ class Pipeline:
         "policy",
         "rate_limiter",
         "redactor",
+        "scope_filters",
     )
 
     def __init__(
@@ -90,6 +93,8 @@ class Pipeline:
         echo_request_id: bool = True,
         fail_open: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
+        endpoints: Mapping[str, Endpoint] | None = None,
+        scope_filters: tuple[Callable[[MutableMapping[str, Any]], None], ...] = (),
     ) -> None:
         self.authenticator = authenticator
         self.inspector = inspector
@@ -120,6 +125,10 @@ class Pipeline:
         bind = getattr(rate_limiter, "bind_emitter", None)
         if callable(bind):
             bind(self.emit)
+        # Responses secmw serves itself, by canonical path (RFC 9728 metadata), and
+        # rewrites of the app's scope (credential stripping); see secmw.auth.build.
+        self.endpoints: Mapping[str, Endpoint] = endpoints or {}
+        self.scope_filters = scope_filters
 
     # -- the request phase -------------------------------------------------
 

@@ -3,7 +3,9 @@
 ``TokenIssuer`` generates a signing key, publishes it as a JWKS or as an
 ``auth.jwt`` config section, and mints tokens with any claims, so tests obtain
 real, verifiable tokens without an authorization server. ``AuditCapture`` is an
-in-memory audit sink with look-up helpers.
+in-memory audit sink with look-up helpers. ``InMemoryJWKS`` serves keys (with
+outage modes) and ``MockAuthorizationServer`` runs the OAuth 2.1 code flow with
+PKCE, refresh and revocation (both from :mod:`secmw._testing_oauth`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ class TokenIssuer:
             self._private = ed25519.Ed25519PrivateKey.generate()
         else:
             raise ValueError(f"unsupported algorithm {algorithm!r}")
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes, **options: Any) -> TokenIssuer:
+        """An issuer signing with an existing private key (RS256, ES256 or EdDSA by type)."""
+        raw = pem.encode() if isinstance(pem, str) else pem
+        private: Any = serialization.load_pem_private_key(raw, password=None)
+        algorithm: Algorithm = (
+            "RS256"
+            if isinstance(private, rsa.RSAPrivateKey)
+            else "ES256"
+            if isinstance(private, ec.EllipticCurvePrivateKey)
+            else "EdDSA"
+        )
+        issuer = cls(algorithm=algorithm, **options)
+        issuer._private = private
+        return issuer
 
     @property
     def public_jwk(self) -> dict[str, Any]:
@@ -151,4 +169,6 @@ class AuditCapture(MemoryAuditSink):
         return [event.to_json() for event in self.events]
 
 
-__all__ = ["AuditCapture", "TokenIssuer"]
+from secmw._testing_oauth import InMemoryJWKS, MockAuthorizationServer  # noqa: E402 - re-export
+
+__all__ = ["AuditCapture", "InMemoryJWKS", "MockAuthorizationServer", "TokenIssuer"]

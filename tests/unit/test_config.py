@@ -62,7 +62,7 @@ def keys_of(error: ConfigError) -> list[str]:
         pytest.param(
             {"auth": {"jwt": {"issuer": "i", "audience": "a"}}},
             "auth.jwt",
-            "give keys or jwks_file",
+            "give keys, jwks_file or jwks_url",
             id="no-keys",
         ),
         pytest.param(

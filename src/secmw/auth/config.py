@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from secmw._config_base import ConfigModel
+from secmw._config_base import ConfigModel, header_name
 
 
 class JWTKeyConfig(ConfigModel):
@@ -48,6 +49,13 @@ class JWTConfig(ConfigModel):
     audience: str | list[str]
     keys: list[JWTKeyConfig] = Field(default_factory=list)
     jwks_file: Path | None = None
+    jwks_url: str | None = None
+    jwks_timeout: float = Field(5.0, gt=0, le=60)
+    jwks_cooldown: float = Field(30.0, gt=0, le=3600)
+    jwks_min_ttl: float = Field(30.0, ge=0, le=86400)
+    jwks_max_ttl: float = Field(86400.0, ge=1, le=7 * 86400)
+    jwks_default_ttl: float = Field(300.0, ge=0, le=86400)
+    cache_size: int = Field(10_000, ge=0, le=10_000_000)
     algorithms: list[str] | None = None
     leeway: float = Field(30.0, ge=0, le=600)
     max_token_bytes: int = Field(8192, ge=256, le=65536)
@@ -62,11 +70,114 @@ class JWTConfig(ConfigModel):
             raise ValueError("audience must be a non-empty string or list of strings")
         return value
 
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        return _http_url(value, "jwks_url")
+
     @model_validator(mode="after")
     def _some_key(self) -> JWTConfig:
-        if not self.keys and self.jwks_file is None:
-            raise ValueError("give keys or jwks_file")
+        if not self.keys and self.jwks_file is None and self.jwks_url is None:
+            raise ValueError("give keys, jwks_file or jwks_url")
         return self
+
+
+class APIKeyConfig(ConfigModel):
+    """API keys kept as SHA-256 hashes in a JSON file (see ``secmw apikey``)."""
+
+    file: Path
+    header: str = "x-api-key"
+    authorization_scheme: str | None = "ApiKey"
+    reload_interval: float = Field(2.0, ge=0, le=3600)
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return header_name(value)
+
+
+class IntrospectionConfig(ConfigModel):
+    """OAuth 2.0 token introspection (RFC 7662) for opaque tokens; needs httpx."""
+
+    endpoint: str
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = None
+    client_secret_env: str | None = None
+    audience: str | list[str] | None = None
+    issuer: str | None = None
+    timeout: float = Field(5.0, gt=0, le=60)
+    cache_size: int = Field(10_000, ge=0, le=10_000_000)
+    cache_ttl: float = Field(300.0, ge=0, le=86400)
+    negative_cache_ttl: float = Field(30.0, ge=0, le=3600)
+    max_token_bytes: int = Field(8192, ge=16, le=65536)
+    claims: ClaimNames = Field(default_factory=ClaimNames)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        checked = _http_url(value, "endpoint")
+        assert checked is not None
+        return checked
+
+    @model_validator(mode="after")
+    def _secret(self) -> IntrospectionConfig:
+        if (self.client_secret is None) == (self.client_secret_env is None):
+            raise ValueError("give exactly one of client_secret or client_secret_env")
+        return self
+
+
+class ProtectedResourceConfig(ConfigModel):
+    """The RFC 9728 protected-resource metadata document secmw serves."""
+
+    resource: str
+    authorization_servers: list[str] = Field(min_length=1)
+    scopes_supported: list[str] = Field(default_factory=list)
+    bearer_methods_supported: list[str] = Field(default_factory=lambda: ["header"])
+    resource_name: str | None = None
+    resource_documentation: str | None = None
+    path: str | None = None
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        checked = _http_url(value, "resource")
+        assert checked is not None
+        if "#" in checked:
+            raise ValueError("resource must not have a fragment (RFC 9728 section 1.2)")
+        return checked
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "?" in value):
+            raise ValueError("path must be an absolute path without a query")
+        return value
+
+
+class WebSocketAuthConfig(ConfigModel):
+    """Where websocket handshakes may carry a bearer token besides the header."""
+
+    subprotocol_prefix: str | None = "base64url.bearer.authorization.k8s.io."
+    query_token: bool = False
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _http_url(value: str | None, name: str) -> str | None:
+    """An https URL; plain http only on the loopback interface (for development).
+
+    Keys or tokens fetched over plain http could be swapped or read by anyone on
+    the path, which would let them mint tokens this resource accepts.
+    """
+    if value is None:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("https", "http") or not parsed.netloc:
+        raise ValueError(f"{name} must be an https URL")
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        raise ValueError(f"{name} must use https (plain http only on 127.0.0.1/localhost)")
+    return value
 
 
 class AuthConfig(ConfigModel):
@@ -76,4 +187,9 @@ class AuthConfig(ConfigModel):
     public_paths: list[str] = Field(default_factory=list)
     realm: str = "secmw"
     resource_metadata: str | None = None
+    strip_credentials: bool = False
     jwt: JWTConfig | None = None
+    introspection: IntrospectionConfig | None = None
+    api_key: APIKeyConfig | None = None
+    protected_resource: ProtectedResourceConfig | None = None
+    websocket: WebSocketAuthConfig = Field(default_factory=WebSocketAuthConfig)

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from secmw._jsonrpc import RpcCall
-from secmw.auth.stepup import MFA_AMR, step_up_needed
+from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
 from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.policy.base import Decision, Effect, compile_path_patterns
@@ -43,7 +43,7 @@ class Rule:
     decision: Decision
     acr_values: tuple[str, ...] = ()
     max_age: int | None = None
-    mfa_amr: frozenset[str] = MFA_AMR
+    mfa_amr: frozenset[str] = MFA_AMR_VALUES
     methods: frozenset[str] | None = None
     segments: frozenset[str] | None = None
     tools: frozenset[str] | None = None
@@ -408,7 +408,7 @@ def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.t
         decision=decision,
         acr_values=tuple(rule.acr_values),
         max_age=rule.max_age,
-        mfa_amr=frozenset(rule.amr_mfa) if rule.amr_mfa is not None else MFA_AMR,
+        mfa_amr=frozenset(rule.amr_mfa) if rule.amr_mfa is not None else MFA_AMR_VALUES,
         methods=frozenset(conditions.methods) if conditions.methods else None,
         segments=segments,
         tools=tools,

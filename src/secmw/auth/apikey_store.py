@@ -1,0 +1,257 @@
+"""API-key records and their stores: only a SHA-256 hash of each key is ever kept.
+
+A key looks like ``smw_<id>_<secret>``: ``id`` (12 hex digits) is public and
+names the record; ``secret`` is 256 random bits. Because every key is generated
+here with that much entropy, a plain SHA-256 hash is enough: a slow hash (scrypt,
+argon2) protects guessable human secrets, and these are not guessable. secmw
+never accepts user-chosen API keys for that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from secmw.errors import ComponentError
+
+KEY_FORMAT = re.compile(r"smw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key: ``sha256:<hex digest>``."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+def generate_key() -> tuple[str, str]:
+    """A new ``(key_id, key)`` pair; the key is shown once and never stored."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"smw_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True, slots=True)
+class APIKeyRecord:
+    """One API key as stored: its id, hash and the principal it stands for."""
+
+    key_id: str
+    key_hash: str
+    subject: str
+    name: str | None = None
+    tenant: str | None = None
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    tier: str | None = None
+    created_at: float = field(default_factory=time.time)
+    expires_at: float | None = None
+    revoked_at: float | None = None
+
+    def state(self, now: float) -> str:
+        """``active``, ``expired`` or ``revoked``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the record (it holds no secret)."""
+        data = asdict(self)
+        data["roles"] = list(self.roles)
+        data["scopes"] = list(self.scopes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> APIKeyRecord:
+        """Read a record written by :meth:`to_dict`; raises ``ValueError`` when malformed."""
+        try:
+            record = cls(
+                key_id=str(data["key_id"]),
+                key_hash=str(data["key_hash"]),
+                subject=str(data["subject"]),
+                name=data.get("name"),
+                tenant=data.get("tenant"),
+                roles=tuple(str(role) for role in data.get("roles", ())),
+                scopes=tuple(str(scope) for scope in data.get("scopes", ())),
+                tier=data.get("tier"),
+                created_at=float(data.get("created_at", 0.0)),
+                expires_at=_optional_float(data.get("expires_at")),
+                revoked_at=_optional_float(data.get("revoked_at")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed API key record: {exc}") from None
+        if not record.key_hash.startswith("sha256:") or not record.subject:
+            raise ValueError("malformed API key record: bad hash or empty subject")
+        return record
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class APIKeyStore(Protocol):
+    """Protocol: look up an API-key record by its public id.
+
+    Raise :class:`~secmw.errors.ComponentError` when the backing store cannot be
+    read (the request then gets a 503, never anonymous access).
+    """
+
+    async def get(self, key_id: str) -> APIKeyRecord | None:
+        """The record named ``key_id``, or ``None``."""
+        ...
+
+
+class MemoryAPIKeyStore:
+    """API keys held in memory: for tests, and as the base of the file store."""
+
+    def __init__(
+        self, records: Iterable[APIKeyRecord] = (), *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._records: dict[str, APIKeyRecord] = {record.key_id: record for record in records}
+        self._clock = clock
+
+    async def get(self, key_id: str) -> APIKeyRecord | None:
+        """The record named ``key_id``, or ``None``."""
+        return self._records.get(key_id)
+
+    def records(self) -> list[APIKeyRecord]:
+        """Every record, oldest first."""
+        return sorted(self._records.values(), key=lambda record: record.created_at)
+
+    def create(
+        self,
+        subject: str,
+        *,
+        name: str | None = None,
+        tenant: str | None = None,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        tier: str | None = None,
+        expires_in: float | None = None,
+    ) -> tuple[APIKeyRecord, str]:
+        """Create a key for ``subject``; returns the record and the key (shown once).
+
+        Creating a second key for the same subject is how keys are rotated: both
+        work until the old one is revoked or expires.
+        """
+        if not subject:
+            raise ValueError("subject must not be empty")
+        key_id, key = generate_key()
+        now = self._clock()
+        record = APIKeyRecord(
+            key_id=key_id,
+            key_hash=hash_key(key),
+            subject=subject,
+            name=name,
+            tenant=tenant,
+            roles=tuple(roles),
+            scopes=tuple(scopes),
+            tier=tier,
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
+        )
+        self._records[key_id] = record
+        self._saved()
+        return record, key
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; ``False`` when there is no such key (or it was revoked)."""
+        record = self._records.get(key_id)
+        if record is None or record.revoked_at is not None:
+            return False
+        self._records[key_id] = replace(record, revoked_at=self._clock())
+        self._saved()
+        return True
+
+    def _saved(self) -> None:
+        """Hook for stores that persist; the memory store keeps nothing else."""
+
+
+class FileAPIKeyStore(MemoryAPIKeyStore):
+    """API keys in a JSON file (mode 0600), re-read when it changes on disk.
+
+    Changes made by ``secmw apikey`` in another process (a revocation) take effect
+    within ``reload_interval`` seconds. Writes go to a temporary file that
+    replaces the old one, so a reader never sees half a file. A file that cannot
+    be read raises :class:`~secmw.errors.ComponentError` (503), never opens access.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        reload_interval: float = 2.0,
+        create: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(clock=clock)
+        self.path = Path(path)
+        self._reload_interval = reload_interval
+        self._checked = float("-inf")
+        self._stamp: tuple[int, int] | None = None
+        if create and not self.path.exists():
+            self._write()
+        self._load()
+
+    async def get(self, key_id: str) -> APIKeyRecord | None:
+        """The record named ``key_id``, re-reading the file when it changed."""
+        now = time.monotonic()
+        if now - self._checked >= self._reload_interval:
+            self._checked = now
+            self._load()
+        return self._records.get(key_id)
+
+    def _load(self) -> None:
+        try:
+            info = self.path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp == self._stamp:
+                return
+            document = json.loads(self.path.read_bytes())
+            entries = document["keys"]
+            if not isinstance(entries, list):
+                raise TypeError("'keys' is not a list")
+            records = [APIKeyRecord.from_dict(entry) for entry in entries]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ComponentError(f"cannot read the API key file: {type(exc).__name__}") from None
+        self._records = {record.key_id: record for record in records}
+        self._stamp = stamp
+
+    def _saved(self) -> None:
+        self._write()
+
+    def _write(self) -> None:
+        document = {"version": 1, "keys": [record.to_dict() for record in self.records()]}
+        data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".apikeys-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        info = self.path.stat()
+        self._stamp = (info.st_mtime_ns, info.st_size)
+
+
+__all__ = [
+    "KEY_FORMAT",
+    "APIKeyRecord",
+    "APIKeyStore",
+    "FileAPIKeyStore",
+    "MemoryAPIKeyStore",
+    "generate_key",
+    "hash_key",
+]

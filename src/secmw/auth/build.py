@@ -1,0 +1,319 @@
+"""Turning the ``auth`` section into components: authenticators, scope filters, endpoints.
+
+Errors are :class:`~secmw.errors.ConfigError` issues keyed relative to ``auth``
+(``jwt.keys[0]``, ``api_key.file``), which ``secmw.config`` prefixes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from secmw.auth.base import Authenticator
+from secmw.auth.bearer import CredentialSettings, strip_subprotocol
+from secmw.auth.config import (
+    APIKeyConfig,
+    AuthConfig,
+    IntrospectionConfig,
+    JWTConfig,
+    ProtectedResourceConfig,
+)
+from secmw.auth.keys import SUPPORTED_ALGORITHMS, VerificationKey, key_from_jwk, key_from_pem
+from secmw.context import RequestContext
+from secmw.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from secmw.auth.jwt import JWTAuthenticator
+
+Scope = MutableMapping[str, Any]
+ScopeFilter = Callable[[Scope], None]
+Endpoint = Callable[[RequestContext], tuple[int, list[tuple[bytes, bytes]], bytes]]
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+def credential_settings(config: AuthConfig) -> CredentialSettings:
+    """Where bearer tokens may be read, from ``auth.websocket``."""
+    return CredentialSettings(
+        ws_subprotocol_prefix=config.websocket.subprotocol_prefix or None,
+        ws_query_token=config.websocket.query_token,
+    )
+
+
+def _report(message: str) -> None:
+    print(f"secmw: {message}", file=sys.stderr)
+
+
+def build_jwt(
+    config: JWTConfig,
+    *,
+    credentials: CredentialSettings | None = None,
+    jws_only: bool = False,
+    **options: Any,
+) -> JWTAuthenticator:
+    """A :class:`~secmw.auth.jwt.JWTAuthenticator` from ``auth.jwt``."""
+    from secmw.auth.jwt import JWTAuthenticator  # noqa: PLC0415 - jwt imports this lazily
+
+    keys: list[VerificationKey] = []
+    issues: list[ConfigIssue] = []
+    for index, entry in enumerate(config.keys):
+        try:
+            if entry.jwk is not None:
+                keys.append(key_from_jwk(entry.jwk, kid=entry.kid, alg=entry.alg))
+            else:
+                pem = entry.pem if entry.pem is not None else _read(entry.pem_file)
+                keys.append(key_from_pem(pem, kid=entry.kid, alg=entry.alg))
+        except (ValueError, OSError) as exc:
+            issues.append(ConfigIssue(f"keys[{index}]", str(exc)))
+    if config.jwks_file is not None:
+        try:
+            document = json.loads(_read(config.jwks_file))
+            entries = document["keys"]
+            if not isinstance(entries, list):
+                raise TypeError("'keys' is not a list")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            issues.append(ConfigIssue("jwks_file", f"not a JWKS document: {exc}"))
+        else:
+            for index, jwk in enumerate(entries):
+                try:
+                    keys.append(key_from_jwk(jwk))
+                except ValueError as exc:
+                    issues.append(ConfigIssue(f"jwks_file.keys[{index}]", str(exc)))
+    if config.jwks_min_ttl > config.jwks_max_ttl:
+        issues.append(ConfigIssue("jwks_min_ttl", "must not exceed jwks_max_ttl"))
+    if issues:
+        raise ConfigError(issues)
+    allowed = frozenset(config.algorithms) if config.algorithms else SUPPORTED_ALGORITHMS
+    jwks = None
+    if config.jwks_url is not None:
+        from secmw.auth.jwks import JWKSClient  # noqa: PLC0415 - only with a URL
+
+        jwks = JWKSClient(
+            config.jwks_url,
+            allowed=allowed,
+            static=tuple(keys),
+            fetcher=options.pop("fetcher", None),
+            timeout=config.jwks_timeout,
+            default_ttl=config.jwks_default_ttl,
+            min_ttl=config.jwks_min_ttl,
+            max_ttl=config.jwks_max_ttl,
+            cooldown=config.jwks_cooldown,
+            on_error=_report,
+        )
+    return JWTAuthenticator(
+        keys,
+        issuer=config.issuer,
+        audience=config.audience,
+        algorithms=config.algorithms,
+        leeway=config.leeway,
+        max_token_bytes=config.max_token_bytes,
+        required_claims=config.required_claims,
+        typ=config.typ,
+        claims=config.claims,
+        jwks=jwks,
+        cache_size=config.cache_size,
+        credentials=credentials or CredentialSettings(),
+        jws_only=jws_only,
+        **options,
+    )
+
+
+def build_api_key(config: APIKeyConfig) -> Any:
+    """An :class:`~secmw.auth.apikey.APIKeyAuthenticator` over the key file."""
+    from secmw.auth.apikey import APIKeyAuthenticator  # noqa: PLC0415
+    from secmw.auth.apikey_store import FileAPIKeyStore  # noqa: PLC0415
+    from secmw.errors import ComponentError  # noqa: PLC0415
+
+    try:
+        store = FileAPIKeyStore(config.file, reload_interval=config.reload_interval)
+    except ComponentError as exc:
+        raise ConfigError([ConfigIssue("file", str(exc))]) from None
+    return APIKeyAuthenticator(
+        store, header=config.header, authorization_scheme=config.authorization_scheme
+    )
+
+
+def build_introspection(config: IntrospectionConfig, credentials: CredentialSettings) -> Any:
+    """An :class:`~secmw.auth.introspection.IntrospectionAuthenticator`."""
+    from secmw.auth.introspection import IntrospectionAuthenticator  # noqa: PLC0415
+
+    secret = config.client_secret
+    if config.client_secret_env is not None:
+        secret = os.environ.get(config.client_secret_env)
+        if not secret:
+            raise ConfigError(
+                [ConfigIssue("client_secret_env", f"${config.client_secret_env} is not set")]
+            )
+    assert secret is not None
+    return IntrospectionAuthenticator(
+        config.endpoint,
+        client_id=config.client_id,
+        client_secret=secret,
+        audience=config.audience,
+        issuer=config.issuer,
+        timeout=config.timeout,
+        cache_size=config.cache_size,
+        cache_ttl=config.cache_ttl,
+        negative_cache_ttl=config.negative_cache_ttl,
+        max_token_bytes=config.max_token_bytes,
+        claims=config.claims,
+        credentials=credentials,
+    )
+
+
+def build_authenticator(config: AuthConfig) -> Authenticator | None:
+    """The configured authenticators, composed in the order jwt, introspection, api_key.
+
+    With both ``jwt`` and ``introspection``, the JWT authenticator takes tokens
+    shaped like a compact JWS and introspection takes the others.
+    """
+    from secmw.auth.composite import CompositeAuthenticator  # noqa: PLC0415
+
+    credentials = credential_settings(config)
+    members: list[Authenticator] = []
+    issues: list[ConfigIssue] = []
+    builders: list[tuple[str, Callable[[], Any]]] = []
+    if config.jwt is not None:
+        jwt_config = config.jwt
+        jws_only = config.introspection is not None
+        builders.append(
+            ("jwt", lambda: build_jwt(jwt_config, credentials=credentials, jws_only=jws_only))
+        )
+    if config.introspection is not None:
+        introspection = config.introspection
+        builders.append(("introspection", lambda: build_introspection(introspection, credentials)))
+    if config.api_key is not None:
+        api_key = config.api_key
+        builders.append(("api_key", lambda: build_api_key(api_key)))
+    for name, build in builders:
+        try:
+            members.append(build())
+        except ConfigError as exc:
+            issues.extend(
+                ConfigIssue(f"{name}.{issue.key}".rstrip("."), issue.message)
+                for issue in exc.issues
+            )
+    if issues:
+        raise ConfigError(issues)
+    if not members:
+        return None
+    return members[0] if len(members) == 1 else CompositeAuthenticator(members)
+
+
+# -- what the adapter applies to the app's scope -------------------------------
+
+
+def scope_filters(config: AuthConfig) -> tuple[ScopeFilter, ...]:
+    """Scope rewrites that keep client credentials away from the app or upstream.
+
+    Always on websockets: the bearer subprotocol entry is removed (so the app can
+    only echo a real subprotocol) and, when query tokens are enabled, the
+    ``access_token`` parameter. With ``strip_credentials``: the ``Authorization``
+    and API-key headers too.
+    """
+    filters: list[ScopeFilter] = []
+    prefix = config.websocket.subprotocol_prefix
+    if prefix:
+
+        def without_subprotocol(scope: Scope) -> None:
+            if scope.get("type") == "websocket":
+                strip_subprotocol(scope, prefix)
+
+        filters.append(without_subprotocol)
+    if config.websocket.query_token:
+        filters.append(_strip_query_token)
+    if config.strip_credentials:
+        names = {b"authorization"}
+        if config.api_key is not None:
+            names.add(config.api_key.header.encode("latin-1"))
+        filters.append(lambda scope: _strip_headers(scope, frozenset(names)))
+    return tuple(filters)
+
+
+def _strip_headers(scope: Scope, names: frozenset[bytes]) -> None:
+    headers = scope.get("headers")
+    if headers:
+        scope["headers"] = [(name, value) for name, value in headers if name.lower() not in names]
+
+
+def _strip_query_token(scope: Scope) -> None:
+    query: bytes = scope.get("query_string") or b""
+    if scope.get("type") != "websocket" or b"access_token" not in query:
+        return
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    kept = [(name, value) for name, value in pairs if name != "access_token"]
+    scope["query_string"] = urlencode(kept).encode("latin-1")
+
+
+# -- RFC 9728 protected-resource metadata ---------------------------------------
+
+
+def metadata_path(config: ProtectedResourceConfig) -> str:
+    """Where the document is served: RFC 9728 section 3.1 inserts the well-known
+    segment between the host and the resource's path."""
+    if config.path is not None:
+        return config.path
+    path = urlsplit(config.resource).path.rstrip("/")
+    return WELL_KNOWN + path
+
+
+def resource_metadata_url(config: AuthConfig) -> str | None:
+    """The ``resource_metadata`` URL for challenges: configured, or derived."""
+    if config.resource_metadata is not None or config.protected_resource is None:
+        return config.resource_metadata
+    parts = urlsplit(config.protected_resource.resource)
+    return f"{parts.scheme}://{parts.netloc}{metadata_path(config.protected_resource)}"
+
+
+def endpoints(config: AuthConfig) -> dict[str, Endpoint]:
+    """The responses secmw itself serves: the metadata document when configured."""
+    resource = config.protected_resource
+    if resource is None:
+        return {}
+    document: dict[str, Any] = {
+        "resource": resource.resource,
+        "authorization_servers": resource.authorization_servers,
+        "bearer_methods_supported": resource.bearer_methods_supported,
+    }
+    if resource.scopes_supported:
+        document["scopes_supported"] = resource.scopes_supported
+    if resource.resource_name is not None:
+        document["resource_name"] = resource.resource_name
+    if resource.resource_documentation is not None:
+        document["resource_documentation"] = resource.resource_documentation
+    body = json.dumps(document, separators=(",", ":")).encode()
+    ok = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"public, max-age=3600"),
+    ]
+
+    def serve(ctx: RequestContext) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if ctx.method in ("GET", "HEAD"):
+            return 200, list(ok), b"" if ctx.method == "HEAD" else body
+        return 405, [(b"allow", b"GET, HEAD"), (b"content-length", b"0")], b""
+
+    return {metadata_path(resource): serve}
+
+
+def _read(path: Path | None) -> str:
+    if path is None:
+        raise ValueError("no file given")
+    return Path(path).read_text(encoding="utf-8")
+
+
+__all__ = [
+    "build_api_key",
+    "build_authenticator",
+    "build_introspection",
+    "build_jwt",
+    "credential_settings",
+    "endpoints",
+    "metadata_path",
+    "resource_metadata_url",
+    "scope_filters",
+]

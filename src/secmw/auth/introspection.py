@@ -1,0 +1,206 @@
+"""Opaque bearer tokens checked by OAuth 2.0 token introspection (RFC 7662).
+
+The resource server POSTs ``token=...&token_type_hint=access_token`` to the
+authorization server's introspection endpoint, authenticated as a client (HTTP
+Basic, RFC 7662 section 2.1), and trusts the ``active`` member (section 2.2).
+
+Answers are cached by the token's SHA-256 digest: an active token until its
+``exp`` (and at most ``cache_ttl``), an inactive one for ``negative_cache_ttl``.
+A revoked token may thus be accepted for up to ``cache_ttl`` seconds; lower it
+(or set it to 0) when revocation must bite at once. An endpoint that fails,
+times out or answers garbage is a :class:`~secmw.errors.ComponentError` (503),
+never anonymous access. httpx is needed (``pip install 'secmw[gateway]'``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from secmw.auth.bearer import DEFAULT_SETTINGS, CredentialSettings, bearer_token
+from secmw.auth.cache import TokenCache, token_digest
+from secmw.auth.config import ClaimNames
+from secmw.auth.jwt import invalid_token, principal_from_claims
+from secmw.context import ANONYMOUS, Principal, RequestContext
+from secmw.errors import AuthenticationError, ComponentError, ConfigError
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class IntrospectionError(ComponentError):
+    """The introspection endpoint failed or answered something unusable."""
+
+
+def _httpx() -> Any:
+    try:
+        import httpx  # noqa: PLC0415 - optional dependency, imported when configured
+    except ImportError:
+        raise ConfigError("token introspection needs httpx: pip install 'secmw[gateway]'") from None
+    return httpx
+
+
+class IntrospectionAuthenticator:
+    """Authenticates opaque bearer tokens through an RFC 7662 endpoint."""
+
+    __slots__ = (
+        "_audience",
+        "_auth",
+        "_cache",
+        "_cache_ttl",
+        "_claims",
+        "_client",
+        "_clock",
+        "_credentials",
+        "_endpoint",
+        "_issuer",
+        "_max_bytes",
+        "_negative_ttl",
+        "_timeout",
+        "credential",
+        "requests",
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | None = None,
+        timeout: float = 5.0,
+        cache_size: int = 10_000,
+        cache_ttl: float = 300.0,
+        negative_cache_ttl: float = 30.0,
+        max_token_bytes: int = 8192,
+        claims: ClaimNames | None = None,
+        credentials: CredentialSettings = DEFAULT_SETTINGS,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        lib = _httpx()
+        self._endpoint = endpoint
+        self._auth = lib.BasicAuth(client_id, client_secret)
+        self._client: httpx.AsyncClient = client or lib.AsyncClient(timeout=timeout)
+        self._timeout = timeout
+        self._audience = (
+            None
+            if audience is None
+            else frozenset([audience] if isinstance(audience, str) else audience)
+        )
+        self._issuer = issuer
+        self._cache = TokenCache(cache_size) if cache_size > 0 else None
+        self._cache_ttl = cache_ttl
+        self._negative_ttl = negative_cache_ttl
+        self._max_bytes = max_token_bytes
+        self._claims = claims or ClaimNames()
+        self._credentials = credentials
+        self._clock = clock
+        self.credential = "bearer"
+        self.requests = 0
+
+    def presented(self, ctx: RequestContext) -> bool:
+        """True when the request carries a bearer credential (for composition checks)."""
+        return bearer_token(ctx, self._credentials) is not None
+
+    async def authenticate(self, ctx: RequestContext) -> Principal | None:
+        """Introspect the request's bearer token, if it has one."""
+        token = bearer_token(ctx, self._credentials)
+        if token is None:
+            return None
+        return await self.check(token)
+
+    async def check(self, token: str) -> Principal:
+        """The principal of an active token; 401 for an inactive or foreign one."""
+        if len(token) > self._max_bytes:
+            raise invalid_token("The access token is too large.", "token over max_token_bytes")
+        now = self._clock()
+        digest = token_digest(token)
+        cache = self._cache
+        if cache is not None:
+            found = cache.get(digest, now)
+            if found is ANONYMOUS:
+                raise invalid_token("The access token is not active.", "token inactive (cached)")
+            if found is not None:
+                return found
+        answer = await self._introspect(token)
+        try:
+            principal = self._principal(answer, token, now)
+        except AuthenticationError:
+            if cache is not None and self._negative_ttl > 0:
+                cache.put(digest, ANONYMOUS, now + self._negative_ttl)
+            raise
+        if cache is not None and self._cache_ttl > 0:
+            until = now + self._cache_ttl
+            if principal.expires_at is not None:
+                until = min(until, principal.expires_at)
+            cache.put(digest, principal, until)
+        return principal
+
+    async def _introspect(self, token: str) -> Mapping[str, Any]:
+        lib = _httpx()
+        self.requests += 1
+        try:
+            response = await self._client.post(
+                self._endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                follow_redirects=False,
+            )
+        except lib.HTTPError as exc:
+            raise IntrospectionError(f"introspection failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise IntrospectionError(f"introspection answered HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            raise IntrospectionError("introspection answered non-JSON") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+            raise IntrospectionError("introspection answer has no boolean 'active'")
+        return answer
+
+    def _principal(self, answer: Mapping[str, Any], token: str, now: float) -> Principal:
+        if answer["active"] is not True:
+            raise invalid_token("The access token is not active.", "token inactive")
+        exp = answer.get("exp")
+        if exp is not None:
+            if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+                raise invalid_token("The access token is invalid.", "exp is not a number")
+            if exp <= now:
+                raise invalid_token(
+                    "The access token expired.", "token expired", event="authn_token_expired"
+                )
+        if self._issuer is not None and answer.get("iss") != self._issuer:
+            raise invalid_token("The access token comes from an unknown issuer.", "issuer mismatch")
+        if self._audience is not None:
+            aud = answer.get("aud")
+            audiences = (
+                {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+            )
+            if not audiences & self._audience:
+                raise invalid_token(
+                    "The access token is not meant for this resource.", "audience mismatch"
+                )
+        subject = answer.get(self._claims.subject)
+        if not isinstance(subject, str) or not subject:
+            raise invalid_token("The access token has no subject.", "missing or empty subject")
+        jti = answer.get("jti")
+        credential_id = (
+            f"jti:{jti}"
+            if isinstance(jti, str) and jti
+            else "sha256:" + token_digest(token).hex()[:16]
+        )
+        return principal_from_claims(
+            answer, self._claims, auth_method="introspection", credential_id=credential_id
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+
+__all__ = ["IntrospectionAuthenticator", "IntrospectionError"]

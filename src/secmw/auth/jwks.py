@@ -1,0 +1,237 @@
+"""Keys from a JWKS URL, fetched without blocking the event loop.
+
+The trade-offs, each deliberate:
+
+* The document is fetched in a worker thread (``urllib`` with a timeout and a
+  size cap) or by an injected async fetcher, never on the event loop.
+* Freshness follows the response's ``Cache-Control: max-age`` (``no-store`` and
+  ``no-cache`` count as the minimum), clamped to ``[min_ttl, max_ttl]``.
+* A token naming an unknown ``kid`` may trigger a refresh, but at most one per
+  ``cooldown`` seconds: a flood of made-up ``kid`` values costs the issuer one
+  request per cooldown, not one per token (PyJWKClient's rule, made async).
+* While one request refreshes stale keys, concurrent requests keep using the
+  loaded keys instead of waiting for the endpoint.
+* When the endpoint fails or returns garbage the last good keys stay in use; the
+  failure is reported to ``on_error`` and retried after ``cooldown``. Only when no
+  key was ever loaded does a request fail, with a 503 (ComponentError).
+* Symmetric (``oct``) keys in a fetched JWKS are ignored: a published shared
+  secret would let anyone who reads the document sign tokens.
+* Keys whose JWK did not change keep their identity across refreshes, so the
+  verified-token cache evicts only the tokens of keys that really went away.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from secmw.auth.keys import KeySet, VerificationKey, key_from_jwk
+from secmw.errors import ComponentError
+
+MAX_JWKS_BYTES = 1024 * 1024
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What a fetcher returns: the HTTP status, the ``Cache-Control`` value, the body."""
+
+    status: int
+    body: bytes
+    cache_control: str | None = None
+
+
+Fetcher = Callable[[str], Awaitable[FetchResult]]
+
+
+class JWKSFetchError(ComponentError):
+    """The JWKS endpoint could not be read (and no earlier keys exist)."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the configured JWKS URL is the only place keys come from."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Return no new request: urllib then reports the 3xx as an HTTP error."""
+        return None
+
+
+def urllib_fetcher(timeout: float = 5.0, max_bytes: int = MAX_JWKS_BYTES) -> Fetcher:
+    """A fetcher running ``urllib`` in a worker thread, with a timeout and a size cap.
+
+    Redirects are not followed (a 3xx is a failed fetch).
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+
+    def fetch_sync(url: str) -> FetchResult:
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked by the config
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                body = response.read(max_bytes + 1)
+                return FetchResult(response.status, body, response.headers.get("cache-control"))
+        except urllib.error.HTTPError as exc:
+            return FetchResult(exc.code, b"", None)
+
+    async def fetch(url: str) -> FetchResult:
+        return await anyio.to_thread.run_sync(fetch_sync, url, abandon_on_cancel=True)
+
+    return fetch
+
+
+def freshness(cache_control: str | None, *, default: float, low: float, high: float) -> float:
+    """Seconds a JWKS response stays fresh, from its ``Cache-Control`` header."""
+    if cache_control:
+        if _NO_CACHE.search(cache_control):
+            return low
+        match = _MAX_AGE.search(cache_control)
+        if match:
+            return min(high, max(low, float(match.group(1))))
+    return min(high, max(low, default))
+
+
+class JWKSClient:
+    """A cached, self-refreshing view of one JWKS URL; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        allowed: frozenset[str],
+        static: tuple[VerificationKey, ...] = (),
+        fetcher: Fetcher | None = None,
+        timeout: float = 5.0,
+        default_ttl: float = 300.0,
+        min_ttl: float = 30.0,
+        max_ttl: float = 86400.0,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._allowed = allowed
+        self._static = static
+        self._fetch = fetcher or urllib_fetcher(timeout)
+        self._timeout = timeout
+        self._default_ttl = default_ttl
+        self._min_ttl = min_ttl
+        self._max_ttl = max_ttl
+        self._cooldown = cooldown
+        self._clock = clock
+        self._on_error = on_error
+        self._lock = anyio.Lock()
+        self._by_jwk: dict[str, VerificationKey] = {}
+        self.keys = KeySet(static, allowed)
+        self.loaded = False
+        self.fresh_until = float("-inf")
+        self.last_attempt = float("-inf")
+        self.fetches = 0
+        self.failures = 0
+
+    def stale(self) -> bool:
+        """True when the keys should be refreshed before use."""
+        return self._clock() >= self.fresh_until
+
+    async def current(self) -> KeySet:
+        """The key set, refreshed first when it is stale (failures keep the old keys).
+
+        While one request refreshes, the others carry on with the keys already
+        loaded rather than queue behind a slow endpoint.
+        """
+        if self._clock() >= self.fresh_until and not (self.loaded and self._lock.locked()):
+            await self._refresh(force=False)
+        if not self.loaded and not self.keys:
+            raise JWKSFetchError("no JWKS keys could be loaded")
+        return self.keys
+
+    async def refresh_for_unknown_kid(self) -> KeySet:
+        """Refresh because a token named an unknown key, at most once per cooldown."""
+        if self._clock() - self.last_attempt >= self._cooldown:
+            await self._refresh(force=True)
+        return self.keys
+
+    async def _refresh(self, *, force: bool) -> None:
+        started = self._clock()
+        async with self._lock:
+            # Another task may have refreshed while we waited for the lock.
+            if self.last_attempt >= started or (not force and started < self.fresh_until):
+                return
+            self.last_attempt = self._clock()
+            self.fetches += 1
+            try:
+                with anyio.fail_after(self._timeout + 1.0):
+                    result = await self._fetch(self.url)
+                keys, ttl = self._parse(result)
+            except Exception as exc:  # any failure keeps the last good keys
+                self.failures += 1
+                # Retry after the cooldown, not on every request.
+                self.fresh_until = self._clock() + self._cooldown
+                if self._on_error is not None:
+                    self._on_error(f"JWKS refresh failed: {_describe(exc)}")
+                return
+            self.keys = KeySet((*self._static, *keys), self._allowed)
+            self.loaded = True
+            self.fresh_until = self._clock() + ttl
+
+    def _parse(self, result: FetchResult) -> tuple[list[VerificationKey], float]:
+        if result.status != 200:
+            raise ValueError(f"HTTP status {result.status}")
+        if len(result.body) > MAX_JWKS_BYTES:
+            raise ValueError("document too large")
+        document = json.loads(result.body)
+        if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+            raise ValueError("not a JWKS document")  # noqa: TRY004 - reported, not raised to users
+        keys: list[VerificationKey] = []
+        seen: dict[str, VerificationKey] = {}
+        for entry in document["keys"]:
+            if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
+                continue
+            if entry.get("kty") == "oct":
+                # A symmetric key in a published document is known to everyone
+                # who can read it: anyone could mint tokens with it.
+                continue
+            canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+            key = self._by_jwk.get(canonical)
+            if key is None:
+                try:
+                    key = key_from_jwk(entry)
+                except ValueError:
+                    continue
+            seen[canonical] = key
+            keys.append(key)
+        if not keys:
+            raise ValueError("no usable signature key")
+        self._by_jwk = seen
+        ttl = freshness(
+            result.cache_control,
+            default=self._default_ttl,
+            low=self._min_ttl,
+            high=self._max_ttl,
+        )
+        return keys, ttl
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, (ValueError, ComponentError)):
+        return str(exc)[:200]
+    return type(exc).__name__
+
+
+__all__ = [
+    "FetchResult",
+    "Fetcher",
+    "JWKSClient",
+    "JWKSFetchError",
+    "freshness",
+    "urllib_fetcher",
+]

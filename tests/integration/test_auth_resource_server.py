@@ -1,0 +1,276 @@
+"""OAuth resource-server behaviour: RFC 9728 metadata, credential stripping, config wiring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.auth import APIKeyAuthenticator, CompositeAuthenticator, FileAPIKeyStore
+from secmw.auth.jwt import JWTAuthenticator
+from secmw.config import build_pipeline, parse_config
+from secmw.errors import ConfigError
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import EchoApp, call, http_scope
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = TokenIssuer(algorithm="ES256", kid="rs-1")
+RESOURCE = {
+    "resource": "https://api.example.test/",
+    "authorization_servers": ["https://auth.example.test"],
+    "scopes_supported": ["read"],
+    "resource_documentation": "https://docs.example.test",
+}
+
+
+async def test_metadata_document_is_public_and_exact() -> None:
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {"auth": {"protected_resource": RESOURCE}}, audit=audit)
+    sent = await call(app, http_scope("/.well-known/oauth-protected-resource"))
+    assert sent.status == 200
+    assert sent.json() == {
+        "resource": "https://api.example.test/",
+        "authorization_servers": ["https://auth.example.test"],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["read"],
+        "resource_documentation": "https://docs.example.test",
+    }
+    assert sent.header("content-type") == "application/json"
+    assert sent.header("x-request-id")
+    assert audit.last.name == "authz_allow" and audit.last.reason == "served by secmw"
+    head = await call(app, http_scope("/.well-known/oauth-protected-resource", method="HEAD"))
+    assert head.status == 200 and head.body == b""
+    post = await call(app, http_scope("/.well-known/oauth-protected-resource", method="POST"))
+    assert post.status == 405 and post.header("allow") == "GET, HEAD"
+    # Everything else stays closed, and the challenge points at the document.
+    denied = await call(app, http_scope("/api"))
+    assert denied.status == 401
+    assert 'resource_metadata="https://api.example.test/.well-known/oauth-protected-resource"' in (
+        denied.header("www-authenticate") or ""
+    )
+
+
+async def test_explicit_metadata_path_and_url_win() -> None:
+    config = {
+        "auth": {
+            "resource_metadata": "https://cdn.example.test/prm.json",
+            "protected_resource": {**RESOURCE, "path": "/prm.json"},
+        }
+    }
+    app = SecurityMiddleware(EchoApp(), config)
+    assert (await call(app, http_scope("/prm.json"))).status == 200
+    denied = await call(app, http_scope("/.well-known/oauth-protected-resource"))
+    assert 'resource_metadata="https://cdn.example.test/prm.json"' in (
+        denied.header("www-authenticate") or ""
+    )
+
+
+@pytest.mark.parametrize("strip", [True, False])
+async def test_credentials_are_stripped_before_the_app_when_asked(
+    tmp_path: Path, strip: bool
+) -> None:
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    inner = EchoApp()
+    config = {
+        "auth": {
+            "strip_credentials": strip,
+            "jwt": ISSUER.jwt_config(),
+            "api_key": {"file": str(path)},
+        }
+    }
+    app = SecurityMiddleware(inner, config)
+    for header in (("authorization", f"Bearer {ISSUER.mint()}"), ("x-api-key", key)):
+        sent = await call(app, http_scope("/api", headers=[header, ("accept", "x/y")]))
+        assert sent.status == 200
+        names = [name for name, _ in inner.scopes[-1]["headers"]]
+        assert (header[0].encode() in names) is not strip
+        assert b"accept" in names
+
+
+def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    FileAPIKeyStore(path, create=True)
+    config = parse_config(
+        {"auth": {"jwt": ISSUER.jwt_config(), "api_key": {"file": str(path), "header": "X-Key"}}}
+    )
+    pipeline = build_pipeline(config)
+    composite = pipeline.authenticator
+    assert isinstance(composite, CompositeAuthenticator)
+    first, second = composite.authenticators
+    assert isinstance(first, JWTAuthenticator) and isinstance(second, APIKeyAuthenticator)
+    assert second.header == "x-key"
+
+
+@pytest.mark.parametrize(
+    ("auth", "key", "message"),
+    [
+        pytest.param(
+            {"api_key": {"file": "/nonexistent/keys.json"}},
+            "auth.api_key.file",
+            "cannot read",
+            id="missing-key-file",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "jwks_url": "file:///etc/passwd"}},
+            "auth.jwt.jwks_url",
+            "https URL",
+            id="jwks-url-scheme",
+        ),
+        pytest.param(
+            {"jwt": {"issuer": "i", "audience": "a", "jwks_url": "http://login.example.com/j"}},
+            "auth.jwt.jwks_url",
+            "must use https",
+            id="jwks-url-plain-http",
+        ),
+        pytest.param(
+            {
+                "introspection": {
+                    "endpoint": "http://10.0.0.1/i",
+                    "client_id": "c",
+                    "client_secret": "s",
+                }
+            },
+            "auth.introspection.endpoint",
+            "must use https",
+            id="introspection-plain-http",
+        ),
+        pytest.param(
+            {
+                "jwt": {
+                    "issuer": "i",
+                    "audience": "a",
+                    "jwks_url": "https://x/j",
+                    "jwks_min_ttl": 9,
+                    "jwks_max_ttl": 2,
+                }
+            },
+            "auth.jwt.jwks_min_ttl",
+            "must not exceed",
+            id="ttl-order",
+        ),
+        pytest.param(
+            {"introspection": {"endpoint": "https://as/introspect", "client_id": "c"}},
+            "auth.introspection",
+            "exactly one of client_secret",
+            id="introspection-no-secret",
+        ),
+        pytest.param(
+            {
+                "introspection": {
+                    "endpoint": "https://as/i",
+                    "client_id": "c",
+                    "client_secret_env": "SECMW_TEST_UNSET_VAR",
+                }
+            },
+            "auth.introspection.client_secret_env",
+            "is not set",
+            id="introspection-env-unset",
+        ),
+        pytest.param(
+            {
+                "protected_resource": {
+                    "resource": "https://x/#frag",
+                    "authorization_servers": ["https://a"],
+                }
+            },
+            "auth.protected_resource.resource",
+            "fragment",
+            id="resource-fragment",
+        ),
+        pytest.param(
+            {"protected_resource": {"resource": "https://x/", "authorization_servers": []}},
+            "auth.protected_resource.authorization_servers",
+            "at least 1",
+            id="no-authorization-server",
+        ),
+        pytest.param(
+            {"api_key": {"file": "k.json", "header": "bad header"}},
+            "auth.api_key.header",
+            "not a valid header",
+            id="bad-header",
+        ),
+    ],
+)
+def test_config_errors_name_their_key(auth: dict[str, Any], key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_pipeline(parse_config({"auth": auth}))
+    text = str(info.value)
+    assert key in text and message in text, text
+
+
+def test_introspection_from_config_with_env_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from secmw.auth.introspection import IntrospectionAuthenticator
+
+    monkeypatch.setenv("SECMW_TEST_SECRET", "s3cret")
+    config = parse_config(
+        {
+            "auth": {
+                "jwt": ISSUER.jwt_config(),
+                "introspection": {
+                    "endpoint": "https://as.example.test/introspect",
+                    "client_id": "rs",
+                    "client_secret_env": "SECMW_TEST_SECRET",
+                },
+            }
+        }
+    )
+    composite = build_pipeline(config).authenticator
+    assert isinstance(composite, CompositeAuthenticator)
+    jwt_auth, introspection = composite.authenticators
+    assert isinstance(introspection, IntrospectionAuthenticator)
+    assert jwt_auth._jws_only  # type: ignore[union-attr]
+
+
+def test_missing_httpx_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from secmw.auth.introspection import IntrospectionAuthenticator
+
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(ConfigError, match=r"secmw\[gateway\]"):
+        IntrospectionAuthenticator("https://as/i", client_id="c", client_secret="s")
+
+
+async def test_api_key_file_that_breaks_is_503(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    app = SecurityMiddleware(
+        EchoApp(), {"auth": {"api_key": {"file": str(path), "reload_interval": 0}}}
+    )
+    assert (await call(app, http_scope("/", headers=[("x-api-key", key)]))).status == 200
+    path.write_text(json.dumps({"keys": "nope"}))
+    sent = await call(app, http_scope("/", headers=[("x-api-key", key)]))
+    assert sent.status == 503
+
+
+def test_query_token_opt_in_is_a_listed_fail_open() -> None:
+    pipeline = build_pipeline(parse_config({"auth": {"websocket": {"query_token": True}}}))
+    assert "auth.websocket.query_token" in pipeline.fail_open
+    assert build_pipeline(parse_config({})).fail_open == ()
+
+
+async def test_empty_strings_switch_off_the_alternative_places(tmp_path: Path) -> None:
+    from secmw.auth.bearer import encode_subprotocol
+    from tests.support import Receiver, ws_scope
+
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    config = {
+        "auth": {
+            "jwt": ISSUER.jwt_config(),
+            "api_key": {"file": str(path), "authorization_scheme": ""},
+            "websocket": {"subprotocol_prefix": ""},
+        }
+    }
+    app = SecurityMiddleware(EchoApp(), config)
+    sent = await call(app, http_scope("/", headers=[("authorization", f"ApiKey {key}")]))
+    assert sent.status == 401 and "error=" not in (sent.header("www-authenticate") or "")
+    scope = ws_scope()
+    scope["subprotocols"] = [encode_subprotocol(ISSUER.mint())]
+    sent = await call(app, scope, Receiver([{"type": "websocket.connect"}]))
+    assert sent.messages[0]["type"] == "websocket.close"

@@ -1,0 +1,211 @@
+"""WebSocket authentication: header or bearer subprotocol, rejection, expiry close, real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.auth.bearer import encode_subprotocol
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import Sender, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = TokenIssuer(algorithm="EdDSA", kid="ws-1")
+
+
+class Client:
+    """Connect, then wait (bounded) until told to go."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.done = anyio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        with anyio.fail_after(5):
+            await self.done.wait()
+        return {"type": "websocket.disconnect", "code": 1000}
+
+
+class Echo:
+    """Accepts with the first offered subprotocol; records the scope it saw."""
+
+    def __init__(self, close: bool = True) -> None:
+        self.scope: dict[str, Any] | None = None
+        self.received: list[dict[str, Any]] = []
+        self.close = close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.scope = scope
+        await receive()
+        offered = scope.get("subprotocols") or []
+        await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
+        if self.close:
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        while True:
+            message = await receive()
+            self.received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+def handshake(
+    subprotocols: list[str], headers: list[tuple[str, str]] = (), **extra: Any
+) -> dict[str, Any]:  # type: ignore[assignment]
+    entry_header = ", ".join(subprotocols)
+    scope = ws_scope(
+        headers=[*headers, *([("sec-websocket-protocol", entry_header)] if subprotocols else [])],
+        **extra,
+    )
+    scope["subprotocols"] = subprotocols
+    return scope
+
+
+def secured(**auth: Any) -> tuple[SecurityMiddleware, Echo, AuditCapture]:
+    inner, audit = Echo(), AuditCapture()
+    config = {"auth": {"jwt": ISSUER.jwt_config(), **auth}}
+    return SecurityMiddleware(inner, config, audit=audit), inner, audit
+
+
+async def test_subprotocol_token_is_accepted_and_never_echoed() -> None:
+    app, inner, audit = secured()
+    token = ISSUER.mint("alice")
+    entry = encode_subprotocol(token)
+    sent = Sender()
+    await app(handshake(["mcp", entry]), Client(), sent)
+    accept = sent.messages[0]
+    assert accept == {"type": "websocket.accept", "subprotocol": "mcp"}
+    assert inner.scope is not None and inner.scope["user"].subject == "alice"
+    assert inner.scope["subprotocols"] == ["mcp"]
+    assert (b"sec-websocket-protocol", b"mcp") in inner.scope["headers"]
+    assert all(token.encode() not in value for _, value in inner.scope["headers"])
+    assert audit.named("authz_allow")[0].status == 101
+
+
+async def test_token_only_subprotocol_leaves_none_to_echo() -> None:
+    app, inner, _ = secured()
+    sent = Sender()
+    await app(handshake([encode_subprotocol(ISSUER.mint())]), Client(), sent)
+    assert sent.messages[0] == {"type": "websocket.accept", "subprotocol": None}
+    assert inner.scope is not None
+    assert not any(name == b"sec-websocket-protocol" for name, _ in inner.scope["headers"])
+
+
+@pytest.mark.parametrize("extension", [True, False], ids=["http-response", "close"])
+async def test_bad_token_rejects_the_handshake(extension: bool) -> None:
+    app, inner, audit = secured()
+    forged = TokenIssuer(algorithm="EdDSA", kid="ws-1").mint()
+    scope = handshake(["mcp", encode_subprotocol(forged)])
+    if extension:
+        scope["extensions"] = {"websocket.http.response": {}}
+    sent = Sender()
+    await app(scope, Client(), sent)
+    assert inner.scope is None
+    if extension:
+        assert sent.status == 401
+        assert 'error="invalid_token"' in (sent.header("www-authenticate") or "")
+    else:
+        assert sent.messages == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+    event = audit.last
+    assert event.name == "authn_token_invalid" and event.transport == "websocket"
+
+
+async def test_missing_token_rejects_and_query_token_is_refused_by_default() -> None:
+    app, inner, audit = secured()
+    sent = Sender()
+    await app(handshake(["mcp"]), Client(), sent)
+    assert sent.messages[0]["type"] == "websocket.close" and inner.scope is None
+    assert audit.last.name == "authn_token_missing"
+    scope = handshake([])
+    scope["query_string"] = f"access_token={ISSUER.mint()}".encode()
+    await app(scope, Client(), Sender())
+    assert audit.last.reason == "access_token in query string"
+
+
+async def test_query_token_opt_in_is_stripped_from_the_app_scope() -> None:
+    app, inner, _ = secured(websocket={"query_token": True})
+    scope = handshake([])
+    scope["query_string"] = f"room=1&access_token={ISSUER.mint('bob')}".encode()
+    sent = Sender()
+    await app(scope, Client(), sent)
+    assert sent.messages[0]["type"] == "websocket.accept"
+    assert inner.scope is not None and inner.scope["query_string"] == b"room=1"
+    assert inner.scope["user"].subject == "bob"
+
+
+async def test_expiry_closes_a_subprotocol_session_with_1008() -> None:
+    now = 1_000_000.0
+    token = ISSUER.mint("carol", now=now, expires_in=60)
+    inner, audit = Echo(close=False), AuditCapture()
+    app = SecurityMiddleware(inner, {"auth": {"jwt": ISSUER.jwt_config()}}, audit=audit)
+    app.pipeline.clock = lambda: now + 59.95
+    app.pipeline.authenticator._clock = lambda: now  # type: ignore[union-attr]
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(handshake(["mcp", encode_subprotocol(token)]), Client(), sent)
+    assert sent.messages[0]["subprotocol"] == "mcp"
+    assert sent.messages[-1] == {
+        "type": "websocket.close",
+        "code": 1008,
+        "reason": "credential expired",
+    }
+    assert inner.received[-1] == {"type": "websocket.disconnect", "code": 1008}
+    assert audit.named("session_expired")[0].subject == "carol"
+
+
+# -- a real server and a real client ---------------------------------------------
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    import socket
+
+    import uvicorn
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await Echo(close=False)(scope, receive, send)
+
+    secured_app = SecurityMiddleware(
+        app, {"auth": {"jwt": ISSUER.jwt_config()}, "audit": {"sink": "none"}}
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            secured_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"ws://127.0.0.1:{port}/ws"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_real_client_negotiates_the_real_subprotocol(served: str) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    entry = encode_subprotocol(ISSUER.mint("dana"))
+    with connect(served, subprotocols=["mcp", entry], open_timeout=5) as socket:  # type: ignore[list-item]
+        assert socket.subprotocol == "mcp"
+    with pytest.raises(InvalidStatus) as info:
+        connect(served, subprotocols=["mcp", encode_subprotocol("a.b.c")], open_timeout=5)
+    assert info.value.response.status_code in (401, 403)

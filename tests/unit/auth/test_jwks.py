@@ -1,0 +1,192 @@
+"""JWKSClient: Cache-Control freshness, unknown-kid cooldown, last good keys kept."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness
+from secmw.auth.keys import SUPPORTED_ALGORITHMS
+from secmw.testing import InMemoryJWKS, TokenIssuer
+from tests.auth_support import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+ONE = TokenIssuer(algorithm="ES256", kid="one")
+TWO = TokenIssuer(algorithm="EdDSA", kid="two")
+
+
+def client(jwks: InMemoryJWKS, clock: FakeClock, **options: object) -> JWKSClient:
+    errors: list[str] = []
+    made = JWKSClient(
+        "https://issuer.example.test/jwks",
+        allowed=SUPPORTED_ALGORITHMS,
+        fetcher=jwks.fetcher(),
+        clock=clock,
+        on_error=errors.append,
+        **options,  # type: ignore[arg-type]
+    )
+    made.errors = errors  # type: ignore[attr-defined]
+    return made
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("public, max-age=600", 600, id="max-age"),
+        pytest.param('max-age="120"', 120, id="quoted"),
+        pytest.param("max-age=5", 30, id="clamped-low"),
+        pytest.param("max-age=999999999", 86400, id="clamped-high"),
+        pytest.param("no-store", 30, id="no-store"),
+        pytest.param("private, no-cache", 30, id="no-cache"),
+        pytest.param("s-maxage=900", 300, id="s-maxage-is-not-max-age"),
+        pytest.param(None, 300, id="absent"),
+        pytest.param("max-age=abc", 300, id="garbage"),
+    ],
+)
+async def test_freshness_follows_cache_control(header: str | None, expected: float) -> None:
+    assert freshness(header, default=300, low=30, high=86400) == expected
+
+
+async def test_keys_are_cached_for_max_age_then_refreshed() -> None:
+    jwks, clock = InMemoryJWKS(ONE, max_age=600), FakeClock()
+    source = client(jwks, clock)
+    keys = await source.current()
+    assert set(keys.by_kid) == {"one"}
+    await source.current()
+    clock.advance(599)
+    await source.current()
+    assert jwks.requests == 1
+    jwks.add(TWO)
+    clock.advance(2)
+    keys = await source.current()
+    assert set(keys.by_kid) == {"one", "two"}
+    assert jwks.requests == 2
+
+
+async def test_unchanged_keys_keep_their_identity_across_refreshes() -> None:
+    jwks, clock = InMemoryJWKS(ONE, TWO, max_age=60), FakeClock()
+    source = client(jwks, clock)
+    first = (await source.current()).by_kid["one"]
+    jwks.remove("two")
+    clock.advance(61)
+    keys = await source.current()
+    assert keys.by_kid["one"] is first
+    assert "two" not in keys.by_kid
+
+
+async def test_unknown_kid_refreshes_at_most_once_per_cooldown() -> None:
+    jwks, clock = InMemoryJWKS(ONE), FakeClock()
+    source = client(jwks, clock, cooldown=30)
+    await source.current()
+    for _ in range(500):
+        await source.refresh_for_unknown_kid()
+    assert jwks.requests == 1  # the load itself counts as the cooldown's attempt
+    clock.advance(31)
+    for _ in range(500):
+        await source.refresh_for_unknown_kid()
+    assert jwks.requests == 2
+    clock.advance(31)
+    await source.refresh_for_unknown_kid()
+    assert jwks.requests == 3
+
+
+@pytest.mark.parametrize("mode", ["down", "garbage", "empty"])
+async def test_failures_keep_the_last_good_keys(mode: str) -> None:
+    jwks, clock = InMemoryJWKS(ONE, max_age=60), FakeClock()
+    source = client(jwks, clock, cooldown=10)
+    good = await source.current()
+    jwks.mode = mode
+    clock.advance(61)
+    assert await source.current() is good
+    assert source.failures == 1
+    assert source.errors and "JWKS refresh failed" in source.errors[0]  # type: ignore[attr-defined]
+    # Not retried on every request: only after the cooldown.
+    await source.current()
+    assert jwks.requests == 2
+    clock.advance(11)
+    jwks.mode = "ok"
+    await source.current()
+    assert jwks.requests == 3 and source.failures == 1
+
+
+async def test_never_loaded_is_a_component_error() -> None:
+    jwks, clock = InMemoryJWKS(ONE), FakeClock()
+    jwks.mode = "down"
+    source = client(jwks, clock)
+    with pytest.raises(JWKSFetchError):
+        await source.current()
+
+
+async def test_static_keys_survive_without_the_endpoint() -> None:
+    from secmw.auth.keys import key_from_jwk
+
+    jwks, clock = InMemoryJWKS(ONE), FakeClock()
+    jwks.mode = "down"
+    source = client(jwks, clock, static=(key_from_jwk(TWO.public_jwk),))
+    keys = await source.current()
+    assert set(keys.by_kid) == {"two"}
+
+
+async def test_http_errors_and_oversized_documents_are_failures() -> None:
+    clock = FakeClock()
+    answers = [FetchResult(404, b"{}"), FetchResult(200, b" " * (1024 * 1024 + 1))]
+
+    async def fetch(url: str) -> FetchResult:
+        return answers.pop(0)
+
+    source = JWKSClient(
+        "https://x.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=fetch, clock=clock
+    )
+    with pytest.raises(JWKSFetchError):
+        await source.current()
+    clock.advance(31)
+    with pytest.raises(JWKSFetchError):
+        await source.current()
+    assert source.failures == 2
+
+
+async def test_encryption_and_unusable_keys_are_skipped() -> None:
+    clock = FakeClock()
+    document = (
+        b'{"keys":[{"kty":"RSA","use":"enc","n":"x","e":"AQAB"},{"kty":"nope"},"str",'
+        b'{"kty":"oct","kid":"shared","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0"},'
+        + __import__("json").dumps(ONE.public_jwk).encode()
+        + b"]}"
+    )
+
+    async def fetch(url: str) -> FetchResult:
+        return FetchResult(200, document)
+
+    source = JWKSClient(
+        "https://x.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=fetch, clock=clock
+    )
+    assert set((await source.current()).by_kid) == {"one"}
+
+
+async def test_concurrent_requests_use_loaded_keys_while_one_refreshes() -> None:
+    clock = FakeClock()
+    release = anyio.Event()
+    calls = 0
+
+    async def slow(url: str) -> FetchResult:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()
+        return FetchResult(200, json.dumps(ONE.jwks()).encode(), "max-age=60")
+
+    source = JWKSClient(
+        "https://x.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=slow, clock=clock
+    )
+    loaded = await source.current()
+    clock.advance(61)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(source.current)
+        await anyio.sleep(0.01)
+        with anyio.fail_after(1):
+            assert await source.current() is loaded  # not blocked by the slow refresh
+        release.set()
+    assert calls == 2 and not source.stale()
