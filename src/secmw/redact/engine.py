@@ -1,0 +1,327 @@
+"""The scanner: literal prefilter, bounded confirmation, leftmost selection.
+
+Clean text costs two C-level regex passes (one over the text, one over its ASCII
+lower-case copy for keyword anchors). Each alternative of those passes starts
+with the rarest character of an anchor, so the regex engine skips from one
+occurrence of a rare character to the next and Python code runs only at real
+anchor hits. A hit opens a window ``[anchor - back, anchor + max_len + 2)`` for
+its types; their regexes and validators run inside the windows only.
+
+Overlapping candidates are resolved left to right: the leftmost secret wins,
+then the higher priority, then the longer match. Streams use the same scan and
+hold back only from the earliest window that is not complete yet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from secmw.redact.catalogue import SecretType, Validator
+
+# Window margin past ``max_len``: the character after a match decides its boundary.
+LOOKAHEAD = 2
+# Rough share (percent) of each character in mixed prose, logs, JSON and code. A
+# prefilter pass costs about as much as scanning for one rare character (1.0 here)
+# plus the share of its pivot character, so pivots are chosen to keep the sum small.
+_SHARE = {
+    **dict.fromkeys("etaoinsr", 6.0), **dict.fromkeys("hldcu", 3.0),
+    **dict.fromkeys("mfpgwyb", 1.8), **dict.fromkeys("vk", 0.7), **dict.fromkeys("xjqz", 0.15),
+    **dict.fromkeys("TSAEIRNOC", 0.3), **dict.fromkeys("QJXZ", 0.02),
+    **dict.fromkeys("0123456789", 0.6), " ": 15.0, ".": 1.5, ",": 1.0, '"': 1.0, "_": 0.5,
+    "-": 0.7, ":": 0.6, "/": 0.5, "=": 0.3, "~": 0.01, "@": 0.02,
+}
+_ASCII_LOWER = {code: code + 32 for code in range(65, 91)}
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_.+~-]*\Z")
+
+
+class Candidate(NamedTuple):
+    """A confirmed secret: its span, the span of the whole match, and its type's index."""
+
+    start: int
+    end: int
+    rule: int
+
+
+class _Rule:
+    __slots__ = ("back", "group", "max_len", "name", "priority", "regex", "validate")
+
+    def __init__(self, secret: SecretType) -> None:
+        self.name = secret.name
+        self.regex = re.compile(secret.pattern, re.ASCII)
+        self.group = "s" if "s" in self.regex.groupindex else None
+        self.validate: Validator | None = secret.validate
+        self.back = secret.back
+        self.max_len = secret.max_len
+        self.priority = secret.priority
+
+
+def _cost(char: str) -> float:
+    return 1.0 + _SHARE.get(char, 0.2)
+
+
+def _pivots(anchors: Sequence[str]) -> dict[str, int]:
+    """Each anchor's pivot index: a greedy weighted set cover over their characters."""
+    chosen: set[str] = set()
+    left = set(anchors)
+    while left:
+        best = min(
+            {char for anchor in left for char in anchor},
+            key=lambda char: (_cost(char) / sum(char in anchor for anchor in left), char),
+        )
+        chosen.add(best)
+        left = {anchor for anchor in left if best not in anchor}
+    pivots = {}
+    for anchor in anchors:
+        candidates = [i for i, char in enumerate(anchor) if char in chosen]
+        pivots[anchor] = min(candidates, key=lambda i: (_cost(anchor[i]), -i))
+    return pivots
+
+
+class _Pass:
+    """Prefilter passes over one spelling of the text: one regex per pivot character.
+
+    A regex that starts with one literal character lets the engine jump from one
+    occurrence of it to the next at memory-search speed; the literal text around
+    the pivot is then checked by fixed-width look-behind and look-ahead.
+    """
+
+    __slots__ = ("by_char", "free", "regexes")
+
+    def __init__(self, entries: Sequence[tuple[str, int, str | None]]) -> None:
+        rules_of: dict[str, list[int]] = defaultdict(list)
+        checks_of: dict[str, set[str]] = defaultdict(set)
+        for anchor, rule, check in entries:
+            rules_of[anchor].append(rule)
+            checks_of[anchor].add(check or "")
+        pivots = _pivots(list(rules_of))
+        by_char: dict[str, list[tuple[str, int, tuple[int, ...]]]] = defaultdict(list)
+        checked: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        bare: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for anchor, rules in sorted(rules_of.items()):
+            i = pivots[anchor]
+            by_char[anchor[i]].append((anchor, i, tuple(sorted(set(rules)))))
+            before, rest = anchor[: i + 1], anchor[i + 1 :]
+            checks = sorted(checks_of[anchor])
+            after = re.escape(rest) + (
+                "(?:" + "|".join(checks) + ")" if any(checks) else ""
+            )
+            checked[anchor[i]].append((before, after))
+            bare[anchor[i]].append((before, re.escape(rest)))
+        self.by_char = dict(by_char)
+        self.regexes = [_compile(char, checked[char]) for char in sorted(checked)]
+        self.free = [_compile(char, bare[char]) for char in sorted(bare)]
+
+
+def _compile(char: str, parts: list[tuple[str, str]]) -> re.Pattern[str]:
+    """``char`` then, for each anchor, look-behind for what precedes and look-ahead for the rest."""
+    bare: set[str] = set()
+    firsts: set[str] = set()
+    behind: set[str] = set()
+    previous: set[str] = set()
+    for before, after in parts:
+        ahead = f"(?={after})" if after else ""
+        if len(before) > 1:
+            behind.add(f"(?<={re.escape(before)})" + ahead)
+            previous.add(re.escape(before[-2]))
+        else:
+            bare.add(ahead)
+            firsts.add(re.escape(after[0]) if after and after[0] not in "\\([" else "")
+    # A one-character look-ahead or look-behind guard rejects most occurrences of
+    # the pivot before any anchor's own look-arounds are tried.
+    alternatives = []
+    if bare:
+        first = "" if "" in firsts else f"(?=[{''.join(sorted(firsts))}])"
+        alternatives.append(first + "(?:" + "|".join(sorted(bare)) + ")")
+    if behind:
+        guard = f"(?<=[{''.join(sorted(previous))}]{re.escape(char)})"
+        alternatives.append(guard + "(?:" + "|".join(sorted(behind)) + ")")
+    body = "|".join(alternatives)
+    return re.compile(re.escape(char) + (f"(?:{body})" if body else ""), re.ASCII)
+
+
+class Scanner:
+    """Finds secrets of the given types in text; built once, used concurrently."""
+
+    __slots__ = (
+        "_allow",
+        "_allow_patterns",
+        "_cased",
+        "_folded",
+        "_max_anchor",
+        "_max_back",
+        "_partials",
+        "_tail",
+        "max_window",
+        "rules",
+    )
+
+    def __init__(
+        self,
+        types: Iterable[SecretType],
+        *,
+        allow: Iterable[str] = (),
+        allow_patterns: Iterable[str] = (),
+    ) -> None:
+        types = list(types)
+        self.rules = [_Rule(secret) for secret in types]
+        cased: list[tuple[str, int, str | None]] = []
+        folded: list[tuple[str, int, str | None]] = []
+        partials: dict[tuple[bool, str], int] = {}
+        tail = 0
+        for index, secret in enumerate(types):
+            for anchor in secret.anchors:
+                key = anchor.lower() if secret.ignore_case else anchor
+                (folded if secret.ignore_case else cased).append((key, index, secret.check))
+                for k in range(1, len(key)):
+                    part = (secret.ignore_case, key[:k])
+                    partials[part] = max(partials.get(part, 0), secret.back)
+                tail = max(tail, len(key) + _check_span(secret.check))
+        self._cased = _Pass(cased)
+        self._folded = _Pass(folded) if folded else None
+        self._partials = partials
+        self._max_anchor = max((len(key) for key, _, _ in cased + folded), default=0)
+        self._tail = tail
+        self._max_back = max((secret.back for secret in types), default=0)
+        self.max_window = max(
+            (secret.back + secret.max_len + LOOKAHEAD for secret in types), default=0
+        )
+        self._allow = frozenset(allow)
+        self._allow_patterns = tuple(re.compile(pattern) for pattern in allow_patterns)
+
+    def name(self, rule: int) -> str:
+        """The type name of a candidate's rule."""
+        return self.rules[rule].name
+
+    # -- scanning ------------------------------------------------------------
+
+    def _anchors(self, text: str, lo: int, folded_text: str | None, free: bool) -> list[tuple[int, int]]:
+        """(anchor position, rule) for every anchor hit at or after ``lo``."""
+        hits: list[tuple[int, int]] = []
+        passes = [(self._cased, text)]
+        if self._folded is not None and folded_text is not None:
+            passes.append((self._folded, folded_text))
+        for table, hay in passes:
+            by_char = table.by_char
+            for regex in table.free if free else table.regexes:
+                for match in regex.finditer(hay, lo):
+                    pos = match.start()
+                    for anchor, offset, rules in by_char[hay[pos]]:
+                        q = pos - offset
+                        if q >= 0 and hay.startswith(anchor, q):
+                            hits.extend((q, rule) for rule in rules)
+        return hits
+
+    def scan(self, text: str, lo: int = 0) -> tuple[list[Candidate], list[tuple[int, int]]]:
+        """Selected candidates starting at or after ``lo``, and the anchor hits."""
+        folded = _fold(text) if self._folded is not None else None
+        hits = self._anchors(text, lo, folded, free=False)
+        if not hits:
+            return [], hits
+        return self._confirm(text, hits, lo), hits
+
+    def _confirm(self, text: str, hits: list[tuple[int, int]], lo: int) -> list[Candidate]:
+        windows: dict[int, list[int]] = defaultdict(list)
+        for q, rule in hits:
+            windows[rule].append(q)
+        n = len(text)
+        found: list[Candidate] = []
+        allow, allow_patterns = self._allow, self._allow_patterns
+        for rule_index, anchors in windows.items():
+            rule = self.rules[rule_index]
+            anchors.sort()
+            span = rule.max_len + LOOKAHEAD
+            spans: list[list[int]] = []
+            for q in anchors:
+                start = max(0, q - rule.back)
+                stop = min(n, q + span)
+                if spans and start <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], stop)
+                else:
+                    spans.append([start, stop])
+            regex, group, validate = rule.regex, rule.group, rule.validate
+            for start, stop in spans:
+                for match in regex.finditer(text, start, stop):
+                    s, e = match.span(group) if group else match.span()
+                    if s < lo or s == e:
+                        continue
+                    value = text[s:e]
+                    if validate is not None and not validate(value):
+                        continue
+                    if value in allow or any(p.fullmatch(value) for p in allow_patterns):
+                        continue
+                    found.append(Candidate(s, e, rule_index))
+        return self.select(found)
+
+    def select(self, found: list[Candidate]) -> list[Candidate]:
+        """Leftmost first, then higher priority, then longer; no overlaps."""
+        if len(found) < 2:
+            return found
+        rules = self.rules
+        found.sort(key=lambda c: (c.start, -rules[c.rule].priority, c.start - c.end))
+        chosen: list[Candidate] = []
+        last = -1
+        for candidate in found:
+            if candidate.start >= last:
+                chosen.append(candidate)
+                last = candidate.end
+        return chosen
+
+    # -- streaming -----------------------------------------------------------
+
+    def hold_from(self, text: str, hits: list[tuple[int, int]], lo: int) -> int:
+        """The earliest position a match still in progress at the end of ``text`` may start.
+
+        A window is in progress while it reaches past the end of the text; anchors
+        near the end count even when their check could not run yet; a partial
+        anchor at the very end, and a trailing run of token characters for types
+        whose match starts before their anchor, hold back as well.
+        """
+        end = len(text)
+        hold = end
+        rules = self.rules
+        base = max(0, lo - self._max_anchor, end - self._tail)
+        tail = text[base:]
+        folded = _fold(tail) if self._folded is not None else None
+        tail_hits = [
+            (q + base, rule) for q, rule in self._anchors(tail, 0, folded, free=True)
+        ]
+        for q, rule_index in (*hits, *tail_hits):
+            rule = rules[rule_index]
+            if q + rule.max_len + LOOKAHEAD > end:
+                hold = min(hold, q - rule.back)
+        partials = self._partials
+        for k in range(1, min(self._max_anchor, end - lo) + 1):
+            back = partials.get((False, tail[-k:]))
+            if back is None and folded is not None:
+                back = partials.get((True, folded[-k:]))
+            if back is not None:
+                hold = min(hold, end - k - back)
+        if self._max_back:
+            run = _TOKEN_RUN.search(text, max(lo, end - self._max_back))
+            if run is not None:
+                hold = min(hold, run.start())
+        return max(hold, 0)
+
+
+def _fold(text: str) -> str:
+    """ASCII lower case with unchanged length (``str.lower`` may change it)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def _check_span(check: str | None) -> int:
+    """An upper bound of the length a check lookahead reads."""
+    if not check:
+        return 0
+    total = 0
+    for piece in re.finditer(r"\{(\d+)(?:,(\d+))?\}|\\.|\[[^\]]*\]|.", check):
+        if piece.group(1):
+            total += int(piece.group(2) or piece.group(1)) - 1
+        else:
+            total += 1
+    return total + 4
+
+
+__all__ = ["LOOKAHEAD", "Candidate", "Scanner"]
