@@ -26,6 +26,7 @@ from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.base import AuthenticatedPolicy
+from secmw.redact.config import RedactConfig
 
 
 class RequestIdConfig(ConfigModel):
@@ -87,6 +88,7 @@ class Config(ConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -176,6 +178,12 @@ def _policy(config: Config) -> Any:
     )
 
 
+def _redactor(config: Config) -> Any:
+    from secmw.redact.build import build_redactor  # noqa: PLC0415 - keeps imports lazy
+
+    return _within("redact", lambda: build_redactor(config.redact))
+
+
 def _audit(config: Config) -> Any:
     from secmw.audit.build import build_sink  # noqa: PLC0415 - keeps imports lazy
 
@@ -188,7 +196,7 @@ BUILDERS: dict[str, Builder] = {
     "inspector": lambda config: None,
     "policy": _policy,
     "rate_limiter": lambda config: None,
-    "redactor": lambda config: None,
+    "redactor": _redactor,
     "audit": _audit,
 }
 
@@ -211,6 +219,9 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    redact = config.redact
+    if redact.enabled and redact.compressed == "pass" and "redactor" not in components:
+        found.append("redact.compressed")
     return tuple(found)
 
 

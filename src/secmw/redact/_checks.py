@@ -51,11 +51,8 @@ def luhn(digits: str) -> bool:
     numbers = [ord(char) - 48 for char in digits if "0" <= char <= "9"]
     total = 0
     for index, digit in enumerate(reversed(numbers)):
-        if index % 2:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+        doubled = digit * 2 if index % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
     return total % 10 == 0 and len(set(numbers)) > 1
 
 
@@ -150,7 +147,7 @@ def basic_credentials(value: str) -> bool:
         decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
     except (ValueError, binascii.Error):
         return False
-    user, sep, password = decoded.partition(":")
+    _, sep, password = decoded.partition(":")
     return bool(sep and password) and decoded.isprintable() and not placeholder(decoded)
 
 

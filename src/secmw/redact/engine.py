@@ -27,11 +27,25 @@ LOOKAHEAD = 2
 # prefilter pass costs about as much as scanning for one rare character (1.0 here)
 # plus the share of its pivot character, so pivots are chosen to keep the sum small.
 _SHARE = {
-    **dict.fromkeys("etaoinsr", 6.0), **dict.fromkeys("hldcu", 3.0),
-    **dict.fromkeys("mfpgwyb", 1.8), **dict.fromkeys("vk", 0.7), **dict.fromkeys("xjqz", 0.15),
-    **dict.fromkeys("TSAEIRNOC", 0.3), **dict.fromkeys("QJXZ", 0.02),
-    **dict.fromkeys("0123456789", 0.6), " ": 15.0, ".": 1.5, ",": 1.0, '"': 1.0, "_": 0.5,
-    "-": 0.7, ":": 0.6, "/": 0.5, "=": 0.3, "~": 0.01, "@": 0.02,
+    **dict.fromkeys("etaoinsr", 6.0),
+    **dict.fromkeys("hldcu", 3.0),
+    **dict.fromkeys("mfpgwyb", 1.8),
+    **dict.fromkeys("vk", 0.7),
+    **dict.fromkeys("xjqz", 0.15),
+    **dict.fromkeys("TSAEIRNOC", 0.3),
+    **dict.fromkeys("QJXZ", 0.02),
+    **dict.fromkeys("0123456789", 0.6),
+    " ": 15.0,
+    ".": 1.5,
+    ",": 1.0,
+    '"': 1.0,
+    "_": 0.5,
+    "-": 0.7,
+    ":": 0.6,
+    "/": 0.5,
+    "=": 0.3,
+    "~": 0.01,
+    "@": 0.02,
 }
 _ASCII_LOWER = {code: code + 32 for code in range(65, 91)}
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.+~-]*\Z")
@@ -105,9 +119,7 @@ class _Pass:
             by_char[anchor[i]].append((anchor, i, tuple(sorted(set(rules)))))
             before, rest = anchor[: i + 1], anchor[i + 1 :]
             checks = sorted(checks_of[anchor])
-            after = re.escape(rest) + (
-                "(?:" + "|".join(checks) + ")" if any(checks) else ""
-            )
+            after = re.escape(rest) + ("(?:" + "|".join(checks) + ")" if any(checks) else "")
             checked[anchor[i]].append((before, after))
             bare[anchor[i]].append((before, re.escape(rest)))
         self.by_char = dict(by_char)
@@ -153,6 +165,7 @@ class Scanner:
         "_max_anchor",
         "_max_back",
         "_partials",
+        "_reach",
         "_tail",
         "max_window",
         "rules",
@@ -170,6 +183,7 @@ class Scanner:
         cased: list[tuple[str, int, str | None]] = []
         folded: list[tuple[str, int, str | None]] = []
         partials: dict[tuple[bool, str], int] = {}
+        reach = [0] * len(types)
         tail = 0
         for index, secret in enumerate(types):
             for anchor in secret.anchors:
@@ -178,10 +192,12 @@ class Scanner:
                 for k in range(1, len(key)):
                     part = (secret.ignore_case, key[:k])
                     partials[part] = max(partials.get(part, 0), secret.back)
-                tail = max(tail, len(key) + _check_span(secret.check))
+                reach[index] = max(reach[index], len(key) + _check_span(secret.check))
+                tail = max(tail, reach[index])
         self._cased = _Pass(cased)
         self._folded = _Pass(folded) if folded else None
         self._partials = partials
+        self._reach = reach
         self._max_anchor = max((len(key) for key, _, _ in cased + folded), default=0)
         self._tail = tail
         self._max_back = max((secret.back for secret in types), default=0)
@@ -197,7 +213,9 @@ class Scanner:
 
     # -- scanning ------------------------------------------------------------
 
-    def _anchors(self, text: str, lo: int, folded_text: str | None, free: bool) -> list[tuple[int, int]]:
+    def _anchors(
+        self, text: str, lo: int, folded_text: str | None, free: bool
+    ) -> list[tuple[int, int]]:
         """(anchor position, rule) for every anchor hit at or after ``lo``."""
         hits: list[tuple[int, int]] = []
         passes = [(self._cased, text)]
@@ -224,8 +242,8 @@ class Scanner:
 
     def _confirm(self, text: str, hits: list[tuple[int, int]], lo: int) -> list[Candidate]:
         windows: dict[int, list[int]] = defaultdict(list)
-        for q, rule in hits:
-            windows[rule].append(q)
+        for q, index in hits:
+            windows[index].append(q)
         n = len(text)
         found: list[Candidate] = []
         allow, allow_patterns = self._allow, self._allow_patterns
@@ -274,8 +292,8 @@ class Scanner:
     def hold_from(self, text: str, hits: list[tuple[int, int]], lo: int) -> int:
         """The earliest position a match still in progress at the end of ``text`` may start.
 
-        A window is in progress while it reaches past the end of the text; anchors
-        near the end count even when their check could not run yet; a partial
+        A window is in progress while it reaches past the end of the text; an
+        anchor whose check could not read all it needs yet counts too; a partial
         anchor at the very end, and a trailing run of token characters for types
         whose match starts before their anchor, hold back as well.
         """
@@ -285,13 +303,16 @@ class Scanner:
         base = max(0, lo - self._max_anchor, end - self._tail)
         tail = text[base:]
         folded = _fold(tail) if self._folded is not None else None
-        tail_hits = [
-            (q + base, rule) for q, rule in self._anchors(tail, 0, folded, free=True)
-        ]
-        for q, rule_index in (*hits, *tail_hits):
+        tail_hits = [(q + base, rule) for q, rule in self._anchors(tail, 0, folded, free=True)]
+        for q, rule_index in hits:
             rule = rules[rule_index]
             if q + rule.max_len + LOOKAHEAD > end:
                 hold = min(hold, q - rule.back)
+        reach = self._reach
+        for q, rule_index in tail_hits:
+            # The anchor's check may have failed only for want of text.
+            if q + reach[rule_index] > end:
+                hold = min(hold, q - rules[rule_index].back)
         partials = self._partials
         for k in range(1, min(self._max_anchor, end - lo) + 1):
             back = partials.get((False, tail[-k:]))

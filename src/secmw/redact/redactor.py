@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from secmw.context import Finding
 from secmw.redact.base import StreamRedactor
+from secmw.redact.catalogue import BUILTIN
 from secmw.redact.engine import Candidate, Scanner
 from secmw.redact.styles import Styler
 
@@ -22,20 +23,29 @@ class SecretRedactor:
     any chunking.
     """
 
-    __slots__ = ("json_keys", "max_holdback", "scanner", "styler")
+    __slots__ = ("json_keys", "max_event", "max_holdback", "pass_compressed", "scanner", "styler")
 
     def __init__(
         self,
-        scanner: Scanner,
+        scanner: Scanner | None = None,
         styler: Styler | None = None,
         *,
         json_keys: frozenset[str] = frozenset(),
         max_holdback: int = 65536,
+        max_event: int = 1024 * 1024,
+        pass_compressed: bool = False,
     ) -> None:
+        if scanner is None:
+            scanner = Scanner(BUILTIN)
+        if scanner.max_window > max_holdback:
+            raise ValueError("max_holdback is smaller than the longest window of the catalogue")
         self.scanner = scanner
         self.styler = styler or Styler()
         self.json_keys = json_keys
         self.max_holdback = max_holdback
+        self.max_event = max_event
+        # Read by the adapter: send compressed textual bodies unscanned (a fail-open).
+        self.pass_compressed = pass_compressed
 
     def redact(self, text: str, media_type: str | None = None) -> tuple[str, Sequence[Finding]]:
         """Return ``text`` with every secret replaced, and the findings."""
@@ -56,7 +66,7 @@ class SecretRedactor:
         candidates, _ = self.scanner.scan(text)
         if not candidates:
             return text
-        return self.apply(text, candidates, 0, len(text), findings, offset)
+        return self.apply(text, candidates, 0, len(text), findings=findings, offset=offset)
 
     def apply(
         self,
@@ -64,6 +74,7 @@ class SecretRedactor:
         candidates: Sequence[Candidate],
         lo: int,
         hi: int,
+        *,
         findings: list[Finding],
         offset: int,
     ) -> str:
@@ -98,7 +109,7 @@ class SecretRedactor:
         if media_type == "text/event-stream":
             from secmw.redact.sse import SSEStream  # noqa: PLC0415 - cycle
 
-            return SSEStream(self)
+            return SSEStream(self, self.max_event)
         from secmw.redact.stream import TextStream  # noqa: PLC0415 - cycle
 
         return TextStream(self)

@@ -64,7 +64,7 @@ class TextStream:
                 # (only later-starting matches are in progress): send it whole.
                 if candidate.start < cut < candidate.end:
                     cut = candidate.end
-        out = redactor.apply(text, candidates, lo, cut, self.findings, self._base)
+        out = redactor.apply(text, candidates, lo, cut, findings=self.findings, offset=self._base)
         keep = max(0, cut - CONTEXT)
         self._text = text[keep:]
         self._boundary = cut - keep
