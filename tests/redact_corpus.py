@@ -214,7 +214,10 @@ SPECS: dict[str, Spec] = {
     "jwt": Spec(lambda rng: (lambda s: (f"?jwt={s}&state=1", s))(jwt(rng)), checksum=True, short=0),
     "private_key": ctx("key:\n", lambda rng: pem(rng, rng.choice(["RSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY", "PGP PRIVATE KEY BLOCK"])), "\n", placeholder=False, short=0,
                        extra=[lambda rng: (pem(rng, "PUBLIC KEY"), ""), lambda rng: (pem(rng, "CERTIFICATE"), "")]),
-    "putty_private_key": ctx("file:\n", putty, "\n", placeholder=False, short=0),
+    "putty_private_key": ctx(
+        "file:\n", putty, "\n", placeholder=False, short=0,
+        extra=[lambda rng: ("---- BEGIN SSH2 PUBLIC KEY ----\n" + rs(rng, B64, 64) + "\n---- END SSH2 PUBLIC KEY ----", "")],
+    ),
     "gcp_service_account_key_id": ctx('{"type": "service_account", "private_key_id": "', r(HEX, 40), '", "x": 1}'),
     "url_credentials": ctx(
         "DATABASE_URL=postgres://app:",

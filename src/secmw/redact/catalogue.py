@@ -4,7 +4,10 @@ A :class:`SecretType` is data: literal ``anchors`` that every match contains
 (found by the prefilter at memory-search speed), a bounded regex that confirms a
 candidate, and an optional validator (checksum, decodable header, entropy).
 ``back`` bounds how far before its anchor a match may start and ``max_len`` how
-long a match may be; together they bound the stream holdback. Types whose
+long a match may be; together they bound the stream holdback. ``check`` is a
+look-ahead (bounded) and ``before`` a look-behind, both tried right after the
+anchor by the prefilter; they must hold for every match. ``before`` never needs
+text that has not arrived, so streams use it to release anchors early. Types whose
 secret is one part of a longer match (``password=<secret>``) name that part
 ``s``; only it is replaced.
 """

@@ -104,12 +104,14 @@ class _Pass:
 
     __slots__ = ("by_char", "free", "regexes")
 
-    def __init__(self, entries: Sequence[tuple[str, int, str | None]]) -> None:
+    def __init__(self, entries: Sequence[tuple[str, int, str | None, str | None]]) -> None:
         rules_of: dict[str, list[int]] = defaultdict(list)
         checks_of: dict[str, set[str]] = defaultdict(set)
-        for anchor, rule, check in entries:
+        befores_of: dict[str, set[str]] = defaultdict(set)
+        for anchor, rule, check, before in entries:
             rules_of[anchor].append(rule)
-            checks_of[anchor].add(check or "")
+            checks_of[anchor].add((before or "") + (check or ""))
+            befores_of[anchor].add(before or "")
         pivots = _pivots(list(rules_of))
         by_char: dict[str, list[tuple[str, int, tuple[int, ...]]]] = defaultdict(list)
         checked: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -121,7 +123,9 @@ class _Pass:
             checks = sorted(checks_of[anchor])
             after = re.escape(rest) + ("(?:" + "|".join(checks) + ")" if any(checks) else "")
             checked[anchor[i]].append((before, after))
-            bare[anchor[i]].append((before, re.escape(rest)))
+            befores = sorted(befores_of[anchor])
+            behind = "(?:" + "|".join(befores) + ")" if any(befores) else ""
+            bare[anchor[i]].append((before, re.escape(rest) + behind))
         self.by_char = dict(by_char)
         self.regexes = [_compile(char, checked[char]) for char in sorted(checked)]
         self.free = [_compile(char, bare[char]) for char in sorted(bare)]
@@ -180,15 +184,16 @@ class Scanner:
     ) -> None:
         types = list(types)
         self.rules = [_Rule(secret) for secret in types]
-        cased: list[tuple[str, int, str | None]] = []
-        folded: list[tuple[str, int, str | None]] = []
+        cased: list[tuple[str, int, str | None, str | None]] = []
+        folded: list[tuple[str, int, str | None, str | None]] = []
         partials: dict[tuple[bool, str], int] = {}
         reach = [0] * len(types)
         tail = 0
         for index, secret in enumerate(types):
             for anchor in secret.anchors:
                 key = anchor.lower() if secret.ignore_case else anchor
-                (folded if secret.ignore_case else cased).append((key, index, secret.check))
+                entry = (key, index, secret.check, secret.before)
+                (folded if secret.ignore_case else cased).append(entry)
                 for k in range(1, len(key)):
                     part = (secret.ignore_case, key[:k])
                     partials[part] = max(partials.get(part, 0), secret.back)
@@ -198,7 +203,9 @@ class Scanner:
         self._folded = _Pass(folded) if folded else None
         self._partials = partials
         self._reach = reach
-        self._max_anchor = max((len(key) for key, _, _ in cased + folded), default=0)
+        self._max_anchor = max(
+            (entry[0] for entry in cased + folded), key=len, default=""
+        ).__len__()
         self._tail = tail
         self._max_back = max((secret.back for secret in types), default=0)
         self.max_window = max(

@@ -18,6 +18,7 @@ class SecretType:
     max_len: int
     back: int = 0
     check: str | None = None
+    before: str | None = None
     validate: Validator | None = None
     ignore_case: bool = False
     priority: int = 60
