@@ -77,7 +77,9 @@ def b64url(data: bytes) -> str:
 
 def jwt(rng: random.Random) -> str:
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    payload = b64url(json.dumps({"sub": rs(rng, AN, 8), "exp": rng.randrange(10**9, 2 * 10**9)}).encode())
+    payload = b64url(
+        json.dumps({"sub": rs(rng, AN, 8), "exp": rng.randrange(10**9, 2 * 10**9)}).encode()
+    )
     return f"{header}.{payload}.{rs(rng, U, 43)}"
 
 
@@ -107,13 +109,18 @@ class Spec:
     extra: list[Make] = field(default_factory=list)  # type-specific near misses
 
 
+def wrap(template: str, secret: str) -> Sample:
+    """``template`` with ``{}`` replaced by the secret, and the secret."""
+    return template.replace("{}", secret), secret
+
+
 def token(prefix: str, body: Callable[[random.Random], str], **kw: object) -> Spec:
-    return Spec(lambda rng: (lambda s: (f"key: {s} end", s))(prefix + body(rng)), prefix=len(prefix), **kw)  # type: ignore[arg-type]
+    return Spec(lambda rng: wrap("key: {} end", prefix + body(rng)), prefix=len(prefix), **kw)  # type: ignore[arg-type]
 
 
 def ctx(before: str, value: Callable[[random.Random], str], after: str = "", **kw: object) -> Spec:
     kw.setdefault("glued", False)
-    return Spec(lambda rng: (lambda s: (before + s + after, s))(value(rng)), **kw)  # type: ignore[arg-type]
+    return Spec(lambda rng: wrap(before + "{}" + after, value(rng)), **kw)  # type: ignore[arg-type]
 
 
 def r(alphabet: str, n: int) -> Callable[[random.Random], str]:
@@ -122,7 +129,13 @@ def r(alphabet: str, n: int) -> Callable[[random.Random], str]:
 
 def discord(rng: random.Random) -> str:
     user = str(rng.randrange(10**17, 10**18))
-    return base64.b64encode(user.encode()).decode().rstrip("=") + "." + rs(rng, U, 6) + "." + rs(rng, U, 27)
+    return (
+        base64.b64encode(user.encode()).decode().rstrip("=")
+        + "."
+        + rs(rng, U, 6)
+        + "."
+        + rs(rng, U, 27)
+    )
 
 
 SPECS: dict[str, Spec] = {
@@ -136,11 +149,13 @@ SPECS: dict[str, Spec] = {
     "google_api_key": token("AIza", r(U, 35)),
     "google_oauth_client_secret": token("GOCSPX-", r(U, 28)),
     "github_token": Spec(
-        lambda rng: (lambda s: (f"token {s}", s))(crc_token(rng, rng.choice(["ghp_", "gho_", "ghs_"]))),
+        lambda rng: wrap("token {}", crc_token(rng, rng.choice(["ghp_", "gho_", "ghs_"]))),
         prefix=4,
         checksum=True,
     ),
-    "github_fine_grained_pat": token("github_pat_", lambda rng: rs(rng, AN, 22) + "_" + rs(rng, AN, 59)),
+    "github_fine_grained_pat": token(
+        "github_pat_", lambda rng: rs(rng, AN, 22) + "_" + rs(rng, AN, 59)
+    ),
     "gitlab_pat": token("glpat-", r(U, 20)),
     "gitlab_deploy_token": token("gldt-", r(U, 20)),
     "gitlab_feed_token": token("glft-", r(U, 20)),
@@ -148,7 +163,8 @@ SPECS: dict[str, Spec] = {
     "gitlab_scim_token": token("glsoat-", r(U, 20)),
     "gitlab_pipeline_trigger_token": token("glptt-", r(HEX, 40)),
     "slack_bot_token": token(
-        "xoxb-", lambda rng: f"{rs(rng, '0123456789', 11)}-{rs(rng, '0123456789', 12)}-{rs(rng, AN, 24)}"
+        "xoxb-",
+        lambda rng: f"{rs(rng, '0123456789', 11)}-{rs(rng, '0123456789', 12)}-{rs(rng, AN, 24)}",
     ),
     "slack_user_token": token(
         "xoxp-",
@@ -168,19 +184,27 @@ SPECS: dict[str, Spec] = {
     "shopify_shared_secret": token("shpss_", r(HEX, 32)),
     "square_access_token": token("sq0atp-", r(U, 22)),
     "square_oauth_secret": token("sq0csp-", r(U, 43)),
-    "openai_api_key": token("sk-proj-", lambda rng: rs(rng, U, 74) + "T3BlbkFJ" + rs(rng, U, 74), short=60),
+    "openai_api_key": token(
+        "sk-proj-", lambda rng: rs(rng, U, 74) + "T3BlbkFJ" + rs(rng, U, 74), short=60
+    ),
     "anthropic_api_key": token("sk-ant-api03-", lambda rng: rs(rng, U, 93) + "AA"),
     "anthropic_admin_key": token("sk-ant-admin01-", lambda rng: rs(rng, U, 93) + "AA"),
     "huggingface_token": token("hf_", r(string.ascii_letters, 34)),
     "huggingface_org_token": token("api_org_", r(string.ascii_letters, 34)),
-    "npm_token": Spec(lambda rng: (lambda s: (f"registry npm {s}\n", s))(crc_token(rng, "npm_")), prefix=4, checksum=True),
+    "npm_token": Spec(
+        lambda rng: wrap("registry npm {}\n", crc_token(rng, "npm_")),
+        prefix=4,
+        checksum=True,
+    ),
     "pypi_token": token("pypi-AgEIcHlwaS5vcmc", r(U, 60), short=11, checksum=True),
     "vault_token": token("hvs.", r(U, 95), short=6),
     "digitalocean_token": token("dop_v1_", r(HEX, 64)),
     "databricks_token": token("dapi", r(HEX, 32)),
-    "grafana_service_account_token": token("glsa_", lambda rng: rs(rng, AN, 32) + "_" + rs(rng, HEX, 8)),
+    "grafana_service_account_token": token(
+        "glsa_", lambda rng: rs(rng, AN, 32) + "_" + rs(rng, HEX, 8)
+    ),
     "grafana_cloud_token": token("glc_", r(B64, 60), short=29),
-    "age_secret_key": Spec(lambda rng: (lambda s: (f"# key\n{s}\n", s))(age_key(rng)), prefix=16, checksum=True),
+    "age_secret_key": Spec(lambda rng: wrap("# key\n{}\n", age_key(rng)), prefix=16, checksum=True),
     "linear_api_key": token("lin_api_", r(AN, 40)),
     "pulumi_token": token("pul-", r(HEX, 40)),
     "doppler_token": token("dp.pt.", r(AN, 43), short=4),
@@ -197,28 +221,64 @@ SPECS: dict[str, Spec] = {
         checksum=True,
     ),
     "azure_ad_client_secret": ctx(
-        "client secret: ", lambda rng: rs(rng, AN, 3) + "8Q~" + rs(rng, AN + "~.-_", 34), "\n", short=4
+        "client secret: ",
+        lambda rng: rs(rng, AN, 3) + "8Q~" + rs(rng, AN + "~.-_", 34),
+        "\n",
+        short=4,
     ),
-    "telegram_bot_token": ctx("bot ", lambda rng: rs(rng, "123456789", 10) + ":A" + rs(rng, U, 34), " ok"),
-    "terraform_cloud_token": ctx("token ", lambda rng: rs(rng, HEX, 14) + ".atlasv1." + rs(rng, AN, 64), "\n", short=5),
+    "telegram_bot_token": ctx(
+        "bot ", lambda rng: rs(rng, "123456789", 10) + ":A" + rs(rng, U, 34), " ok"
+    ),
+    "terraform_cloud_token": ctx(
+        "token ", lambda rng: rs(rng, HEX, 14) + ".atlasv1." + rs(rng, AN, 64), "\n", short=5
+    ),
     "mailchimp_api_key": ctx(
-        "mc ", lambda rng: rs(rng, HEX, 32) + "-us" + str(rng.randrange(1, 21)), " ", short=0,
+        "mc ",
+        lambda rng: rs(rng, HEX, 32) + "-us" + str(rng.randrange(1, 21)),
+        " ",
+        short=0,
         extra=[lambda rng: ("mc " + rs(rng, HEX, 31) + "-us7 ", "")],
     ),
     "slack_webhook_url": ctx(
         "POST ",
-        lambda rng: f"https://hooks.slack.com/services/T{rs(rng, UPPER32, 10)}/B{rs(rng, UPPER32, 10)}/{rs(rng, AN, 24)}",
+        lambda rng: (
+            f"https://hooks.slack.com/services/T{rs(rng, UPPER32, 10)}/B{rs(rng, UPPER32, 10)}/{rs(rng, AN, 24)}"
+        ),
         " done",
     ),
-    "discord_bot_token": Spec(lambda rng: (lambda s: (f"Bot {s}", s))(discord(rng))),
-    "jwt": Spec(lambda rng: (lambda s: (f"?jwt={s}&state=1", s))(jwt(rng)), checksum=True, short=0),
-    "private_key": ctx("key:\n", lambda rng: pem(rng, rng.choice(["RSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY", "PGP PRIVATE KEY BLOCK"])), "\n", placeholder=False, short=0,
-                       extra=[lambda rng: (pem(rng, "PUBLIC KEY"), ""), lambda rng: (pem(rng, "CERTIFICATE"), "")]),
-    "putty_private_key": ctx(
-        "file:\n", putty, "\n", placeholder=False, short=0,
-        extra=[lambda rng: ("---- BEGIN SSH2 PUBLIC KEY ----\n" + rs(rng, B64, 64) + "\n---- END SSH2 PUBLIC KEY ----", "")],
+    "discord_bot_token": Spec(lambda rng: wrap("Bot {}", discord(rng))),
+    "jwt": Spec(lambda rng: wrap("?jwt={}&state=1", jwt(rng)), checksum=True, short=0),
+    "private_key": ctx(
+        "key:\n",
+        lambda rng: pem(
+            rng,
+            rng.choice(
+                ["RSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY", "PGP PRIVATE KEY BLOCK"]
+            ),
+        ),
+        "\n",
+        placeholder=False,
+        short=0,
+        extra=[lambda rng: (pem(rng, "PUBLIC KEY"), ""), lambda rng: (pem(rng, "CERTIFICATE"), "")],
     ),
-    "gcp_service_account_key_id": ctx('{"type": "service_account", "private_key_id": "', r(HEX, 40), '", "x": 1}'),
+    "putty_private_key": ctx(
+        "file:\n",
+        putty,
+        "\n",
+        placeholder=False,
+        short=0,
+        extra=[
+            lambda rng: (
+                "---- BEGIN SSH2 PUBLIC KEY ----\n"
+                + rs(rng, B64, 64)
+                + "\n---- END SSH2 PUBLIC KEY ----",
+                "",
+            )
+        ],
+    ),
+    "gcp_service_account_key_id": ctx(
+        '{"type": "service_account", "private_key_id": "', r(HEX, 40), '", "x": 1}'
+    ),
     "url_credentials": ctx(
         "DATABASE_URL=postgres://app:",
         r(AN, 16),
@@ -230,8 +290,14 @@ SPECS: dict[str, Spec] = {
         ],
     ),
     "bearer_token": ctx(
-        "Authorization: Bearer ", r(AN + "._-", 32), "\r\n", short=0,
-        extra=[lambda rng: ("use Bearer <token> here", ""), lambda rng: ("Bearer authentication is used", "")],
+        "Authorization: Bearer ",
+        r(AN + "._-", 32),
+        "\r\n",
+        short=0,
+        extra=[
+            lambda rng: ("use Bearer <token> here", ""),
+            lambda rng: ("Bearer authentication is used", ""),
+        ],
     ),
     "basic_auth": ctx(
         "Authorization: Basic ",
@@ -239,14 +305,24 @@ SPECS: dict[str, Spec] = {
         "\r\n",
         checksum=True,
         short=0,
-        extra=[lambda rng: ("Basic realm=\"api\"", ""), lambda rng: ("Basic " + base64.b64encode(rng.randbytes(12)).decode(), "")],
+        extra=[
+            lambda rng: ('Basic realm="api"', ""),
+            lambda rng: ("Basic " + base64.b64encode(rng.randbytes(12)).decode(), ""),
+        ],
     ),
     "payment_card": ctx(
-        "card number: ", lambda rng: luhn_card(rng, rng.choice(["4", "51", "2221", "37"]), 16), " exp 12/29", checksum=True, short=4,
+        "card number: ",
+        lambda rng: luhn_card(rng, rng.choice(["4", "51", "2221", "37"]), 16),
+        " exp 12/29",
+        checksum=True,
+        short=4,
         extra=[lambda rng: ("order id 4111111111111111 shipped", "")],
     ),
     "generic_secret": ctx(
-        'db_password = "', r(AN + "!#%^*", 20), '"', short=13,
+        'db_password = "',
+        r(AN + "!#%^*", 20),
+        '"',
+        short=13,
         extra=[
             lambda rng: ("password=${DB_PASSWORD}", ""),
             lambda rng: ('password: "{{ vault_password }}"', ""),
@@ -261,7 +337,9 @@ SPECS: dict[str, Spec] = {
 
 def _mutate_last(secret: str) -> str:
     last = secret[-1]
-    return secret[:-1] + ("B" if last == "A" else "A" if last.isalpha() else "1" if last != "1" else "2")
+    return secret[:-1] + (
+        "B" if last == "A" else "A" if last.isalpha() else "1" if last != "1" else "2"
+    )
 
 
 def near_misses(spec: Spec, rng: random.Random) -> list[tuple[str, str, str]]:
@@ -277,11 +355,21 @@ def near_misses(spec: Spec, rng: random.Random) -> list[tuple[str, str, str]]:
             header, payload, sig = secret.split(".")
             out.append(("checksum", swap(header + "." + "eyJ" + payload[4:] + "." + sig), secret))
         elif spec.make is SPECS["aws_bedrock_api_key"].make:
-            out.append(("checksum", swap(secret[:5] + ("X" if secret[5] != "X" else "Y") + secret[6:]), secret))
+            out.append(
+                (
+                    "checksum",
+                    swap(secret[:5] + ("X" if secret[5] != "X" else "Y") + secret[6:]),
+                    secret,
+                )
+            )
         elif spec.make is SPECS["pypi_token"].make:
-            out.append(("checksum", swap(secret.replace("AgEIcHlwaS5vcmc", "AgEIcHlwaS5vcmd")), secret))
+            out.append(
+                ("checksum", swap(secret.replace("AgEIcHlwaS5vcmc", "AgEIcHlwaS5vcmd")), secret)
+            )
         elif spec.make is SPECS["basic_auth"].make:
-            out.append(("checksum", swap(base64.b64encode(b"nocolon" + rng.randbytes(6)).decode()), secret))
+            out.append(
+                ("checksum", swap(base64.b64encode(b"nocolon" + rng.randbytes(6)).decode()), secret)
+            )
         elif spec.make is SPECS["azure_storage_account_key"].make:
             out.append(("checksum", swap(secret[:-3] + "=="), secret))
         else:

@@ -20,11 +20,35 @@ _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 # Documentation values and template syntax that look like secrets but are not.
-_PLACEHOLDER = re.compile(
-    r"(?i)x{4,}|\*{4,}|\.{4,}|example|sample|dummy|placeholder|redacted|changeme|"
-    r"your[_-]|insert[_-]|replace[_-]?me|<[^>]*>|\$\{|\$\(|\{\{|%\(|\$[A-Z_]{3,}|0{8,}|"
-    r"abcdef|123456|fake|test[_-]?(?:key|token|secret)"
+_PLACEHOLDER_WORDS = (
+    "xxxx",
+    "****",
+    "....",
+    "example",
+    "sample",
+    "dummy",
+    "placeholder",
+    "redacted",
+    "changeme",
+    "your_",
+    "your-",
+    "insert_",
+    "insert-",
+    "replace",
+    "${",
+    "$(",
+    "{{",
+    "%(",
+    "00000000",
+    "abcdef",
+    "123456",
+    "fake",
+    "test_key",
+    "test_token",
+    "test_secret",
 )
+_PLACEHOLDER_LOWER = re.compile("|".join(re.escape(word) for word in _PLACEHOLDER_WORDS))
+_PLACEHOLDER = re.compile(r"<[^>]*>|\$[A-Z_]{3,}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _IDENTIFIER = re.compile(r"[a-z]+(?:[_.-][a-z]+)*|[A-Z]+(?:[_.-][A-Z]+)*|[a-z]+(?:[A-Z][a-z]+)+")
@@ -106,7 +130,9 @@ def entropy(value: str) -> float:
 
 def placeholder(value: str) -> bool:
     """True for documentation values and templates (``xxxx``, ``EXAMPLE``, ``${VAR}``)."""
-    return _PLACEHOLDER.search(value) is not None
+    if _PLACEHOLDER_LOWER.search(value.lower()) is not None:
+        return True
+    return ("<" in value or "$" in value) and _PLACEHOLDER.search(value) is not None
 
 
 def not_placeholder(value: str) -> bool:

@@ -7,7 +7,10 @@ candidate, and an optional validator (checksum, decodable header, entropy).
 long a match may be; together they bound the stream holdback. ``check`` is a
 look-ahead (bounded) and ``before`` a look-behind, both tried right after the
 anchor by the prefilter; they must hold for every match. ``before`` never needs
-text that has not arrived, so streams use it to release anchors early. Types whose
+text that has not arrived, so streams use it to release anchors early.
+``extent``, matched at the anchor, reaches at least as far as any match through
+that anchor can: once its end is visible a stream stops waiting for
+``max_len`` characters (long types such as JWTs and PEM blocks need it). Types whose
 secret is one part of a longer match (``password=<secret>``) name that part
 ``s``; only it is replaced.
 """

@@ -60,7 +60,7 @@ class Candidate(NamedTuple):
 
 
 class _Rule:
-    __slots__ = ("back", "group", "max_len", "name", "priority", "regex", "validate")
+    __slots__ = ("back", "extent", "group", "max_len", "name", "priority", "regex", "validate")
 
     def __init__(self, secret: SecretType) -> None:
         self.name = secret.name
@@ -70,6 +70,7 @@ class _Rule:
         self.back = secret.back
         self.max_len = secret.max_len
         self.priority = secret.priority
+        self.extent = re.compile(secret.extent, re.ASCII) if secret.extent else None
 
 
 def _cost(char: str) -> float:
@@ -113,12 +114,13 @@ class _Pass:
             checks_of[anchor].add((before or "") + (check or ""))
             befores_of[anchor].add(before or "")
         pivots = _pivots(list(rules_of))
-        by_char: dict[str, list[tuple[str, int, tuple[int, ...]]]] = defaultdict(list)
+        slots: dict[str, dict[tuple[int, int], dict[str, tuple[int, ...]]]] = defaultdict(dict)
         checked: dict[str, list[tuple[str, str]]] = defaultdict(list)
         bare: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for anchor, rules in sorted(rules_of.items()):
             i = pivots[anchor]
-            by_char[anchor[i]].append((anchor, i, tuple(sorted(set(rules)))))
+            group = slots[anchor[i]].setdefault((i, len(anchor)), {})
+            group[anchor] = tuple(sorted(set(rules)))
             before, rest = anchor[: i + 1], anchor[i + 1 :]
             checks = sorted(checks_of[anchor])
             after = re.escape(rest) + ("(?:" + "|".join(checks) + ")" if any(checks) else "")
@@ -126,7 +128,12 @@ class _Pass:
             befores = sorted(befores_of[anchor])
             behind = "(?:" + "|".join(befores) + ")" if any(befores) else ""
             bare[anchor[i]].append((before, re.escape(rest) + behind))
-        self.by_char = dict(by_char)
+        # Per pivot character: (offset of the pivot, anchor length, anchor -> types),
+        # so a hit is identified with one slice and one dict lookup per shape.
+        self.by_char = {
+            char: [(i, length, table) for (i, length), table in sorted(groups.items())]
+            for char, groups in slots.items()
+        }
         self.regexes = [_compile(char, checked[char]) for char in sorted(checked)]
         self.free = [_compile(char, bare[char]) for char in sorted(bare)]
 
@@ -233,9 +240,10 @@ class Scanner:
             for regex in table.free if free else table.regexes:
                 for match in regex.finditer(hay, lo):
                     pos = match.start()
-                    for anchor, offset, rules in by_char[hay[pos]]:
+                    for offset, length, shapes in by_char[hay[pos]]:
                         q = pos - offset
-                        if q >= 0 and hay.startswith(anchor, q):
+                        rules = shapes.get(hay[q : q + length]) if q >= 0 else None
+                        if rules is not None:
                             hits.extend((q, rule) for rule in rules)
         return hits
 
@@ -248,36 +256,35 @@ class Scanner:
         return self._confirm(text, hits, lo), hits
 
     def _confirm(self, text: str, hits: list[tuple[int, int]], lo: int) -> list[Candidate]:
-        windows: dict[int, list[int]] = defaultdict(list)
-        for q, index in hits:
-            windows[index].append(q)
+        """Run each hit's type regex at its anchor (``match``) or just before it (``search``).
+
+        Every match contains an anchor no more than ``back`` characters after its
+        start, so trying each anchor finds every match; no window is scanned.
+        """
         n = len(text)
+        seen: set[tuple[int, int, int]] = set()
         found: list[Candidate] = []
         allow, allow_patterns = self._allow, self._allow_patterns
-        for rule_index, anchors in windows.items():
-            rule = self.rules[rule_index]
-            anchors.sort()
-            span = rule.max_len + LOOKAHEAD
-            spans: list[list[int]] = []
-            for q in anchors:
-                start = max(0, q - rule.back)
-                stop = min(n, q + span)
-                if spans and start <= spans[-1][1]:
-                    spans[-1][1] = max(spans[-1][1], stop)
-                else:
-                    spans.append([start, stop])
-            regex, group, validate = rule.regex, rule.group, rule.validate
-            for start, stop in spans:
-                for match in regex.finditer(text, start, stop):
-                    s, e = match.span(group) if group else match.span()
-                    if s < lo or s == e:
-                        continue
-                    value = text[s:e]
-                    if validate is not None and not validate(value):
-                        continue
-                    if value in allow or any(p.fullmatch(value) for p in allow_patterns):
-                        continue
-                    found.append(Candidate(s, e, rule_index))
+        rules = self.rules
+        for q, index in hits:
+            rule = rules[index]
+            stop = min(n, q + rule.max_len + LOOKAHEAD)
+            if rule.back:
+                match = rule.regex.search(text, max(0, q - rule.back), stop)
+            else:
+                match = rule.regex.match(text, q, stop)
+            if match is None:
+                continue
+            s, e = match.span(rule.group) if rule.group else match.span()
+            if s < lo or s == e or (s, e, index) in seen:
+                continue
+            seen.add((s, e, index))
+            value = text[s:e]
+            if rule.validate is not None and not rule.validate(value):
+                continue
+            if value in allow or any(p.fullmatch(value) for p in allow_patterns):
+                continue
+            found.append(Candidate(s, e, index))
         return self.select(found)
 
     def select(self, found: list[Candidate]) -> list[Candidate]:
@@ -313,7 +320,7 @@ class Scanner:
         tail_hits = [(q + base, rule) for q, rule in self._anchors(tail, 0, folded, free=True)]
         for q, rule_index in hits:
             rule = rules[rule_index]
-            if q + rule.max_len + LOOKAHEAD > end:
+            if q + rule.max_len + LOOKAHEAD > end and not _closed(rule, text, q, end):
                 hold = min(hold, q - rule.back)
         reach = self._reach
         for q, rule_index in tail_hits:
@@ -332,6 +339,14 @@ class Scanner:
             if run is not None:
                 hold = min(hold, run.start())
         return max(hold, 0)
+
+
+def _closed(rule: _Rule, text: str, q: int, end: int) -> bool:
+    """True when the type's extent at ``q`` already ends before the end of ``text``."""
+    if rule.extent is None:
+        return False
+    match = rule.extent.match(text, q, min(end, q + rule.max_len))
+    return match is not None and match.end() + LOOKAHEAD <= end
 
 
 def _fold(text: str) -> str:

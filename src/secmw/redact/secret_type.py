@@ -19,6 +19,7 @@ class SecretType:
     back: int = 0
     check: str | None = None
     before: str | None = None
+    extent: str | None = None
     validate: Validator | None = None
     ignore_case: bool = False
     priority: int = 60

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from typing import Literal
@@ -15,17 +14,19 @@ Replacer = Callable[[str, str], str]
 class Styler:
     """Builds replacements and fingerprints; holds the salt, never a secret.
 
-    The fingerprint is an HMAC-SHA256 of the value under the salt, truncated to
+    The fingerprint is a keyed BLAKE2b (RFC 7693) of the value under the salt,
     16 hex digits: equal secrets get equal fingerprints (so an operator can
     correlate findings) while the value cannot be recovered or brute-forced
     without the salt. Without a configured salt a random one is drawn per process.
     """
 
-    __slots__ = ("_salt", "replace", "style")
+    __slots__ = ("_key", "replace", "style")
 
     def __init__(self, style: Style = "placeholder", salt: bytes | None = None) -> None:
         self.style = style
-        self._salt = salt if salt is not None else secrets.token_bytes(32)
+        key = salt if salt is not None else secrets.token_bytes(32)
+        # BLAKE2b takes keys up to 64 bytes; longer salts are hashed down first.
+        self._key = key if len(key) <= 64 else hashlib.sha256(key).digest()
         self.replace: Replacer = {
             "placeholder": _placeholder,
             "mask": _mask,
@@ -34,9 +35,9 @@ class Styler:
         }[style]
 
     def fingerprint(self, value: str) -> str:
-        """A salted, truncated HMAC of ``value``."""
+        """A keyed hash of ``value`` (16 hex digits); the value cannot be recovered."""
         data = value.encode("utf-8", "surrogateescape")
-        return hmac.new(self._salt, data, hashlib.sha256).hexdigest()[:16]
+        return hashlib.blake2b(data, key=self._key, digest_size=8).hexdigest()
 
     def _hashed(self, kind: str, value: str) -> str:
         return f"[REDACTED:{kind}:{self.fingerprint(value)[:12]}]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -34,7 +35,7 @@ def documents(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 def cut(text: str, points: list[int]) -> list[str]:
     bounds = sorted({0, len(text), *(p % (len(text) + 1) for p in points)})
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def pieces(secret: str) -> set[str]:
