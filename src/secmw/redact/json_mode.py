@@ -7,6 +7,9 @@ JSON (MCP ``content[].text``, tool-call ``arguments``) is redacted the same way,
 recursively. With ``json_keys`` configured, the whole string value of a field
 whose name ends with one of them (``password``, ``client_secret``,
 ``accessToken``) is replaced regardless of its shape.
+
+Finding offsets are those of the decoded string value shifted to the position of
+its literal, so they are exact unless the literal holds escapes before the secret.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _document(
         if _COLON.match(text, end):
             sensitive = bool(redactor.json_keys) and _sensitive(redactor, value)
             value_from = text.index(":", end) + 1
-            new = _value(redactor, value, findings, offset + start, depth)
+            new = _value(redactor, value, findings, offset + start + 1, depth)
         elif sensitive and not text[value_from:start].strip() and value:
             kind = SENSITIVE_FIELD
             findings.append(
@@ -75,7 +78,7 @@ def _document(
             sensitive = False
         else:
             sensitive = False
-            new = _value(redactor, value, findings, offset + start, depth)
+            new = _value(redactor, value, findings, offset + start + 1, depth)
         if new is not value:
             parts.append(text[position:start])
             parts.append(json.dumps(new, ensure_ascii=False))

@@ -1,0 +1,139 @@
+"""JSON-aware and SSE-aware modes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from secmw.redact import SecretRedactor
+from secmw.redact.sse import SSEStream
+from tests.redact_corpus import SPECS
+
+RNG = random.Random(21)
+GITHUB = SPECS["github_token"].make(RNG)[1]
+REDACTOR = SecretRedactor(json_keys=frozenset({"password", "secret", "token"}))
+
+
+def test_json_layout_and_untouched_strings_are_kept_byte_for_byte() -> None:
+    raw = '{\n  "a" : "caf\\u00e9",\n  "b": "%s",\n  "n": 1.50\n}' % GITHUB
+    out, _ = REDACTOR.redact(raw, "application/json")
+    assert out == '{\n  "a" : "caf\\u00e9",\n  "b": "[REDACTED:github_token]",\n  "n": 1.50\n}'
+
+
+def test_escaped_secrets_are_decoded_before_scanning() -> None:
+    escaped = GITHUB.replace("_", "\\u005f")
+    url = "https:\\/\\/bob:Zq8kL2vB9xW4m@db.example.net\\/x"
+    out, findings = REDACTOR.redact(f'{{"k": "{escaped}", "u": "{url}"}}', "application/json")
+    assert json.loads(out) == {
+        "k": "[REDACTED:github_token]",
+        "u": "https://bob:[REDACTED:url_credentials]@db.example.net/x",
+    }
+    assert [f.kind for f in findings] == ["github_token", "url_credentials"]
+
+
+@pytest.mark.parametrize(
+    ("key", "redacted"),
+    [
+        pytest.param("password", True, id="exact"),
+        pytest.param("db_password", True, id="suffix"),
+        pytest.param("clientSecret", True, id="camel-case"),
+        pytest.param("access-token", True, id="dashed"),
+        pytest.param("token_type", False, id="prefix-only"),
+        pytest.param("description", False, id="other"),
+    ],
+)
+def test_key_based_redaction(key: str, redacted: bool) -> None:
+    out, _ = REDACTOR.redact(json.dumps({key: "hunter2", "n": {key: 5}}), "application/json")
+    assert (json.loads(out)[key] == "[REDACTED:sensitive_field]") is redacted
+    assert json.loads(out)["n"][key] == 5
+
+
+def test_nested_json_strings_stay_valid_json() -> None:
+    level2 = json.dumps({"token": GITHUB})
+    level1 = json.dumps({"content": [{"type": "text", "text": level2}]})
+    out, findings = REDACTOR.redact(json.dumps({"result": level1}), "application/json")
+    inner = json.loads(json.loads(json.loads(out)["result"])["content"][0]["text"])
+    assert inner == {"token": "[REDACTED:sensitive_field]"}
+    assert len(findings) == 1
+
+
+def test_invalid_json_falls_back_to_plain_text() -> None:
+    out, findings = REDACTOR.redact('{"broken": "%s"' % GITHUB, "application/json")
+    assert out == '{"broken": "[REDACTED:github_token]"'
+    assert len(findings) == 1
+
+
+def anthropic(index: int, text: str) -> str:
+    payload = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    return f"event: content_block_delta\ndata: {json.dumps(payload)}\n\n"
+
+
+def test_anthropic_deltas_are_redacted_as_one_text_per_block() -> None:
+    pieces = [f"use {GITHUB[:10]}", GITHUB[10:25], GITHUB[25:] + " ok"]
+    body = "".join(anthropic(0, piece) for piece in pieces)
+    body += 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    texts = [
+        json.loads(line[6:])["delta"]["text"]
+        for line in out.splitlines()
+        if line.startswith("data: ") and "content_block_delta" in line
+    ]
+    assert "".join(texts) == "use [REDACTED:github_token] ok"
+    assert out.rstrip().endswith('data: {"type":"content_block_stop","index":0}')
+    assert out.count("event: content_block_delta") == 4  # three originals and one carrying the rest
+
+
+def test_tool_call_arguments_are_redacted_across_chunks() -> None:
+    arguments = json.dumps({"api_key": GITHUB})
+    events = []
+    for i in range(0, len(arguments), 6):
+        call = {"index": 0, "function": {"arguments": arguments[i : i + 6]}}
+        if i == 0:
+            call.update(
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": arguments[:6]},
+                }
+            )
+        chunk = {
+            "id": "x",
+            "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}],
+        }
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append(
+        'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n'
+    )
+    out, findings = REDACTOR.redact("".join(events), "text/event-stream")
+    joined = ""
+    names = 0
+    for line in out.splitlines():
+        if line.startswith("data: "):
+            choice = json.loads(line[6:])["choices"][0]
+            for call in choice["delta"].get("tool_calls", []):
+                joined += call["function"].get("arguments", "")
+                names += "name" in call["function"]
+    assert json.loads(joined) == {"api_key": "[REDACTED:github_token]"}
+    assert names == 1
+    assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_oversized_event_is_streamed_as_plain_text_without_leaking() -> None:
+    stream = SSEStream(REDACTOR, max_event=1024)
+    big = "data: " + "a " * 800 + GITHUB + " end\n\ndata: next\n\n"
+    sent = [stream.feed(big[i : i + 100]) for i in range(0, len(big), 100)] + [stream.flush()]
+    assert "".join(sent) == big.replace(GITHUB, "[REDACTED:github_token]")
+    assert not any(GITHUB[:12] in part for part in sent)
+
+
+def test_crlf_split_between_chunks_does_not_end_an_event_early() -> None:
+    stream = REDACTOR.stream("text/event-stream")
+    assert stream.feed("data: one\r\n\r") == ""
+    assert stream.feed("\ndata: two\r\n\r\n") == "data: one\r\n\r\ndata: two\r\n\r\n"
+    assert stream.flush() == ""
