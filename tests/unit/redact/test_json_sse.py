@@ -17,7 +17,7 @@ REDACTOR = SecretRedactor(json_keys=frozenset({"password", "secret", "token"}))
 
 
 def test_json_layout_and_untouched_strings_are_kept_byte_for_byte() -> None:
-    raw = '{\n  "a" : "caf\\u00e9",\n  "b": "%s",\n  "n": 1.50\n}' % GITHUB
+    raw = '{\n  "a" : "caf\\u00e9",\n  "b": "' + GITHUB + '",\n  "n": 1.50\n}'
     out, _ = REDACTOR.redact(raw, "application/json")
     assert out == '{\n  "a" : "caf\\u00e9",\n  "b": "[REDACTED:github_token]",\n  "n": 1.50\n}'
 
@@ -60,7 +60,7 @@ def test_nested_json_strings_stay_valid_json() -> None:
 
 
 def test_invalid_json_falls_back_to_plain_text() -> None:
-    out, findings = REDACTOR.redact('{"broken": "%s"' % GITHUB, "application/json")
+    out, findings = REDACTOR.redact('{"broken": "' + GITHUB + '"', "application/json")
     assert out == '{"broken": "[REDACTED:github_token]"'
     assert len(findings) == 1
 
