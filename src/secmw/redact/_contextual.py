@@ -165,6 +165,7 @@ LOOSE: tuple[SecretType, ...] = (
         back=22,
         check=r"""[^\s/?#@:"'<>]{1,128}:[^\s/?#@"'<>]{1,256}@""",
         validate=check.not_placeholder,
+        extent="://[^\\s/?#@\"'<>]*",
         priority=50,
         source="credentials in a URL: scheme://user:password@host (the password is replaced)",
         validation="placeholders and ${VAR} refused",
@@ -220,6 +221,7 @@ LOOSE: tuple[SecretType, ...] = (
         check=r"""[A-Za-z0-9_.-]{0,24}["']?\s{0,4}(?::=|=>|[:=])\s{0,4}["']?"""
         + rf"{GENERIC_VALUE}{{8}}",
         validate=check.random_looking,
+        extent="(?i:passw|pwd|secret|token|api[_-]?key|credential|private[_-]?key)[A-Za-z0-9_.-]*[\"']?\\s{0,4}(?::=|=>|[:=])?\\s{0,4}[\"']?[^\\s\"'`,;<>{}()\\[\\]\\\\]*",
         priority=10,
         source="a value assigned to a credential-like name (password=, api_key:, token=...)",
         validation="entropy >= 3 bits/char; placeholders, ${VAR}, {{ }}, UUIDs, git SHAs,"

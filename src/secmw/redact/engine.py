@@ -52,11 +52,12 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.+~-]*\Z")
 
 
 class Candidate(NamedTuple):
-    """A confirmed secret: its span, the span of the whole match, and its type's index."""
+    """A confirmed secret: its span, its type's index, and where its whole match starts."""
 
     start: int
     end: int
     rule: int
+    origin: int
 
 
 class _Rule:
@@ -249,6 +250,11 @@ class Scanner:
 
     def scan(self, text: str, lo: int = 0) -> tuple[list[Candidate], list[tuple[int, int]]]:
         """Selected candidates starting at or after ``lo``, and the anchor hits."""
+        found, hits = self.confirmed(text, lo)
+        return self.select(found), hits
+
+    def confirmed(self, text: str, lo: int = 0) -> tuple[list[Candidate], list[tuple[int, int]]]:
+        """Every confirmed candidate (overlaps not resolved yet), and the anchor hits."""
         folded = _fold(text) if self._folded is not None else None
         hits = self._anchors(text, lo, folded, free=False)
         if not hits:
@@ -284,13 +290,14 @@ class Scanner:
                 continue
             if value in allow or any(p.fullmatch(value) for p in allow_patterns):
                 continue
-            found.append(Candidate(s, e, index))
-        return self.select(found)
+            found.append(Candidate(s, e, index, match.start()))
+        return found
 
     def select(self, found: list[Candidate]) -> list[Candidate]:
         """Leftmost first, then higher priority, then longer; no overlaps."""
         if len(found) < 2:
             return found
+        found = list(set(found))
         rules = self.rules
         found.sort(key=lambda c: (c.start, -rules[c.rule].priority, c.start - c.end))
         chosen: list[Candidate] = []
@@ -325,7 +332,7 @@ class Scanner:
         reach = self._reach
         for q, rule_index in tail_hits:
             # The anchor's check may have failed only for want of text.
-            if q + reach[rule_index] > end:
+            if q + reach[rule_index] > end and not _closed(rules[rule_index], text, q, end):
                 hold = min(hold, q - rules[rule_index].back)
         partials = self._partials
         for k in range(1, min(self._max_anchor, end - lo) + 1):

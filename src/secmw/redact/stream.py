@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from secmw.context import Finding
+from secmw.redact.engine import Candidate
 
 if TYPE_CHECKING:
     from secmw.redact.redactor import SecretRedactor
@@ -24,13 +25,16 @@ class TextStream:
     when the redactor is built).
     """
 
-    __slots__ = ("_base", "_boundary", "_redactor", "_text", "findings")
+    __slots__ = ("_base", "_boundary", "_carried", "_redactor", "_text", "findings")
 
     def __init__(self, redactor: SecretRedactor) -> None:
         self._redactor = redactor
         self._text = ""
         self._boundary = 0
         self._base = 0
+        # Confirmed candidates not sent yet: their anchor may already be sent
+        # (``password=`` before a held value), so the next scan might not find them.
+        self._carried: list[Candidate] = []
         self.findings: list[Finding] = []
 
     @property
@@ -54,18 +58,26 @@ class TextStream:
         redactor = self._redactor
         scanner = redactor.scanner
         lo = self._boundary
-        candidates, hits = scanner.scan(text, lo)
+        found, hits = scanner.confirmed(text, lo)
+        candidates = scanner.select(found + self._carried)
         if final:
-            cut = len(text)
+            cut = hold = len(text)
         else:
-            cut = max(lo, scanner.hold_from(text, hits, lo))
+            cut = hold = max(lo, scanner.hold_from(text, hits, lo))
             for candidate in candidates:
-                # A confirmed secret that straddles the holdback point is final
-                # (only later-starting matches are in progress): send it whole.
+                # A confirmed secret that straddles the holdback point is held whole.
                 if candidate.start < cut < candidate.end:
-                    cut = candidate.end
+                    cut = candidate.start
         out = redactor.apply(text, candidates, lo, cut, findings=self.findings, offset=self._base)
         keep = max(0, cut - CONTEXT)
+        # A match that starts before ``hold`` is final (were its window still
+        # open, the holdback would start at or before it); one starting later is
+        # found again by the next scan, whose anchors start at ``cut <= hold``.
+        self._carried = [
+            Candidate(c.start - keep, c.end - keep, c.rule, c.origin - keep)
+            for c in set(found + self._carried)
+            if c.start >= cut and c.origin < hold
+        ]
         self._text = text[keep:]
         self._boundary = cut - keep
         self._base += cut - lo

@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,18 @@ def test_a_long_private_key_is_held_then_redacted_whole() -> None:
     rest = stream.feed(text[40:]) + stream.flush()
     assert "[REDACTED:private_key]" in first + rest
     assert stream.held == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "cut_at"),
+    [
+        # The keyword is final (and sent) while another anchor holds the value.
+        pytest.param("n0s:sn:spassword= Bearerdtoken " + "x" * 40, 36, id="context-sent-first"),
+        # A value confirmed on a prefix of itself must not be kept once it grows.
+        pytest.param("e'wre.d token: 3f2b8a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", 30, id="value-grows"),
+    ],
+)
+def test_found_by_fuzzing(text: str, cut_at: int) -> None:
+    expected, _ = REDACTOR.redact(text)
+    stream = REDACTOR.stream()
+    assert stream.feed(text[:cut_at]) + stream.feed(text[cut_at:]) + stream.flush() == expected
