@@ -3,8 +3,8 @@
 The body is tokenised into its string literals (valid JSON has no quote outside
 them), each literal is decoded, redacted, and encoded again in place, so the
 rest of the document keeps its bytes and layout. A string that itself holds
-JSON (MCP ``content[].text``, tool-call ``arguments``) is redacted the same way,
-recursively. With ``json_keys`` configured, the whole string value of a field
+JSON (MCP ``content[].text``, tool-call ``arguments``, a JSON-encoded string) is
+redacted the same way, recursively. With ``json_keys`` configured, the whole string value of a field
 whose name ends with one of them (``password``, ``client_secret``,
 ``accessToken``) is replaced regardless of its shape.
 
@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 from secmw.context import Finding
 
 if TYPE_CHECKING:
+    from secmw.redact.engine import Candidate
     from secmw.redact.redactor import SecretRedactor
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _COLON = re.compile(r"\s*:")
-_MAX_DEPTH = 4
+_MAX_DEPTH = 8
 SENSITIVE_FIELD = "sensitive_field"
 
 
@@ -41,47 +42,63 @@ def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Find
 
 
 def _sensitive(redactor: SecretRedactor, key: str) -> bool:
-    name = key.lower().replace("-", "_")
-    return any(name.endswith(suffix) for suffix in redactor.json_keys)
+    name = key.lower().replace("-", "").replace("_", "")
+    return any(name.endswith(suffix.replace("_", "")) for suffix in redactor.json_keys)
 
 
 def _document(
     redactor: SecretRedactor, text: str, findings: list[Finding], offset: int, depth: int
 ) -> str:
-    if not redactor.json_keys and "\\" not in text and not redactor.scanner.scan(text)[0]:
+    """Redact the string literals of one JSON text; the rest keeps its bytes.
+
+    The raw text is scanned once: a literal without escapes holds its value
+    verbatim, so the secrets found inside it are replaced in place. Only
+    literals with escapes (including every nested JSON document) are decoded
+    and scanned on their own, and key names are looked at only when one of
+    ``json_keys`` occurs in the text at all.
+    """
+    candidates = redactor.scanner.scan(text)[0]
+    keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+    if not keys and not candidates and "\\" not in text:
         return text
     parts: list[str] = []
     position = 0
     sensitive = False
     value_from = -1
+    index, count = 0, len(candidates)
+    verdicts: dict[str, bool] = {}
     for match in _STRING.finditer(text):
         start, end = match.span()
-        raw = match.group()
-        value: str = json.loads(raw)
-        if _COLON.match(text, end):
-            sensitive = bool(redactor.json_keys) and _sensitive(redactor, value)
+        while index < count and candidates[index].start < start:
+            index += 1
+        inside = index < count and candidates[index].start < end
+        escaped = text.find("\\", start, end) != -1
+        is_key = keys and _COLON.match(text, end) is not None
+        verdict = False
+        new: str | None = None
+        if is_key:
+            raw = match.group()
+            known = verdicts.get(raw)
+            if known is None:
+                known = verdicts[raw] = _sensitive(redactor, json.loads(raw))
+            verdict = known
             value_from = text.index(":", end) + 1
-            new = _value(redactor, value, findings, offset + start + 1, depth)
-        elif sensitive and not text[value_from:start].strip() and value:
-            kind = SENSITIVE_FIELD
-            findings.append(
-                Finding(
-                    "redact",
-                    kind,
-                    1.0,
-                    offset + start,
-                    offset + end,
-                    redactor.styler.fingerprint(value),
-                )
+        elif sensitive and end - start > 2 and not text[value_from:start].strip():
+            new = _sensitive_value(redactor, match.group(), findings, offset + start, offset + end)
+        if new is None and (inside or escaped):
+            new = _literal(
+                redactor,
+                match.group(),
+                following=candidates[index:],
+                start=start,
+                findings=findings,
+                offset=offset,
+                depth=depth,
             )
-            new = redactor.styler.replace(kind, value)
-            sensitive = False
-        else:
-            sensitive = False
-            new = _value(redactor, value, findings, offset + start + 1, depth)
-        if new is not value:
+        sensitive = is_key and verdict
+        if new is not None:
             parts.append(text[position:start])
-            parts.append(json.dumps(new, ensure_ascii=False))
+            parts.append(new)
             position = end
     if not parts:
         return text
@@ -89,12 +106,54 @@ def _document(
     return "".join(parts)
 
 
+def _sensitive_value(
+    redactor: SecretRedactor, raw: str, findings: list[Finding], start: int, end: int
+) -> str:
+    value = json.loads(raw)
+    fingerprint = redactor.styler.fingerprint(value)
+    findings.append(Finding("redact", SENSITIVE_FIELD, 1.0, start, end, fingerprint))
+    return json.dumps(redactor.styler.replace(SENSITIVE_FIELD, value), ensure_ascii=False)
+
+
+def _literal(
+    redactor: SecretRedactor,
+    raw: str,
+    *,
+    following: Sequence[Candidate],
+    start: int,
+    findings: list[Finding],
+    offset: int,
+    depth: int,
+) -> str | None:
+    """One string literal, redacted; ``None`` when nothing changed.
+
+    ``following`` are the document's candidates from the first one at or after
+    the literal's start.
+    """
+    end = start + len(raw)
+    inside = []
+    for candidate in following:
+        if candidate.start >= end:
+            break
+        inside.append(candidate._replace(start=candidate.start - start, end=candidate.end - start))
+    if "\\" not in raw and all(c.end < len(raw) for c in inside):
+        if not inside:
+            return None
+        body = redactor.apply(
+            raw, inside, 1, len(raw) - 1, findings=findings, offset=offset + start + 1
+        )
+        return '"' + body + '"'
+    value: str = json.loads(raw)
+    new = _value(redactor, value, findings, offset + start + 1, depth)
+    return None if new is value else json.dumps(new, ensure_ascii=False)
+
+
 def _value(
     redactor: SecretRedactor, value: str, findings: list[Finding], offset: int, depth: int
 ) -> str:
     """The redacted string, or ``value`` itself (the same object) when nothing changed."""
     stripped = value.lstrip()[:1]
-    if depth < _MAX_DEPTH and stripped in ("{", "["):
+    if depth < _MAX_DEPTH and stripped in ("{", "[", "\""):
         try:
             json.loads(value)
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from secmw.context import Finding
@@ -23,7 +24,15 @@ class SecretRedactor:
     any chunking.
     """
 
-    __slots__ = ("json_keys", "max_event", "max_holdback", "pass_compressed", "scanner", "styler")
+    __slots__ = (
+        "json_keys",
+        "key_probe",
+        "max_event",
+        "max_holdback",
+        "pass_compressed",
+        "scanner",
+        "styler",
+    )
 
     def __init__(
         self,
@@ -42,6 +51,14 @@ class SecretRedactor:
         self.scanner = scanner
         self.styler = styler or Styler()
         self.json_keys = json_keys
+        # A key name ends with one of json_keys and then its closing quote.
+        self.key_probe = (
+            re.compile(
+                "(?i)(?:" + "|".join(re.escape(k).replace("_", "[_-]?") for k in json_keys) + ')"'
+            )
+            if json_keys
+            else None
+        )
         self.max_holdback = max_holdback
         self.max_event = max_event
         # Read by the adapter: send compressed textual bodies unscanned (a fail-open).

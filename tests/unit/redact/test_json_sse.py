@@ -13,7 +13,7 @@ from tests.redact_corpus import SPECS
 
 RNG = random.Random(21)
 GITHUB = SPECS["github_token"].make(RNG)[1]
-REDACTOR = SecretRedactor(json_keys=frozenset({"password", "secret", "token"}))
+REDACTOR = SecretRedactor(json_keys=frozenset({"password", "client_secret", "token"}))
 
 
 def test_json_layout_and_untouched_strings_are_kept_byte_for_byte() -> None:
@@ -38,8 +38,9 @@ def test_escaped_secrets_are_decoded_before_scanning() -> None:
     [
         pytest.param("password", True, id="exact"),
         pytest.param("db_password", True, id="suffix"),
-        pytest.param("clientSecret", True, id="camel-case"),
+        pytest.param("dbPassword", True, id="camel-case"),
         pytest.param("access-token", True, id="dashed"),
+        pytest.param("oauthClientSecret", True, id="camel-case-two-words"),
         pytest.param("token_type", False, id="prefix-only"),
         pytest.param("description", False, id="other"),
     ],
@@ -137,3 +138,32 @@ def test_crlf_split_between_chunks_does_not_end_an_event_early() -> None:
     assert stream.feed("data: one\r\n\r") == ""
     assert stream.feed("\ndata: two\r\n\r\n") == "data: one\r\n\r\ndata: two\r\n\r\n"
     assert stream.flush() == ""
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_documents_stay_valid_json_and_lose_every_secret(seed: int) -> None:
+    rng = random.Random(seed)
+    secrets: list[str] = []
+
+    def value(depth: int) -> object:
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            text, secret = SPECS[rng.choice(sorted(SPECS))].make(rng)
+            secrets.append(secret)
+            return text
+        if roll < 0.45:
+            return json.dumps(value(depth + 1))  # JSON inside a string
+        if roll < 0.7:
+            return [value(depth + 1) for _ in range(rng.randint(1, 3))]
+        if roll < 0.8:
+            return rng.choice([1, 2.5, None, True, "caf\u00e9 \u2028"])
+        return {f"k{i}": value(depth + 1) for i in range(rng.randint(1, 3))}
+
+    document = {"result": value(0), "id": seed}
+    raw = json.dumps(document, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 2]))
+    out, findings = SecretRedactor().redact(raw, "application/json")
+    json.loads(out)
+    for secret in secrets:
+        assert secret not in out
+        assert json.dumps(secret)[1:-1] not in out
+    assert len(findings) >= len(secrets)
