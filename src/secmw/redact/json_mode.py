@@ -153,7 +153,7 @@ def _value(
 ) -> str:
     """The redacted string, or ``value`` itself (the same object) when nothing changed."""
     stripped = value.lstrip()[:1]
-    if depth < _MAX_DEPTH and stripped in ("{", "[", "\""):
+    if depth < _MAX_DEPTH and stripped in ("{", "[", '"'):
         try:
             json.loads(value)
         except ValueError:
