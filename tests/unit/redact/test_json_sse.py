@@ -167,3 +167,50 @@ def test_random_documents_stay_valid_json_and_lose_every_secret(seed: int) -> No
         assert secret not in out
         assert json.dumps(secret)[1:-1] not in out
     assert len(findings) >= len(secrets)
+
+
+def responses_event(kind: str, **fields: object) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+
+def test_openai_responses_deltas_and_their_done_event() -> None:
+    pieces = ["key ", GITHUB[:7], GITHUB[7:30], GITHUB[30:], " end"]
+    body = "".join(
+        responses_event(
+            "response.output_text.delta", item_id="m1", content_index=0, delta=p, sequence_number=i
+        )
+        for i, p in enumerate(pieces)
+    )
+    body += responses_event(
+        "response.output_text.done", item_id="m1", content_index=0, text="key " + GITHUB + " end"
+    )
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    datas = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: ")]
+    deltas = "".join(d["delta"] for d in datas if d["type"].endswith(".delta"))
+    assert deltas == "key [REDACTED:github_token] end"
+    assert datas[-1] == {
+        "type": "response.output_text.done",
+        "item_id": "m1",
+        "content_index": 0,
+        "text": "key [REDACTED:github_token] end",
+    }
+    assert GITHUB[:12] not in out
+
+
+def test_unterminated_last_event_and_open_deltas_are_flushed_at_the_end() -> None:
+    stream = REDACTOR.stream("text/event-stream")
+    sent = stream.feed(anthropic(1, "secret " + GITHUB[:20]))
+    sent += stream.feed("data: not json " + GITHUB)
+    assert GITHUB[:12] not in sent
+    rest = stream.flush()
+    assert rest.startswith("data: not json [REDACTED:github_token]")
+    assert '"index":1' in rest and GITHUB[:20] in rest  # a prefix alone is not a secret
+    assert "".join([sent, rest]).count("event: content_block_delta") == 2
+
+
+def test_message_stop_flushes_every_anthropic_block() -> None:
+    body = anthropic(0, "a " + GITHUB) + anthropic(1, "b") + 'data: {"type":"message_stop"}\n\n'
+    out, findings = REDACTOR.redact(body, "text/event-stream")
+    assert out.endswith('data: {"type":"message_stop"}\n\n')
+    assert "[REDACTED:github_token]" in out and GITHUB not in out
+    assert [f.kind for f in findings] == ["github_token"]
