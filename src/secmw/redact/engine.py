@@ -288,7 +288,9 @@ class Scanner:
             value = text[s:e]
             if rule.validate is not None and not rule.validate(value):
                 continue
-            if value in allow or any(p.fullmatch(value) for p in allow_patterns):
+            if (allow and value in allow) or (
+                allow_patterns and any(p.fullmatch(value) for p in allow_patterns)
+            ):
                 continue
             found.append(Candidate(s, e, index, match.start()))
         return found
