@@ -146,7 +146,7 @@ class SSEStream:
             return "", self._redactor.redact_text(value, self.findings)
         if not isinstance(data, dict):
             return "", self._json(value)
-        closed = self._close(_ending(data))
+        ending = _ending(data)
         changed = False
         for key, holder, field, build in _fields(data):
             delta = self._deltas.get(key)
@@ -154,9 +154,16 @@ class SSEStream:
                 delta = self._deltas[key] = _Delta(TextStream(self._redactor), build, name)
             piece = holder[field]
             safe = delta.stream.feed(piece)
+            if ending(key):
+                # This event ends its own block: what is held goes into it.
+                safe += delta.stream.flush()
+                self.findings.extend(delta.stream.findings)
+                del self._deltas[key]
             if safe != piece:
                 holder[field] = safe
                 changed = True
+        # Blocks that end here without a piece in this event: their rest first.
+        closed = self._close(ending)
         if not changed:
             return closed, self._json(value)
         return closed, self._json(json.dumps(data, ensure_ascii=False, separators=(",", ":")))

@@ -214,3 +214,21 @@ def test_message_stop_flushes_every_anthropic_block() -> None:
     assert out.endswith('data: {"type":"message_stop"}\n\n')
     assert "[REDACTED:github_token]" in out and GITHUB not in out
     assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_a_final_chunk_with_content_and_finish_reason_keeps_the_order() -> None:
+    def chunk(content: str, finish: str | None) -> str:
+        choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+        return "data: " + json.dumps({"id": "c", "choices": [choice]}) + "\n\n"
+
+    body = chunk("key " + GITHUB[:10], None) + chunk(GITHUB[10:] + " end", "stop")
+    body += "data: [DONE]\n\n"
+    out, findings = REDACTOR.redact(body, "text/event-stream")
+    contents = [
+        json.loads(line[6:])["choices"][0]["delta"]["content"]
+        for line in out.splitlines()
+        if line.startswith("data: {")
+    ]
+    assert contents == ["key ", "[REDACTED:github_token] end"]
+    assert out.endswith("data: [DONE]\n\n")
+    assert [f.kind for f in findings] == ["github_token"]
