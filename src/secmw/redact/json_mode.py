@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _COLON = re.compile(r"\s*:")
+_NUMBER = re.compile(r"[0-9]+")
 _MAX_DEPTH = 8
 SENSITIVE_FIELD = "sensitive_field"
 
@@ -70,6 +71,15 @@ def _document(
     for match in _STRING.finditer(text):
         start, end = match.span()
         while index < count and candidates[index].start < start:
+            position = _number(
+                redactor,
+                text,
+                candidates[index],
+                position=position,
+                parts=parts,
+                findings=findings,
+                offset=offset,
+            )
             index += 1
         inside = index < count and candidates[index].start < end
         escaped = text.find("\\", start, end) != -1
@@ -100,10 +110,44 @@ def _document(
             parts.append(text[position:start])
             parts.append(new)
             position = end
+    for candidate in candidates[index:]:
+        position = _number(
+            redactor,
+            text,
+            candidate,
+            position=position,
+            parts=parts,
+            findings=findings,
+            offset=offset,
+        )
     if not parts:
         return text
     parts.append(text[position:])
     return "".join(parts)
+
+
+def _number(
+    redactor: SecretRedactor,
+    text: str,
+    candidate: Candidate,
+    *,
+    position: int,
+    parts: list[str],
+    findings: list[Finding],
+    offset: int,
+) -> int:
+    """A secret outside every string literal: a JSON number (a card number).
+
+    It becomes a string holding the placeholder, so the document stays valid
+    JSON; the value's type changes, its digits are gone. Returns the new position.
+    """
+    start, end = candidate.start, candidate.end
+    if start < position or not _NUMBER.fullmatch(text, start, end):
+        return position
+    parts.append(text[position:start])
+    replaced = redactor.apply(text, [candidate], start, end, findings=findings, offset=offset)
+    parts.append(json.dumps(replaced, ensure_ascii=False))
+    return end
 
 
 def _sensitive_value(

@@ -232,3 +232,14 @@ def test_a_final_chunk_with_content_and_finish_reason_keeps_the_order() -> None:
     assert contents == ["key ", "[REDACTED:github_token] end"]
     assert out.endswith("data: [DONE]\n\n")
     assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
+    raw = '{"card_number": 4111111111111111, "n": 12, "other": 4111111111111111}'
+    out, findings = REDACTOR.redact(raw, "application/json")
+    assert json.loads(out) == {
+        "card_number": "[REDACTED:payment_card]",
+        "n": 12,
+        "other": 4111111111111111,
+    }
+    assert [f.kind for f in findings] == ["payment_card"]
