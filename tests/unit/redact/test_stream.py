@@ -131,3 +131,27 @@ def test_found_by_fuzzing(text: str, cut_at: int) -> None:
     expected, _ = REDACTOR.redact(text)
     stream = REDACTOR.stream()
     assert stream.feed(text[:cut_at]) + stream.feed(text[cut_at:]) + stream.flush() == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("see https://example.com/docs for details. ", id="url-without-credentials"),
+        pytest.param("the token was rotated yesterday. ", id="keyword-without-value"),
+        pytest.param("Bearer authentication is described in RFC 6750. ", id="bearer-word"),
+        pytest.param(
+            "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\nok. ", id="public-key"
+        ),
+    ],
+)
+def test_anchors_that_cannot_become_secrets_are_released_early(text: str) -> None:
+    stream = TextStream(REDACTOR)
+    assert stream.feed(text) == text
+    assert stream.held == 0
+
+
+def test_a_finished_jwt_is_sent_without_waiting_for_its_maximum_length() -> None:
+    token = SPECS["jwt"].make(random.Random(1))[1]
+    stream = TextStream(REDACTOR)
+    assert stream.feed(f"jwt {token} then more text. ") == "jwt [REDACTED:jwt] then more text. "
+    assert stream.held == 0
