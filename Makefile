@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs unit bench bench-auth bench-ratelimit clean
+.PHONY: install demo test docs unit bench bench-auth bench-ratelimit bench-redact clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -45,6 +45,8 @@ bench-ratelimit: $(STAMP)
 	$(PY) benchmarks/bench_ratelimit.py
 bench-auth: $(STAMP)
 	$(PY) benchmarks/bench_auth.py
+bench-redact: $(STAMP)
+	$(PY) benchmarks/bench_redact.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

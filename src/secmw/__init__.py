@@ -29,7 +29,7 @@ from secmw.inspect import Inspector, NoInspector
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter, TieredRateLimiter
-from secmw.redact import NoRedactor, Redactor, StreamRedactor
+from secmw.redact import NoRedactor, Redactor, SecretRedactor, StreamRedactor
 
 __all__ = [
     "ANONYMOUS",
@@ -69,6 +69,7 @@ __all__ = [
     "Redactor",
     "RequestContext",
     "SecmwError",
+    "SecretRedactor",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",

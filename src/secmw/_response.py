@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secmw.errors import Denial
 from secmw.redact.base import Redactor, StreamRedactor
 
 if TYPE_CHECKING:
-    from secmw.context import RequestContext
+    from secmw.context import Finding, RequestContext
     from secmw.pipeline import Pipeline
 
 Message = MutableMapping[str, Any]
@@ -134,6 +134,11 @@ class ResponseWriter:
             await self._send({**message, "headers": headers})
             return
         if encoding not in (None, "identity"):
+            if getattr(redactor, "pass_compressed", False):
+                # redact.compressed = "pass": an explicit fail-open, listed in sys_startup.
+                self.started = True
+                await self._send({**message, "headers": headers})
+                return
             # Fail closed: a compressed body cannot be scanned for secrets.
             self._suppressed = True
             self.denial = _UnscannableResponse(
@@ -196,6 +201,7 @@ class ResponseWriter:
         self.started = True
         await self._send({**start, "headers": headers})
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        await self._report(findings)
 
     async def _send_streamed(self, chunk: bytes, more: bool) -> None:
         if self._stream is None:
@@ -214,6 +220,17 @@ class ResponseWriter:
                     "more_body": more,
                 }
             )
+        if not more:
+            await self._report(stream.findings)
+
+    async def _report(self, findings: Sequence[Finding]) -> None:
+        """Audit what the redactor replaced (``secret_redacted``, counts by type)."""
+        if findings:
+            from secmw.redact.audit import redaction_event  # noqa: PLC0415 - only when found
+
+            event = redaction_event(self._ctx, findings)
+            if event is not None:
+                await self._pipeline.emit(event)
 
 
 def _without_length(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

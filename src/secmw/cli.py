@@ -1,4 +1,4 @@
-"""The ``secmw`` command line: ``check-config`` and ``demo``.
+"""The ``secmw`` command line: ``check-config``, ``demo`` and ``scan``.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from secmw.auth import cli as auth_cli
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
+from secmw.redact.cli import register as register_scan
 
 
 def _version() -> str:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_policy(commands)
     auth_cli.register(commands)
+    register_scan(commands)
     return parser
 
 

@@ -28,6 +28,7 @@ from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
 from secmw.ratelimit.config import RateLimitConfig
+from secmw.redact.config import RedactConfig
 
 
 class RequestIdConfig(ConfigModel):
@@ -91,6 +92,7 @@ class Config(ConfigModel):
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -175,6 +177,12 @@ def _policy(config: Config) -> Any:
     return build_policy(config.policy, config.auth)
 
 
+def _redactor(config: Config) -> Any:
+    from secmw.redact.build import build_redactor  # noqa: PLC0415 - keeps imports lazy
+
+    return _within("redact", lambda: build_redactor(config.redact))
+
+
 def _audit(config: Config) -> Any:
     from secmw.audit.build import build_sink  # noqa: PLC0415 - keeps imports lazy
 
@@ -193,7 +201,7 @@ BUILDERS: dict[str, Builder] = {
     "inspector": lambda config: None,
     "policy": _policy,
     "rate_limiter": _rate_limiter,
-    "redactor": lambda config: None,
+    "redactor": _redactor,
     "audit": _audit,
 }
 
@@ -228,6 +236,9 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.extend(fail_open_settings(config.ratelimit))
     if config.auth.websocket.query_token:
         found.append("auth.websocket.query_token")
+    redact = config.redact
+    if redact.enabled and redact.compressed == "pass" and "redactor" not in components:
+        found.append("redact.compressed")
     return tuple(found)
 
 

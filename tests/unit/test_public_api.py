@@ -44,6 +44,7 @@ EXPECTED = [
     "Redactor",
     "RequestContext",
     "SecmwError",
+    "SecretRedactor",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",

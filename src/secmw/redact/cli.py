@@ -1,0 +1,111 @@
+"""``secmw scan``: redact a file or stdin to stdout and report what was found.
+
+Exit codes: 0 nothing found, 1 secrets found (and redacted), 2 usage or
+configuration error (unreadable file, bad ``--config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from secmw.context import Finding
+from secmw.errors import ConfigError
+
+_MEDIA = {"text": "text/plain", "json": "application/json", "sse": "text/event-stream"}
+
+
+def register(commands: Any) -> None:
+    """Add the ``scan`` subcommand to the ``secmw`` parser."""
+    scan = commands.add_parser(
+        "scan", help="redact secrets from a file or stdin (exit 1 when any is found)"
+    )
+    scan.add_argument("file", nargs="?", default="-", help="the file to scan; - or none for stdin")
+    scan.add_argument(
+        "--json", action="store_true", help="print the findings as JSON instead of the text"
+    )
+    scan.add_argument(
+        "--format", choices=sorted(_MEDIA), help="how to parse the input (default: by extension)"
+    )
+    scan.add_argument("--config", help="a secmw configuration whose [redact] section to use")
+    scan.set_defaults(handler=run)
+
+
+def _redactor(config_file: str | None) -> Any:
+    from secmw.config import load_config  # noqa: PLC0415 - avoids an import cycle
+    from secmw.redact.build import build_redactor  # noqa: PLC0415
+
+    section = load_config(config_file).redact if config_file else None
+    if section is None or not section.enabled:
+        from secmw.redact.config import RedactConfig  # noqa: PLC0415
+
+        data = section.model_dump() if section is not None else {}
+        section = RedactConfig.model_validate({**data, "enabled": True})
+    return build_redactor(section)
+
+
+def _media(args: argparse.Namespace) -> str:
+    if args.format:
+        return _MEDIA[args.format]
+    if args.file.endswith(".json"):
+        return _MEDIA["json"]
+    return _MEDIA["text"]
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _report(text: str, findings: list[Finding]) -> list[dict[str, Any]]:
+    rows = []
+    for finding in findings:
+        start = finding.start or 0
+        line, column = _line_col(text, start)
+        rows.append(
+            {
+                "type": finding.kind,
+                "line": line,
+                "column": column,
+                "start": finding.start,
+                "end": finding.end,
+                "fingerprint": finding.fingerprint,
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``secmw scan``; returns the exit code."""
+    try:
+        redactor = _redactor(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        if args.file == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                raw = handle.read()
+    except OSError as exc:
+        print(f"secmw scan: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    text = raw.decode("utf-8", "surrogateescape")
+    redacted, found = redactor.redact(text, _media(args))
+    rows = _report(text, list(found))
+    if args.json:
+        json.dump({"file": args.file, "count": len(rows), "findings": rows}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.buffer.write(redacted.encode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+        for row in rows:
+            print(
+                f"{args.file}:{row['line']}:{row['column']}: {row['type']} "
+                f"(fingerprint {row['fingerprint']})",
+                file=sys.stderr,
+            )
+    return 1 if rows else 0

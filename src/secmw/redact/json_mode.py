@@ -1,0 +1,213 @@
+"""JSON-aware redaction: secrets are replaced inside string values, the JSON stays valid.
+
+The body is tokenised into its string literals (valid JSON has no quote outside
+them), each literal is decoded, redacted, and encoded again in place, so the
+rest of the document keeps its bytes and layout. A string that itself holds
+JSON (MCP ``content[].text``, tool-call ``arguments``, a JSON-encoded string) is
+redacted the same way, recursively. With ``json_keys`` configured, the whole string value of a field
+whose name ends with one of them (``password``, ``client_secret``,
+``accessToken``) is replaced regardless of its shape.
+
+Finding offsets are those of the decoded string value shifted to the position of
+its literal, so they are exact unless the literal holds escapes before the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from secmw.context import Finding
+
+if TYPE_CHECKING:
+    from secmw.redact.engine import Candidate
+    from secmw.redact.redactor import SecretRedactor
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_COLON = re.compile(r"\s*:")
+_NUMBER = re.compile(r"[0-9]+")
+_MAX_DEPTH = 8
+SENSITIVE_FIELD = "sensitive_field"
+
+
+def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Finding]]:
+    """Redact a JSON document; text that is not JSON is redacted as plain text."""
+    findings: list[Finding] = []
+    try:
+        json.loads(text)
+    except ValueError:
+        return redactor.redact_text(text, findings), findings
+    return _document(redactor, text, findings, 0, 0), findings
+
+
+def _sensitive(redactor: SecretRedactor, key: str) -> bool:
+    name = key.lower().replace("-", "").replace("_", "")
+    return any(name.endswith(suffix.replace("_", "")) for suffix in redactor.json_keys)
+
+
+def _document(
+    redactor: SecretRedactor, text: str, findings: list[Finding], offset: int, depth: int
+) -> str:
+    """Redact the string literals of one JSON text; the rest keeps its bytes.
+
+    The raw text is scanned once: a literal without escapes holds its value
+    verbatim, so the secrets found inside it are replaced in place. Only
+    literals with escapes (including every nested JSON document) are decoded
+    and scanned on their own, and key names are looked at only when one of
+    ``json_keys`` occurs in the text at all.
+    """
+    candidates = redactor.scanner.scan(text)[0]
+    keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+    if not keys and not candidates and "\\" not in text:
+        return text
+    parts: list[str] = []
+    position = 0
+    sensitive = False
+    value_from = -1
+    index, count = 0, len(candidates)
+    verdicts: dict[str, bool] = {}
+    for match in _STRING.finditer(text):
+        start, end = match.span()
+        while index < count and candidates[index].start < start:
+            position = _number(
+                redactor,
+                text,
+                candidates[index],
+                position=position,
+                parts=parts,
+                findings=findings,
+                offset=offset,
+            )
+            index += 1
+        inside = index < count and candidates[index].start < end
+        escaped = text.find("\\", start, end) != -1
+        is_key = keys and _COLON.match(text, end) is not None
+        verdict = False
+        new: str | None = None
+        if is_key:
+            raw = match.group()
+            known = verdicts.get(raw)
+            if known is None:
+                known = verdicts[raw] = _sensitive(redactor, json.loads(raw))
+            verdict = known
+            value_from = text.index(":", end) + 1
+        elif sensitive and end - start > 2 and not text[value_from:start].strip():
+            new = _sensitive_value(redactor, match.group(), findings, offset + start, offset + end)
+        if new is None and (inside or escaped):
+            new = _literal(
+                redactor,
+                match.group(),
+                following=candidates[index:],
+                start=start,
+                findings=findings,
+                offset=offset,
+                depth=depth,
+            )
+        sensitive = is_key and verdict
+        if new is not None:
+            parts.append(text[position:start])
+            parts.append(new)
+            position = end
+    for candidate in candidates[index:]:
+        position = _number(
+            redactor,
+            text,
+            candidate,
+            position=position,
+            parts=parts,
+            findings=findings,
+            offset=offset,
+        )
+    if not parts:
+        return text
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+def _number(
+    redactor: SecretRedactor,
+    text: str,
+    candidate: Candidate,
+    *,
+    position: int,
+    parts: list[str],
+    findings: list[Finding],
+    offset: int,
+) -> int:
+    """A secret outside every string literal: a JSON number (a card number).
+
+    It becomes a string holding the placeholder, so the document stays valid
+    JSON; the value's type changes, its digits are gone. Returns the new position.
+    """
+    start, end = candidate.start, candidate.end
+    if start < position or not _NUMBER.fullmatch(text, start, end):
+        return position
+    parts.append(text[position:start])
+    replaced = redactor.apply(text, [candidate], start, end, findings=findings, offset=offset)
+    parts.append(json.dumps(replaced, ensure_ascii=False))
+    return end
+
+
+def _sensitive_value(
+    redactor: SecretRedactor, raw: str, findings: list[Finding], start: int, end: int
+) -> str:
+    value = json.loads(raw)
+    fingerprint = redactor.styler.fingerprint(value)
+    findings.append(Finding("redact", SENSITIVE_FIELD, 1.0, start, end, fingerprint))
+    return json.dumps(redactor.styler.replace(SENSITIVE_FIELD, value), ensure_ascii=False)
+
+
+def _literal(
+    redactor: SecretRedactor,
+    raw: str,
+    *,
+    following: Sequence[Candidate],
+    start: int,
+    findings: list[Finding],
+    offset: int,
+    depth: int,
+) -> str | None:
+    """One string literal, redacted; ``None`` when nothing changed.
+
+    ``following`` are the document's candidates from the first one at or after
+    the literal's start.
+    """
+    end = start + len(raw)
+    inside = []
+    for candidate in following:
+        if candidate.start >= end:
+            break
+        inside.append(candidate._replace(start=candidate.start - start, end=candidate.end - start))
+    if "\\" not in raw and all(c.end < len(raw) for c in inside):
+        if not inside:
+            return None
+        body = redactor.apply(
+            raw, inside, 1, len(raw) - 1, findings=findings, offset=offset + start + 1
+        )
+        return '"' + body + '"'
+    value: str = json.loads(raw)
+    new = _value(redactor, value, findings, offset + start + 1, depth)
+    return None if new is value else json.dumps(new, ensure_ascii=False)
+
+
+def _value(
+    redactor: SecretRedactor, value: str, findings: list[Finding], offset: int, depth: int
+) -> str:
+    """The redacted string, or ``value`` itself (the same object) when nothing changed."""
+    stripped = value.lstrip()[:1]
+    if depth < _MAX_DEPTH and stripped in ("{", "[", '"'):
+        try:
+            json.loads(value)
+        except ValueError:
+            pass
+        else:
+            nested = _document(redactor, value, findings, offset, depth + 1)
+            return value if nested == value else nested
+    before = len(findings)
+    out = redactor.redact_text(value, findings, offset)
+    return value if len(findings) == before else out
+
+
+__all__ = ["SENSITIVE_FIELD", "redact_json"]

@@ -1,0 +1,293 @@
+"""SSE-aware redaction: whole events, and LLM token deltas redacted as one text.
+
+Events are sent only once complete (an event is never cut in two), with every
+``data:`` line that holds JSON redacted JSON-aware. LLM APIs stream a message
+as many small deltas, so a secret is usually spread over several events; the
+delta fields below are therefore fed, per choice/block/tool call, through one
+:class:`~secmw.redact.stream.TextStream` each, so the concatenated deltas equal
+the one-shot redaction of the concatenated text. Held-back text is carried into
+later events; what is left when a block ends (``finish_reason``,
+``content_block_stop``, ``*.done``, ``[DONE]``, end of body) is sent in one extra
+delta event cloned from the block's last one.
+
+* OpenAI Chat Completions: ``choices[i].delta.content`` and
+  ``choices[i].delta.tool_calls[j].function.arguments``;
+* OpenAI Responses: ``response.*.delta`` events' ``delta``;
+* Anthropic Messages: ``content_block_delta`` ``delta.text`` /
+  ``delta.partial_json`` / ``delta.thinking``.
+
+An event larger than ``max_event`` is not buffered further: the rest of it is
+redacted as plain text while it streams.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from secmw.context import Finding
+from secmw.redact.stream import TextStream
+
+if TYPE_CHECKING:
+    from secmw.redact.redactor import SecretRedactor
+
+_EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+_LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
+_ANTHROPIC_FIELDS = ("text", "partial_json", "thinking")
+MAX_EVENT = 1024 * 1024
+
+Key = tuple[Any, ...]
+Build = Callable[[str], dict[str, Any]]
+
+
+class _Delta:
+    __slots__ = ("build", "event", "stream")
+
+    def __init__(self, stream: TextStream, build: Build, event: str | None) -> None:
+        self.stream = stream
+        self.build = build
+        self.event = event
+
+
+class SSEStream:
+    """Redacts a ``text/event-stream`` body event by event (see the module docstring)."""
+
+    __slots__ = ("_buf", "_deltas", "_eol", "_passthrough", "_redactor", "findings", "max_event")
+
+    def __init__(self, redactor: SecretRedactor, max_event: int = MAX_EVENT) -> None:
+        self._redactor = redactor
+        self._buf = ""
+        self._deltas: dict[Key, _Delta] = {}
+        self._eol = "\n"
+        self._passthrough: TextStream | None = None
+        self.max_event = max_event
+        self.findings: list[Finding] = []
+
+    def feed(self, chunk: str) -> str:
+        """Take the next piece; return the complete events it finished, redacted."""
+        if self._passthrough is not None:
+            return self._oversized(chunk)
+        text = self._buf + chunk
+        out: list[str] = []
+        position = 0
+        for match in _EVENT_END.finditer(text):
+            end = match.end()
+            if end == len(text) and text.endswith("\r"):
+                break  # "\r" then maybe "\n": the event may not be over yet
+            out.append(self._event(text[position:end]))
+            position = end
+        rest = text[position:]
+        if len(rest) > self.max_event:
+            self._buf = ""
+            self._passthrough = TextStream(self._redactor)
+            out.append(self._oversized(rest))
+        else:
+            self._buf = rest
+        return "".join(out)
+
+    def _oversized(self, chunk: str) -> str:
+        """Plain-text streaming for the rest of an event too large to buffer."""
+        stream = self._passthrough
+        assert stream is not None
+        match = _EVENT_END.search(chunk)
+        if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
+            return stream.feed(chunk)
+        out = stream.feed(chunk[: match.end()]) + stream.flush()
+        self.findings.extend(stream.findings)
+        self._passthrough = None
+        return out + self.feed(chunk[match.end() :])
+
+    def flush(self) -> str:
+        """End of body: the last event (even unterminated) and all held delta text."""
+        out = ""
+        if self._passthrough is not None:
+            out = self._passthrough.flush()
+            self.findings.extend(self._passthrough.findings)
+            self._passthrough = None
+        elif self._buf:
+            out = self._event(self._buf)
+            self._buf = ""
+        return out + self._close(lambda key: True)
+
+    # -- one event -------------------------------------------------------------
+
+    def _event(self, event: str) -> str:
+        lines = _LINE.findall(event)
+        name: str | None = None
+        for line, _ in lines:
+            if line.startswith("event:"):
+                name = line[6:].strip()
+        before = ""
+        out: list[str] = []
+        for line, eol in lines:
+            if not line and not eol:
+                continue
+            if eol:
+                self._eol = eol
+            if line.startswith("data:"):
+                value = line[5:]
+                lead = " " if value.startswith(" ") else ""
+                closed, redacted = self._data(value[len(lead) :], name)
+                before += closed
+                out.append("data:" + lead + redacted + eol)
+            else:
+                out.append(self._redactor.redact_text(line, self.findings) + eol)
+        return before + "".join(out)
+
+    def _data(self, value: str, name: str | None) -> tuple[str, str]:
+        """(synthetic events to send first, the redacted data value)."""
+        if value.strip() == "[DONE]":
+            return self._close(lambda key: True), value
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return "", self._redactor.redact_text(value, self.findings)
+        if not isinstance(data, dict):
+            return "", self._json(value)
+        ending = _ending(data)
+        changed = False
+        for key, holder, field, build in _fields(data):
+            delta = self._deltas.get(key)
+            if delta is None:
+                delta = self._deltas[key] = _Delta(TextStream(self._redactor), build, name)
+            piece = holder[field]
+            safe = delta.stream.feed(piece)
+            if ending(key):
+                # This event ends its own block: what is held goes into it.
+                safe += delta.stream.flush()
+                self.findings.extend(delta.stream.findings)
+                del self._deltas[key]
+            if safe != piece:
+                holder[field] = safe
+                changed = True
+        # Blocks that end here without a piece in this event: their rest first.
+        closed = self._close(ending)
+        if not changed:
+            return closed, self._json(value)
+        return closed, self._json(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+    def _json(self, value: str) -> str:
+        from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
+
+        out, findings = redact_json(self._redactor, value)
+        self.findings.extend(findings)
+        return out
+
+    def _close(self, which: Callable[[Key], bool]) -> str:
+        """Flush the delta streams ``which`` selects into synthetic events."""
+        out: list[str] = []
+        for key in [key for key in self._deltas if which(key)]:
+            delta = self._deltas.pop(key)
+            rest = delta.stream.flush()
+            self.findings.extend(delta.stream.findings)
+            if not rest:
+                continue
+            eol = self._eol
+            head = f"event: {delta.event}{eol}" if delta.event else ""
+            body = json.dumps(delta.build(rest), ensure_ascii=False, separators=(",", ":"))
+            out.append(f"{head}data: {body}{eol}{eol}")
+        return "".join(out)
+
+
+def _anthropic(index: Any, kind: Any, field: str) -> Build:
+    def build(text: str) -> dict[str, Any]:
+        return {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: text}}
+
+    return build
+
+
+def _responses(template: dict[str, Any]) -> Build:
+    def build(text: str) -> dict[str, Any]:
+        return {**template, "delta": text}
+
+    return build
+
+
+def _chat(frame: dict[str, Any], index: Any, delta: Callable[[str], dict[str, Any]]) -> Build:
+    def build(text: str) -> dict[str, Any]:
+        return {**frame, "choices": [{"index": index, "delta": delta(text), "finish_reason": None}]}
+
+    return build
+
+
+def _content(text: str) -> dict[str, Any]:
+    return {"content": text}
+
+
+def _arguments(slot: Any) -> Callable[[str], dict[str, Any]]:
+    def delta(text: str) -> dict[str, Any]:
+        return {"tool_calls": [{"index": slot, "function": {"arguments": text}}]}
+
+    return delta
+
+
+def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]]:
+    """The delta text fields of one event, with a builder for a follow-up event."""
+    found: list[tuple[Key, dict[str, Any], str, Build]] = []
+    kind = data.get("type")
+    delta = data.get("delta")
+    if kind == "content_block_delta" and isinstance(delta, dict):
+        index = data.get("index")
+        for field in _ANTHROPIC_FIELDS:
+            if isinstance(delta.get(field), str):
+                build = _anthropic(index, delta.get("type"), field)
+                found.append((("anthropic", index, field), delta, field, build))
+    elif (
+        isinstance(kind, str)
+        and kind.startswith("response.")
+        and kind.endswith(".delta")
+        and isinstance(delta, str)
+    ):
+        key = ("responses", kind, data.get("item_id"), data.get("content_index"))
+        template = {k: v for k, v in data.items() if k not in ("delta", "sequence_number")}
+        found.append((key, data, "delta", _responses(template)))
+    choices = data.get("choices")
+    if isinstance(choices, list):
+        frame = {k: v for k, v in data.items() if k in ("id", "object", "created", "model")}
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
+                found.extend(_chat_fields(frame, choice))
+    return found
+
+
+def _chat_fields(
+    frame: dict[str, Any], choice: dict[str, Any]
+) -> list[tuple[Key, dict[str, Any], str, Build]]:
+    found: list[tuple[Key, dict[str, Any], str, Build]] = []
+    delta = choice["delta"]
+    index = choice.get("index")
+    if isinstance(delta.get("content"), str):
+        found.append((("chat", index, "content"), delta, "content", _chat(frame, index, _content)))
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            slot = call.get("index")
+            build = _chat(frame, index, _arguments(slot))
+            found.append((("chat", index, "tool", slot), function, "arguments", build))
+    return found
+
+
+def _ending(data: dict[str, Any]) -> Callable[[Key], bool]:
+    """Which open delta streams end before this event is sent."""
+    kind = data.get("type")
+    if kind == "message_stop":
+        return lambda key: key[0] == "anthropic"
+    if kind == "content_block_stop":
+        index = data.get("index")
+        return lambda key: key[0] == "anthropic" and key[1] == index
+    if isinstance(kind, str) and (kind.endswith(".done") or kind == "response.completed"):
+        return lambda key: key[0] == "responses"
+    finished = {
+        choice.get("index")
+        for choice in data.get("choices") or ()
+        if isinstance(choice, dict) and choice.get("finish_reason") is not None
+    }
+    if finished:
+        return lambda key: key[0] == "chat" and key[1] in finished
+    return lambda key: False
+
+
+__all__ = ["MAX_EVENT", "SSEStream"]

@@ -1,0 +1,173 @@
+"""Redaction through SecurityMiddleware: SSE and MCP JSON responses, framing, audit."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.testing import AuditCapture
+from tests.redact_corpus import SPECS
+from tests.support import call, chunked_app, http_scope
+
+pytestmark = pytest.mark.anyio
+
+CONFIG: dict[str, Any] = {
+    "auth": {"allow_anonymous": True},
+    "audit": {"sink": "none"},
+    "redact": {"enabled": True, "json_keys": ["password"]},
+}
+RNG = random.Random(6)
+GITHUB = SPECS["github_token"].make(RNG)[1]
+OPENAI = SPECS["openai_api_key"].make(RNG)[1]
+PEM = SPECS["private_key"].make(RNG)[1]
+
+
+def fragments(secret: str) -> set[str]:
+    return {secret[i : i + 8] for i in range(len(secret) - 7)}
+
+
+def chat_sse(text: str, size: int = 5) -> bytes:
+    events = [
+        "data: "
+        + json.dumps(
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "choices": [
+                    {"index": 0, "delta": {"content": text[i : i + size]}, "finish_reason": None}
+                ],
+            }
+        )
+        + "\n\n"
+        for i in range(0, len(text), size)
+    ]
+    events.append('data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    events.append("data: [DONE]\n\n")
+    return "".join(events).encode()
+
+
+async def test_sse_response_with_a_secret_split_across_events_and_chunks() -> None:
+    message = f"Here is the key {GITHUB} and the OpenAI one {OPENAI}; keep them safe."
+    body = chat_sse(message)
+    pieces = [body[i : i + 37] for i in range(0, len(body), 37)]
+    audit = AuditCapture()
+    app = SecurityMiddleware(chunked_app(pieces, b"text/event-stream"), CONFIG, audit=audit)
+    sent = await call(app, http_scope("/v1/chat/completions"))
+
+    assert sent.status == 200
+    assert sent.header("content-length") is None
+    for chunk in sent.body_chunks:
+        text = chunk.decode()
+        assert not any(piece in text for piece in fragments(GITHUB) | fragments(OPENAI))
+    events = sent.body.decode().split("\n\n")
+    assert events[-1] == ""
+    assert events[-2] == "data: [DONE]"
+    content = ""
+    for event in events[:-2]:
+        assert event.startswith("data: ")
+        payload = json.loads(event[6:])
+        content += payload["choices"][0]["delta"].get("content", "")
+    assert content == (
+        "Here is the key [REDACTED:github_token] and the OpenAI one "
+        "[REDACTED:openai_api_key]; keep them safe."
+    )
+    (event,) = audit.named("secret_redacted")
+    assert event.details["types"] == {"github_token": 1, "openai_api_key": 1}
+    assert event.severity == "warning"
+    assert GITHUB not in json.dumps(event.to_dict())
+
+
+async def test_mcp_tool_result_json_is_redacted_and_keeps_a_correct_content_length() -> None:
+    inner = json.dumps({"config": {"github": GITHUB, "key": PEM}})
+    result = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "result": {
+            "content": [{"type": "text", "text": inner}],
+            "structuredContent": {"note": f"token {GITHUB}", "password": "hunter2"},
+            "isError": False,
+        },
+    }
+    raw = json.dumps(result, indent=1).encode()
+    seen: list[Any] = []
+
+    async def mcp_app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["state"]["secmw"])
+        await chunked_app([raw[:50], raw[50:]], b"application/json", length=True)(
+            scope, receive, send
+        )
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(mcp_app, CONFIG, audit=audit)
+    sent = await call(app, http_scope("/mcp", method="POST"))
+
+    assert sent.status == 200
+    assert sent.headers("content-length") == [str(len(sent.body))]
+    document = sent.json()
+    text = document["result"]["content"][0]["text"]
+    assert json.loads(text) == {
+        "config": {"github": "[REDACTED:github_token]", "key": "[REDACTED:private_key]"}
+    }
+    assert document["result"]["structuredContent"] == {
+        "note": "token [REDACTED:github_token]",
+        "password": "[REDACTED:sensitive_field]",
+    }
+    assert document["id"] == 7
+    assert GITHUB.encode() not in sent.body and b"hunter2" not in sent.body
+    kinds = sorted(finding.kind for finding in seen[0].findings)
+    assert kinds == ["github_token", "github_token", "private_key", "sensitive_field"]
+    (event,) = audit.named("secret_redacted")
+    assert event.details["count"] == 4
+    assert event.request_id == seen[0].request_id
+
+
+async def test_chunked_text_body_with_a_private_key_split_everywhere() -> None:
+    body = f"log line one\n{PEM}\nlog line two\n".encode()
+    pieces = [body[i : i + 3] for i in range(0, len(body), 3)]
+    app = SecurityMiddleware(chunked_app(pieces, b"text/plain"), CONFIG)
+    sent = await call(app, http_scope("/logs"))
+    assert sent.body == b"log line one\n[REDACTED:private_key]\nlog line two\n"
+    assert sent.header("content-length") is None
+    lines = PEM.splitlines()[1:-1]
+    assert all(line.encode() not in chunk for chunk in sent.body_chunks for line in lines)
+
+
+async def test_clean_response_is_untouched_and_not_audited() -> None:
+    body = b'{"ok": true, "items": [1, 2, 3]}'
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        chunked_app([body], b"application/json", length=True), CONFIG, audit=audit
+    )
+    sent = await call(app, http_scope("/ok"))
+    assert sent.body == body
+    assert sent.header("content-length") == str(len(body))
+    assert not audit.named("secret_redacted")
+
+
+async def gzip_app(scope: Any, receive: Any, send: Any) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"\x1f\x8b-compressed"})
+
+
+async def test_compressed_response_is_refused_by_default() -> None:
+    audit = AuditCapture()
+    sent = await call(SecurityMiddleware(gzip_app, CONFIG, audit=audit), http_scope("/z"))
+    assert sent.status == 502
+    assert audit.named("secret_redaction_fail")
+
+
+async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fail_open() -> None:
+    config = {**CONFIG, "redact": {"enabled": True, "compressed": "pass"}}
+    audit = AuditCapture()
+    sent = await call(SecurityMiddleware(gzip_app, config, audit=audit), http_scope("/z"))
+    assert sent.status == 200
+    assert sent.body == b"\x1f\x8b-compressed"
+    assert sent.header("content-encoding") == "gzip"
+    (startup,) = audit.named("sys_startup")
+    assert "redact.compressed" in startup.details["fail_open"]
+    assert "redact" in startup.details["stages"]

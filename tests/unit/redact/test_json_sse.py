@@ -1,0 +1,245 @@
+"""JSON-aware and SSE-aware modes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from secmw.redact import SecretRedactor
+from secmw.redact.sse import SSEStream
+from tests.redact_corpus import SPECS
+
+RNG = random.Random(21)
+GITHUB = SPECS["github_token"].make(RNG)[1]
+REDACTOR = SecretRedactor(json_keys=frozenset({"password", "client_secret", "token"}))
+
+
+def test_json_layout_and_untouched_strings_are_kept_byte_for_byte() -> None:
+    raw = '{\n  "a" : "caf\\u00e9",\n  "b": "' + GITHUB + '",\n  "n": 1.50\n}'
+    out, _ = REDACTOR.redact(raw, "application/json")
+    assert out == '{\n  "a" : "caf\\u00e9",\n  "b": "[REDACTED:github_token]",\n  "n": 1.50\n}'
+
+
+def test_escaped_secrets_are_decoded_before_scanning() -> None:
+    escaped = GITHUB.replace("_", "\\u005f")
+    url = "https:\\/\\/bob:Zq8kL2vB9xW4m@db.example.net\\/x"
+    out, findings = REDACTOR.redact(f'{{"k": "{escaped}", "u": "{url}"}}', "application/json")
+    assert json.loads(out) == {
+        "k": "[REDACTED:github_token]",
+        "u": "https://bob:[REDACTED:url_credentials]@db.example.net/x",
+    }
+    assert [f.kind for f in findings] == ["github_token", "url_credentials"]
+
+
+@pytest.mark.parametrize(
+    ("key", "redacted"),
+    [
+        pytest.param("password", True, id="exact"),
+        pytest.param("db_password", True, id="suffix"),
+        pytest.param("dbPassword", True, id="camel-case"),
+        pytest.param("access-token", True, id="dashed"),
+        pytest.param("oauthClientSecret", True, id="camel-case-two-words"),
+        pytest.param("token_type", False, id="prefix-only"),
+        pytest.param("description", False, id="other"),
+    ],
+)
+def test_key_based_redaction(key: str, redacted: bool) -> None:
+    out, _ = REDACTOR.redact(json.dumps({key: "hunter2", "n": {key: 5}}), "application/json")
+    assert (json.loads(out)[key] == "[REDACTED:sensitive_field]") is redacted
+    assert json.loads(out)["n"][key] == 5
+
+
+def test_nested_json_strings_stay_valid_json() -> None:
+    level2 = json.dumps({"token": GITHUB})
+    level1 = json.dumps({"content": [{"type": "text", "text": level2}]})
+    out, findings = REDACTOR.redact(json.dumps({"result": level1}), "application/json")
+    inner = json.loads(json.loads(json.loads(out)["result"])["content"][0]["text"])
+    assert inner == {"token": "[REDACTED:sensitive_field]"}
+    assert len(findings) == 1
+
+
+def test_invalid_json_falls_back_to_plain_text() -> None:
+    out, findings = REDACTOR.redact('{"broken": "' + GITHUB + '"', "application/json")
+    assert out == '{"broken": "[REDACTED:github_token]"'
+    assert len(findings) == 1
+
+
+def anthropic(index: int, text: str) -> str:
+    payload = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    return f"event: content_block_delta\ndata: {json.dumps(payload)}\n\n"
+
+
+def test_anthropic_deltas_are_redacted_as_one_text_per_block() -> None:
+    pieces = [f"use {GITHUB[:10]}", GITHUB[10:25], GITHUB[25:] + " ok"]
+    body = "".join(anthropic(0, piece) for piece in pieces)
+    body += 'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    texts = [
+        json.loads(line[6:])["delta"]["text"]
+        for line in out.splitlines()
+        if line.startswith("data: ") and "content_block_delta" in line
+    ]
+    assert "".join(texts) == "use [REDACTED:github_token] ok"
+    assert out.rstrip().endswith('data: {"type":"content_block_stop","index":0}')
+    assert out.count("event: content_block_delta") == 4  # three originals and one carrying the rest
+
+
+def test_tool_call_arguments_are_redacted_across_chunks() -> None:
+    arguments = json.dumps({"api_key": GITHUB})
+    events = []
+    for i in range(0, len(arguments), 6):
+        call = {"index": 0, "function": {"arguments": arguments[i : i + 6]}}
+        if i == 0:
+            call.update(
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": arguments[:6]},
+                }
+            )
+        chunk = {
+            "id": "x",
+            "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}],
+        }
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append(
+        'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n'
+    )
+    out, findings = REDACTOR.redact("".join(events), "text/event-stream")
+    joined = ""
+    names = 0
+    for line in out.splitlines():
+        if line.startswith("data: "):
+            choice = json.loads(line[6:])["choices"][0]
+            for call in choice["delta"].get("tool_calls", []):
+                joined += call["function"].get("arguments", "")
+                names += "name" in call["function"]
+    assert json.loads(joined) == {"api_key": "[REDACTED:github_token]"}
+    assert names == 1
+    assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_oversized_event_is_streamed_as_plain_text_without_leaking() -> None:
+    stream = SSEStream(REDACTOR, max_event=1024)
+    big = "data: " + "a " * 800 + GITHUB + " end\n\ndata: next\n\n"
+    sent = [stream.feed(big[i : i + 100]) for i in range(0, len(big), 100)] + [stream.flush()]
+    assert "".join(sent) == big.replace(GITHUB, "[REDACTED:github_token]")
+    assert not any(GITHUB[:12] in part for part in sent)
+
+
+def test_crlf_split_between_chunks_does_not_end_an_event_early() -> None:
+    stream = REDACTOR.stream("text/event-stream")
+    assert stream.feed("data: one\r\n\r") == ""
+    assert stream.feed("\ndata: two\r\n\r\n") == "data: one\r\n\r\ndata: two\r\n\r\n"
+    assert stream.flush() == ""
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_documents_stay_valid_json_and_lose_every_secret(seed: int) -> None:
+    rng = random.Random(seed)
+    secrets: list[str] = []
+
+    def value(depth: int) -> object:
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            text, secret = SPECS[rng.choice(sorted(SPECS))].make(rng)
+            secrets.append(secret)
+            return text
+        if roll < 0.45:
+            return json.dumps(value(depth + 1))  # JSON inside a string
+        if roll < 0.7:
+            return [value(depth + 1) for _ in range(rng.randint(1, 3))]
+        if roll < 0.8:
+            return rng.choice([1, 2.5, None, True, "caf\u00e9 \u2028"])
+        return {f"k{i}": value(depth + 1) for i in range(rng.randint(1, 3))}
+
+    document = {"result": value(0), "id": seed}
+    raw = json.dumps(document, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 2]))
+    out, findings = SecretRedactor().redact(raw, "application/json")
+    json.loads(out)
+    for secret in secrets:
+        assert secret not in out
+        assert json.dumps(secret)[1:-1] not in out
+    assert len(findings) >= len(secrets)
+
+
+def responses_event(kind: str, **fields: object) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+
+def test_openai_responses_deltas_and_their_done_event() -> None:
+    pieces = ["key ", GITHUB[:7], GITHUB[7:30], GITHUB[30:], " end"]
+    body = "".join(
+        responses_event(
+            "response.output_text.delta", item_id="m1", content_index=0, delta=p, sequence_number=i
+        )
+        for i, p in enumerate(pieces)
+    )
+    body += responses_event(
+        "response.output_text.done", item_id="m1", content_index=0, text="key " + GITHUB + " end"
+    )
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    datas = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: ")]
+    deltas = "".join(d["delta"] for d in datas if d["type"].endswith(".delta"))
+    assert deltas == "key [REDACTED:github_token] end"
+    assert datas[-1] == {
+        "type": "response.output_text.done",
+        "item_id": "m1",
+        "content_index": 0,
+        "text": "key [REDACTED:github_token] end",
+    }
+    assert GITHUB[:12] not in out
+
+
+def test_unterminated_last_event_and_open_deltas_are_flushed_at_the_end() -> None:
+    stream = REDACTOR.stream("text/event-stream")
+    sent = stream.feed(anthropic(1, "secret " + GITHUB[:20]))
+    sent += stream.feed("data: not json " + GITHUB)
+    assert GITHUB[:12] not in sent
+    rest = stream.flush()
+    assert rest.startswith("data: not json [REDACTED:github_token]")
+    assert '"index":1' in rest and GITHUB[:20] in rest  # a prefix alone is not a secret
+    assert "".join([sent, rest]).count("event: content_block_delta") == 2
+
+
+def test_message_stop_flushes_every_anthropic_block() -> None:
+    body = anthropic(0, "a " + GITHUB) + anthropic(1, "b") + 'data: {"type":"message_stop"}\n\n'
+    out, findings = REDACTOR.redact(body, "text/event-stream")
+    assert out.endswith('data: {"type":"message_stop"}\n\n')
+    assert "[REDACTED:github_token]" in out and GITHUB not in out
+    assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_a_final_chunk_with_content_and_finish_reason_keeps_the_order() -> None:
+    def chunk(content: str, finish: str | None) -> str:
+        choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+        return "data: " + json.dumps({"id": "c", "choices": [choice]}) + "\n\n"
+
+    body = chunk("key " + GITHUB[:10], None) + chunk(GITHUB[10:] + " end", "stop")
+    body += "data: [DONE]\n\n"
+    out, findings = REDACTOR.redact(body, "text/event-stream")
+    contents = [
+        json.loads(line[6:])["choices"][0]["delta"]["content"]
+        for line in out.splitlines()
+        if line.startswith("data: {")
+    ]
+    assert contents == ["key ", "[REDACTED:github_token] end"]
+    assert out.endswith("data: [DONE]\n\n")
+    assert [f.kind for f in findings] == ["github_token"]
+
+
+def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
+    raw = '{"card_number": 4111111111111111, "n": 12, "other": 4111111111111111}'
+    out, findings = REDACTOR.redact(raw, "application/json")
+    assert json.loads(out) == {
+        "card_number": "[REDACTED:payment_card]",
+        "n": 12,
+        "other": 4111111111111111,
+    }
+    assert [f.kind for f in findings] == ["payment_card"]
