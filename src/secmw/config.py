@@ -24,6 +24,7 @@ from secmw.audit.config import AuditConfig
 from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.inspect.config import InspectConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.base import AuthenticatedPolicy
 
@@ -87,6 +88,7 @@ class Config(ConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    inspect: InspectConfig | None = None
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -176,6 +178,14 @@ def _policy(config: Config) -> Any:
     )
 
 
+def _inspector(config: Config) -> Any:
+    if config.inspect is None:
+        return None
+    from secmw.inspect.build import build_inspector  # noqa: PLC0415 - only when configured
+
+    return _within("inspect", lambda: build_inspector(config.inspect))  # type: ignore[arg-type]
+
+
 def _audit(config: Config) -> Any:
     from secmw.audit.build import build_sink  # noqa: PLC0415 - keeps imports lazy
 
@@ -185,7 +195,7 @@ def _audit(config: Config) -> Any:
 # One builder per stage; a component issue adds its section to Config and a line here.
 BUILDERS: dict[str, Builder] = {
     "authenticator": _authenticator,
-    "inspector": lambda config: None,
+    "inspector": _inspector,
     "policy": _policy,
     "rate_limiter": lambda config: None,
     "redactor": lambda config: None,
@@ -211,6 +221,12 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    if (
+        config.inspect is not None
+        and not config.inspect.fail_closed
+        and "inspector" not in components
+    ):
+        found.append("inspect.fail_closed")
     return tuple(found)
 
 

@@ -1,0 +1,284 @@
+"""The English phrase rules: override, role-play, prompt-leak, concealment, exfiltration.
+
+Patterns are written in plain lower-case text without accents, one space between
+words, against the ``words`` view (punctuation is a space there, so ``don't``
+reads ``don t``). At compile time a space becomes "one or more spaces" and the
+view's letter folds are applied, so a pattern never has to spell leet variants.
+
+Each rule names its ``triggers``: words of which at least one must occur in the
+text for the rule's regex to run at all. That set lookup, not the regexes, is
+what a clean string costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One phrase detector: a pattern, the signal kind it raises, and its weight."""
+
+    id: str
+    kind: str
+    score: float
+    pattern: str
+    triggers: tuple[str, ...]
+    native: bool = False
+
+
+def words(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of ``text`` (trigger lists are written this way)."""
+    return tuple(text.split())
+
+
+# -- English -----------------------------------------------------------------
+
+_IGNORE = "ignore|disregard|forget|dismiss|discard|neglect|skip|omit|nevermind|never mind"
+_IGNORE_T = words("ignore disregard forget dismiss discard neglect skip omit nevermind never")
+_NOT_FOLLOW = "(?:do not|don t|dont|stop|no longer|never|cease) (?:follow|following|obey|obeying|heed|heeding|adhere to|adhering to)"
+_FILL = "(?:(?:all|any|every|each|of|the|your|these|those|its|their|such|entire|whole|earlier) )*"
+_PRIOR = "(?:previous|previously given|prior|preceding|above|earlier|former|foregoing|initial|original|old|past|system|developer|safety|preset|pre set|built in|hidden)"
+_NOUN = "(?:instructions?|instruction set|prompts?|system prompt|rules?|directives?|guidelines?|guidance|commands?|orders|context|constraints?|restrictions?|programming|polic(?:y|ies)|filters?|guardrails?|safeguards?|training|directions?|tasks?|requests?)"
+_AI = "(?:ai|assistant|agent|llm|language model|large language model|chatbot|chat bot|model|gpt|chatgpt|claude|copilot|gemini|bot|ai model|ai assistant|ai agent)"
+_LOOT = "(?:api keys?|keys?|passwords?|passwd|passphrases?|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|id rsa|env|dotenv|environment variables?|env vars?|cookies?|session ids?|session tokens?|access keys?|secret access keys?|bearer tokens?|auth headers?|authorization headers?|system prompt|conversation history|chat history|user data|personal data|credit card numbers?|card numbers?|ssns?|social security numbers?|wallet seed|seed phrase|mnemonic)"
+_LOOT_CORE = "(?:api keys?|passwords?|passwd|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|cookies?|env vars?|environment variables?|keys)"
+_LOOT_T = words(
+    "api password passwords passwd secret secrets token tokens credential credentials creds "
+    "private ssh cookie cookies env environment keys"
+)
+_AI_T = words(
+    "ai assistant agent llm language large chatbot chat model gpt chatgpt claude copilot gemini bot"
+)
+_SEND = "(?:send|post|upload|exfiltrate|exfil|forward|leak|email|e mail|mail|transmit|transfer|copy|append|include|embed|attach|share|submit|curl|wget|push|dump|paste|beacon|encode|report|relay|deliver)"
+_SEND_T = words(
+    "send post upload exfiltrate exfil forward leak email mail transmit transfer copy append "
+    "include embed attach share submit curl wget push dump paste beacon encode report relay "
+    "deliver"
+)
+
+ENGLISH = (
+    Rule(
+        "en.ignore_previous",
+        "override_phrase",
+        0.9,
+        rf"\b(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_PRIOR} (?:(?:and|or) {_PRIOR} )?{_NOUN}\b",
+        (*_IGNORE_T, *words("do don dont stop no never cease")),
+    ),
+    Rule(
+        "en.ignore_instructions_above",
+        "override_phrase",
+        0.9,
+        rf"\b(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_NOUN} (?:above|before this|before that|so far|given (?:to you )?(?:above|before|earlier|previously)|you (?:were|have been) given|you received|you got)\b",
+        (*_IGNORE_T, *words("do don dont stop no never cease")),
+    ),
+    Rule(
+        "en.ignore_everything",
+        "override_phrase",
+        0.85,
+        rf"\b(?:{_IGNORE}) (?:all |about )?(?:everything|anything|all|what) (?:that )?(?:above|before|prior|previously|earlier|said|you (?:were|have been|ve been) (?:told|given|taught|instructed)|you know|in your (?:system prompt|instructions))\b",
+        _IGNORE_T,
+    ),
+    Rule(
+        "en.ignore_the_above",
+        "override_phrase",
+        0.8,
+        rf"\b(?:{_IGNORE}) (?:all of |everything )?the (?:above|preceding|foregoing)\b",
+        _IGNORE_T,
+    ),
+    Rule(
+        "en.ignore_your_rules",
+        "override_phrase",
+        0.85,
+        rf"\b(?:{_IGNORE}|{_NOT_FOLLOW}|break|violate) (?:all |any |each )?(?:of )?your (?:own )?(?:{_PRIOR} )?{_NOUN}\b",
+        (*_IGNORE_T, *words("do don dont stop no never cease"), *words("break violate")),
+    ),
+    Rule(
+        "en.instructions_void",
+        "override_phrase",
+        0.85,
+        rf"\b(?:{_PRIOR}|your) (?:{_PRIOR} )?{_NOUN} (?:are|were|have been|is|has been) (?:now )?(?:cancell?ed|revoked|void|null and void|obsolete|overridden|overwritten|replaced|superseded|invalid|no longer (?:valid|apply|applicable|relevant|in effect))\b",
+        words(
+            "previous previously prior preceding above earlier former foregoing initial original old past system developer safety preset pre built hidden your"
+        ),
+    ),
+    Rule(
+        "en.override_your_safety",
+        "override_phrase",
+        0.8,
+        r"\b(?:override|overrule|bypass|circumvent|disable|turn off|switch off|deactivate|remove|evade|get around) (?:all |any )?(?:of )?your (?:own )?(?:safety |content |ethical |moral |security |built in )?(?:rules|restrictions|filters?|guardrails?|guidelines|polic(?:y|ies)|safeguards?|protections?|limitations|constraints|programming|alignment|training|censorship)\b",
+        words(
+            "override overrule bypass circumvent disable turn switch deactivate remove evade get"
+        ),
+    ),
+    Rule(
+        "en.override_safety",
+        "override_phrase",
+        0.55,
+        r"\b(?:override|overrule|bypass|circumvent|disable|evade) (?:all |any |the )?(?:safety|content|ethical|moral) (?:rules|restrictions|filters?|guardrails?|guidelines|polic(?:y|ies)|safeguards?|protections?|limitations|constraints)\b",
+        words("override overrule bypass circumvent disable evade"),
+    ),
+    Rule(
+        "en.you_are_now",
+        "role_override",
+        0.8,
+        r"\byou (?:are|re) (?:now|no longer) (?:an? |in |the )?(?:dan|unrestricted|unfiltered|uncensored|jailbroken|evil|rogue|amoral|free from|developer mode|god mode|admin mode|sudo mode|without (?:any )?(?:restrictions|limits|rules|filters|guidelines)|(?:an? )?(?:ai|assistant|chatbot|language model|bound|restricted|limited|required|obligated))\b",
+        words("you"),
+    ),
+    Rule("en.do_anything_now", "role_override", 0.8, r"\bdo anything now\b", words("do")),
+    Rule(
+        "en.mode_enabled",
+        "role_override",
+        0.8,
+        r"\b(?:developer|dev|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|debug|admin|sudo|evil) mode (?:is )?(?:now )?(?:enabled|activated|active|on|unlocked|engaged)\b|\b(?:enable|activate|enter|unlock|switch to) (?:the )?(?:developer|god|jailbreak|dan|unrestricted|unfiltered|evil) mode\b",
+        words(
+            "developer dev god jailbreak jailbroken dan unrestricted unfiltered debug admin sudo evil enable activate enter unlock switch"
+        ),
+    ),
+    Rule(
+        "en.pretend_no_rules",
+        "role_override",
+        0.85,
+        r"\b(?:pretend|imagine|act as if|behave as if|assume) (?:that )?you (?:are|were|have|had|re) (?:no|not bound by|free from|freed from|without|exempt from|no longer bound by) (?:any )?(?:rules|restrictions|limits|limitations|guidelines|filters|ethics|morals|content polic(?:y|ies)|polic(?:y|ies)|programming|censorship)\b",
+        words("pretend imagine act behave assume"),
+    ),
+    Rule(
+        "en.act_as_unrestricted",
+        "role_override",
+        0.85,
+        rf"\b(?:act|behave|respond|answer|reply|roleplay|role play|pose) as (?:an? )?(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|evil|unethical|rogue) (?:{_AI}|version|persona|character|mode)\b",
+        words("act behave respond answer reply roleplay role pose"),
+    ),
+    Rule(
+        "en.without_restrictions",
+        "role_override",
+        0.45,
+        r"\bwithout (?:any )?(?:ethical|moral|safety|content) (?:restrictions|guidelines|filters|limitations|constraints|considerations|boundaries)\b",
+        words("without"),
+    ),
+    Rule(
+        "en.from_now_on",
+        "role_override",
+        0.45,
+        r"\b(?:from now on|starting now|henceforth) you (?:are|will|must|shall|should|have to|re going to|will only|must only)\b",
+        words("from starting henceforth"),
+    ),
+    Rule(
+        "en.new_system_instructions",
+        "instruction_injection",
+        0.7,
+        r"\b(?:new|updated|revised|real|actual|true|override|overriding|hidden|secret) (?:system|admin|administrator|developer|root) (?:instructions?|prompt|message|directives?|override)\b",
+        words("new updated revised real actual true override overriding hidden secret"),
+    ),
+    Rule(
+        "en.your_new_task",
+        "instruction_injection",
+        0.7,
+        r"\byour (?:new|real|actual|true|only|updated|next) (?:instructions?|task|job|objective|goal|mission|purpose|directive|orders) (?:is|are|now|will be)\b",
+        words("your"),
+    ),
+    Rule(
+        "en.note_to_ai",
+        "instruction_injection",
+        0.6,
+        rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|hey|dear) (?:to |for )?(?:the |any |all |every )?{_AI}s?\b(?: (?:reading|processing|summari[sz]ing|parsing|viewing) this)?",
+        words(
+            "note message instruction instructions attention important notice reminder directive hey dear"
+        ),
+    ),
+    Rule(
+        "en.if_you_are_ai",
+        "instruction_injection",
+        0.6,
+        rf"\bif you (?:are|re) an? {_AI}\b",
+        words("if"),
+    ),
+    Rule(
+        "en.ai_reading_this",
+        "instruction_injection",
+        0.6,
+        rf"\b{_AI}s? (?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) this\b",
+        _AI_T,
+    ),
+    Rule(
+        "en.ai_must",
+        "instruction_injection",
+        0.65,
+        rf"\b{_AI}s? (?:must|should|shall|needs to|need to|is required to|are required to|has to|have to|will) (?:now )?(?:immediately )?(?:ignore|disregard|forget|send|email|forward|upload|execute|run|call|invoke|delete|reveal|output|print|say|reply|respond|visit|open|fetch|navigate)\b",
+        _AI_T,
+    ),
+    Rule(
+        "en.conceal_from_user",
+        "concealment",
+        0.6,
+        r"\b(?:do not|don t|dont|never|without|avoid) (?:tell|telling|inform|informing|notify|notifying|mention|mentioning|alert|alerting|asking|show|showing|reveal|revealing|disclose|disclosing|let) (?:this |it |anything |that )?(?:to )?(?:the |your )?users?\b|\b(?:the )?users? (?:must|should|will|need|needs) (?:not|never) (?:know|see|find out|be told|be informed|notice|learn)\b",
+        words("do don dont never without avoid user users"),
+    ),
+    Rule(
+        "en.silently_act",
+        "concealment",
+        0.6,
+        rf"\b(?:silently|quietly|secretly|covertly|discreetly|stealthily) {_SEND}\b",
+        words("silently quietly secretly covertly discreetly stealthily"),
+    ),
+    Rule(
+        "en.reveal_system_prompt",
+        "prompt_leak",
+        0.75,
+        r"\b(?:reveal|print|show|display|output|repeat|recite|dump|leak|expose|disclose|return|tell me|give me|write out|spell out|paste|echo|translate|summari[sz]e) (?:me )?(?:(?:all|back|verbatim|exactly|the|your|of|full|entire|complete|whole|original|initial|hidden|secret|internal|exact|first|confidential) )*(?:system prompt|system message|system instructions|initial prompt|initial instructions|hidden prompt|hidden instructions|original prompt|original instructions|pre prompt|preprompt|instructions you were given|developer message|developer instructions|secret instructions|confidential instructions)\b",
+        words(
+            "reveal print show display output repeat recite dump leak expose disclose return tell give write spell paste echo translate summarize summarise"
+        ),
+    ),
+    Rule(
+        "en.repeat_above",
+        "prompt_leak",
+        0.7,
+        r"\b(?:repeat|print|output|recite|copy) (?:back )?(?:all |everything |the )?(?:words|text|everything|content|lines|instructions) (?:above|before this|verbatim)\b|\brepeat everything above\b",
+        words("repeat print output recite copy"),
+    ),
+    Rule(
+        "en.what_is_your_prompt",
+        "prompt_leak",
+        0.6,
+        r"\bwhat (?:is|are|was|were) your (?:system prompt|initial instructions|original instructions|hidden instructions|secret instructions|system message|initial prompt|instructions)\b",
+        words("what"),
+    ),
+    Rule(
+        "en.pwned",
+        "output_hijack",
+        0.7,
+        r"\bbeen pwned\b|\b(?:say|print|output|respond with|reply with|write|answer with) (?:only )?(?:the (?:word|words|phrase|text) )?(?:pwned|hacked|i have been pwned)\b",
+        words("been say print output respond reply write answer"),
+    ),
+    Rule(
+        "en.exfiltrate_secrets",
+        "exfiltration",
+        0.4,
+        rf"\b{_SEND}\b(?: \w+){{0,6}}? (?:(?:all|every|any|your|the|user s|users|their|my|our|of|these|those|his|her) ){{0,3}}{_LOOT}\b",
+        _SEND_T,
+    ),
+    Rule(
+        "en.secrets_to",
+        "exfiltration",
+        0.4,
+        rf"\b{_LOOT_CORE} (?:\w+ ){{0,4}}(?:to|into|in) (?:\w+ ){{0,2}}(?:http|https|www|url|webhook|endpoint|server|address|email|attacker|external|remote|pastebin|ngrok|requestbin|discord)\b",
+        _LOOT_T,
+    ),
+)
+
+
+# Words that mark a text as *talking about* attacks (documentation, tests, reviews);
+# a quoted match in such a text is discounted (see the scanner).
+META_WORDS = frozenset(
+    words(
+        "injection injections jailbreak jailbreaks attack attacks attacker attackers example "
+        "examples payload payloads detect detects detection detector detectors phrase phrases "
+        "test tests testing malicious adversarial classifier classifiers quote quoted string "
+        "strings pattern patterns regex benchmark dataset corpus sample samples red team "
+        "mitigation mitigate defend defense defence guard filter blocked block such like eg "
+        "typical common known"
+    )
+)
+
+__all__ = ["ENGLISH", "META_WORDS", "Rule", "words"]
