@@ -34,15 +34,24 @@ def words(text: str) -> tuple[str, ...]:
 
 # -- English -----------------------------------------------------------------
 
-_IGNORE = "ignore|disregard|forget|dismiss|discard|neglect|skip|omit|nevermind|never mind"
-_IGNORE_T = words("ignore disregard forget dismiss discard neglect skip omit nevermind never")
+_IGNORE = "ignore|disregard|forget|dismiss|discard|neglect|skip|omit|nevermind|never mind|set aside|put aside|throw out|abandon"
+_IGNORE_T = words(
+    "ignore disregard forget dismiss discard neglect skip omit nevermind never set put throw abandon"
+)
 _NOT_FOLLOW = "(?:do not|don t|dont|stop|no longer|never|cease) (?:follow|following|obey|obeying|heed|heeding|adhere to|adhering to)"
 _FILL = "(?:(?:all|any|every|each|of|the|your|these|those|its|their|such|entire|whole|earlier) )*"
-_PRIOR = "(?:previous|previously given|prior|preceding|above|earlier|former|foregoing|initial|original|old|past|system|developer|safety|preset|pre set|built in|hidden)"
+_PRIOR = "(?:previous|previously given|prior|preceding|above|earlier|former|foregoing|initial|original|old|past|system|developer|safety|preset|pre set|built in|hidden|usual|normal)"
 _NOUN = "(?:instructions?|instruction set|prompts?|system prompt|rules?|directives?|guidelines?|guidance|commands?|orders|context|constraints?|restrictions?|programming|polic(?:y|ies)|filters?|guardrails?|safeguards?|training|directions?|tasks?|requests?)"
+_NOUN_T = words(
+    "instructions instruction prompts prompt system rules rule directives directive guidelines "
+    "guideline guidance commands command orders context constraints constraint restrictions "
+    "restriction programming policy policies filters filter guardrails guardrail safeguards "
+    "safeguard training directions direction tasks task requests request"
+)
 _AI = "(?:ai|assistant|agent|llm|language model|large language model|chatbot|chat bot|model|gpt|chatgpt|claude|copilot|gemini|bot|ai model|ai assistant|ai agent)"
-_LOOT = "(?:api keys?|keys?|passwords?|passwd|passphrases?|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|id rsa|env|dotenv|environment variables?|env vars?|cookies?|session ids?|session tokens?|access keys?|secret access keys?|bearer tokens?|auth headers?|authorization headers?|system prompt|conversation history|chat history|user data|personal data|credit card numbers?|card numbers?|ssns?|social security numbers?|wallet seed|seed phrase|mnemonic)"
+_LOOT = "(?:api keys?|keys?|passwords?|passwd|passphrases?|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|id rsa|env|dotenv|environment variables?|env vars?|cookies?|session ids?|session tokens?|access keys?|secret access keys?|bearer tokens?|auth headers?|authorization headers?|system prompt|conversation history|chat history|full conversation|conversation|chat log|chat transcript|user data|personal data|credit card numbers?|card numbers?|ssns?|social security numbers?|wallet seed|seed phrase|mnemonic)"
 _LOOT_CORE = "(?:api keys?|passwords?|passwd|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|cookies?|env vars?|environment variables?|keys)"
+_DESTINATION = "(?:http|https|www|url|webhook|endpoint|server|address|email|attacker|external|remote|pastebin|ngrok|requestbin|discord)"
 _LOOT_T = words(
     "api password passwords passwd secret secrets token tokens credential credentials creds "
     "private ssh cookie cookies env environment keys"
@@ -80,6 +89,13 @@ ENGLISH = (
         _IGNORE_T,
     ),
     Rule(
+        "en.ignore_what_came_before",
+        "override_phrase",
+        0.85,
+        rf"\b(?:{_IGNORE}) (?:whatever|any|all|the|every) (?:of the )?{_NOUN} (?:that )?(?:came|come|was given|were given|you got|you received|preceded this|precedes this|came earlier)(?: before| earlier| previously| above| first)?\b",
+        _IGNORE_T,
+    ),
+    Rule(
         "en.ignore_the_above",
         "override_phrase",
         0.8,
@@ -97,10 +113,17 @@ ENGLISH = (
         "en.instructions_void",
         "override_phrase",
         0.85,
-        rf"\b(?:{_PRIOR}|your) (?:{_PRIOR} )?{_NOUN} (?:are|were|have been|is|has been) (?:now )?(?:cancell?ed|revoked|void|null and void|obsolete|overridden|overwritten|replaced|superseded|invalid|no longer (?:valid|apply|applicable|relevant|in effect))\b",
+        rf"\b(?:{_PRIOR}|your) (?:{_PRIOR} )?{_NOUN} (?:are|were|have been|is|has been) (?:now )?(?:cancell?ed|revoked|void|null and void|obsolete|overridden|overwritten|replaced|superseded|invalid|suspended|lifted|waived|no longer (?:valid|apply|applicable|relevant|in effect))\b",
         words(
-            "previous previously prior preceding above earlier former foregoing initial original old past system developer safety preset pre built hidden your"
+            "previous previously prior preceding above earlier former foregoing initial original old past system developer safety preset pre built hidden usual normal your"
         ),
+    ),
+    Rule(
+        "en.no_longer_apply",
+        "override_phrase",
+        0.75,
+        rf"\b{_NOUN} (?:\w+ ){{0,2}}(?:no longer|don t|do not|does not|doesn t|won t) appl(?:y|ies) to you\b",
+        _NOUN_T,
     ),
     Rule(
         "en.override_your_safety",
@@ -115,7 +138,7 @@ ENGLISH = (
         "en.override_safety",
         "override_phrase",
         0.55,
-        r"\b(?:override|overrule|bypass|circumvent|disable|evade) (?:all |any |the )?(?:safety|content|ethical|moral) (?:rules|restrictions|filters?|guardrails?|guidelines|polic(?:y|ies)|safeguards?|protections?|limitations|constraints)\b",
+        r"\b(?:override|overrule|bypass|circumvent|disable|evade) (?:all |any |the )?(?:safety|content|ethical|moral) (?:rules|restrictions|filters?|guardrails?|guidelines|polic(?:y|ies)|safeguards?|protections?|limitations|constraints|checks|measures)\b",
         words("override overrule bypass circumvent disable evade"),
     ),
     Rule(
@@ -130,16 +153,23 @@ ENGLISH = (
         "en.mode_enabled",
         "role_override",
         0.8,
-        r"\b(?:developer|dev|god|jailbreak|jailbroken|dan|unrestricted|unfiltered|debug|admin|sudo|evil) mode (?:is )?(?:now )?(?:enabled|activated|active|on|unlocked|engaged)\b|\b(?:enable|activate|enter|unlock|switch to) (?:the )?(?:developer|god|jailbreak|dan|unrestricted|unfiltered|evil) mode\b",
+        r"\b(?:god|jailbreak|jailbroken|dan|unrestricted|unfiltered|evil|uncensored) mode (?:is )?(?:now )?(?:enabled|activated|active|on|unlocked|engaged)\b|\b(?:enable|activate|enter|unlock|switch to) (?:the )?(?:god|jailbreak|dan|unrestricted|unfiltered|evil|uncensored) mode\b",
         words(
-            "developer dev god jailbreak jailbroken dan unrestricted unfiltered debug admin sudo evil enable activate enter unlock switch"
+            "god jailbreak jailbroken dan unrestricted unfiltered evil uncensored enable activate enter unlock switch"
         ),
+    ),
+    Rule(
+        "en.dev_mode_enabled",
+        "role_override",
+        0.5,
+        r"\b(?:developer|dev|debug|admin|sudo|maintenance) mode (?:is )?(?:now )?(?:enabled|activated|active|on|unlocked|engaged)\b",
+        words("developer dev debug admin sudo maintenance"),
     ),
     Rule(
         "en.pretend_no_rules",
         "role_override",
         0.85,
-        r"\b(?:pretend|imagine|act as if|behave as if|assume) (?:that )?you (?:are|were|have|had|re) (?:no|not bound by|free from|freed from|without|exempt from|no longer bound by) (?:any )?(?:rules|restrictions|limits|limitations|guidelines|filters|ethics|morals|content polic(?:y|ies)|polic(?:y|ies)|programming|censorship)\b",
+        r"\b(?:pretend|imagine|act as if|behave as if|assume) (?:that )?you (?:are|were|have|had|re) (?:no|not bound by|free from|freed from|without|exempt from|no longer bound by) (?:(?:any|all|of|your|the) )*(?:rules|restrictions|limits|limitations|guidelines|filters|ethics|morals|content polic(?:y|ies)|polic(?:y|ies)|programming|censorship)\b",
         words("pretend imagine act behave assume"),
     ),
     Rule(
@@ -151,9 +181,9 @@ ENGLISH = (
     ),
     Rule(
         "en.without_restrictions",
-        "role_override",
+        "override_phrase",
         0.45,
-        r"\bwithout (?:any )?(?:ethical|moral|safety|content) (?:restrictions|guidelines|filters|limitations|constraints|considerations|boundaries)\b",
+        r"\bwithout (?:any )?(?:ethical|moral|safety|content) (?:restrictions|guidelines|filters|limitations|constraints|considerations|boundaries|polic(?:y|ies))\b",
         words("without"),
     ),
     Rule(
@@ -174,8 +204,8 @@ ENGLISH = (
         "en.your_new_task",
         "instruction_injection",
         0.7,
-        r"\byour (?:new|real|actual|true|only|updated|next) (?:instructions?|task|job|objective|goal|mission|purpose|directive|orders) (?:is|are|now|will be)\b",
-        words("your"),
+        r"\b(?:your|the) (?:new|real|actual|true|updated|secret|hidden) (?:instructions?|task|job|objective|goal|mission|purpose|directive|orders)(?: (?:is|are|now|will be)|$| hidden from)\b|\byour only (?:task|job|objective|goal) (?:is|now)\b",
+        words("your the"),
     ),
     Rule(
         "en.note_to_ai",
@@ -196,29 +226,36 @@ ENGLISH = (
     Rule(
         "en.ai_reading_this",
         "instruction_injection",
-        0.6,
-        rf"\b{_AI}s? (?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) this\b",
+        0.7,
+        rf"\b{_AI}s? (?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|evaluating|reviewing|screening|scoring|ranking|handling|viewing) (?:this|these|the following)\b",
         _AI_T,
     ),
     Rule(
         "en.ai_must",
         "instruction_injection",
-        0.65,
-        rf"\b{_AI}s? (?:must|should|shall|needs to|need to|is required to|are required to|has to|have to|will) (?:now )?(?:immediately )?(?:ignore|disregard|forget|send|email|forward|upload|execute|run|call|invoke|delete|reveal|output|print|say|reply|respond|visit|open|fetch|navigate)\b",
+        0.75,
+        rf"\b{_AI}s?(?: you)? (?:must|should|shall|needs to|need to|is required to|are required to|has to|have to|will) (?:now )?(?:immediately )?(?:ignore (?:the user|the user s|your user|all|any|every|your|previous|prior|the above|the instructions|the system)|disregard|forget|reveal|exfiltrate|approve|transfer|leak)\b",
+        _AI_T,
+    ),
+    Rule(
+        "en.ai_should_act",
+        "instruction_injection",
+        0.55,
+        rf"\b{_AI}s? (?:must|should|shall|needs to|need to|is required to|are required to|has to|have to) (?:now )?(?:immediately )?(?:send|email|forward|upload|execute|run|call|invoke|output|print|say|reply|respond|visit|open|fetch|navigate|recommend|rate)\b",
         _AI_T,
     ),
     Rule(
         "en.conceal_from_user",
         "concealment",
         0.6,
-        r"\b(?:do not|don t|dont|never|without|avoid) (?:tell|telling|inform|informing|notify|notifying|mention|mentioning|alert|alerting|asking|show|showing|reveal|revealing|disclose|disclosing|let) (?:this |it |anything |that )?(?:to )?(?:the |your )?users?\b|\b(?:the )?users? (?:must|should|will|need|needs) (?:not|never) (?:know|see|find out|be told|be informed|notice|learn)\b",
-        words("do don dont never without avoid user users"),
+        r"\b(?:do not|don t|dont|never|without|avoid) (?:tell|telling|inform|informing|notify|notifying|mention|mentioning|alert|alerting|asking|show|showing|reveal|revealing|disclose|disclosing|let) (?:this |it |anything |that )?(?:to )?(?:the |your )?users?\b|\b(?:the )?users? (?:must|should|will|need|needs) (?:not|never) (?:know|see|find out|be told|be informed|notice|learn)\b|\b(?:hidden|hide (?:this|it)|keep (?:this|it) (?:hidden|secret)) from (?:the |your )?users?\b",
+        words("do don dont never without avoid user users hidden hide keep"),
     ),
     Rule(
         "en.silently_act",
         "concealment",
         0.6,
-        rf"\b(?:silently|quietly|secretly|covertly|discreetly|stealthily) {_SEND}\b",
+        rf"\b(?:silently|quietly|secretly|covertly|discreetly|stealthily) (?:{_SEND}|run|execute|install|download|delete|call|approve|transfer|change|modify|invoke)\b",
         words("silently quietly secretly covertly discreetly stealthily"),
     ),
     Rule(
@@ -240,8 +277,8 @@ ENGLISH = (
     Rule(
         "en.what_is_your_prompt",
         "prompt_leak",
-        0.6,
-        r"\bwhat (?:is|are|was|were) your (?:system prompt|initial instructions|original instructions|hidden instructions|secret instructions|system message|initial prompt|instructions)\b",
+        0.7,
+        r"\bwhat (?:is|are|was|were) your (?:system prompt|initial instructions|original instructions|hidden instructions|secret instructions|system message|initial prompt)\b",
         words("what"),
     ),
     Rule(
@@ -259,10 +296,24 @@ ENGLISH = (
         _SEND_T,
     ),
     Rule(
+        "en.send_contents",
+        "exfiltration",
+        0.4,
+        rf"\b{_SEND} (?:(?:its|the|their|all|this|that|these|those|of|entire|whole|full) )*(?:contents?|output|outputs|results?|data|file|files|response) (?:\w+ ){{0,6}}?(?:to|into|in) (?:\w+ ){{0,3}}?\w*{_DESTINATION}\b",
+        _SEND_T,
+    ),
+    Rule(
+        "en.harvest_secrets",
+        "exfiltration",
+        0.4,
+        rf"\b(?:collect|gather|harvest|extract|grab|steal|scrape|exfiltrate) (?:(?:all|every|any|your|the|user s|users|their|of|from) ){{0,3}}{_LOOT}\b",
+        words("collect gather harvest extract grab steal scrape exfiltrate"),
+    ),
+    Rule(
         "en.secrets_to",
         "exfiltration",
         0.4,
-        rf"\b{_LOOT_CORE} (?:\w+ ){{0,4}}(?:to|into|in) (?:\w+ ){{0,2}}(?:http|https|www|url|webhook|endpoint|server|address|email|attacker|external|remote|pastebin|ngrok|requestbin|discord)\b",
+        rf"\b{_LOOT_CORE} (?:\w+ ){{0,4}}(?:to|into|in) (?:\w+ ){{0,2}}\w*{_DESTINATION}\b",
         _LOOT_T,
     ),
 )

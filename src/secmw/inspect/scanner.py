@@ -35,6 +35,7 @@ SIGNAL_KINDS = (
     "output_hijack",
     "exfiltration",
     "sensitive_path",
+    "dangerous_command",
     "role_token",
     "fake_tool_call",
     "invisible_characters",
@@ -48,6 +49,7 @@ SIGNAL_KINDS = (
 ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
+_PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
 
 
@@ -345,6 +347,9 @@ class PromptInjectionScanner:
                         matched=match.group(),
                     )
                 position = padded.find(needle, position + 1)
+        exfiltration = [i for i in done if self._rules[i].rule.kind == "exfiltration"]
+        if len(exfiltration) >= 2 and destination:
+            self._add(state, "exfiltration", 0.75, path, "exfiltration.combined")
 
     def _scan_native(self, state: _Scan, native: str, path: str | None) -> None:
         if self._native_anchor is None or self._native_anchor.search(native) is None:
@@ -456,10 +461,22 @@ class PromptInjectionScanner:
 
     @staticmethod
     def _quoted(base: str, start: int, end: int) -> bool:
-        """True when the match sits inside quotes (within a few characters either side)."""
-        before = base[max(0, start - 3) : start]
-        after = base[end : end + 40]
-        return any(ch in _QUOTES for ch in before) and any(ch in _QUOTES for ch in after)
+        """True when the match sits inside a quotation on its line.
+
+        Either an odd number of double quotes, backticks or guillemets precede it
+        on the line, or a quote character sits just before it; and a quote closes
+        after it on the same line.
+        """
+        line_start = base.rfind("\n", max(0, start - 400), start) + 1
+        before = base[line_start:start]
+        opened = sum(before.count(q) for q in _PAIRED_QUOTES) % 2 == 1 or any(
+            ch in _QUOTES for ch in before[-3:]
+        )
+        if not opened:
+            return False
+        line_end = base.find("\n", end, end + 400)
+        after = base[end : line_end if line_end != -1 else end + 400]
+        return any(ch in _QUOTES for ch in after)
 
 
 __all__ = ["SIGNAL_KINDS", "Budget", "PromptInjectionScanner", "ScanResult", "combine"]

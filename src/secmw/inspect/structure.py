@@ -107,6 +107,68 @@ STRUCTURE_RULES = (
         line_start=True,
     ),
     StructureRule(
+        "addressed_to_ai",
+        "instruction_injection",
+        0.7,
+        _r(
+            r"\b(?:for|to)[ \t]+(?:the|any|all|every)[ \t]+(?:ai|llm|assistant|ai assistant|ai model"
+            r"|language model|chatbot|agent|ai agent)s?[ \t]*:"
+        ),
+        (
+            "ai:",
+            "llm:",
+            "assistant:",
+            "model:",
+            "chatbot:",
+            "agent:",
+            "ais:",
+            "assistants:",
+            "agents:",
+        ),
+        pre=":",
+    ),
+    StructureRule(
+        "markdown_system_inline",
+        "role_token",
+        0.6,
+        _r(r"#{2,4}[ \t]*system[ \t]*:"),
+        ("system",),
+        pre="#",
+    ),
+    StructureRule(
+        "transcript_both_roles",
+        "role_token",
+        0.75,
+        _r(r"(?:^|\n)[ \t]*human[ \t]*:[\s\S]{0,4000}?\n[ \t]*assistant[ \t]*:"),
+        ("human:",),
+        pre=":",
+    ),
+    StructureRule(
+        "role_switch_tags",
+        "role_token",
+        0.8,
+        _r(r"</(?:user|human)>\s*<(?:system|assistant|developer)\b"),
+        ("</user", "</human"),
+        pre="<",
+    ),
+    StructureRule(
+        "json_tool_call_object",
+        "fake_tool_call",
+        0.65,
+        _r(r'"(?:tool_calls|function_call)"\s*:\s*\[?\s*\{\s*"(?:name|function|id|type)"'),
+        ("_call",),
+        pre="_",
+    ),
+    StructureRule(
+        "pipe_to_shell",
+        "dangerous_command",
+        0.5,
+        _r(
+            r"\b(?:curl|wget)\b[^\n|]{0,200}\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b|\brm\s+-rf\s+(?:/|~)(?:\s|$)"
+        ),
+        ("curl", "wget", "rm -rf"),
+    ),
+    StructureRule(
         "json_role",
         "role_token",
         0.55,
@@ -135,7 +197,7 @@ STRUCTURE_RULES = (
     StructureRule(
         "markdown_image_exfil",
         "exfiltration",
-        0.6,
+        0.7,
         _r(
             r"!\[[^\]\n]{0,100}\]\(\s*https?://[^\s)]{1,300}[?&][^\s)=]{1,40}=[^\s)]*(?:\{|\$|%7b|\[|<)"
         ),
@@ -146,7 +208,7 @@ STRUCTURE_RULES = (
     StructureRule(
         "sensitive_path",
         "sensitive_path",
-        0.45,
+        0.5,
         _r(
             r"\.ssh/(?:id_[a-z0-9]+|authorized_keys)|/etc/(?:passwd|shadow|sudoers)|\.aws/credentials|\.git-credentials|\.netrc\b|\.npmrc\b|\.pypirc\b|\.docker/config\.json|\.kube/config|(?:^|[\s/\"'`])\.env\b"
         ),
