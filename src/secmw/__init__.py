@@ -25,7 +25,7 @@ from secmw.errors import (
     ServiceUnavailable,
     StepUpRequired,
 )
-from secmw.inspect import Inspector, NoInspector
+from secmw.inspect import Inspector, NoInspector, PromptInjectionInspector, inspect_text
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter
@@ -63,6 +63,7 @@ __all__ = [
     "Pipeline",
     "PolicyEvaluator",
     "Principal",
+    "PromptInjectionInspector",
     "RateDecision",
     "RateLimited",
     "RateLimiter",
@@ -75,5 +76,6 @@ __all__ = [
     "StreamAuditSink",
     "StreamRedactor",
     "build_pipeline",
+    "inspect_text",
     "load_config",
 ]

@@ -38,6 +38,7 @@ EXPECTED = [
     "Pipeline",
     "PolicyEvaluator",
     "Principal",
+    "PromptInjectionInspector",
     "RateDecision",
     "RateLimited",
     "RateLimiter",
@@ -50,6 +51,7 @@ EXPECTED = [
     "StreamAuditSink",
     "StreamRedactor",
     "build_pipeline",
+    "inspect_text",
     "load_config",
 ]
 

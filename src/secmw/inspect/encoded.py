@@ -25,7 +25,10 @@ def _readable(raw: bytes) -> str | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not text or " " not in text:
+    if not text:
+        return None
+    if " " not in text and _BASE64.fullmatch(text.strip()) is None:
+        # One word of text is nothing to rescan, unless it is itself encoded.
         return None
     printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
     return text if printable >= 0.95 * len(text) else None

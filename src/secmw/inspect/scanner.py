@@ -295,7 +295,7 @@ class PromptInjectionScanner:
         self._scan_structure(state, view.base, token_set, path)
         if len(token_set & _LETTERS) >= 5:
             self._scan_spaced(state, words, path)
-        if view.native is not None or view.hidden:
+        if view.hidden or view.invisible or view.bidi or view.mixed_script or view.styled:
             self._scan_unicode(state, view, path, depth)
         if (
             depth < self.max_decode_depth
@@ -313,40 +313,45 @@ class PromptInjectionScanner:
         done: set[int] = set()
         meta: bool | None = None
         destination: bool | None = None
+        # Lead-word positions in text order, so findings come out in reading order.
+        starts: list[tuple[int, str]] = []
         for token in hits:
             needle = f" {token} "
             position = padded.find(needle)
             while position != -1:
-                for index in self._by_token[token]:
-                    if index in done:
-                        continue
-                    compiled = self._rules[index]
-                    match = compiled.regex.match(words, position)
-                    if match is None:
-                        continue
-                    done.add(index)
-                    rule = compiled.rule
-                    score = rule.score
-                    if rule.kind == "exfiltration":
-                        if destination is None:
-                            destination = DESTINATION.search(view.base) is not None
-                        if destination:
-                            score = max(score, 0.6)
-                    if self._quoted(view.base, match.start(), match.end()):
-                        if meta is None:
-                            meta = not META_WORDS.isdisjoint(token_set)
-                        if meta:
-                            score *= self.quoted_discount
-                    self._add(
-                        state,
-                        rule.kind,
-                        score,
-                        path,
-                        rule.id,
-                        span=match.span(),
-                        matched=match.group(),
-                    )
+                starts.append((position, token))
                 position = padded.find(needle, position + 1)
+        starts.sort()
+        for position, token in starts:
+            for index in self._by_token[token]:
+                if index in done:
+                    continue
+                compiled = self._rules[index]
+                match = compiled.regex.match(words, position)
+                if match is None:
+                    continue
+                done.add(index)
+                rule = compiled.rule
+                score = rule.score
+                if rule.kind == "exfiltration":
+                    if destination is None:
+                        destination = DESTINATION.search(view.base) is not None
+                    if destination:
+                        score = max(score, 0.6)
+                if self._quoted(view.base, match.start(), match.end()):
+                    if meta is None:
+                        meta = not META_WORDS.isdisjoint(token_set)
+                    if meta:
+                        score *= self.quoted_discount
+                self._add(
+                    state,
+                    rule.kind,
+                    score,
+                    path,
+                    rule.id,
+                    span=match.span(),
+                    matched=match.group(),
+                )
         exfiltration = [i for i in done if self._rules[i].rule.kind == "exfiltration"]
         if len(exfiltration) >= 2 and destination:
             self._add(state, "exfiltration", 0.75, path, "exfiltration.combined")

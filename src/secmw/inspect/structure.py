@@ -111,8 +111,8 @@ STRUCTURE_RULES = (
         "instruction_injection",
         0.7,
         _r(
-            r"\b(?:for|to)[ \t]+(?:the|any|all|every)[ \t]+(?:ai|llm|assistant|ai assistant|ai model"
-            r"|language model|chatbot|agent|ai agent)s?[ \t]*:"
+            r"\b(?:for|to)[ \t]+(?:the|any|all|every)[ \t]+(?:ai|llm|assistant|ai assistant"
+            r"|ai model|language model|chatbot|agent|ai agent)s?[ \t]*:"
         ),
         (
             "ai:",
