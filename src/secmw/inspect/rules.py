@@ -204,8 +204,15 @@ ENGLISH = (
         "en.your_new_task",
         "instruction_injection",
         0.7,
-        r"\b(?:your|the) (?:new|real|actual|true|updated|secret|hidden) (?:instructions?|task|job|objective|goal|mission|purpose|directive|orders)(?: (?:is|are|now|will be)|$| hidden from)\b|\byour only (?:task|job|objective|goal) (?:is|now)\b",
-        words("your the"),
+        r"\byour (?:new|real|actual|true|only|updated|next) (?:instructions?|task|job|objective|goal|mission|purpose|directive|orders) (?:is|are|now|will be)\b",
+        words("your"),
+    ),
+    Rule(
+        "en.real_task",
+        "instruction_injection",
+        0.6,
+        r"\b(?:real|actual|true|secret|hidden) (?:instructions?|task|objective|goal|mission) (?:is|are|hidden from|for you)\b",
+        words("real actual true secret hidden"),
     ),
     Rule(
         "en.note_to_ai",

@@ -376,24 +376,22 @@ class PromptInjectionScanner:
                 )
 
     @staticmethod
-    def _gated(base: str, rule: StructureRule) -> bool:
-        for gate in rule.gates:
-            if rule.line_start:
-                if f"\n{gate}" in base or base.lstrip().startswith(gate):
-                    return True
-            elif gate in base:
-                return True
-        return False
+    def _gated(base: str, head: str, rule: StructureRule) -> bool:
+        if rule.line_start:
+            return any(gate in base or head.startswith(gate[1:]) for gate in rule.line_gates)
+        return any(gate in base for gate in rule.gates)
 
     def _scan_structure(
         self, state: _Scan, base: str, token_set: set[str], path: str | None
     ) -> None:
         rule: StructureRule
+        head = base[:64].lstrip()
         for rule in STRUCTURE_RULES:
-            if rule.tokens:
-                if rule.tokens.isdisjoint(token_set):
-                    continue
-            elif (rule.pre and rule.pre not in base) or not self._gated(base, rule):
+            if rule.pre and rule.pre not in base:
+                continue
+            if rule.tokens and rule.tokens.isdisjoint(token_set):
+                continue
+            if rule.gates and not self._gated(base, head, rule):
                 continue
             match = rule.regex.search(base)
             if match is None:
