@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secmw.context import RequestContext  # noqa: E402
-from secmw.inspect import PromptInjectionInspector, PromptInjectionScanner  # noqa: E402
-from tests.inspect_corpus import attacks, benign  # noqa: E402
+from tests.inspect_corpus import attacks, benign
+
+from secmw.context import RequestContext
+from secmw.inspect import PromptInjectionInspector, PromptInjectionScanner
 
 THRESHOLD = 0.7
 
