@@ -70,7 +70,13 @@ _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 # Variation selectors used as a byte alphabet ("emoji smuggling").
 _VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-_NON_WORD = re.compile(r"[\W_]")
+# Punctuation and whitespace other than the plain space (one for one, so offsets hold).
+_NON_WORD = re.compile(r"[^\w ]")
+_TYPOGRAPHIC = (
+    ("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'),
+    ("\u2013", "-"), ("\u2014", "-"), ("\u2026", "."), ("\u00a0", " "),
+)  # fmt: skip
+_LATIN_LETTER = re.compile("[a-z]")
 _MIXED_SCRIPT = re.compile(
     "[a-z][\u0370-\u03ff\u0400-\u04ff\u0530-\u058f]|[\u0370-\u03ff\u0400-\u04ff\u0530-\u058f][a-z]"
 )
@@ -124,16 +130,21 @@ def _decode_selectors(text: str) -> str:
 
 def views(text: str) -> Views:
     """Build the views of ``text`` (see the module docstring)."""
+    if not text.isascii():
+        # Typographic quotes and dashes are what usually keeps English text off the
+        # fast path; they are punctuation either way.
+        for fancy, plain in _TYPOGRAPHIC:
+            if fancy in text:
+                text = text.replace(fancy, plain)
     if text.isascii():
         base = text.lower()
         return Views(base, base.translate(WORD_TABLE))
-    if max(text) < "\u0300":
-        # Latin-1 and Latin Extended: no invisible or look-alike tricks beyond the
-        # soft hyphen and a few confusable letters, so skip the expensive passes.
+    if _latin1(text):
+        # Latin-1 (most Western European text): nothing invisible but the soft
+        # hyphen and no look-alike letters, so the expensive passes are skipped.
         invisible = text.count("\u00ad")
         base = _strip_marks(unicodedata.normalize("NFKC", text.replace("\u00ad", "")).casefold())
-        words = base.translate(WORD_TABLE).translate(CONFUSABLE_TABLE)
-        return Views(base, words, None, "", invisible)
+        return Views(base, _words(base), None, "", invisible)
     hidden = ""
     tags = invisible = bidi = styled = 0
     if _SPECIAL.search(text) is not None:
@@ -153,15 +164,38 @@ def views(text: str) -> Views:
         return Views(
             base, base.translate(WORD_TABLE), None, hidden, invisible, bidi, tags, 0, styled
         )
-    # str.translate is slow on non-ASCII strings: punctuation goes by regex, the
-    # leet letters by replace, and look-alikes only when a word mixes scripts.
-    native = _NON_WORD.sub(" ", base)
+    if _LATIN_LETTER.search(base) is None:
+        # No Latin letter: no Latin rule can match and no word mixes scripts, so
+        # the words view is not worth building. Native rules read ``base``.
+        return Views(base, base, base, hidden, invisible, bidi, tags, 0, styled)
+    words = _words(base)
+    # Look-alikes are folded only when a word mixes scripts: folding them in plain
+    # Russian or Greek text would garble it for the native rules.
+    mixed = len(_MIXED_SCRIPT.findall(words))
+    latin = _fold_confusables(words) if mixed else words
+    return Views(base, latin, base, hidden, invisible, bidi, tags, mixed, styled)
+
+
+def _words(base: str) -> str:
+    """The ``words`` view of ``base``, one character for one."""
+    if base.isascii():
+        return base.translate(WORD_TABLE)
+    # str.translate is slow on non-ASCII strings: punctuation goes by regex and
+    # the leet characters by replace, both C loops.
+    words = _NON_WORD.sub(" ", base).replace("_", " ")
     for leet, letter in _LEET.items():
-        if leet in native:
-            native = native.replace(leet, letter)
-    mixed = len(_MIXED_SCRIPT.findall(native))
-    latin = _fold_confusables(native) if mixed else native
-    return Views(base, latin, native, hidden, invisible, bidi, tags, mixed, styled)
+        if leet in words:
+            words = words.replace(leet, letter)
+    return words
+
+
+def _latin1(text: str) -> bool:
+    """True when every character is below U+0100 (a C-speed check)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fold_confusables(text: str) -> str:

@@ -155,8 +155,11 @@ class PromptInjectionScanner:
             if self._weights[rule.kind] <= 0.0:
                 continue
             folded = fold_pattern(rule.pattern)
+            # Native rules read the view with punctuation kept: any run of non-word
+            # characters separates their words.
+            gap = r"[\W_]+" if rule.native else " +"
             compiled = _Compiled(
-                rule, re.compile(folded.replace(" ", " +")), re.compile(folded.replace(" ", " *"))
+                rule, re.compile(folded.replace(" ", gap)), re.compile(folded.replace(" ", " *"))
             )
             if rule.native:
                 natives.append((compiled, tuple(fold_pattern(t) for t in rule.triggers)))
