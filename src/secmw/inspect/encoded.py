@@ -13,6 +13,9 @@ import re
 from urllib.parse import unquote
 
 MIN_RUN = 24
+# The longest run of each encoding decoded (the rest of a longer run is not):
+# percent-decoding is pure Python, the others are C.
+_MAX_RUN = {"base64": 65536, "hex": 65536, "hex_escape": 16384, "percent": 8192}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
@@ -68,7 +71,7 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     for encoding, run in candidates:
         if len(found) >= max_items or spent >= budget:
             break
-        chunk = run[: budget - spent]
+        chunk = run[: min(budget - spent, _MAX_RUN[encoding])]
         spent += len(chunk)
         raw: bytes | None
         if encoding == "base64":

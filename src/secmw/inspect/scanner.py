@@ -49,6 +49,8 @@ SIGNAL_KINDS = (
 ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
+# Lead-word positions tried one by one before a rule falls back to one search.
+_MAX_ANCHORS = 512
 _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
 
@@ -317,22 +319,32 @@ class PromptInjectionScanner:
         meta: bool | None = None
         destination: bool | None = None
         # Lead-word positions in text order, so findings come out in reading order.
-        starts: list[tuple[int, str]] = []
+        # A lead word repeated very often switches its rules to one regex search
+        # each, which bounds the work on padded input.
+        starts: list[tuple[int, int]] = []
+        searched: set[int] = set()
         for token in hits:
             needle = f" {token} "
+            found: list[tuple[int, int]] = []
             position = padded.find(needle)
-            while position != -1:
-                starts.append((position, token))
+            while position != -1 and len(found) < _MAX_ANCHORS:
+                found.extend((position, index) for index in self._by_token[token])
                 position = padded.find(needle, position + 1)
+            if position != -1:
+                searched.update(self._by_token[token])
+            else:
+                starts.extend(found)
+        starts.extend((-1, index) for index in searched)
         starts.sort()
-        for position, token in starts:
-            for index in self._by_token[token]:
-                if index in done:
-                    continue
-                compiled = self._rules[index]
+        for position, index in starts:
+            if index in done or (position >= 0 and index in searched):
+                continue
+            compiled = self._rules[index]
+            if position < 0:
+                match = compiled.regex.search(words)
+            else:
                 match = compiled.regex.match(words, position)
-                if match is None:
-                    continue
+            if match is not None:
                 done.add(index)
                 rule = compiled.rule
                 score = rule.score

@@ -129,9 +129,12 @@ STRUCTURE_RULES = (
         "transcript_both_roles",
         "role_token",
         0.75,
-        _r(r"(?:^|\n)[ \t]*human[ \t]*:[\s\S]{0,4000}?\n[ \t]*assistant[ \t]*:"),
+        # An "Assistant:" turn in a text that also has a "Human:" turn (a linear check;
+        # matching the pair in order with one regex is quadratic on repeated turns).
+        _r(r"^[ \t]*assistant[ \t]*:"),
         ":",
-        _t("human"),
+        _t("assistant"),
+        gates=("human:",),
     ),
     StructureRule(
         "system_line",
