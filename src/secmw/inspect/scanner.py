@@ -49,8 +49,6 @@ SIGNAL_KINDS = (
 ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
-# Lead-word positions tried one by one before a rule falls back to one search.
-_MAX_ANCHORS = 512
 _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
 
@@ -121,6 +119,7 @@ class PromptInjectionScanner:
     """
 
     __slots__ = (
+        "_any_rule",
         "_by_token",
         "_native",
         "_native_anchor",
@@ -176,6 +175,12 @@ class PromptInjectionScanner:
             re.compile("|".join(re.escape(a) for a in anchors)) if anchors else None
         )
         self._by_token = {token: tuple(indexes) for token, indexes in by_token.items()}
+        # One alternation per lead word: a single C-level match per occurrence
+        # tells whether any of its rules starts there.
+        self._any_rule = {
+            token: re.compile("|".join(f"(?:{self._rules[i].regex.pattern})" for i in indexes))
+            for token, indexes in self._by_token.items()
+        }
         self._triggers = frozenset(self._by_token)
 
     # -- public entry points ------------------------------------------------
@@ -319,31 +324,24 @@ class PromptInjectionScanner:
         meta: bool | None = None
         destination: bool | None = None
         # Lead-word positions in text order, so findings come out in reading order.
-        # A lead word repeated very often switches its rules to one regex search
-        # each, which bounds the work on padded input.
+        # Each try is an anchored match that fails within a few words, so the cost
+        # is linear in the number of lead words, however often they repeat.
         starts: list[tuple[int, int]] = []
-        searched: set[int] = set()
         for token in hits:
             needle = f" {token} "
-            found: list[tuple[int, int]] = []
+            indexes = self._by_token[token]
+            any_rule = self._any_rule[token]
             position = padded.find(needle)
-            while position != -1 and len(found) < _MAX_ANCHORS:
-                found.extend((position, index) for index in self._by_token[token])
+            while position != -1:
+                if any_rule.match(words, position) is not None:
+                    starts.extend((position, index) for index in indexes)
                 position = padded.find(needle, position + 1)
-            if position != -1:
-                searched.update(self._by_token[token])
-            else:
-                starts.extend(found)
-        starts.extend((-1, index) for index in searched)
         starts.sort()
         for position, index in starts:
-            if index in done or (position >= 0 and index in searched):
+            if index in done:
                 continue
             compiled = self._rules[index]
-            if position < 0:
-                match = compiled.regex.search(words)
-            else:
-                match = compiled.regex.match(words, position)
+            match = compiled.regex.match(words, position)
             if match is not None:
                 done.add(index)
                 rule = compiled.rule
