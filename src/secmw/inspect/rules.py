@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One phrase detector: a pattern, the signal kind it raises, and its weight."""
+    """One phrase detector: a pattern, the signal kind it raises, and its weight.
+
+    ``triggers`` are the words a match can start with; ``requires``, when set,
+    are words of which one must also occur somewhere in the text.
+    """
 
     id: str
     kind: str
@@ -25,6 +29,7 @@ class Rule:
     pattern: str
     triggers: tuple[str, ...]
     native: bool = False
+    requires: tuple[str, ...] = ()
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -51,6 +56,12 @@ _NOUN_T = words(
 _AI = "(?:ai|assistant|agent|llm|language model|large language model|chatbot|chat bot|model|gpt|chatgpt|claude|copilot|gemini|bot|ai model|ai assistant|ai agent)"
 _LOOT = "(?:api keys?|keys?|passwords?|passwd|passphrases?|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|id rsa|env|dotenv|environment variables?|env vars?|cookies?|session ids?|session tokens?|access keys?|secret access keys?|bearer tokens?|auth headers?|authorization headers?|system prompt|conversation history|chat history|full conversation|conversation|chat log|chat transcript|user data|personal data|credit card numbers?|card numbers?|ssns?|social security numbers?|wallet seed|seed phrase|mnemonic)"
 _LOOT_CORE = "(?:api keys?|passwords?|passwd|secrets?|tokens?|credentials?|creds|private keys?|ssh keys?|cookies?|env vars?|environment variables?|keys)"
+_LOOT_WORDS = words(
+    "key keys password passwords passwd passphrase passphrases secret secrets token tokens "
+    "credential credentials creds rsa env dotenv environment vars cookie cookies session "
+    "bearer header headers prompt history conversation log transcript data card ssn ssns "
+    "security seed mnemonic"
+)
 _DESTINATION = "(?:http|https|www|url|webhook|endpoint|server|address|email|attacker|external|remote|pastebin|ngrok|requestbin|discord)"
 _LOOT_T = words(
     "api password passwords passwd secret secrets token tokens credential credentials creds "
@@ -301,6 +312,7 @@ ENGLISH = (
         0.4,
         rf"\b{_SEND}\b(?: \w+){{0,6}}? (?:(?:all|every|any|your|the|user s|users|their|my|our|of|these|those|his|her) ){{0,3}}{_LOOT}\b",
         _SEND_T,
+        requires=_LOOT_WORDS,
     ),
     Rule(
         "en.send_contents",
@@ -308,6 +320,7 @@ ENGLISH = (
         0.4,
         rf"\b{_SEND} (?:(?:its|the|their|all|this|that|these|those|of|entire|whole|full) )*(?:contents?|output|outputs|results?|data|file|files|response) (?:\w+ ){{0,6}}?(?:to|into|in) (?:\w+ ){{0,3}}?\w*{_DESTINATION}\b",
         _SEND_T,
+        requires=words("content contents output outputs result results data file files response"),
     ),
     Rule(
         "en.harvest_secrets",
@@ -315,6 +328,7 @@ ENGLISH = (
         0.4,
         rf"\b(?:collect|gather|harvest|extract|grab|steal|scrape|exfiltrate) (?:(?:all|every|any|your|the|user s|users|their|of|from) ){{0,3}}{_LOOT}\b",
         words("collect gather harvest extract grab steal scrape exfiltrate"),
+        requires=_LOOT_WORDS,
     ),
     Rule(
         "en.secrets_to",

@@ -121,6 +121,7 @@ class PromptInjectionScanner:
     __slots__ = (
         "_any_rule",
         "_by_token",
+        "_requires",
         "_native",
         "_native_anchor",
         "_rules",
@@ -175,6 +176,9 @@ class PromptInjectionScanner:
             re.compile("|".join(re.escape(a) for a in anchors)) if anchors else None
         )
         self._by_token = {token: tuple(indexes) for token, indexes in by_token.items()}
+        self._requires = tuple(
+            frozenset(fold_pattern(word) for word in c.rule.requires) for c in self._rules
+        )
         # One alternation per lead word: a single C-level match per occurrence
         # tells whether any of its rules starts there.
         self._any_rule = {
@@ -329,7 +333,13 @@ class PromptInjectionScanner:
         starts: list[tuple[int, int]] = []
         for token in hits:
             needle = f" {token} "
-            indexes = self._by_token[token]
+            indexes = tuple(
+                i
+                for i in self._by_token[token]
+                if not self._requires[i] or not self._requires[i].isdisjoint(token_set)
+            )
+            if not indexes:
+                continue
             any_rule = self._any_rule[token]
             position = padded.find(needle)
             while position != -1:
