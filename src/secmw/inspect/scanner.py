@@ -121,9 +121,9 @@ class PromptInjectionScanner:
     __slots__ = (
         "_any_rule",
         "_by_token",
-        "_requires",
         "_native",
         "_native_anchor",
+        "_requires",
         "_rules",
         "_triggers",
         "_weights",
