@@ -8,7 +8,8 @@ from secmw.inspect.inspector import (
     PromptInjectionDetected,
     PromptInjectionInspector,
 )
-from secmw.inspect.scanner import SIGNAL_KINDS, PromptInjectionScanner, ScanResult
+from secmw.inspect.results import SIGNAL_KINDS, ScanResult, ScanState
+from secmw.inspect.scanner import PromptInjectionScanner
 
 __all__ = [
     "SIGNAL_KINDS",
@@ -20,6 +21,7 @@ __all__ = [
     "PromptInjectionInspector",
     "PromptInjectionScanner",
     "ScanResult",
+    "ScanState",
     "default_scanner",
     "inspect_text",
     "inspect_value",

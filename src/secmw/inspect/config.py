@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from secmw._config_base import ConfigModel
-from secmw.inspect.scanner import SIGNAL_KINDS
+from secmw.inspect.results import SIGNAL_KINDS
 
 ScanTarget = Literal["tool_arguments", "prompt_arguments", "llm_messages"]
 

@@ -26,7 +26,9 @@ from typing import Any, Literal
 
 from secmw.context import Finding, RequestContext
 from secmw.errors import Denial
-from secmw.inspect.scanner import Budget, PromptInjectionScanner, combine
+from secmw.inspect.results import Budget, ScanState, combine
+from secmw.inspect.scanner import PromptInjectionScanner
+from secmw.inspect.walk import scan_tree
 
 Action = Literal["deny", "flag", "audit"]
 SCAN_TARGETS = ("tool_arguments", "prompt_arguments", "llm_messages")
@@ -127,8 +129,9 @@ class PromptInjectionInspector:
         budget = Budget(self.scanner.max_chars)
         findings: list[Finding] = []
         for source, value, path, skip in self._texts(ctx):
-            state = self.scanner.new_scan(source, budget)
-            self.scanner.scan_tree(
+            state = ScanState(source, budget)
+            scan_tree(
+                self.scanner,
                 state,
                 value,
                 path,

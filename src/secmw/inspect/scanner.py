@@ -6,73 +6,31 @@ made) and then scores strings: tool-call arguments, prompts, LLM messages, or to
 and the matched signals as :class:`~secmw.context.Finding` objects: a kind, a
 weight, offsets into the normalised text and a fingerprint, never the payload.
 
-Per-kind scores combine as independent evidence (``1 - prod(1 - s)``, one value
-per kind, the strongest), so two weak signals of different kinds add up and many
-matches of one kind do not.
+Scores combine as described in :mod:`secmw.inspect.results`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from secmw.context import Finding
 from secmw.inspect.encoded import decode_payloads
 from secmw.inspect.normalize import Views, fold_pattern, views
+from secmw.inspect.results import SIGNAL_KINDS, Budget, ScanResult, ScanState, combine
 from secmw.inspect.rules import ENGLISH, META_WORDS, Rule
 from secmw.inspect.rules_intl import LATIN_OTHER, NATIVE
 from secmw.inspect.structure import DESTINATION, STRUCTURE_RULES, StructureRule
+from secmw.inspect.walk import scan_tree
 
-SIGNAL_KINDS = (
-    "override_phrase",
-    "role_override",
-    "instruction_injection",
-    "concealment",
-    "prompt_leak",
-    "output_hijack",
-    "exfiltration",
-    "sensitive_path",
-    "dangerous_command",
-    "role_token",
-    "fake_tool_call",
-    "invisible_characters",
-    "bidi_control",
-    "unicode_tags",
-    "homoglyph",
-    "spaced_letters",
-    "encoded_payload",
-    "scan_limit",
-)
 ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
 _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
-
-
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    """The outcome of scanning text: the combined score and the signals behind it."""
-
-    score: float
-    findings: tuple[Finding, ...] = ()
-    truncated: bool = False
-
-    @property
-    def signals(self) -> tuple[str, ...]:
-        """The distinct signal kinds found, sorted."""
-        return tuple(sorted({f.kind for f in self.findings}))
-
-
-@dataclass(slots=True)
-class Budget:
-    """Characters left to scan for one request or one call; shared across strings."""
-
-    chars: int
-    exhausted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,29 +40,8 @@ class _Compiled:
     squashed: re.Pattern[str]
 
 
-def combine(findings: Iterable[Finding]) -> float:
-    """Combine findings into one score: the strongest per kind, as independent evidence."""
-    best: dict[str, float] = {}
-    for finding in findings:
-        if finding.score > best.get(finding.kind, 0.0):
-            best[finding.kind] = finding.score
-    remaining = 1.0
-    for score in best.values():
-        remaining *= 1.0 - min(score, 1.0)
-    return round(1.0 - remaining, 4)
-
-
 def _fingerprint(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-
-
-@dataclass(slots=True)
-class _Scan:
-    """Per-call state of one scan (never kept on the scanner)."""
-
-    source: str
-    budget: Budget
-    findings: list[Finding] = field(default_factory=list)
 
 
 class PromptInjectionScanner:
@@ -192,7 +129,7 @@ class PromptInjectionScanner:
     def scan(self, text: str, source: str = "text", *, path: str | None = None) -> ScanResult:
         """Score one string; ``source`` and ``path`` label the findings."""
         budget = Budget(self.max_chars)
-        state = _Scan(source, budget)
+        state = ScanState(source, budget)
         self.scan_into(state, text, path)
         return self._result(state)
 
@@ -200,57 +137,13 @@ class PromptInjectionScanner:
         self, value: Any, source: str = "text", *, max_strings: int = 4096, max_depth: int = 32
     ) -> ScanResult:
         """Score every string inside a JSON-like value (dicts, lists, strings), bounded."""
-        state = _Scan(source, Budget(self.max_chars))
-        self.scan_tree(state, value, "", max_strings=max_strings, max_depth=max_depth)
+        state = ScanState(source, Budget(self.max_chars))
+        scan_tree(self, state, value, "", max_strings=max_strings, max_depth=max_depth)
         return self._result(state)
 
-    # -- building blocks the inspector shares -----------------------------------
+    # -- building blocks the inspector and the tree walk share --------------------
 
-    def new_scan(self, source: str, budget: Budget) -> _Scan:
-        """Per-call state, for callers that scan several strings under one budget."""
-        return _Scan(source, budget)
-
-    def scan_tree(
-        self,
-        state: _Scan,
-        value: Any,
-        path: str,
-        *,
-        max_strings: int,
-        max_depth: int,
-        skip_keys: frozenset[str] = frozenset(),
-    ) -> None:
-        """Scan the strings of ``value`` (keys included), iteratively, within the limits."""
-        stack: list[tuple[Any, str, int]] = [(value, path, 0)]
-        strings = 0
-        while stack:
-            item, where, depth = stack.pop()
-            if isinstance(item, str):
-                strings += 1
-                if strings > max_strings:
-                    self._limit(state, f"more than {max_strings} strings")
-                    return
-                self.scan_into(state, item, where or None)
-            elif isinstance(item, Mapping | list):
-                if depth >= max_depth:
-                    self._limit(state, f"nesting deeper than {max_depth}")
-                    return
-                if isinstance(item, list):
-                    stack.extend(
-                        (v, f"{where}[{i}]", depth + 1) for i, v in reversed(list(enumerate(item)))
-                    )
-                    continue
-                for key, v in reversed(list(item.items())):
-                    if key in skip_keys:
-                        continue
-                    child = f"{where}.{key}" if where else str(key)
-                    stack.append((v, child, depth + 1))
-                    if isinstance(key, str) and len(key) > 16:
-                        stack.append((key, child, depth + 1))
-            if state.budget.exhausted:
-                return
-
-    def scan_into(self, state: _Scan, text: str, path: str | None, depth: int = 0) -> None:
+    def scan_into(self, state: ScanState, text: str, path: str | None, depth: int = 0) -> None:
         """Scan one string into ``state``, charging it to the shared budget."""
         budget = state.budget
         if budget.exhausted:
@@ -258,7 +151,7 @@ class PromptInjectionScanner:
         if len(text) > budget.chars:
             text = text[: budget.chars]
             budget.chars = 0
-            self._limit(state, "scan budget exhausted")
+            self.limit(state, "scan budget exhausted")
         else:
             budget.chars -= len(text)
         if text:
@@ -266,18 +159,19 @@ class PromptInjectionScanner:
 
     # -- the scan ---------------------------------------------------------------
 
-    def _result(self, state: _Scan) -> ScanResult:
+    def _result(self, state: ScanState) -> ScanResult:
         findings = tuple(state.findings)
         return ScanResult(combine(findings), findings, state.budget.exhausted)
 
-    def _limit(self, state: _Scan, why: str) -> None:
+    def limit(self, state: ScanState, why: str) -> None:
+        """Record that scanning stopped at a limit (a ``scan_limit`` finding)."""
         state.budget.exhausted = True
         score = 1.0 if self.fail_closed else 0.0
         state.findings.append(Finding(state.source, "scan_limit", score, detail=why))
 
     def _add(
         self,
-        state: _Scan,
+        state: ScanState,
         kind: str,
         score: float,
         path: str | None,
@@ -296,7 +190,7 @@ class PromptInjectionScanner:
             Finding(state.source, kind, weighted, start, end, fingerprint, detail)
         )
 
-    def _scan_text(self, state: _Scan, text: str, path: str | None, depth: int) -> None:
+    def _scan_text(self, state: ScanState, text: str, path: str | None, depth: int) -> None:
         view = views(text)
         words = view.words
         tokens = words.split()
@@ -319,7 +213,7 @@ class PromptInjectionScanner:
             self._scan_encoded(state, text, path, depth)
 
     def _scan_phrases(
-        self, state: _Scan, view: Views, token_set: set[str], hits: set[str], path: str | None
+        self, state: ScanState, view: Views, token_set: set[str], hits: set[str], path: str | None
     ) -> None:
         """Try each triggered rule where its lead word occurs (anchored ``match``)."""
         words = view.words
@@ -379,7 +273,7 @@ class PromptInjectionScanner:
         if len(exfiltration) >= 2 and destination:
             self._add(state, "exfiltration", 0.75, path, "exfiltration.combined")
 
-    def _scan_native(self, state: _Scan, native: str, path: str | None) -> None:
+    def _scan_native(self, state: ScanState, native: str, path: str | None) -> None:
         if self._native_anchor is None or self._native_anchor.search(native) is None:
             return
         for compiled, anchors in self._native:
@@ -405,7 +299,7 @@ class PromptInjectionScanner:
         return any(gate in base for gate in rule.gates)
 
     def _scan_structure(
-        self, state: _Scan, base: str, token_set: set[str], path: str | None
+        self, state: ScanState, base: str, token_set: set[str], path: str | None
     ) -> None:
         rule: StructureRule
         head = base[:64].lstrip()
@@ -433,7 +327,7 @@ class PromptInjectionScanner:
                 state, rule.kind, score, path, rule.id, span=(start, end), matched=match.group()
             )
 
-    def _scan_spaced(self, state: _Scan, words: str, path: str | None) -> None:
+    def _scan_spaced(self, state: ScanState, words: str, path: str | None) -> None:
         """Rescan with letter-by-letter runs (``i g n o r e``, ``I.G.N.O.R.E``) joined up."""
         runs = list(_SPACED.finditer(words))
         if not runs:
@@ -458,7 +352,7 @@ class PromptInjectionScanner:
         if found:
             self._add(state, "spaced_letters", 0.3, path, "spaced_letters", span=runs[0].span())
 
-    def _scan_unicode(self, state: _Scan, view: Views, path: str | None, depth: int) -> None:
+    def _scan_unicode(self, state: ScanState, view: Views, path: str | None, depth: int) -> None:
         if view.invisible:
             score = 0.2 if view.invisible == 1 else 0.35 if view.invisible < 4 else 0.5
             self._add(state, "invisible_characters", score, path, f"invisible x{view.invisible}")
@@ -476,7 +370,7 @@ class PromptInjectionScanner:
             if depth < self.max_decode_depth:
                 self.scan_into(state, view.hidden, f"{path or ''}/hidden", depth + 1)
 
-    def _scan_encoded(self, state: _Scan, text: str, path: str | None, depth: int) -> None:
+    def _scan_encoded(self, state: ScanState, text: str, path: str | None, depth: int) -> None:
         budget = min(state.budget.chars + len(text), len(text))
         for encoding, decoded in decode_payloads(text, budget):
             before = len(state.findings)
@@ -505,4 +399,4 @@ class PromptInjectionScanner:
         return any(ch in _QUOTES for ch in after)
 
 
-__all__ = ["SIGNAL_KINDS", "Budget", "PromptInjectionScanner", "ScanResult", "combine"]
+__all__ = ["ALL_RULES", "SIGNAL_KINDS", "Budget", "PromptInjectionScanner", "ScanResult", "combine"]

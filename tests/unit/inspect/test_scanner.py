@@ -9,7 +9,7 @@ import pytest
 
 from secmw.context import Finding
 from secmw.inspect import SIGNAL_KINDS, PromptInjectionScanner, inspect_text, inspect_value
-from secmw.inspect.scanner import combine
+from secmw.inspect.results import combine
 
 SCANNER = PromptInjectionScanner()
 
