@@ -114,3 +114,21 @@ async def test_startup_event_names_the_inspect_stage_and_fail_open() -> None:
     (startup,) = audit.named("sys_startup")
     assert "inspect" in startup.details["stages"]
     assert startup.details["fail_open"] == ["auth.allow_anonymous", "inspect.fail_closed"]
+
+
+async def test_websocket_handshake_is_not_blocked_by_the_inspector() -> None:
+    from tests.support import Sender, ws_scope
+
+    async def socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        socket, {"auth": {"allow_anonymous": True}, "inspect": {}}, audit=audit
+    )
+    sent = Sender()
+    await app(ws_scope(), Receiver([{"type": "websocket.connect"}]), sent)
+    assert [m["type"] for m in sent.messages] == ["websocket.accept", "websocket.close"]
+    assert audit.named("authz_allow")[0].status == 101

@@ -70,10 +70,10 @@ _LOOT_T = words(
 _AI_T = words(
     "ai assistant agent llm language large chatbot chat model gpt chatgpt claude copilot gemini bot"
 )
-_SEND = "(?:send|post|upload|exfiltrate|exfil|forward|leak|email|e mail|mail|transmit|transfer|copy|append|include|embed|attach|share|submit|curl|wget|push|dump|paste|beacon|encode|report|relay|deliver)"
+_SEND = "(?:send|post|upload|exfiltrate|exfil|forward|leak|email|e mail|mail|transmit|transfer|copy|append|include|embed|attach|share|submit|curl|wget|push|dump|paste|beacon|report|relay|deliver)"
 _SEND_T = words(
     "send post upload exfiltrate exfil forward leak email mail transmit transfer copy append "
-    "include embed attach share submit curl wget push dump paste beacon encode report relay "
+    "include embed attach share submit curl wget push dump paste beacon report relay "
     "deliver"
 )
 
@@ -229,7 +229,7 @@ ENGLISH = (
         "en.note_to_ai",
         "instruction_injection",
         0.6,
-        rf"\b(?:note|message|instructions?|attention|important|notice|reminder|directive|hey|dear) (?:to |for )?(?:the |any |all |every )?{_AI}s?\b(?: (?:reading|processing|summari[sz]ing|parsing|viewing) this)?",
+        rf"\b(?:(?:note|message|instructions?|important|notice|reminder|directive) (?:to|for)|attention|hey|dear) (?:the |any |all |every )?{_AI}s?\b(?: (?:reading|processing|summari[sz]ing|parsing|viewing) this)?",
         words(
             "note message instruction instructions attention important notice reminder directive hey dear"
         ),
@@ -334,7 +334,7 @@ ENGLISH = (
         "en.secrets_to",
         "exfiltration",
         0.4,
-        rf"\b{_LOOT_CORE} (?:\w+ ){{0,4}}(?:to|into|in) (?:\w+ ){{0,2}}\w*{_DESTINATION}\b",
+        rf"\b{_LOOT_CORE} (?:\w+ ){{0,4}}(?:to|into) (?:\w+ ){{0,2}}\w*{_DESTINATION}\b",
         _LOOT_T,
     ),
 )

@@ -247,8 +247,12 @@ class PromptInjectionScanner:
             compiled = self._rules[index]
             match = compiled.regex.match(words, position)
             if match is not None:
-                done.add(index)
                 rule = compiled.rule
+                if rule.kind == "exfiltration" and "\n" in view.base[match.start() : match.end()]:
+                    # In prose a request to send secrets sits on one line; across
+                    # lines it is usually code (imports, calls, variable names).
+                    continue
+                done.add(index)
                 score = rule.score
                 if rule.kind == "exfiltration":
                     if destination is None:
@@ -328,27 +332,37 @@ class PromptInjectionScanner:
             )
 
     def _scan_spaced(self, state: ScanState, words: str, path: str | None) -> None:
-        """Rescan with letter-by-letter runs (``i g n o r e``, ``I.G.N.O.R.E``) joined up."""
+        """Rescan with letter-by-letter runs (``i g n o r e``, ``I.G.N.O.R.E``) joined up.
+
+        A rule counts only when its match covers part of a joined run, so code and
+        regexes full of one-letter tokens do not produce phrases out of nothing.
+        """
         runs = list(_SPACED.finditer(words))
         if not runs:
             return
         parts: list[str] = []
-        last = 0
+        joined_runs: list[tuple[int, int]] = []
+        last = length = 0
         for run in runs:
-            parts.append(words[last : run.start()])
-            parts.append(run.group().replace(" ", ""))
+            before = words[last : run.start()]
+            squashed = run.group().replace(" ", "")
+            parts.extend((before, squashed))
+            length += len(before)
+            joined_runs.append((length, length + len(squashed)))
+            length += len(squashed)
             last = run.end()
         parts.append(words[last:])
         joined = "".join(parts)
         found = False
         for compiled in self._rules:
             match = compiled.squashed.search(joined)
-            if match is not None:
-                found = True
-                rule = compiled.rule
-                self._add(
-                    state, rule.kind, rule.score, path, rule.id, span=None, matched=match.group()
-                )
+            if match is None or not any(
+                start < match.end() and match.start() < end for start, end in joined_runs
+            ):
+                continue
+            found = True
+            rule = compiled.rule
+            self._add(state, rule.kind, rule.score, path, rule.id, matched=match.group())
         if found:
             self._add(state, "spaced_letters", 0.3, path, "spaced_letters", span=runs[0].span())
 
