@@ -344,3 +344,31 @@ def test_long_encoded_run_is_decoded_only_up_to_its_cap() -> None:
     tail = base64.b64encode(b"x" * 60000 + payload).decode()
     assert "override_phrase" in kinds(head)
     assert "override_phrase" not in kinds(tail)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(
+            "from pygments.lexer import RegexLexer, include, bygroups, words\n"
+            "from pygments.token import Text, Comment\n"
+            "r'%(\\(\\w+\\))?[-#0 +]*([0-9]+|[*])?(\\.([0-9]+|[*]))?'",
+            id="imports-and-regex",
+        ),
+        pytest.param(
+            "for inst in instances:\n    seen[inst] = checker.check(inst)", id="index-inst"
+        ),
+        pytest.param("if message.model == 'gpt':\n    post(message)", id="message-model"),
+        pytest.param(
+            "def register(self):\n    # report the result\n    code = self.post_to_server(data)\n"
+            "    config = read('~/.pypirc')",
+            id="post-to-server",
+        ),
+        pytest.param(
+            "headers = {'Authorization': f'Bearer {token}'}\nrequests.post('https://api.example.com/v1', headers=headers)",
+            id="bearer-request",
+        ),
+    ],
+)
+def test_source_code_look_alikes_stay_under_the_threshold(code: str) -> None:
+    assert SCANNER.scan(code).score < 0.7
