@@ -53,7 +53,14 @@ STRUCTURE_RULES = (
         "<",
         gates=("<|",),
     ),
-    StructureRule("llama_inst", "role_token", 0.8, _r(r"(?<![\w\]])\[/?inst\]"), "]", _t("inst")),
+    StructureRule(
+        "llama_inst",
+        "role_token",
+        0.8,
+        _r(r"(?:^|[\s>])\[inst\][ \t]+\S|\[/inst\]"),
+        "]",
+        _t("inst"),
+    ),
     StructureRule("llama_sys", "role_token", 0.8, _r(r"<</?sys>>"), "<", _t("sys")),
     StructureRule(
         "turn_tag", "role_token", 0.8, _r(r"<(?:start|end)_of_turn>"), "<", gates=("_of_turn>",)
