@@ -358,6 +358,7 @@ def test_long_encoded_run_is_decoded_only_up_to_its_cap() -> None:
         pytest.param(
             "for inst in instances:\n    seen[inst] = checker.check(inst)", id="index-inst"
         ),
+        pytest.param("expanded = [inst]\nreturn expanded", id="list-inst"),
         pytest.param("if message.model == 'gpt':\n    post(message)", id="message-model"),
         pytest.param(
             "def register(self):\n    # report the result\n    code = self.post_to_server(data)\n"
