@@ -8,10 +8,15 @@ turned into two views of the same length (offsets in one are offsets in the othe
   (``précédentes`` becomes ``precedentes``, Zalgo text loses its marks);
 * ``words``: ``base`` with punctuation turned into spaces, leet digits folded to
   letters (``1gn0r3`` reads ``ignore``; ``l``, ``1`` and ``|`` all read ``i``),
-  and, in ``latin``, Cyrillic and Greek look-alike letters folded to Latin.
+  and Cyrillic, Greek and Armenian look-alikes folded to Latin inside words that
+  mix scripts.
 
-ASCII text, the common case, skips everything but case folding and the table
-translation, which are C loops over the string.
+Text in other scripts also keeps ``native`` (``base`` itself, punctuation kept,
+no look-alike folding) for the rules written in those scripts.
+
+Cost follows the text: ASCII (the common case) is a case fold and one table
+translation, both C loops; Latin-1 adds NFKC and accent stripping; only other
+text pays for the invisible-character, tag and look-alike passes.
 """
 
 from __future__ import annotations
