@@ -345,11 +345,9 @@ ENGLISH = (
 META_WORDS = frozenset(
     words(
         "injection injections jailbreak jailbreaks attack attacks attacker attackers example "
-        "examples payload payloads detect detects detection detector detectors phrase phrases "
-        "test tests testing malicious adversarial classifier classifiers quote quoted string "
-        "strings pattern patterns regex benchmark dataset corpus sample samples red team "
-        "mitigation mitigate defend defense defence guard filter blocked block such like eg "
-        "typical common known"
+        "examples payload payloads detect detects detection detector detectors test tests "
+        "malicious adversarial classifier classifiers benchmark dataset corpus red team "
+        "mitigation mitigate eg"
     )
 )
 

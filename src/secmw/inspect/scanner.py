@@ -27,6 +27,8 @@ from secmw.inspect.structure import DESTINATION, STRUCTURE_RULES, StructureRule
 from secmw.inspect.walk import scan_tree
 
 ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
+# Meta words as the words view spells them ("example" reads "exampie").
+_META = frozenset(fold_pattern(word) for word in META_WORDS)
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
 _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
@@ -261,7 +263,7 @@ class PromptInjectionScanner:
                         score = max(score, 0.6)
                 if self._quoted(view.base, match.start(), match.end()):
                     if meta is None:
-                        meta = not META_WORDS.isdisjoint(token_set)
+                        meta = not _META.isdisjoint(token_set)
                     if meta:
                         score *= self.quoted_discount
                 self._add(
