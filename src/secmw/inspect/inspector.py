@@ -181,16 +181,18 @@ class PromptInjectionInspector:
         pieces: list[tuple[str, Any, str, frozenset[str]]] = []
         none: frozenset[str] = frozenset()
         if ctx.rpc:
-            for call in ctx.rpc:
+            for number, call in enumerate(ctx.rpc):
+                # In a batch the path names the message too: "[1].arguments.query".
+                path = f"[{number}].arguments" if ctx.rpc_batch else "arguments"
                 if call.method == "tools/call" and "tool_arguments" in self.scan:
                     if call.target in self.skip_tools or not call.arguments:
                         continue
-                    pieces.append(("tool_arguments", call.arguments, "arguments", none))
+                    pieces.append(("tool_arguments", call.arguments, path, none))
                 elif call.method == "prompts/get" and "prompt_arguments" in self.scan:
                     params = call.params if isinstance(call.params, Mapping) else {}
                     arguments = params.get("arguments")
                     if arguments:
-                        pieces.append(("prompt_arguments", arguments, "arguments", none))
+                        pieces.append(("prompt_arguments", arguments, path, none))
             return pieces
         body = ctx.json
         if "llm_messages" in self.scan and isinstance(body, Mapping):

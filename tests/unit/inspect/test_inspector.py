@@ -191,3 +191,9 @@ def test_scan_limits_fail_closed_with_413_or_report_when_open() -> None:
 
 def test_inspector_needs_the_body() -> None:
     assert PromptInjectionInspector.needs_body is True
+
+
+def test_batch_findings_name_the_message() -> None:
+    ctx = context([tool_call({"q": BENIGN}), tool_call({"q": ATTACK}, ident=2)])
+    findings = PromptInjectionInspector(action="flag").inspect(ctx)
+    assert findings[0].detail == "en.ignore_previous @ [1].arguments.q"
