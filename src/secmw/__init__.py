@@ -25,7 +25,7 @@ from secmw.errors import (
     ServiceUnavailable,
     StepUpRequired,
 )
-from secmw.inspect import Inspector, NoInspector
+from secmw.inspect import Inspector, NoInspector, PromptInjectionInspector, inspect_text
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter, TieredRateLimiter
@@ -63,6 +63,7 @@ __all__ = [
     "Pipeline",
     "PolicyEvaluator",
     "Principal",
+    "PromptInjectionInspector",
     "RateDecision",
     "RateLimited",
     "RateLimiter",
@@ -77,5 +78,6 @@ __all__ = [
     "StreamRedactor",
     "TieredRateLimiter",
     "build_pipeline",
+    "inspect_text",
     "load_config",
 ]

@@ -25,6 +25,7 @@ from secmw.auth import build as auth_build
 from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.inspect.config import InspectConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
 from secmw.ratelimit.config import RateLimitConfig
@@ -93,6 +94,7 @@ class Config(ConfigModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
+    inspect: InspectConfig | None = None
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -183,6 +185,14 @@ def _redactor(config: Config) -> Any:
     return _within("redact", lambda: build_redactor(config.redact))
 
 
+def _inspector(config: Config) -> Any:
+    if config.inspect is None:
+        return None
+    from secmw.inspect.build import build_inspector  # noqa: PLC0415 - only when configured
+
+    return _within("inspect", lambda: build_inspector(config.inspect))  # type: ignore[arg-type]
+
+
 def _audit(config: Config) -> Any:
     from secmw.audit.build import build_sink  # noqa: PLC0415 - keeps imports lazy
 
@@ -198,7 +208,7 @@ def _rate_limiter(config: Config) -> Any:
 # One builder per stage; a component issue adds its section to Config and a line here.
 BUILDERS: dict[str, Builder] = {
     "authenticator": _authenticator,
-    "inspector": lambda config: None,
+    "inspector": _inspector,
     "policy": _policy,
     "rate_limiter": _rate_limiter,
     "redactor": _redactor,
@@ -239,6 +249,12 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     redact = config.redact
     if redact.enabled and redact.compressed == "pass" and "redactor" not in components:
         found.append("redact.compressed")
+    if (
+        config.inspect is not None
+        and not config.inspect.fail_closed
+        and "inspector" not in components
+    ):
+        found.append("inspect.fail_closed")
     return tuple(found)
 
 

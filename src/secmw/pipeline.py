@@ -296,6 +296,8 @@ class Pipeline:
             reason=why,
             status=status,
             latency_ms=ctx.elapsed_ms(),
+            # Extra details a stage left for this event (e.g. inspection signals).
+            details=ctx.state.get("audit_details") or {},
         )
         await self.emit(event)
 

@@ -38,6 +38,7 @@ EXPECTED = [
     "Pipeline",
     "PolicyEvaluator",
     "Principal",
+    "PromptInjectionInspector",
     "RateDecision",
     "RateLimited",
     "RateLimiter",
@@ -52,6 +53,7 @@ EXPECTED = [
     "StreamRedactor",
     "TieredRateLimiter",
     "build_pipeline",
+    "inspect_text",
     "load_config",
 ]
 

@@ -1,0 +1,101 @@
+"""Find encoded payloads (base64, hex, ``\\xNN`` and ``%NN`` escapes) and decode them.
+
+Only a decoding that yields readable text is returned: images, keys, hashes and
+other binary blobs decode to bytes that are not UTF-8 text, and are dropped
+without further work. The caller rescans what is returned, with a depth limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from urllib.parse import unquote
+
+MIN_RUN = 24
+# The longest run of each encoding decoded (the rest of a longer run is not):
+# percent-decoding is pure Python, the others are C.
+_MAX_RUN = {"base64": 65536, "hex": 65536, "hex_escape": 16384, "percent": 8192}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
+_HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
+_PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,3}){8,}")
+
+
+def _readable(raw: bytes) -> str | None:
+    """``raw`` as text when it is UTF-8 made mostly of letters, digits, spaces and punctuation."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return None
+    if " " not in text and _BASE64.fullmatch(text.strip()) is None:
+        # One word of text is nothing to rescan, unless it is itself encoded.
+        return None
+    printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
+    return text if printable >= 0.95 * len(text) else None
+
+
+def _b64(run: str) -> bytes | None:
+    body = run.rstrip("=")
+    body += "=" * (-len(body) % 4)
+    try:
+        if "-" in body or "_" in body:
+            return base64.urlsafe_b64decode(body)
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[str, str]]:
+    """Up to ``max_items`` ``(encoding, decoded text)`` pairs found in ``text``.
+
+    ``budget`` caps the characters of encoded input examined, so a text made of
+    one huge base64 run costs at most ``budget`` characters of decoding.
+    """
+    found: list[tuple[str, str]] = []
+    spent = 0
+    candidates: list[tuple[str, str]] = []
+    if "\\x" in text:
+        candidates.extend(("hex_escape", m.group()) for m in _HEX_ESCAPES.finditer(text))
+    if "%" in text:
+        candidates.extend(("percent", m.group()) for m in _PERCENT.finditer(text))
+    for match in _BASE64.finditer(text):
+        run = match.group()
+        if _HEX.fullmatch(run):
+            candidates.append(("hex", run))
+        elif not run.isalpha() and not run.isdigit():
+            # A run of letters only is a long word or identifier, not base64 worth decoding.
+            candidates.append(("base64", run))
+    for encoding, run in candidates:
+        if len(found) >= max_items or spent >= budget:
+            break
+        chunk = run[: min(budget - spent, _MAX_RUN[encoding])]
+        spent += len(chunk)
+        raw: bytes | None
+        if encoding == "base64":
+            raw = _b64(chunk)
+        elif encoding == "hex":
+            raw = bytes.fromhex(chunk[: len(chunk) // 2 * 2])
+        elif encoding == "hex_escape":
+            raw = bytes.fromhex(chunk[: len(chunk) // 4 * 4].replace("\\x", ""))
+        else:
+            decoded = _unquote(chunk)
+            if decoded is not None and decoded != chunk:
+                found.append((encoding, decoded))
+            continue
+        text_out = _readable(raw) if raw else None
+        if text_out is not None:
+            found.append((encoding, text_out))
+    return found
+
+
+def _unquote(run: str) -> str | None:
+    try:
+        return unquote(run, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
+__all__ = ["MIN_RUN", "decode_payloads"]

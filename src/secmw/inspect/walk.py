@@ -1,0 +1,62 @@
+"""Walking JSON-like values to the strings a scanner should read, within limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from secmw.inspect.results import ScanState
+
+if TYPE_CHECKING:
+    from secmw.inspect.scanner import PromptInjectionScanner
+
+# Object keys longer than this are scanned too: a key can carry text as well as a value.
+LONG_KEY = 16
+
+
+def scan_tree(
+    scanner: PromptInjectionScanner,
+    state: ScanState,
+    value: Any,
+    path: str,
+    *,
+    max_strings: int,
+    max_depth: int,
+    skip_keys: frozenset[str] = frozenset(),
+) -> None:
+    """Scan the strings of ``value`` (and its long keys) into ``state``, within the limits.
+
+    Iterative, so deep nesting cannot exhaust the Python stack; past
+    ``max_strings`` or ``max_depth`` the walk stops with a ``scan_limit`` finding.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    strings = 0
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            strings += 1
+            if strings > max_strings:
+                scanner.limit(state, f"more than {max_strings} strings")
+                return
+            scanner.scan_into(state, item, where or None)
+        elif isinstance(item, Mapping | list):
+            if depth >= max_depth:
+                scanner.limit(state, f"nesting deeper than {max_depth}")
+                return
+            if isinstance(item, list):
+                stack.extend(
+                    (v, f"{where}[{i}]", depth + 1) for i, v in reversed(list(enumerate(item)))
+                )
+                continue
+            for key, v in reversed(list(item.items())):
+                if key in skip_keys:
+                    continue
+                child = f"{where}.{key}" if where else str(key)
+                stack.append((v, child, depth + 1))
+                if isinstance(key, str) and len(key) > LONG_KEY:
+                    stack.append((key, child, depth + 1))
+        if state.budget.exhausted:
+            return
+
+
+__all__ = ["LONG_KEY", "scan_tree"]

@@ -1,0 +1,137 @@
+"""Prompt-injection inspection through SecurityMiddleware: responses and audit events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.testing import AuditCapture
+from tests.inspect_support import ATTACK, BENIGN, prompt_get, tool_call
+from tests.support import EchoApp, Receiver, call, http_scope
+
+pytestmark = pytest.mark.anyio
+
+
+def app_with(inspect: dict[str, Any]) -> tuple[SecurityMiddleware, EchoApp, AuditCapture]:
+    echo = EchoApp()
+    audit = AuditCapture()
+    config = {"auth": {"allow_anonymous": True}, "inspect": inspect}
+    return SecurityMiddleware(echo, config, audit=audit), echo, audit
+
+
+async def post(app: SecurityMiddleware, body: Any, path: str = "/mcp") -> Any:
+    raw = json.dumps(body).encode()
+    scope = http_scope(
+        path,
+        method="POST",
+        headers=[("content-type", "application/json"), ("content-length", str(len(raw)))],
+    )
+    return await call(app, scope, Receiver.body(raw))
+
+
+async def test_tools_call_with_injection_is_403_problem_and_audited() -> None:
+    app, echo, audit = app_with({})
+    sent = await post(app, tool_call({"query": ATTACK}, name="web_search"))
+    assert sent.status == 403
+    # A refused JSON-RPC request gets a JSON-RPC error carrying the problem document.
+    assert sent.header("content-type") == "application/json"
+    error = sent.json()["error"]
+    assert error["code"] == -32003
+    problem = error["data"]
+    assert problem["status"] == 403
+    assert problem["title"] == "Forbidden"
+    assert problem["detail"] == "The request was refused by content inspection."
+    assert "Ignore" not in sent.body.decode()
+    assert echo.scopes == []
+    (event,) = audit.named("malicious_prompt_injection")
+    assert event.status == 403
+    assert event.outcome == "failure"
+    assert event.rpc_method == "tools/call"
+    assert event.tool == "web_search"
+    assert event.reason is not None
+    assert event.reason.startswith("prompt injection score 0.97 >= 0.70")
+    assert "override_phrase" in event.reason
+    details = event.details["prompt_injection"]
+    assert details["signals"] == ["override_phrase", "prompt_leak"]
+    assert "Ignore" not in event.to_json()
+
+
+async def test_benign_tools_call_reaches_the_app_unchanged() -> None:
+    app, echo, audit = app_with({})
+    body = tool_call({"query": BENIGN})
+    sent = await post(app, body)
+    assert sent.status == 200
+    assert json.loads(sent.json()["body"]) == body
+    assert audit.named("authz_allow")[0].details == {}
+    ctx = echo.scopes[0]["state"]["secmw"]
+    assert ctx.findings == []
+
+
+async def test_prompts_get_and_llm_bodies_are_inspected() -> None:
+    app, _, audit = app_with({})
+    assert (await post(app, prompt_get({"topic": ATTACK}))).status == 403
+    chat = {"model": "m", "messages": [{"role": "user", "content": ATTACK}]}
+    assert (await post(app, chat, path="/v1/chat/completions")).status == 403
+    assert len(audit.named("malicious_prompt_injection")) == 2
+
+
+async def test_flag_mode_lets_the_request_through_with_findings_for_the_app() -> None:
+    app, echo, audit = app_with({"action": "flag"})
+    sent = await post(app, tool_call({"query": ATTACK}))
+    assert sent.status == 200
+    ctx = echo.scopes[0]["state"]["secmw"]
+    summary = [f for f in ctx.findings if f.kind == "prompt_injection"]
+    assert summary[0].score >= 0.9
+    event = audit.named("authz_allow")[0]
+    assert event.details == {}
+
+
+async def test_audit_mode_lets_the_request_through_and_records_the_signals() -> None:
+    app, _, audit = app_with({"action": "audit"})
+    sent = await post(app, tool_call({"query": ATTACK}))
+    assert sent.status == 200
+    event = audit.named("authz_allow")[0]
+    details = event.details["prompt_injection"]
+    assert details["action"] == "audit"
+    assert details["signals"] == ["override_phrase", "prompt_leak"]
+    line = json.loads(event.to_json())
+    assert line["details"]["prompt_injection"]["rules"][0] == "en.ignore_previous @ arguments.query"
+
+
+async def test_body_past_the_scan_budget_is_refused_when_failing_closed() -> None:
+    app, echo, audit = app_with({"max_chars": 1024})
+    sent = await post(app, tool_call({"query": "a" * 4096}))
+    assert sent.status == 413
+    assert echo.scopes == []
+    assert audit.named("input_validation_fail")[0].reason == (
+        "prompt-injection inspection incomplete: scan budget exhausted"
+    )
+
+
+async def test_startup_event_names_the_inspect_stage_and_fail_open() -> None:
+    app, _, audit = app_with({"fail_closed": False})
+    await post(app, tool_call({"query": BENIGN}))
+    (startup,) = audit.named("sys_startup")
+    assert "inspect" in startup.details["stages"]
+    assert startup.details["fail_open"] == ["auth.allow_anonymous", "inspect.fail_closed"]
+
+
+async def test_websocket_handshake_is_not_blocked_by_the_inspector() -> None:
+    from tests.support import Sender, ws_scope
+
+    async def socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        socket, {"auth": {"allow_anonymous": True}, "inspect": {}}, audit=audit
+    )
+    sent = Sender()
+    await app(ws_scope(), Receiver([{"type": "websocket.connect"}]), sent)
+    assert [m["type"] for m in sent.messages] == ["websocket.accept", "websocket.close"]
+    assert audit.named("authz_allow")[0].status == 101
