@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from secmw.audit import cli as audit_cli
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
     demo.set_defaults(handler=_demo)
+    audit_cli.register(commands)
     return parser
 
 

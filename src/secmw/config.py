@@ -211,6 +211,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    if config.audit.file is not None and config.audit.file.on_failure == "fail_open":
+        found.append("audit.file.on_failure")
     return tuple(found)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
+from secmw.audit.format import bind_request
 from secmw.auth.base import Authenticator
 from secmw.context import ContextSettings, RequestContext
 from secmw.errors import (
@@ -54,6 +55,7 @@ class Pipeline:
     """
 
     __slots__ = (
+        "_audit_gate",
         "_message_limiter",
         "_request_id_header",
         "_started",
@@ -114,21 +116,35 @@ class Pipeline:
         )
         self.fail_open = fail_open
         self._started = False
+        # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
+        self._audit_gate = audit if hasattr(audit, "healthy") else None
 
     # -- the request phase -------------------------------------------------
 
     def context(self, scope: Mapping[str, Any]) -> RequestContext:
         """Build the request's context; raises :class:`~secmw.errors.BadRequest`."""
-        return RequestContext.from_scope(scope, self.context_settings)
+        ctx = RequestContext.from_scope(scope, self.context_settings)
+        bind_request(ctx.request_id)
+        return ctx
 
     def fallback_context(self, scope: Mapping[str, Any]) -> RequestContext:
         """A context for a request whose path was refused, for the reply and audit."""
         raw = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
         shown = raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
-        return RequestContext.from_scope(scope, self.context_settings, path=shown)
+        ctx = RequestContext.from_scope(scope, self.context_settings, path=shown)
+        bind_request(ctx.request_id)
+        return ctx
 
     async def check(self, ctx: RequestContext) -> None:
         """Run authenticate, inspect, authorize and throttle; raise a Denial to stop."""
+        if self._audit_gate is not None and not self._audit_gate.healthy:
+            # NIST SP 800-53 AU-5: no decision is made that could not be recorded.
+            raise ServiceUnavailable(
+                "The request cannot be checked right now.",
+                retry_after=1,
+                reason="audit sink cannot record",
+                event="sys_monitor_disabled",
+            )
         stage = "authenticate"
         try:
             if self.authenticator is not None:

@@ -81,7 +81,10 @@ class AuditEvent:
         if self.latency_ms is not None:
             data["latency_ms"] = round(self.latency_ms, 3)
         if self.details:
-            data["details"] = dict(self.details)
+            data["details"] = {
+                key: _clip(value) if isinstance(value, str) else value
+                for key, value in self.details.items()
+            }
         return data
 
     def to_json(self) -> str:
@@ -139,18 +142,35 @@ class MemoryAuditSink:
         self.events.clear()
 
 
+class LineFormatter(Protocol):
+    """Protocol: render an event as one line, or ``None`` to drop it."""
+
+    def render(self, event: AuditEvent) -> str | None:
+        """The event's line, without a newline."""
+        ...
+
+
 class StreamAuditSink:
-    """Writes each event as one JSON line to a text stream (stdout by default)."""
+    """Writes each event as one JSON line to a text stream (stdout by default).
 
-    __slots__ = ("_stream",)
+    ``formatter`` (an :class:`~secmw.audit.format.AuditFormatter`) runs the
+    processor chain; without one the line is :meth:`AuditEvent.to_json`.
+    """
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    __slots__ = ("_formatter", "_stream")
+
+    def __init__(
+        self, stream: IO[str] | None = None, *, formatter: LineFormatter | None = None
+    ) -> None:
         self._stream = stream
+        self._formatter = formatter
 
     async def emit(self, event: AuditEvent) -> None:
         """Write ``event`` as a JSON line."""
         stream = self._stream or sys.stdout
-        stream.write(event.to_json() + "\n")
+        line = self._formatter.render(event) if self._formatter is not None else event.to_json()
+        if line is not None:
+            stream.write(line + "\n")
 
     async def aclose(self) -> None:
         """Flush the stream."""
