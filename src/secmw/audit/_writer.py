@@ -36,6 +36,7 @@ Item = tuple[AuditEvent, contextvars.Context]
 
 # fdatasync also flushes the size of an appended file; fsync where it is missing.
 _sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+_write: Callable[[int, bytes], int] = os.write
 _STOP = object()
 _MAX_BATCH = 4096
 _FLUSH_BYTES = 1 << 20
@@ -114,21 +115,20 @@ class Writer(threading.Thread):
     def _resume(self) -> None:
         """Continue the chain of an existing file; move a torn last line aside."""
         size = os.fstat(self.fd).st_size
-        source_fd, source_size = self.fd, size
+        source = self.path
         if size == 0:
-            rotated = self.rotated_files()
+            rotated = [name for name in self.rotated_files() if os.path.getsize(name)]
             if not rotated:
                 return
-            source_fd = os.open(rotated[-1], os.O_RDONLY)
-            source_size = os.fstat(source_fd).st_size
+            source = rotated[-1]
+        read_fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            tail = read_tail(source_fd, source_size)
+            tail = read_tail(read_fd, os.fstat(read_fd).st_size)
         finally:
-            if source_fd != self.fd:
-                os.close(source_fd)
+            os.close(read_fd)
         self.seq, self.prev = tail.seq, tail.prev
-        self.size = size if source_fd == self.fd else 0
-        if tail.torn and source_fd == self.fd:
+        self.size = size
+        if tail.torn and source == self.path:
             aside = f"{self.path}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{tail.seq}"
             with open(aside, "wb") as handle:
                 handle.write(tail.torn)
@@ -291,7 +291,7 @@ class Writer(threading.Thread):
         if not self._buf:
             return
         data = bytes(self._buf)
-        written = os.write(self.fd, data)
+        written = _write(self.fd, data)
         if written != len(data):
             raise OSError(errno.ENOSPC, "short write")
         self.size += written
