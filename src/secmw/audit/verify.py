@@ -85,7 +85,9 @@ def verify_files(
                     result.notes.append(f"the trail starts at seq {seq} (earlier files absent)")
             elif seq != expected_seq:
                 problem = f"expected seq {expected_seq}, found {seq}: " + (
-                    "lines missing (deleted)" if seq > expected_seq else "reordered or inserted"
+                    "lines missing (deleted or moved later)"
+                    if seq > expected_seq
+                    else "a line repeated, moved earlier or inserted"
                 )
                 return result.fail(expected_seq, path, problem)
             elif prev != prev_hash:

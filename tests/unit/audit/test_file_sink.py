@@ -13,8 +13,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secmw.audit import AuditEvent, CheckpointSigner, JSONLFileSink, verify_files
-from secmw.audit import _writer
+from secmw.audit import AuditEvent, CheckpointSigner, JSONLFileSink, _writer, verify_files
 from secmw.audit.hashchain import GENESIS, line_hash
 from secmw.errors import ComponentError
 from tests.audit_support import fallback_records, make_sink, records, trail_files, wait_until
