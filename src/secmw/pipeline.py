@@ -25,7 +25,7 @@ from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
-from secmw.audit.format import bind_request
+from secmw.audit.format import bind_request, unbind_request
 from secmw.auth.base import Authenticator
 from secmw.context import ContextSettings, RequestContext
 from secmw.errors import (
@@ -240,6 +240,7 @@ class Pipeline:
         status: int | None = None,
     ) -> None:
         """Emit the audit event that describes how the request (or session) ended."""
+        unbind_request()  # the request is over; the task may serve another one
         if self.audit is None:
             return
         principal = ctx.principal

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import structlog
-from structlog.contextvars import bind_contextvars, get_contextvars
+from structlog.contextvars import bind_contextvars, get_contextvars, unbind_contextvars
 
 from secmw.audit.base import AuditEvent
 
@@ -41,6 +41,11 @@ def bind_request(request_id: str) -> None:
     app's structlog loggers (with ``merge_contextvars``) see the same id.
     """
     bind_contextvars(request_id=request_id)
+
+
+def unbind_request() -> None:
+    """Remove the request binding once the request is recorded (the task may serve more)."""
+    unbind_contextvars("request_id")
 
 
 def fill_request_id(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
@@ -136,4 +141,5 @@ __all__ = [
     "bind_request",
     "fill_request_id",
     "json_line",
+    "unbind_request",
 ]
