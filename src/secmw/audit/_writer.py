@@ -29,7 +29,14 @@ from typing import Any, Literal
 
 from secmw.audit.base import AuditEvent, utc_now
 from secmw.audit.format import AuditFormatter
-from secmw.audit.hashchain import GENESIS, CheckpointSigner, chain_line, line_hash, read_tail
+from secmw.audit.hashchain import (
+    GENESIS,
+    CheckpointSigner,
+    Tail,
+    chain_line,
+    line_hash,
+    read_tail,
+)
 
 FsyncPolicy = Literal["always", "batch", "never"]
 Item = tuple[AuditEvent, contextvars.Context]
@@ -44,6 +51,14 @@ _FLUSH_BYTES = 1 << 20
 
 class FsyncFailed(Exception):
     """An fsync failed: the sink is failed for good."""
+
+
+def _tail_of(path: str) -> Tail:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return read_tail(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _errname(exc: OSError) -> str:
@@ -115,21 +130,22 @@ class Writer(threading.Thread):
     def _resume(self) -> None:
         """Continue the chain of an existing file; move a torn last line aside."""
         size = os.fstat(self.fd).st_size
-        source = self.path
-        if size == 0:
+        tail = _tail_of(self.path) if size else None
+        if tail is None or tail.good_size == 0:
+            # No complete line here (new, just rotated, or only a torn line):
+            # the chain stands where the newest rotated file ends.
             rotated = [name for name in self.rotated_files() if os.path.getsize(name)]
-            if not rotated:
-                return
-            source = rotated[-1]
-        read_fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            tail = read_tail(read_fd, os.fstat(read_fd).st_size)
-        finally:
-            os.close(read_fd)
-        self.seq, self.prev = tail.seq, tail.prev
+            if rotated:
+                previous = _tail_of(rotated[-1])
+                self.seq, self.prev = previous.seq, previous.prev
+        if tail is None:
+            return
+        if tail.good_size:
+            self.seq, self.prev = tail.seq, tail.prev
         self.size = size
-        if tail.torn and source == self.path:
-            aside = f"{self.path}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{tail.seq}"
+        if tail.torn:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = f"{self.path}.torn-{stamp}-{self.seq}"
             with open(aside, "wb") as handle:
                 handle.write(tail.torn)
                 handle.flush()
@@ -140,7 +156,7 @@ class Writer(threading.Thread):
             self.recovered = {
                 "torn_bytes": len(tail.torn),
                 "moved_to": os.path.basename(aside),
-                "last_seq": tail.seq,
+                "last_seq": self.seq,
             }
 
     def rotated_files(self) -> list[str]:

@@ -1,0 +1,207 @@
+"""The file sink against real processes and real disks: kill -9, SIGTERM, full disks, load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from secmw.audit import AuditEvent, verify_files
+from tests.audit_support import child, make_sink, records, trail_files, wait_until
+
+pytestmark = pytest.mark.slow
+
+# A writer process: emits numbered events forever (or COUNT of them), then waits.
+WRITER = """
+import json, resource, sys, time
+import anyio
+from secmw.audit import AuditEvent, JSONLFileSink
+
+path, count, limit, options = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+if limit:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+async def main():
+    sink = JSONLFileSink(path, fallback=None, **options)
+    n = 0
+    while count == 0 or n < count:
+        await sink.emit(AuditEvent(name="authz_allow", outcome="success", request_id=f"r{n}",
+                                   reason="x" * 80))
+        n += 1
+        if n == 2000:
+            print("running", flush=True)
+        if limit and sink.error is not None:
+            break
+        if limit:  # small batches, so the limit falls inside a file with lines
+            await anyio.sleep(0.0005)
+        if count == 0 and n % 500 == 0:
+            await anyio.sleep(0.001)
+    if limit:
+        print(json.dumps({"error": sink.error, "healthy": sink.healthy, "n": n}), flush=True)
+        sink.close()
+        return
+    print("queued", flush=True)
+    time.sleep(30)
+
+anyio.run(main)
+"""
+
+
+def _start(path: Path, count: int, limit: int = 0, **options: object) -> subprocess.Popen[str]:
+    return child(WRITER, str(path), str(count), str(limit), json.dumps(options))
+
+
+def _wait_line(process: subprocess.Popen[str], expected: str) -> None:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if line.strip() != expected:
+        process.kill()
+        _, err = process.communicate(timeout=10)
+        raise AssertionError(f"child said {line!r}; stderr: {err[-2000:]}")
+
+
+def test_kill_9_mid_stream_then_restart_verifies(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    process = _start(path, 0, fsync="never", rotate_bytes=256 * 1024, handle_sigterm=False)
+    try:
+        _wait_line(process, "running")
+        wait_until(lambda: len(trail_files(path)) >= 3, timeout=20)
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    before = verify_files(trail_files(path))
+    assert before.ok, before.problem
+    # Whatever the kill left, plus a torn line as a crash inside write() would leave it.
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":' + str((before.last_seq or 0) + 1).encode() + b',"prev":"ab')
+
+    async def restart() -> None:
+        sink, _ = make_sink(path)
+        await sink.emit(AuditEvent(name="sys_startup", outcome="success"))
+        await sink.aclose()
+
+    anyio.run(restart)
+    after = verify_files(trail_files(path))
+    assert after.ok, after.problem
+    assert after.last_seq == (before.last_seq or 0) + 2
+    tail = records([path])[-2:]
+    assert tail[0]["event"] == "sink_recovered" and tail[0]["seq"] == (before.last_seq or 0) + 1
+    assert list(tmp_path.glob("audit.jsonl.torn-*"))
+
+
+def test_sigterm_flushes_and_fsyncs_everything_queued(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    count = 30000
+    process = _start(path, count, fsync="never", queue_size=count + 10, rotate_bytes=None)
+    try:
+        _wait_line(process, "running")
+        _wait_line(process, "queued")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGTERM
+    rows = records([path])
+    assert [row["request_id"] for row in rows] == [f"r{n}" for n in range(count)]
+    assert verify_files([path]).ok
+
+
+def test_file_size_limit_gives_a_short_write_and_no_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    limit = 64 * 1024
+    process = _start(path, 10**6, limit, fsync="always", retry_interval=10, handle_sigterm=False)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert report["error"] in ("ENOSPC", "EFBIG") and report["healthy"] is False
+    data = path.read_bytes()
+    assert 0 < len(data) <= limit and data.endswith(b"\n")
+    result = verify_files([path])
+    assert result.ok and result.notes == []
+
+
+@pytest.fixture
+def tiny_tmpfs() -> Iterator[Path]:
+    if sys.platform != "linux" or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs Linux and mount(8)")
+    folder = Path(tempfile.mkdtemp(prefix="secmw-tmpfs-"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+        timeout=10,
+    )
+    if done.returncode != 0:
+        folder.rmdir()
+        pytest.skip("cannot mount a tmpfs here (no privilege)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True, check=False, timeout=10)
+        folder.rmdir()
+
+
+def test_tiny_tmpfs_fills_up_and_fails_closed(tiny_tmpfs: Path) -> None:
+    path = tiny_tmpfs / "audit.jsonl"
+
+    async def fill() -> None:
+        sink, fallback = make_sink(path, fsync="always", retry_interval=10)
+        n = 0
+        while sink.error is None and n < 5000:
+            await sink.emit(AuditEvent(name="authz_allow", outcome="success", reason="z" * 200))
+            n += 1
+            if n % 50 == 0:
+                await anyio.sleep(0.001)
+        wait_until(lambda: sink.error is not None)
+        assert sink.error == "ENOSPC" and not sink.healthy
+        await sink.aclose()
+        assert "sys_monitor_disabled" in fallback.getvalue()
+
+    anyio.run(fill)
+    assert path.read_bytes().endswith(b"\n")
+    assert verify_files([path]).ok
+
+
+def test_rotation_under_concurrent_load_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    tasks, each = 8, 400
+
+    async def load() -> None:
+        sink, fallback = make_sink(path, rotate_bytes=16 * 1024, fsync_every=50)
+
+        async def producer(t: int) -> None:
+            for n in range(each):
+                await sink.emit(
+                    AuditEvent(name="authz_allow", outcome="success", request_id=f"{t}-{n}")
+                )
+                if n % 25 == 0:
+                    await anyio.sleep(0)
+
+        async with anyio.create_task_group() as group:
+            for t in range(tasks):
+                group.start_soon(producer, t)
+        await sink.aclose()
+        assert sink.diverted == 0 and fallback.getvalue() == ""
+
+    start = time.monotonic()
+    anyio.run(load)
+    files = trail_files(path)
+    assert len(files) > 5
+    ids = [row["request_id"] for row in records(files)]
+    assert sorted(ids) == sorted(f"{t}-{n}" for t in range(tasks) for n in range(each))
+    for t in range(tasks):  # each producer's events stay in its order
+        mine = [i for i in ids if i.startswith(f"{t}-")]
+        assert mine == [f"{t}-{n}" for n in range(each)]
+    result = verify_files(files)
+    assert result.ok and result.lines == tasks * each
+    assert time.monotonic() - start < 20
