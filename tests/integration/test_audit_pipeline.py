@@ -133,7 +133,7 @@ async def test_every_outcome_is_one_line_with_the_right_fields_and_no_credential
     await app.pipeline.aclose()
     raw = b"".join(p.read_bytes() for p in trail_files(path))
     rows = records(trail_files(path))
-    assert [row["event"] for row in rows][0] == "sys_startup"
+    assert rows[0]["event"] == "sys_startup"
     assert rows[-1]["event"] == "sys_shutdown"
     for rid, status, expected in cases:
         mine = [row for row in rows if row.get("request_id") == rid]
