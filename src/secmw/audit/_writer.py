@@ -61,6 +61,21 @@ def _tail_of(path: str) -> Tail:
         os.close(fd)
 
 
+def _plain(event: AuditEvent) -> str:
+    """The event without processors; a bare record when even that cannot render."""
+    try:
+        return event.to_json()
+    except Exception:  # e.g. a details value that refers to itself
+        return AuditEvent(
+            name=event.name,
+            outcome=event.outcome,
+            severity=event.severity,
+            time=event.time,
+            request_id=event.request_id,
+            reason="event could not be rendered",
+        ).to_json()
+
+
 def _errname(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
@@ -275,7 +290,7 @@ class Writer(threading.Thread):
             rendered = context.run(self._formatter.render, event)
         except Exception:
             # A failing user processor must not cost the event: keep the plain rendering.
-            rendered = event.to_json()
+            rendered = _plain(event)
         if rendered is None:
             return
         self._add_line(rendered)

@@ -57,9 +57,13 @@ def fill_request_id(logger: Any, method_name: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
+
+
 def json_line(logger: Any, method_name: str, event_dict: EventDict) -> str:
     """Renderer: compact, ASCII-only JSON (CR, LF, NUL and U+2028 stay escaped)."""
-    return json.dumps(event_dict, ensure_ascii=True, separators=(",", ":"), default=str)
+    return _ENCODER.encode(event_dict)
 
 
 class AuditFormatter:

@@ -383,3 +383,16 @@ async def test_emit_after_close_goes_to_the_fallback(tmp_path: Path) -> None:
     await sink.emit(event(1))
     assert sink.diverted == 1 and not sink.healthy
     assert fallback_records(fallback)[0]["request_id"] == "r1"
+
+
+async def test_an_event_that_cannot_render_still_leaves_a_record(tmp_path: Path) -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    await sink.emit(AuditEvent(name="sys_error", outcome="failure", details={"x": loop}))
+    await sink.emit(event(2))
+    await sink.aclose()
+    rows = records([path])
+    assert rows[0]["event"] == "sys_error" and rows[0]["reason"] == "event could not be rendered"
+    assert rows[1]["request_id"] == "r2"
