@@ -39,7 +39,7 @@ from secmw.audit.hashchain import (
 )
 
 FsyncPolicy = Literal["always", "batch", "never"]
-Item = tuple[AuditEvent, contextvars.Context]
+Item = tuple[AuditEvent, contextvars.Context | None]
 
 # fdatasync also flushes the size of an appended file; fsync where it is missing.
 _sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
@@ -287,7 +287,10 @@ class Writer(threading.Thread):
     def _append(self, item: Item) -> None:
         event, context = item
         try:
-            rendered = context.run(self._formatter.render, event)
+            if context is None:
+                rendered = self._formatter.render(event)
+            else:
+                rendered = context.run(self._formatter.render, event)
         except Exception:
             # A failing user processor must not cost the event: keep the plain rendering.
             rendered = _plain(event)

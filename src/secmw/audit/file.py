@@ -126,7 +126,7 @@ class JSONLFileSink:
                         reason="a torn last line was moved aside",
                         details=self._writer.recovered,
                     ),
-                    contextvars.Context(),
+                    None,
                 )
             )
         self._writer.start()
@@ -182,7 +182,8 @@ class JSONLFileSink:
                 self._divert(event)
                 return
             self._queue_full = False
-        writer.queue.put((event, contextvars.copy_context()))
+        context = contextvars.copy_context() if self.formatter.needs_context(event) else None
+        writer.queue.put((event, context))
 
     # -- shutdown -------------------------------------------------------------
 
