@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench bench-audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -33,6 +33,9 @@ unit: $(STAMP)
 ## Per-request overhead of the pipeline against the bare app.
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
+
+bench-audit: $(STAMP)
+	$(PY) benchmarks/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info
