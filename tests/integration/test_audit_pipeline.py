@@ -12,6 +12,9 @@ import structlog
 
 from secmw import SecurityMiddleware
 from secmw.audit import AuditEvent, verify_files
+from secmw.errors import ComponentError
+from secmw.policy.base import Decision, Effect
+from secmw.ratelimit.base import RateDecision
 from secmw.testing import TokenIssuer
 from tests.audit_support import fallback_records, make_sink, records, trail_files, wait_until
 from tests.support import EchoApp, Receiver, Sender, call, http_scope, ws_scope
@@ -231,3 +234,105 @@ async def test_lifespan_shutdown_flushes_everything(tmp_path: Path) -> None:
     rows = records([path])
     assert len(rows) == 202 and rows[-1]["event"] == "sys_shutdown"
     assert json.dumps(rows[0]).count("sys_startup") == 1
+
+
+class _Policy:
+    needs_body = False
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def evaluate(self, ctx: Any) -> Decision:
+        return self.decision
+
+
+class _Limiter:
+    async def hit(self, ctx: Any) -> RateDecision:
+        return RateDecision(False, retry_after=3, policies=("burst",), reason="burst exceeded")
+
+
+class _Broken:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def authenticate(self, ctx: Any) -> None:
+        raise self.exc
+
+
+class _BodyInspector:
+    needs_body = True
+
+    def inspect(self, ctx: Any) -> list[Any]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("components", "receive", "status", "expected"),
+    [
+        pytest.param(
+            {"policy": _Policy(Decision(Effect.DENY, ("r-deny",), "no"))},
+            None,
+            401,
+            {"event": "authn_token_missing", "rule_ids": ["r-deny"], "reason": "no"},
+            id="anonymous-deny",
+        ),
+        pytest.param(
+            {"policy": _Policy(Decision(Effect.STEP_UP, ("r-mfa",), "mfa", acr_values=("mfa",)))},
+            None,
+            401,
+            {"event": "authz_step_up_required", "rule_ids": ["r-mfa"]},
+            id="step-up",
+        ),
+        pytest.param(
+            {"rate_limiter": _Limiter()},
+            None,
+            429,
+            {"event": "excess_rate_limit_exceeded", "reason": "burst exceeded"},
+            id="rate-limited",
+        ),
+        pytest.param(
+            {"authenticator": _Broken(ComponentError("db down: password=hunter2"))},
+            None,
+            503,
+            {"event": "sys_monitor_disabled", "severity": "error"},
+            id="backend-down",
+        ),
+        pytest.param(
+            {"authenticator": _Broken(RuntimeError("secret=hunter2"))},
+            None,
+            503,
+            {"event": "sys_error", "reason": "authenticate stage failed: RuntimeError"},
+            id="stage-crash",
+        ),
+        pytest.param(
+            {"inspector": _BodyInspector()},
+            Receiver([{"type": "http.disconnect"}]),
+            None,
+            {"event": "request_aborted", "outcome": "unknown"},
+            id="client-gone",
+        ),
+    ],
+)
+async def test_more_outcomes_one_line_each(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    components: dict[str, Any],
+    receive: Any,
+    status: int | None,
+    expected: dict[str, Any],
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    config = {"auth": {"allow_anonymous": "policy" not in components}}
+    app = SecurityMiddleware(EchoApp(), config, audit=sink, **components)
+    scope = http_scope("/x", headers=[("x-request-id", "one")])
+    sent = await call(app, scope, receive)
+    if status is not None:
+        assert sent.status == status
+    await app.pipeline.aclose()
+    rows = [row for row in records([path]) if row.get("request_id") == "one"]
+    assert len(rows) == 1
+    assert expected.items() <= rows[0].items()
+    if status is not None:
+        assert rows[0]["status"] == status
+    assert "hunter2" not in path.read_text() + capsys.readouterr().err

@@ -22,11 +22,12 @@ pytestmark = pytest.mark.slow
 
 # A writer process: emits numbered events forever (or COUNT of them), then waits.
 WRITER = """
-import json, resource, sys, time
+import json, resource, signal, sys, time
 import anyio
 from secmw.audit import AuditEvent, JSONLFileSink
 
 path, count, limit, options = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process, whatever we inherit
 if limit:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -147,8 +148,12 @@ def tiny_tmpfs() -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], capture_output=True, check=False, timeout=10)
-        folder.rmdir()
+        done = subprocess.run(["umount", str(folder)], capture_output=True, check=False, timeout=10)
+        if done.returncode != 0:
+            subprocess.run(
+                ["umount", "-l", str(folder)], capture_output=True, check=False, timeout=10
+            )
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_tiny_tmpfs_fills_up_and_fails_closed(tiny_tmpfs: Path) -> None:

@@ -90,7 +90,8 @@ class JSONLFileSink:
         self._block_timeout = block_timeout
         self._fallback = fallback
         self._fallback_lock = threading.Lock()
-        self._close_lock = threading.Lock()
+        # Re-entrant: SIGTERM may arrive while the main thread is inside close().
+        self._close_lock = threading.RLock()
         self._closed = False
         self._queue_full = False
         try:

@@ -101,7 +101,8 @@ def verify_files(
                 result.checkpoints += 1
                 since_checkpoint = 0
                 if public_key is not None:
-                    sig = (record.get("details") or {}).get("sig", "")
+                    details = record.get("details")
+                    sig = details.get("sig", "") if isinstance(details, dict) else ""
                     if not signature_valid(public_key, seq, prev, str(sig)):
                         return result.fail(seq, path, "checkpoint signature is invalid")
                     result.signed_checkpoints += 1

@@ -150,6 +150,11 @@ def test_checkpoints_verify_with_the_public_key(
     path.write_bytes(b"".join(lines))
     assert main(["audit", "verify", "--public-key", str(public), str(path)]) == 1
     assert "FAILED at seq 5" in capsys.readouterr().out
+    record["details"] = ["not", "an", "object"]
+    lines[4] = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    assert main(["audit", "verify", "--public-key", str(public), str(path)]) == 1
+    assert "checkpoint signature is invalid" in capsys.readouterr().out
 
 
 def test_a_key_with_no_checkpoints_fails(trail: Path, tmp_path: Path) -> None:
