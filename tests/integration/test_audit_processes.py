@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,34 +180,40 @@ def test_tiny_tmpfs_fills_up_and_fails_closed(tiny_tmpfs: Path) -> None:
 
 def test_rotation_under_concurrent_load_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
-    tasks, each = 8, 400
+    tasks, threads, each = 6, 2, 400
+    sink, fallback = make_sink(path, rotate_bytes=16 * 1024, fsync_every=50)
 
-    async def load() -> None:
-        sink, fallback = make_sink(path, rotate_bytes=16 * 1024, fsync_every=50)
+    async def producer(name: str) -> None:
+        for n in range(each):
+            await sink.emit(
+                AuditEvent(name="authz_allow", outcome="success", request_id=f"{name}-{n}")
+            )
+            if n % 25 == 0:
+                await anyio.sleep(0)
 
-        async def producer(t: int) -> None:
-            for n in range(each):
-                await sink.emit(
-                    AuditEvent(name="authz_allow", outcome="success", request_id=f"{t}-{n}")
-                )
-                if n % 25 == 0:
-                    await anyio.sleep(0)
-
+    async def tasks_in_one_loop() -> None:
         async with anyio.create_task_group() as group:
             for t in range(tasks):
-                group.start_soon(producer, t)
-        await sink.aclose()
-        assert sink.diverted == 0 and fallback.getvalue() == ""
+                group.start_soon(producer, f"t{t}")
 
+    # Event loops in other threads emit at the same time (a sync framework's workers).
+    workers = [threading.Thread(target=anyio.run, args=(producer, f"w{w}")) for w in range(threads)]
     start = time.monotonic()
-    anyio.run(load)
+    for worker in workers:
+        worker.start()
+    anyio.run(tasks_in_one_loop)
+    for worker in workers:
+        worker.join(timeout=30)
+    sink.close()
+    assert sink.diverted == 0 and fallback.getvalue() == ""
     files = trail_files(path)
     assert len(files) > 5
     ids = [row["request_id"] for row in records(files)]
-    assert sorted(ids) == sorted(f"{t}-{n}" for t in range(tasks) for n in range(each))
-    for t in range(tasks):  # each producer's events stay in its order
-        mine = [i for i in ids if i.startswith(f"{t}-")]
-        assert mine == [f"{t}-{n}" for n in range(each)]
+    names = [f"t{t}" for t in range(tasks)] + [f"w{w}" for w in range(threads)]
+    assert sorted(ids) == sorted(f"{name}-{n}" for name in names for n in range(each))
+    for name in names:  # each producer's events stay in its order
+        mine = [i for i in ids if i.split("-")[0] == name]
+        assert mine == [f"{name}-{n}" for n in range(each)]
     result = verify_files(files)
-    assert result.ok and result.lines == tasks * each
+    assert result.ok and result.lines == len(names) * each
     assert time.monotonic() - start < 20
