@@ -27,16 +27,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
+from secmw.audit._files import resume, rotated_files
 from secmw.audit.base import AuditEvent, utc_now
 from secmw.audit.format import AuditFormatter
-from secmw.audit.hashchain import (
-    GENESIS,
-    CheckpointSigner,
-    Tail,
-    chain_line,
-    line_hash,
-    read_tail,
-)
+from secmw.audit.hashchain import GENESIS, CheckpointSigner, chain_line, line_hash
 
 FsyncPolicy = Literal["always", "batch", "never"]
 Item = tuple[AuditEvent, contextvars.Context | None]
@@ -51,14 +45,6 @@ _FLUSH_BYTES = 1 << 20
 
 class FsyncFailed(Exception):
     """An fsync failed: the sink is failed for good."""
-
-
-def _tail_of(path: str) -> Tail:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        return read_tail(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
 
 
 def _plain(event: AuditEvent) -> str:
@@ -133,7 +119,11 @@ class Writer(threading.Thread):
         self.seq, self.prev = 0, GENESIS
         self.recovered: dict[str, Any] | None = None
         if self.regular:
-            self._resume()
+            try:
+                self._resume()
+            except BaseException:
+                os.close(self.fd)
+                raise
 
     # -- start ------------------------------------------------------------
 
@@ -143,47 +133,13 @@ class Writer(threading.Thread):
         return fd, stat.S_ISREG(os.fstat(fd).st_mode)
 
     def _resume(self) -> None:
-        """Continue the chain of an existing file; move a torn last line aside."""
-        size = os.fstat(self.fd).st_size
-        tail = _tail_of(self.path) if size else None
-        if tail is None or tail.good_size == 0:
-            # No complete line here (new, just rotated, or only a torn line):
-            # the chain stands where the newest rotated file ends.
-            rotated = [name for name in self.rotated_files() if os.path.getsize(name)]
-            if rotated:
-                previous = _tail_of(rotated[-1])
-                self.seq, self.prev = previous.seq, previous.prev
-        if tail is None:
-            return
-        if tail.good_size:
-            self.seq, self.prev = tail.seq, tail.prev
-        self.size = size
-        if tail.torn:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            aside = f"{self.path}.torn-{stamp}-{self.seq}"
-            with open(aside, "wb") as handle:
-                handle.write(tail.torn)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.ftruncate(self.fd, tail.good_size)
-            os.fsync(self.fd)
-            self.size = tail.good_size
-            self.recovered = {
-                "torn_bytes": len(tail.torn),
-                "moved_to": os.path.basename(aside),
-                "last_seq": self.seq,
-            }
+        """Continue the chain of an existing trail; a torn last line is moved aside."""
+        state = resume(self.path, self.fd)
+        self.seq, self.prev, self.size, self.recovered = state
 
     def rotated_files(self) -> list[str]:
         """The rotated files of this sink, oldest first."""
-        folder, name = os.path.split(os.path.abspath(self.path))
-        prefix = name + "."
-        found = [
-            entry
-            for entry in os.listdir(folder)
-            if entry.startswith(prefix) and entry[len(prefix) :].isdigit()
-        ]
-        return [os.path.join(folder, entry) for entry in sorted(found)]
+        return rotated_files(self.path)
 
     # -- the loop -----------------------------------------------------------
 
