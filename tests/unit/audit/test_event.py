@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secmw.audit import AuditEvent
+from secmw.audit import AuditEvent, utc_now
 
 text = st.text(max_size=600)
 optional = st.none() | text
@@ -59,3 +62,13 @@ def test_to_json_is_the_encoding_of_to_dict(
 def test_odd_status_types_still_encode() -> None:
     event = AuditEvent(name="x", outcome="success", status=True)  # type: ignore[arg-type]
     assert json.loads(event.to_json())["status"] is True
+
+
+def test_utc_now_is_iso_8601_utc_with_microseconds() -> None:
+    before = datetime.now(UTC)
+    stamp = utc_now()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", stamp)
+    assert before <= datetime.fromisoformat(stamp) <= after
+    time.sleep(0.001)
+    assert utc_now() > stamp
