@@ -109,6 +109,7 @@ class Writer(threading.Thread):
         self._dirty_since = 0.0
         self._since_checkpoint = 0
         self._retry_at = 0.0
+        self._renamed = False
         self.error: str | None = None
         self.failed: str | None = None
         self.written = 0
@@ -335,9 +336,15 @@ class Writer(threading.Thread):
         self._unsynced = max(self._unsynced, 1)
         self._sync_now()
         os.rename(self.path, f"{self.path}.{self.seq:012d}")
+        self._renamed = True
+        self._open_next()
+
+    def _open_next(self) -> None:
+        """Second half of a rotation; retried on its own if opening the new file failed."""
         fd, _ = self._open()
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, 0, time.monotonic()
+        self._renamed = False
         self._sync_dir()
         if self._keep is not None:
             for old in self.rotated_files()[: -self._keep or None]:
@@ -359,6 +366,8 @@ class Writer(threading.Thread):
 
     def _recover(self) -> None:
         self._cut_partial()
+        if self._renamed:
+            self._open_next()
         self._flush()
         was, self.error = self.error, None
         event = self._state_event("sys_monitor_enabled", was or "", permanent=False)

@@ -396,3 +396,32 @@ async def test_an_event_that_cannot_render_still_leaves_a_record(tmp_path: Path)
     rows = records([path])
     assert rows[0]["event"] == "sys_error" and rows[0]["reason"] == "event could not be rendered"
     assert rows[1]["request_id"] == "r2"
+
+
+async def test_a_rotation_that_cannot_open_the_new_file_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = make_sink(path, rotate_bytes=4096, retry_interval=0.02)
+    real_open = _writer.os.open
+    failures: list[str] = []
+
+    def flaky_open(name: Any, flags: int, *args: Any) -> int:
+        if str(name) == str(path) and flags & os.O_CREAT and len(failures) < 2:
+            failures.append(str(name))
+            raise OSError(errno.EACCES, "Permission denied")
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(_writer.os, "open", flaky_open)
+    for n in range(30):
+        await sink.emit(event(n, reason="r" * 200))
+        if sink.error is not None:
+            break
+    wait_until(lambda: sink.error is None and len(failures) == 2, timeout=5)
+    monkeypatch.setattr(_writer.os, "open", real_open)
+    await sink.aclose()
+    assert "sys_monitor_disabled" in fallback.getvalue()
+    result = verify_files(trail_files(path))
+    assert result.ok, result.problem
+    names = [row["event"] for row in records(trail_files(path))]
+    assert "sys_monitor_enabled" in names
