@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import hashlib
 import os
 import queue
 import stat
@@ -217,7 +218,10 @@ class Writer(threading.Thread):
             while self._backlog:
                 if self._rotation_due():
                     self._rotate()
-                self._append(self._backlog.popleft())
+                limit = _FLUSH_BYTES
+                if self._rotate_bytes is not None and self.regular:
+                    limit = min(limit, self._rotate_bytes - self.size)
+                self._append_run(limit)
                 if len(self._buf) >= _FLUSH_BYTES:
                     self._flush()
             if final:
@@ -241,23 +245,45 @@ class Writer(threading.Thread):
 
     # -- lines --------------------------------------------------------------
 
-    def _append(self, item: Item) -> None:
-        event, context = item
-        try:
-            if context is None:
-                rendered = self._formatter.render(event)
-            else:
-                rendered = context.run(self._formatter.render, event)
-        except Exception:
-            # A failing user processor must not cost the event: keep the plain rendering.
-            rendered = _plain(event)
-        if rendered is None:
-            return
-        self._add_line(rendered)
-        if self._signer is not None:
-            self._since_checkpoint += 1
-            if self._since_checkpoint >= self._checkpoint_every:
-                self._checkpoint()
+    def _append_run(self, limit: int) -> None:
+        """Render and chain queued events into the buffer until it holds ``limit`` bytes.
+
+        The per-event loop of the writer, so it keeps its state in locals.
+        """
+        backlog, buf, render = self._backlog, self._buf, self._formatter.render
+        signer, sha256 = self._signer, hashlib.sha256
+        seq, prev, added = self.seq, self.prev, 0
+        while backlog and len(buf) < limit:
+            event, context = backlog.popleft()
+            try:
+                rendered = render(event) if context is None else context.run(render, event)
+            except Exception:
+                # A failing user processor must not cost the event: keep the plain rendering.
+                rendered = _plain(event)
+            if rendered is None:
+                continue
+            seq += 1
+            line = chain_line(seq, prev, rendered)
+            prev = sha256(line).hexdigest()
+            buf += line
+            buf += b"\n"
+            added += 1
+            if signer is not None:
+                self._since_checkpoint += 1
+                if self._since_checkpoint >= self._checkpoint_every:
+                    self.seq, self.prev = seq, prev
+                    self._count(added)
+                    added = 0
+                    self._checkpoint()
+                    seq, prev = self.seq, self.prev
+        self.seq, self.prev = seq, prev
+        self._count(added)
+
+    def _count(self, added: int) -> None:
+        if added:
+            if not self._unsynced:
+                self._dirty_since = time.monotonic()
+            self._unsynced += added
 
     def _add_line(self, rendered: str) -> None:
         self.seq += 1
@@ -265,9 +291,7 @@ class Writer(threading.Thread):
         self.prev = line_hash(line)
         self._buf += line
         self._buf += b"\n"
-        if not self._unsynced:
-            self._dirty_since = time.monotonic()
-        self._unsynced += 1
+        self._count(1)
 
     def _checkpoint(self) -> None:
         if self._signer is None or self._since_checkpoint == 0:

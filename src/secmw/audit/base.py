@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from math import isfinite
 from types import MappingProxyType
 from typing import IO, Any, Protocol
 
@@ -129,12 +130,14 @@ class AuditEvent:
             if value is not None and value != "":
                 parts += (',"', key, '":', _text(_clip(value)))
         if self.rule_ids:
-            parts += (',"rule_ids":', _ENCODER.encode(list(self.rule_ids)))
+            parts += (',"rule_ids":[', ",".join(map(_text, self.rule_ids)), "]")
         if self.status is not None:
             status = self.status
             parts += (',"status":', str(status) if type(status) is int else _ENCODER.encode(status))
         if self.latency_ms is not None:
-            parts += (',"latency_ms":', _ENCODER.encode(round(self.latency_ms, 3)))
+            latency = round(self.latency_ms, 3)
+            # float.__repr__ is what json writes for a finite float.
+            parts += (',"latency_ms":', repr(latency) if isfinite(latency) else _text(latency))
         if self.details:
             parts += (',"details":', _ENCODER.encode(self._details()))
         parts.append("}")
