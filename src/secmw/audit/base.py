@@ -125,10 +125,13 @@ class AuditEvent:
             ',"severity":',
             _text(self.severity),
         ]
-        for key in _TEXT_FIELDS:
+        for key in _TEXT_FIELDS:  # _clip and _text, inlined: this loop is the hot one
             value = getattr(self, key)
             if value is not None and value != "":
-                parts += (',"', key, '":', _text(_clip(value)))
+                if len(value) > _MAX_FIELD:
+                    value = value[: _MAX_FIELD - 1] + "\u2026"
+                text = _escape(value) if type(value) is str else _ENCODER.encode(value)
+                parts += (',"', key, '":', text)
         if self.rule_ids:
             parts += (',"rule_ids":[', ",".join(map(_text, self.rule_ids)), "]")
         if self.status is not None:
