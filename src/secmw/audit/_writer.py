@@ -421,6 +421,17 @@ class Writer(threading.Thread):
         while self._backlog:
             self._divert(self._backlog.popleft()[0])
 
+    def leftovers(self) -> list[Item]:
+        """Items still queued after the thread exited."""
+        items: list[Item] = []
+        while True:
+            try:
+                item = self.queue.get(block=False)
+            except queue.Empty:
+                return items
+            if item is not _STOP:
+                items.append(item)
+
     def stop(self) -> None:
         """Ask the thread to write everything queued, fsync and exit."""
         self.queue.put(_STOP)

@@ -201,6 +201,9 @@ class JSONLFileSink:
             self._closed = True
             self._writer.stop()
             self._writer.join()
+            # An emit racing with close (another thread) may have queued after the stop.
+            for event, _ in self._writer.leftovers():
+                self._divert(event)
         atexit.unregister(self.close)
 
     # -- fallback -------------------------------------------------------------

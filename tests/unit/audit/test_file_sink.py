@@ -425,3 +425,15 @@ async def test_a_rotation_that_cannot_open_the_new_file_recovers(
     assert result.ok, result.problem
     names = [row["event"] for row in records(trail_files(path))]
     assert "sys_monitor_enabled" in names
+
+
+async def test_an_event_queued_after_the_writer_stopped_goes_to_the_fallback(
+    tmp_path: Path,
+) -> None:
+    sink, fallback = make_sink(tmp_path / "audit.jsonl")
+    sink._writer.stop()
+    sink._writer.join()
+    await sink.emit(event(1))  # the sink is not closed yet, the writer is gone
+    await sink.aclose()
+    assert sink.diverted == 1
+    assert fallback_records(fallback)[0]["request_id"] == "r1"
