@@ -217,3 +217,43 @@ def test_rotation_under_concurrent_load_loses_nothing(tmp_path: Path) -> None:
     result = verify_files(files)
     assert result.ok and result.lines == len(names) * each
     assert time.monotonic() - start < 20
+
+
+def test_tail_follow_reads_across_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, rotate_bytes=4096)
+
+    async def emit(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            await sink.emit(
+                AuditEvent(
+                    name="authz_allow", outcome="success", request_id=f"r{n}", reason="p" * 150
+                )
+            )
+
+    anyio.run(emit, 0, 5)
+    wait_until(lambda: sink.written == 5)
+    process = child(
+        "import sys; from secmw.cli import main; sys.exit(main(sys.argv[1:]))",
+        "audit",
+        "tail",
+        "-f",
+        "-n",
+        "2",
+        str(path),
+    )
+    try:
+        assert process.stdout is not None
+        first = [process.stdout.readline(), process.stdout.readline()]
+        assert "request_id=r3" in first[0] and "request_id=r4" in first[1]
+        anyio.run(emit, 5, 60)
+        sink.close()
+        assert len(trail_files(path)) > 2  # the follower had to cross rotations
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    seen = [line.split("request_id=")[1].split()[0] for line in out.splitlines()]
+    assert seen == [f"r{n}" for n in range(5, 65)]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections import deque
-from typing import Any
+from typing import Any, BinaryIO
 
 _TAIL_FIELDS = ("method", "path", "status", "subject", "client", "request_id", "reason")
 
@@ -29,6 +31,9 @@ def register(commands: Any) -> None:
     tail = actions.add_parser("tail", help="pretty-print the last events of a file")
     tail.add_argument("file", metavar="FILE")
     tail.add_argument("-n", "--lines", type=int, default=20, help="how many (default 20)")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new events (Ctrl-C stops)"
+    )
     tail.set_defaults(handler=_tail)
 
 
@@ -59,14 +64,71 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _tail(args: argparse.Namespace) -> int:
     try:
-        with open(args.file, "rb") as handle:
-            lines = deque(handle, maxlen=max(1, args.lines))
+        handle = open(args.file, "rb")  # noqa: SIM115 - kept open to follow the file
     except OSError as exc:
         print(f"secmw audit tail: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    for raw in lines:
-        print(format_line(raw))
+    try:
+        for raw in deque(handle, maxlen=max(1, args.lines)):
+            print(format_line(raw), flush=True)
+        if args.follow:
+            _follow(args.file, handle)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
     return 0
+
+
+def _follow(path: str, handle: BinaryIO) -> None:
+    """Print lines as they are appended; move to the new file when the sink rotates."""
+    pending = b""
+    try:
+        while True:
+            chunk = handle.read()
+            if not chunk and _replaced(path, handle):
+                chunk = handle.read()  # lines appended just before the rename
+                old = os.fstat(handle.fileno()).st_ino
+                handle.close()
+                handle = open(path, "rb")  # noqa: SIM115 - replaces the followed file
+                chunk += _between(path, old, os.fstat(handle.fileno()).st_ino)
+            if not chunk:
+                time.sleep(0.2)
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                print(format_line(raw), flush=True)
+    finally:
+        handle.close()
+
+
+def _between(path: str, old: int, new: int) -> bytes:
+    """The rotated files after inode ``old`` and before inode ``new``, read whole."""
+    from secmw.audit._files import rotated_files  # noqa: PLC0415
+
+    # Several rotations can happen between two looks at the path.
+    data, after = b"", False
+    for name in rotated_files(path):
+        try:
+            inode = os.stat(name).st_ino
+            if inode == new:
+                break
+            if after:
+                with open(name, "rb") as rotated:
+                    data += rotated.read()
+        except FileNotFoundError:
+            continue  # pruned by ``keep`` meanwhile
+        after = after or inode == old
+    return data
+
+
+def _replaced(path: str, handle: BinaryIO) -> bool:
+    """True when ``path`` now names another file than the one being read (rotation)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False  # between the rename and the new file: look again soon
 
 
 def format_line(raw: bytes) -> str:
