@@ -334,6 +334,8 @@ class Writer(threading.Thread):
         self._unsynced = 0
 
     def _sync_dir(self) -> None:
+        if not self.regular:
+            return
         folder = os.path.dirname(os.path.abspath(self.path))
         fd = os.open(folder, os.O_RDONLY)
         try:
