@@ -53,7 +53,9 @@ def _verify(args: argparse.Namespace) -> int:
         where = f"seq {result.bad_seq}" if result.bad_seq is not None else "trail"
         print(f"FAILED at {where} ({result.bad_file}): {result.problem}")
         return 1
-    summary = f"OK: {result.lines} lines, seq {result.first_seq}..{result.last_seq}"
+    summary = f"OK: {result.lines} lines"
+    if result.lines:
+        summary += f", seq {result.first_seq}..{result.last_seq}"
     if key is not None:
         summary += f", {result.signed_checkpoints} signed checkpoints verified"
         if result.unsigned_tail:

@@ -170,6 +170,13 @@ def test_a_key_with_no_checkpoints_fails(trail: Path, tmp_path: Path) -> None:
     assert main(["audit", "verify", "--public-key", str(pem), str(trail)]) == 1
 
 
+def test_an_empty_trail_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "audit.jsonl"
+    empty.touch()
+    assert main(["audit", "verify", str(empty)]) == 0
+    assert capsys.readouterr().out == "OK: 0 lines\n"
+
+
 def test_unreadable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify", str(tmp_path / "nope.jsonl")]) == 2
     assert main(["audit", "tail", str(tmp_path / "nope.jsonl")]) == 2
