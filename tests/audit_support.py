@@ -64,3 +64,10 @@ def child(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
         env=env,
         **popen,
     )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill ``process`` if it still runs, reap it and close its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from secmw.audit import AuditEvent, verify_files
-from tests.audit_support import child, make_sink, records, trail_files, wait_until
+from tests.audit_support import child, make_sink, records, stop, trail_files, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_sigterm_flushes_and_fsyncs_everything_queued(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     finally:
-        process.kill()
+        stop(process)
     assert process.returncode == -signal.SIGTERM
     rows = records([path])
     assert [row["request_id"] for row in rows] == [f"r{n}" for n in range(count)]
@@ -253,7 +253,7 @@ def test_tail_follow_reads_across_rotations(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
-        process.kill()
+        stop(process)
     assert process.returncode == 0, err
     seen = [line.split("request_id=")[1].split()[0] for line in out.splitlines()]
     assert seen == [f"r{n}" for n in range(5, 65)]
