@@ -124,7 +124,7 @@ class Pipeline:
     def context(self, scope: Mapping[str, Any]) -> RequestContext:
         """Build the request's context; raises :class:`~secmw.errors.BadRequest`."""
         ctx = RequestContext.from_scope(scope, self.context_settings)
-        bind_request(ctx.request_id)
+        bind_request(ctx)
         return ctx
 
     def fallback_context(self, scope: Mapping[str, Any]) -> RequestContext:
@@ -132,7 +132,7 @@ class Pipeline:
         raw = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
         shown = raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
         ctx = RequestContext.from_scope(scope, self.context_settings, path=shown)
-        bind_request(ctx.request_id)
+        bind_request(ctx)
         return ctx
 
     async def check(self, ctx: RequestContext) -> None:
@@ -240,7 +240,7 @@ class Pipeline:
         status: int | None = None,
     ) -> None:
         """Emit the audit event that describes how the request (or session) ended."""
-        unbind_request()  # the request is over; the task may serve another one
+        unbind_request(ctx)  # the request is over; the task may serve another one
         if self.audit is None:
             return
         principal = ctx.principal

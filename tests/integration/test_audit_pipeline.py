@@ -169,10 +169,13 @@ async def test_app_sees_the_request_id_in_structlog_contextvars(tmp_path: Path) 
         await send({"type": "http.response.body", "body": b""})
 
     middleware = SecurityMiddleware(app, {"auth": {"allow_anonymous": True}}, audit=sink)
+    structlog.contextvars.bind_contextvars(request_id="outer")  # e.g. an outer middleware's
     try:
         sent = await call(middleware, http_scope("/x"))
+        after = structlog.contextvars.get_contextvars().get("request_id")
     finally:
         structlog.contextvars.clear_contextvars()
+    assert after == "outer"  # restored once the request was recorded
     await middleware.pipeline.aclose()
     rid = sent.header("x-request-id")
     assert rid and seen["request_id"] == rid

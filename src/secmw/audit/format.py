@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
-from structlog.contextvars import bind_contextvars, get_contextvars, unbind_contextvars
+from structlog.contextvars import (
+    bind_contextvars,
+    get_contextvars,
+    reset_contextvars,
+    unbind_contextvars,
+)
 
 from secmw.audit.base import AuditEvent
 
@@ -34,18 +39,32 @@ _CHAIN_KEYS = ("seq", "prev")
 _LEVELS = {"info": "info", "warning": "warning", "error": "error", "critical": "critical"}
 
 
-def bind_request(request_id: str) -> None:
-    """Bind ``request_id`` to the current context (structlog contextvars).
+class _Bindable(Protocol):
+    request_id: str
+    state: dict[str, Any]
+
+
+_TOKENS = "secmw.audit.contextvars"
+
+
+def bind_request(ctx: _Bindable) -> None:
+    """Bind ``ctx.request_id`` as ``request_id`` in structlog's contextvars.
 
     The ASGI adapter calls the app in the task that built the context, so the
     app's structlog loggers (with ``merge_contextvars``) see the same id.
     """
-    bind_contextvars(request_id=request_id)
+    ctx.state[_TOKENS] = bind_contextvars(request_id=ctx.request_id)
 
 
-def unbind_request() -> None:
-    """Remove the request binding once the request is recorded (the task may serve more)."""
-    unbind_contextvars("request_id")
+def unbind_request(ctx: _Bindable) -> None:
+    """Restore what ``request_id`` was before :func:`bind_request` (an outer binding stays)."""
+    tokens = ctx.state.pop(_TOKENS, None)
+    if tokens is None:
+        return
+    try:
+        reset_contextvars(**tokens)
+    except ValueError:  # recorded from another context than the one that bound it
+        unbind_contextvars("request_id")
 
 
 def fill_request_id(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:

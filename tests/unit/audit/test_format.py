@@ -19,7 +19,6 @@ from secmw.audit import (
     JSONLFileSink,
     StreamAuditSink,
     StructlogAuditSink,
-    bind_request,
 )
 from secmw.audit.build import build_sink
 from secmw.audit.config import AuditConfig
@@ -55,7 +54,7 @@ def test_default_chain_renders_the_plain_event() -> None:
 
 
 def test_request_id_comes_from_the_context_when_missing() -> None:
-    bind_request("ctx-42")
+    structlog.contextvars.bind_contextvars(request_id="ctx-42")
     try:
         line = AuditFormatter().render(AuditEvent(name="secret_redacted", outcome="success"))
         kept = AuditFormatter().render(DENIED)
