@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import structlog
 from structlog.contextvars import (
     bind_contextvars,
     get_contextvars,
-    reset_contextvars,
     unbind_contextvars,
 )
 
@@ -44,7 +44,10 @@ class _Bindable(Protocol):
     state: dict[str, Any]
 
 
-_TOKENS = "secmw.audit.contextvars"
+_STATE_KEY = "secmw.audit.contextvar"
+# structlog's own ContextVar for ``request_id``, taken from the first binding's token:
+# later bindings set it directly (a ``set`` instead of structlog's per-call lookups).
+_request_var: ContextVar[Any] | None = None
 
 
 def bind_request(ctx: _Bindable) -> None:
@@ -53,16 +56,22 @@ def bind_request(ctx: _Bindable) -> None:
     The ASGI adapter calls the app in the task that built the context, so the
     app's structlog loggers (with ``merge_contextvars``) see the same id.
     """
-    ctx.state[_TOKENS] = bind_contextvars(request_id=ctx.request_id)
+    global _request_var  # noqa: PLW0603 - created once, by structlog
+    if _request_var is None:
+        token = bind_contextvars(request_id=ctx.request_id)["request_id"]
+        _request_var = token.var
+    else:
+        token = _request_var.set(ctx.request_id)
+    ctx.state[_STATE_KEY] = token
 
 
 def unbind_request(ctx: _Bindable) -> None:
     """Restore what ``request_id`` was before :func:`bind_request` (an outer binding stays)."""
-    tokens = ctx.state.pop(_TOKENS, None)
-    if tokens is None:
+    token = ctx.state.pop(_STATE_KEY, None)
+    if token is None:
         return
     try:
-        reset_contextvars(**tokens)
+        token.var.reset(token)
     except ValueError:  # recorded from another context than the one that bound it
         unbind_contextvars("request_id")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 from pathlib import Path
@@ -19,9 +20,11 @@ from secmw.audit import (
     JSONLFileSink,
     StreamAuditSink,
     StructlogAuditSink,
+    bind_request,
 )
 from secmw.audit.build import build_sink
 from secmw.audit.config import AuditConfig
+from secmw.audit.format import unbind_request
 from secmw.audit.ocsf import ocsf_class
 from secmw.config import build_pipeline, parse_config
 from secmw.errors import ConfigError
@@ -242,3 +245,28 @@ def test_file_sink_with_signed_checkpoints_and_fail_open_is_listed(tmp_path: Pat
     assert pipeline.fail_open == ("audit.file.on_failure",)
     assert isinstance(pipeline.audit, JSONLFileSink)
     pipeline.audit.close()
+
+
+class _Ctx:
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.state: dict[str, Any] = {}
+
+
+def test_bind_and_restore_the_request_id() -> None:
+    structlog.contextvars.bind_contextvars(request_id="outer")
+    try:
+        inner = _Ctx("inner")
+        bind_request(inner)
+        assert structlog.contextvars.get_contextvars()["request_id"] == "inner"
+        unbind_request(inner)
+        unbind_request(inner)  # a second call does nothing
+        assert structlog.contextvars.get_contextvars()["request_id"] == "outer"
+        # Restored from another context: the binding is removed there instead.
+        other = _Ctx("other")
+        bind_request(other)
+        copied = contextvars.copy_context()
+        copied.run(unbind_request, other)
+        assert "request_id" not in copied.run(structlog.contextvars.get_contextvars)
+    finally:
+        structlog.contextvars.clear_contextvars()
