@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs unit bench bench-auth bench-ratelimit bench-redact clean
+.PHONY: install demo test docs unit bench bench-audit bench-auth bench-ratelimit bench-redact clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -47,6 +47,8 @@ bench-auth: $(STAMP)
 	$(PY) benchmarks/bench_auth.py
 bench-redact: $(STAMP)
 	$(PY) benchmarks/bench_redact.py
+bench-audit: $(STAMP)
+	$(PY) benchmarks/bench_audit.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

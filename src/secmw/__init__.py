@@ -6,7 +6,14 @@ audit sink, circuit breaker) each work alone behind their protocols.
 """
 
 from secmw.asgi import SecurityMiddleware
-from secmw.audit import AuditEvent, AuditSink, MemoryAuditSink, NullAuditSink, StreamAuditSink
+from secmw.audit import (
+    AuditEvent,
+    AuditSink,
+    JSONLFileSink,
+    MemoryAuditSink,
+    NullAuditSink,
+    StreamAuditSink,
+)
 from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
 from secmw.breaker import CircuitBreaker, NoBreaker
 from secmw.config import Config, build_pipeline, load_config
@@ -51,6 +58,7 @@ __all__ = [
     "Headers",
     "Inspector",
     "InsufficientScope",
+    "JSONLFileSink",
     "JWTAuthenticator",
     "MemoryAuditSink",
     "NoAuthenticator",

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from secmw.audit import cli as audit_cli
 from secmw.auth import cli as auth_cli
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_policy(commands)
     auth_cli.register(commands)
     register_scan(commands)
+    audit_cli.register(commands)
     return parser
 
 

@@ -255,6 +255,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         and "inspector" not in components
     ):
         found.append("inspect.fail_closed")
+    if config.audit.file is not None and config.audit.file.on_failure == "fail_open":
+        found.append("audit.file.on_failure")
     return tuple(found)
 
 

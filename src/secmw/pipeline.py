@@ -25,6 +25,7 @@ from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
+from secmw.audit.format import bind_request, unbind_request
 from secmw.auth.base import Authenticator
 from secmw.context import ContextSettings, RequestContext
 from secmw.errors import (
@@ -55,6 +56,7 @@ class Pipeline:
     """
 
     __slots__ = (
+        "_audit_gate",
         "_message_limiter",
         "_request_id_header",
         "_started",
@@ -129,21 +131,35 @@ class Pipeline:
         # rewrites of the app's scope (credential stripping); see secmw.auth.build.
         self.endpoints: Mapping[str, Endpoint] = endpoints or {}
         self.scope_filters = scope_filters
+        # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
+        self._audit_gate = audit if hasattr(audit, "healthy") else None
 
     # -- the request phase -------------------------------------------------
 
     def context(self, scope: Mapping[str, Any]) -> RequestContext:
         """Build the request's context; raises :class:`~secmw.errors.BadRequest`."""
-        return RequestContext.from_scope(scope, self.context_settings)
+        ctx = RequestContext.from_scope(scope, self.context_settings)
+        bind_request(ctx)
+        return ctx
 
     def fallback_context(self, scope: Mapping[str, Any]) -> RequestContext:
         """A context for a request whose path was refused, for the reply and audit."""
         raw = scope.get("raw_path") or str(scope.get("path", "")).encode("utf-8", "replace")
         shown = raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
-        return RequestContext.from_scope(scope, self.context_settings, path=shown)
+        ctx = RequestContext.from_scope(scope, self.context_settings, path=shown)
+        bind_request(ctx)
+        return ctx
 
     async def check(self, ctx: RequestContext) -> None:
         """Run authenticate, inspect, authorize and throttle; raise a Denial to stop."""
+        if self._audit_gate is not None and not self._audit_gate.healthy:
+            # NIST SP 800-53 AU-5: no decision is made that could not be recorded.
+            raise ServiceUnavailable(
+                "The request cannot be checked right now.",
+                retry_after=1,
+                reason="audit sink cannot record",
+                event="sys_monitor_disabled",
+            )
         stage = "authenticate"
         try:
             if self.authenticator is not None:
@@ -257,6 +273,7 @@ class Pipeline:
         status: int | None = None,
     ) -> None:
         """Emit the audit event that describes how the request (or session) ended."""
+        unbind_request(ctx)  # the request is over; the task may serve another one
         if self.audit is None:
             return
         principal = ctx.principal

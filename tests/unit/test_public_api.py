@@ -26,6 +26,7 @@ EXPECTED = [
     "Headers",
     "Inspector",
     "InsufficientScope",
+    "JSONLFileSink",
     "JWTAuthenticator",
     "MemoryAuditSink",
     "NoAuthenticator",

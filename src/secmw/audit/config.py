@@ -4,10 +4,41 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from secmw._config_base import ConfigModel
 
 
-class AuditConfig(ConfigModel):
-    """Where audit events go."""
+class FileSinkConfig(ConfigModel):
+    """The JSONL file sink (``audit.file``): chain, fsync, rotation and failure policy."""
 
-    sink: Literal["stdout", "stderr", "memory", "none"] = "stdout"
+    path: str = Field(min_length=1)
+    fsync: Literal["always", "batch", "never"] = "batch"
+    fsync_every: int = Field(1000, ge=1)
+    fsync_interval_ms: int = Field(200, ge=1)
+    rotate_bytes: int | None = Field(64 * 1024 * 1024, ge=4096)
+    rotate_seconds: int | None = Field(None, ge=1)
+    keep: int | None = Field(None, ge=0)
+    queue_size: int = Field(65536, ge=1)
+    on_failure: Literal["fail_closed", "block", "fail_open"] = "fail_closed"
+    block_timeout_ms: int = Field(200, ge=0)
+    retry_interval_ms: int = Field(1000, ge=10)
+    checkpoint_key: str | None = None
+    checkpoint_every: int = Field(10000, ge=1)
+    fallback: Literal["stderr", "stdout", "none"] = "stderr"
+    handle_sigterm: bool = True
+    mode: int = Field(0o600, ge=0, le=0o777)
+
+
+class AuditConfig(ConfigModel):
+    """Where audit events go and how they are rendered."""
+
+    sink: Literal["stdout", "stderr", "memory", "none", "structlog", "file"] = "stdout"
+    format: Literal["secmw", "ocsf"] = "secmw"
+    file: FileSinkConfig | None = None
+
+    @model_validator(mode="after")
+    def _file_needs_section(self) -> AuditConfig:
+        if self.sink == "file" and self.file is None:
+            raise ValueError("sink = 'file' needs an [audit.file] section with a path")
+        return self

@@ -1,0 +1,65 @@
+"""The audit file on disk: rotated files, and where an existing trail stands at start."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from secmw.audit.hashchain import GENESIS, Tail, read_tail
+
+
+def rotated_files(path: str) -> list[str]:
+    """The rotated files of the trail at ``path`` (``path.<12 digits>``), oldest first."""
+    folder, name = os.path.split(os.path.abspath(path))
+    prefix = name + "."
+    found = [
+        entry
+        for entry in os.listdir(folder)
+        if entry.startswith(prefix) and entry[len(prefix) :].isdigit()
+    ]
+    return [os.path.join(folder, entry) for entry in sorted(found)]
+
+
+def tail_of(path: str) -> Tail:
+    """Where the chain stands at the end of the file ``path``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return read_tail(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def resume(path: str, fd: int) -> tuple[int, str, int, dict[str, Any] | None]:
+    """``(seq, prev, size, recovered)`` for continuing the trail open on ``fd``.
+
+    Bytes after the last newline (a line torn by a crash) are copied to
+    ``path.torn-<UTC time>-<seq>``, fsynced, and cut off the active file;
+    ``recovered`` then describes them for the ``sink_recovered`` event. When the
+    active file holds no complete line, the chain stands where the newest
+    non-empty rotated file ends. Raises ``ValueError`` for a file that is not a trail.
+    """
+    seq, prev = 0, GENESIS
+    size = os.fstat(fd).st_size
+    tail = tail_of(path) if size else None
+    if tail is None or tail.good_size == 0:
+        rotated = [name for name in rotated_files(path) if os.path.getsize(name)]
+        if rotated:
+            previous = tail_of(rotated[-1])
+            seq, prev = previous.seq, previous.prev
+    if tail is None:
+        return seq, prev, size, None
+    if tail.good_size:
+        seq, prev = tail.seq, tail.prev
+    if not tail.torn:
+        return seq, prev, size, None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = f"{path}.torn-{stamp}-{seq}"
+    with open(aside, "wb") as handle:
+        handle.write(tail.torn)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.ftruncate(fd, tail.good_size)
+    os.fsync(fd)
+    recovered = {"torn_bytes": len(tail.torn), "moved_to": os.path.basename(aside), "last_seq": seq}
+    return seq, prev, tail.good_size, recovered

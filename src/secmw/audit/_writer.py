@@ -1,0 +1,439 @@
+"""The single writer thread of the JSONL file sink.
+
+It owns the file descriptor, the chain state (``seq``, ``prev``), rotation and
+fsync. The request path only puts ``(event, context)`` pairs on a queue; this
+thread renders them (inside the request's copied context, so context-reading
+processors work), chains them, and appends whole lines with one ``write`` per
+batch on an ``O_APPEND`` descriptor: a line is never split over two writes.
+
+States: *ok*; *error* (a write failed: the partial bytes are cut off, the lines
+stay pending and the write is retried every ``retry_interval`` seconds); *failed*
+(an fsync failed: after that the kernel may have dropped dirty pages, so nothing
+can be trusted and the sink never retries; pending events go to the fallback
+at close).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+import hashlib
+import os
+import queue
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+from secmw.audit._files import resume, rotated_files
+from secmw.audit.base import AuditEvent, utc_now
+from secmw.audit.format import AuditFormatter
+from secmw.audit.hashchain import GENESIS, CheckpointSigner, chain_line, line_hash
+
+FsyncPolicy = Literal["always", "batch", "never"]
+Item = tuple[AuditEvent, contextvars.Context | None]
+
+# fdatasync also flushes the size of an appended file; fsync where it is missing.
+_sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+_write: Callable[[int, bytes], int] = os.write
+_STOP = object()
+_MAX_BATCH = 4096
+_FLUSH_BYTES = 1 << 20
+
+
+class FsyncFailed(Exception):
+    """An fsync failed: the sink is failed for good."""
+
+
+def _plain(event: AuditEvent) -> str:
+    """The event without processors; a bare record when even that cannot render."""
+    try:
+        return event.to_json()
+    except Exception:  # e.g. a details value that refers to itself
+        return AuditEvent(
+            name=event.name,
+            outcome=event.outcome,
+            severity=event.severity,
+            time=event.time,
+            request_id=event.request_id,
+            reason="event could not be rendered",
+        ).to_json()
+
+
+def _errname(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+class Writer(threading.Thread):
+    """Drains the queue into the file; see the module docstring for its states."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        formatter: AuditFormatter,
+        alert: Callable[[AuditEvent], None],
+        divert: Callable[[AuditEvent | str], None],
+        fsync: FsyncPolicy,
+        fsync_every: int,
+        fsync_interval: float,
+        rotate_bytes: int | None,
+        rotate_seconds: float | None,
+        keep: int | None,
+        signer: CheckpointSigner | None,
+        checkpoint_every: int,
+        retry_interval: float,
+        mode: int,
+    ) -> None:
+        super().__init__(name="secmw-audit-writer", daemon=True)
+        self.path = path
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._formatter = formatter
+        self._alert = alert
+        self._divert = divert
+        self._fsync = fsync
+        self._fsync_every = fsync_every
+        self._fsync_interval = fsync_interval
+        self._rotate_bytes = rotate_bytes
+        self._rotate_seconds = rotate_seconds
+        self._keep = keep
+        self._signer = signer
+        self._checkpoint_every = checkpoint_every
+        self._retry_interval = retry_interval
+        self._mode = mode
+        self._backlog: deque[Item] = deque()
+        self._buf = bytearray()
+        self._unsynced = 0
+        self._dirty_since = 0.0
+        self._since_checkpoint = 0
+        self._retry_at = 0.0
+        self._renamed = False
+        self.error: str | None = None
+        self.failed: str | None = None
+        self.written = 0
+        self.diverted_while_down = 0
+        self.fd, self.regular = self._open()
+        self.size = 0
+        self.opened_at = time.monotonic()
+        self.seq, self.prev = 0, GENESIS
+        self.recovered: dict[str, Any] | None = None
+        if self.regular:
+            try:
+                self._resume()
+            except BaseException:
+                os.close(self.fd)
+                raise
+
+    # -- start ------------------------------------------------------------
+
+    def _open(self) -> tuple[int, bool]:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags, self._mode)
+        return fd, stat.S_ISREG(os.fstat(fd).st_mode)
+
+    def _resume(self) -> None:
+        """Continue the chain of an existing trail; a torn last line is moved aside."""
+        state = resume(self.path, self.fd)
+        self.seq, self.prev, self.size, self.recovered = state
+
+    def rotated_files(self) -> list[str]:
+        """The rotated files of this sink, oldest first."""
+        return rotated_files(self.path)
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Drain the queue until the stop marker; never raises."""
+        try:
+            while True:
+                stop = self._collect(self._timeout())
+                self._work(final=stop)
+                if stop:
+                    return
+        except BaseException as exc:  # a bug here must not pass silently
+            self.failed = f"writer crashed: {type(exc).__name__}"
+            self._alert(self._state_event("sys_monitor_disabled", self.failed, permanent=True))
+            self._spill()
+        finally:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+    def _timeout(self) -> float | None:
+        deadlines = []
+        now = time.monotonic()
+        if self.error is not None and self.failed is None:
+            deadlines.append(self._retry_at)
+        if self._unsynced and self._fsync == "batch":
+            deadlines.append(self._dirty_since + self._fsync_interval)
+        if self._rotate_seconds is not None and self.size:
+            deadlines.append(self.opened_at + self._rotate_seconds)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+    def _collect(self, timeout: float | None) -> bool:
+        """Move queued items to the backlog; True when the stop marker came."""
+        get = self.queue.get
+        try:
+            item = get(timeout=timeout) if timeout is None or timeout > 0 else get(block=False)
+        except queue.Empty:
+            return False
+        count = 0
+        while True:
+            if item is _STOP:
+                self._drain_rest()
+                return True
+            self._backlog.append(item)
+            count += 1
+            if count >= _MAX_BATCH:
+                return False
+            try:
+                item = get(block=False)
+            except queue.Empty:
+                return False
+
+    def _drain_rest(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(block=False)
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._backlog.append(item)
+
+    def _work(self, *, final: bool) -> None:
+        if self.failed is not None:
+            if final:
+                self._spill()
+            return
+        if self.error is not None and not final and time.monotonic() < self._retry_at:
+            return
+        try:
+            if self.error is not None:
+                self._recover()
+            while self._backlog:
+                if self._rotation_due():
+                    self._rotate()
+                limit = _FLUSH_BYTES
+                if self._rotate_bytes is not None and self.regular:
+                    limit = min(limit, self._rotate_bytes - self.size)
+                self._append_run(limit)
+                if len(self._buf) >= _FLUSH_BYTES:
+                    self._flush()
+            if final:
+                self._checkpoint()
+            self._flush()
+            if final or self._sync_due():
+                self._sync_now()
+            if final:
+                self._sync_dir()
+            elif self._rotation_due():
+                self._rotate()
+        except FsyncFailed as exc:
+            self.failed = str(exc)
+            self._alert(self._state_event("sys_monitor_disabled", self.failed, permanent=True))
+            if final:
+                self._spill()
+        except OSError as exc:
+            self._enter_error(exc)
+            if final:
+                self._spill()
+
+    # -- lines --------------------------------------------------------------
+
+    def _append_run(self, limit: int) -> None:
+        """Render and chain queued events into the buffer until it holds ``limit`` bytes.
+
+        The per-event loop of the writer, so it keeps its state in locals.
+        """
+        backlog, buf, render = self._backlog, self._buf, self._formatter.render
+        signer, sha256 = self._signer, hashlib.sha256
+        seq, prev, added = self.seq, self.prev, 0
+        while backlog and len(buf) < limit:
+            event, context = backlog.popleft()
+            try:
+                rendered = render(event) if context is None else context.run(render, event)
+            except Exception:
+                # A failing user processor must not cost the event: keep the plain rendering.
+                rendered = _plain(event)
+            if rendered is None:
+                continue
+            seq += 1
+            line = chain_line(seq, prev, rendered)
+            prev = sha256(line).hexdigest()
+            buf += line
+            buf += b"\n"
+            added += 1
+            if signer is not None:
+                self._since_checkpoint += 1
+                if self._since_checkpoint >= self._checkpoint_every:
+                    self.seq, self.prev = seq, prev
+                    self._count(added)
+                    added = 0
+                    self._checkpoint()
+                    seq, prev = self.seq, self.prev
+        self.seq, self.prev = seq, prev
+        self._count(added)
+
+    def _count(self, added: int) -> None:
+        if added:
+            if not self._unsynced:
+                self._dirty_since = time.monotonic()
+            self._unsynced += added
+
+    def _add_line(self, rendered: str) -> None:
+        self.seq += 1
+        line = chain_line(self.seq, self.prev, rendered)
+        self.prev = line_hash(line)
+        self._buf += line
+        self._buf += b"\n"
+        self._count(1)
+
+    def _checkpoint(self) -> None:
+        if self._signer is None or self._since_checkpoint == 0:
+            return
+        self._since_checkpoint = 0
+        self._add_line(self._signer.render(self.seq + 1, self.prev, utc_now()))
+
+    # -- I/O ----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write the pending lines in one call; a short write is an error (disk full)."""
+        if not self._buf:
+            return
+        data = bytes(self._buf)
+        written = _write(self.fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, "short write")
+        self.size += written
+        self.written += data.count(b"\n")
+        self._buf.clear()
+        if self._fsync == "always":
+            self._sync_now()
+
+    def _sync_due(self) -> bool:
+        if not self._unsynced or self._fsync != "batch":
+            return False
+        return (
+            self._unsynced >= self._fsync_every
+            or time.monotonic() - self._dirty_since >= self._fsync_interval
+        )
+
+    def _sync_now(self) -> None:
+        if not self._unsynced:
+            return
+        if self.regular:
+            try:
+                _sync(self.fd)
+            except OSError as exc:
+                raise FsyncFailed(f"fsync failed: {_errname(exc)}") from exc
+        self._unsynced = 0
+
+    def _sync_dir(self) -> None:
+        if not self.regular:
+            return
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            _sync(fd)
+        except OSError as exc:
+            raise FsyncFailed(f"fsync of the directory failed: {_errname(exc)}") from exc
+        finally:
+            os.close(fd)
+
+    def _rotation_due(self) -> bool:
+        if not self.regular or self.size + len(self._buf) == 0:
+            return False
+        if self._rotate_bytes is not None and self.size + len(self._buf) >= self._rotate_bytes:
+            return True
+        return (
+            self._rotate_seconds is not None
+            and time.monotonic() - self.opened_at >= self._rotate_seconds
+        )
+
+    def _rotate(self) -> None:
+        """Close the file with a checkpoint and fsync, rename it, start a new one."""
+        self._checkpoint()
+        self._flush()
+        self._unsynced = max(self._unsynced, 1)
+        self._sync_now()
+        os.rename(self.path, f"{self.path}.{self.seq:012d}")
+        self._renamed = True
+        self._open_next()
+
+    def _open_next(self) -> None:
+        """Second half of a rotation; retried on its own if opening the new file failed."""
+        fd, _ = self._open()
+        os.close(self.fd)
+        self.fd, self.size, self.opened_at = fd, 0, time.monotonic()
+        self._renamed = False
+        self._sync_dir()
+        if self._keep is not None:
+            for old in self.rotated_files()[: -self._keep or None]:
+                os.unlink(old)
+
+    def _enter_error(self, exc: OSError) -> None:
+        self._cut_partial()
+        self._retry_at = time.monotonic() + self._retry_interval
+        if self.error is None:
+            self.error = _errname(exc)
+            self._alert(self._state_event("sys_monitor_disabled", self.error, permanent=False))
+
+    def _cut_partial(self) -> None:
+        """Remove the bytes of a failed write, so no torn line stays in the file."""
+        if self.regular:
+            # If this fails too, the start-up recovery moves the torn line aside.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+
+    def _recover(self) -> None:
+        self._cut_partial()
+        if self._renamed:
+            self._open_next()
+        self._flush()
+        was, self.error = self.error, None
+        event = self._state_event("sys_monitor_enabled", was or "", permanent=False)
+        self._add_line(self._formatter.render(event) or event.to_json())
+        self._alert(event)
+        self.diverted_while_down = 0
+
+    def _state_event(self, name: str, error: str, *, permanent: bool) -> AuditEvent:
+        details: dict[str, Any] = {"sink": "file", "error": error, "permanent": permanent}
+        if name == "sys_monitor_enabled":
+            details["diverted"] = self.diverted_while_down
+        return AuditEvent(
+            name=name,
+            outcome="failure" if name == "sys_monitor_disabled" else "success",
+            severity="critical" if name == "sys_monitor_disabled" else "warning",
+            reason="audit file sink " + ("failed" if permanent else "write error")
+            if name == "sys_monitor_disabled"
+            else "audit file sink writes again",
+            details=details,
+        )
+
+    def _spill(self) -> None:
+        """Hand every event that did not reach the file to the fallback, in order."""
+        for raw in bytes(self._buf).splitlines():
+            self._divert(raw.decode("utf-8", "replace"))
+        self._buf.clear()
+        while self._backlog:
+            self._divert(self._backlog.popleft()[0])
+
+    def leftovers(self) -> list[Item]:
+        """Items still queued after the thread exited."""
+        items: list[Item] = []
+        while True:
+            try:
+                item = self.queue.get(block=False)
+            except queue.Empty:
+                return items
+            if item is not _STOP:
+                items.append(item)
+
+    def stop(self) -> None:
+        """Ask the thread to write everything queued, fsync and exit."""
+        self.queue.put(_STOP)

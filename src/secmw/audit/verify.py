@@ -1,0 +1,122 @@
+"""Verifying an audit trail: the hash chain across rotated files, and checkpoints.
+
+The files may be given in any order; they are put in chain order by the ``seq``
+of their first line. The first file may start after seq 1 (older files pruned):
+its first line is then taken as the anchor. Everything after it must chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from secmw.audit.hashchain import CHECKPOINT_EVENT, GENESIS, line_hash, signature_valid
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    """What :func:`verify_files` found; ``ok`` is false at the first problem."""
+
+    ok: bool = True
+    lines: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    checkpoints: int = 0
+    signed_checkpoints: int = 0
+    unsigned_tail: int = 0
+    bad_seq: int | None = None
+    bad_file: str | None = None
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, seq: int | None, path: str, problem: str) -> VerifyResult:
+        """Record the first problem and return self."""
+        self.ok = False
+        self.bad_seq = seq
+        self.bad_file = path
+        self.problem = problem
+        return self
+
+
+def _first_seq(path: str) -> int:
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    try:
+        return int(json.loads(first)["seq"])
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
+def verify_files(
+    paths: Iterable[str | os.PathLike[str]], *, public_key: Ed25519PublicKey | None = None
+) -> VerifyResult:
+    """Check ``seq`` and ``prev`` of every line, and checkpoint signatures when a key is given."""
+    files = sorted((os.fspath(p) for p in paths), key=_first_seq)
+    result = VerifyResult()
+    expected_seq: int | None = None
+    prev_hash: str | None = None
+    since_checkpoint = 0
+    for path in files:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if data and not data.endswith(b"\n"):
+            tail_start = data.rfind(b"\n") + 1
+            result.notes.append(
+                f"{path}: {len(data) - tail_start} bytes of a torn last line ignored"
+            )
+            data = data[:tail_start]
+        for raw in data.splitlines():
+            where = expected_seq
+            try:
+                record = json.loads(raw)
+                seq = record["seq"]
+                prev = record["prev"]
+            except (ValueError, KeyError, TypeError):
+                return result.fail(where, path, "a line is not a chain record (inserted or edited)")
+            if not isinstance(seq, int) or not isinstance(prev, str):
+                return result.fail(where, path, "seq or prev has the wrong type (edited)")
+            if expected_seq is None:
+                result.first_seq = seq
+                if seq != 1 or prev != GENESIS:
+                    result.notes.append(f"the trail starts at seq {seq} (earlier files absent)")
+            elif seq != expected_seq:
+                problem = f"expected seq {expected_seq}, found {seq}: " + (
+                    "lines missing (deleted or moved later)"
+                    if seq > expected_seq
+                    else "a line repeated, moved earlier or inserted"
+                )
+                return result.fail(expected_seq, path, problem)
+            elif prev != prev_hash:
+                return result.fail(
+                    seq - 1,
+                    path,
+                    f"line seq {seq - 1} does not match the hash recorded by seq {seq} "
+                    "(edited, or replaced)",
+                )
+            if record.get("event") == CHECKPOINT_EVENT:
+                result.checkpoints += 1
+                since_checkpoint = 0
+                if public_key is not None:
+                    details = record.get("details")
+                    sig = details.get("sig", "") if isinstance(details, dict) else ""
+                    if not signature_valid(public_key, seq, prev, str(sig)):
+                        return result.fail(seq, path, "checkpoint signature is invalid")
+                    result.signed_checkpoints += 1
+            else:
+                since_checkpoint += 1
+            prev_hash = line_hash(raw)
+            expected_seq = seq + 1
+            result.lines += 1
+            result.last_seq = seq
+    if public_key is not None:
+        result.unsigned_tail = since_checkpoint
+        if result.checkpoints == 0 and result.lines:
+            return result.fail(None, files[-1] if files else "", "no signed checkpoint found")
+    return result
+
+
+__all__ = ["VerifyResult", "verify_files"]

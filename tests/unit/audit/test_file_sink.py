@@ -1,0 +1,439 @@
+"""The JSONL file sink: chain, rotation, fsync policies, recovery and failure policies."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secmw.audit import AuditEvent, CheckpointSigner, JSONLFileSink, _writer, verify_files
+from secmw.audit.hashchain import GENESIS, line_hash
+from secmw.errors import ComponentError
+from tests.audit_support import fallback_records, make_sink, records, trail_files, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def event(n: int, **fields: Any) -> AuditEvent:
+    return AuditEvent(name="authz_allow", outcome="success", request_id=f"r{n}", **fields)
+
+
+async def test_lines_are_chained_from_genesis(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    for n in range(5):
+        await sink.emit(event(n, path="/a"))
+    await sink.aclose()
+    raw = path.read_bytes().splitlines()
+    rows = [json.loads(line) for line in raw]
+    assert [row["seq"] for row in rows] == [1, 2, 3, 4, 5]
+    assert rows[0]["prev"] == GENESIS
+    assert all(rows[i + 1]["prev"] == line_hash(raw[i]) for i in range(4))
+    assert [row["request_id"] for row in rows] == [f"r{n}" for n in range(5)]
+    assert list(rows[0])[:3] == ["seq", "prev", "time"]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert verify_files([path]).ok
+
+
+async def test_chain_continues_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    for round_ in range(3):
+        sink, _ = make_sink(path)
+        await sink.emit(event(round_))
+        await sink.aclose()
+    assert [row["seq"] for row in records([path])] == [1, 2, 3]
+    assert verify_files([path]).ok
+
+
+async def test_size_rotation_keeps_the_chain_across_files(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, rotate_bytes=4096)
+    for n in range(100):
+        await sink.emit(event(n, reason="x" * 100))
+    await sink.aclose()
+    files = trail_files(path)
+    assert len(files) > 3
+    assert all(f.stat().st_size < 4096 + 400 for f in files)
+    assert [row["request_id"] for row in records(files)] == [f"r{n}" for n in range(100)]
+    result = verify_files(reversed(files))  # any order: sorted by first seq
+    assert result.ok and result.lines == 100 and result.last_seq == 100
+
+
+async def test_restart_with_an_empty_active_file_continues_from_the_rotated_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, rotate_bytes=4096)
+    for n in range(30):
+        await sink.emit(event(n, reason="y" * 200))
+    await sink.aclose()
+    path.rename(tmp_path / "audit.jsonl.999999999999")
+    sink, _ = make_sink(path)
+    await sink.emit(event(30))
+    await sink.aclose()
+    assert records([path])[0]["seq"] == 31
+    assert verify_files(trail_files(path)).ok
+
+
+async def test_time_rotation_and_keep(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, rotate_seconds=0.05, keep=2, rotate_bytes=None)
+    for n in range(4):
+        await sink.emit(event(n))
+        wait_until(lambda n=n: sink.written == n + 1)
+        await anyio.sleep(0.12)
+    await sink.aclose()
+    rotated = trail_files(path)[:-1] if path.exists() else trail_files(path)
+    assert 1 <= len(rotated) <= 2
+    result = verify_files(trail_files(path))
+    assert result.ok and result.last_seq == 4
+    assert result.first_seq is not None and result.first_seq > 1  # oldest pruned
+
+
+@pytest.mark.parametrize(
+    ("policy", "options", "expected"),
+    [
+        # file + directory at close
+        pytest.param("never", {}, 1 + 1, id="never-only-at-close"),
+        # one per write; nothing left at close but the directory
+        pytest.param("always", {}, 6 + 1, id="always-per-write"),
+        pytest.param("batch", {"fsync_every": 3, "fsync_interval": 60}, 2 + 1, id="every-3"),
+    ],
+)
+async def test_fsync_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, options: Any, expected: int
+) -> None:
+    calls: list[int] = []
+    real = _writer._sync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(_writer, "_sync", counting)
+    sink, _ = make_sink(tmp_path / "audit.jsonl", fsync=policy, **options)
+    for n in range(6):
+        await sink.emit(event(n))
+        wait_until(lambda n=n: sink.written == n + 1)
+    await sink.aclose()
+    assert len(calls) == expected
+
+
+async def test_fsync_interval_syncs_without_more_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(_writer, "_sync", calls.append)
+    sink, _ = make_sink(tmp_path / "audit.jsonl", fsync_every=10**6, fsync_interval=0.02)
+    await sink.emit(event(1))
+    wait_until(lambda: len(calls) == 1)
+    await sink.aclose()
+
+
+async def test_torn_last_line_is_moved_aside_and_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    for n in range(3):
+        await sink.emit(event(n))
+    await sink.aclose()
+    torn = b'{"seq":4,"prev":"abc","time":"2026-'
+    with path.open("ab") as handle:
+        handle.write(torn)
+    sink, _ = make_sink(path)
+    await sink.emit(event(3))
+    await sink.aclose()
+    rows = records([path])
+    assert [row["event"] for row in rows] == ["authz_allow"] * 3 + ["sink_recovered", "authz_allow"]
+    recovered = rows[3]
+    assert recovered["seq"] == 4 and recovered["details"]["torn_bytes"] == len(torn)
+    aside = tmp_path / recovered["details"]["moved_to"]
+    assert aside.read_bytes() == torn
+    assert verify_files([path]).ok
+
+
+async def test_a_file_that_is_not_a_trail_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("hello\nworld\n")
+    with pytest.raises(ComponentError, match="cannot continue"):
+        JSONLFileSink(path, handle_sigterm=False)
+    with pytest.raises(ComponentError, match="cannot open"):
+        JSONLFileSink(tmp_path / "missing" / "a.jsonl", handle_sigterm=False)
+
+
+async def test_signed_checkpoints_every_n_and_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    key = Ed25519PrivateKey.generate()
+    sink, _ = make_sink(path, signer=CheckpointSigner(key), checkpoint_every=4, rotate_bytes=4096)
+    for n in range(10):
+        await sink.emit(event(n))
+    await sink.aclose()
+    rows = records(trail_files(path))
+    assert [row["seq"] for row in rows if row["event"] == "audit_checkpoint"] == [5, 10, 13]
+    result = verify_files(trail_files(path), public_key=key.public_key())
+    assert result.ok and result.signed_checkpoints == 3 and result.unsigned_tail == 0
+    other = Ed25519PrivateKey.generate().public_key()
+    bad = verify_files(trail_files(path), public_key=other)
+    assert not bad.ok and bad.bad_seq == 5
+
+
+async def test_processors_run_in_the_emitters_context(tmp_path: Path) -> None:
+    import structlog
+
+    def tag(logger: Any, method: str, data: Any) -> Any:
+        data["tagged"] = method
+        return data
+
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, processors=[structlog.contextvars.merge_contextvars, tag])
+    structlog.contextvars.bind_contextvars(request_id="ctx-1", job="nightly")
+    try:
+        await sink.emit(AuditEvent(name="sys_error", outcome="failure", severity="error"))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    await sink.aclose()
+    row = records([path])[0]
+    assert row["request_id"] == "ctx-1" and row["job"] == "nightly" and row["tagged"] == "error"
+
+
+async def test_a_failing_processor_does_not_lose_the_event(tmp_path: Path) -> None:
+    def broken(logger: Any, method: str, data: Any) -> Any:
+        raise RuntimeError("bug")
+
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, processors=[broken])
+    await sink.emit(event(1))
+    await sink.aclose()
+    assert records([path])[0]["request_id"] == "r1"
+
+
+# -- failure policies -------------------------------------------------------------------
+
+
+def _failing_writes(monkeypatch: pytest.MonkeyPatch, failures: int, *, short: bool) -> list[int]:
+    """Make the next ``failures`` writes fail (ENOSPC) or write half; then write normally."""
+    seen: list[int] = []
+    real = _writer._write
+
+    def write(fd: int, data: bytes) -> int:
+        seen.append(len(data))
+        if len(seen) <= failures:
+            if short:
+                return real(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(_writer, "_write", write)
+    return seen
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["enospc", "short-write"])
+async def test_write_error_fails_closed_then_recovers_without_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short: bool
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    _failing_writes(monkeypatch, 2, short=short)
+    sink, fallback = make_sink(path, retry_interval=0.05)
+    await sink.emit(event(1))
+    wait_until(lambda: sink.error is not None)
+    assert sink.error == "ENOSPC"
+    assert not sink.healthy
+    assert path.read_bytes() == b""  # the partial bytes were cut off
+    await sink.emit(event(2))  # refused: goes to the fallback, counted
+    assert sink.diverted == 1
+    wait_until(lambda: sink.error is None, timeout=3)
+    assert sink.healthy
+    await sink.emit(event(3))
+    await sink.aclose()
+    rows = records([path])
+    assert [row["event"] for row in rows] == [
+        "authz_allow",
+        "sys_monitor_enabled",
+        "authz_allow",
+    ]
+    assert rows[1]["details"] == {
+        "sink": "file",
+        "error": "ENOSPC",
+        "permanent": False,
+        "diverted": 1,
+    }
+    alerts = fallback_records(fallback)
+    assert [a["event"] for a in alerts] == [
+        "sys_monitor_disabled",
+        "authz_allow",
+        "sys_monitor_enabled",
+    ]
+    assert alerts[1]["audit_diverted"] is True and alerts[1]["request_id"] == "r2"
+    assert verify_files([path]).ok
+
+
+async def test_fsync_error_fails_the_sink_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def broken(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_writer, "_sync", broken)
+    sink, fallback = make_sink(tmp_path / "audit.jsonl", fsync="always", retry_interval=0.01)
+    await sink.emit(event(1))
+    wait_until(lambda: sink.error is not None)
+    assert sink.error == "fsync failed: EIO"
+    await sink.emit(event(2))
+    time.sleep(0.05)
+    assert len(calls) == 1  # never retried
+    assert not sink.healthy
+    await sink.aclose()
+    assert not sink.healthy
+    alerts = fallback_records(fallback)
+    assert alerts[0]["event"] == "sys_monitor_disabled"
+    assert alerts[0]["details"]["permanent"] is True
+    assert alerts[1]["request_id"] == "r2" and alerts[1]["audit_diverted"]
+
+
+async def test_dev_full_fail_open_counts_and_alerts_but_stays_healthy(tmp_path: Path) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    sink, fallback = make_sink(Path("/dev/full"), on_failure="fail_open", retry_interval=10)
+    await sink.emit(event(1))
+    wait_until(lambda: sink.error is not None)
+    assert sink.healthy
+    for n in range(2, 5):
+        await sink.emit(event(n))
+    assert sink.diverted == 3
+    await sink.aclose()
+    names = [row["event"] for row in fallback_records(fallback)]
+    # The accepted first event is handed to the fallback at close, chained line and all.
+    assert names.count("sys_monitor_disabled") == 1
+    assert names[-1] == "authz_allow"
+    assert sink.diverted == 4
+
+
+async def test_queue_full_fails_closed_or_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered: list[int] = []
+    release: list[bool] = []
+    real = _writer._write
+
+    def stuck(fd: int, data: bytes) -> int:
+        entered.append(fd)
+        while not release:
+            time.sleep(0.001)
+        return real(fd, data)
+
+    monkeypatch.setattr(_writer, "_write", stuck)
+    closed, fallback = make_sink(tmp_path / "a.jsonl", queue_size=2)
+    blocking, _ = make_sink(
+        tmp_path / "b.jsonl", queue_size=2, on_failure="block", block_timeout=0.05
+    )
+    for count, sink in enumerate((closed, blocking), start=1):
+        await sink.emit(event(0))
+        wait_until(lambda count=count: len(entered) == count)  # the writer holds event 0
+        for n in range(1, 4):  # two fit in the queue, the third does not
+            await sink.emit(event(n))
+        assert sink.diverted == 1
+    assert not closed.healthy
+    assert blocking.healthy  # block: a full queue is back-pressure, not a refusal
+    assert fallback_records(fallback)[0]["reason"] == "audit queue full"
+    release.append(True)
+    for sink in (closed, blocking):
+        await sink.aclose()
+        assert sink.written == 3 and sink.diverted == 1
+
+
+async def test_block_waits_for_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entered: list[int] = []
+    release: list[bool] = []
+    real = _writer._write
+
+    def stuck(fd: int, data: bytes) -> int:
+        entered.append(fd)
+        while not release:
+            time.sleep(0.001)
+        return real(fd, data)
+
+    monkeypatch.setattr(_writer, "_write", stuck)
+    sink, _ = make_sink(tmp_path / "a.jsonl", queue_size=1, on_failure="block", block_timeout=5)
+    await sink.emit(event(0))
+    wait_until(lambda: bool(entered))
+    await sink.emit(event(1))
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.emit, event(2))
+        await anyio.sleep(0.05)
+        release.append(True)
+    assert 0.04 < time.monotonic() - started < 4
+    await sink.aclose()
+    assert sink.diverted == 0 and sink.written == 3
+
+
+async def test_emit_after_close_goes_to_the_fallback(tmp_path: Path) -> None:
+    sink, fallback = make_sink(tmp_path / "audit.jsonl")
+    await sink.aclose()
+    await sink.aclose()
+    await sink.emit(event(1))
+    assert sink.diverted == 1 and not sink.healthy
+    assert fallback_records(fallback)[0]["request_id"] == "r1"
+
+
+async def test_an_event_that_cannot_render_still_leaves_a_record(tmp_path: Path) -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    await sink.emit(AuditEvent(name="sys_error", outcome="failure", details={"x": loop}))
+    await sink.emit(event(2))
+    await sink.aclose()
+    rows = records([path])
+    assert rows[0]["event"] == "sys_error" and rows[0]["reason"] == "event could not be rendered"
+    assert rows[1]["request_id"] == "r2"
+
+
+async def test_a_rotation_that_cannot_open_the_new_file_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = make_sink(path, rotate_bytes=4096, retry_interval=0.02)
+    real_open = _writer.os.open
+    failures: list[str] = []
+
+    def flaky_open(name: Any, flags: int, *args: Any) -> int:
+        if str(name) == str(path) and flags & os.O_CREAT and len(failures) < 2:
+            failures.append(str(name))
+            raise OSError(errno.EACCES, "Permission denied")
+        return real_open(name, flags, *args)
+
+    monkeypatch.setattr(_writer.os, "open", flaky_open)
+    for n in range(30):
+        await sink.emit(event(n, reason="r" * 200))
+        if sink.error is not None:
+            break
+    wait_until(lambda: sink.error is None and len(failures) == 2, timeout=5)
+    monkeypatch.setattr(_writer.os, "open", real_open)
+    await sink.aclose()
+    assert "sys_monitor_disabled" in fallback.getvalue()
+    result = verify_files(trail_files(path))
+    assert result.ok, result.problem
+    names = [row["event"] for row in records(trail_files(path))]
+    assert "sys_monitor_enabled" in names
+
+
+async def test_an_event_queued_after_the_writer_stopped_goes_to_the_fallback(
+    tmp_path: Path,
+) -> None:
+    sink, fallback = make_sink(tmp_path / "audit.jsonl")
+    sink._writer.stop()
+    sink._writer.join()
+    await sink.emit(event(1))  # the sink is not closed yet, the writer is gone
+    await sink.aclose()
+    assert sink.diverted == 1
+    assert fallback_records(fallback)[0]["request_id"] == "r1"

@@ -1,0 +1,212 @@
+"""``secmw audit verify`` and ``tail``: tampering is found and named by seq."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secmw.audit import AuditEvent, CheckpointSigner, verify_files
+from secmw.audit.cli import format_line
+from secmw.audit.hashchain import chain_line, line_hash
+from secmw.cli import main
+from tests.audit_support import make_sink, trail_files
+
+
+def write_trail(path: Path, count: int, **options: object) -> list[Path]:
+    async def fill() -> None:
+        sink, _ = make_sink(path, **options)
+        for n in range(count):
+            await sink.emit(
+                AuditEvent(name="authz_allow", outcome="success", request_id=f"r{n + 1}")
+            )
+        await sink.aclose()
+
+    anyio.run(fill)
+    return trail_files(path)
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def edit(path: Path, index: int, old: bytes, new: bytes) -> None:
+    lines = lines_of(path)
+    lines[index] = lines[index].replace(old, new)
+    path.write_bytes(b"".join(lines))
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 10)
+    return path
+
+
+def test_an_intact_trail_verifies(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", str(trail)]) == 0
+    assert capsys.readouterr().out == "OK: 10 lines, seq 1..10\n"
+
+
+def _edit_field(path: Path) -> None:
+    edit(path, 4, b'"r5"', b'"r6"')
+
+
+def _delete(path: Path) -> None:
+    lines = lines_of(path)
+    del lines[4]
+    path.write_bytes(b"".join(lines))
+
+
+def _swap(path: Path) -> None:
+    lines = lines_of(path)
+    lines[4], lines[5] = lines[5], lines[4]
+    path.write_bytes(b"".join(lines))
+
+
+def _insert_forged(path: Path) -> None:
+    """Insert a line with a correct prev and seq: the next line's seq gives it away."""
+    lines = lines_of(path)
+    forged = chain_line(5, line_hash(lines[3].rstrip(b"\n")), '{"event":"authz_allow"}') + b"\n"
+    lines.insert(4, forged)
+    path.write_bytes(b"".join(lines))
+
+
+def _insert_garbage(path: Path) -> None:
+    lines = lines_of(path)
+    lines.insert(4, b"not json\n")
+    path.write_bytes(b"".join(lines))
+
+
+def _rewrite_seq_type(path: Path) -> None:
+    edit(path, 4, b'"seq":5', b'"seq":"5"')
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_seq", "words"),
+    [
+        pytest.param(_edit_field, 5, "does not match the hash", id="edited"),
+        pytest.param(_delete, 5, "lines missing", id="deleted"),
+        pytest.param(_swap, 5, "moved later", id="reordered"),
+        pytest.param(_insert_forged, 6, "inserted", id="inserted-forged"),
+        pytest.param(_insert_garbage, 5, "not a chain record", id="inserted-garbage"),
+        pytest.param(_rewrite_seq_type, 5, "wrong type", id="seq-type"),
+    ],
+)
+def test_tampering_names_the_first_bad_seq(
+    trail: Path, capsys: pytest.CaptureFixture[str], tamper: object, bad_seq: int, words: str
+) -> None:
+    tamper(trail)  # type: ignore[operator]
+    result = verify_files([trail])
+    assert not result.ok and result.bad_seq == bad_seq
+    assert result.problem is not None and words in result.problem
+    assert main(["audit", "verify", str(trail)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"FAILED at seq {bad_seq} ")
+
+
+def test_a_missing_rotated_file_is_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = write_trail(path, 60, rotate_bytes=4096)
+    assert len(files) >= 3
+    result = verify_files([files[0], *files[2:]])
+    assert not result.ok and "deleted" in (result.problem or "")
+    anchored = verify_files(files[1:])  # oldest pruned: the rest still chains
+    assert anchored.ok and anchored.notes and "starts at seq" in anchored.notes[0]
+
+
+def test_torn_tail_is_reported_not_failed(trail: Path) -> None:
+    with trail.open("ab") as handle:
+        handle.write(b'{"seq":11,"pr')
+    result = verify_files([trail])
+    assert result.ok and result.last_seq == 10
+    assert "torn last line" in result.notes[0]
+
+
+def test_checkpoints_verify_with_the_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    public = tmp_path / "audit.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 10, signer=CheckpointSigner(key), checkpoint_every=4)
+    assert main(["audit", "verify", "--public-key", str(public), str(path)]) == 0
+    assert "3 signed checkpoints verified" in capsys.readouterr().out
+    # Re-signing is impossible without the key: a forged signature fails at its seq.
+    lines = lines_of(path)
+    record = json.loads(lines[4])
+    assert record["event"] == "audit_checkpoint"
+    record["details"]["sig"] = record["details"]["sig"][::-1]
+    lines[4] = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    assert main(["audit", "verify", "--public-key", str(public), str(path)]) == 1
+    assert "FAILED at seq 5" in capsys.readouterr().out
+    record["details"] = ["not", "an", "object"]
+    lines[4] = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    assert main(["audit", "verify", "--public-key", str(public), str(path)]) == 1
+    assert "checkpoint signature is invalid" in capsys.readouterr().out
+
+
+def test_a_key_with_no_checkpoints_fails(trail: Path, tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    pem = tmp_path / "k.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert main(["audit", "verify", "--public-key", str(pem), str(trail)]) == 1
+
+
+def test_an_empty_trail_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "audit.jsonl"
+    empty.touch()
+    assert main(["audit", "verify", str(empty)]) == 0
+    assert capsys.readouterr().out == "OK: 0 lines\n"
+
+
+def test_unreadable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "verify", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["audit", "tail", str(tmp_path / "nope.jsonl")]) == 2
+    assert "secmw audit" in capsys.readouterr().err
+
+
+def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+
+    async def fill() -> None:
+        sink, _ = make_sink(path)
+        for n in range(5):
+            await sink.emit(
+                AuditEvent(
+                    name="authz_fail",
+                    outcome="failure",
+                    severity="warning",
+                    path=f"/x{n}\r\n\x1b[31m",
+                    status=403,
+                    details={"k": n},
+                )
+            )
+        await sink.aclose()
+
+    anyio.run(fill)
+    assert main(["audit", "tail", "-n", "2", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2
+    assert out[0].split()[:1] == ["4"] and "authz_fail" in out[0]
+    assert "path=/x3\\r\\n\\x1b[31m" in out[0] and "status=403" in out[0]
+    assert 'details={"k":3}' in out[0]
+    assert format_line(b"garbage\n").startswith("(unreadable)")
+    assert format_line(b"[1]\n").startswith("(unreadable)")
