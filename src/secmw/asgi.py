@@ -85,6 +85,9 @@ class SecurityMiddleware:
             ctx = pipeline.fallback_context(scope)
             await self._deny(ctx, denial, send)
             return
+        if pipeline.endpoints and ctx.path in pipeline.endpoints:
+            await self._serve(ctx, send)
+            return
         limit = pipeline.max_body_bytes
         guard: _BodyLimit | None = None
         try:
@@ -130,6 +133,16 @@ class SecurityMiddleware:
             return
         # A route-level check (secmw.fastapi) may have refused the request inside the app.
         await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
+
+    async def _serve(self, ctx: RequestContext, send: Send) -> None:
+        """Answer a path secmw serves itself; the endpoint does its own access check."""
+        pipeline = self.pipeline
+        status, headers, body = pipeline.endpoints[ctx.path](ctx)
+        ctx.status = status
+        headers = [*headers, *pipeline.response_headers(ctx)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await pipeline.record(ctx, reason="served by secmw")
 
     async def _deny(self, ctx: RequestContext, denial: Denial, send: Send) -> None:
         status, headers, body = self.pipeline.render(ctx, denial)

@@ -20,10 +20,13 @@ from pydantic import Field, ValidationError, field_validator
 
 from secmw._config_base import ConfigModel, header_name
 from secmw._responses import ChallengeSettings
+from secmw.anomaly.build import pipeline_hooks
+from secmw.anomaly.config import AnomalyConfig
 from secmw.audit.config import AuditConfig
 from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.metrics.config import MetricsConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
 
@@ -88,6 +91,8 @@ class Config(ConfigModel):
     policy: PolicyConfig | None = None
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -215,6 +220,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         and "policy" not in components
     ):
         found.append("policy.default")
+    if config.metrics.enabled and config.metrics.endpoint and config.metrics.public:
+        found.append("metrics.public")
     return tuple(found)
 
 
@@ -239,6 +246,10 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
             stages[name] = builder(config)
         except ConfigError as exc:
             issues.extend(exc.issues)
+    try:
+        stages.update(pipeline_hooks(config.anomaly, config.metrics, stages["audit"]))
+    except ConfigError as exc:
+        issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
     return Pipeline(

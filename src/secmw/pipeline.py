@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
@@ -43,6 +43,48 @@ from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
 from secmw.redact.base import ChainedTransform, Redactor
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+Endpoint = Callable[[RequestContext], tuple[int, list[Header], bytes]]
+
+
+class Observer(Protocol):
+    """Protocol: sees every request's audit event as it is recorded (metrics, anomalies).
+
+    ``observe`` is synchronous and must be cheap; an exception is reported on
+    stderr and never changes the response.
+    """
+
+    def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
+        """Look at how the request ended."""
+        ...
+
+
+class Guard(Protocol):
+    """Protocol: refuses requests around authentication (anomaly blocks and step-ups).
+
+    ``before`` runs before authentication (blocks keyed by client address);
+    ``after_authentication`` runs once the principal is known. Either raises a
+    :class:`~secmw.errors.Denial` to stop the request.
+    """
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Refuse the request before any credential is looked at."""
+        ...
+
+    async def after_authentication(self, ctx: RequestContext) -> None:
+        """Refuse the request given its principal."""
+        ...
+
+
+class NoGuard:
+    """The guard when none is configured: refuses nothing."""
+
+    __slots__ = ()
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Refuse nothing."""
+
+    async def after_authentication(self, ctx: RequestContext) -> None:
+        """Refuse nothing."""
 
 
 class Pipeline:
@@ -62,12 +104,15 @@ class Pipeline:
         "challenge",
         "clock",
         "context_settings",
+        "endpoints",
         "fail_open",
+        "guard",
         "inspector",
         "max_body_bytes",
         "max_message_bytes",
         "max_response_buffer",
         "needs_body",
+        "observers",
         "policy",
         "rate_limiter",
         "redactor",
@@ -90,6 +135,9 @@ class Pipeline:
         echo_request_id: bool = True,
         fail_open: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
+        observers: tuple[Observer, ...] = (),
+        guard: Guard | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.inspector = inspector
@@ -113,6 +161,9 @@ class Pipeline:
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
         )
         self.fail_open = fail_open
+        self.observers = observers
+        self.guard: Guard = guard if guard is not None else NoGuard()
+        self.endpoints: Mapping[str, Endpoint] = endpoints or {}
         self._started = False
 
     # -- the request phase -------------------------------------------------
@@ -131,10 +182,12 @@ class Pipeline:
         """Run authenticate, inspect, authorize and throttle; raise a Denial to stop."""
         stage = "authenticate"
         try:
+            await self.guard.before(ctx)
             if self.authenticator is not None:
                 principal = await self.authenticator.authenticate(ctx)
                 if principal is not None:
                     ctx.principal = principal
+            await self.guard.after_authentication(ctx)
             stage = "inspect"
             if self.inspector is not None:
                 ctx.findings.extend(self.inspector.inspect(ctx))
@@ -241,7 +294,7 @@ class Pipeline:
         status: int | None = None,
     ) -> None:
         """Emit the audit event that describes how the request (or session) ended."""
-        if self.audit is None:
+        if self.audit is None and not self.observers:
             return
         principal = ctx.principal
         decision: Decision | None = ctx.decision
@@ -281,6 +334,14 @@ class Pipeline:
             status=status,
             latency_ms=ctx.elapsed_ms(),
         )
+        for observer in self.observers:
+            try:
+                observer.observe(ctx, event)
+            except Exception as exc:
+                print(
+                    f"secmw: observer {type(observer).__name__} failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
         await self.emit(event)
 
     async def emit(self, event: AuditEvent) -> None:
