@@ -85,8 +85,10 @@ class StructlogAlertSink:
         self._logger = logger if logger is not None else structlog.get_logger("secmw.anomaly")
 
     async def send(self, alert: Alert) -> None:
-        """Log ``alert`` with its fields as key-value pairs."""
-        self._logger.warning("secmw_anomaly", **alert.to_dict())
+        """Log ``alert`` with its fields as key-value pairs (its event name as ``anomaly``)."""
+        fields = alert.to_dict()
+        fields["anomaly"] = fields.pop("event")
+        self._logger.warning("secmw_anomaly", **fields)
 
     async def aclose(self) -> None:
         """Nothing to release."""
