@@ -25,7 +25,9 @@ class FakeClock:
         self.now += seconds
 
 
-def principal(subject: str = "alice", credential: str | None = "jti:abc", **extra: Any) -> Principal:
+def principal(
+    subject: str = "alice", credential: str | None = "jti:abc", **extra: Any
+) -> Principal:
     return Principal(subject=subject, auth_method="jwt", credential_id=credential, **extra)
 
 

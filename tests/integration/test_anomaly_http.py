@@ -142,7 +142,9 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     refused = await call(app, _get("scrape-token", "192.0.2.1", "/metrics"))
     assert refused.status == 403
     no_token = await call(app, _get(None, "127.0.0.1", "/metrics"))
-    assert no_token.status == 401 and no_token.header("www-authenticate") == 'Bearer realm="metrics"'
+    assert (
+        no_token.status == 401 and no_token.header("www-authenticate") == 'Bearer realm="metrics"'
+    )
     scrape = await call(app, _get("scrape-token", "127.0.0.1", "/metrics"))
     assert scrape.status == 200
     assert scrape.header("x-request-id")

@@ -70,9 +70,7 @@ def test_what_counts_as_an_authentication_failure(
     name: str, outcome: str, status: int, counted: bool
 ) -> None:
     detector = AuthFailureBurst(threshold=1, window=60)
-    found = detector.check(
-        context(), event(name, outcome=outcome, status=status), MONDAY_10H
-    )
+    found = detector.check(context(), event(name, outcome=outcome, status=status), MONDAY_10H)
     assert (found is not None) is counted
 
 
@@ -102,7 +100,11 @@ def test_burst_key_kind_must_be_client_or_subject() -> None:
 def test_burst_state_is_capped() -> None:
     detector = AuthFailureBurst(threshold=5, window=60, max_keys=100)
     for index in range(1000):
-        detector.check(context(), event("authn_login_fail", client=f"10.0.{index // 250}.{index % 250}"), MONDAY_10H)
+        detector.check(
+            context(),
+            event("authn_login_fail", client=f"10.0.{index // 250}.{index % 250}"),
+            MONDAY_10H,
+        )
     assert detector.tracked_keys() == 100
 
 
@@ -125,7 +127,9 @@ def test_token_reuse_fires_at_the_distinct_address_threshold() -> None:
     detector = TokenReuse(threshold=3, window=600)
     who = principal(credential="sha256:0011")
     found = []
-    for index, client in enumerate(["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"]):
+    for index, client in enumerate(
+        ["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"]
+    ):
         anomaly = detector.check(context(client=client, who=who), None, MONDAY_10H + index)
         found.append(anomaly is not None)
     assert found == [False, False, False, False, True]

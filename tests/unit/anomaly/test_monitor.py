@@ -103,7 +103,9 @@ async def test_step_up_until_a_fresh_authentication_and_ends_on_time() -> None:
 
 async def test_block_by_subject_acts_after_authentication() -> None:
     clock = FakeClock()
-    detector = RateSpike(interval=60, factor=2, min_requests=3, alpha=1, warmup=1, response="block", cool_down=120)
+    detector = RateSpike(
+        interval=60, factor=2, min_requests=3, alpha=1, warmup=1, response="block", cool_down=120
+    )
     monitor = AnomalyMonitor([detector], clock=clock)
     who = principal("hank")
     await monitor.after_authentication(context(who=who))
@@ -209,7 +211,9 @@ async def test_callback_sinks_plain_and_async() -> None:
 async def test_structlog_sink_logs_a_warning() -> None:
     from structlog.testing import capture_logs
 
-    anomaly = Anomaly("token_reuse", "authn_token_reuse", "credential", "jti:1", "alert", "r", {"addresses": 5})
+    anomaly = Anomaly(
+        "token_reuse", "authn_token_reuse", "credential", "jti:1", "alert", "r", {"addresses": 5}
+    )
     with capture_logs() as logs:
         await StructlogAlertSink().send(Alert(anomaly, suppressed=2))
     assert logs == [
@@ -232,7 +236,9 @@ async def test_structlog_sink_logs_a_warning() -> None:
     ]
 
 
-async def test_failing_alert_sink_is_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_failing_alert_sink_is_reported_not_raised(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     def broken(alert: Alert) -> None:
         raise RuntimeError("secret detail")
 

@@ -86,7 +86,9 @@ async def test_network_errors_are_retried() -> None:
             raise httpx.ConnectError("refused")
         return httpx.Response(204)
 
-    sink = WebhookAlertSink("http://127.0.0.1:9/", transport=httpx.MockTransport(handler), backoff=0.001)
+    sink = WebhookAlertSink(
+        "http://127.0.0.1:9/", transport=httpx.MockTransport(handler), backoff=0.001
+    )
     await sink.send(ALERT)
     await sink.aclose()
     assert len(calls) == 2 and sink.delivered == 1

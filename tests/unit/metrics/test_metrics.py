@@ -96,14 +96,24 @@ def test_collector_observes_latency() -> None:
     metrics = SecurityMetrics(buckets=(0.01, 1.0))
     from secmw.audit.base import AuditEvent
 
-    metrics.observe(context(), AuditEvent("authz_allow", "success", transport="http", latency_ms=5.0))
+    metrics.observe(
+        context(), AuditEvent("authz_allow", "success", transport="http", latency_ms=5.0)
+    )
     assert metrics.duration.count(("http", "success")) == 1
 
 
-def _scrape(endpoint: MetricsEndpoint, *, client: str = "10.0.0.5", headers: tuple[tuple[str, str], ...] = (), method: str = "GET") -> tuple[int, dict[bytes, bytes], bytes]:
+def _scrape(
+    endpoint: MetricsEndpoint,
+    *,
+    client: str = "10.0.0.5",
+    headers: tuple[tuple[str, str], ...] = (),
+    method: str = "GET",
+) -> tuple[int, dict[bytes, bytes], bytes]:
     from secmw.context import RequestContext
 
-    ctx = RequestContext.from_scope(http_scope("/metrics", method=method, client=(client, 1), headers=headers))
+    ctx = RequestContext.from_scope(
+        http_scope("/metrics", method=method, client=(client, 1), headers=headers)
+    )
     status, raw, body = endpoint(ctx)
     return status, dict(raw), body
 
@@ -111,11 +121,17 @@ def _scrape(endpoint: MetricsEndpoint, *, client: str = "10.0.0.5", headers: tup
 @pytest.mark.parametrize(
     ("client", "headers", "status"),
     [
-        pytest.param("10.0.0.5", [("authorization", "Bearer s3cret-scrape")], 200, id="inside+token"),
-        pytest.param("10.0.0.5", [("authorization", "bearer s3cret-scrape")], 200, id="scheme-case"),
+        pytest.param(
+            "10.0.0.5", [("authorization", "Bearer s3cret-scrape")], 200, id="inside+token"
+        ),
+        pytest.param(
+            "10.0.0.5", [("authorization", "bearer s3cret-scrape")], 200, id="scheme-case"
+        ),
         pytest.param("10.0.0.5", [], 401, id="no-token"),
         pytest.param("10.0.0.5", [("authorization", "Bearer wrong")], 401, id="wrong-token"),
-        pytest.param("10.0.0.5", [("authorization", "Basic s3cret-scrape")], 401, id="wrong-scheme"),
+        pytest.param(
+            "10.0.0.5", [("authorization", "Basic s3cret-scrape")], 401, id="wrong-scheme"
+        ),
         pytest.param(
             "10.0.0.5",
             [("authorization", "Bearer s3cret-scrape"), ("authorization", "Bearer s3cret-scrape")],
@@ -166,8 +182,15 @@ def test_build_metrics_reads_the_token(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("section", "key", "message"),
     [
-        pytest.param({"enabled": True, "token_env": "SECMW_TEST_UNSET"}, "token_env", "is empty", id="env"),
-        pytest.param({"enabled": True, "token_file": "/nonexistent/t"}, "token_file", "cannot read", id="file"),
+        pytest.param(
+            {"enabled": True, "token_env": "SECMW_TEST_UNSET"}, "token_env", "is empty", id="env"
+        ),
+        pytest.param(
+            {"enabled": True, "token_file": "/nonexistent/t"},
+            "token_file",
+            "cannot read",
+            id="file",
+        ),
     ],
 )
 def test_build_metrics_token_errors(section: dict[str, object], key: str, message: str) -> None:
