@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs unit bench clean
+.PHONY: install demo test docs unit bench bench-anomaly clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ unit: $(STAMP)
 ## Per-request overhead of the pipeline against the bare app.
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py
+
+## Anomaly detectors and metrics per request (vs prometheus_client), memory per key.
+bench-anomaly: $(STAMP)
+	$(PY) benchmarks/bench_anomaly.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

@@ -80,11 +80,17 @@ class NewTarget:
         return len(self._state)
 
     def _targets(self, ctx: RequestContext) -> tuple[str, ...]:
-        tools = ctx.tools
-        if tools:
-            return tuple(f"tool:{tool}" for tool in tools)
-        parts = ctx.path.split("/", self.route_depth + 1)[1 : self.route_depth + 1]
-        return (f"{ctx.method} /{'/'.join(parts)}",)
+        if ctx.rpc:
+            tools = ctx.tools
+            if tools:
+                return tuple(f"tool:{tool}" for tool in tools)
+        path = ctx.path
+        end = 0
+        for _ in range(self.route_depth):
+            end = path.find("/", end + 1)
+            if end < 0:
+                return (ctx.method + " " + path,)
+        return (ctx.method + " " + path[:end],)
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Learn the request's targets; past the learning period, report a new one."""
@@ -212,8 +218,7 @@ class OffHours:
         learned = (
             now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
         )
-        known_days = [name for i, name in enumerate(_DAYS) if profile.days >> i & 1]
-        known_hours = [h for h in range(24) if profile.hours >> h & 1]
+        known_days, known_hours = profile.days, profile.hours
         profile.days |= day
         profile.hours |= hour
         if not learned:
@@ -228,8 +233,8 @@ class OffHours:
             evidence={
                 "day": _DAYS[weekday],
                 "hour": hour_of_day,
-                "usual_days": known_days,
-                "usual_hours": known_hours,
+                "usual_days": [name for i, name in enumerate(_DAYS) if known_days >> i & 1],
+                "usual_hours": [h for h in range(24) if known_hours >> h & 1],
             },
             time=now,
             request_id=ctx.request_id,

@@ -8,9 +8,10 @@ longer than ``ttl`` seconds; evicting under pressure is counted, never silent.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 V = TypeVar("V")
 
@@ -26,7 +27,8 @@ class KeyedState(Generic[V]):
         self.max_keys = max_keys
         self.ttl = ttl
         self.evicted = 0
-        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        # key -> [last seen, value]; a list, so a hit updates in place
+        self._data: OrderedDict[Hashable, list[Any]] = OrderedDict()
 
     def get(self, key: Hashable, now: float) -> V | None:
         """The live value of ``key`` (refreshing its recency), or ``None``."""
@@ -36,9 +38,10 @@ class KeyedState(Generic[V]):
         if now - item[0] > self.ttl:
             del self._data[key]
             return None
-        self._data[key] = (now, item[1])
+        item[0] = now
         self._data.move_to_end(key)
-        return item[1]
+        value: V = item[1]
+        return value
 
     def peek(self, key: Hashable) -> V | None:
         """The value of ``key`` whatever its age, without touching recency."""
@@ -56,7 +59,7 @@ class KeyedState(Generic[V]):
     def put(self, key: Hashable, now: float, value: V) -> None:
         """Store ``value``; the oldest entries go when the cap is reached."""
         data = self._data
-        data[key] = (now, value)
+        data[key] = [now, value]
         data.move_to_end(key)
         while len(data) > self.max_keys:
             oldest, (seen, _) = next(iter(data.items()))
@@ -97,19 +100,32 @@ class EventWindow:
 
     ``add`` says whether ``threshold`` events fell within ``window`` seconds; the
     window is then cleared, so the next alert needs ``threshold`` new events.
+    The times live in a ring of C doubles that grows only as events arrive, so a
+    key with one failure costs a few dozen bytes, not ``threshold`` floats.
     """
 
-    __slots__ = ("times",)
+    __slots__ = ("head", "threshold", "times")
 
     def __init__(self, threshold: int) -> None:
-        self.times: deque[float] = deque(maxlen=threshold)
+        self.threshold = threshold
+        self.times = array("d")
+        self.head = 0
 
     def add(self, now: float, window: float) -> bool:
         """Record one event at ``now``; true when the threshold is reached."""
         times = self.times
-        times.append(now)
-        if len(times) == times.maxlen and now - times[0] < window:
-            times.clear()
+        if len(times) < self.threshold:
+            times.append(now)
+            if len(times) < self.threshold:
+                return False
+            oldest = times[0]
+        else:
+            times[self.head] = now
+            self.head = (self.head + 1) % self.threshold
+            oldest = times[self.head]
+        if now - oldest < window:
+            del times[:]
+            self.head = 0
             return True
         return False
 
