@@ -5,6 +5,7 @@ components behind it (authenticator, policy, rate limiter, redactor, inspector,
 audit sink, circuit breaker) each work alone behind their protocols.
 """
 
+from secmw.anomaly import AnomalyMonitor
 from secmw.asgi import SecurityMiddleware
 from secmw.audit import AuditEvent, AuditSink, MemoryAuditSink, NullAuditSink, StreamAuditSink
 from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
@@ -26,6 +27,7 @@ from secmw.errors import (
     StepUpRequired,
 )
 from secmw.inspect import Inspector, NoInspector
+from secmw.metrics import SecurityMetrics
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter
@@ -34,6 +36,7 @@ from secmw.redact import NoRedactor, Redactor, StreamRedactor
 __all__ = [
     "ANONYMOUS",
     "AccessDenied",
+    "AnomalyMonitor",
     "AuditEvent",
     "AuditSink",
     "AuthenticatedPolicy",
@@ -69,6 +72,7 @@ __all__ = [
     "Redactor",
     "RequestContext",
     "SecmwError",
+    "SecurityMetrics",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",

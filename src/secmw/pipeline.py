@@ -3,13 +3,15 @@
 For one request::
 
     context      RequestContext.from_scope      (400 for an unsafe path)
+    guard        Guard.before                   (anomaly blocks by client address)
     authenticate Authenticator.authenticate     (401 / 400)
+    guard        Guard.after_authentication     (anomaly blocks / step-ups by principal)
     inspect      Inspector.inspect              (findings only)
     authorize    PolicyEvaluator.evaluate       (401 challenge / 403 / step-up 401)
     throttle     RateLimiter.hit                (429 + Retry-After)
     call         the app or upstream            (adapter's job)
     redact       Redactor on the response body  (adapter's job, via ``redactor``)
-    record       AuditSink.emit                 (one event per request)
+    record       AuditSink.emit                 (one event per request; observers see it first)
 
 A stage that is switched off is ``None`` and costs nothing. A stage that fails
 with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets a

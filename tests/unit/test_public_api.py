@@ -9,6 +9,7 @@ import secmw
 EXPECTED = [
     "ANONYMOUS",
     "AccessDenied",
+    "AnomalyMonitor",
     "AuditEvent",
     "AuditSink",
     "AuthenticatedPolicy",
@@ -44,6 +45,7 @@ EXPECTED = [
     "Redactor",
     "RequestContext",
     "SecmwError",
+    "SecurityMetrics",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",
