@@ -159,3 +159,66 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     ]
     # the JWT authenticator never saw the scrape token
     assert audit.named("authn_token_invalid") == []
+
+
+async def test_token_reuse_step_up_challenge_until_a_fresh_login() -> None:
+    issuer = TokenIssuer()
+    clock = FakeClock(MONDAY_10H)
+    app, audit = _app(
+        issuer,
+        clock,
+        {
+            "enabled": True,
+            "alerts": {"structlog": False},
+            "step_up_acr_values": ["mfa"],
+            "token_reuse": {"threshold": 3, "response": "step_up", "cool_down": 600},
+        },
+    )
+    stolen = issuer.mint("kim", expires_in=7200, claims={"auth_time": int(MONDAY_10H) - 3600})
+    assert (await call(app, _get(stolen, "192.0.2.1"))).status == 200
+    assert (await call(app, _get(stolen, "192.0.2.2"))).status == 200
+    clock.advance(30)
+    challenged = await call(app, _get(stolen, "192.0.2.3"))
+    assert challenged.status == 401
+    assert challenged.header("www-authenticate") == (
+        'Bearer realm="secmw", error="insufficient_user_authentication", '
+        'error_description="A stronger or more recent authentication is required.", '
+        'acr_values="mfa", max_age=0'
+    )
+    assert audit.names()[-2:] == ["authn_token_reuse", "authn_token_reuse"]
+    assert audit.events[-2].status == 401 and audit.events[-1].details["response"] == "step_up"
+    assert stolen not in "".join(audit.lines())
+    clock.advance(60)
+    again = await call(app, _get(stolen, "192.0.2.1"))
+    assert again.status == 401 and "max_age=60" in (again.header("www-authenticate") or "")
+    # the owner logs in again with MFA: a new credential, an auth_time after the detection
+    fresh = issuer.mint("kim", acr="mfa", expires_in=7200, claims={"auth_time": int(clock.now)})
+    assert (await call(app, _get(fresh, "192.0.2.1"))).status == 200
+    clock.advance(600)
+    assert (await call(app, _get(stolen, "192.0.2.1"))).status == 200  # the window ended
+
+
+async def test_blocked_address_cannot_open_a_websocket() -> None:
+    from tests.support import Receiver, Sender, ws_scope
+
+    issuer = TokenIssuer()
+    clock = FakeClock(MONDAY_10H)
+    app, audit = _app(
+        issuer,
+        clock,
+        {
+            "enabled": True,
+            "alerts": {"structlog": False},
+            "auth_failures_by_client": {"threshold": 2, "cool_down": 60},
+        },
+    )
+    for _ in range(2):
+        assert (await call(app, _get("bad", "203.0.113.7"))).status == 401
+    sent = Sender()
+    scope = ws_scope(
+        headers=[("authorization", f"Bearer {issuer.mint('alice')}")],
+        extensions={"websocket.http.response": {}},
+    )
+    await app(scope, Receiver([{"type": "websocket.connect"}]), sent)
+    assert sent.status == 429 and sent.header("retry-after") == "60"
+    assert audit.last.name == "authn_brute_force" and audit.last.transport == "websocket"
