@@ -102,17 +102,17 @@ class NewTarget:
             profile = _Targets(now)
             self._state.put(subject, now, profile)
         profile.count += 1
-        learned = (
-            now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
-        )
+        known = profile.targets
         found = None
         for target in self._targets(ctx):
-            if target in profile.targets or len(profile.targets) >= self.max_targets:
+            if target in known or len(known) >= self.max_targets:
                 continue
-            profile.targets.add(target)
-            if learned and found is None:
+            known.add(target)
+            if found is None:
                 found = target
-        if found is None:
+        if found is None or not (
+            now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
+        ):
             return None
         return Anomaly(
             detector=self.name,
@@ -211,7 +211,11 @@ class OffHours:
             profile = _Hours(now)
             self._state.put(subject, now, profile)
         profile.count += 1
-        weekday, hour_of_day = self._local(now)
+        if int(now // 3600) == self._offset_hour:
+            local = int(now + self._offset)
+            weekday, hour_of_day = (local // 86_400 + 3) % 7, local % 86_400 // 3600
+        else:
+            weekday, hour_of_day = self._local(now)
         day, hour = 1 << weekday, 1 << hour_of_day
         if profile.days & day and profile.hours & hour:
             return None
