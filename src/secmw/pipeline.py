@@ -368,6 +368,7 @@ class Pipeline:
         stages = [
             name
             for name, stage in (
+                ("guard", None if isinstance(self.guard, NoGuard) else self.guard),
                 ("authenticate", self.authenticator),
                 ("inspect", self.inspector),
                 ("authorize", self.policy),

@@ -139,6 +139,7 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     token = issuer.mint("alice")
     assert (await call(app, _get(token, "192.0.2.1"))).status == 200
     assert (await call(app, _get(None, "192.0.2.1"))).status == 401
+    assert (await call(app, _get("not-a-jwt", "192.0.2.1"))).status == 401
     refused = await call(app, _get("scrape-token", "192.0.2.1", "/metrics"))
     assert refused.status == 403
     no_token = await call(app, _get(None, "127.0.0.1", "/metrics"))
@@ -152,13 +153,16 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     assert 'secmw_requests_total{transport="http",event="authz_allow",status_class="2xx"} 1' in text
     assert 'secmw_auth_failures_total{reason="authn_token_missing"} 1' in text
     assert 'secmw_anomaly_tracked_keys{detector="token_reuse"} 1' in text
+    # the anonymous request passed authentication (no credential) and was refused by policy
+    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="success"} 2' in text
+    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 1' in text
     assert "alice" not in text
     served = audit.for_request(scrape.header("x-request-id") or "")
     assert [(e.name, e.reason, e.status) for e in served] == [
         ("authz_allow", "served by secmw", 200)
     ]
     # the JWT authenticator never saw the scrape token
-    assert audit.named("authn_token_invalid") == []
+    assert len(audit.named("authn_token_invalid")) == 1
 
 
 async def test_token_reuse_step_up_challenge_until_a_fresh_login() -> None:

@@ -201,9 +201,10 @@ def pipeline_hooks(
                 ("detector",),
                 lambda: samples(watched.tracked_keys()),
             )
+    guard = collector.guard(monitor) if collector is not None else monitor
     return {
         "observers": tuple(observers),
-        "guard": monitor,
+        "guard": guard,
         "endpoints": endpoints,
         "audit": audit,
     }

@@ -14,6 +14,8 @@ from secmw.anomaly.base import Anomaly
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from secmw.metrics.registry import DEFAULT_BUCKETS, GaugeCallback, Labels, Registry
+from secmw.metrics.timing import AuthenticationTimer
+from secmw.pipeline import Guard
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -34,6 +36,8 @@ class SecurityMetrics:
         "rate_limited",
         "registry",
         "requests",
+        "stages",
+        "timer",
     )
 
     def __init__(
@@ -82,9 +86,24 @@ class SecurityMetrics:
             buckets,
             max_series,
         )
+        self.stages = reg.histogram(
+            "secmw_stage_duration_seconds",
+            "Time spent in one pipeline stage (authenticate), by outcome.",
+            ("stage", "outcome"),
+            buckets,
+            max_series,
+        )
+        self.timer: AuthenticationTimer | None = None
+
+    def guard(self, inner: Guard | None = None) -> AuthenticationTimer:
+        """A guard that times authentication and then runs ``inner``; pass it to the pipeline."""
+        self.timer = AuthenticationTimer(self.stages, inner)
+        return self.timer
 
     def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
         """Count the request's outcome, failures, rejections and findings."""
+        if self.timer is not None:
+            self.timer.failed(ctx)
         transport = event.transport or "other"
         status = event.status
         status_class = _STATUS_CLASS.get(status // 100, "other") if status else "none"

@@ -13,6 +13,7 @@ from secmw.audit.base import AuditEvent
 from secmw.config import build_pipeline, load_config
 from secmw.context import Principal, RequestContext
 from secmw.errors import AccessDenied, ConfigError
+from secmw.metrics.timing import AuthenticationTimer
 from secmw.testing import AuditCapture
 from tests.support import EchoApp, call, http_scope
 
@@ -67,6 +68,14 @@ async def test_guard_runs_around_authentication_and_observers_see_the_event() ->
     response = await call(SecurityMiddleware(EchoApp(), pipeline=pipeline), http_scope("/x"))
     assert response.status == 200
     assert log == ["before:-", "authenticate", "after:alice", "observe:authz_allow:200"]
+
+
+async def test_startup_names_the_guard() -> None:
+    audit = AuditCapture()
+    await Pipeline(guard=Guard([]), audit=audit).startup()
+    assert audit.last.details["stages"] == ["guard", "authorize"]
+    await Pipeline(audit=audit).startup()
+    assert audit.last.details["stages"] == ["authorize"]
 
 
 async def test_guard_denial_is_rendered_and_audited_with_its_event() -> None:
@@ -133,7 +142,9 @@ def test_configured_monitor_and_metrics_are_wired() -> None:
         }
     )
     pipeline = build_pipeline(config)
-    monitor = pipeline.guard
+    timer = pipeline.guard
+    assert isinstance(timer, AuthenticationTimer)  # metrics time authentication
+    monitor = timer.inner
     assert isinstance(monitor, AnomalyMonitor)
     assert [d.name for d in monitor.detectors] == [
         "auth_failures_by_client",
@@ -152,6 +163,8 @@ def test_configured_monitor_and_metrics_are_wired() -> None:
 def test_public_metrics_is_a_listed_fail_open() -> None:
     pipeline = build_pipeline(load_config({"metrics": {"enabled": True, "public": True}}))
     assert pipeline.fail_open == ("metrics.public",)
+    timer = pipeline.guard
+    assert isinstance(timer, AuthenticationTimer) and timer.inner is None
 
 
 @pytest.mark.parametrize(
