@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secmw.anomaly import EventWindow, KeyedState
 
@@ -52,3 +54,40 @@ def test_event_window_count() -> None:
     for t in (0, 1, 8):
         window.add(t, 10)
     assert window.count(10, 10) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    threshold=st.integers(1, 6),
+    window=st.integers(1, 30),
+    gaps=st.lists(st.integers(0, 20), max_size=60),
+)
+def test_event_window_matches_a_naive_sliding_window(
+    threshold: int, window: int, gaps: list[int]
+) -> None:
+    ring = EventWindow(threshold)
+    naive: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        naive.append(now)
+        expected = len(naive) >= threshold and now - naive[-threshold] < window
+        if expected:
+            naive.clear()
+        assert ring.add(now, window) is expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cap=st.integers(1, 8),
+    ops=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 5)), max_size=80),
+)
+def test_keyed_state_never_exceeds_its_cap(cap: int, ops: list[tuple[int, int]]) -> None:
+    state: KeyedState[int] = KeyedState(cap, ttl=10)
+    now = 0.0
+    for key, step in ops:
+        now += step
+        if state.get(key, now) is None:
+            state.put(key, now, key)
+        assert len(state) <= cap
+        assert state.peek(key) == key
