@@ -299,6 +299,12 @@ class AnomalyAuditSink:
         finally:
             await self.monitor.flush(self.inner)
 
+    def __getattr__(self, name: str) -> Any:
+        # Other attributes (a file sink's queue depth, its failure policy) are the inner sink's.
+        if self.inner is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def aclose(self) -> None:
         """Publish what is queued, close the alert sinks, then the wrapped sink."""
         await self.monitor.flush(self.inner)

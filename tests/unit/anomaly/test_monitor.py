@@ -262,3 +262,13 @@ def test_tracked_keys_per_detector() -> None:
     _fail(monitor, client="192.0.2.1", times=1)
     _fail(monitor, client="192.0.2.2", times=1)
     assert monitor.tracked_keys() == {"auth_failures_by_client": 2}
+
+
+def test_the_audit_wrapper_exposes_the_inner_sinks_attributes() -> None:
+    audit = MemoryAuditSink()
+    sink = _monitor(FakeClock()).audit_sink(audit)
+    assert sink.events is audit.events
+    with pytest.raises(AttributeError):
+        _ = sink.no_such_attribute
+    with pytest.raises(AttributeError):
+        _ = _monitor(FakeClock()).audit_sink(None).events
