@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs unit bench bench-audit bench-auth bench-ratelimit bench-redact clean
+.PHONY: install demo test docs unit bench bench-anomaly bench-audit bench-auth bench-ratelimit bench-redact clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-redact: $(STAMP)
 	$(PY) benchmarks/bench_redact.py
 bench-audit: $(STAMP)
 	$(PY) benchmarks/bench_audit.py
+## Anomaly detectors and metrics per request (vs prometheus_client), memory per key.
+bench-anomaly: $(STAMP)
+	$(PY) benchmarks/bench_anomaly.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

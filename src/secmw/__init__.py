@@ -5,6 +5,7 @@ components behind it (authenticator, policy, rate limiter, redactor, inspector,
 audit sink, circuit breaker) each work alone behind their protocols.
 """
 
+from secmw.anomaly import AnomalyMonitor
 from secmw.asgi import SecurityMiddleware
 from secmw.audit import (
     AuditEvent,
@@ -33,6 +34,7 @@ from secmw.errors import (
     StepUpRequired,
 )
 from secmw.inspect import Inspector, NoInspector, PromptInjectionInspector, inspect_text
+from secmw.metrics import SecurityMetrics
 from secmw.pipeline import Pipeline
 from secmw.policy import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit import NoRateLimiter, RateDecision, RateLimiter, TieredRateLimiter
@@ -41,6 +43,7 @@ from secmw.redact import NoRedactor, Redactor, SecretRedactor, StreamRedactor
 __all__ = [
     "ANONYMOUS",
     "AccessDenied",
+    "AnomalyMonitor",
     "AuditEvent",
     "AuditSink",
     "AuthenticatedPolicy",
@@ -79,6 +82,7 @@ __all__ = [
     "RequestContext",
     "SecmwError",
     "SecretRedactor",
+    "SecurityMetrics",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",

@@ -139,13 +139,14 @@ class SecurityMiddleware:
         await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
 
     async def _serve(self, ctx: RequestContext, send: Send) -> None:
-        """Answer a request for a document secmw serves itself (public by design)."""
-        status, headers, body = self.pipeline.endpoints[ctx.path](ctx)
-        headers.extend(self.pipeline.response_headers(ctx))
+        """Answer a path secmw serves itself; the endpoint does its own access check."""
+        pipeline = self.pipeline
+        status, headers, body = pipeline.endpoints[ctx.path](ctx)
         ctx.status = status
+        headers = [*headers, *pipeline.response_headers(ctx)]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        await self.pipeline.record(ctx, reason="served by secmw")
+        await pipeline.record(ctx, reason="served by secmw")
 
     async def _deny(self, ctx: RequestContext, denial: Denial, send: Send) -> None:
         status, headers, body = self.pipeline.render(ctx, denial)

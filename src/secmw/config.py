@@ -20,12 +20,15 @@ from pydantic import Field, ValidationError, field_validator
 
 from secmw._config_base import ConfigModel, header_name
 from secmw._responses import ChallengeSettings
+from secmw.anomaly.build import pipeline_hooks
+from secmw.anomaly.config import AnomalyConfig
 from secmw.audit.config import AuditConfig
 from secmw.auth import build as auth_build
 from secmw.auth.config import AuthConfig, ClaimNames, JWTConfig, JWTKeyConfig
 from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.inspect.config import InspectConfig
+from secmw.metrics.config import MetricsConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
 from secmw.ratelimit.config import RateLimitConfig
@@ -95,6 +98,8 @@ class Config(ConfigModel):
     ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
     inspect: InspectConfig | None = None
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -257,6 +262,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("inspect.fail_closed")
     if config.audit.file is not None and config.audit.file.on_failure == "fail_open":
         found.append("audit.file.on_failure")
+    if config.metrics.enabled and config.metrics.endpoint and config.metrics.public:
+        found.append("metrics.public")
     return tuple(found)
 
 
@@ -281,6 +288,18 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
             stages[name] = builder(config)
         except ConfigError as exc:
             issues.extend(exc.issues)
+    hooks: dict[str, Any] = {}
+    try:
+        hooks = pipeline_hooks(config.anomaly, config.metrics, stages.get("audit"))
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+    # Documents secmw serves itself: RFC 9728 metadata (auth) and metrics.
+    endpoints = dict(auth_build.endpoints(config.auth))
+    for path, endpoint in hooks.pop("endpoints", {}).items():
+        if path in endpoints:
+            issues.append(ConfigIssue("metrics.path", f"{path} is already served by secmw"))
+        endpoints[path] = endpoint
+    stages.update(hooks)
     if issues:
         raise ConfigError(issues)
     return Pipeline(
@@ -297,7 +316,7 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
         challenge=ChallengeSettings(
             realm=config.auth.realm, resource_metadata=auth_build.resource_metadata_url(config.auth)
         ),
-        endpoints=auth_build.endpoints(config.auth),
+        endpoints=endpoints,
         scope_filters=auth_build.scope_filters(config.auth),
         max_body_bytes=config.max_body_bytes,
         max_message_bytes=config.websocket.max_message_bytes,

@@ -3,13 +3,15 @@
 For one request::
 
     context      RequestContext.from_scope      (400 for an unsafe path)
+    guard        Guard.before                   (anomaly blocks by client address)
     authenticate Authenticator.authenticate     (401 / 400)
+    guard        Guard.after_authentication     (anomaly blocks / step-ups by principal)
     inspect      Inspector.inspect              (findings only)
     authorize    PolicyEvaluator.evaluate       (401 challenge / 403 / step-up 401)
     throttle     RateLimiter.hit                (429 + Retry-After)
     call         the app or upstream            (adapter's job)
     redact       Redactor on the response body  (adapter's job, via ``redactor``)
-    record       AuditSink.emit                 (one event per request)
+    record       AuditSink.emit                 (one event per request; observers see it first)
 
 A stage that is switched off is ``None`` and costs nothing. A stage that fails
 with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets a
@@ -21,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
@@ -47,6 +49,47 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 Endpoint = Callable[[RequestContext], tuple[int, list[Header], bytes]]
 
 
+class Observer(Protocol):
+    """Protocol: sees every request's audit event as it is recorded (metrics, anomalies).
+
+    ``observe`` is synchronous and must be cheap; an exception is reported on
+    stderr and never changes the response.
+    """
+
+    def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
+        """Look at how the request ended."""
+        ...
+
+
+class Guard(Protocol):
+    """Protocol: refuses requests around authentication (anomaly blocks and step-ups).
+
+    ``before`` runs before authentication (blocks keyed by client address);
+    ``after_authentication`` runs once the principal is known. Either raises a
+    :class:`~secmw.errors.Denial` to stop the request.
+    """
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Refuse the request before any credential is looked at."""
+        ...
+
+    async def after_authentication(self, ctx: RequestContext) -> None:
+        """Refuse the request given its principal."""
+        ...
+
+
+class NoGuard:
+    """The guard when none is configured: refuses nothing."""
+
+    __slots__ = ()
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Refuse nothing."""
+
+    async def after_authentication(self, ctx: RequestContext) -> None:
+        """Refuse nothing."""
+
+
 class Pipeline:
     """Runs the request stages in order and turns outcomes into responses.
 
@@ -67,11 +110,13 @@ class Pipeline:
         "context_settings",
         "endpoints",
         "fail_open",
+        "guard",
         "inspector",
         "max_body_bytes",
         "max_message_bytes",
         "max_response_buffer",
         "needs_body",
+        "observers",
         "policy",
         "rate_limiter",
         "redactor",
@@ -95,6 +140,8 @@ class Pipeline:
         echo_request_id: bool = True,
         fail_open: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
+        observers: tuple[Observer, ...] = (),
+        guard: Guard | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
         scope_filters: tuple[Callable[[MutableMapping[str, Any]], None], ...] = (),
     ) -> None:
@@ -122,13 +169,15 @@ class Pipeline:
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
         )
         self.fail_open = fail_open
+        self.observers = observers
+        self.guard: Guard = guard if guard is not None else NoGuard()
         self._started = False
         # A limiter that audits on its own (shadow tiers, storage outages) gets our emit.
         bind = getattr(rate_limiter, "bind_emitter", None)
         if callable(bind):
             bind(self.emit)
-        # Responses secmw serves itself, by canonical path (RFC 9728 metadata), and
-        # rewrites of the app's scope (credential stripping); see secmw.auth.build.
+        # Responses secmw serves itself, by canonical path (RFC 9728 metadata, metrics),
+        # and rewrites of the app's scope (credential stripping); see secmw.auth.build.
         self.endpoints: Mapping[str, Endpoint] = endpoints or {}
         self.scope_filters = scope_filters
         # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
@@ -162,10 +211,12 @@ class Pipeline:
             )
         stage = "authenticate"
         try:
+            await self.guard.before(ctx)
             if self.authenticator is not None:
                 principal = await self.authenticator.authenticate(ctx)
                 if principal is not None:
                     ctx.principal = principal
+            await self.guard.after_authentication(ctx)
             stage = "inspect"
             if self.inspector is not None:
                 ctx.findings.extend(self.inspector.inspect(ctx))
@@ -274,7 +325,7 @@ class Pipeline:
     ) -> None:
         """Emit the audit event that describes how the request (or session) ended."""
         unbind_request(ctx)  # the request is over; the task may serve another one
-        if self.audit is None:
+        if self.audit is None and not self.observers:
             return
         principal = ctx.principal
         decision: Decision | None = ctx.decision
@@ -316,6 +367,14 @@ class Pipeline:
             # Extra details a stage left for this event (e.g. inspection signals).
             details=ctx.state.get("audit_details") or {},
         )
+        for observer in self.observers:
+            try:
+                observer.observe(ctx, event)
+            except Exception as exc:
+                print(
+                    f"secmw: observer {type(observer).__name__} failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
         await self.emit(event)
 
     async def emit(self, event: AuditEvent) -> None:
@@ -340,6 +399,7 @@ class Pipeline:
         stages = [
             name
             for name, stage in (
+                ("guard", None if isinstance(self.guard, NoGuard) else self.guard),
                 ("authenticate", self.authenticator),
                 ("inspect", self.inspector),
                 ("authorize", self.policy),

@@ -9,6 +9,7 @@ import secmw
 EXPECTED = [
     "ANONYMOUS",
     "AccessDenied",
+    "AnomalyMonitor",
     "AuditEvent",
     "AuditSink",
     "AuthenticatedPolicy",
@@ -47,6 +48,7 @@ EXPECTED = [
     "RequestContext",
     "SecmwError",
     "SecretRedactor",
+    "SecurityMetrics",
     "SecurityMiddleware",
     "ServiceUnavailable",
     "StepUpRequired",

@@ -1,0 +1,104 @@
+"""Anomaly detection: the detector and alert-sink protocols and the anomaly record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+from secmw.audit.base import AuditEvent
+from secmw.context import RequestContext
+
+Response = Literal["alert", "step_up", "block"]
+KeyKind = Literal["client", "subject", "credential"]
+Phase = Literal["request", "outcome"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """One detection: which detector, about which key, with the evidence.
+
+    ``key`` is a client address, a subject or a credential id (a fingerprint,
+    never the credential). ``evidence`` holds counts, the window and baselines.
+    """
+
+    detector: str
+    event: str
+    key_kind: KeyKind
+    key: str
+    response: Response
+    reason: str
+    evidence: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    time: float = 0.0
+    request_id: str | None = None
+    client: str | None = None
+    subject: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, for alert sinks."""
+        return {
+            "detector": self.detector,
+            "event": self.event,
+            "key_kind": self.key_kind,
+            "key": self.key,
+            "response": self.response,
+            "reason": self.reason,
+            "evidence": dict(self.evidence),
+            "time": self.time,
+            "request_id": self.request_id,
+            "client": self.client,
+            "subject": self.subject,
+        }
+
+
+class Detector(Protocol):
+    """Protocol: one signal with a threshold.
+
+    A ``request`` detector sees each request once its principal is known (the
+    event is ``None``); an ``outcome`` detector sees each request's audit event.
+    ``check`` returns an :class:`Anomaly` when the threshold is crossed.
+    """
+
+    name: str
+    event: str
+    phase: Phase
+    key_kind: KeyKind
+    response: Response
+    cool_down: float
+
+    def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
+        """Update the state with this request and say whether it is anomalous."""
+        ...
+
+    def tracked_keys(self) -> int:
+        """How many keys the detector holds state for (bounded by its cap)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """What an alert sink receives: the anomaly and how many like it were folded in."""
+
+    anomaly: Anomaly
+    suppressed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the webhook body)."""
+        data = self.anomaly.to_dict()
+        data["suppressed"] = self.suppressed
+        return data
+
+
+class AlertSink(Protocol):
+    """Protocol: deliver an alert (after de-duplication) somewhere a human looks."""
+
+    async def send(self, alert: Alert) -> None:
+        """Deliver or queue ``alert``; must not block the request for long."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush what is queued and release resources."""
+        ...

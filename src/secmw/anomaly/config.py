@@ -1,0 +1,133 @@
+"""Configuration models of anomaly detection (the ``anomaly`` section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, HttpUrl, field_validator
+
+from secmw._config_base import ConfigModel
+
+ResponseName = Literal["alert", "step_up", "block"]
+
+
+class _DetectorConfig(ConfigModel):
+    """Settings every detector has: whether it runs and what it does when it fires."""
+
+    enabled: bool = True
+    response: ResponseName = "alert"
+    cool_down: float = Field(900.0, gt=0, le=7 * 86_400)
+
+
+class AuthFailuresConfig(_DetectorConfig):
+    """Authentication-failure bursts from one key (client address or subject)."""
+
+    threshold: int = Field(20, ge=1, le=100_000)
+    window: float = Field(300.0, gt=0, le=86_400)
+    failure_events: list[str] = Field(
+        default_factory=lambda: ["authn_login_fail", "authn_token_invalid"]
+    )
+    count_app_401: bool = True
+
+
+class AuthFailuresByClientConfig(AuthFailuresConfig):
+    """Brute force from one address; blocks it by default."""
+
+    response: ResponseName = "block"
+
+
+class TokenReuseConfig(_DetectorConfig):
+    """One credential from many client addresses."""
+
+    threshold: int = Field(5, ge=2, le=10_000)
+    window: float = Field(600.0, gt=0, le=86_400)
+
+
+class RateSpikeConfig(_DetectorConfig):
+    """Requests per interval against the principal's own EWMA baseline."""
+
+    interval: float = Field(60.0, gt=0, le=86_400)
+    factor: float = Field(10.0, gt=1)
+    min_requests: int = Field(100, ge=1)
+    alpha: float = Field(0.1, gt=0, le=1)
+    warmup: int = Field(30, ge=1)
+
+
+class RepeatedDenialsConfig(_DetectorConfig):
+    """Policy denials and rate-limit rejections of one principal."""
+
+    threshold: int = Field(20, ge=1, le=100_000)
+    window: float = Field(300.0, gt=0, le=86_400)
+    denial_events: list[str] = Field(
+        default_factory=lambda: ["authz_fail", "excess_rate_limit_exceeded"]
+    )
+
+
+class NewTargetConfig(_DetectorConfig):
+    """First use of a tool or route after the learning period (off by default)."""
+
+    enabled: bool = False
+    learning_days: float = Field(7.0, gt=0, le=365)
+    min_requests: int = Field(50, ge=0)
+    route_depth: int = Field(2, ge=1, le=16)
+    max_targets: int = Field(256, ge=1, le=100_000)
+
+
+class OffHoursConfig(_DetectorConfig):
+    """Access on a day or at an hour the principal never used (off by default)."""
+
+    enabled: bool = False
+    learning_days: float = Field(14.0, gt=0, le=365)
+    min_requests: int = Field(50, ge=0)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - validation only
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+
+class WebhookConfig(ConfigModel):
+    """An HTTP endpoint that receives each alert as a JSON POST (needs the gateway extra)."""
+
+    url: HttpUrl
+    timeout: float = Field(5.0, gt=0, le=60)
+    max_queue: int = Field(1000, ge=1, le=1_000_000)
+    retries: int = Field(3, ge=0, le=10)
+    backoff: float = Field(0.5, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertsConfig(ConfigModel):
+    """Where alerts go, after de-duplication."""
+
+    dedup_window: float = Field(300.0, ge=0, le=86_400)
+    structlog: bool = True
+    webhook: WebhookConfig | None = None
+
+
+class AnomalyConfig(ConfigModel):
+    """Anomaly detection: off unless ``enabled``; each detector has its own table."""
+
+    enabled: bool = False
+    max_keys: int = Field(100_000, ge=1, le=10_000_000)
+    block_status: Literal[403, 429] = 429
+    step_up_acr_values: list[str] = Field(default_factory=list)
+    auth_failures_by_client: AuthFailuresByClientConfig = Field(
+        default_factory=AuthFailuresByClientConfig
+    )
+    auth_failures_by_subject: AuthFailuresConfig = Field(
+        default_factory=lambda: AuthFailuresConfig(threshold=10)
+    )
+    token_reuse: TokenReuseConfig = Field(default_factory=TokenReuseConfig)
+    rate_spike: RateSpikeConfig = Field(default_factory=RateSpikeConfig)
+    repeated_denials: RepeatedDenialsConfig = Field(default_factory=RepeatedDenialsConfig)
+    new_target: NewTargetConfig = Field(default_factory=NewTargetConfig)
+    off_hours: OffHoursConfig = Field(default_factory=OffHoursConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)

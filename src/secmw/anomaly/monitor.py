@@ -1,0 +1,313 @@
+"""The anomaly monitor: runs the detectors, enforces their responses, publishes anomalies.
+
+It plugs into the pipeline twice. As an *observer* it sees every request's
+audit event (outcome detectors: authentication failures, refusals). As the
+*guard* it runs before authentication (blocks keyed by client address, so a
+blocked address gets the block whatever credentials it sends) and right after
+it (request detectors, blocks and step-ups keyed by subject or credential).
+
+Anomalies become audit events and alerts. Observers are synchronous, so both
+are queued and published by :class:`AnomalyAuditSink`, which wraps the
+pipeline's audit sink and flushes the queue right after the request's own
+event: the anomaly lines follow the line of the request that caused them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from secmw.anomaly.alerts import AlertDeduplicator
+from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind
+from secmw.anomaly.state import KeyedState
+from secmw.audit.base import AuditEvent, AuditSink
+from secmw.auth.stepup import step_up_needed
+from secmw.context import RequestContext
+from secmw.errors import AccessDenied, Denial, RateLimited, StepUpRequired
+
+# draft-ietf-httpapi-ratelimit-headers: the problem type for a quota cut on abuse.
+ABNORMAL_USAGE = "https://iana.org/assignments/http-problem-types#abnormal-usage-detected"
+_BLOCKED = "Requests are temporarily refused after unusual activity."
+
+Enforcement = tuple[float, Anomaly]
+
+
+class AnomalyMonitor:
+    """Detectors plus their responses: ``alert``, ``step_up`` (RFC 9470) or ``block``.
+
+    A ``block`` refuses the key for the detector's ``cool_down`` seconds with
+    ``block_status`` (429 with ``Retry-After`` and the ``abnormal-usage-detected``
+    problem type, or 403 with ``Retry-After``). A ``step_up`` answers the key's
+    requests for ``cool_down`` seconds with an RFC 9470 challenge until the
+    principal shows an authentication newer than the anomaly (``max_age``) and,
+    when ``step_up_acr_values`` is set, one of those ``acr`` values.
+    """
+
+    __slots__ = (
+        "_blocks",
+        "_clock",
+        "_dedup",
+        "_outcome",
+        "_pending_alerts",
+        "_pending_events",
+        "_request",
+        "_step_ups",
+        "alert_sinks",
+        "block_status",
+        "detectors",
+        "dropped",
+        "on_anomaly",
+        "step_up_acr_values",
+    )
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        *,
+        alert_sinks: Sequence[AlertSink] = (),
+        dedup_window: float = 300.0,
+        block_status: Literal[403, 429] = 429,
+        step_up_acr_values: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+        max_enforced: int = 100_000,
+        max_pending: int = 1000,
+        on_anomaly: Callable[[Anomaly], None] | None = None,
+    ) -> None:
+        names = [detector.name for detector in detectors]
+        if len(set(names)) != len(names):
+            raise ValueError("detector names must be unique")
+        self.detectors = tuple(detectors)
+        self._request = tuple(d for d in detectors if d.phase == "request")
+        self._outcome = tuple(d for d in detectors if d.phase == "outcome")
+        self.alert_sinks = tuple(alert_sinks)
+        self.block_status = block_status
+        self.step_up_acr_values = tuple(step_up_acr_values)
+        self._clock = clock
+        self._dedup = AlertDeduplicator(dedup_window)
+        longest = max((d.cool_down for d in detectors), default=1.0)
+        self._blocks: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
+        self._step_ups: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
+        self._pending_events: deque[AuditEvent] = deque(maxlen=max_pending)
+        self._pending_alerts: deque[Alert] = deque(maxlen=max_pending)
+        self.dropped = 0
+        self.on_anomaly = on_anomaly
+
+    # -- the guard ---------------------------------------------------------
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Refuse a request from a blocked client address, whatever its credentials."""
+        if self._blocks and ctx.client is not None:
+            self._check_block("client", ctx.client, self._clock())
+
+    async def after_authentication(self, ctx: RequestContext) -> None:
+        """Run the request detectors, then refuse a blocked or stepped-up principal."""
+        now = self._clock()
+        fired = False
+        for detector in self._request:
+            anomaly = detector.check(ctx, None, now)
+            if anomaly is not None:
+                self._act(anomaly, detector.cool_down, now)
+                fired = True
+        if not (self._blocks or self._step_ups):
+            return
+        principal = ctx.principal
+        keys: list[tuple[KeyKind, str]] = []
+        if principal.subject:
+            keys.append(("subject", principal.subject))
+        if principal.credential_id:
+            keys.append(("credential", principal.credential_id))
+        if fired and ctx.client is not None:
+            keys.append(("client", ctx.client))
+        for kind, key in keys:
+            self._check_block(kind, key, now)
+        if not self._step_ups:
+            return
+        if ctx.client is not None:
+            keys.append(("client", ctx.client))
+        for kind, key in keys:
+            self._check_step_up(ctx, kind, key, now)
+
+    def _check_block(self, kind: KeyKind, key: str, now: float) -> None:
+        entry = self._blocks.get((kind, key), now)
+        if entry is None:
+            return
+        until, anomaly = entry
+        if until <= now:
+            self._blocks.pop((kind, key))
+            return
+        raise self._block_denial(anomaly, until - now)
+
+    def _block_denial(self, anomaly: Anomaly, remaining: float) -> Denial:
+        reason = f"{anomaly.key_kind} blocked by {anomaly.detector} for {remaining:.0f} s more"
+        denial: Denial
+        if self.block_status == 429:
+            denial = RateLimited(remaining, _BLOCKED, problem_type=ABNORMAL_USAGE, reason=reason)
+        else:
+            seconds = str(max(1, math.ceil(remaining))).encode()
+            denial = AccessDenied(_BLOCKED, reason=reason, headers=[(b"retry-after", seconds)])
+        denial.event = anomaly.event
+        return denial
+
+    def _check_step_up(self, ctx: RequestContext, kind: KeyKind, key: str, now: float) -> None:
+        entry = self._step_ups.get((kind, key), now)
+        if entry is None:
+            return
+        until, anomaly = entry
+        if until <= now:
+            self._step_ups.pop((kind, key))
+            return
+        # Only an authentication newer than the anomaly satisfies the challenge.
+        max_age = max(0, math.floor(now - anomaly.time))
+        if not step_up_needed(
+            ctx.principal, acr_values=self.step_up_acr_values, max_age=max_age, now=now
+        ):
+            return
+        denial = StepUpRequired(
+            acr_values=self.step_up_acr_values,
+            max_age=max_age,
+            reason=f"step-up required by {anomaly.detector} for {until - now:.0f} s more",
+        )
+        denial.event = anomaly.event
+        raise denial
+
+    # -- the observer ------------------------------------------------------
+
+    def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
+        """Feed the request's audit event to the outcome detectors."""
+        if not self._outcome:
+            return
+        now = self._clock()
+        for detector in self._outcome:
+            anomaly = detector.check(ctx, event, now)
+            if anomaly is not None:
+                self._act(anomaly, detector.cool_down, now)
+
+    # -- responses and publication ----------------------------------------
+
+    def _act(self, anomaly: Anomaly, cool_down: float, now: float) -> None:
+        key = (anomaly.key_kind, anomaly.key)
+        if anomaly.response == "block":
+            self._blocks.put(key, now, (now + cool_down, anomaly))
+        elif anomaly.response == "step_up":
+            self._step_ups.put(key, now, (now + cool_down, anomaly))
+        if len(self._pending_events) == self._pending_events.maxlen:
+            self.dropped += 1
+        self._pending_events.append(_audit_event(anomaly, cool_down))
+        if self.alert_sinks:
+            alert = self._dedup.admit(anomaly, now)
+            if alert is not None:
+                self._pending_alerts.append(alert)
+        if self.on_anomaly is not None:
+            self.on_anomaly(anomaly)
+
+    def active(self, kind: KeyKind, key: str) -> str | None:
+        """The response in force for a key (``block``, ``step_up``), or ``None``."""
+        now = self._clock()
+        for name, table in (("block", self._blocks), ("step_up", self._step_ups)):
+            entry = table.get((kind, key), now)
+            if entry is not None and entry[0] > now:
+                return name
+        return None
+
+    def tracked_keys(self) -> dict[str, int]:
+        """Keys held per detector (each bounded by its ``max_keys``)."""
+        return {detector.name: detector.tracked_keys() for detector in self.detectors}
+
+    async def flush(self, audit: AuditSink | None) -> None:
+        """Publish the queued anomaly events to ``audit`` and alerts to the sinks."""
+        events = self._pending_events
+        while events:
+            event = events.popleft()
+            if audit is None:
+                continue
+            try:
+                await audit.emit(event)
+            except Exception as exc:
+                print(
+                    f"secmw: audit sink failed with {type(exc).__name__}; event {event.name} lost",
+                    file=sys.stderr,
+                )
+        alerts = self._pending_alerts
+        while alerts:
+            alert = alerts.popleft()
+            for sink in self.alert_sinks:
+                try:
+                    await sink.send(alert)
+                except Exception as exc:
+                    print(
+                        f"secmw: alert sink {type(sink).__name__} failed with {type(exc).__name__}",
+                        file=sys.stderr,
+                    )
+
+    async def aclose(self) -> None:
+        """Close every alert sink (a webhook delivers what it has queued)."""
+        for sink in self.alert_sinks:
+            try:
+                await sink.aclose()
+            except Exception as exc:
+                print(
+                    f"secmw: closing alert sink {type(sink).__name__} failed with "
+                    f"{type(exc).__name__}",
+                    file=sys.stderr,
+                )
+
+    def audit_sink(self, inner: AuditSink | None) -> AnomalyAuditSink:
+        """Wrap the pipeline's audit sink so anomaly events follow each request's event."""
+        return AnomalyAuditSink(inner, self)
+
+
+def _audit_event(anomaly: Anomaly, cool_down: float) -> AuditEvent:
+    details: dict[str, Any] = {
+        "detector": anomaly.detector,
+        "key_kind": anomaly.key_kind,
+        "key": anomaly.key,
+        "response": anomaly.response,
+        "evidence": dict(anomaly.evidence),
+    }
+    if anomaly.response != "alert":
+        details["cool_down_s"] = cool_down
+    return AuditEvent(
+        name=anomaly.event,
+        outcome="failure",
+        severity="error" if anomaly.response == "block" else "warning",
+        request_id=anomaly.request_id,
+        client=anomaly.client,
+        subject=anomaly.subject,
+        reason=anomaly.reason,
+        details=details,
+    )
+
+
+class AnomalyAuditSink:
+    """An audit sink that passes events on, then publishes the monitor's anomalies."""
+
+    __slots__ = ("inner", "monitor")
+
+    def __init__(self, inner: AuditSink | None, monitor: AnomalyMonitor) -> None:
+        self.inner = inner
+        self.monitor = monitor
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Emit ``event``, then any anomaly events and alerts queued meanwhile."""
+        try:
+            if self.inner is not None:
+                await self.inner.emit(event)
+        finally:
+            await self.monitor.flush(self.inner)
+
+    def __getattr__(self, name: str) -> Any:
+        # Other attributes (a file sink's queue depth, its failure policy) are the inner sink's.
+        if self.inner is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def aclose(self) -> None:
+        """Publish what is queued, close the alert sinks, then the wrapped sink."""
+        await self.monitor.flush(self.inner)
+        await self.monitor.aclose()
+        if self.inner is not None:
+            await self.inner.aclose()

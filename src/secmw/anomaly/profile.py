@@ -1,0 +1,247 @@
+"""Learned-profile detectors: first use of a tool or route, and access outside usual hours.
+
+Both learn each principal's habits for a ``learning_period`` (and at least
+``min_requests`` requests) before they say anything, and both are off by
+default: a profile needs weeks of normal traffic to mean something. After an
+alert the new tool, route, day or hour joins the profile, so each novelty
+alerts once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response
+from secmw.anomaly.state import KeyedState
+from secmw.audit.base import AuditEvent
+from secmw.context import RequestContext
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Targets:
+    __slots__ = ("count", "first_seen", "targets")
+
+    def __init__(self, now: float) -> None:
+        self.first_seen = now
+        self.count = 0
+        self.targets: set[str] = set()
+
+
+class NewTarget:
+    """A principal calls an MCP tool (or a route) it never used after its learning period.
+
+    The target is the tool name of a ``tools/call``, else the method and the
+    first ``route_depth`` path segments (so ids deeper in the path do not count
+    as new routes). A profile holds at most ``max_targets`` targets; a full one
+    stops alerting rather than growing.
+    """
+
+    __slots__ = (
+        "_state",
+        "cool_down",
+        "learning_period",
+        "max_targets",
+        "min_requests",
+        "name",
+        "response",
+        "route_depth",
+    )
+
+    event = "anomaly_new_target"
+    phase: Phase = "request"
+    key_kind: KeyKind = "subject"
+
+    def __init__(
+        self,
+        *,
+        name: str = "new_target",
+        learning_period: float = 7 * 86_400.0,
+        min_requests: int = 50,
+        route_depth: int = 2,
+        max_targets: int = 256,
+        idle_expiry: float = 30 * 86_400.0,
+        response: Response = "alert",
+        cool_down: float = 900.0,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.name = name
+        self.learning_period = learning_period
+        self.min_requests = min_requests
+        self.route_depth = route_depth
+        self.max_targets = max_targets
+        self.response: Response = response
+        self.cool_down = cool_down
+        self._state: KeyedState[_Targets] = KeyedState(max_keys, idle_expiry)
+
+    def tracked_keys(self) -> int:
+        """How many principals have a profile."""
+        return len(self._state)
+
+    def _targets(self, ctx: RequestContext) -> tuple[str, ...]:
+        if ctx.rpc:
+            tools = ctx.tools
+            if tools:
+                return tuple(f"tool:{tool}" for tool in tools)
+        path = ctx.path
+        end = 0
+        for _ in range(self.route_depth):
+            end = path.find("/", end + 1)
+            if end < 0:
+                return (ctx.method + " " + path,)
+        return (ctx.method + " " + path[:end],)
+
+    def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
+        """Learn the request's targets; past the learning period, report a new one."""
+        subject = ctx.principal.subject
+        if not subject:
+            return None
+        profile = self._state.get(subject, now)
+        if profile is None:
+            profile = _Targets(now)
+            self._state.put(subject, now, profile)
+        profile.count += 1
+        known = profile.targets
+        found = None
+        for target in self._targets(ctx):
+            if target in known or len(known) >= self.max_targets:
+                continue
+            known.add(target)
+            if found is None:
+                found = target
+        if found is None or not (
+            now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
+        ):
+            return None
+        return Anomaly(
+            detector=self.name,
+            event=self.event,
+            key_kind="subject",
+            key=subject,
+            response=self.response,
+            reason=f"first use of {found} after the learning period",
+            evidence={"target": found, "known_targets": len(profile.targets) - 1},
+            time=now,
+            request_id=ctx.request_id,
+            client=ctx.client,
+            subject=subject,
+        )
+
+
+class _Hours:
+    __slots__ = ("count", "days", "first_seen", "hours")
+
+    def __init__(self, now: float) -> None:
+        self.first_seen = now
+        self.count = 0
+        self.days = 0
+        self.hours = 0
+
+
+class OffHours:
+    """A principal calls on a weekday or at an hour of the day it never used before.
+
+    The profile is two bit sets in ``timezone``: the days of the week and the
+    hours of the day seen during learning. A request on an unseen day or at an
+    unseen hour is an anomaly (a weekday-only account used on a Saturday, a
+    9-to-5 account at 3 a.m.).
+    """
+
+    __slots__ = (
+        "_offset",
+        "_offset_hour",
+        "_state",
+        "cool_down",
+        "learning_period",
+        "min_requests",
+        "name",
+        "response",
+        "tz",
+    )
+
+    event = "anomaly_off_hours"
+    phase: Phase = "request"
+    key_kind: KeyKind = "subject"
+
+    def __init__(
+        self,
+        *,
+        name: str = "off_hours",
+        learning_period: float = 14 * 86_400.0,
+        min_requests: int = 50,
+        timezone: str | tzinfo = "UTC",
+        idle_expiry: float = 30 * 86_400.0,
+        response: Response = "alert",
+        cool_down: float = 900.0,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.name = name
+        self.learning_period = learning_period
+        self.min_requests = min_requests
+        self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+        self._offset_hour = -1
+        self._offset = 0.0
+        self.response: Response = response
+        self.cool_down = cool_down
+        self._state: KeyedState[_Hours] = KeyedState(max_keys, idle_expiry)
+
+    def tracked_keys(self) -> int:
+        """How many principals have a profile."""
+        return len(self._state)
+
+    def _local(self, now: float) -> tuple[int, int]:
+        """Weekday (Monday 0) and hour in ``tz``; the UTC offset is looked up once an hour."""
+        utc_hour = int(now // 3600)
+        if utc_hour != self._offset_hour:
+            offset = datetime.fromtimestamp(utc_hour * 3600, self.tz).utcoffset()
+            self._offset = offset.total_seconds() if offset is not None else 0.0
+            self._offset_hour = utc_hour
+        local = int(now + self._offset)
+        # 1970-01-01 was a Thursday (weekday 3).
+        return (local // 86_400 + 3) % 7, local % 86_400 // 3600
+
+    def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
+        """Learn the request's day and hour; past the learning period, report new ones."""
+        subject = ctx.principal.subject
+        if not subject:
+            return None
+        profile = self._state.get(subject, now)
+        if profile is None:
+            profile = _Hours(now)
+            self._state.put(subject, now, profile)
+        profile.count += 1
+        if int(now // 3600) == self._offset_hour:
+            local = int(now + self._offset)
+            weekday, hour_of_day = (local // 86_400 + 3) % 7, local % 86_400 // 3600
+        else:
+            weekday, hour_of_day = self._local(now)
+        day, hour = 1 << weekday, 1 << hour_of_day
+        if profile.days & day and profile.hours & hour:
+            return None
+        learned = (
+            now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
+        )
+        known_days, known_hours = profile.days, profile.hours
+        profile.days |= day
+        profile.hours |= hour
+        if not learned:
+            return None
+        return Anomaly(
+            detector=self.name,
+            event=self.event,
+            key_kind="subject",
+            key=subject,
+            response=self.response,
+            reason=f"access on {_DAYS[weekday]} at {hour_of_day:02d}h, outside usual hours",
+            evidence={
+                "day": _DAYS[weekday],
+                "hour": hour_of_day,
+                "usual_days": [name for i, name in enumerate(_DAYS) if known_days >> i & 1],
+                "usual_hours": [h for h in range(24) if known_hours >> h & 1],
+            },
+            time=now,
+            request_id=ctx.request_id,
+            client=ctx.client,
+            subject=subject,
+        )

@@ -1,0 +1,134 @@
+"""Bounded per-key state: every detector's memory has a cap and an expiry.
+
+An attacker controls the keys (client addresses, subjects, credential ids), so
+unbounded maps would be a memory-exhaustion vector. :class:`KeyedState` keeps at
+most ``max_keys`` entries in least-recently-used order and drops entries idle
+longer than ``ttl`` seconds; evicting under pressure is counted, never silent.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class KeyedState(Generic[V]):
+    """A least-recently-used map with a size cap and an idle expiry."""
+
+    __slots__ = ("_data", "evicted", "max_keys", "ttl")
+
+    def __init__(self, max_keys: int, ttl: float) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.max_keys = max_keys
+        self.ttl = ttl
+        self.evicted = 0
+        # key -> [last seen, value]; a list, so a hit updates in place
+        self._data: OrderedDict[Hashable, list[Any]] = OrderedDict()
+
+    def get(self, key: Hashable, now: float) -> V | None:
+        """The live value of ``key`` (refreshing its recency), or ``None``."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if now - item[0] > self.ttl:
+            del self._data[key]
+            return None
+        item[0] = now
+        self._data.move_to_end(key)
+        value: V = item[1]
+        return value
+
+    def peek(self, key: Hashable) -> V | None:
+        """The value of ``key`` whatever its age, without touching recency."""
+        item = self._data.get(key)
+        return item[1] if item is not None else None
+
+    def setdefault(self, key: Hashable, now: float, factory: Callable[[], V]) -> V:
+        """The live value of ``key``, creating it with ``factory`` when absent."""
+        value = self.get(key, now)
+        if value is None:
+            value = factory()
+            self.put(key, now, value)
+        return value
+
+    def put(self, key: Hashable, now: float, value: V) -> None:
+        """Store ``value``; the oldest entries go when the cap is reached."""
+        data = self._data
+        data[key] = [now, value]
+        data.move_to_end(key)
+        while len(data) > self.max_keys:
+            oldest, (seen, _) = next(iter(data.items()))
+            del data[oldest]
+            if now - seen <= self.ttl:
+                self.evicted += 1
+
+    def pop(self, key: Hashable) -> V | None:
+        """Remove ``key`` and return its value."""
+        item = self._data.pop(key, None)
+        return item[1] if item is not None else None
+
+    def expire(self, now: float) -> int:
+        """Drop every entry idle longer than ``ttl``; returns how many went."""
+        data = self._data
+        gone = 0
+        while data:
+            key, (seen, _) = next(iter(data.items()))
+            if now - seen <= self.ttl:
+                break
+            del data[key]
+            gone += 1
+        return gone
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def keys(self) -> Iterator[Hashable]:
+        """The keys, oldest first (expired ones included until touched)."""
+        return iter(self._data)
+
+
+class EventWindow:
+    """Timestamps of the last ``threshold`` events of one key (a sliding window).
+
+    ``add`` says whether ``threshold`` events fell within ``window`` seconds; the
+    window is then cleared, so the next alert needs ``threshold`` new events.
+    The times live in a ring of C doubles that grows only as events arrive, so a
+    key with one failure costs a few dozen bytes, not ``threshold`` floats.
+    """
+
+    __slots__ = ("head", "threshold", "times")
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.times = array("d")
+        self.head = 0
+
+    def add(self, now: float, window: float) -> bool:
+        """Record one event at ``now``; true when the threshold is reached."""
+        times = self.times
+        if len(times) < self.threshold:
+            times.append(now)
+            if len(times) < self.threshold:
+                return False
+            oldest = times[0]
+        else:
+            times[self.head] = now
+            self.head = (self.head + 1) % self.threshold
+            oldest = times[self.head]
+        if now - oldest < window:
+            del times[:]
+            self.head = 0
+            return True
+        return False
+
+    def count(self, now: float, window: float) -> int:
+        """How many recorded events are within ``window`` of ``now``."""
+        return sum(1 for t in self.times if now - t < window)

@@ -1,0 +1,107 @@
+"""The webhook alert sink: delivery, retries with backoff, bounded queue, no retry on 4xx."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import pytest
+
+from secmw.anomaly.base import Alert, Anomaly
+from secmw.anomaly.webhook import WebhookAlertSink
+
+pytestmark = pytest.mark.anyio
+
+ALERT = Alert(Anomaly("token_reuse", "authn_token_reuse", "credential", "jti:1", "alert", "r"), 1)
+
+
+class Upstream:
+    """A scripted receiver: answers with ``statuses`` in turn, then 200."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.bodies: list[dict[str, object]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.gate.wait(5)
+        self.bodies.append(json.loads(request.content))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return httpx.Response(status)
+
+
+def _sink(upstream: Upstream, **kw: object) -> WebhookAlertSink:
+    return WebhookAlertSink(
+        "http://127.0.0.1:9/alerts",
+        transport=httpx.MockTransport(upstream),
+        backoff=0.001,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_delivers_the_alert_as_json() -> None:
+    upstream = Upstream()
+    sink = _sink(upstream)
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert sink.delivered == 1 and sink.failed == 0
+    assert upstream.bodies[0]["event"] == "authn_token_reuse"
+    assert upstream.bodies[0]["suppressed"] == 1
+
+
+async def test_retries_server_errors_with_backoff_then_succeeds() -> None:
+    upstream = Upstream(503, 500, 429)
+    sink = _sink(upstream, retries=3)
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert len(upstream.bodies) == 4 and sink.delivered == 1
+
+
+async def test_gives_up_after_the_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    upstream = Upstream(500, 500, 500)
+    sink = _sink(upstream, retries=2)
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert len(upstream.bodies) == 3 and sink.failed == 1
+    assert "alert webhook delivery failed" in capsys.readouterr().err
+
+
+async def test_client_errors_are_not_retried(capsys: pytest.CaptureFixture[str]) -> None:
+    upstream = Upstream(400)
+    sink = _sink(upstream, retries=3)
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert len(upstream.bodies) == 1 and sink.failed == 1
+    capsys.readouterr()
+
+
+async def test_network_errors_are_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(204)
+
+    sink = WebhookAlertSink(
+        "http://127.0.0.1:9/", transport=httpx.MockTransport(handler), backoff=0.001
+    )
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert len(calls) == 2 and sink.delivered == 1
+
+
+async def test_a_full_queue_drops_and_counts() -> None:
+    upstream = Upstream()
+    upstream.gate.clear()  # the worker is stuck on the first alert
+    sink = _sink(upstream, max_queue=2)
+    for _ in range(6):
+        await sink.send(ALERT)
+    # one in flight (or queued), two queued at most; the rest dropped
+    assert sink.dropped >= 3
+    upstream.gate.set()
+    await sink.aclose()
+    assert sink.delivered + sink.dropped == 6
