@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
+from secmw.proxy.cli import register as register_gateway
 
 
 def _version() -> str:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
     demo.set_defaults(handler=_demo)
+    register_gateway(commands)
     return parser
 
 

@@ -26,6 +26,7 @@ from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.base import AuthenticatedPolicy
+from secmw.proxy.config import GatewayConfig
 
 
 class RequestIdConfig(ConfigModel):
@@ -87,6 +88,7 @@ class Config(ConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    gateway: GatewayConfig | None = None
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -211,6 +213,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found = []
     if config.auth.allow_anonymous and "policy" not in components:
         found.append("auth.allow_anonymous")
+    if config.gateway is not None and config.gateway.egress.allow_networks:
+        found.append("gateway.egress.allow_networks")
     return tuple(found)
 
 

@@ -228,6 +228,8 @@ class Pipeline:
             return
         principal = ctx.principal
         decision: Decision | None = ctx.decision
+        if denial is None and name is None:
+            denial = ctx.state.get("denial")  # set by an app that answered in secmw's name
         rpc = ctx.rpc[0] if len(ctx.rpc) == 1 else None
         if denial is not None:
             event_name = denial.event
@@ -261,6 +263,7 @@ class Pipeline:
             reason=why,
             status=status,
             latency_ms=ctx.elapsed_ms(),
+            details=ctx.state.get("audit_details") or {},
         )
         await self.emit(event)
 
