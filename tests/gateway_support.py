@@ -153,11 +153,11 @@ async def _json(send: Any, status: int, payload: object) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def assert_no_client_secrets(upstream: EchoUpstream) -> None:
+def assert_no_client_secrets(upstream: EchoUpstream, *tokens: str) -> None:
     """No request the upstream saw carried a client credential."""
     for seen in upstream.seen:
         everything = seen[":all"].lower()
-        for secret in CLIENT_SECRETS:
+        for secret in (*CLIENT_SECRETS, *tokens):
             assert secret.lower() not in everything, f"client secret leaked upstream: {seen}"
         assert "authorization" not in seen or TOKEN_MARK not in seen["authorization"]
         assert "cookie" not in seen
@@ -242,3 +242,47 @@ def static_resolver(table: dict[str, list[str]]) -> Any:
         return table[host]
 
     return resolve
+
+
+class HeldReceiver:
+    """A ``receive`` that yields the body, then blocks like a client that stays connected."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.messages = [
+            {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+            for index, chunk in enumerate(chunks or (b"",))
+        ]
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.messages:
+            return self.messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+def gateway_config(targets: list[str], issuer: Any = None, **gateway: Any) -> dict[str, Any]:
+    """A configuration for tests: loopback allowed, one upstream ``u`` on ``/``."""
+    upstream = gateway.pop("upstream", {})
+    section: dict[str, Any] = {
+        "upstreams": {"u": {"targets": targets, **upstream}},
+        "routes": [{"prefix": "/", "upstream": "u"}],
+        "egress": {"allow_networks": ["127.0.0.0/8"]},
+        "strip_headers": ["x-tenant-secret"],
+    }
+    section.update(gateway)
+    config: dict[str, Any] = {"gateway": section, "audit": {"sink": "none"}}
+    if issuer is not None:
+        config["auth"] = {"jwt": issuer.jwt_config()}
+    else:
+        config["auth"] = {"allow_anonymous": True}
+    return config
+
+
+def client_headers(token: str) -> list[tuple[str, str]]:
+    """Every kind of client credential the upstream must never see."""
+    return [
+        ("authorization", f"Bearer {token}"),
+        ("x-api-key", API_KEY),
+        ("cookie", COOKIE),
+        ("x-tenant-secret", TOKEN_MARK),
+    ]

@@ -14,7 +14,7 @@ the connection; it is audited all the same.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from secmw._responses import ChallengeSettings, render_denial
 from secmw.breaker.circuit import CircuitOpen
 from secmw.errors import Denial
 from secmw.proxy.egress import EgressDenied, EgressGuard
-from secmw.proxy.exchange import ClientGone, Exchange
+from secmw.proxy.exchange import Exchange, RequestBody
 from secmw.proxy.headers import HeaderFilter
 from secmw.proxy.pool import IDEMPOTENT, Target, UpstreamPool
 from secmw.proxy.transport import EgressTransport
@@ -203,11 +203,11 @@ class ReverseProxy:
         chunked = any(k.lower() == b"transfer-encoding" for k, _ in raw_headers)
         has_body = chunked or (length is not None and length != b"0")
         buffered: bytes | None = ctx.body if ctx is not None else None
-        content: bytes | AsyncIterator[bytes] | None
+        content: bytes | RequestBody | None
         if buffered is not None:
             content, length = buffered, None
         elif has_body:
-            content = _request_body(receive)
+            content = RequestBody(receive)
         else:
             content, length = None, None
         retryable = method in IDEMPOTENT and (buffered is not None or not has_body)
@@ -218,6 +218,8 @@ class ReverseProxy:
             content_length=length,
             inject=pool.inject,
         )
+        if isinstance(content, RequestBody) and length is None:
+            headers.append((b"transfer-encoding", b"chunked"))
         details: dict[str, Any] = {"upstream": pool.name}
         if ctx is not None:
             ctx.state["audit_details"] = details
@@ -230,6 +232,7 @@ class ReverseProxy:
             headers=headers,
             content=content,
             send=send,
+            receive=receive,
             ctx=ctx,
             details=details,
             deadline=anyio.current_time() + total if total is not None else float("inf"),
@@ -259,21 +262,6 @@ class ReverseProxy:
     async def aclose(self) -> None:
         """Close the HTTP client (the lifespan shutdown does this for the gateway)."""
         await self.client.aclose()
-
-
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    """The client's body as it arrives; a disconnect stops the upstream request."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        if message["type"] != "http.request":
-            continue
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
 
 
 __all__ = ["ReverseProxy", "Route", "Timeouts"]

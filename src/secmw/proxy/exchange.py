@@ -9,7 +9,7 @@ whole session. Slowness is always measured to the response headers.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,11 +26,42 @@ if TYPE_CHECKING:
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
-Content = bytes | AsyncIterator[bytes] | None
+Receive = Callable[[], Awaitable[Message]]
 
 
 class ClientGone(Exception):
     """The client disconnected while its body was being forwarded."""
+
+
+class RequestBody(httpx.AsyncByteStream):
+    """The client's request body, read from ``receive`` as httpx sends it.
+
+    A plain iterator rather than an async generator, so an upstream that fails
+    mid-upload leaves nothing to finalise. A disconnect stops the upload.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+
+    def __aiter__(self) -> RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            if message["type"] != "http.request":
+                continue
+            self._done = not message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                return chunk
+        raise StopAsyncIteration
+
+
+Content = bytes | RequestBody | None
 
 
 class BodyCut(Exception):
@@ -59,6 +90,7 @@ class Exchange:
         "headers",
         "method",
         "proxy",
+        "receive",
         "route",
         "scope",
         "send",
@@ -74,6 +106,7 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
         content: Content,
         send: Send,
+        receive: Receive,
         ctx: Any,
         details: dict[str, Any],
         deadline: float,
@@ -85,6 +118,7 @@ class Exchange:
         self.headers = headers
         self.content = content
         self.send = send
+        self.receive = receive
         self.ctx = ctx
         self.details = details
         self.deadline = deadline
@@ -111,9 +145,14 @@ class Exchange:
         response: httpx.Response | None = None
         try:
             with anyio.CancelScope(deadline=self.deadline) as limit:
-                request = client.build_request(
-                    self.method, url, headers=self.headers, content=self.content
-                )
+                content = self.content
+                if isinstance(content, RequestBody):
+                    request = client.build_request(self.method, url, headers=self.headers)
+                    request.stream = content
+                else:
+                    request = client.build_request(
+                        self.method, url, headers=self.headers, content=content
+                    )
                 response = await client.send(
                     request, stream=True, follow_redirects=self.proxy.follow_redirects
                 )
@@ -142,8 +181,9 @@ class Exchange:
             details["outcome"] = "egress_denied"
             return target, denial
         except ClientGone:
-            breaker.release(ticket)
-            recorded = True
+            if not recorded:
+                breaker.release(ticket)
+                recorded = True
             details["outcome"] = "client_disconnected"
             return None
         except (httpx.TimeoutException, httpx.TransportError, BodyCut) as exc:
@@ -187,16 +227,34 @@ class Exchange:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
+        gone = anyio.Event()
         with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as cut:
-            try:
-                async for chunk in response.aiter_raw():
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                raise BodyCut(isinstance(exc, httpx.TimeoutException)) from exc
+            async with anyio.create_task_group() as tasks:
+                # A client that leaves ends the relay (an event stream may never end).
+                tasks.start_soon(_watch_disconnect, self.receive, gone, tasks.cancel_scope)
+                try:
+                    async for chunk in response.aiter_raw():
+                        if chunk:
+                            await send(
+                                {"type": "http.response.body", "body": chunk, "more_body": True}
+                            )
+                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    raise BodyCut(isinstance(exc, httpx.TimeoutException)) from exc
+                tasks.cancel_scope.cancel()
+        if gone.is_set():
+            raise ClientGone
         if cut.cancelled_caught:
             raise BodyCut(timed_out=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            scope.cancel()
+            return
 
 
 def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
