@@ -61,6 +61,25 @@ class RequestBody(httpx.AsyncByteStream):
         raise StopAsyncIteration
 
 
+class BytesBody(httpx.AsyncByteStream):
+    """A body known in full, as a plain iterator (httpx's own is an async generator,
+    which trio reports when a failed upload leaves it unfinished)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._sent = False
+
+    def __aiter__(self) -> BytesBody:
+        self._sent = False
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._sent or not self._body:
+            raise StopAsyncIteration
+        self._sent = True
+        return self._body
+
+
 Content = bytes | RequestBody | None
 
 
@@ -153,6 +172,7 @@ class Exchange:
                     request = client.build_request(
                         self.method, url, headers=self.headers, content=content
                     )
+                    request.stream = BytesBody(content or b"")
                 response = await client.send(
                     request, stream=True, follow_redirects=self.proxy.follow_redirects
                 )
@@ -228,6 +248,7 @@ class Exchange:
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         gone = anyio.Event()
+        failure: Exception | None = None
         with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as cut:
             async with anyio.create_task_group() as tasks:
                 # A client that leaves ends the relay (an event stream may never end).
@@ -239,8 +260,10 @@ class Exchange:
                                 {"type": "http.response.body", "body": chunk, "more_body": True}
                             )
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    raise BodyCut(isinstance(exc, httpx.TimeoutException)) from exc
+                    failure = exc
                 tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
         if gone.is_set():
             raise ClientGone
         if cut.cancelled_caught:
