@@ -38,7 +38,12 @@ def serve(app: Any, *, lifespan: str = "off", port: int | None = None) -> Iterat
     """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yields the base URL."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="critical", lifespan=lifespan, ws="websockets-sansio"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        lifespan=lifespan,
+        ws="websockets-sansio",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -108,7 +113,10 @@ class EchoUpstream:
                 {
                     "type": "http.response.start",
                     "status": 307,
-                    "headers": [(b"location", f"http://{host}/echo".encode()), (b"content-length", b"0")],
+                    "headers": [
+                        (b"location", f"http://{host}/echo".encode()),
+                        (b"content-length", b"0"),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": b""})

@@ -154,7 +154,12 @@ async def test_slow_answers_open_the_circuit(flaky: tuple[EchoUpstream, str]) ->
     echo, url = flaky
     echo.delay = 0.15
     audit = AuditCapture()
-    breaker = {**BREAKER, "minimum_calls": 2, "slow_call_duration": 0.1, "slow_call_rate_threshold": 100}
+    breaker = {
+        **BREAKER,
+        "minimum_calls": 2,
+        "slow_call_duration": 0.1,
+        "slow_call_rate_threshold": 100,
+    }
     gateway = build(url, audit, breaker=breaker)
     for _ in range(2):
         sender, _ = await request(gateway)

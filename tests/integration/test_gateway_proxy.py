@@ -77,7 +77,12 @@ async def test_forwards_the_request_and_strips_every_client_credential(
         response = await http.post(
             "/echo?q=1",
             content=b"hello",
-            headers=[*client_headers(TOKEN), ("x-request-id", "req-1"), ("connection", "x-hop"), ("x-hop", "1")],
+            headers=[
+                *client_headers(TOKEN),
+                ("x-request-id", "req-1"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+            ],
         )
     assert response.status_code == 200
     seen = response.json()
@@ -147,7 +152,9 @@ async def test_streams_a_chunked_upload_and_an_event_stream_with_redaction(
     assert sender.body.count(b"[REDACTED]") == 3
 
 
-async def test_json_secret_is_redacted_with_a_fixed_length(upstream: tuple[EchoUpstream, str]) -> None:
+async def test_json_secret_is_redacted_with_a_fixed_length(
+    upstream: tuple[EchoUpstream, str],
+) -> None:
     gateway = build([upstream[1]], components={"redactor": MarkerRedactor(SECRET)})
     async with client(gateway) as http:
         response = await http.get("/secret", headers=client_headers(TOKEN))
@@ -185,7 +192,9 @@ async def test_upstream_error_statuses_pass_through_and_count_as_failures(
     assert breaker.snapshot().calls == 2
 
 
-async def test_idempotent_requests_retry_on_another_target(upstream: tuple[EchoUpstream, str]) -> None:
+async def test_idempotent_requests_retry_on_another_target(
+    upstream: tuple[EchoUpstream, str],
+) -> None:
     audit = AuditCapture()
     with FaultServer("reset") as broken:
         gateway = build(
@@ -211,7 +220,9 @@ async def test_idempotent_requests_retry_on_another_target(upstream: tuple[EchoU
     assert sorted(statuses) == [200, 502]
 
 
-async def test_health_endpoints_report_states_without_secrets(upstream: tuple[EchoUpstream, str]) -> None:
+async def test_health_endpoints_report_states_without_secrets(
+    upstream: tuple[EchoUpstream, str],
+) -> None:
     gateway = build(
         [upstream[1]],
         health={"liveness_path": "/healthz", "readiness_path": "/readyz"},

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from secmw._config_base import ConfigModel, header_name
 from secmw.breaker.config import BreakerConfig
-from secmw.proxy.egress import EgressDenied, parse_rule
+from secmw.proxy.egress import EgressDenied, canonical_host, parse_rule
 
 
 class EgressConfig(ConfigModel):
@@ -97,11 +98,16 @@ class UpstreamConfig(ConfigModel):
     @classmethod
     def _targets(cls, value: list[str]) -> list[str]:
         for entry in value:
-            lowered = entry.lower()
-            if not lowered.startswith(("http://", "https://")) or "@" in entry.split("/")[2]:
-                raise ValueError(
-                    f"{entry!r}: a target is http(s)://host[:port][/path], no userinfo"
-                )
+            parts = urlsplit(entry)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{entry!r}: a target is http(s)://host[:port][/path]")
+            if "@" in parts.netloc or parts.query or parts.fragment:
+                raise ValueError(f"{entry!r}: no userinfo, query or fragment in a target")
+            try:
+                canonical_host(parts.hostname)
+                _ = parts.port
+            except EgressDenied as exc:
+                raise ValueError(f"{entry!r}: {exc.reason}") from None
         return value
 
     @field_validator("headers", "headers_from_env")

@@ -288,11 +288,15 @@ async def test_async_with_and_decorator_share_the_state() -> None:
 async def test_nested_async_with_on_two_breakers() -> None:
     clock = FakeClock()
     outer, inner = make(clock), Breaker("inner", clock=clock, minimum_calls=1)
-    with pytest.raises(RuntimeError):
+
+    async def nested() -> None:
         async with outer:
             async with inner:
                 pass
             raise RuntimeError("outer fails")
+
+    with pytest.raises(RuntimeError):
+        await nested()
     assert outer.snapshot().failures == 1
     assert inner.snapshot().failures == 0
     assert inner.snapshot().calls == 1
@@ -339,6 +343,15 @@ def test_constructor_and_config_validation() -> None:
     base = {"upstreams": {"a": {"targets": ["http://127.0.0.1:1"]}}, "routes": [{"upstream": "a"}]}
     with pytest.raises(ConfigError) as info:
         parse_config(
-            {"gateway": {**base, "breaker": {"failure_statuses": [99], "open_duration": 10, "max_open_duration": 5}}}
+            {
+                "gateway": {
+                    **base,
+                    "breaker": {
+                        "failure_statuses": [99],
+                        "open_duration": 10,
+                        "max_open_duration": 5,
+                    },
+                }
+            }
         )
     assert "gateway.breaker" in str(info.value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -163,5 +162,3 @@ def test_reference_model_sanity() -> None:
     assert model.acquire(5.0) is None
     assert model.acquire(10.0) == model.generation
     assert model.state == "half_open"
-
-

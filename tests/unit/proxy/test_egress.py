@@ -84,7 +84,9 @@ def test_public_addresses_pass(address: str) -> None:
 
 
 def test_allowed_networks_reopen_only_what_they_name_and_metadata_stays_shut() -> None:
-    guard = EgressGuard(allow_networks=["127.0.0.0/8", "169.254.0.0/16"], block_networks=["8.8.8.0/24"])
+    guard = EgressGuard(
+        allow_networks=["127.0.0.0/8", "169.254.0.0/16"], block_networks=["8.8.8.0/24"]
+    )
     guard.check_address(ipaddress.ip_address("127.0.0.1"))
     guard.check_address(ipaddress.ip_address("169.254.1.1"))
     for refused in ("169.254.169.254", "10.0.0.1", "8.8.8.8", "::1"):
@@ -93,7 +95,9 @@ def test_allowed_networks_reopen_only_what_they_name_and_metadata_stays_shut() -
 
 
 def test_url_allow_list() -> None:
-    guard = EgressGuard(allow=["https://api.example.com", "http://*.internal.test:8080", "https://any.test:*"])
+    guard = EgressGuard(
+        allow=["https://api.example.com", "http://*.internal.test:8080", "https://any.test:*"]
+    )
     assert guard.check_url("https", "API.example.com", None) == ("api.example.com", 443)
     assert guard.check_url("http", "svc.internal.test", 8080) == ("svc.internal.test", 8080)
     assert guard.check_url("https", "any.test", 9999)[1] == 9999
@@ -111,7 +115,14 @@ def test_url_allow_list() -> None:
 
 @pytest.mark.parametrize(
     "rule",
-    ["api.example.com", "ftp://x", "https://u:p@x", "https://x/path", "https://x:99999", "http://2130706433"],
+    [
+        "api.example.com",
+        "ftp://x",
+        "https://u:p@x",
+        "https://x/path",
+        "https://x:99999",
+        "http://2130706433",
+    ],
 )
 def test_bad_rules(rule: str) -> None:
     with pytest.raises((ValueError, EgressDenied)):
@@ -139,7 +150,15 @@ async def test_resolution_checks_every_answer_and_caches() -> None:
     assert [str(a) for a in await guard.resolve("public.test", 443)] == ["93.184.216.34"]
     await guard.resolve("public.test", 443)
     assert calls == ["public.test"]
-    for host in ("private.test", "mixed.test", "metadata.test", "six.test", "junk.test", "empty.test", "nx.test"):
+    for host in (
+        "private.test",
+        "mixed.test",
+        "metadata.test",
+        "six.test",
+        "junk.test",
+        "empty.test",
+        "nx.test",
+    ):
         with pytest.raises(EgressDenied):
             await guard.resolve(host, 443)
     with pytest.raises(EgressDenied):

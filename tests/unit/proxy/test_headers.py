@@ -60,7 +60,9 @@ def test_connection_named_fields_configured_headers_and_injection() -> None:
 
 
 def test_injected_header_replaces_a_client_header_of_the_same_name() -> None:
-    out = HeaderFilter().request(raw(("x-upstream-key", "client")), inject=((b"x-upstream-key", b"mine"),))
+    out = HeaderFilter().request(
+        raw(("x-upstream-key", "client")), inject=((b"x-upstream-key", b"mine"),)
+    )
     assert out == [(b"x-upstream-key", b"mine")]
 
 

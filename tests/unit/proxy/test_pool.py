@@ -18,7 +18,10 @@ class Clock:
 
 def targets(count: int, clock: Clock) -> list[Target]:
     return [
-        Target(httpx.URL(f"http://10.0.0.{n}:8000/base"), Breaker(f"t{n}", minimum_calls=1, window_size=1, open_duration=5, clock=clock))
+        Target(
+            httpx.URL(f"http://10.0.0.{n}:8000/base"),
+            Breaker(f"t{n}", minimum_calls=1, window_size=1, open_duration=5, clock=clock),
+        )
         for n in range(count)
     ]
 
