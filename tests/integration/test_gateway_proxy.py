@@ -247,3 +247,51 @@ async def test_health_endpoints_report_states_without_secrets(
     assert "127.0.0.1" not in not_ready.text
     assert head.status_code == 503
     assert head.content == b""
+
+
+def test_websockets_are_forwarded_without_client_credentials(
+    upstream: tuple[EchoUpstream, str],
+) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    audit = AuditCapture()
+    gateway = build(
+        [upstream[1]],
+        audit,
+        upstream={"headers": {"authorization": "Bearer upstream-own-token"}},
+    )
+    seen = len(upstream[0].seen)
+    with serve(gateway, lifespan="on") as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        with connect(ws_url, additional_headers=dict(client_headers(TOKEN))) as ws:
+            ws.send("ping")
+            assert ws.recv(timeout=5) == "echo:ping"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, open_timeout=5)
+    assert refused.value.response.status_code == 401
+    forwarded = upstream[0].seen[seen]
+    assert forwarded["authorization"] == "Bearer upstream-own-token"
+    assert len(upstream[0].seen) == seen + 1
+    session = [e for e in audit.events if e.transport == "websocket" and e.status == 101]
+    assert session and session[0].details["outcome"] == "ok"
+
+
+def test_websocket_to_an_open_circuit_is_refused_without_touching_upstream() -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with FaultServer("reset") as broken:
+        gateway = build(
+            [broken.url], breaker={"minimum_calls": 1, "window_size": 1, "open_duration": 60}
+        )
+        with serve(gateway, lifespan="on") as url:
+            ws_url = url.replace("http://", "ws://") + "/ws"
+            for _ in range(2):
+                with pytest.raises(InvalidStatus):
+                    connect(ws_url, additional_headers=dict(client_headers(TOKEN)), open_timeout=5)
+            connections = broken.connections
+            with pytest.raises(InvalidStatus):
+                connect(ws_url, additional_headers=dict(client_headers(TOKEN)), open_timeout=5)
+            assert broken.connections == connections
+    assert gateway.registry.all_open()

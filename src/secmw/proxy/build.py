@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from secmw.breaker.build import build_registry
 from secmw.breaker.registry import BreakerRegistry
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.app import ReverseProxy, Route, Timeouts
@@ -55,7 +56,7 @@ def build_proxy(
 ) -> tuple[ReverseProxy, BreakerRegistry]:
     """The reverse proxy and its breaker registry for a ``gateway`` section."""
     issues: list[ConfigIssue] = []
-    registry = BreakerRegistry(config.breaker, clock=clock, emit=emit)
+    registry = build_registry(config.breaker, emit=emit, clock=clock)
     guard = EgressGuard(
         allow=config.egress.allow,
         allow_networks=config.egress.allow_networks,
