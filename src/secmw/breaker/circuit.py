@@ -128,6 +128,7 @@ class Breaker:
         "_open_duration",
         "_open_until",
         "_openings",
+        "_plain",
         "_rejected",
         "_slow_duration",
         "_slow_threshold",
@@ -181,6 +182,7 @@ class Breaker:
         self._failure_exceptions = failure_exceptions
         self._ignore_exceptions = ignore_exceptions
         self._failure_result = failure_result
+        self._plain = not self._failure_statuses and failure_result is None
         self._clock = clock
         self._emit = emit
         self._events: list[AuditEvent] = []
@@ -201,7 +203,7 @@ class Breaker:
 
     async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` under the breaker; raises :class:`CircuitOpen`."""
-        ticket = self.acquire()
+        ticket = self._generation if self._state is State.CLOSED else self.acquire()
         clock = self._clock
         start = clock()
         try:
@@ -211,7 +213,15 @@ class Breaker:
             if self._events:
                 await self.flush_events()
             raise
-        self.record_result(ticket, result, clock() - start)
+        end = clock()
+        if self._plain and ticket == self._generation and self._state is State.CLOSED:
+            # The hot path: a success in the closed state, judged inline.
+            window = self._window
+            window.add(SLOW if end - start >= self._slow_duration else 0, end)
+            if (window.slow or window.failures) and window.calls >= self._minimum_calls:
+                self._judge_closed(end)
+        else:
+            self._record(ticket, self._result_failed(result), end - start, end)
         if self._events:
             await self.flush_events()
         return result
@@ -291,8 +301,7 @@ class Breaker:
         else:
             self.record(ticket, failed=True, duration=duration)
 
-    def record_result(self, ticket: int, result: object, duration: float) -> None:
-        """Record a call that returned ``result``, judged by status and predicate."""
+    def _result_failed(self, result: object) -> bool:
         failed = False
         if self._failure_statuses:
             status = getattr(result, "status_code", None)
@@ -301,25 +310,38 @@ class Breaker:
             failed = status in self._failure_statuses
         if not failed and self._failure_result is not None:
             failed = bool(self._failure_result(result))
-        self.record(ticket, failed=failed, duration=duration)
+        return failed
+
+    def record_result(self, ticket: int, result: object, duration: float) -> None:
+        """Record a call that returned ``result``, judged by status and predicate."""
+        self._record(ticket, self._result_failed(result), duration, self._clock())
 
     def record(self, ticket: int, *, failed: bool, duration: float) -> None:
         """Count one outcome of a call admitted with ``ticket``."""
+        self._record(ticket, failed, duration, self._clock())
+
+    def _judge_closed(self, now: float) -> None:
+        window = self._window
+        if self._tripped(window.calls, window.failures, window.slow):
+            self._transition(State.OPEN, now)
+
+    def _record(self, ticket: int, failed: bool, duration: float, now: float) -> None:
         if ticket != self._generation:
             return  # admitted in an earlier state: it says nothing about this one
         outcome = (FAILED if failed else 0) | (SLOW if duration >= self._slow_duration else 0)
         state = self._state
         if state is State.CLOSED:
-            calls, failures, slow = self._window.add(outcome, self._clock())
-            if calls >= self._minimum_calls and self._tripped(calls, failures, slow):
-                self._transition(State.OPEN, self._clock())
+            window = self._window
+            window.add(outcome, now)
+            if window.calls >= self._minimum_calls:
+                self._judge_closed(now)
         elif state is State.HALF_OPEN:
             self._ho_done += 1
             self._ho_failures += outcome & FAILED
             self._ho_slow += (outcome & SLOW) >> 1
             if self._ho_done >= self._half_open_calls:
                 tripped = self._tripped(self._ho_done, self._ho_failures, self._ho_slow)
-                self._transition(State.OPEN if tripped else State.CLOSED, self._clock())
+                self._transition(State.OPEN if tripped else State.CLOSED, now)
 
     async def flush_events(self) -> None:
         """Send the pending state-change events to the emitter."""

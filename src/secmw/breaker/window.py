@@ -10,10 +10,18 @@ SLOW = 2
 
 
 class Window(Protocol):
-    """Protocol: aggregate outcomes; ``add`` returns (calls, failures, slow calls)."""
+    """Protocol: aggregate outcomes; after ``add`` the totals are current.
 
-    def add(self, outcome: int, now: float) -> tuple[int, int, int]:
-        """Record one outcome at ``now``; return the totals now in the window."""
+    ``calls``, ``failures`` and ``slow`` are read right after ``add`` (the hot
+    path, no tuple built); :meth:`totals` brings a time window up to date first.
+    """
+
+    calls: int
+    failures: int
+    slow: int
+
+    def add(self, outcome: int, now: float) -> None:
+        """Record one outcome at ``now``."""
         ...
 
     def totals(self, now: float) -> tuple[int, int, int]:
@@ -28,7 +36,7 @@ class Window(Protocol):
 class CountWindow:
     """The last ``size`` outcomes, in a ring; O(1) per call."""
 
-    __slots__ = ("_calls", "_failures", "_next", "_ring", "_size", "_slow")
+    __slots__ = ("_next", "_ring", "_size", "calls", "failures", "slow")
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -37,36 +45,35 @@ class CountWindow:
 
     def reset(self) -> None:
         """Forget every outcome."""
-        self._calls = 0
-        self._failures = 0
-        self._slow = 0
+        self.calls = 0
+        self.failures = 0
+        self.slow = 0
         self._next = 0
 
-    def add(self, outcome: int, now: float) -> tuple[int, int, int]:
+    def add(self, outcome: int, now: float) -> None:
         """Record ``outcome``, evicting the oldest one when the ring is full."""
         index = self._next
-        if self._calls == self._size:
+        if self.calls == self._size:
             old = self._ring[index]
-            self._failures -= old & FAILED
-            self._slow -= (old & SLOW) >> 1
+            self.failures -= old & FAILED
+            self.slow -= (old & SLOW) >> 1
         else:
-            self._calls += 1
+            self.calls += 1
         self._ring[index] = outcome
-        self._failures += outcome & FAILED
-        self._slow += (outcome & SLOW) >> 1
+        self.failures += outcome & FAILED
+        self.slow += (outcome & SLOW) >> 1
         index += 1
         self._next = 0 if index == self._size else index
-        return self._calls, self._failures, self._slow
 
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the ring."""
-        return self._calls, self._failures, self._slow
+        return self.calls, self.failures, self.slow
 
 
 class TimeWindow:
     """Outcomes of the last ``size`` whole seconds, in one bucket per second."""
 
-    __slots__ = ("_buckets", "_calls", "_failures", "_head", "_size", "_slow")
+    __slots__ = ("_buckets", "_head", "_size", "calls", "failures", "slow")
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -77,7 +84,7 @@ class TimeWindow:
         """Forget every outcome."""
         for bucket in self._buckets:
             bucket[0] = bucket[1] = bucket[2] = 0
-        self._calls = self._failures = self._slow = 0
+        self.calls = self.failures = self.slow = 0
         self._head: int | None = None
 
     def _advance(self, second: int) -> None:
@@ -87,13 +94,13 @@ class TimeWindow:
         first = second - self._size + 1 if head is None else max(head + 1, second - self._size + 1)
         for moment in range(first, second + 1):
             bucket = self._buckets[moment % self._size]
-            self._calls -= bucket[0]
-            self._failures -= bucket[1]
-            self._slow -= bucket[2]
+            self.calls -= bucket[0]
+            self.failures -= bucket[1]
+            self.slow -= bucket[2]
             bucket[0] = bucket[1] = bucket[2] = 0
         self._head = second
 
-    def add(self, outcome: int, now: float) -> tuple[int, int, int]:
+    def add(self, outcome: int, now: float) -> None:
         """Record ``outcome`` in the bucket of ``now``'s second."""
         second = int(now)
         self._advance(second)
@@ -105,12 +112,11 @@ class TimeWindow:
         bucket[0] += 1
         bucket[1] += failed
         bucket[2] += slow
-        self._calls += 1
-        self._failures += failed
-        self._slow += slow
-        return self._calls, self._failures, self._slow
+        self.calls += 1
+        self.failures += failed
+        self.slow += slow
 
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) of the last ``size`` seconds."""
         self._advance(int(now))
-        return self._calls, self._failures, self._slow
+        return self.calls, self.failures, self.slow

@@ -247,28 +247,57 @@ class Exchange:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
+        if deadline is not None:
+            await self._relay_bounded(response, deadline)
+            return
         gone = anyio.Event()
         failure: Exception | None = None
-        with anyio.CancelScope(deadline=deadline if deadline is not None else float("inf")) as cut:
-            async with anyio.create_task_group() as tasks:
-                # A client that leaves ends the relay (an event stream may never end).
-                tasks.start_soon(_watch_disconnect, self.receive, gone, tasks.cancel_scope)
-                try:
-                    async for chunk in response.aiter_raw():
-                        if chunk:
-                            await send(
-                                {"type": "http.response.body", "body": chunk, "more_body": True}
-                            )
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    failure = exc
-                tasks.cancel_scope.cancel()
+        async with anyio.create_task_group() as tasks:
+            # A client that leaves ends the relay: an event stream may never end.
+            tasks.start_soon(_watch_disconnect, self.receive, gone, tasks.cancel_scope)
+            try:
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = exc
+            tasks.cancel_scope.cancel()
         if failure is not None:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
         if gone.is_set():
             raise ClientGone
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay_bounded(self, response: httpx.Response, deadline: float) -> None:
+        """Relay a reply bounded by the total timeout; a declared length ends it early."""
+        send = self.send
+        declared = response.headers.get("content-length", "")
+        remaining = int(declared) if declared.isdigit() else -1
+        failure: Exception | None = None
+        with anyio.CancelScope(deadline=deadline) as cut:
+            try:
+                # Not left early at the declared length: reading to the end of the
+                # message lets the connection go back to the pool.
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        remaining -= len(chunk)
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": chunk,
+                                "more_body": remaining != 0,
+                            }
+                        )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = exc
+        if failure is not None:
+            raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
         if cut.cancelled_caught:
             raise BodyCut(timed_out=True)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if remaining > 0:
+            raise BodyCut(timed_out=False)
+        if remaining < 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.CancelScope) -> None:

@@ -1,0 +1,121 @@
+"""Gateway latency overhead: the same upstream called directly and through ``secmw gateway``.
+
+The upstream (the demo's echo app) and the gateway each run under uvicorn in
+their own process on 127.0.0.1; one keep-alive client alternates a direct
+request and a gateway request, so both see the same machine state. The gateway
+runs its full chain with every stage the configuration switches on: here the
+default policy with anonymous access allowed, audit off, the egress guard
+allowing loopback, one breaker. Prints p50/p90/p99 in milliseconds.
+
+    python benchmarks/bench_gateway.py [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+UPSTREAM = (
+    "import sys, uvicorn\n"
+    "from secmw.proxy.demo import echo_upstream\n"
+    "uvicorn.run(echo_upstream, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning',"
+    " lifespan='off')\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=0.5)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise SystemExit(f"{url} did not come up")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main(requests: int) -> None:
+    upstream_port, gateway_port = free_port(), free_port()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "audit": {"sink": "none"},
+        "gateway": {
+            "listen": f"127.0.0.1:{gateway_port}",
+            "upstreams": {"echo": {"targets": [f"http://127.0.0.1:{upstream_port}"]}},
+            "routes": [{"prefix": "/", "upstream": "echo"}],
+            "egress": {"allow_networks": ["127.0.0.0/8"]},
+        },
+    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gateway.json"
+        path.write_text(json.dumps(config))
+        processes = [
+            subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)], env=env),
+            subprocess.Popen(
+                [sys.executable, "-m", "secmw", "gateway", "--config", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            ),
+        ]
+        try:
+            direct_url = f"http://127.0.0.1:{upstream_port}/echo"
+            gateway_url = f"http://127.0.0.1:{gateway_port}/echo"
+            wait(direct_url)
+            wait(gateway_url)
+            direct: list[float] = []
+            proxied: list[float] = []
+            with httpx.Client() as client:
+                for _ in range(200):  # warm-up: connections, imports, caches
+                    client.get(direct_url)
+                    client.get(gateway_url)
+                for _ in range(requests):
+                    for url, sink in ((direct_url, direct), (gateway_url, proxied)):
+                        started = time.perf_counter()
+                        response = client.get(url)
+                        sink.append((time.perf_counter() - started) * 1000.0)
+                        assert response.status_code == 200
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(10)
+    print(f"# gateway overhead, {requests} requests per variant, keep-alive client, loopback")
+    print(f"# {platform.python_implementation()} {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"{'variant':28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for name, values in (("direct to upstream", direct), ("through secmw gateway", proxied)):
+        print(
+            f"{name:28} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
+            f" {percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
+        )
+    added = [percentile(proxied, q) - percentile(direct, q) for q in (0.5, 0.9, 0.99)]
+    print(f"{'added by the gateway':28} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    main(parser.parse_args().requests)
