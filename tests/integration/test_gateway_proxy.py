@@ -172,9 +172,13 @@ async def test_absolute_redirects_to_the_upstream_come_back_as_gateway_paths(
     async with client(gateway) as http:
         response = await http.get("/api/redirect", headers=client_headers(TOKEN))
         missing = await http.get("/elsewhere", headers=client_headers(TOKEN))
+        head = await http.head("/api/echo", headers=client_headers(TOKEN))
     assert response.status_code == 307
     assert response.headers["location"] == "/api/echo"
     assert missing.status_code == 404
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) > 0
+    assert head.content == b""
     assert missing.headers["content-type"] == "application/problem+json"
 
 

@@ -269,10 +269,12 @@ class Exchange:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay_bounded(self, response: httpx.Response, deadline: float) -> None:
-        """Relay a reply bounded by the total timeout; a declared length ends it early."""
+        """Relay a reply bounded by the total timeout; the last declared byte ends it."""
         send = self.send
         declared = response.headers.get("content-length", "")
-        remaining = int(declared) if declared.isdigit() else -1
+        bodiless = self.method == "HEAD" or response.status_code in (204, 304)
+        remaining = int(declared) if declared.isdigit() and not bodiless else -1
+        done = False
         failure: Exception | None = None
         with anyio.CancelScope(deadline=deadline) as cut:
             try:
@@ -281,13 +283,13 @@ class Exchange:
                 async for chunk in response.aiter_raw():
                     if chunk:
                         remaining -= len(chunk)
-                        await send(
-                            {
-                                "type": "http.response.body",
-                                "body": chunk,
-                                "more_body": remaining != 0,
-                            }
-                        )
+                        done = remaining == 0
+                        message = {
+                            "type": "http.response.body",
+                            "body": chunk,
+                            "more_body": not done,
+                        }
+                        await send(message)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 failure = exc
         if failure is not None:
@@ -296,7 +298,7 @@ class Exchange:
             raise BodyCut(timed_out=True)
         if remaining > 0:
             raise BodyCut(timed_out=False)
-        if remaining < 0:
+        if not done:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
