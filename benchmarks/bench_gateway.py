@@ -5,7 +5,9 @@ their own process on 127.0.0.1; one keep-alive client alternates a direct
 request and a gateway request, so both see the same machine state. The gateway
 runs its full chain with every stage the configuration switches on: here the
 default policy with anonymous access allowed, audit off, the egress guard
-allowing loopback, one breaker. Prints p50/p90/p99 in milliseconds.
+allowing loopback, one breaker. A third process runs the least a Python reverse
+proxy on the same stack does (uvicorn + httpx, no checks): the floor. Prints
+p50/p90/p99 in milliseconds.
 
     python benchmarks/bench_gateway.py [--requests 2000]
 """
@@ -30,6 +32,23 @@ UPSTREAM = (
     "import sys, uvicorn\n"
     "from secmw.proxy.demo import echo_upstream\n"
     "uvicorn.run(echo_upstream, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning',"
+    " lifespan='off')\n"
+)
+
+
+# The floor: the least a Python reverse proxy on the same stack (uvicorn + httpx)
+# does per request, with no checks at all.
+FLOOR = (
+    "import sys, httpx, uvicorn\n"
+    "client = httpx.AsyncClient(base_url=sys.argv[2])\n"
+    "async def app(scope, receive, send):\n"
+    "    if scope['type'] != 'http':\n"
+    "        return\n"
+    "    r = await client.get(scope['path'])\n"
+    "    headers = [(k, v) for k, v in r.headers.raw if k.lower() != b'transfer-encoding']\n"
+    "    await send({'type': 'http.response.start', 'status': r.status_code, 'headers': headers})\n"
+    "    await send({'type': 'http.response.body', 'body': r.content})\n"
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning',"
     " lifespan='off')\n"
 )
 
@@ -59,7 +78,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def main(requests: int) -> None:
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port, gateway_port, floor_port = free_port(), free_port(), free_port()
     config = {
         "auth": {"allow_anonymous": True},
         "audit": {"sink": "none"},
@@ -77,6 +96,10 @@ def main(requests: int) -> None:
         processes = [
             subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)], env=env),
             subprocess.Popen(
+                [sys.executable, "-c", FLOOR, str(floor_port), f"http://127.0.0.1:{upstream_port}"],
+                env=env,
+            ),
+            subprocess.Popen(
                 [sys.executable, "-m", "secmw", "gateway", "--config", str(path)],
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -85,16 +108,19 @@ def main(requests: int) -> None:
         try:
             direct_url = f"http://127.0.0.1:{upstream_port}/echo"
             gateway_url = f"http://127.0.0.1:{gateway_port}/echo"
-            wait(direct_url)
-            wait(gateway_url)
+            floor_url = f"http://127.0.0.1:{floor_port}/echo"
+            for url in (direct_url, gateway_url, floor_url):
+                wait(url)
             direct: list[float] = []
             proxied: list[float] = []
+            floor: list[float] = []
+            plan = ((direct_url, direct), (floor_url, floor), (gateway_url, proxied))
             with httpx.Client() as client:
                 for _ in range(200):  # warm-up: connections, imports, caches
-                    client.get(direct_url)
-                    client.get(gateway_url)
+                    for url, _sink in plan:
+                        client.get(url)
                 for _ in range(requests):
-                    for url, sink in ((direct_url, direct), (gateway_url, proxied)):
+                    for url, sink in plan:
                         started = time.perf_counter()
                         response = client.get(url)
                         sink.append((time.perf_counter() - started) * 1000.0)
@@ -106,13 +132,19 @@ def main(requests: int) -> None:
     print(f"# gateway overhead, {requests} requests per variant, keep-alive client, loopback")
     print(f"# {platform.python_implementation()} {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"{'variant':28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for name, values in (("direct to upstream", direct), ("through secmw gateway", proxied)):
+    variants = (
+        ("direct to upstream", direct),
+        ("minimal httpx proxy (floor)", floor),
+        ("through secmw gateway", proxied),
+    )
+    for name, values in variants:
         print(
             f"{name:28} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
             f" {percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
         )
-    added = [percentile(proxied, q) - percentile(direct, q) for q in (0.5, 0.9, 0.99)]
-    print(f"{'added by the gateway':28} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
+    for name, values in (("added by the floor proxy", floor), ("added by the gateway", proxied)):
+        added = [percentile(values, q) - percentile(direct, q) for q in (0.5, 0.9, 0.99)]
+        print(f"{name:28} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
 
 
 if __name__ == "__main__":
