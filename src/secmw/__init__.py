@@ -8,7 +8,7 @@ audit sink, circuit breaker) each work alone behind their protocols.
 from secmw.asgi import SecurityMiddleware
 from secmw.audit import AuditEvent, AuditSink, MemoryAuditSink, NullAuditSink, StreamAuditSink
 from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
-from secmw.breaker import CircuitBreaker, NoBreaker
+from secmw.breaker import Breaker, CircuitBreaker, NoBreaker
 from secmw.config import Config, build_pipeline, load_config
 from secmw.context import ANONYMOUS, Finding, Headers, Principal, RequestContext
 from secmw.errors import (
@@ -40,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "Authenticator",
     "BadRequest",
+    "Breaker",
     "CircuitBreaker",
     "ComponentError",
     "Config",

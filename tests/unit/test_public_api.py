@@ -15,6 +15,7 @@ EXPECTED = [
     "AuthenticationError",
     "Authenticator",
     "BadRequest",
+    "Breaker",
     "CircuitBreaker",
     "ComponentError",
     "Config",
