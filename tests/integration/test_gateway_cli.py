@@ -156,7 +156,10 @@ def test_gateway_command_names_a_missing_credential_variable(
 
 def test_demo_gateway_mode_strips_credentials() -> None:
     port = free_port()
-    process = start(["demo", "--gateway", "--port", str(port)])
+    upstream_port = free_port()
+    process = start(
+        ["demo", "--gateway", "--port", str(port), "--upstream-port", str(upstream_port)]
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{base}/healthz", process)

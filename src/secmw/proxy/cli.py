@@ -23,7 +23,10 @@ def register(commands: Any) -> None:
         demo.add_argument(
             "--gateway",
             action="store_true",
-            help="run the gateway in front of an embedded upstream (on --port + 1)",
+            help="run the gateway in front of an embedded upstream",
+        )
+        demo.add_argument(
+            "--upstream-port", type=int, help="the embedded upstream's port (default --port + 1)"
         )
         plain = demo.get_default("handler")
 

@@ -87,7 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from secmw.testing import TokenIssuer  # noqa: PLC0415
 
     issuer = TokenIssuer(issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE, algorithm="ES256", kid="demo")
-    upstream_port = args.port + 1
+    upstream_port = args.upstream_port or args.port + 1
     try:
         gateway = build_gateway(load_config(demo_gateway_config(issuer, upstream_port, args.port)))
     except ConfigError as exc:
