@@ -270,9 +270,9 @@ class HeldReceiver:
 
 def gateway_config(targets: list[str], issuer: Any = None, **gateway: Any) -> dict[str, Any]:
     """A configuration for tests: loopback allowed, one upstream ``u`` on ``/``."""
-    upstream = gateway.pop("upstream", {})
+    upstream = {"targets": targets, **gateway.pop("upstream", {})}
     section: dict[str, Any] = {
-        "upstreams": {"u": {"targets": targets, **upstream}},
+        "upstreams": {"u": upstream},
         "routes": [{"prefix": "/", "upstream": "u"}],
         "egress": {"allow_networks": ["127.0.0.0/8"]},
         "strip_headers": ["x-tenant-secret"],

@@ -192,3 +192,34 @@ async def test_refused_connection_is_a_502() -> None:
     assert sender.status == 502
     assert elapsed < 1.0
     assert audit.events[-1].details["error"] == "ConnectError"
+
+
+async def test_active_health_checks_mark_targets_down_and_up(
+    flaky: tuple[EchoUpstream, str],
+) -> None:
+    echo, url = flaky
+    audit = AuditCapture()
+    with FaultServer("reset") as broken:
+        gateway = build(
+            broken.url,
+            audit,
+            upstream={"targets": [broken.url, url]},
+            health_checks={"interval": 60, "path": "/status/200"},
+        )
+        proxy = gateway.proxy
+        (pool,) = proxy.pools
+        bad, good = pool.targets
+        await proxy.probe()
+        assert bad.healthy  # one failed probe is not enough
+        await proxy.probe()
+        assert not bad.healthy
+        assert good.healthy
+        for _ in range(3):
+            sender, _ = await request(gateway)
+            assert sender.status == 200  # the down target is skipped
+        connections = broken.connections
+        broken.mode = "ok"
+        await proxy.probe()
+        assert bad.healthy
+        assert broken.connections == connections + 1
+        await proxy.aclose()
