@@ -41,8 +41,19 @@ CREDENTIAL_HEADERS = frozenset(
         b"ocp-apim-subscription-key",
     }
 )
-# Set by the proxy itself, never copied from the client.
-_REPLACED = frozenset({b"host", b"content-length", b"x-forwarded-for", b"forwarded"})
+# Set by the proxy itself, or forwarding claims a client could forge: never copied.
+_REPLACED = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-real-ip",
+    }
+)
 
 
 def _connection_tokens(headers: Iterable[Header]) -> set[bytes]:

@@ -29,6 +29,9 @@ def raw(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
         pytest.param("Upgrade", id="upgrade"),
         pytest.param("Host", id="host"),
         pytest.param("X-Forwarded-For", id="client-supplied-xff"),
+        pytest.param("X-Forwarded-Host", id="client-supplied-xfh"),
+        pytest.param("X-Real-IP", id="client-supplied-real-ip"),
+        pytest.param("Forwarded", id="client-supplied-forwarded"),
         pytest.param("Content-Length", id="content-length"),
     ],
 )
