@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 
 UPSTREAM = (
@@ -77,6 +78,76 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+async def in_process(upstream_port: int, requests: int) -> tuple[list[float], list[float]]:
+    """The gateway app called in-process (no front socket) against a direct httpx call."""
+    from secmw.config import load_config  # noqa: PLC0415
+    from secmw.proxy.build import build_gateway  # noqa: PLC0415
+
+    config = {
+        "auth": {"allow_anonymous": True},
+        "audit": {"sink": "none"},
+        "gateway": {
+            "upstreams": {"echo": {"targets": [f"http://127.0.0.1:{upstream_port}"]}},
+            "routes": [{"prefix": "/", "upstream": "echo"}],
+            "egress": {"allow_networks": ["127.0.0.0/8"]},
+        },
+    }
+    gateway = build_gateway(load_config(config))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/echo",
+        "raw_path": b"/echo",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"gateway.local"), (b"authorization", b"Bearer client")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+    direct: list[float] = []
+    proxied: list[float] = []
+    async with httpx.AsyncClient() as client:
+        url = f"http://127.0.0.1:{upstream_port}/echo"
+        for round_number in range(requests + 200):
+            started = time.perf_counter()
+            await client.get(url)
+            middle = time.perf_counter()
+            await gateway(dict(scope), receive, send)
+            ended = time.perf_counter()
+            if round_number >= 200:  # the first 200 warm up
+                direct.append((middle - started) * 1000.0)
+                proxied.append((ended - middle) * 1000.0)
+    await gateway.proxy.aclose()
+    assert set(statuses) == {200}, statuses
+    return direct, proxied
+
+
+def report(title: str, variants: tuple[tuple[str, list[float]], ...]) -> None:
+    print(title)
+    print(f"{'variant':34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for name, values in variants:
+        print(
+            f"{name:34} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
+            f" {percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
+        )
+    base = variants[0][1]
+    for name, values in variants[1:]:
+        added = [percentile(values, q) - percentile(base, q) for q in (0.5, 0.9, 0.99)]
+        print(f"{'added: ' + name:34} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
+
+
 def main(requests: int) -> None:
     upstream_port, gateway_port, floor_port = free_port(), free_port(), free_port()
     config = {
@@ -125,26 +196,27 @@ def main(requests: int) -> None:
                         response = client.get(url)
                         sink.append((time.perf_counter() - started) * 1000.0)
                         assert response.status_code == 200
+            print(
+                f"# {platform.python_implementation()} {sys.version.split()[0]},"
+                f" {os.cpu_count()} CPUs"
+            )
+            inner = anyio.run(in_process, upstream_port, requests)
+            report(
+                f"# in process (no front socket), {requests} requests",
+                (("direct httpx call", inner[0]), ("secmw gateway app", inner[1])),
+            )
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(10)
-    print(f"# gateway overhead, {requests} requests per variant, keep-alive client, loopback")
-    print(f"# {platform.python_implementation()} {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    print(f"{'variant':28} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    variants = (
-        ("direct to upstream", direct),
-        ("minimal httpx proxy (floor)", floor),
-        ("through secmw gateway", proxied),
+    report(
+        f"# over uvicorn, {requests} requests per variant, keep-alive client, loopback",
+        (
+            ("direct to upstream", direct),
+            ("minimal httpx proxy (floor)", floor),
+            ("through secmw gateway", proxied),
+        ),
     )
-    for name, values in variants:
-        print(
-            f"{name:28} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
-            f" {percentile(values, 0.99):8.3f} {statistics.fmean(values):8.3f}"
-        )
-    for name, values in (("added by the floor proxy", floor), ("added by the gateway", proxied)):
-        added = [percentile(values, q) - percentile(direct, q) for q in (0.5, 0.9, 0.99)]
-        print(f"{name:28} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
 
 
 if __name__ == "__main__":
