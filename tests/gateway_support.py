@@ -105,6 +105,17 @@ class EchoUpstream:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 await anyio.sleep(0.05)
             await send({"type": "http.response.body", "body": b""})
+        elif path == "/sse-stall":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+            await anyio.sleep(2)
+            await send({"type": "http.response.body", "body": b""})
         elif path == "/secret":
             await _json(send, 200, {"token": SECRET})
         elif path == "/redirect":

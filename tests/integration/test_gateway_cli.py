@@ -154,6 +154,28 @@ def test_gateway_command_names_a_missing_credential_variable(
     assert "gateway.upstreams.a.headers_from_env.authorization" in capsys.readouterr().err
 
 
+def test_check_config_covers_the_gateway_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[auth]\nallow_anonymous = true\n[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.egress]\nallow_networks = ["127.0.0.0/8"]\n'
+        '[gateway.upstreams.a]\ntargets = ["http://127.0.0.1:9000"]\n'
+    )
+    assert main(["check-config", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert "gateway OK (1 upstreams, 1 routes)" in captured.out
+    assert "gateway.egress.allow_networks" in captured.err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[gateway]\nroutes = [{upstream = "a"}]\n[gateway.egress]\nallow = ["https://api.example.test"]\n'
+        '[gateway.upstreams.a]\ntargets = ["https://other.example.test"]\n'
+    )
+    assert main(["check-config", str(bad)]) == 2
+    assert "gateway.upstreams.a.targets[0]" in capsys.readouterr().err
+
+
 def test_demo_gateway_mode_strips_credentials() -> None:
     port = free_port()
     upstream_port = free_port()

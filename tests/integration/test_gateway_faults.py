@@ -223,3 +223,20 @@ async def test_active_health_checks_mark_targets_down_and_up(
         assert bad.healthy
         assert broken.connections == connections + 1
         await proxy.aclose()
+
+
+async def test_a_stalled_event_stream_ends_at_the_read_timeout(
+    flaky: tuple[EchoUpstream, str],
+) -> None:
+    _, url = flaky
+    audit = AuditCapture()
+    gateway = build(url, audit, timeouts={"read": 0.3, "total": 0.5})
+    sender, elapsed = await request(gateway, "/sse-stall")
+    await gateway.proxy.aclose()
+    assert sender.status == 200
+    assert sender.body == b"data: 1\n\n"
+    assert elapsed < 1.5  # the read timeout, not the upstream's 2 s stall
+    assert not any(m.get("more_body") is False for m in sender.messages[1:])
+    event = audit.events[-1]
+    assert event.name == "upstream_timeout"
+    assert event.details["outcome"] == "timeout"

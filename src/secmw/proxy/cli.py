@@ -18,6 +18,15 @@ def register(commands: Any) -> None:
     gateway.add_argument("--host", help="address to bind (default: gateway.listen)")
     gateway.add_argument("--port", type=int, help="port to bind (default: gateway.listen)")
     gateway.set_defaults(handler=run_gateway)
+    check = commands.choices.get("check-config")
+    if check is not None:
+        plain_check = check.get_default("handler")
+
+        def check_with_gateway(args: argparse.Namespace) -> int:
+            code: int = plain_check(args)
+            return check_gateway(args.file) if code == 0 else code
+
+        check.set_defaults(handler=check_with_gateway)
     demo = commands.choices.get("demo")
     if demo is not None:
         demo.add_argument(
@@ -39,6 +48,29 @@ def register(commands: Any) -> None:
             return code
 
         demo.set_defaults(handler=dispatch)
+
+
+def check_gateway(path: str) -> int:
+    """``check-config`` for the ``gateway`` section: targets, allow-list, credentials."""
+    from secmw.config import load_config  # noqa: PLC0415 - keeps the CLI start fast
+
+    config = load_config(path)
+    if config.gateway is None:
+        return 0
+    try:
+        from secmw.proxy.build import build_proxy  # noqa: PLC0415 - needs httpx
+    except ImportError:
+        print("warning: the gateway section needs secmw[gateway] to run", file=sys.stderr)
+        return 0
+    try:
+        build_proxy(config.gateway)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"  gateway.{issue}", file=sys.stderr)
+        return 2
+    gateway = config.gateway
+    print(f"{path}: gateway OK ({len(gateway.upstreams)} upstreams, {len(gateway.routes)} routes)")
+    return 0
 
 
 def run_gateway(args: argparse.Namespace) -> int:
@@ -75,4 +107,4 @@ def run_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["register", "run_gateway"]
+__all__ = ["check_gateway", "register", "run_gateway"]
