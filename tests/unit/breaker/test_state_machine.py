@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -73,6 +75,19 @@ class Model:
                 self.move("open" if self.tripped(self.probe_results) else "closed", now)
 
 
+def drive(coroutine: Any) -> Any:
+    """Run a coroutine that never suspends; return its value or the exception's name."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    except CircuitOpen as refused:
+        return refused
+    except RuntimeError:
+        return "RuntimeError"
+    raise AssertionError("the coroutine suspended")
+
+
 class BreakerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -114,6 +129,25 @@ class BreakerMachine(RuleBasedStateMachine):
             return
         assert expected is not None
         self.tickets.append(ticket)
+
+    @rule(failed=st.booleans(), slow=st.booleans())
+    def call(self, failed: bool, slow: bool) -> None:
+        """A whole ``breaker.call`` (its inlined fast path), driven without a loop."""
+        expected = self.model.acquire(self.now)
+        if expected is not None:
+            self.model.record(expected, failed, slow, self.now + (1.5 if slow else 0.1))
+
+        async def upstream() -> str:
+            self.now += 1.5 if slow else 0.1
+            if failed:
+                raise RuntimeError("down")
+            return "ok"
+
+        outcome = drive(self.breaker.call(upstream))
+        if expected is None:
+            assert isinstance(outcome, CircuitOpen)
+        else:
+            assert outcome == ("ok" if not failed else "RuntimeError")
 
     @precondition(lambda self: self.tickets)
     @rule(index=st.integers(0, 10), failed=st.booleans(), slow=st.booleans())
