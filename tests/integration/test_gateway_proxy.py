@@ -299,3 +299,62 @@ def test_websocket_to_an_open_circuit_is_refused_without_touching_upstream() -> 
                 connect(ws_url, additional_headers=dict(client_headers(TOKEN)), open_timeout=5)
             assert broken.connections == connections
     assert gateway.registry.all_open()
+
+
+class WebSocketClient:
+    """A scripted websocket client for the raw harness: sends, then waits for replies."""
+
+    def __init__(self, *texts: str) -> None:
+        self.incoming: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+        self.incoming += [{"type": "websocket.receive", "text": text} for text in texts]
+        self.sent: list[dict[str, Any]] = []
+        self.replies = 0
+        self.expected = len(texts)
+
+    async def receive(self) -> dict[str, Any]:
+        if self.incoming:
+            return self.incoming.pop(0)
+        import anyio
+
+        with anyio.fail_after(5):
+            while self.replies < self.expected:
+                await anyio.sleep(0.01)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if message["type"] == "websocket.send":
+            self.replies += 1
+
+
+async def test_websocket_forwarding_on_both_backends(upstream: tuple[EchoUpstream, str]) -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    gateway = build([upstream[1]], audit)
+    client = WebSocketClient("one", "two")
+    await gateway(ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send)
+    await gateway.proxy.aclose()
+    kinds = [m["type"] for m in client.sent]
+    assert kinds[0] == "websocket.accept"
+    assert [m.get("text") for m in client.sent if m["type"] == "websocket.send"] == [
+        "echo:one",
+        "echo:two",
+    ]
+    assert kinds[-1] == "websocket.close"
+    event = audit.events[-1]
+    assert event.transport == "websocket"
+    assert event.details["outcome"] == "ok"
+
+
+async def test_websocket_to_a_dead_upstream_is_closed_and_counted() -> None:
+    from tests.support import ws_scope
+
+    with FaultServer("reset") as broken:
+        gateway = build([broken.url])
+        client = WebSocketClient()
+        await gateway(ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send)
+        await gateway.proxy.aclose()
+    assert client.sent == [{"type": "websocket.close", "code": 1011}]
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 1
