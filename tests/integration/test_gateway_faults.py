@@ -172,7 +172,7 @@ async def test_slow_answers_open_the_circuit(flaky: tuple[EchoUpstream, str]) ->
 
 async def test_total_timeout_bounds_a_slow_upstream(flaky: tuple[EchoUpstream, str]) -> None:
     echo, url = flaky
-    echo.delay = 2.0
+    echo.delay = 1.0
     audit = AuditCapture()
     gateway = build(url, audit, timeouts={"read": 5, "total": 0.4})
     sender, elapsed = await request(gateway)
