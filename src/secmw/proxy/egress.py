@@ -156,7 +156,9 @@ class EgressGuard:
         "_cache",
         "_cache_seconds",
         "_clock",
+        "_literals",
         "_resolver",
+        "_urls",
         "rules",
     )
 
@@ -183,9 +185,23 @@ class EgressGuard:
         self._cache: dict[tuple[str, int], tuple[float, tuple[IPAddress, ...]]] = {}
         self._cache_seconds = cache_seconds
         self._clock = clock
+        # Verdicts that cannot change for this guard: allowed URL parts and IP literals.
+        self._urls: dict[tuple[str, str, int | None], tuple[str, int]] = {}
+        self._literals: dict[str, tuple[IPAddress, ...]] = {}
 
     def check_url(self, scheme: str, host: str, port: int | None) -> tuple[str, int]:
         """Check the URL parts; returns the canonical host and the effective port."""
+        key = (scheme, host, port)
+        known = self._urls.get(key)
+        if known is not None:
+            return known
+        checked = self._check_url(scheme, host, port)
+        if len(self._urls) > 1024:
+            self._urls.clear()
+        self._urls[key] = checked
+        return checked
+
+    def _check_url(self, scheme: str, host: str, port: int | None) -> tuple[str, int]:
         scheme = scheme.lower()
         if scheme not in _DEFAULT_PORTS:
             raise EgressDenied(f"scheme {scheme} not allowed")
@@ -212,12 +228,18 @@ class EgressGuard:
 
     async def resolve(self, host: str, port: int) -> tuple[IPAddress, ...]:
         """Resolve ``host`` and check every answer; an IP literal is checked directly."""
+        known = self._literals.get(host)
+        if known is not None:
+            return known
         try:
             literal = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
             pass
         else:
             self.check_address(literal)
+            if len(self._literals) > 1024:
+                self._literals.clear()
+            self._literals[host] = (literal,)
             return (literal,)
         key = (host, port)
         now = self._clock()

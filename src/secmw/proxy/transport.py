@@ -40,20 +40,17 @@ class EgressTransport(httpx.AsyncBaseTransport):
         addresses = await self.guard.resolve(host, port)
         # Several checked answers: spread connections over them.
         address = addresses[0] if len(addresses) == 1 else random.choice(addresses)  # noqa: S311 - load spreading, not security
-        pinned = url.copy_with(host=str(address))
-        extensions = dict(request.extensions)
-        if url.scheme in ("https", "wss"):
-            extensions.setdefault("sni_hostname", host)
-        forwarded = httpx.Request(
-            request.method,
-            pinned,
-            headers=request.headers,  # keeps the original Host header
-            stream=request.stream,
-            extensions=extensions,
-        )
-        response = await self._transport.handle_async_request(forwarded)
-        response.request = request
-        return response
+        # The request itself is pointed at the checked address for the call (no
+        # copy: the Host header it already carries names the original host).
+        extensions = request.extensions
+        if url.scheme in ("https", "wss") and "sni_hostname" not in extensions:
+            request.extensions = {**extensions, "sni_hostname": host}
+        request.url = url.copy_with(host=str(address))
+        try:
+            return await self._transport.handle_async_request(request)
+        finally:
+            request.url = url
+            request.extensions = extensions
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -13,7 +13,12 @@ pytestmark = pytest.mark.anyio
 
 def recorder(seen: list[httpx.Request], redirect_to: str | None = None) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
+        # A snapshot: the transport points the request back at its host afterwards.
+        seen.append(
+            httpx.Request(
+                request.method, request.url, headers=request.headers, extensions=request.extensions
+            )
+        )
         if redirect_to is not None and request.url.path == "/start":
             return httpx.Response(302, headers={"location": redirect_to})
         return httpx.Response(200, text="ok")
