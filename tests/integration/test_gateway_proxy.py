@@ -358,3 +358,34 @@ async def test_websocket_to_a_dead_upstream_is_closed_and_counted() -> None:
     assert client.sent == [{"type": "websocket.close", "code": 1011}]
     (breaker,) = list(gateway.registry)
     assert breaker.snapshot().failures == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(b"/api/echo", "/echo", id="plain"),
+        pytest.param(b"/api/./echo", "/echo", id="dot-segment"),
+        pytest.param(b"/public/../api/echo", "/echo", id="climbs-into-the-route"),
+        pytest.param(b"/api//echo", "/echo", id="empty-segment"),
+        pytest.param(b"/%61pi/echo", "/echo", id="encoded-prefix"),
+        pytest.param(b"/api/a%20b", "/a b", id="encoded-space-kept"),
+    ],
+)
+async def test_the_upstream_gets_the_path_the_policy_judged(
+    upstream: tuple[EchoUpstream, str], raw: bytes, expected: str
+) -> None:
+    gateway = build(
+        [upstream[1]],
+        routes=[
+            {"prefix": "/api", "upstream": "u", "strip_prefix": True},
+            {"prefix": "/public", "upstream": "u"},
+        ],
+    )
+    from urllib.parse import unquote
+
+    scope = http_scope(unquote(raw.decode()), raw_path=raw, headers=client_headers(TOKEN))
+    sender = Sender()
+    await gateway(scope, HeldReceiver(), sender)
+    await gateway.proxy.aclose()
+    assert sender.status == 200, sender.body
+    assert sender.json()["path"] == expected

@@ -192,7 +192,8 @@ class ReverseProxy:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = (scope.get("state") or {}).get("secmw")
-        route = self.route(scope["path"])
+        # Route on the canonical path the policy judged, when there is one.
+        route = self.route(ctx.path if ctx is not None else scope["path"])
         if route is None:
             await self._fail(ctx, send, _NoRoute("No upstream serves this path."))
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -311,11 +312,34 @@ async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.Ca
             return
 
 
-def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
-    """The target URL for the request: the target's path, then the request's raw path."""
+def _judged_path(scope: Scope) -> bytes:
+    """The path the pipeline judged (canonical), percent-encoded for the wire."""
+    ctx = (scope.get("state") or {}).get("secmw")
+    path = ctx.path if ctx is not None else str(scope["path"])
+    return quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+
+
+def forwarded_path(scope: Scope) -> bytes:
+    """The path sent upstream: the raw path, or the canonical one when they could differ.
+
+    A raw path with dot segments or empty segments is what an upstream might
+    resolve differently from the policy (``/public/../admin``): then the
+    canonical path the pipeline judged is sent instead.
+    """
     raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
-    prefix = route.prefix.rstrip("/")
+    path = raw.split(b"?", 1)[0]
+    if b"//" in path or any(segment in (b".", b"..") for segment in path.split(b"/")):
+        return _judged_path(scope)
+    return path
+
+
+def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
+    """The target URL for the request: the target's path, then the request's path."""
+    raw = forwarded_path(scope)
+    prefix = route.prefix.rstrip("/").encode("latin-1")
     if route.strip_prefix and prefix:
+        if not (raw == prefix or raw.startswith(prefix + b"/")):
+            raw = _judged_path(scope)  # spelled differently (percent-encoded): use the judged one
         raw = raw[len(prefix) :] or b"/"
     path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + raw
     query: bytes = scope.get("query_string") or b""

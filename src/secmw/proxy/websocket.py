@@ -65,7 +65,7 @@ async def forward_websocket(
     details: dict[str, Any] = {}
     if ctx is not None:
         ctx.state["audit_details"] = details
-    route = proxy.route(scope["path"])
+    route = proxy.route(ctx.path if ctx is not None else scope["path"])
     if route is None:
         details["outcome"] = "no_route"
         await send({"type": "websocket.close", "code": 1008})
