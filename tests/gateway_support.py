@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app: Any, *, lifespan: str = "off", port: int | None = None) -> Iterator[str]:
+def serve(
+    app: Any, *, lifespan: str = "off", port: int | None = None, **options: Any
+) -> Iterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yields the base URL."""
     port = port or free_port()
     config = uvicorn.Config(
@@ -44,6 +46,8 @@ def serve(app: Any, *, lifespan: str = "off", port: int | None = None) -> Iterat
         log_level="critical",
         lifespan=lifespan,
         ws="websockets-sansio",
+        timeout_graceful_shutdown=1,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -53,8 +57,9 @@ def serve(app: Any, *, lifespan: str = "off", port: int | None = None) -> Iterat
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
+    scheme = "https" if "ssl_certfile" in options else "http"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)

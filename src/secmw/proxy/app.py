@@ -14,6 +14,7 @@ the connection; it is audited all the same.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,7 +83,9 @@ class ReverseProxy:
 
     ``client`` defaults to an ``httpx.AsyncClient`` on an
     :class:`~secmw.proxy.transport.EgressTransport` built from ``guard`` (a
-    default guard refuses every non-public address), without environment proxies.
+    default guard refuses every non-public address), without environment proxies;
+    ``ssl_context`` (default: the system's trust store as httpx uses it) verifies
+    upstream certificates, for HTTP and websockets alike.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class ReverseProxy:
         health_interval: float | None = None,
         health_path: str = "/",
         websockets: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.routes = tuple(sorted(routes, key=lambda route: len(route.prefix), reverse=True))
         self.guard = guard or EgressGuard()
@@ -108,6 +112,7 @@ class ReverseProxy:
             transport=EgressTransport(
                 self.guard,
                 limits=httpx.Limits(max_connections=max_connections),
+                verify=ssl_context if ssl_context is not None else True,
             ),
             timeout=self.timeouts.for_httpx(),
             trust_env=False,
@@ -118,6 +123,7 @@ class ReverseProxy:
         self.health_interval = health_interval
         self.health_path = health_path
         self.websockets = websockets
+        self.ssl_context = ssl_context
 
     @property
     def pools(self) -> tuple[UpstreamPool, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,12 @@ def build_proxy(
                 ),
                 inject=encode_headers(injected),
             )
+    context: ssl.SSLContext | None = None
+    if config.ca_file is not None:
+        try:
+            context = ssl.create_default_context(cafile=config.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            issues.append(ConfigIssue("ca_file", f"cannot load the CA file: {type(exc).__name__}"))
     if issues:
         raise ConfigError(issues)
     timeouts = config.timeouts
@@ -126,6 +133,7 @@ def build_proxy(
         max_connections=config.max_connections,
         health_interval=config.health_checks.interval,
         health_path=config.health_checks.path,
+        ssl_context=context,
     )
     if config.websockets:
         from secmw.proxy.websocket import forward_websocket  # noqa: PLC0415 - optional

@@ -157,6 +157,7 @@ class GatewayConfig(ConfigModel):
     follow_redirects: bool = False
     max_connections: int = Field(100, ge=1, le=10_000)
     websockets: bool = True
+    ca_file: str | None = None
 
     @field_validator("strip_headers", "strip_response_headers")
     @classmethod

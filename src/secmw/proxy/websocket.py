@@ -93,7 +93,9 @@ async def forward_websocket(
         host, port = proxy.guard.check_url(ws_url.scheme, ws_url.host, ws_url.port)
         address = (await proxy.guard.resolve(host, port))[0]
         with anyio.fail_after(proxy.timeouts.connect):
-            stream = await _open(str(address), port, host, secure=ws_url.scheme == "wss")
+            stream = await _open(
+                str(address), port, host, proxy.ssl_context if ws_url.scheme == "wss" else False
+            )
             protocol = await _handshake(stream, str(ws_url), headers, scope)
     except EgressDenied as denial:
         target.breaker.release(ticket)
@@ -117,12 +119,17 @@ async def forward_websocket(
         await _relay(protocol, stream, receive, send)
 
 
-async def _open(address: str, port: int, host: str, *, secure: bool) -> ByteStream:
-    """Connect to the checked address; TLS verifies and names ``host`` (SNI)."""
-    if secure:
-        context = ssl.create_default_context()
-        return await anyio.connect_tcp(address, port, ssl_context=context, tls_hostname=host)
-    return await anyio.connect_tcp(address, port)
+async def _open(
+    address: str, port: int, host: str, context: ssl.SSLContext | bool | None
+) -> ByteStream:
+    """Connect to the checked address; TLS verifies and names ``host`` (SNI).
+
+    ``context`` is ``False`` for plain TCP, ``None`` for the default trust store.
+    """
+    if context is False:
+        return await anyio.connect_tcp(address, port)
+    tls = context if isinstance(context, ssl.SSLContext) else ssl.create_default_context()
+    return await anyio.connect_tcp(address, port, ssl_context=tls, tls_hostname=host)
 
 
 async def _flush(protocol: ClientProtocol, stream: ByteStream) -> None:
@@ -130,7 +137,10 @@ async def _flush(protocol: ClientProtocol, stream: ByteStream) -> None:
         if data:
             await stream.send(data)
         else:
-            await stream.send_eof()
+            # End of the closing handshake; TLS streams cannot half-close, and the
+            # stream is closed right after anyway.
+            with contextlib.suppress(NotImplementedError):
+                await stream.send_eof()
 
 
 async def _handshake(
