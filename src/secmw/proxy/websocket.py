@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 from anyio.abc import ByteStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidState, ProtocolError
@@ -128,7 +129,8 @@ async def _open(
     """
     if context is False:
         return await anyio.connect_tcp(address, port)
-    tls = context if isinstance(context, ssl.SSLContext) else ssl.create_default_context()
+    # The same default trust store as the HTTP side (httpx's).
+    tls = context if isinstance(context, ssl.SSLContext) else httpx.create_ssl_context()
     return await anyio.connect_tcp(address, port, ssl_context=tls, tls_hostname=host)
 
 
