@@ -86,6 +86,10 @@ async def variants() -> dict[str, tuple[Loop, Loop | None]]:
         async with secmw_closed:
             return await work()
 
+    async def secmw_guard() -> int:
+        async with secmw_closed.guard():
+            return await work()
+
     async def purgatory_closed() -> int:
         async with pg_closed:
             return await work()
@@ -111,6 +115,7 @@ async def variants() -> dict[str, tuple[Loop, Loop | None]]:
             timed_refusal(secmw_open_call, CircuitOpen),
         ),
         "secmw async with": (timed(secmw_async_with), None),
+        "secmw async with guard()": (timed(secmw_guard), None),
         "pybreaker 1.4 (sync call)": (
             timed(pybreaker_closed),
             timed_refusal(pybreaker_open, pybreaker.CircuitBreakerError),

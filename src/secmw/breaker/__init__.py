@@ -1,7 +1,7 @@
 """Circuit breakers around upstream calls."""
 
 from secmw.breaker.base import CircuitBreaker, NoBreaker
-from secmw.breaker.circuit import Breaker, BreakerSnapshot, CircuitOpen, State
+from secmw.breaker.circuit import Breaker, BreakerSnapshot, CircuitOpen, Guard, State
 from secmw.breaker.config import BreakerConfig
 from secmw.breaker.registry import BreakerRegistry, breaker_from_config
 
@@ -12,6 +12,7 @@ __all__ = [
     "BreakerSnapshot",
     "CircuitBreaker",
     "CircuitOpen",
+    "Guard",
     "NoBreaker",
     "State",
     "breaker_from_config",

@@ -88,6 +88,49 @@ class BreakerSnapshot:
         }
 
 
+class Guard:
+    """One guarded block: ``async with breaker.guard():`` (see :meth:`Breaker.guard`)."""
+
+    __slots__ = ("_breaker", "_start", "_ticket")
+
+    def __init__(self, breaker: Breaker) -> None:
+        self._breaker = breaker
+        self._ticket = -1
+        self._start = 0.0
+
+    async def __aenter__(self) -> None:
+        """Take a permission; raises :class:`CircuitOpen` when calls are refused."""
+        breaker = self._breaker
+        if breaker._state is State.CLOSED:
+            self._ticket = breaker._generation
+        else:
+            self._ticket = breaker.acquire()
+        self._start = breaker._clock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Record the block's outcome (the closed-state success is judged inline)."""
+        breaker = self._breaker
+        end = breaker._clock()
+        duration = end - self._start
+        if exc is not None:
+            breaker.record_exception(self._ticket, exc, duration)
+        elif self._ticket == breaker._generation and breaker._state is State.CLOSED:
+            window = breaker._window
+            window.add(SLOW if duration >= breaker._slow_duration else 0, end)
+            if (window.slow or window.failures) and window.calls >= breaker._minimum_calls:
+                breaker._judge_closed(end)
+        else:
+            breaker._record(self._ticket, False, duration, end)
+        if breaker._events:
+            await breaker.flush_events()
+        return None
+
+
 # The breakers entered with ``async with`` in the current task: (breaker, ticket, start).
 _ACTIVE: ContextVar[tuple[tuple[Breaker, int, float], ...]] = ContextVar(
     "secmw_breaker_active", default=()
@@ -263,6 +306,14 @@ class Breaker:
         if self._events:
             await self.flush_events()
         return None
+
+    def guard(self) -> Guard:
+        """A one-use ``async with`` block; cheaper than ``async with breaker:``.
+
+        ``async with breaker:`` must find its per-task state in a ``ContextVar``;
+        the guard carries its own ticket and start time.
+        """
+        return Guard(self)
 
     # -- the building blocks (for proxies that span a call over a stream) ----
 

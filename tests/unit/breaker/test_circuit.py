@@ -355,3 +355,23 @@ def test_constructor_and_config_validation() -> None:
             }
         )
     assert "gateway.breaker" in str(info.value)
+
+
+async def test_guard_blocks_record_like_async_with() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    async with breaker.guard():
+        clock.advance(0.5)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            async with breaker.guard():
+                raise RuntimeError("down")
+    assert breaker.state is State.OPEN
+    with pytest.raises(CircuitOpen):
+        async with breaker.guard():
+            pytest.fail("the block must not run")
+    clock.advance(30)
+    for _ in range(2):
+        async with breaker.guard():
+            pass
+    assert breaker.state is State.CLOSED
