@@ -16,7 +16,7 @@ from secmw.audit import (
     StreamAuditSink,
 )
 from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
-from secmw.breaker import CircuitBreaker, NoBreaker
+from secmw.breaker import Breaker, CircuitBreaker, NoBreaker
 from secmw.config import Config, build_pipeline, load_config
 from secmw.context import ANONYMOUS, Finding, Headers, Principal, RequestContext
 from secmw.errors import (
@@ -50,6 +50,7 @@ __all__ = [
     "AuthenticationError",
     "Authenticator",
     "BadRequest",
+    "Breaker",
     "CircuitBreaker",
     "ComponentError",
     "Config",

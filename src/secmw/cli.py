@@ -14,6 +14,7 @@ from secmw.audit import cli as audit_cli
 from secmw.auth import cli as auth_cli
 from secmw.config import build_pipeline, load_config
 from secmw.errors import ConfigError
+from secmw.proxy.cli import register as register_gateway
 from secmw.redact.cli import register as register_scan
 
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth_cli.register(commands)
     register_scan(commands)
     audit_cli.register(commands)
+    register_gateway(commands)
     return parser
 
 

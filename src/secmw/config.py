@@ -31,6 +31,7 @@ from secmw.inspect.config import InspectConfig
 from secmw.metrics.config import MetricsConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
 from secmw.policy.config import PolicyConfig
+from secmw.proxy.config import GatewayConfig
 from secmw.ratelimit.config import RateLimitConfig
 from secmw.redact.config import RedactConfig
 
@@ -100,6 +101,7 @@ class Config(ConfigModel):
     inspect: InspectConfig | None = None
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    gateway: GatewayConfig | None = None
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
@@ -264,6 +266,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("audit.file.on_failure")
     if config.metrics.enabled and config.metrics.endpoint and config.metrics.public:
         found.append("metrics.public")
+    if config.gateway is not None and config.gateway.egress.allow_networks:
+        found.append("gateway.egress.allow_networks")
     return tuple(found)
 
 

@@ -221,6 +221,29 @@ class ServiceUnavailable(Denial):
         super().__init__(detail, reason=reason)
 
 
+class UpstreamError(Denial):
+    """The upstream failed or answered unusably (502); ``event`` names what happened."""
+
+    status = 502
+    title = "Bad Gateway"
+    event = "upstream_fail"
+
+    def __init__(
+        self, detail: str | None = None, *, reason: str | None = None, event: str | None = None
+    ) -> None:
+        if event is not None:
+            self.event = event
+        super().__init__(detail or "The upstream service failed.", reason=reason)
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer in time (504)."""
+
+    status = 504
+    title = "Gateway Timeout"
+    event = "upstream_timeout"
+
+
 __all__ = [
     "AccessDenied",
     "AuthenticationError",
@@ -235,4 +258,6 @@ __all__ = [
     "SecmwError",
     "ServiceUnavailable",
     "StepUpRequired",
+    "UpstreamError",
+    "UpstreamTimeout",
 ]

@@ -329,6 +329,8 @@ class Pipeline:
             return
         principal = ctx.principal
         decision: Decision | None = ctx.decision
+        if denial is None and name is None:
+            denial = ctx.state.get("denial")  # set by an app that answered in secmw's name
         rpc = ctx.rpc[0] if len(ctx.rpc) == 1 else None
         if denial is not None:
             event_name = denial.event

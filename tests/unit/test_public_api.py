@@ -16,6 +16,7 @@ EXPECTED = [
     "AuthenticationError",
     "Authenticator",
     "BadRequest",
+    "Breaker",
     "CircuitBreaker",
     "ComponentError",
     "Config",

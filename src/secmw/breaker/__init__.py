@@ -1,5 +1,19 @@
 """Circuit breakers around upstream calls."""
 
 from secmw.breaker.base import CircuitBreaker, NoBreaker
+from secmw.breaker.circuit import Breaker, BreakerSnapshot, CircuitOpen, Guard, State
+from secmw.breaker.config import BreakerConfig
+from secmw.breaker.registry import BreakerRegistry, breaker_from_config
 
-__all__ = ["CircuitBreaker", "NoBreaker"]
+__all__ = [
+    "Breaker",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "Guard",
+    "NoBreaker",
+    "State",
+    "breaker_from_config",
+]

@@ -1,0 +1,53 @@
+"""Upstream safety for proxies: credential stripping, egress guard, pools, the gateway.
+
+The parts that need ``httpx`` (the ``gateway`` extra) load on first use, so
+``import secmw.proxy`` works with the core dependencies alone.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from secmw.proxy.config import GatewayConfig
+from secmw.proxy.egress import EgressDenied, EgressGuard, canonical_host
+from secmw.proxy.headers import CREDENTIAL_HEADERS, HOP_BY_HOP, HeaderFilter
+
+_LAZY = {
+    "EgressTransport": "secmw.proxy.transport",
+    "Gateway": "secmw.proxy.build",
+    "ReverseProxy": "secmw.proxy.app",
+    "RetryPolicy": "secmw.proxy.pool",
+    "Route": "secmw.proxy.app",
+    "Target": "secmw.proxy.pool",
+    "Timeouts": "secmw.proxy.app",
+    "UpstreamPool": "secmw.proxy.pool",
+    "build_gateway": "secmw.proxy.build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secmw.proxy' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "HOP_BY_HOP",
+    "EgressDenied",
+    "EgressGuard",
+    "EgressTransport",
+    "Gateway",
+    "GatewayConfig",
+    "HeaderFilter",
+    "ReverseProxy",
+    "RetryPolicy",
+    "Route",
+    "Target",
+    "Timeouts",
+    "UpstreamPool",
+    "build_gateway",
+    "canonical_host",
+]

@@ -1,0 +1,110 @@
+"""``secmw gateway --config FILE`` and ``secmw demo --gateway``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from secmw.errors import ConfigError
+
+
+def register(commands: Any) -> None:
+    """Add ``gateway`` to the ``secmw`` subcommands and ``--gateway`` to ``demo``."""
+    gateway = commands.add_parser(
+        "gateway", help="run the security gateway in front of the configured upstreams"
+    )
+    gateway.add_argument("--config", required=True, help="the configuration file (.toml/.json)")
+    gateway.add_argument("--host", help="address to bind (default: gateway.listen)")
+    gateway.add_argument("--port", type=int, help="port to bind (default: gateway.listen)")
+    gateway.set_defaults(handler=run_gateway)
+    check = commands.choices.get("check-config")
+    if check is not None:
+        plain_check = check.get_default("handler")
+
+        def check_with_gateway(args: argparse.Namespace) -> int:
+            code: int = plain_check(args)
+            return check_gateway(args.file) if code == 0 else code
+
+        check.set_defaults(handler=check_with_gateway)
+    demo = commands.choices.get("demo")
+    if demo is not None:
+        demo.add_argument(
+            "--gateway",
+            action="store_true",
+            help="run the gateway in front of an embedded upstream",
+        )
+        demo.add_argument(
+            "--upstream-port", type=int, help="the embedded upstream's port (default --port + 1)"
+        )
+        plain = demo.get_default("handler")
+
+        def dispatch(args: argparse.Namespace) -> int:
+            if args.gateway:
+                from secmw.proxy.demo import run_demo  # noqa: PLC0415 - optional deps
+
+                return run_demo(args)
+            code: int = plain(args)
+            return code
+
+        demo.set_defaults(handler=dispatch)
+
+
+def check_gateway(path: str) -> int:
+    """``check-config`` for the ``gateway`` section: targets, allow-list, credentials."""
+    from secmw.config import load_config  # noqa: PLC0415 - keeps the CLI start fast
+
+    config = load_config(path)
+    if config.gateway is None:
+        return 0
+    try:
+        from secmw.proxy.build import build_proxy  # noqa: PLC0415 - needs httpx
+    except ImportError:
+        print("warning: the gateway section needs secmw[gateway] to run", file=sys.stderr)
+        return 0
+    try:
+        build_proxy(config.gateway)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"  gateway.{issue}", file=sys.stderr)
+        return 2
+    gateway = config.gateway
+    print(f"{path}: gateway OK ({len(gateway.upstreams)} upstreams, {len(gateway.routes)} routes)")
+    return 0
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    """Load the configuration, build the gateway and serve it with uvicorn."""
+    try:
+        import uvicorn  # noqa: PLC0415 - optional dependency
+
+        from secmw.proxy.build import build_gateway  # noqa: PLC0415 - needs httpx
+    except ImportError:
+        print(
+            "secmw gateway needs httpx and uvicorn: pip install 'secmw[gateway]'", file=sys.stderr
+        )
+        return 1
+    from secmw.config import load_config  # noqa: PLC0415 - keeps the CLI start fast
+
+    try:
+        config = load_config(args.config)
+        gateway = build_gateway(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    assert config.gateway is not None  # build_gateway refuses a config without it
+    host, _, port = config.gateway.listen.rpartition(":")
+    host = args.host or host
+    port_number = args.port or int(port)
+    print(f"secmw gateway: listening on http://{host}:{port_number}", flush=True)
+    if gateway.pipeline.fail_open:
+        print(
+            f"warning: fail-open settings on: {', '.join(gateway.pipeline.fail_open)}",
+            file=sys.stderr,
+        )
+    uvicorn.run(gateway, host=host, port=port_number, log_level="warning", lifespan="on")
+    print("secmw gateway: stopped", flush=True)
+    return 0
+
+
+__all__ = ["check_gateway", "register", "run_gateway"]

@@ -1,0 +1,368 @@
+"""One proxied HTTP exchange: an attempt against one target, and the relay back.
+
+The breaker's permit spans the exchange: an ordinary reply is judged when its
+body has been relayed (so a body cut short counts as a failure); an event
+stream is judged when its headers arrive, because it may stay open for the
+whole session. Slowness is always measured to the response headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from secmw.breaker.circuit import CircuitOpen
+from secmw.errors import Denial, UpstreamError, UpstreamTimeout
+from secmw.proxy.egress import EgressDenied
+
+if TYPE_CHECKING:
+    from secmw.proxy.app import ReverseProxy, Route
+    from secmw.proxy.pool import Target
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+
+
+class ClientGone(Exception):
+    """The client disconnected while its body was being forwarded."""
+
+
+class RequestBody(httpx.AsyncByteStream):
+    """The client's request body, read from ``receive`` as httpx sends it.
+
+    A plain iterator rather than an async generator, so an upstream that fails
+    mid-upload leaves nothing to finalise. A disconnect stops the upload.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+
+    def __aiter__(self) -> RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            if message["type"] != "http.request":
+                continue
+            self._done = not message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                return chunk
+        raise StopAsyncIteration
+
+
+class BytesBody(httpx.AsyncByteStream):
+    """A body known in full, as a plain iterator (httpx's own is an async generator,
+    which trio reports when a failed upload leaves it unfinished)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._sent = False
+
+    def __aiter__(self) -> BytesBody:
+        self._sent = False
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._sent or not self._body:
+            raise StopAsyncIteration
+        self._sent = True
+        return self._body
+
+
+Content = bytes | RequestBody | None
+
+
+class BodyCut(Exception):
+    """The upstream body failed after the response had started."""
+
+    def __init__(self, timed_out: bool) -> None:
+        super().__init__("upstream body failed")
+        self.timed_out = timed_out
+
+
+def upstream_failure(timed_out: bool, reason: str) -> UpstreamError:
+    """The 504 or 502 denial for a failed exchange."""
+    if timed_out:
+        return UpstreamTimeout("The upstream service did not answer in time.", reason=reason)
+    return UpstreamError("The upstream service failed.", reason=reason)
+
+
+class Exchange:
+    """The per-request state of a proxied request, shared by its attempts."""
+
+    __slots__ = (
+        "content",
+        "ctx",
+        "deadline",
+        "details",
+        "headers",
+        "method",
+        "proxy",
+        "receive",
+        "route",
+        "scope",
+        "send",
+    )
+
+    def __init__(
+        self,
+        *,
+        proxy: ReverseProxy,
+        scope: Scope,
+        route: Route,
+        method: str,
+        headers: list[tuple[bytes, bytes]],
+        content: Content,
+        send: Send,
+        receive: Receive,
+        ctx: Any,
+        details: dict[str, Any],
+        deadline: float,
+    ) -> None:
+        self.proxy = proxy
+        self.scope = scope
+        self.route = route
+        self.method = method
+        self.headers = headers
+        self.content = content
+        self.send = send
+        self.receive = receive
+        self.ctx = ctx
+        self.details = details
+        self.deadline = deadline
+
+    async def attempt(  # noqa: PLR0915 - every outcome of one try, side by side
+        self, exclude: Target | None, *, can_retry: bool
+    ) -> tuple[Target | None, Denial] | None:
+        """One try: ``None`` when the exchange is over, else the target and what failed."""
+        details = self.details
+        pool = self.route.pool
+        try:
+            target = pool.pick(exclude)
+            ticket = target.breaker.acquire()
+        except CircuitOpen as denial:
+            details["outcome"] = "circuit_open"
+            return None, denial
+        breaker = target.breaker
+        details["target"] = target.label
+        client = self.proxy.client
+        url = upstream_url(target.url, self.route, self.scope)
+        target.outstanding += 1
+        started = time.perf_counter()
+        recorded = False
+        response: httpx.Response | None = None
+        try:
+            with anyio.CancelScope(deadline=self.deadline) as limit:
+                content = self.content
+                if isinstance(content, RequestBody):
+                    request = client.build_request(self.method, url, headers=self.headers)
+                    request.stream = content
+                else:
+                    request = client.build_request(
+                        self.method, url, headers=self.headers, content=content
+                    )
+                    request.stream = BytesBody(content or b"")
+                response = await client.send(
+                    request, stream=True, follow_redirects=self.proxy.follow_redirects
+                )
+            if limit.cancelled_caught or response is None:
+                raise httpx.TimeoutException("total timeout")
+            ttfb = time.perf_counter() - started
+            details["upstream_status"] = response.status_code
+            details["upstream_ms"] = round(ttfb * 1000.0, 3)
+            if can_retry and response.status_code in pool.retry.statuses:
+                breaker.record_result(ticket, response, ttfb)
+                recorded = True
+                details["outcome"] = "retried_status"
+                return target, UpstreamError(reason=f"upstream status {response.status_code}")
+            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            if streaming:
+                breaker.record_result(ticket, response, ttfb)
+                recorded = True
+            await self.relay(response, target, None if streaming else self.deadline)
+            if not recorded:
+                breaker.record_result(ticket, response, ttfb)
+                recorded = True
+            details["outcome"] = "ok"
+        except EgressDenied as denial:
+            breaker.release(ticket)
+            recorded = True
+            details["outcome"] = "egress_denied"
+            return target, denial
+        except ClientGone:
+            if not recorded:
+                breaker.release(ticket)
+                recorded = True
+            details["outcome"] = "client_disconnected"
+            return None
+        except (httpx.TimeoutException, httpx.TransportError, BodyCut) as exc:
+            if not recorded:
+                breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
+                recorded = True
+            return self._failed(target, exc)
+        except BaseException:
+            if not recorded:
+                breaker.release(ticket)
+            raise
+        finally:
+            target.outstanding -= 1
+            if response is not None:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await breaker.flush_events()
+        return None
+
+    def _failed(self, target: Target, exc: Exception) -> tuple[Target, Denial] | None:
+        cut = isinstance(exc, BodyCut)
+        timed_out = isinstance(exc, httpx.TimeoutException) or (
+            isinstance(exc, BodyCut) and exc.timed_out
+        )
+        error = type(exc.__cause__ if cut and exc.__cause__ is not None else exc).__name__
+        self.details["outcome"] = "timeout" if timed_out else "error"
+        self.details["error"] = error
+        if cut:
+            # The response had started: nothing else can be sent. Audit it.
+            if self.ctx is not None:
+                self.ctx.state["denial"] = upstream_failure(timed_out, "upstream body failed")
+            return None
+        return target, upstream_failure(timed_out, f"upstream {error}")
+
+    async def relay(self, response: httpx.Response, target: Target, deadline: float | None) -> None:
+        """Send the upstream response to the client as it arrives."""
+        proxy = self.proxy
+        headers = rewrite_location(proxy.headers.response(response.headers.raw), target, self.route)
+        send = self.send
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        if deadline is not None:
+            await self._relay_bounded(response, deadline)
+            return
+        gone = anyio.Event()
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            # A client that leaves ends the relay: an event stream may never end.
+            tasks.start_soon(_watch_disconnect, self.receive, gone, tasks.cancel_scope)
+            try:
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = exc
+            tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
+        if gone.is_set():
+            raise ClientGone
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay_bounded(self, response: httpx.Response, deadline: float) -> None:
+        """Relay a reply bounded by the total timeout; the last declared byte ends it."""
+        send = self.send
+        declared = response.headers.get("content-length", "")
+        bodiless = self.method == "HEAD" or response.status_code in (204, 304)
+        remaining = int(declared) if declared.isdigit() and not bodiless else -1
+        done = False
+        failure: Exception | None = None
+        with anyio.CancelScope(deadline=deadline) as cut:
+            try:
+                # Not left early at the declared length: reading to the end of the
+                # message lets the connection go back to the pool.
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        remaining -= len(chunk)
+                        done = remaining == 0
+                        message = {
+                            "type": "http.response.body",
+                            "body": chunk,
+                            "more_body": not done,
+                        }
+                        await send(message)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failure = exc
+        if failure is not None:
+            raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
+        if cut.cancelled_caught:
+            raise BodyCut(timed_out=True)
+        if remaining > 0:
+            raise BodyCut(timed_out=False)
+        if not done:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            scope.cancel()
+            return
+
+
+def _judged_path(scope: Scope) -> bytes:
+    """The path the pipeline judged (canonical), percent-encoded for the wire."""
+    ctx = (scope.get("state") or {}).get("secmw")
+    path = ctx.path if ctx is not None else str(scope["path"])
+    return quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+
+
+def forwarded_path(scope: Scope) -> bytes:
+    """The path sent upstream: the raw path, or the canonical one when they could differ.
+
+    A raw path with dot segments or empty segments is what an upstream might
+    resolve differently from the policy (``/public/../admin``): then the
+    canonical path the pipeline judged is sent instead.
+    """
+    raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
+    path = raw.split(b"?", 1)[0]
+    if b"//" in path or any(segment in (b".", b"..") for segment in path.split(b"/")):
+        return _judged_path(scope)
+    return path
+
+
+def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
+    """The target URL for the request: the target's path, then the request's path."""
+    raw = forwarded_path(scope)
+    prefix = route.prefix.rstrip("/").encode("latin-1")
+    if route.strip_prefix and prefix:
+        if not (raw == prefix or raw.startswith(prefix + b"/")):
+            raw = _judged_path(scope)  # spelled differently (percent-encoded): use the judged one
+        raw = raw[len(prefix) :] or b"/"
+    path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + raw
+    query: bytes = scope.get("query_string") or b""
+    return base.copy_with(raw_path=path + (b"?" + query if query else b""))
+
+
+def rewrite_location(
+    headers: list[tuple[bytes, bytes]], target: Target, route: Route
+) -> list[tuple[bytes, bytes]]:
+    """Turn an absolute redirect to the target into a path on the proxy.
+
+    Otherwise a client following it would bypass the proxy and its checks.
+    """
+    origin = target.label.encode("latin-1")
+    prefix = route.prefix.rstrip("/").encode("latin-1") if route.strip_prefix else b""
+    out = []
+    for name, value in headers:
+        rest = value[len(origin) :] or b"/"
+        if name.lower() == b"location" and value.startswith(origin) and rest.startswith(b"/"):
+            out.append((name, prefix + rest))
+        else:
+            out.append((name, value))
+    return out
+
+
+__all__ = ["BodyCut", "ClientGone", "Exchange", "rewrite_location", "upstream_url"]

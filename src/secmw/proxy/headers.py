@@ -1,0 +1,124 @@
+"""Which request and response headers cross the proxy.
+
+Credentials never travel upstream: the client's ``Authorization``, cookies,
+API-key headers and any configured header are dropped (the MCP authorization
+spec forbids token passthrough; RFC 8707 audiences make a client token wrong for
+the upstream anyway). The upstream gets its own credentials from configuration.
+Hop-by-hop fields are dropped in both directions (RFC 9110 section 7.6.1): the
+fixed list plus every field named in ``Connection``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+Header = tuple[bytes, bytes]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+CREDENTIAL_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"proxy-authorization",
+        b"cookie",
+        b"x-api-key",
+        b"api-key",
+        b"x-auth-token",
+        b"x-access-token",
+        b"x-amz-security-token",
+        b"x-goog-api-key",
+        b"ocp-apim-subscription-key",
+    }
+)
+# Set by the proxy itself, or forwarding claims a client could forge: never copied.
+_REPLACED = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-real-ip",
+    }
+)
+
+
+def _connection_tokens(headers: Iterable[Header]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(part.strip().lower() for part in value.split(b",") if part.strip())
+    return tokens
+
+
+class HeaderFilter:
+    """Builds the upstream request headers and the client response headers.
+
+    ``strip`` adds header names to the credential list; ``strip_response``
+    removes upstream response headers (e.g. ``set-cookie``) before they reach the
+    client. The upstream's own credentials are passed per request as ``inject``
+    (see :func:`encode_headers`); they replace any client header of that name.
+    """
+
+    __slots__ = ("_drop", "_drop_response")
+
+    def __init__(self, *, strip: Iterable[str] = (), strip_response: Iterable[str] = ()) -> None:
+        extra = {name.lower().encode("latin-1") for name in strip}
+        self._drop = HOP_BY_HOP | CREDENTIAL_HEADERS | _REPLACED | extra
+        self._drop_response = HOP_BY_HOP | {
+            name.lower().encode("latin-1") for name in strip_response
+        }
+
+    def request(
+        self,
+        headers: Sequence[Header],
+        *,
+        client: str | None = None,
+        content_length: bytes | None = None,
+        inject: Sequence[Header] = (),
+    ) -> list[Header]:
+        """The headers to send upstream (``Host`` is set by the HTTP client)."""
+        drop = self._drop
+        named = _connection_tokens(headers)
+        if inject:
+            named.update(name for name, _ in inject)
+        out = [
+            (name, value)
+            for name, value in headers
+            if (lowered := name.lower()) not in drop and lowered not in named
+        ]
+        if content_length is not None:
+            out.append((b"content-length", content_length))
+        if client is not None:
+            out.append((b"x-forwarded-for", client.encode("latin-1")))
+        out.extend(inject)
+        return out
+
+    def response(self, headers: Iterable[tuple[bytes, bytes]]) -> list[Header]:
+        """The upstream's response headers the client may see."""
+        listed = list(headers)
+        drop = self._drop_response | _connection_tokens(listed)
+        return [(name, value) for name, value in listed if name.lower() not in drop]
+
+
+def encode_headers(headers: Mapping[str, str]) -> tuple[Header, ...]:
+    """Headers from configuration as lower-cased ASGI byte pairs."""
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    )
+
+
+__all__ = ["CREDENTIAL_HEADERS", "HOP_BY_HOP", "HeaderFilter", "encode_headers"]

@@ -1,0 +1,229 @@
+"""Websocket forwarding: the ``websockets`` Sans-I/O protocol over anyio sockets.
+
+The handshake was already checked by the middleware. This opens a TCP (and TLS)
+connection to the address the egress guard checked, with the upstream's name in
+the ``Host`` header, for SNI and for certificate verification; sends the
+upgrade with the client's credentials stripped and the upstream's own headers
+added; accepts the client with the subprotocol the upstream chose; and relays
+messages both ways until one side closes, passing the close code on. Running
+the protocol over anyio streams makes it work on asyncio and trio alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from anyio.abc import ByteStream
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHandshake, InvalidState, ProtocolError
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from secmw.breaker.circuit import CircuitOpen
+from secmw.proxy.egress import EgressDenied
+from secmw.proxy.exchange import upstream_url
+
+if TYPE_CHECKING:
+    from secmw.proxy.app import ReverseProxy
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Handshake fields the protocol writes itself, or that describe the client's hop.
+_HANDSHAKE = frozenset(
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"origin",
+    }
+)
+# An upstream message larger than this closes the session with 1009: it bounds
+# the memory one session can take while a message is joined from its frames.
+MAX_UPSTREAM_MESSAGE = 16 * 1024 * 1024
+_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+_FAILURES = (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, InvalidHandshake)
+
+
+async def forward_websocket(
+    proxy: ReverseProxy, scope: MutableMapping[str, Any], receive: Receive, send: Send
+) -> None:
+    """Forward one websocket session to the route's upstream."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    ctx = (scope.get("state") or {}).get("secmw")
+    details: dict[str, Any] = {}
+    if ctx is not None:
+        ctx.state["audit_details"] = details
+    route = proxy.route(ctx.path if ctx is not None else scope["path"])
+    if route is None:
+        details["outcome"] = "no_route"
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    pool = route.pool
+    details["upstream"] = pool.name
+    try:
+        target = pool.pick()
+        ticket = target.breaker.acquire()
+    except CircuitOpen:
+        details["outcome"] = "circuit_open"
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    details["target"] = target.label
+    url = upstream_url(target.url, route, scope)
+    ws_url = url.copy_with(scheme="wss" if url.scheme == "https" else "ws")
+    headers = proxy.headers.request(
+        [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HANDSHAKE],
+        client=ctx.client if ctx is not None and proxy.forward_client_ip else None,
+        inject=pool.inject,
+    )
+    started = time.perf_counter()
+    stream: ByteStream | None = None
+    try:
+        host, port = proxy.guard.check_url(ws_url.scheme, ws_url.host, ws_url.port)
+        address = (await proxy.guard.resolve(host, port))[0]
+        with anyio.fail_after(proxy.timeouts.connect):
+            stream = await _open(
+                str(address), port, host, proxy.ssl_context if ws_url.scheme == "wss" else False
+            )
+            protocol = await _handshake(stream, str(ws_url), headers, scope)
+    except EgressDenied as denial:
+        target.breaker.release(ticket)
+        details["outcome"] = "egress_denied"
+        if ctx is not None:
+            ctx.state["denial"] = denial
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    except _FAILURES as exc:
+        if stream is not None:
+            await stream.aclose()
+        target.breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
+        await target.breaker.flush_events()
+        details["outcome"], details["error"] = "error", type(exc).__name__
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    target.breaker.record(ticket, failed=False, duration=time.perf_counter() - started)
+    await target.breaker.flush_events()
+    details["outcome"] = "ok"
+    async with stream:
+        await _relay(protocol, stream, receive, send)
+
+
+async def _open(
+    address: str, port: int, host: str, context: ssl.SSLContext | bool | None
+) -> ByteStream:
+    """Connect to the checked address; TLS verifies and names ``host`` (SNI).
+
+    ``context`` is ``False`` for plain TCP, ``None`` for the default trust store.
+    """
+    if context is False:
+        return await anyio.connect_tcp(address, port)
+    # The same default trust store as the HTTP side (httpx's).
+    tls = context if isinstance(context, ssl.SSLContext) else httpx.create_ssl_context()
+    return await anyio.connect_tcp(address, port, ssl_context=tls, tls_hostname=host)
+
+
+async def _flush(protocol: ClientProtocol, stream: ByteStream) -> None:
+    for data in protocol.data_to_send():
+        if data:
+            await stream.send(data)
+        else:
+            # End of the closing handshake; TLS streams cannot half-close, and the
+            # stream is closed right after anyway.
+            with contextlib.suppress(NotImplementedError):
+                await stream.send_eof()
+
+
+async def _handshake(
+    stream: ByteStream, url: str, headers: list[tuple[bytes, bytes]], scope: Any
+) -> ClientProtocol:
+    subprotocols = [Subprotocol(name) for name in scope.get("subprotocols") or ()]
+    protocol = ClientProtocol(
+        parse_uri(url), subprotocols=subprotocols or None, max_size=MAX_UPSTREAM_MESSAGE
+    )
+    request = protocol.connect()
+    for name, value in headers:
+        request.headers[name.decode("latin-1")] = value.decode("latin-1")
+    protocol.send_request(request)
+    await _flush(protocol, stream)
+    while protocol.state is State.CONNECTING:
+        protocol.receive_data(await stream.receive())
+        protocol.events_received()  # the handshake response
+    if protocol.handshake_exc is not None:
+        raise protocol.handshake_exc
+    return protocol
+
+
+async def _relay(
+    protocol: ClientProtocol, stream: ByteStream, receive: Receive, send: Send
+) -> None:
+    """Accept the client and relay messages both ways until one side closes."""
+    accept: Message = {"type": "websocket.accept"}
+    if protocol.subprotocol:
+        accept["subprotocol"] = protocol.subprotocol
+    await send(accept)
+
+    async def client_to_upstream() -> None:
+        while True:
+            incoming = await receive()
+            if incoming["type"] == "websocket.disconnect":
+                if protocol.state is State.OPEN:
+                    protocol.send_close(incoming.get("code", 1000))
+                    await _flush(protocol, stream)
+                return
+            if incoming["type"] == "websocket.receive" and protocol.state is State.OPEN:
+                text = incoming.get("text")
+                if text is not None:
+                    protocol.send_text(text.encode("utf-8"))
+                else:
+                    protocol.send_binary(incoming.get("bytes") or b"")
+                await _flush(protocol, stream)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(client_to_upstream)
+        with contextlib.suppress(InvalidState, ProtocolError, anyio.BrokenResourceError, OSError):
+            await _upstream_to_client(protocol, stream, send)
+        tasks.cancel_scope.cancel()
+    code = protocol.close_code or 1000
+    with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+        await send({"type": "websocket.close", "code": 1000 if code in (1005, 1006) else code})
+
+
+async def _upstream_to_client(protocol: ClientProtocol, stream: ByteStream, send: Send) -> None:
+    """Read frames until the upstream's closing handshake; send whole messages on."""
+    parts: list[bytes] = []
+    kind = Opcode.TEXT
+    while protocol.state is not State.CLOSED:
+        try:
+            data = await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            protocol.receive_eof()
+        else:
+            protocol.receive_data(data)
+        await _flush(protocol, stream)  # pongs and the closing handshake
+        for event in protocol.events_received():
+            if not isinstance(event, Frame) or event.opcode not in _DATA:
+                continue
+            if event.opcode is not Opcode.CONT:
+                kind, parts = event.opcode, []
+            parts.append(bytes(event.data))
+            if event.fin:
+                body = b"".join(parts)
+                if kind is Opcode.TEXT:
+                    await send({"type": "websocket.send", "text": body.decode("utf-8")})
+                else:
+                    await send({"type": "websocket.send", "bytes": body})
+
+
+__all__ = ["forward_websocket"]

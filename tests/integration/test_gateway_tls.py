@@ -1,0 +1,156 @@
+"""TLS upstreams: the connection goes to the checked address, the certificate is
+verified for the upstream's name (SNI), for HTTP and websockets alike."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from secmw.config import load_config
+from secmw.errors import ConfigError
+from secmw.proxy.build import build_gateway
+from secmw.testing import AuditCapture
+from tests.gateway_support import (
+    EchoUpstream,
+    HeldReceiver,
+    assert_no_client_secrets,
+    client_headers,
+    gateway_config,
+    serve,
+    static_resolver,
+)
+from tests.support import Sender, http_scope, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+NAME = "api.upstream.test"
+
+
+def _certificate(
+    subject: str, key: Any, issuer: x509.Name | None, signer: Any, *, ca: bool, names: list[str]
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+    return builder.sign(signer, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("secmw test CA", ca_key, None, ca_key, ca=True, names=[])
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _certificate(NAME, key, ca.subject, ca_key, ca=False, names=[NAME])
+    files = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(tls_files: dict[str, Path]) -> Iterator[tuple[EchoUpstream, int]]:
+    echo = EchoUpstream()
+    with serve(echo, ssl_certfile=str(tls_files["cert"]), ssl_keyfile=str(tls_files["key"])) as url:
+        yield echo, int(url.rsplit(":", 1)[1])
+    assert_no_client_secrets(echo)
+
+
+def tls_config(port: int, ca: Path | None, host: str = NAME) -> dict[str, Any]:
+    config = gateway_config([f"https://{host}:{port}"])
+    config["gateway"]["ca_file"] = str(ca) if ca else None
+    return config
+
+
+async def test_https_upstream_by_name_pinned_to_the_checked_address(
+    tls_upstream: tuple[EchoUpstream, int], tls_files: dict[str, Path]
+) -> None:
+    echo, port = tls_upstream
+    audit = AuditCapture()
+    gateway = build_gateway(
+        load_config(tls_config(port, tls_files["ca"])),
+        audit=audit,
+        resolver=static_resolver({NAME: ["127.0.0.1"]}),
+    )
+    sender = Sender()
+    await gateway(http_scope("/echo"), HeldReceiver(), sender)
+    client = ws_scope("/ws", headers=client_headers("tls-token"))
+    messages: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await gateway(client, receive, record)
+    await gateway.proxy.aclose()
+    assert sender.status == 200
+    assert sender.json()["headers"]["host"] == f"{NAME}:{port}"
+    assert sent[0]["type"] == "websocket.accept"
+    assert echo.seen[-1]["host"] == f"{NAME}:{port}"
+
+
+async def test_a_certificate_for_another_name_is_refused(
+    tls_upstream: tuple[EchoUpstream, int], tls_files: dict[str, Path]
+) -> None:
+    _, port = tls_upstream
+    audit = AuditCapture()
+    other = "other.upstream.test"
+    gateway = build_gateway(
+        load_config(tls_config(port, tls_files["ca"], host=other)),
+        audit=audit,
+        resolver=static_resolver({other: ["127.0.0.1"]}),
+    )
+    sender = Sender()
+    await gateway(http_scope("/echo"), HeldReceiver(), sender)
+    await gateway.proxy.aclose()
+    assert sender.status == 502
+    assert audit.events[-1].details["error"] == "ConnectError"
+
+
+async def test_an_untrusted_issuer_is_refused(tls_upstream: tuple[EchoUpstream, int]) -> None:
+    _, port = tls_upstream
+    gateway = build_gateway(
+        load_config(tls_config(port, None)), resolver=static_resolver({NAME: ["127.0.0.1"]})
+    )
+    sender = Sender()
+    await gateway(http_scope("/echo"), HeldReceiver(), sender)
+    await gateway.proxy.aclose()
+    assert sender.status == 502
+
+
+def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"gateway\.ca_file"):
+        build_gateway(load_config(tls_config(443, tmp_path / "missing.pem")))

@@ -1,0 +1,166 @@
+"""The egress guard: URL allow-list, address classes, odd spellings, resolution."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from secmw.proxy import EgressDenied, EgressGuard, canonical_host
+from secmw.proxy.egress import parse_rule
+from tests.gateway_support import static_resolver
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("2130706433", id="decimal"),
+        pytest.param("0177.0.0.1", id="octal"),
+        pytest.param("0x7f.1", id="hex-short"),
+        pytest.param("0x7f000001", id="hex"),
+        pytest.param("127.1", id="short-form"),
+        pytest.param("017700000001", id="octal-whole"),
+        pytest.param("1.2.3.04", id="leading-zero"),
+    ],
+)
+def test_non_canonical_numeric_hosts_are_refused(host: str) -> None:
+    with pytest.raises(EgressDenied, match="non-canonical"):
+        canonical_host(host)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("Example.COM.", "example.com"),
+        ("a1.be", "a1.be"),
+        ("deadbeef.cafe", "deadbeef.cafe"),
+        ("8.8.8.8", "8.8.8.8"),
+        ("[::FFFF:7F00:1]", "::ffff:7f00:1"),
+    ],
+)
+def test_canonical_hosts(host: str, expected: str) -> None:
+    assert canonical_host(host) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.5.5.5",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.1.1",
+        "100.64.0.1",
+        "100.100.100.200",
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00::1",
+        "fc00::1",
+        "fd00:ec2::254",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a00:1",
+        "2002:a00:1::1",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    with pytest.raises(EgressDenied):
+        EgressGuard().check_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address: str) -> None:
+    EgressGuard().check_address(ipaddress.ip_address(address))
+
+
+def test_allowed_networks_reopen_only_what_they_name_and_metadata_stays_shut() -> None:
+    guard = EgressGuard(
+        allow_networks=["127.0.0.0/8", "169.254.0.0/16"], block_networks=["8.8.8.0/24"]
+    )
+    guard.check_address(ipaddress.ip_address("127.0.0.1"))
+    guard.check_address(ipaddress.ip_address("169.254.1.1"))
+    for refused in ("169.254.169.254", "10.0.0.1", "8.8.8.8", "::1"):
+        with pytest.raises(EgressDenied):
+            guard.check_address(ipaddress.ip_address(refused))
+
+
+def test_url_allow_list() -> None:
+    guard = EgressGuard(
+        allow=["https://api.example.com", "http://*.internal.test:8080", "https://any.test:*"]
+    )
+    assert guard.check_url("https", "API.example.com", None) == ("api.example.com", 443)
+    assert guard.check_url("http", "svc.internal.test", 8080) == ("svc.internal.test", 8080)
+    assert guard.check_url("https", "any.test", 9999)[1] == 9999
+    for scheme, host, port in [
+        ("http", "api.example.com", None),
+        ("https", "api.example.com", 8443),
+        ("http", "internal.test", 8080),
+        ("http", "evil-internal.test", 8080),
+        ("ftp", "api.example.com", None),
+        ("https", "other.example.com", None),
+    ]:
+        with pytest.raises(EgressDenied):
+            guard.check_url(scheme, host, port)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "api.example.com",
+        "ftp://x",
+        "https://u:p@x",
+        "https://x/path",
+        "https://x:99999",
+        "http://2130706433",
+    ],
+)
+def test_bad_rules(rule: str) -> None:
+    with pytest.raises((ValueError, EgressDenied)):
+        parse_rule(rule)
+
+
+async def test_resolution_checks_every_answer_and_caches() -> None:
+    calls: list[str] = []
+    table = {
+        "public.test": ["93.184.216.34"],
+        "private.test": ["10.0.0.5"],
+        "mixed.test": ["93.184.216.34", "127.0.0.1"],
+        "metadata.test": ["169.254.169.254"],
+        "six.test": ["::1"],
+        "junk.test": ["not-an-ip"],
+        "empty.test": [],
+    }
+    base = static_resolver(table)
+
+    async def counting(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return await base(host, port)
+
+    guard = EgressGuard(resolver=counting)
+    assert [str(a) for a in await guard.resolve("public.test", 443)] == ["93.184.216.34"]
+    await guard.resolve("public.test", 443)
+    assert calls == ["public.test"]
+    for host in (
+        "private.test",
+        "mixed.test",
+        "metadata.test",
+        "six.test",
+        "junk.test",
+        "empty.test",
+        "nx.test",
+    ):
+        with pytest.raises(EgressDenied):
+            await guard.resolve(host, 443)
+    with pytest.raises(EgressDenied):
+        await guard.resolve("127.0.0.1", 80)  # literals are checked without a lookup
+    assert "127.0.0.1" not in calls

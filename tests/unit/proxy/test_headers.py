@@ -1,0 +1,83 @@
+"""Credential stripping and hop-by-hop headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from secmw.proxy import HeaderFilter
+from secmw.proxy.headers import encode_headers
+
+
+def raw(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in pairs]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Authorization", id="authorization"),
+        pytest.param("Cookie", id="cookie"),
+        pytest.param("X-API-Key", id="x-api-key"),
+        pytest.param("api-key", id="api-key"),
+        pytest.param("Proxy-Authorization", id="proxy-authorization"),
+        pytest.param("X-Amz-Security-Token", id="aws-session-token"),
+        pytest.param("Connection", id="connection"),
+        pytest.param("Keep-Alive", id="keep-alive"),
+        pytest.param("TE", id="te"),
+        pytest.param("Trailer", id="trailer"),
+        pytest.param("Transfer-Encoding", id="transfer-encoding"),
+        pytest.param("Upgrade", id="upgrade"),
+        pytest.param("Host", id="host"),
+        pytest.param("X-Forwarded-For", id="client-supplied-xff"),
+        pytest.param("X-Forwarded-Host", id="client-supplied-xfh"),
+        pytest.param("X-Real-IP", id="client-supplied-real-ip"),
+        pytest.param("Forwarded", id="client-supplied-forwarded"),
+        pytest.param("Content-Length", id="content-length"),
+    ],
+)
+def test_dropped_request_headers(name: str) -> None:
+    out = HeaderFilter().request(raw((name, "secret"), ("accept", "x")))
+    assert out == [(b"accept", b"x")]
+
+
+def test_connection_named_fields_configured_headers_and_injection() -> None:
+    headers = raw(
+        ("connection", "close, X-Private"),
+        ("x-private", "1"),
+        ("x-tenant-secret", "2"),
+        ("authorization", "Bearer client"),
+        ("accept", "application/json"),
+    )
+    out = HeaderFilter(strip=["X-Tenant-Secret"]).request(
+        headers,
+        client="203.0.113.7",
+        content_length=b"12",
+        inject=encode_headers({"Authorization": "Bearer upstream"}),
+    )
+    assert out == [
+        (b"accept", b"application/json"),
+        (b"content-length", b"12"),
+        (b"x-forwarded-for", b"203.0.113.7"),
+        (b"authorization", b"Bearer upstream"),
+    ]
+
+
+def test_injected_header_replaces_a_client_header_of_the_same_name() -> None:
+    out = HeaderFilter().request(
+        raw(("x-upstream-key", "client")), inject=((b"x-upstream-key", b"mine"),)
+    )
+    assert out == [(b"x-upstream-key", b"mine")]
+
+
+def test_response_headers_lose_hop_by_hop_and_configured_names() -> None:
+    out = HeaderFilter(strip_response=["Set-Cookie"]).response(
+        raw(
+            ("content-type", "text/plain"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("set-cookie", "a=b"),
+            ("content-length", "2"),
+        )
+    )
+    assert out == [(b"content-type", b"text/plain"), (b"content-length", b"2")]
