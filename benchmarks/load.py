@@ -217,7 +217,8 @@ def main() -> int:
     try:
         results = {mode: run_variant(mode, args, jwk_path, token) for mode in ("bare", "protected")}
     finally:
-        os.unlink(jwk_path)
+        for leftover in Path(jwk_path).parent.glob(Path(jwk_path).stem + "*"):
+            leftover.unlink()
     print(
         f"load: {args.connections} keep-alive connections, {args.rate:.0f} req/s for "
         f"{args.duration:.0f} s, GET /api/me, uvicorn (1 worker) on 127.0.0.1"

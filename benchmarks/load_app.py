@@ -1,7 +1,8 @@
-"""The demo app for the load test, protected or bare, as a uvicorn factory.
+"""The demo app for the load test, protected (every component on) or bare.
 
 ``SECMW_LOAD_MODE=protected|bare`` picks the variant; ``SECMW_LOAD_JWK`` (a path)
-holds the public JWK the protected variant trusts, written by benchmarks/load.py.
+holds the JWT section the protected variant trusts and ``SECMW_LOAD_AUDIT`` the
+audit file to write, both set by benchmarks/load.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from typing import Any
 
 from secmw import SecurityMiddleware
-from secmw._demo import demo_app
+from secmw._demo import demo_app, demo_config
 
 
 class _Anonymous:
@@ -40,9 +41,23 @@ def create() -> Any:
         return _bare
     with open(os.environ["SECMW_LOAD_JWK"], encoding="utf-8") as handle:
         section = json.load(handle)
-    config = {
-        "max_body_bytes": 64 * 1024,
-        "auth": {"public_paths": ["/", "/healthz"], "realm": "secmw-demo", "jwt": section},
-        "audit": {"sink": "none"},
-    }
+    # The demo's own configuration (every component on), with the issuer the load
+    # client signs with, rate limits sized for the load, and the audit trail in a
+    # JSONL file (stdout would measure the terminal).
+    config = demo_config(_Issuer(section))
+    config["ratelimit"]["tiers"] = [
+        {"name": "per-user", "key": "principal", "rate": "100000/minute"},
+        {"name": "global", "key": "global", "rate": "5000/second"},
+    ]
+    config["audit"] = {"sink": "file", "file": {"path": os.environ["SECMW_LOAD_AUDIT"]}}
     return SecurityMiddleware(demo_app, config)
+
+
+class _Issuer:
+    """Stands in for the demo's TokenIssuer: only its ``jwt_config`` is needed."""
+
+    def __init__(self, section: dict[str, Any]) -> None:
+        self.section = section
+
+    def jwt_config(self, **overrides: Any) -> dict[str, Any]:
+        return {**self.section, **overrides}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,8 +19,12 @@ DEMO_ISSUER = "https://demo.secmw.invalid"
 DEMO_AUDIENCE = "secmw-demo"
 
 
+# A made-up live-looking Stripe key the demo "leaks", so the redactor has work to do.
+_DEMO_SECRET = "sk_live_" + secrets.token_hex(12)
+
+
 def demo_config(issuer: TokenIssuer) -> dict[str, Any]:
-    """The embedded default configuration, trusting the demo's generated key."""
+    """The embedded default configuration: every component on, trusting the demo's key."""
     return {
         "max_body_bytes": 64 * 1024,
         "auth": {
@@ -27,6 +32,33 @@ def demo_config(issuer: TokenIssuer) -> dict[str, Any]:
             "realm": "secmw-demo",
             "jwt": issuer.jwt_config(typ="at+jwt"),
         },
+        "policy": {
+            "rules": [
+                {"id": "signed-in", "effect": "allow", "when": {"authenticated": True}},
+                {
+                    "id": "admin-area",
+                    "effect": "deny",
+                    "reason": "admin area",
+                    "when": {"paths": ["/api/admin/**"]},
+                    "unless": {"roles_any": ["admin"]},
+                },
+                {
+                    "id": "mcp-tools",
+                    "effect": "deny",
+                    "when": {"rpc_methods": ["tools/call"]},
+                    "unless": {"tools": ["echo"]},
+                },
+            ]
+        },
+        "ratelimit": {
+            "tiers": [
+                {"name": "per-user", "key": "principal", "rate": "120/minute"},
+                {"name": "per-address", "key": "ip", "rate": "50/second"},
+            ]
+        },
+        "redact": {"enabled": True},
+        "inspect": {"action": "deny"},
+        "anomaly": {"enabled": True},
         "audit": {"sink": "stdout"},
     }
 
@@ -44,6 +76,23 @@ async def _json(send: Send, status: int, payload: object) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _rpc(receive: Receive, send: Send) -> None:
+    """A one-tool JSON-RPC endpoint (``echo``), for the policy and the inspector."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    try:
+        request = json.loads(body)
+        arguments = request["params"]["arguments"]
+        reply = {"jsonrpc": "2.0", "id": request.get("id"), "result": {"echo": arguments}}
+    except (ValueError, KeyError, TypeError):
+        reply = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "bad request"}}
+    await _json(send, 200, reply)
 
 
 async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,7 +126,14 @@ async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:
             {
                 "service": "secmw demo",
                 "public": ["/", "/healthz"],
-                "protected": ["/api/me", "/api/admin", "/api/stream", "/ws/echo"],
+                "protected": [
+                    "/api/me",
+                    "/api/report",
+                    "/api/admin",
+                    "/api/stream",
+                    "/mcp",
+                    "/ws/echo",
+                ],
             },
         )
     elif path == "/healthz":
@@ -94,6 +150,11 @@ async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:
                 "request_id": scope["state"]["secmw"].request_id,
             },
         )
+    elif path == "/api/report":
+        # The app carelessly includes a credential; the redactor removes it.
+        await _json(send, 200, {"report": "q3", "billing_key": _DEMO_SECRET})
+    elif path == "/mcp" and scope.get("method") == "POST":
+        await _rpc(receive, send)
     elif path == "/api/admin":
         if "admin" not in user.roles:
             await _json(send, 403, {"error": "admin role required"})
