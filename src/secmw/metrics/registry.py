@@ -10,6 +10,7 @@ never grow memory or scrape size without bound.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 
@@ -39,7 +40,7 @@ def _selector(names: Sequence[str], values: Labels, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
-class _Metric:
+class _Metric(ABC):
     __slots__ = ("_other", "help", "labelnames", "max_series", "name")
 
     kind = "untyped"
@@ -54,9 +55,9 @@ class _Metric:
     def _header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    @abstractmethod
     def render(self) -> list[str]:
         """The metric's exposition lines."""
-        raise NotImplementedError
 
 
 class Counter(_Metric):
