@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pydantic import BaseModel, ConfigDict
@@ -20,3 +21,13 @@ def header_name(value: str) -> str:
     if not _FIELD_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid header name")
     return value.lower()
+
+
+def cidr_list(value: list[str]) -> list[str]:
+    """Validate a list of CIDR networks (host bits must be zero)."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not a CIDR network: {exc}") from None
+    return value

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from secmw._config_base import ConfigModel, header_name
+from secmw._config_base import ConfigModel, cidr_list, header_name
 from secmw._responses import ChallengeSettings
 from secmw.anomaly.build import pipeline_hooks
 from secmw.anomaly.config import AnomalyConfig
@@ -64,12 +64,7 @@ class ProxyConfig(ConfigModel):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{entry!r} is not a CIDR network: {exc}") from None
-        return value
+        return cidr_list(value)
 
 
 class PathsConfig(ConfigModel):

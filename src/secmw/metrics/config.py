@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, field_validator, model_validator
 
-from secmw._config_base import ConfigModel
+from secmw._config_base import ConfigModel, cidr_list
 
 
 class MetricsConfig(ConfigModel):
@@ -42,12 +40,7 @@ class MetricsConfig(ConfigModel):
     @field_validator("allow_cidrs")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{entry!r} is not a CIDR network: {exc}") from None
-        return value
+        return cidr_list(value)
 
     @model_validator(mode="after")
     def _restricted(self) -> MetricsConfig:

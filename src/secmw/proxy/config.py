@@ -18,13 +18,12 @@ upstream = "tools"
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from secmw._config_base import ConfigModel, header_name
+from secmw._config_base import ConfigModel, cidr_list, header_name
 from secmw.breaker.config import BreakerConfig
 from secmw.proxy.egress import EgressDenied, canonical_host, parse_rule
 
@@ -50,12 +49,7 @@ class EgressConfig(ConfigModel):
     @field_validator("allow_networks", "block_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{entry!r} is not a CIDR network: {exc}") from None
-        return value
+        return cidr_list(value)
 
 
 class TimeoutsConfig(ConfigModel):
