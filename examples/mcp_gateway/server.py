@@ -32,7 +32,7 @@ def build_server() -> MCPServer:
         "deploy.md": LEAKY_NOTE,
         "oncall.md": "Page the on-call engineer for any outage longer than 5 minutes.\n",
     }
-    server = MCPServer("files", version="0.1")
+    server = MCPServer("files", version="0.1", log_level="WARNING")
 
     @server.tool()
     def search(query: str) -> list[str]:

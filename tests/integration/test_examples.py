@@ -209,6 +209,21 @@ def test_mcp_example_printed_tokens_and_anonymous_client(mcp_example: MCPExample
     )
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith('Bearer realm="mcp-files"')
+    delete = {"name": "delete_file", "arguments": {"name": "readme.md"}}
+    step_up = httpx.post(
+        mcp_example.url,
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": delete},
+        headers={
+            "accept": "application/json, text/event-stream",
+            "authorization": f"Bearer {mcp_example.tokens['user']}",
+        },
+        timeout=10,
+    )
+    assert step_up.status_code == 401
+    challenge = step_up.headers["www-authenticate"]
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert 'acr_values="urn:example:mfa"' in challenge
+    assert step_up.json()["error"]["code"] == -32001
 
     async def scenario() -> None:
         async with mcp_client(mcp_example.url, mcp_example.tokens["user"]) as client:
@@ -261,6 +276,7 @@ async def test_mcp_example_behaves_as_its_readme_says(
         assert audit_events(audit, lambda e: mine(e) and e["event"] == "secret_redacted")
     refused = audit_events(audit, lambda e: mine(e) and e.get("tool") == "run_command")
     assert refused and all(event["event"] == "authz_fail" for event in refused)
+    assert not any("upstream" in event.get("details", {}) for event in refused)
 
 
 @pytest.mark.anyio
