@@ -128,7 +128,9 @@ def audit_events(path: Path, wanted: Callable[[dict[str, Any]], bool]) -> list[d
     """The audit lines matching ``wanted``, polling briefly: the sink writes asynchronously."""
     deadline = time.monotonic() + 5
     while True:
-        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        text = path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # never a line still being written
+        events = [json.loads(line) for line in complete.splitlines() if line]
         found = [event for event in events if wanted(event)]
         if found or time.monotonic() > deadline:
             return found
