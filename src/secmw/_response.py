@@ -72,6 +72,7 @@ class ResponseWriter:
         "_guard",
         "_media",
         "_pipeline",
+        "_reported",
         "_send",
         "_start",
         "_stream",
@@ -95,6 +96,7 @@ class ResponseWriter:
         self._media: str | None = None
         self._suppressed = False
         self.started = False
+        self._reported = False
         self.transform: Redactor | None = pipeline.body_transform(ctx)
         self.denial: Denial | None = None
 
@@ -223,8 +225,20 @@ class ResponseWriter:
         if not more:
             await self._report(stream.findings)
 
+    async def finish(self) -> None:
+        """The app is done: report redactions of a stream that never reached its end.
+
+        A client that hangs up mid-stream (the MCP SDK's legacy transport does) still
+        received redacted text; the audit trail must say so.
+        """
+        if self._stream is not None and not self._reported:
+            findings = list(self._stream[0].findings)
+            self._ctx.findings.extend(findings)
+            await self._report(findings)
+
     async def _report(self, findings: Sequence[Finding]) -> None:
         """Audit what the redactor replaced (``secret_redacted``, counts by type)."""
+        self._reported = True
         if findings:
             from secmw.redact.audit import redaction_event  # noqa: PLC0415 - only when found
 

@@ -110,22 +110,7 @@ class SecurityMiddleware:
 
         writer = ResponseWriter(ctx, pipeline, send, guard)
         ctx.state["pipeline"] = pipeline  # lets route-level checks render identical denials
-        try:
-            await self.app(
-                _child_scope(scope, ctx, writer.transform, pipeline.scope_filters),
-                receive,
-                writer.send,
-            )
-        except Exception:
-            if guard is None or not guard.exceeded:
-                with anyio.CancelScope(shield=True):
-                    await pipeline.record(ctx, name="app_error", reason="application raised")
-                raise
-            # The app saw the synthetic disconnect of an over-long body and gave up.
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await pipeline.record(ctx, name="request_aborted", reason="cancelled")
-            raise
+        await self._call(scope, ctx, receive, writer, guard)
         if guard is not None and guard.exceeded:
             too_large = PayloadTooLarge(
                 "The request body is too large.", reason="streamed body over max_body_bytes"
@@ -137,6 +122,36 @@ class SecurityMiddleware:
             return
         # A route-level check (secmw.fastapi) may have refused the request inside the app.
         await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
+
+    async def _call(
+        self,
+        scope: Scope,
+        ctx: RequestContext,
+        receive: Receive,
+        writer: ResponseWriter,
+        guard: _BodyLimit | None,
+    ) -> None:
+        """Run the app; however it ends, report the response phase and audit failures."""
+        pipeline = self.pipeline
+        try:
+            await self.app(
+                _child_scope(scope, ctx, writer.transform, pipeline.scope_filters),
+                receive,
+                writer.send,
+            )
+        except Exception:
+            if guard is None or not guard.exceeded:
+                with anyio.CancelScope(shield=True):
+                    await writer.finish()
+                    await pipeline.record(ctx, name="app_error", reason="application raised")
+                raise
+            # The app saw the synthetic disconnect of an over-long body and gave up.
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await writer.finish()
+                await pipeline.record(ctx, name="request_aborted", reason="cancelled")
+            raise
+        await writer.finish()
 
     async def _serve(self, ctx: RequestContext, send: Send) -> None:
         """Answer a path secmw serves itself; the endpoint does its own access check."""

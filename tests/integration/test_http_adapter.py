@@ -452,3 +452,30 @@ async def test_hand_built_pipeline_is_accepted() -> None:
     assert sent.header("x-trace") == "t-1"
     with pytest.raises(TypeError):
         SecurityMiddleware(EchoApp(), OPEN, pipeline=pipeline)
+
+
+async def test_redactions_of_an_abandoned_stream_are_still_audited() -> None:
+    """A client that hangs up mid-stream got redacted text; the trail must say so."""
+    from secmw.redact import SecretRedactor
+
+    key = "sk_live_" + "a1b2c3d4" * 3
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": f"data: {key}\n\n".encode(), "more_body": True}
+        )
+        # The client is gone: the app stops without ending the body.
+
+    audit = AuditCapture()
+    sent = await call(open_app(app, redactor=SecretRedactor(), audit=audit), http_scope("/sse"))
+    assert key.encode() not in sent.body
+    event = audit.named("secret_redacted")[0]
+    assert event.details["count"] == 1
+    assert key not in event.to_json()

@@ -102,7 +102,14 @@ def run_gateway(args: argparse.Namespace) -> int:
             f"warning: fail-open settings on: {', '.join(gateway.pipeline.fail_open)}",
             file=sys.stderr,
         )
-    uvicorn.run(gateway, host=host, port=port_number, log_level="warning", lifespan="on")
+    uvicorn.run(
+        gateway,
+        host=host,
+        port=port_number,
+        log_level="warning",
+        lifespan="on",
+        server_header=False,  # do not advertise the server software
+    )
     print("secmw gateway: stopped", flush=True)
     return 0
 

@@ -64,6 +64,9 @@ def _connection_tokens(headers: Iterable[Header]) -> set[bytes]:
     return tokens
 
 
+_UPSTREAM_ONLY = frozenset({b"date", b"server"})
+
+
 class HeaderFilter:
     """Builds the upstream request headers and the client response headers.
 
@@ -78,9 +81,13 @@ class HeaderFilter:
     def __init__(self, *, strip: Iterable[str] = (), strip_response: Iterable[str] = ()) -> None:
         extra = {name.lower().encode("latin-1") for name in strip}
         self._drop = HOP_BY_HOP | CREDENTIAL_HEADERS | _REPLACED | extra
-        self._drop_response = HOP_BY_HOP | {
-            name.lower().encode("latin-1") for name in strip_response
-        }
+        # The gateway's own server writes Date; the upstream's Server would only
+        # advertise its software. Both would otherwise reach the client twice.
+        self._drop_response = (
+            HOP_BY_HOP
+            | _UPSTREAM_ONLY
+            | {name.lower().encode("latin-1") for name in strip_response}
+        )
 
     def request(
         self,
