@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs unit bench bench-anomaly bench-audit bench-auth bench-ratelimit bench-redact clean
+.PHONY: install demo test docs load unit bench bench-anomaly bench-audit bench-auth bench-ratelimit bench-redact clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 	$(PY) -m coverage run -m pytest
 	$(PY) -m coverage report
+
+## Load test: the demo protected and bare under uvicorn, 1,000 connections, 1,000 req/s, 60 s.
+load: $(STAMP)
+	$(PY) benchmarks/load.py --connections 1000 --rate 1000 --duration 60
 
 ## Regenerate the configuration reference and build the docs site into build/site.
 docs: $(STAMP)

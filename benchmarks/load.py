@@ -161,13 +161,12 @@ def serve(mode: str, port: int, jwk_path: str) -> subprocess.Popen[bytes]:
         **os.environ,
         "SECMW_LOAD_MODE": mode,
         "SECMW_LOAD_JWK": jwk_path,
+        "SECMW_LOAD_AUDIT": str(Path(jwk_path).with_suffix(".audit.jsonl")),
         "PYTHONPATH": str(ROOT),
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "benchmarks.load_app:create", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
-        "--no-access-log", "--backlog", "4096",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.load_app:create", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    command += ["--no-access-log", "--backlog", "4096"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
