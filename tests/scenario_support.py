@@ -207,6 +207,7 @@ class ScenarioApp:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.frames: dict[str, list[dict[str, Any]]] = {}  # websocket messages by request id
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
@@ -255,10 +256,12 @@ class ScenarioApp:
 
     async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         user: Principal = scope["user"]
+        frames = self.frames.setdefault(scope["state"]["secmw"].request_id, [])
         await receive()  # websocket.connect, replayed by the middleware
         await send({"type": "websocket.accept"})
         while True:
             message = await receive()
+            frames.append(message)
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
