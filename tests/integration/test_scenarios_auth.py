@@ -16,7 +16,7 @@ import pytest
 
 from secmw.testing import InMemoryJWKS, MockAuthorizationServer, TokenIssuer
 from tests.auth_support import pkce_tokens
-from tests.scenario_support import AUDIENCE, ISSUER, LEAKED, Service, assert_no_credentials
+from tests.scenario_support import AUDIENCE, ISSUER, LEAKED, MFA, Service, assert_no_credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +186,26 @@ async def test_oauth_code_flow_with_pkce_and_refresh_feeds_the_chain(
         fresh["refresh_token"],
         *LEAKED,
     )
+
+
+async def test_step_up_through_the_authorization_server(
+    auth_server: tuple[MockAuthorizationServer, httpx.AsyncClient],
+) -> None:
+    mock, http = auth_server
+    service = Service(mock.signer, mock.jwks, revocation=mock.denylist)
+    password = await pkce_tokens(mock, http, scope="tools", resource=AUDIENCE)
+    challenged = await service.tool("delete_repo", {"name": "prod"}, token=password["access_token"])
+    assert challenged.status == 401
+    challenge = challenged.header("www-authenticate") or ""
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert service.event(challenged).name == "authz_step_up_required"
+
+    # The client sends the user back to the authorization server, which asks for a
+    # second factor; the new token carries it.
+    mock.acr, mock.amr = MFA, ("pwd", "otp")
+    stronger = await pkce_tokens(mock, http, scope="tools", resource=AUDIENCE)
+    allowed = await service.tool("delete_repo", {"name": "prod"}, token=stronger["access_token"])
+    assert allowed.status == 200
+    event = service.event(allowed)
+    assert (event.name, event.subject, event.tool) == ("authz_allow", "olivia", "delete_repo")
+    assert_no_credentials(service.audit.lines(), password["access_token"], stronger["access_token"])

@@ -52,7 +52,8 @@ def upstream() -> Iterator[tuple[EchoUpstream, str]]:
 class Front:
     """The gateway with every stage on, in front of the echo upstream."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, echo: EchoUpstream, url: str) -> None:
+        self.echo = echo
         self.signer = TokenIssuer(issuer=ISSUER, audience=AUDIENCE)
         self.audit = AuditCapture()
         gateway: dict[str, Any] = {
@@ -90,7 +91,9 @@ class Front:
         )
         with anyio.fail_after(5):
             await self.gateway(scope, HeldReceiver(), sender)
-        return sender, time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        assert_no_client_secrets(self.echo, self.token)  # checked after every request
+        return sender, elapsed
 
     def event(self, sent: Sender) -> Any:
         return self.audit.for_request(sent.header("x-request-id") or "")[-1]
@@ -100,7 +103,7 @@ class Front:
 async def front(upstream: tuple[EchoUpstream, str]) -> AsyncIterator[Front]:
     echo, url = upstream
     echo.fail = False
-    built = Front(url)
+    built = Front(echo, url)
     yield built
     echo.fail = False
     await built.gateway.proxy.aclose()
