@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +27,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secmw.testing import InMemoryJWKS, TokenIssuer
+from tests.gateway_support import (
+    API_KEY,
+    COOKIE,
+    TOKEN_MARK,
+    EchoUpstream,
+    HeldReceiver,
+    assert_no_client_secrets,
+    serve,
+)
+from tests.scenario_gateway_support import Front
 from tests.scenario_support import AUDIENCE, ISSUER, LEAKED, Service, assert_no_credentials
 from tests.support import Receiver, Sender
 
@@ -452,3 +462,92 @@ async def test_websocket_sessions(
     for message in sent.messages:
         if message["type"] == "websocket.close":
             assert message["code"] in (1000, 1008, 1009), message
+
+
+class PlainUpstream(EchoUpstream):
+    """Records every request's headers like the echo upstream, and always answers 200."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        self.seen.append(dict(pairs) | {":all": json.dumps(pairs)})
+        while (await receive()).get("more_body"):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture(scope="module")
+def plain_upstream() -> Iterator[tuple[PlainUpstream, str]]:
+    upstream = PlainUpstream()
+    with serve(upstream) as url:
+        yield upstream, url
+
+
+@pytest.fixture
+async def gateway(plain_upstream: tuple[PlainUpstream, str]) -> AsyncIterator[Front]:
+    front = Front(*plain_upstream, tiers=TIERS)
+    yield front
+    await front.gateway.proxy.aclose()
+    assert "sys_error" not in front.audit.names()
+    assert_no_credentials(front.audit.lines(), front.token, TOKEN_MARK, API_KEY)
+
+
+# Credentials a client might send besides its token; none may reach an upstream.
+CREDENTIAL_HEADERS = [
+    [(b"cookie", COOKIE.encode())],
+    [(b"x-api-key", API_KEY.encode())],
+    [(b"proxy-authorization", b"Basic " + TOKEN_MARK.encode())],
+    [(b"x-auth-token", TOKEN_MARK.encode())],
+    [(b"x-amz-security-token", TOKEN_MARK.encode())],
+    [(b"x-tenant-secret", TOKEN_MARK.encode())],  # configured in strip_headers
+    [(b"connection", b"keep-alive, x-hop"), (b"x-hop", TOKEN_MARK.encode())],  # hop-by-hop
+]
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    target=paths(),
+    query=queries,
+    header_list=headers,
+    credentials=st.lists(st.sampled_from(CREDENTIAL_HEADERS), max_size=4).map(
+        lambda groups: [pair for group in groups for pair in group]
+    ),
+    method=st.sampled_from(["GET", "POST", "DELETE", "HEAD"]),
+)
+async def test_gateway_never_forwards_a_client_credential(
+    gateway: Front,
+    target: tuple[str, bytes],
+    query: bytes,
+    header_list: list[tuple[bytes, bytes]],
+    credentials: list[tuple[bytes, bytes]],
+    method: str,
+) -> None:
+    path, raw_path = target
+    # API keys and cookies are not credentials this chain reads, so they travel with a
+    # valid token; whatever else the fuzzer adds, only the chain's own headers go on.
+    sent_headers = [
+        (b"authorization", b"Bearer " + gateway.token.encode()),
+        *credentials,
+        *[(name, value) for name, value in header_list if name != b"authorization"],
+    ]
+    scope = _scope(method, path, raw_path, query, sent_headers, ("198.51.100.8", 1))
+    gateway.echo.seen.clear()
+    sent = Sender()
+    with anyio.fail_after(STALL):
+        await gateway.gateway(scope, HeldReceiver(), sent)
+    starts = [m for m in sent.messages if m["type"] == "http.response.start"]
+    assert len(starts) == 1 and starts[0]["status"] < 500, sent.messages[:2]
+    assert len(gateway.echo.seen) <= 1
+    assert_no_client_secrets(gateway.echo, gateway.token)
