@@ -40,8 +40,11 @@ TIMEOUTS = {"connect": 0.5, "read": 1.0, "write": 0.5, "total": 2.0}
 class Front:
     """The gateway with every stage on, in front of the echo upstream."""
 
-    def __init__(self, echo: EchoUpstream, url: str, **config: Any) -> None:
+    def __init__(
+        self, echo: EchoUpstream, url: str, *, clock: Any = time.monotonic, **config: Any
+    ) -> None:
         self.echo = echo
+        self.clock = clock
         self.signer = TokenIssuer(issuer=ISSUER, audience=AUDIENCE)
         self.audit = AuditCapture()
         gateway: dict[str, Any] = {
@@ -68,6 +71,7 @@ class Front:
             authenticator=jwt,
             audit=self.audit,
             resolver=static_resolver({"metadata.scenario.test": ["169.254.169.254"]}),
+            clock=clock,  # the breakers' clock
         )
         self.token = self.signer.mint("nora", tenant="acme")
 
