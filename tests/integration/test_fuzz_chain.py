@@ -6,7 +6,9 @@ malformed, batches, deep nesting, huge numbers, duplicate keys) and websocket
 frames go to one service with every component on. For every input: the call
 returns within a bounded time, raises nothing, answers once with a status below
 500 (the app behind it never fails, so a 5xx would be secmw's), records no
-``sys_error`` and puts no credential in the trail.
+``sys_error`` and puts no credential in the trail. The same hostile heads go
+through the gateway to a real upstream on 127.0.0.1, which must never see a
+client credential (this found the two fixes in ``test_fuzz_regressions.py``).
 
 The chain is built once per test and keeps its state across examples, as a
 running service would (caches, counters, anomaly detectors), hence the
