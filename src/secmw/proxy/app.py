@@ -24,7 +24,7 @@ import httpx
 
 from secmw._responses import ChallengeSettings, render_denial
 from secmw.breaker.circuit import CircuitOpen
-from secmw.errors import Denial
+from secmw.errors import BadRequest, Denial
 from secmw.proxy.egress import EgressDenied, EgressGuard
 from secmw.proxy.exchange import Exchange, RequestBody
 from secmw.proxy.headers import HeaderFilter
@@ -251,7 +251,7 @@ class ReverseProxy:
             if failure is None:
                 return
             target, denial = failure
-            if attempt == attempts or isinstance(denial, (CircuitOpen, EgressDenied)):
+            if attempt == attempts or isinstance(denial, (CircuitOpen, EgressDenied, BadRequest)):
                 await self._fail(ctx, send, denial)
                 return
             exclude = target

@@ -8,6 +8,7 @@ whole session. Slowness is always measured to the response headers.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import anyio
 import httpx
 
 from secmw.breaker.circuit import CircuitOpen
-from secmw.errors import Denial, UpstreamError, UpstreamTimeout
+from secmw.errors import BadRequest, Denial, UpstreamError, UpstreamTimeout
 from secmw.proxy.egress import EgressDenied
 
 if TYPE_CHECKING:
@@ -207,6 +208,17 @@ class Exchange:
                 recorded = True
             details["outcome"] = "client_disconnected"
             return None
+        except httpx.LocalProtocolError:
+            # Our own request could not be encoded (a header value with control bytes
+            # the server passed through): the client's fault, never the upstream's, so
+            # it must not count towards opening the breaker.
+            if not recorded:
+                breaker.release(ticket)
+                recorded = True
+            details["outcome"] = "bad_request"
+            return target, BadRequest(
+                "The request cannot be forwarded.", reason="request not encodable upstream"
+            )
         except (httpx.TimeoutException, httpx.TransportError, BodyCut) as exc:
             if not recorded:
                 breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
@@ -333,6 +345,17 @@ def forwarded_path(scope: Scope) -> bytes:
     return path
 
 
+# Bytes httpx refuses in a URL's path or query (controls, space, DEL, non-ASCII, and
+# ``#``, which would start a fragment); a server may still hand them over in
+# ``raw_path`` or ``query_string``.
+_UNSAFE_URL_BYTE = re.compile(rb"[^\x21\x22\x24-\x7e]")
+
+
+def _escape(raw: bytes) -> bytes:
+    """Percent-encode the bytes httpx refuses; the upstream decodes them to the same bytes."""
+    return _UNSAFE_URL_BYTE.sub(lambda match: b"%%%02X" % match[0][0], raw)
+
+
 def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
     """The target URL for the request: the target's path, then the request's path."""
     raw = forwarded_path(scope)
@@ -341,8 +364,8 @@ def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
         if not (raw == prefix or raw.startswith(prefix + b"/")):
             raw = _judged_path(scope)  # spelled differently (percent-encoded): use the judged one
         raw = raw[len(prefix) :] or b"/"
-    path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + raw
-    query: bytes = scope.get("query_string") or b""
+    path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + _escape(raw)
+    query: bytes = _escape(scope.get("query_string") or b"")
     return base.copy_with(raw_path=path + (b"?" + query if query else b""))
 
 
