@@ -217,10 +217,13 @@ class SecurityMiddleware:
                 {"type": "websocket.http.response.start", "status": status, "headers": headers}
             )
             await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
-        else:
-            ctx.status = 403
-            await send({"type": "websocket.close", "code": close_code(denial), "reason": ""})
-        await self.pipeline.record(ctx, denial)
+            await self.pipeline.record(ctx, denial)
+            return
+        # Without the extension the server answers a close before accept with 403;
+        # the audit line records what the client saw.
+        ctx.status = 403
+        await send({"type": "websocket.close", "code": close_code(denial), "reason": ""})
+        await self.pipeline.record(ctx, denial, status=403)
 
     # -- lifespan ------------------------------------------------------------
 
