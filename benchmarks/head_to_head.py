@@ -95,11 +95,13 @@ async def verify(
     failed: list[str] = []
     status, body = await call(app, token)
     secret_gone = h2h.SECRET.encode() not in body
+    expected = json.loads(h2h.BODY)
     try:
-        json.loads(body)
-        valid = "yes"
-    except ValueError:
-        valid = "no"
+        parsed = json.loads(body)
+        parsed["billing"]["api_key"] = expected["billing"]["api_key"]
+        valid = "same" if parsed == expected else "changed"
+    except (ValueError, KeyError, TypeError):
+        valid = "broken"
     if status != 200:
         failed.append(f"valid token: {status}")
     if not secret_gone:
@@ -116,7 +118,7 @@ async def verify(
     if statuses != [200, 200, 429]:
         failed.append(f"over the limit: {statuses}")
     row = (
-        f"{name:34} {status:>5} {'yes' if secret_gone else 'NO':>7} {valid:>6} {no_token:>6} "
+        f"{name:34} {status:>5} {'yes' if secret_gone else 'NO':>7} {valid:>8} {no_token:>6} "
         f"{bad:>6} {wrong:>6} {statuses[-1]:>5}"
     )
     return row, failed
@@ -188,9 +190,13 @@ async def run(args: argparse.Namespace, directory: Path) -> int:
     for name, options in peers:
         low = h2h.peer_app(issuer, directory / "low", rates=LOW_RATES, **options)
         stacks.append((name, h2h.peer_app(issuer, directory, **options), low))
-    print("Enforcement checks (status codes; the 429 column is the third request at 2/minute):")
     print(
-        f"{'stack':34} {'valid':>5} {'secret':>7} {'JSON':>6} {'none':>6} {'forged':>6} "
+        "Enforcement checks: status for a valid token, whether the secret is gone and the rest\n"
+        "of the JSON the same, then status with no token, a forged signature, a role the\n"
+        "policy refuses, and the third request at 2/minute."
+    )
+    print(
+        f"{'stack':34} {'valid':>5} {'gone':>7} {'data':>8} {'none':>6} {'forged':>6} "
         f"{'role':>6} {'limit':>5}"
     )
     problems: list[str] = []
