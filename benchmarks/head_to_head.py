@@ -118,7 +118,7 @@ async def verify(
     if statuses != [200, 200, 429]:
         failed.append(f"over the limit: {statuses}")
     row = (
-        f"{name:34} {status:>5} {'yes' if secret_gone else 'NO':>7} {valid:>8} {no_token:>6} "
+        f"{name:42} {status:>5} {'yes' if secret_gone else 'NO':>7} {valid:>8} {no_token:>6} "
         f"{bad:>6} {wrong:>6} {statuses[-1]:>5}"
     )
     return row, failed
@@ -196,7 +196,7 @@ async def run(args: argparse.Namespace, directory: Path) -> int:
         "policy refuses, and the third request at 2/minute."
     )
     print(
-        f"{'stack':34} {'valid':>5} {'gone':>7} {'data':>8} {'none':>6} {'forged':>6} "
+        f"{'stack':42} {'valid':>5} {'gone':>7} {'data':>8} {'none':>6} {'forged':>6} "
         f"{'role':>6} {'limit':>5}"
     )
     problems: list[str] = []
@@ -221,13 +221,13 @@ async def run(args: argparse.Namespace, directory: Path) -> int:
     base = samples["bare app"]
     base_p50, base_p99 = statistics.median(base), percentile(base, 0.99)
     print(
-        f"{'variant':34} {'requests':>9} {'p50 us':>9} {'p99 us':>9} {'+p50 us':>9} "
+        f"{'variant':42} {'requests':>9} {'p50 us':>9} {'p99 us':>9} {'+p50 us':>9} "
         f"{'+p99 us':>9} {'mean us':>9}"
     )
     for name, values in samples.items():
         p50, p99 = statistics.median(values), percentile(values, 0.99)
         print(
-            f"{name:34} {len(values):9d} {p50:9.1f} {p99:9.1f} {p50 - base_p50:9.1f} "
+            f"{name:42} {len(values):9d} {p50:9.1f} {p99:9.1f} {p50 - base_p50:9.1f} "
             f"{p99 - base_p99:9.1f} {means[name]:9.1f}"
         )
     ours = samples["secmw (full chain)"]

@@ -171,7 +171,7 @@ def main() -> int:
                 sys.exit(f"{mode}: a valid request got {status}")
         wrk_version = subprocess.run(
             [wrk, "--version"], capture_output=True, text=True, check=False, timeout=10
-        ).stdout.split("\n")[0]
+        ).stdout.split(" Copyright")[0]
         print(
             f"secmw throughput under uvicorn: Python {platform.python_version()}, "
             f"uvicorn (1 worker, h11, asyncio), {wrk_version.strip()}, -t1 -c{args.connections}, "
