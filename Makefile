@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SOURCES := src tests benchmarks scripts examples
 
-.PHONY: install demo test docs load unit bench bench-anomaly bench-audit bench-auth bench-ratelimit bench-redact clean
+.PHONY: install demo test docs load unit bench bench-anomaly bench-audit bench-auth bench-h2h bench-ratelimit bench-redact bench-throughput clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -56,6 +56,12 @@ bench-audit: $(STAMP)
 ## Anomaly detectors and metrics per request (vs prometheus_client), memory per key.
 bench-anomaly: $(STAMP)
 	$(PY) benchmarks/bench_anomaly.py
+## The full chain head to head with the stack a team would assemble (about 75 s).
+bench-h2h: $(STAMP)
+	$(PY) benchmarks/head_to_head.py
+## Requests/s under uvicorn, bare app vs protected, driven by wrk (about 60 s).
+bench-throughput: $(STAMP)
+	$(PY) benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) .coverage build dist src/*.egg-info

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from secmw.context import Finding
@@ -56,20 +56,23 @@ def _document(
     verbatim, so the secrets found inside it are replaced in place. Only
     literals with escapes (including every nested JSON document) are decoded
     and scanned on their own, and key names are looked at only when one of
-    ``json_keys`` occurs in the text at all.
+    ``json_keys`` occurs in the text at all. When neither escapes nor key names
+    matter, only the literals a candidate starts in are visited (``_holding``).
     """
     candidates = redactor.scanner.scan(text)[0]
     keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
-    if not keys and not candidates and "\\" not in text:
+    plain = not keys and "\\" not in text
+    if plain and not candidates:
         return text
+    # Without escapes and key names only the literals holding a candidate can change.
+    spans = _holding(text, candidates) if plain else (m.span() for m in _STRING.finditer(text))
     parts: list[str] = []
     position = 0
     sensitive = False
     value_from = -1
     index, count = 0, len(candidates)
     verdicts: dict[str, bool] = {}
-    for match in _STRING.finditer(text):
-        start, end = match.span()
+    for start, end in spans:
         while index < count and candidates[index].start < start:
             position = _number(
                 redactor,
@@ -87,18 +90,19 @@ def _document(
         verdict = False
         new: str | None = None
         if is_key:
-            raw = match.group()
+            raw = text[start:end]
             known = verdicts.get(raw)
             if known is None:
                 known = verdicts[raw] = _sensitive(redactor, json.loads(raw))
             verdict = known
             value_from = text.index(":", end) + 1
         elif sensitive and end - start > 2 and not text[value_from:start].strip():
-            new = _sensitive_value(redactor, match.group(), findings, offset + start, offset + end)
+            raw = text[start:end]
+            new = _sensitive_value(redactor, raw, findings, offset + start, offset + end)
         if new is None and (inside or escaped):
             new = _literal(
                 redactor,
-                match.group(),
+                text[start:end],
                 following=candidates[index:],
                 start=start,
                 findings=findings,
@@ -124,6 +128,31 @@ def _document(
         return text
     parts.append(text[position:])
     return "".join(parts)
+
+
+def _holding(text: str, candidates: Sequence[Candidate]) -> Iterator[tuple[int, int]]:
+    """The spans of the string literals a candidate starts in, in order, each once.
+
+    Only for a valid JSON text without backslashes: there every quote opens or
+    closes a literal, so a position is inside one when an odd number of quotes
+    precede it (or when it is an opening quote itself). Quotes are counted
+    incrementally, so the whole text is read once.
+    """
+    quotes, counted, last_end = 0, 0, -1
+    for candidate in candidates:
+        position = candidate.start
+        if position < last_end:
+            continue
+        quotes += text.count('"', counted, position)
+        counted = position
+        if quotes % 2:
+            start = text.rfind('"', 0, position)
+        elif text.startswith('"', position):
+            start = position
+        else:
+            continue
+        last_end = text.index('"', start + 1) + 1
+        yield start, last_end
 
 
 def _number(
