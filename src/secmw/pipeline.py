@@ -170,7 +170,8 @@ class Pipeline:
         )
         self.fail_open = fail_open
         self.observers = observers
-        self.guard: Guard = guard if guard is not None else NoGuard()
+        # A guard that refuses nothing costs two awaits per request: keep None instead.
+        self.guard: Guard | None = None if isinstance(guard, NoGuard) else guard
         self._started = False
         # A limiter that audits on its own (shadow tiers, storage outages) gets our emit.
         bind = getattr(rate_limiter, "bind_emitter", None)
@@ -211,12 +212,15 @@ class Pipeline:
             )
         stage = "authenticate"
         try:
-            await self.guard.before(ctx)
+            guard = self.guard
+            if guard is not None:
+                await guard.before(ctx)
             if self.authenticator is not None:
                 principal = await self.authenticator.authenticate(ctx)
                 if principal is not None:
                     ctx.principal = principal
-            await self.guard.after_authentication(ctx)
+            if guard is not None:
+                await guard.after_authentication(ctx)
             stage = "inspect"
             if self.inspector is not None:
                 ctx.findings.extend(self.inspector.inspect(ctx))
@@ -401,7 +405,7 @@ class Pipeline:
         stages = [
             name
             for name, stage in (
-                ("guard", None if isinstance(self.guard, NoGuard) else self.guard),
+                ("guard", self.guard),
                 ("authenticate", self.authenticator),
                 ("inspect", self.inspector),
                 ("authorize", self.policy),
