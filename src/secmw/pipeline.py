@@ -173,10 +173,12 @@ class Pipeline:
         # A guard that refuses nothing costs two awaits per request: keep None instead.
         self.guard: Guard | None = None if isinstance(guard, NoGuard) else guard
         self._started = False
-        # A limiter that audits on its own (shadow tiers, storage outages) gets our emit.
-        bind = getattr(rate_limiter, "bind_emitter", None)
-        if callable(bind):
-            bind(self.emit)
+        # Components that audit on their own (JWKS outages, shadow tiers, storage
+        # outages) get our emit.
+        for component in (authenticator, rate_limiter):
+            bind = getattr(component, "bind_emitter", None)
+            if callable(bind):
+                bind(self.emit)
         # Responses secmw serves itself, by canonical path (RFC 9728 metadata, metrics),
         # and rewrites of the app's scope (credential stripping); see secmw.auth.build.
         self.endpoints: Mapping[str, Endpoint] = endpoints or {}

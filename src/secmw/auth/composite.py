@@ -9,8 +9,9 @@ different principals and the outcome would depend on the order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from secmw.audit.base import AuditEvent
 from secmw.auth.base import Authenticator
 from secmw.context import Principal, RequestContext
 from secmw.errors import AuthenticationError
@@ -37,6 +38,13 @@ class CompositeAuthenticator:
                 kinds.setdefault(kind, member)
         # One member per credential kind is enough to see whether that kind is present.
         self._checked = tuple(kinds.values()) if len(kinds) > 1 else ()
+
+    def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
+        """Pass the audit emitter to every member that can use one."""
+        for member in self.authenticators:
+            bind = getattr(member, "bind_emitter", None)
+            if callable(bind):
+                bind(emit)
 
     async def authenticate(self, ctx: RequestContext) -> Principal | None:
         """The principal of the first member that recognises the request's credential."""

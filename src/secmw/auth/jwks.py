@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from secmw.audit.base import AuditEvent
 from secmw.auth.keys import KeySet, VerificationKey, key_from_jwk
 from secmw.errors import ComponentError
 
@@ -127,6 +128,8 @@ class JWKSClient:
         self._cooldown = cooldown
         self._clock = clock
         self._on_error = on_error
+        self._emit: Callable[[AuditEvent], Awaitable[None]] | None = None
+        self._down = False
         self._lock = anyio.Lock()
         self._by_jwk: dict[str, VerificationKey] = {}
         self.keys = KeySet(static, allowed)
@@ -152,6 +155,22 @@ class JWKSClient:
             raise JWKSFetchError("no JWKS keys could be loaded")
         return self.keys
 
+    def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
+        """Record outages and recoveries in the audit trail (the pipeline binds it)."""
+        self._emit = emit
+
+    async def _audit(self, name: str, reason: str) -> None:
+        if self._emit is not None:
+            await self._emit(
+                AuditEvent(
+                    name=name,
+                    outcome="failure" if name == "sys_monitor_disabled" else "success",
+                    severity="error" if name == "sys_monitor_disabled" else "info",
+                    reason=reason,
+                    details={"component": "jwks", "url": self.url, "failures": self.failures},
+                )
+            )
+
     async def refresh_for_unknown_kid(self) -> KeySet:
         """Refresh because a token named an unknown key, at most once per cooldown."""
         if self._clock() - self.last_attempt >= self._cooldown:
@@ -174,9 +193,16 @@ class JWKSClient:
                 self.failures += 1
                 # Retry after the cooldown, not on every request.
                 self.fresh_until = self._clock() + self._cooldown
+                message = f"JWKS refresh failed: {_describe(exc)}"
                 if self._on_error is not None:
-                    self._on_error(f"JWKS refresh failed: {_describe(exc)}")
+                    self._on_error(message)
+                if not self._down:  # one event per outage, not one per retry
+                    self._down = True
+                    await self._audit("sys_monitor_disabled", message)
                 return
+            if self._down:
+                self._down = False
+                await self._audit("sys_monitor_enabled", "JWKS refresh succeeded again")
             self.keys = KeySet((*self._static, *keys), self._allowed)
             self.loaded = True
             self.fresh_until = self._clock() + ttl

@@ -25,12 +25,13 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import jwt
 
+from secmw.audit.base import AuditEvent
 from secmw.auth.bearer import DEFAULT_SETTINGS, CredentialSettings, bearer_token
 from secmw.auth.cache import RevocationCheck, TokenCache, token_digest
 from secmw.auth.config import ClaimNames
@@ -143,6 +144,11 @@ class JWTAuthenticator:
         self._credentials = credentials
         self._jws_only = jws_only
         self.credential = "bearer"
+
+    def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
+        """Let the JWKS client record outages and recoveries in the audit trail."""
+        if self._jwks is not None:
+            self._jwks.bind_emitter(emit)
 
     @classmethod
     def from_config(cls, config: JWTConfig, **options: Any) -> JWTAuthenticator:

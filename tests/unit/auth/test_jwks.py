@@ -190,3 +190,29 @@ async def test_concurrent_requests_use_loaded_keys_while_one_refreshes() -> None
             assert await source.current() is loaded  # not blocked by the slow refresh
         release.set()
     assert calls == 2 and not source.stale()
+
+
+async def test_outage_and_recovery_are_audited_once_each_through_the_pipeline() -> None:
+    from secmw import Pipeline
+    from secmw.auth import JWTAuthenticator
+    from secmw.testing import AuditCapture
+
+    jwks, clock = InMemoryJWKS(ONE, max_age=60), FakeClock()
+    source = client(jwks, clock, cooldown=10)
+    authenticator = JWTAuthenticator((), issuer=ONE.issuer, audience=ONE.audience, jwks=source)
+    audit = AuditCapture()
+    Pipeline(authenticator=authenticator, audit=audit)  # binds the emitter
+    await source.current()
+    jwks.mode = "down"
+    for _ in range(3):  # three failed refreshes, one cooldown apart: one outage
+        clock.advance(61)
+        await source.current()
+    assert source.failures == 3
+    (outage,) = audit.named("sys_monitor_disabled")
+    assert outage.details["component"] == "jwks" and outage.severity == "error"
+    assert "JWKS refresh failed" in (outage.reason or "")
+    jwks.mode = "ok"
+    clock.advance(61)
+    await source.current()
+    (recovery,) = audit.named("sys_monitor_enabled")
+    assert recovery.details["failures"] == 3
