@@ -400,7 +400,7 @@ class Pipeline:
     # -- lifecycle ---------------------------------------------------------
 
     async def startup(self) -> None:
-        """Record ``sys_startup`` once, naming the stages and any fail-open setting."""
+        """Record ``sys_startup`` once (stages, fail-open settings), then start the stages."""
         if self._started:
             return
         self._started = True
@@ -424,6 +424,22 @@ class Pipeline:
                 details={"stages": stages, "fail_open": list(self.fail_open)},
             )
         )
+        for component in self._components():
+            start = getattr(component, "startup", None)
+            if callable(start):
+                try:
+                    await start()  # e.g. fetch JWKS keys before the first request
+                except Exception as exc:  # the stage itself fails closed per request
+                    print(
+                        f"secmw: starting {type(component).__name__} failed with "
+                        f"{type(exc).__name__}",
+                        file=sys.stderr,
+                    )
+
+    def _components(self) -> tuple[Any, ...]:
+        """The stages started and closed here: not the audit sink, closed last, nor the
+        guard, whose anomaly monitor its audit-sink wrapper flushes and closes."""
+        return (self.authenticator, self.inspector, self.policy, self.rate_limiter, self.redactor)
 
     @property
     def started(self) -> bool:
@@ -431,17 +447,19 @@ class Pipeline:
         return self._started
 
     async def aclose(self) -> None:
-        """Record ``sys_shutdown`` and close the audit sink (flushing it)."""
+        """Record ``sys_shutdown``, close the stages, then the audit sink (flushing it)."""
         await self.emit(AuditEvent(name="sys_shutdown", outcome="success"))
-        close = getattr(self.rate_limiter, "aclose", None)
-        if callable(close):
-            try:
-                await close()  # storage connections (a Redis-backed limiter)
-            except Exception as exc:
-                print(
-                    f"secmw: closing the rate limiter failed with {type(exc).__name__}",
-                    file=sys.stderr,
-                )
+        for component in self._components():
+            close = getattr(component, "aclose", None)
+            if callable(close):
+                try:
+                    await close()  # connections: Redis, an introspection HTTP client
+                except Exception as exc:
+                    print(
+                        f"secmw: closing {type(component).__name__} failed with "
+                        f"{type(exc).__name__}",
+                        file=sys.stderr,
+                    )
         if self.audit is not None:
             try:
                 await self.audit.aclose()

@@ -224,3 +224,54 @@ async def test_failing_audit_sink_never_breaks_the_response(
     assert sent.status == 200
     await pipeline.aclose()
     assert "audit sink failed with OSError" in capsys.readouterr().err
+
+
+async def test_stages_are_started_and_closed_with_the_pipeline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[str] = []
+
+    class Lifecycle:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
+
+        async def authenticate(self, ctx: Any) -> None:
+            return None
+
+        async def startup(self) -> None:
+            calls.append(f"start {self.name}")
+            if self.fail:
+                raise OSError("issuer unreachable")
+
+        async def aclose(self) -> None:
+            calls.append(f"close {self.name}")
+
+    audit = AuditCapture()
+    pipeline = Pipeline(authenticator=Lifecycle("auth", fail=True), audit=audit)
+    await pipeline.startup()
+    assert calls == ["start auth"]
+    assert "starting Lifecycle failed with OSError" in capsys.readouterr().err
+    await pipeline.aclose()
+    assert calls == ["start auth", "close auth"]
+    assert audit.closed
+
+
+async def test_jwks_keys_are_fetched_at_startup() -> None:
+    from secmw.auth import JWTAuthenticator
+    from secmw.auth.jwks import JWKSClient
+    from secmw.auth.keys import SUPPORTED_ALGORITHMS
+    from secmw.testing import InMemoryJWKS, TokenIssuer
+
+    issuer = TokenIssuer(kid="k1")
+    jwks = InMemoryJWKS(issuer)
+    source = JWKSClient(
+        "https://issuer.example.test/jwks", allowed=SUPPORTED_ALGORITHMS, fetcher=jwks.fetcher()
+    )
+    pipeline = Pipeline(
+        authenticator=JWTAuthenticator(
+            (), issuer=issuer.issuer, audience=issuer.audience, jwks=source
+        )
+    )
+    assert jwks.requests == 0
+    await pipeline.startup()
+    assert jwks.requests == 1 and source.loaded

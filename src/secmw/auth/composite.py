@@ -39,6 +39,20 @@ class CompositeAuthenticator:
         # One member per credential kind is enough to see whether that kind is present.
         self._checked = tuple(kinds.values()) if len(kinds) > 1 else ()
 
+    async def startup(self) -> None:
+        """Start every member that has something to prepare."""
+        for member in self.authenticators:
+            start = getattr(member, "startup", None)
+            if callable(start):
+                await start()
+
+    async def aclose(self) -> None:
+        """Close every member that holds connections."""
+        for member in self.authenticators:
+            close = getattr(member, "aclose", None)
+            if callable(close):
+                await close()
+
     def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
         """Pass the audit emitter to every member that can use one."""
         for member in self.authenticators:

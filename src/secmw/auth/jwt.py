@@ -145,6 +145,11 @@ class JWTAuthenticator:
         self._jws_only = jws_only
         self.credential = "bearer"
 
+    async def startup(self) -> None:
+        """Fetch the JWKS keys now, so the first request does not wait for them."""
+        if self._jwks is not None:
+            await self._jwks.current()
+
     def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
         """Let the JWKS client record outages and recoveries in the audit trail."""
         if self._jwks is not None:
