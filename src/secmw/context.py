@@ -65,15 +65,27 @@ class Headers(Mapping[str, str]):
         index = self._index if self._index is not None else self._build()
         return len(index)
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """The first value of ``name``, or ``default``."""
+        values = self.get_all(name)
+        return values[0] if values else default
+
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in the order received (empty when absent)."""
-        index = self._index if self._index is not None else self._build()
-        return list(index.get(name.lower(), ()))
+        if self._index is not None:
+            return list(self._index.get(name.lower(), ()))
+        # Most requests look up a handful of names: scanning the raw list for one is
+        # cheaper than decoding every header into the index.
+        target = name.lower().encode("latin-1")
+        return [
+            value.decode("latin-1")
+            for key, value in self.raw
+            if key == target or (not key.islower() and key.lower() == target)
+        ]
 
     def get_single(self, name: str) -> str | None:
         """The one value of ``name``; a header sent twice is a :class:`BadRequest`."""
-        index = self._index if self._index is not None else self._build()
-        values = index.get(name.lower())
+        values = self.get_all(name)
         if not values:
             return None
         if len(values) > 1:
