@@ -102,6 +102,7 @@ class Pipeline:
         "_audit_gate",
         "_message_limiter",
         "_request_id_header",
+        "_response_filter",
         "_started",
         "audit",
         "authenticator",
@@ -169,6 +170,10 @@ class Pipeline:
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
         )
         self.fail_open = fail_open
+        # Looked up once: a policy may rewrite responses (tools/list filtering).
+        self._response_filter: Callable[[RequestContext], Redactor | None] | None = getattr(
+            self.policy, "response_filter", None
+        )
         self.observers = observers
         # A guard that refuses nothing costs two awaits per request: keep None instead.
         self.guard: Guard | None = None if isinstance(guard, NoGuard) else guard
@@ -286,7 +291,7 @@ class Pipeline:
 
     def body_transform(self, ctx: RequestContext) -> Redactor | None:
         """What rewrites this request's response body: the policy's filter, the redactor."""
-        factory = getattr(self.policy, "response_filter", None)
+        factory = self._response_filter
         policy_filter: Redactor | None = factory(ctx) if factory is not None else None
         if policy_filter is None:
             return self.redactor

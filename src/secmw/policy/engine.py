@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -48,8 +48,7 @@ class Rule:
     segments: frozenset[str] | None = None
     tools: frozenset[str] | None = None
     roles: frozenset[str] | None = None
-    listing_when: list[Check] = field(default_factory=list)
-    listing_unless: list[Check] = field(default_factory=list)
+    listing: Rule | None = None  # this rule as judged when listing tools (no arguments)
 
     def applies(self, ctx: RequestContext, call: RpcCall | None, now: float) -> bool:
         """True when the conditions hold, the exceptions do not, and (step-up) it is unmet."""
@@ -289,19 +288,7 @@ class PolicyEngine:
         self, rules: Sequence[Rule], ctx: RequestContext, call: RpcCall, now: float
     ) -> Decision:
         try:
-            listing = [
-                Rule(
-                    r.id,
-                    r.effect,
-                    r.listing_when,
-                    r.listing_unless,
-                    r.decision,
-                    r.acr_values,
-                    r.max_age,
-                    r.mfa_amr,
-                )
-                for r in rules
-            ]
+            listing = [rule.listing or rule for rule in rules]
             return self._combine(listing, ctx, call, now)
         except Undecidable:
             return Decision(Effect.DENY, ("policy:undecidable",), "undecidable")
@@ -400,7 +387,7 @@ def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.t
     tools = None
     if conditions.tools and all(is_literal_name(t) for t in conditions.tools):
         tools = frozenset(conditions.tools)
-    return Rule(
+    compiled = Rule(
         id=rule.id,
         effect=effect,
         when=when,
@@ -413,9 +400,18 @@ def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.t
         segments=segments,
         tools=tools,
         roles=frozenset(conditions.roles_any) if conditions.roles_any else None,
-        listing_when=_listing_checks(when, effect, exceptions=False),
-        listing_unless=_listing_checks(unless, effect, exceptions=True),
     )
+    compiled.listing = Rule(
+        compiled.id,
+        effect,
+        _listing_checks(when, effect, exceptions=False),
+        _listing_checks(unless, effect, exceptions=True),
+        decision,
+        compiled.acr_values,
+        compiled.max_age,
+        compiled.mfa_amr,
+    )
+    return compiled
 
 
 __all__ = ["Explanation", "PolicyEngine", "Rule", "RuleTrace", "compile_rule"]
