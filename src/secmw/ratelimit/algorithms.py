@@ -81,6 +81,11 @@ class Outcome(NamedTuple):
     retry_after: float = 0.0
 
 
+# ``Outcome(...)`` goes through a Python-level ``__new__``; the steps run for every
+# tier of every request, so they build the tuple directly (all six fields).
+_outcome = tuple.__new__
+
+
 def fixed_window(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
     """Fixed window; ``state`` is ``(count, window_end)``."""
     if state is None or state[1] <= now:
@@ -89,9 +94,9 @@ def fixed_window(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
         count, end = state
     if count + cost > limit.amount:
         retry = end - now if cost <= limit.amount else limit.window
-        return Outcome(False, state, end, limit.amount - count, end - now, retry)
+        return _outcome(Outcome, (False, state, end, limit.amount - count, end - now, retry))
     count += cost
-    return Outcome(True, (count, end), end, limit.amount - count, end - now)
+    return _outcome(Outcome, (True, (count, end), end, limit.amount - count, end - now, 0.0))
 
 
 def moving_window(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
@@ -107,11 +112,13 @@ def moving_window(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
             # The hit passes once enough of the oldest live entries have aged out.
             retry = hits[start + live + cost - limit.amount - 1] + window - now
         reset = hits[start] + window - now if live else 0.0
-        return Outcome(False, state, now + reset, max(0, limit.amount - live), reset, retry)
+        return _outcome(
+            Outcome, (False, state, now + reset, max(0, limit.amount - live), reset, retry)
+        )
     kept = hits[start:] if start else list(hits)
     kept.extend([now] * cost)
     reset = kept[0] + window - now if kept else 0.0
-    return Outcome(True, kept, now + window, limit.amount - live - cost, reset)
+    return _outcome(Outcome, (True, kept, now + window, limit.amount - live - cost, reset, 0.0))
 
 
 def sliding_window_counter(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
@@ -130,17 +137,13 @@ def sliding_window_counter(state: Any, now: float, cost: int, limit: Limit) -> O
     weighted = previous * to_end / window + current
     amount = limit.amount
     if weighted + cost > amount + EPSILON:
-        return Outcome(
-            False,
-            state,
-            (index + 2) * window,
-            max(0, amount - math.ceil(weighted)),
-            to_end,
-            _sliding_retry(previous, current, elapsed, cost, limit),
-        )
+        retry = _sliding_retry(previous, current, elapsed, cost, limit)
+        refused = (False, state, (index + 2) * window, max(0, amount - math.ceil(weighted)))
+        return _outcome(Outcome, (*refused, to_end, retry))
     current += cost
     remaining = max(0, math.floor(amount - (weighted + cost)))
-    return Outcome(True, (index, current, previous), (index + 2) * window, remaining, to_end)
+    admitted = (True, (index, current, previous), (index + 2) * window, remaining)
+    return _outcome(Outcome, (*admitted, to_end, 0.0))
 
 
 def _sliding_retry(previous: int, current: int, elapsed: float, cost: int, limit: Limit) -> float:
@@ -169,9 +172,9 @@ def gcra(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
         # Remaining: whole units that would still fit now.
         remaining = max(0, math.floor((now + tau + interval - tat) / interval + 1e-9))
         retry = allow_at - now if cost <= limit.burst else limit.window
-        return Outcome(False, state, tat, remaining, tat - now, retry)
+        return _outcome(Outcome, (False, state, tat, remaining, tat - now, retry))
     remaining = max(0, math.floor((now + tau + interval - new_tat) / interval + 1e-9))
-    return Outcome(True, new_tat, new_tat, remaining, new_tat - now)
+    return _outcome(Outcome, (True, new_tat, new_tat, remaining, new_tat - now, 0.0))
 
 
 Step = Callable[[Any, float, int, Limit], Outcome]

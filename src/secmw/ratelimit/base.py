@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from secmw.context import RequestContext
 
 
-@dataclass(frozen=True, slots=True)
-class RateDecision:
+class RateDecision(NamedTuple):
     """The outcome of one rate-limit check.
 
     ``headers`` go on the response whatever the outcome (the RateLimit fields);
     ``retry_after`` (seconds), ``policies`` (the violated tiers) and
     ``problem_type`` (the 429 body's ``type``; ``None`` keeps ``about:blank``)
-    matter only when ``allowed`` is false.
+    matter only when ``allowed`` is false. A named tuple rather than a frozen
+    dataclass: one is made per request, and it is immutable at a quarter of the cost.
     """
 
     allowed: bool

@@ -158,42 +158,47 @@ class TieredRateLimiter:
     ) -> RateDecision:
         violated: list[str] = []
         shadowed: list[str] = []
-        enforced: list[Limit] = []
+        enforced: list[int] = []  # ids of the enforced limits, the RateLimit-Policy cache key
         retry = 0.0
         refused: Limit | None = None
-        worst: tuple[Limit, int, float] | None = None
+        worst: Limit | None = None
+        worst_remaining = 0
+        worst_reset = 0.0
         for index, check in enumerate(checks):
             limit = check[0]
-            outcome = outcomes[index]
+            allowed, _state, _expires, remaining, reset, retry_after = outcomes[index]
             if limit.shadow:
-                if not outcome[0] and limit.policy not in shadowed:
+                if not allowed and limit.policy not in shadowed:
                     shadowed.append(limit.policy)
                 continue
-            enforced.append(limit)
-            if not outcome[0]:
+            enforced.append(id(limit))
+            if not allowed:
                 if limit.policy not in violated:
                     violated.append(limit.policy)
-                if refused is None or outcome.retry_after > retry:
-                    refused, retry = limit, outcome.retry_after
+                if refused is None or retry_after > retry:
+                    refused, retry = limit, retry_after
             elif (
                 worst is None
-                or outcome.remaining < worst[1]
-                or (outcome.remaining == worst[1] and outcome.reset > worst[2])
+                or remaining < worst_remaining
+                or (remaining == worst_remaining and reset > worst_reset)
             ):
-                worst = (limit, outcome.remaining, outcome.reset)
+                worst, worst_remaining, worst_reset = limit, remaining, reset
         if shadowed:
             await self._shadow_event(ctx, shadowed)
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if refused is not None:
-            worst = (refused, 0, retry)
+            worst, worst_remaining, worst_reset = refused, 0, retry
         if worst is not None and self._headers != "none":
-            cache_key = tuple(map(id, enforced))
+            cache_key = tuple(enforced)
             policy = self._policies.get(cache_key)
             if policy is None:
-                policy = self._policies[cache_key] = policy_field(enforced)
-            headers = rate_headers(self._headers, policy, worst, now)
+                listed = [check[0] for check in checks if not check[0].shadow]
+                policy = self._policies[cache_key] = policy_field(listed)
+            headers = rate_headers(
+                self._headers, policy, (worst, worst_remaining, worst_reset), now
+            )
         if refused is None:
-            return RateDecision(allowed=True, headers=headers) if headers else ALLOWED
+            return RateDecision(True, None, headers) if headers else ALLOWED
         return RateDecision(
             allowed=False,
             retry_after=retry,

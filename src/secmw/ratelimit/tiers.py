@@ -102,6 +102,7 @@ class Tier:
         "_parts",
         "_route_costs",
         "_route_prefixes",
+        "_simple",
         "cost",
         "limits",
         "messages",
@@ -145,6 +146,14 @@ class Tier:
             self._exempt_subjects or self._exempt_roles or config.exempt.routes
         )
         self._has_route_costs = bool(config.costs.routes)
+        simple = (
+            len(self._parts) == 1
+            and not self.uses_tool
+            and not self.tool_costs
+            and not self._has_exemptions
+            and not self._has_route_costs
+        )
+        self._simple: Part | None = self._parts[0] if simple else None
 
     def exempt(self, ctx: RequestContext) -> bool:
         """True when the tier does not count this request at all."""
@@ -177,6 +186,8 @@ class Tier:
 
     def keys(self, ctx: RequestContext) -> list[tuple[Hashable, int]]:
         """The counter keys this request touches, with their costs (empty: not counted)."""
+        if self._simple is not None:  # one key part, one constant cost: most tiers
+            return [((self._simple(ctx),), self.cost)]
         if self._has_exemptions and self.exempt(ctx):
             return []
         parts = self._parts
