@@ -125,7 +125,14 @@ def bedrock(token: str) -> bool:
 def entropy(value: str) -> float:
     """Shannon entropy in bits per character."""
     length = len(value)
-    return -sum(n / length * math.log2(n / length) for n in Counter(value).values())
+    if not length:
+        return 0.0
+    # H = log2(L) - sum(n log2 n) / L: one logarithm per distinct character, no division.
+    log2 = math.log2
+    weighted = 0.0
+    for count in Counter(value).values():
+        weighted += count * log2(count)
+    return log2(length) - weighted / length
 
 
 def placeholder(value: str) -> bool:

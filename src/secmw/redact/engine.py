@@ -104,7 +104,7 @@ class _Pass:
     the pivot is then checked by fixed-width look-behind and look-ahead.
     """
 
-    __slots__ = ("by_char", "free", "regexes")
+    __slots__ = ("by_char", "chars", "free", "regexes")
 
     def __init__(self, entries: Sequence[tuple[str, int, str | None, str | None]]) -> None:
         rules_of: dict[str, list[int]] = defaultdict(list)
@@ -135,8 +135,9 @@ class _Pass:
             char: [(i, length, table) for (i, length), table in sorted(groups.items())]
             for char, groups in slots.items()
         }
-        self.regexes = [_compile(char, checked[char]) for char in sorted(checked)]
-        self.free = [_compile(char, bare[char]) for char in sorted(bare)]
+        self.chars = sorted(checked)
+        self.regexes = [_compile(char, checked[char]) for char in self.chars]
+        self.free = [_compile(char, bare[char]) for char in self.chars]
 
 
 def _compile(char: str, parts: list[tuple[str, str]]) -> re.Pattern[str]:
@@ -238,7 +239,11 @@ class Scanner:
             passes.append((self._folded, folded_text))
         for table, hay in passes:
             by_char = table.by_char
-            for regex in table.free if free else table.regexes:
+            for char, regex in zip(table.chars, table.free if free else table.regexes, strict=True):
+                # ``in`` is a vectorised memory search, the regex engine's own skip
+                # loop is not: a pivot absent from the text costs almost nothing.
+                if char not in hay:
+                    continue
                 for match in regex.finditer(hay, lo):
                     pos = match.start()
                     for offset, length, shapes in by_char[hay[pos]]:

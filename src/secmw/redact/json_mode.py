@@ -32,9 +32,27 @@ _MAX_DEPTH = 8
 SENSITIVE_FIELD = "sensitive_field"
 
 
+class _NotJson(ValueError):
+    """The unparsed text turned out not to be JSON where it mattered."""
+
+
 def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Finding]]:
     """Redact a JSON document; text that is not JSON is redacted as plain text."""
     findings: list[Finding] = []
+    keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+    if not keys and "\\" not in text:
+        # Without escapes and key names only quote parity matters, and it is checked
+        # as the literals are found: the text is not parsed first. Anything that
+        # does not fit JSON (a secret outside every literal that is not a number, an
+        # unclosed literal) sends the whole text to plain-text redaction instead.
+        candidates = redactor.scanner.scan(text)[0]
+        if not candidates:
+            return text, findings
+        try:
+            return _document(redactor, text, findings, 0, 0, plain=candidates), findings
+        except ValueError:
+            findings.clear()
+            return redactor.redact_text(text, findings), findings
     try:
         json.loads(text)
     except ValueError:
@@ -48,7 +66,13 @@ def _sensitive(redactor: SecretRedactor, key: str) -> bool:
 
 
 def _document(
-    redactor: SecretRedactor, text: str, findings: list[Finding], offset: int, depth: int
+    redactor: SecretRedactor,
+    text: str,
+    findings: list[Finding],
+    offset: int,
+    depth: int,
+    *,
+    plain: list[Candidate] | None = None,
 ) -> str:
     """Redact the string literals of one JSON text; the rest keeps its bytes.
 
@@ -58,14 +82,21 @@ def _document(
     and scanned on their own, and key names are looked at only when one of
     ``json_keys`` occurs in the text at all. When neither escapes nor key names
     matter, only the literals a candidate starts in are visited (``_holding``).
+
+    ``plain`` holds the candidates of a text already known to have neither, and
+    not parsed: what cannot be JSON raises :class:`_NotJson` (a ``ValueError``).
     """
-    candidates = redactor.scanner.scan(text)[0]
-    keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
-    plain = not keys and "\\" not in text
-    if plain and not candidates:
-        return text
+    strict = plain is not None
+    if plain is not None:
+        candidates, keys = plain, False
+    else:
+        candidates = redactor.scanner.scan(text)[0]
+        keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+        if not keys and "\\" not in text and not candidates:
+            return text
+    plain_text = not keys and "\\" not in text
     # Without escapes and key names only the literals holding a candidate can change.
-    spans = _holding(text, candidates) if plain else (m.span() for m in _STRING.finditer(text))
+    spans = _holding(text, candidates) if plain_text else (m.span() for m in _STRING.finditer(text))
     parts: list[str] = []
     position = 0
     sensitive = False
@@ -82,6 +113,7 @@ def _document(
                 parts=parts,
                 findings=findings,
                 offset=offset,
+                strict=strict,
             )
             index += 1
         inside = index < count and candidates[index].start < end
@@ -123,6 +155,7 @@ def _document(
             parts=parts,
             findings=findings,
             offset=offset,
+            strict=strict,
         )
     if not parts:
         return text
@@ -164,14 +197,20 @@ def _number(
     parts: list[str],
     findings: list[Finding],
     offset: int,
+    strict: bool = False,
 ) -> int:
     """A secret outside every string literal: a JSON number (a card number).
 
     It becomes a string holding the placeholder, so the document stays valid
     JSON; the value's type changes, its digits are gone. Returns the new position.
+    In an unparsed text (``strict``) anything else there means it is not JSON.
     """
     start, end = candidate.start, candidate.end
-    if start < position or not _NUMBER.fullmatch(text, start, end):
+    if start < position:
+        return position
+    if not _NUMBER.fullmatch(text, start, end):
+        if strict:
+            raise _NotJson("a secret outside the string literals")
         return position
     parts.append(text[position:start])
     replaced = redactor.apply(text, [candidate], start, end, findings=findings, offset=offset)

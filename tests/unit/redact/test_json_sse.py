@@ -243,3 +243,35 @@ def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
         "other": 4111111111111111,
     }
     assert [f.kind for f in findings] == ["payment_card"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # A secret outside every literal that is not a number: not JSON, plain text.
+        ('{"a": 1} ' + GITHUB, '{"a": 1} [REDACTED:github_token]'),
+        ("token " + GITHUB + ' "quoted"', 'token [REDACTED:github_token] "quoted"'),
+        # An unclosed literal after the secret's quote.
+        ('["' + GITHUB, '["[REDACTED:github_token]'),
+        # A literal with a raw line break (invalid JSON) around a secret that
+        # reaches past a quote.
+        ('{"k": "line\n' + GITHUB + '"}', '{"k": "line\n[REDACTED:github_token]"}'),
+    ],
+)
+def test_unparsed_text_that_is_not_json_still_loses_every_secret(
+    body: str, expected: str
+) -> None:
+    out, findings = REDACTOR.redact(body, "application/json")
+    assert out == expected
+    assert GITHUB not in out
+    assert [finding.kind for finding in findings] == ["github_token"]
+
+
+def test_valid_json_without_escapes_keeps_its_structure() -> None:
+    body = json.dumps({"items": [{"id": 1, "value": GITHUB}], "card": 4111111111111111})
+    out, findings = REDACTOR.redact(body, "application/json")
+    assert json.loads(out) == {
+        "items": [{"id": 1, "value": "[REDACTED:github_token]"}],
+        "card": "[REDACTED:payment_card]",
+    }
+    assert sorted(finding.kind for finding in findings) == ["github_token", "payment_card"]
