@@ -271,12 +271,18 @@ class Scanner:
 
         Every match contains an anchor no more than ``back`` characters after its
         start, so trying each anchor finds every match; no window is scanned.
+        Hits are tried by descending priority: a match that starts where a
+        confirmed one of higher priority (or equal priority, not shorter) starts
+        would lose in :meth:`select` anyway, so its validator is not run.
         """
         n = len(text)
         seen: set[tuple[int, int, int]] = set()
         found: list[Candidate] = []
         allow, allow_patterns = self._allow, self._allow_patterns
         rules = self.rules
+        if len(hits) > 1:
+            hits = sorted(hits, key=lambda hit: -rules[hit[1]].priority)
+        winners: dict[int, tuple[int, int]] = {}  # start -> (priority, end) confirmed there
         for q, index in hits:
             rule = rules[index]
             stop = min(n, q + rule.max_len + LOOKAHEAD)
@@ -290,6 +296,11 @@ class Scanner:
             if s < lo or s == e or (s, e, index) in seen:
                 continue
             seen.add((s, e, index))
+            winner = winners.get(s)
+            if winner is not None and (
+                winner[0] > rule.priority or (winner[0] == rule.priority and winner[1] >= e)
+            ):
+                continue
             value = text[s:e]
             if rule.validate is not None and not rule.validate(value):
                 continue
@@ -298,6 +309,8 @@ class Scanner:
             ):
                 continue
             found.append(Candidate(s, e, index, match.start()))
+            if winner is None or winner[0] < rule.priority or winner[1] < e:
+                winners[s] = (rule.priority, e)
         return found
 
     def select(self, found: list[Candidate]) -> list[Candidate]:
