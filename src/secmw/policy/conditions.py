@@ -36,12 +36,18 @@ class Undecidable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One compiled condition: its config key and its predicate."""
+    """One compiled condition: its config key and its predicate.
+
+    ``static`` conditions read nothing but the method, transport and path, the
+    principal's roles and whether it is authenticated, and the JSON-RPC method and
+    tool name: the engine may remember the decision of rules made only of them.
+    """
 
     name: str
     test: Predicate
     uses_arguments: bool = False
     needs_body: bool = False
+    static: bool = False
 
 
 def compile_value(match: ValueMatch, key: str) -> Callable[[Any], bool]:
@@ -157,7 +163,9 @@ def _principal_checks(
         wanted = c.authenticated
         checks.append(
             Check(
-                f"{key}.authenticated", lambda ctx, call: ctx.principal.is_authenticated is wanted
+                f"{key}.authenticated",
+                lambda ctx, call: ctx.principal.is_authenticated is wanted,
+                static=True,
             )
         )
     singles = (
@@ -181,7 +189,9 @@ def _principal_checks(
     for name, attr, factory in sets:
         values = getattr(c, name)
         if values is not None:
-            checks.append(Check(f"{key}.{name}", factory(attr, frozenset(values))))
+            checks.append(
+                Check(f"{key}.{name}", factory(attr, frozenset(values)), static=attr == "roles")
+            )
     for claim, match in (c.claims or {}).items():
         test = _value_check(match, f"{key}.claims.{claim}", issues)
         if test is not None:
@@ -197,12 +207,17 @@ def _request_checks(
 ) -> None:
     if c.methods is not None:
         methods = frozenset(c.methods)
-        checks.append(Check(f"{key}.methods", lambda ctx, call: ctx.method in methods))
+        checks.append(Check(f"{key}.methods", lambda ctx, call: ctx.method in methods, static=True))
     if c.transport is not None:
         transport = c.transport
-        checks.append(Check(f"{key}.transport", lambda ctx, call: ctx.transport == transport))
+        checks.append(
+            Check(f"{key}.transport", lambda ctx, call: ctx.transport == transport, static=True)
+        )
     if c.paths is not None:
-        checks.append(Check(f"{key}.paths", _path_check(c, key, issues)))
+        # Path parameters are read from the path alone; comparing them with the
+        # principal's subject or tenant is not static.
+        static = not c.principal_matches_path
+        checks.append(Check(f"{key}.paths", _path_check(c, key, issues), static=static))
     elif c.path_params or c.principal_matches_path:
         issues.append(
             ConfigIssue(f"{key}.path_params", "path parameters need paths with {name} segments")
@@ -243,6 +258,7 @@ def _rpc_checks(c: Conditions, key: str, checks: list[Check], issues: list[Confi
                 f"{key}.rpc_methods",
                 lambda ctx, call: call is not None and method_check(call.method),
                 needs_body=True,
+                static=True,
             )
         )
     if c.tools is not None:
@@ -252,6 +268,7 @@ def _rpc_checks(c: Conditions, key: str, checks: list[Check], issues: list[Confi
                 f"{key}.tools",
                 lambda ctx, call: call is not None and tool_check(call.tool),
                 needs_body=True,
+                static=True,
             )
         )
     for pointer, match in (c.arguments or {}).items():

@@ -29,6 +29,7 @@ from secmw.policy.glob import compile_path_glob, is_literal_name
 from secmw.policy.toolfilter import ToolListFilter
 
 _ANY = None
+MEMO_SIZE = 4096
 IndexKey = tuple[str | None, str | None, str | None, frozenset[str]]
 
 
@@ -49,6 +50,13 @@ class Rule:
     tools: frozenset[str] | None = None
     roles: frozenset[str] | None = None
     listing: Rule | None = None  # this rule as judged when listing tools (no arguments)
+
+    @property
+    def static(self) -> bool:
+        """True when the outcome depends only on what the engine's memo keys on."""
+        return self.effect is not Effect.STEP_UP and all(
+            check.static for check in (*self.when, *self.unless)
+        )
 
     def applies(self, ctx: RequestContext, call: RpcCall | None, now: float) -> bool:
         """True when the conditions hold, the exceptions do not, and (step-up) it is unmet."""
@@ -121,6 +129,12 @@ class PolicyEngine:
         self._known_tools = frozenset(t for r in self.rules if r.tools for t in r.tools)
         self._known_roles = frozenset(x for r in self.rules if r.roles for x in r.roles)
         self._index: dict[IndexKey, tuple[Rule, ...]] = {}
+        # Candidate sets made only of static rules (see Rule.static), by index key.
+        self._static: dict[IndexKey, bool] = {}
+        # Decisions of static candidate sets, by everything their rules read; bounded,
+        # oldest entry first out, because paths and role sets come from clients.
+        self._memo: dict[tuple[Any, ...], Decision] = {}
+        self.memo_size = MEMO_SIZE
 
     @classmethod
     def from_config(
@@ -187,11 +201,42 @@ class PolicyEngine:
 
     def _decide(self, ctx: RequestContext, call: RpcCall | None, now: float) -> Decision:
         try:
-            return self._combine(self._candidates(ctx, call), ctx, call, now)
+            rules, index_key = self._lookup(ctx, call)
+            if self._static[index_key]:
+                return self._remembered(rules, index_key, ctx, call, now)
+            return self._combine(rules, ctx, call, now)
         except Undecidable as exc:
             return Decision(
                 Effect.DENY, ("policy:undecidable",), f"a rule could not be evaluated: {exc}"
             )
+
+    def _remembered(
+        self,
+        rules: Sequence[Rule],
+        index_key: IndexKey,
+        ctx: RequestContext,
+        call: RpcCall | None,
+        now: float,
+    ) -> Decision:
+        """``_combine`` for static rules, through the memo (keyed on all they read)."""
+        principal = ctx.principal
+        memo_key = (
+            index_key,
+            ctx.path,
+            ctx.transport,
+            principal.is_authenticated,
+            principal.roles,
+            call.method if call is not None else None,
+            call.tool if call is not None else None,
+        )
+        memo = self._memo
+        decision = memo.get(memo_key)
+        if decision is None:
+            decision = self._combine(rules, ctx, call, now)
+            if len(memo) >= self.memo_size:
+                del memo[next(iter(memo))]
+            memo[memo_key] = decision
+        return decision
 
     def _combine(
         self, rules: Sequence[Rule], ctx: RequestContext, call: RpcCall | None, now: float
@@ -223,6 +268,12 @@ class PolicyEngine:
         return self.default
 
     def _candidates(self, ctx: RequestContext, call: RpcCall | None) -> tuple[Rule, ...]:
+        return self._lookup(ctx, call)[0]
+
+    def _lookup(
+        self, ctx: RequestContext, call: RpcCall | None
+    ) -> tuple[tuple[Rule, ...], IndexKey]:
+        """The rules that could apply to the request, and their index key."""
         method = ctx.method if ctx.method in self._known_methods else _ANY
         segment = _first_segment(ctx.path)
         segment_key = segment if segment in self._known_segments else _ANY
@@ -243,7 +294,8 @@ class PolicyEngine:
                 and (rule.roles is None or not rule.roles.isdisjoint(roles))
             )
             self._index[key] = found
-        return found
+            self._static[key] = all(rule.static for rule in found)
+        return found, key
 
     # -- explain and tool listing -----------------------------------------------
 
