@@ -24,7 +24,7 @@ from secmw.ratelimit.failover import Failover
 from secmw.ratelimit.headers import policy_field, rate_headers
 from secmw.ratelimit.memory import MemoryStore
 from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable
-from secmw.ratelimit.tiers import Tier
+from secmw.ratelimit.tiers import Part, Tier
 
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
@@ -44,6 +44,7 @@ class TieredRateLimiter:
     __slots__ = (
         "_emit",
         "_failover",
+        "_fixed",
         "_headers",
         "_message_tiers",
         "_policies",
@@ -79,6 +80,17 @@ class TieredRateLimiter:
         # RateLimit-Policy values by the limits they list (a handful of distinct sets).
         self._policies: dict[tuple[int, ...], bytes] = {}
         self.needs_body = any(tier.uses_tool for tier in self._request_tiers)
+        # (key part, limit, cost) of every window when no request tier needs more.
+        self._fixed: tuple[tuple[Part, Limit, int], ...] | None = None
+        if self._request_tiers and all(
+            tier.simple is not None and not tier.plans for tier in self._request_tiers
+        ):
+            self._fixed = tuple(
+                (tier.simple, limit, tier.cost)
+                for tier in self._request_tiers
+                if tier.simple is not None
+                for limit in tier.limits
+            )
 
     def bind_emitter(self, emit: Emit) -> None:
         """Give the limiter the pipeline's audit ``emit`` (for shadow and storage events)."""
@@ -103,25 +115,35 @@ class TieredRateLimiter:
     async def _hit(
         self, ctx: RequestContext, tiers: Sequence[Tier], *, message: bool
     ) -> RateDecision:
-        checks: list[Check] = []
-        append = checks.append
-        for tier in tiers:
-            keyed = tier.keys(ctx)
-            if not keyed:
-                continue
-            limits = tier.limits_for(ctx) if tier.plans else tier.limits
-            for key, cost in keyed:
-                for limit in limits:
-                    append((limit, key, cost))
-        if not checks:
-            return ALLOWED
+        checks: list[Check]
+        if not message and self._fixed is not None:
+            # Every request tier has one key part, one cost and one rate: no lookups.
+            checks = [(limit, (part(ctx),), cost) for part, limit, cost in self._fixed]
+        else:
+            checks = []
+            append = checks.append
+            for tier in tiers:
+                keyed = tier.keys(ctx)
+                if not keyed:
+                    continue
+                limits = tier.limits_for(ctx) if tier.plans else tier.limits
+                for key, cost in keyed:
+                    for limit in limits:
+                        append((limit, key, cost))
+            if not checks:
+                return ALLOWED
         now = self.clock()
         if self.memory is not None:  # the fast path: no storage to fail
-            return await self._decide(ctx, checks, self.memory.apply(checks, now), now)
-        outcomes = await self._evaluate(ctx, checks, now, message=message)
-        if outcomes is None:
-            return ALLOWED
-        return await self._decide(ctx, checks, outcomes, now)
+            outcomes = self.memory.apply(checks, now)
+        else:
+            found = await self._evaluate(ctx, checks, now, message=message)
+            if found is None:
+                return ALLOWED
+            outcomes = found
+        decision, shadowed = self._decide(checks, outcomes, now)
+        if shadowed:
+            await self._shadow_event(ctx, shadowed)
+        return decision
 
     async def _evaluate(
         self, ctx: RequestContext, checks: list[Check], now: float, *, message: bool
@@ -153,9 +175,10 @@ class TieredRateLimiter:
             )
         raise StorageUnavailable("rate-limit storage unavailable")
 
-    async def _decide(
-        self, ctx: RequestContext, checks: list[Check], outcomes: list[Outcome], now: float
-    ) -> RateDecision:
+    def _decide(
+        self, checks: list[Check], outcomes: list[Outcome], now: float
+    ) -> tuple[RateDecision, list[str]]:
+        """The decision and headers from the outcomes, and the shadow tiers exceeded."""
         violated: list[str] = []
         shadowed: list[str] = []
         enforced: list[int] = []  # ids of the enforced limits, the RateLimit-Policy cache key
@@ -183,8 +206,6 @@ class TieredRateLimiter:
                 or (remaining == worst_remaining and reset > worst_reset)
             ):
                 worst, worst_remaining, worst_reset = limit, remaining, reset
-        if shadowed:
-            await self._shadow_event(ctx, shadowed)
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if refused is not None:
             worst, worst_remaining, worst_reset = refused, 0, retry
@@ -198,8 +219,8 @@ class TieredRateLimiter:
                 self._headers, policy, (worst, worst_remaining, worst_reset), now
             )
         if refused is None:
-            return RateDecision(True, None, headers) if headers else ALLOWED
-        return RateDecision(
+            return (RateDecision(True, None, headers) if headers else ALLOWED), shadowed
+        refusal = RateDecision(
             allowed=False,
             retry_after=retry,
             headers=headers,
@@ -207,6 +228,7 @@ class TieredRateLimiter:
             reason="rate limit exceeded: " + ", ".join(violated),
             problem_type=QUOTA_EXCEEDED,
         )
+        return refusal, shadowed
 
     async def _shadow_event(self, ctx: RequestContext, policies: list[str]) -> None:
         if self._emit is None:

@@ -46,9 +46,11 @@ class MemoryStore:
         tables = self._tables
         steps = STEPS
         outcomes: list[Outcome] = []
+        found: list[OrderedDict[Hashable, tuple[float, Any]] | None] = []
         admitted = True
         for limit, key, cost in checks:
             table = tables.get(limit.slot)
+            found.append(table)
             entry = table.get(key) if table is not None else None
             state = entry[1] if entry is not None and entry[0] > now else None
             outcome = steps[limit.algorithm](state, now, cost, limit)
@@ -60,7 +62,7 @@ class MemoryStore:
                 outcome = outcomes[index]
                 if not (outcome[0] and cost):  # refused by a shadow tier, or only a look
                     continue
-                table = tables.get(limit.slot)
+                table = found[index]
                 if table is not None and key in table and outcome[2] > now:
                     table.move_to_end(key)  # the common case: a known key
                     table[key] = (outcome[2], outcome[1])

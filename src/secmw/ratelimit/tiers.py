@@ -102,13 +102,13 @@ class Tier:
         "_parts",
         "_route_costs",
         "_route_prefixes",
-        "_simple",
         "cost",
         "limits",
         "messages",
         "name",
         "plans",
         "shadow",
+        "simple",
         "tool_costs",
         "uses_tool",
     )
@@ -153,7 +153,8 @@ class Tier:
             and not self._has_exemptions
             and not self._has_route_costs
         )
-        self._simple: Part | None = self._parts[0] if simple else None
+        # The key part of a tier with one part and one constant cost, else None.
+        self.simple: Part | None = self._parts[0] if simple else None
 
     def exempt(self, ctx: RequestContext) -> bool:
         """True when the tier does not count this request at all."""
@@ -186,8 +187,8 @@ class Tier:
 
     def keys(self, ctx: RequestContext) -> list[tuple[Hashable, int]]:
         """The counter keys this request touches, with their costs (empty: not counted)."""
-        if self._simple is not None:  # one key part, one constant cost: most tiers
-            return [((self._simple(ctx),), self.cost)]
+        if self.simple is not None:  # one key part, one constant cost: most tiers
+            return [((self.simple(ctx),), self.cost)]
         if self._has_exemptions and self.exempt(ctx):
             return []
         parts = self._parts
