@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from secmw.context import Finding
+from secmw.redact.engine import Candidate
 
 if TYPE_CHECKING:
-    from secmw.redact.engine import Candidate
     from secmw.redact.redactor import SecretRedactor
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -247,7 +247,11 @@ def _literal(
     for candidate in following:
         if candidate.start >= end:
             break
-        inside.append(candidate._replace(start=candidate.start - start, end=candidate.end - start))
+        inside.append(
+            Candidate(
+                candidate.start - start, candidate.end - start, candidate.rule, candidate.origin
+            )
+        )
     if "\\" not in raw and all(c.end < len(raw) for c in inside):
         if not inside:
             return None
