@@ -255,6 +255,10 @@ class RequestContext:
         self.client_port = client_port
         self.peer = peer
         self.request_id = request_id
+        self._begin()
+
+    def _begin(self) -> None:
+        """Set what every context starts with (the state the stages fill in)."""
         self.started = time.perf_counter()
         self.principal: Principal = ANONYMOUS
         self.findings: list[Finding] = []
@@ -304,22 +308,26 @@ class RequestContext:
         incoming, lengths = _scan(raw_headers, settings.request_id_header.encode("latin-1"))
         if settings.trust_request_id and incoming is not None and _REQUEST_ID.fullmatch(incoming):
             request_id = incoming
-        ctx = cls(
-            scope=scope,
-            transport=transport,
-            method=scope.get("method", "GET") if transport == "http" else "GET",
-            path=path,
-            raw_path=raw_path
+        # Built field by field rather than through __init__'s keywords: this runs
+        # once per request, and a twelve-keyword call costs as much as the rest.
+        ctx = cls.__new__(cls)
+        ctx.scope = scope
+        ctx.transport = transport
+        ctx.method = scope.get("method", "GET") if transport == "http" else "GET"
+        ctx.path = path
+        ctx.raw_path = (
+            raw_path
             if raw_path is not None
-            else str(scope.get("path", "/")).encode("utf-8", "backslashreplace"),
-            root_path=scope.get("root_path") or "",
-            scheme=scope.get("scheme") or ("ws" if transport == "websocket" else "http"),
-            headers=headers,
-            client=client,
-            client_port=client_port,
-            peer=peer,
-            request_id=request_id or new_request_id(),
+            else str(scope.get("path", "/")).encode("utf-8", "backslashreplace")
         )
+        ctx.root_path = scope.get("root_path") or ""
+        ctx.scheme = scope.get("scheme") or ("ws" if transport == "websocket" else "http")
+        ctx.headers = headers
+        ctx.client = client
+        ctx.client_port = client_port
+        ctx.peer = peer
+        ctx.request_id = request_id or new_request_id()
+        ctx._begin()
         ctx.content_lengths = lengths
         return ctx
 

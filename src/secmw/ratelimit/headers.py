@@ -26,6 +26,17 @@ def policy_field(limits: Sequence[Limit]) -> bytes:
     return ", ".join(seen).encode("latin-1")
 
 
+# '"name"' as bytes, by policy name: names come from the configuration, so this stays small.
+_QUOTED: dict[str, bytes] = {}
+
+
+def _quoted(name: str) -> bytes:
+    found = _QUOTED.get(name)
+    if found is None:
+        found = _QUOTED[name] = f'"{name}"'.encode("latin-1")
+    return found
+
+
 def rate_headers(
     mode: str,
     policy: bytes,
@@ -37,7 +48,7 @@ def rate_headers(
     remaining = max(0, remaining)
     if mode == "draft":
         seconds = max(0, math.ceil(reset))
-        value = f'"{limit.policy}";r={remaining};t={seconds}'.encode("latin-1")
+        value = b"%b;r=%d;t=%d" % (_quoted(limit.policy), remaining, seconds)
         return ((b"ratelimit-policy", policy), (b"ratelimit", value))
     headers: list[tuple[bytes, bytes]] = []
     if mode == "both":

@@ -104,7 +104,16 @@ class TieredRateLimiter:
 
     async def hit(self, ctx: RequestContext) -> RateDecision:
         """Count the request against every request tier that applies to it."""
-        return await self._hit(ctx, self._request_tiers, message=False)
+        fixed, memory = self._fixed, self.memory
+        if fixed is None or memory is None:
+            return await self._hit(ctx, self._request_tiers, message=False)
+        # Memory and tiers with one key part and one rate each: the common case, inline.
+        checks: list[Check] = [(limit, (part(ctx),), cost) for part, limit, cost in fixed]
+        now = self.clock()
+        decision, shadowed = self._decide(checks, memory.apply(checks, now), now)
+        if shadowed:
+            await self._shadow_event(ctx, shadowed)
+        return decision
 
     async def hit_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> RateDecision:
         """Count one client message of an open websocket against the message tiers."""
