@@ -71,6 +71,26 @@ async def test_headers_describe_every_tier_and_the_most_restrictive() -> None:
     assert first.header("x-ratelimit-limit") is None
 
 
+async def test_the_most_restrictive_tier_is_named_wherever_it_is_listed() -> None:
+    clock = FakeClock()
+    app, _ = app_with(
+        {"name": "daily", "key": "principal", "rate": "100/day"},
+        {"name": "minute", "key": "principal", "rate": "5/minute"},
+        {"name": "hourly", "key": "principal", "rate": "5/hour"},
+        {"name": "burst", "key": "principal", "rate": "3/second"},
+        clock=clock,
+    )
+    first = await call(app, get(user="alice"))
+    assert first.header("ratelimit") == '"burst";r=2;t=1'
+    for _ in range(2):
+        await call(app, get(user="alice"))
+    clock.advance(1)
+    # burst is fresh again (r=2); minute and hourly both have one left: of the
+    # two, the one that resets last describes the client's position.
+    fourth = await call(app, get(user="alice"))
+    assert fourth.header("ratelimit") == '"hourly";r=1;t=3599'
+
+
 async def test_legacy_headers_on_request() -> None:
     clock = FakeClock(1000.0)
     app, _ = app_with({"name": "b", "key": "ip", "rate": "2/minute"}, clock=clock, headers="legacy")

@@ -45,6 +45,7 @@ class TieredRateLimiter:
         "_emit",
         "_failover",
         "_fixed",
+        "_fixed_policy",
         "_headers",
         "_message_tiers",
         "_policies",
@@ -91,6 +92,11 @@ class TieredRateLimiter:
                 if tier.simple is not None
                 for limit in tier.limits
             )
+        # The RateLimit-Policy value of the fixed checks, when they have no shadow
+        # window and headers are on (the fast path's precondition).
+        self._fixed_policy: bytes | None = None
+        if self._fixed and headers != "none" and not any(c[1].shadow for c in self._fixed):
+            self._fixed_policy = policy_field([limit for _, limit, _ in self._fixed])
 
     def bind_emitter(self, emit: Emit) -> None:
         """Give the limiter the pipeline's audit ``emit`` (for shadow and storage events)."""
@@ -110,7 +116,29 @@ class TieredRateLimiter:
         # Memory and tiers with one key part and one rate each: the common case, inline.
         checks: list[Check] = [(limit, (part(ctx),), cost) for part, limit, cost in fixed]
         now = self.clock()
-        decision, shadowed = self._decide(checks, memory.apply(checks, now), now)
+        outcomes = memory.apply(checks, now)
+        policy = self._fixed_policy
+        if policy is not None:
+            # No shadow tier, headers on: when every window admits, only the
+            # most restrictive one is needed for the headers.
+            worst = -1
+            remaining, reset = 0, 0.0
+            for index, outcome in enumerate(outcomes):
+                if not outcome[0]:
+                    break
+                if (
+                    worst < 0
+                    or outcome[3] < remaining
+                    or (outcome[3] == remaining and outcome[4] > reset)
+                ):
+                    worst, remaining, reset = index, outcome[3], outcome[4]
+            else:
+                if worst < 0:
+                    return ALLOWED
+                limit = fixed[worst][1]
+                headers = rate_headers(self._headers, policy, (limit, remaining, reset), now)
+                return RateDecision(True, None, headers)
+        decision, shadowed = self._decide(checks, outcomes, now)
         if shadowed:
             await self._shadow_event(ctx, shadowed)
         return decision

@@ -258,9 +258,7 @@ def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
         ('{"k": "line\n' + GITHUB + '"}', '{"k": "line\n[REDACTED:github_token]"}'),
     ],
 )
-def test_unparsed_text_that_is_not_json_still_loses_every_secret(
-    body: str, expected: str
-) -> None:
+def test_unparsed_text_that_is_not_json_still_loses_every_secret(body: str, expected: str) -> None:
     out, findings = REDACTOR.redact(body, "application/json")
     assert out == expected
     assert GITHUB not in out
