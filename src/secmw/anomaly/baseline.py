@@ -36,6 +36,7 @@ class RateSpike:
     """
 
     __slots__ = (
+        "_data",
         "_state",
         "alpha",
         "cool_down",
@@ -78,6 +79,7 @@ class RateSpike:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Rate] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a baseline."""
@@ -94,11 +96,15 @@ class RateSpike:
         if not subject:
             return None
         bucket = int(now // self.interval)
-        rate = self._state.get(subject, now)
-        if rate is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
             rate = _Rate(bucket)
             self._state.put(subject, now, rate)
-        elif bucket != rate.bucket:
+        else:
+            item[0] = now
+            rate = item[1]
+        if bucket != rate.bucket:
             gap = bucket - rate.bucket
             keep = 1.0 - self.alpha
             rate.mean = (self.alpha * rate.count + keep * rate.mean) * keep ** (gap - 1)

@@ -48,13 +48,18 @@ class AnomalyMonitor:
     """
 
     __slots__ = (
+        "_always",
+        "_block_data",
         "_blocks",
         "_clock",
         "_dedup",
+        "_on_401",
+        "_on_failure",
         "_outcome",
         "_pending_alerts",
         "_pending_events",
         "_request",
+        "_step_data",
         "_step_ups",
         "alert_sinks",
         "block_status",
@@ -83,6 +88,7 @@ class AnomalyMonitor:
         self.detectors = tuple(detectors)
         self._request = tuple(d for d in detectors if d.phase == "request")
         self._outcome = tuple(d for d in detectors if d.phase == "outcome")
+        self._always, self._on_failure, self._on_401 = _route(self._outcome)
         self.alert_sinks = tuple(alert_sinks)
         self.block_status = block_status
         self.step_up_acr_values = tuple(step_up_acr_values)
@@ -91,6 +97,9 @@ class AnomalyMonitor:
         longest = max((d.cool_down for d in detectors), default=1.0)
         self._blocks: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
         self._step_ups: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
+        # The tables' dicts, tested for emptiness on every request without a method call.
+        self._block_data = self._blocks.data
+        self._step_data = self._step_ups.data
         self._pending_events: deque[AuditEvent] = deque(maxlen=max_pending)
         self._pending_alerts: deque[Alert] = deque(maxlen=max_pending)
         self.dropped = 0
@@ -100,7 +109,7 @@ class AnomalyMonitor:
 
     async def before(self, ctx: RequestContext) -> None:
         """Refuse a request from a blocked client address, whatever its credentials."""
-        if self._blocks and ctx.client is not None:
+        if self._block_data and ctx.client is not None:
             self._check_block("client", ctx.client, self._clock())
 
     async def after_authentication(self, ctx: RequestContext) -> None:
@@ -112,24 +121,27 @@ class AnomalyMonitor:
             if anomaly is not None:
                 self._act(anomaly, detector.cool_down, now)
                 fired = True
-        if not (self._blocks or self._step_ups):
+        if not (self._block_data or self._step_data):
             return
         principal = ctx.principal
-        keys: list[tuple[KeyKind, str]] = []
-        if principal.subject:
-            keys.append(("subject", principal.subject))
-        if principal.credential_id:
-            keys.append(("credential", principal.credential_id))
-        if fired and ctx.client is not None:
-            keys.append(("client", ctx.client))
-        for kind, key in keys:
-            self._check_block(kind, key, now)
-        if not self._step_ups:
-            return
-        if ctx.client is not None:
-            keys.append(("client", ctx.client))
-        for kind, key in keys:
-            self._check_step_up(ctx, kind, key, now)
+        subject = principal.subject
+        credential = principal.credential_id
+        client = ctx.client
+        if self._block_data:
+            if subject:
+                self._check_block("subject", subject, now)
+            if credential:
+                self._check_block("credential", credential, now)
+            # The address was checked before authentication, unless a detector just fired.
+            if fired and client is not None:
+                self._check_block("client", client, now)
+        if self._step_data:
+            if subject:
+                self._check_step_up(ctx, "subject", subject, now)
+            if credential:
+                self._check_step_up(ctx, "credential", credential, now)
+            if client is not None:
+                self._check_step_up(ctx, "client", client, now)
 
     def _check_block(self, kind: KeyKind, key: str, now: float) -> None:
         entry = self._blocks.get((kind, key), now)
@@ -177,11 +189,17 @@ class AnomalyMonitor:
     # -- the observer ------------------------------------------------------
 
     def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
-        """Feed the request's audit event to the outcome detectors."""
-        if not self._outcome:
+        """Feed the request's audit event to the outcome detectors that can count it."""
+        if event.outcome == "failure":
+            detectors = self._on_failure.get(event.name, self._always)
+        elif event.status == 401 and event.outcome == "success":
+            detectors = self._on_401
+        else:
+            detectors = self._always
+        if not detectors:
             return
         now = self._clock()
-        for detector in self._outcome:
+        for detector in detectors:
             anomaly = detector.check(ctx, event, now)
             if anomaly is not None:
                 self._act(anomaly, detector.cool_down, now)
@@ -258,6 +276,31 @@ class AnomalyMonitor:
     def audit_sink(self, inner: AuditSink | None) -> AnomalyAuditSink:
         """Wrap the pipeline's audit sink so anomaly events follow each request's event."""
         return AnomalyAuditSink(inner, self)
+
+
+Routes = tuple[tuple[Detector, ...], dict[str, tuple[Detector, ...]], tuple[Detector, ...]]
+
+
+def _route(detectors: tuple[Detector, ...]) -> Routes:
+    """Which outcome detectors can count which events, worked out once.
+
+    A detector that declares ``failure_events`` (and ``count_app_401``) sees only
+    failure events of those names (and admitted requests the app answered with
+    401); one that declares nothing sees every event. Most requests succeed, so
+    most run no outcome detector at all. Order is kept within each route.
+    """
+    always = tuple(d for d in detectors if getattr(d, "failure_events", None) is None)
+    names = {name for d in detectors for name in getattr(d, "failure_events", None) or ()}
+    on_failure = {
+        name: tuple(
+            d
+            for d in detectors
+            if name in (getattr(d, "failure_events", None) or ()) or d in always
+        )
+        for name in names
+    }
+    on_401 = tuple(d for d in detectors if getattr(d, "count_app_401", False) or d in always)
+    return always, on_failure, on_401
 
 
 def _audit_event(anomaly: Anomaly, cool_down: float) -> AuditEvent:

@@ -39,6 +39,7 @@ class NewTarget:
     """
 
     __slots__ = (
+        "_data",
         "_state",
         "cool_down",
         "learning_period",
@@ -74,42 +75,50 @@ class NewTarget:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Targets] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
         return len(self._state)
-
-    def _targets(self, ctx: RequestContext) -> tuple[str, ...]:
-        if ctx.rpc:
-            tools = ctx.tools
-            if tools:
-                return tuple(f"tool:{tool}" for tool in tools)
-        path = ctx.path
-        end = 0
-        for _ in range(self.route_depth):
-            end = path.find("/", end + 1)
-            if end < 0:
-                return (ctx.method + " " + path,)
-        return (ctx.method + " " + path[:end],)
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Learn the request's targets; past the learning period, report a new one."""
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.get(subject, now)
-        if profile is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
             profile = _Targets(now)
             self._state.put(subject, now, profile)
+        else:
+            item[0] = now
+            profile = item[1]
         profile.count += 1
         known = profile.targets
         found = None
-        for target in self._targets(ctx):
-            if target in known or len(known) >= self.max_targets:
-                continue
-            known.add(target)
-            if found is None:
-                found = target
+        tools = ctx.tools if ctx.rpc else None
+        if not tools:
+            # The usual case, one route: no tuple, and a known route ends here.
+            path = ctx.path
+            end = 0
+            for _ in range(self.route_depth):
+                end = path.find("/", end + 1)
+                if end < 0:
+                    break
+            route = ctx.method + " " + (path if end < 0 else path[:end])
+            if route in known or len(known) >= self.max_targets:
+                return None
+            known.add(route)
+            found = route
+        else:
+            for tool in tools:
+                target = "tool:" + tool
+                if target in known or len(known) >= self.max_targets:
+                    continue
+                known.add(target)
+                if found is None:
+                    found = target
         if found is None or not (
             now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
         ):
@@ -149,8 +158,12 @@ class OffHours:
     """
 
     __slots__ = (
+        "_bits",
+        "_data",
         "_offset",
         "_offset_hour",
+        "_span_end",
+        "_span_start",
         "_state",
         "cool_down",
         "learning_period",
@@ -182,9 +195,13 @@ class OffHours:
         self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self._offset_hour = -1
         self._offset = 0.0
+        # The UTC span in which the local weekday and hour stay the same, and their bits.
+        self._span_start = self._span_end = 0.0
+        self._bits = (0, 0, 0, 0)
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Hours] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
@@ -201,22 +218,35 @@ class OffHours:
         # 1970-01-01 was a Thursday (weekday 3).
         return (local // 86_400 + 3) % 7, local % 86_400 // 3600
 
+    def _new_span(self, now: float) -> None:
+        """Work out the local weekday and hour of ``now`` and how long they hold."""
+        weekday, hour_of_day = self._local(now)
+        utc_hour_start = self._offset_hour * 3600.0
+        # The local hour starts where the local clock shows a whole hour; the offset
+        # (looked up per UTC hour) holds until the next UTC hour.
+        local = now + self._offset
+        local_hour_start = local - local % 3600 - self._offset
+        self._span_start = max(utc_hour_start, local_hour_start)
+        self._span_end = min(utc_hour_start + 3600.0, local_hour_start + 3600.0)
+        self._bits = (weekday, hour_of_day, 1 << weekday, 1 << hour_of_day)
+
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Learn the request's day and hour; past the learning period, report new ones."""
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.get(subject, now)
-        if profile is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
             profile = _Hours(now)
             self._state.put(subject, now, profile)
-        profile.count += 1
-        if int(now // 3600) == self._offset_hour:
-            local = int(now + self._offset)
-            weekday, hour_of_day = (local // 86_400 + 3) % 7, local % 86_400 // 3600
         else:
-            weekday, hour_of_day = self._local(now)
-        day, hour = 1 << weekday, 1 << hour_of_day
+            item[0] = now
+            profile = item[1]
+        profile.count += 1
+        if not self._span_start <= now < self._span_end:
+            self._new_span(now)
+        weekday, hour_of_day, day, hour = self._bits
         if profile.days & day and profile.hours & hour:
             return None
         learned = (
