@@ -102,6 +102,13 @@ class AuthFailureBurst(_Windowed):
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Count a failed authentication against its client or subject."""
+        key = self.counted_key(ctx, event)
+        if not key or not self._count(key, now):
+            return None
+        return self.anomaly(ctx, event, key, now)  # type: ignore[arg-type]
+
+    def counted_key(self, ctx: RequestContext, event: AuditEvent | None) -> str | None:
+        """The key this event counts against, or ``None`` when it is not a failure."""
         if event is None:
             return None
         failed = (event.outcome == "failure" and event.name in self.failure_events) or (
@@ -110,12 +117,12 @@ class AuthFailureBurst(_Windowed):
         if not failed:
             return None
         if self.key_kind == "client":
-            key = event.client
-        else:
-            claimed = ctx.state.get("claimed_subject")
-            key = event.subject or (claimed if isinstance(claimed, str) else None)
-        if not key or not self._count(key, now):
-            return None
+            return event.client
+        claimed = ctx.state.get("claimed_subject")
+        return event.subject or (claimed if isinstance(claimed, str) else None)
+
+    def anomaly(self, ctx: RequestContext, event: AuditEvent, key: str, now: float) -> Anomaly:
+        """The anomaly of a burst that just reached the threshold."""
         return Anomaly(
             detector=self.name,
             event=self.event,
@@ -166,11 +173,19 @@ class RepeatedDenials(_Windowed):
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Count a refusal against the principal that received it."""
-        if event is None or event.outcome != "failure" or event.name not in self.failure_events:
-            return None
-        subject = event.subject
+        subject = self.counted_key(ctx, event)
         if not subject or not self._count(subject, now):
             return None
+        return self.anomaly(ctx, event, subject, now)  # type: ignore[arg-type]
+
+    def counted_key(self, ctx: RequestContext, event: AuditEvent | None) -> str | None:
+        """The subject this event counts against, or ``None`` when it is not a refusal."""
+        if event is None or event.outcome != "failure" or event.name not in self.failure_events:
+            return None
+        return event.subject
+
+    def anomaly(self, ctx: RequestContext, event: AuditEvent, subject: str, now: float) -> Anomaly:
+        """The anomaly of refusals that just reached the threshold."""
         return Anomaly(
             detector=self.name,
             event=self.event,
@@ -250,6 +265,12 @@ class TokenReuse:
         count = len(seen)
         seen.clear()
         seen[client] = now
+        return self.anomaly(ctx, credential, client, count, now)
+
+    def anomaly(
+        self, ctx: RequestContext, credential: str, client: str, count: int, now: float
+    ) -> Anomaly:
+        """The anomaly of a credential just seen from ``count`` addresses."""
         return Anomaly(
             detector=self.name,
             event=self.event,

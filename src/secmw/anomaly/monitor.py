@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from secmw.anomaly.alerts import AlertDeduplicator
 from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind
+from secmw.anomaly.shared import SharedState
 from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent, AuditSink
 from secmw.auth.stepup import step_up_needed
@@ -66,7 +67,9 @@ class AnomalyMonitor:
         "detectors",
         "dropped",
         "on_anomaly",
+        "shared",
         "step_up_acr_values",
+        "uses_step_up",
     )
 
     def __init__(
@@ -81,6 +84,7 @@ class AnomalyMonitor:
         max_enforced: int = 100_000,
         max_pending: int = 1000,
         on_anomaly: Callable[[Anomaly], None] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         names = [detector.name for detector in detectors]
         if len(set(names)) != len(names):
@@ -104,6 +108,10 @@ class AnomalyMonitor:
         self._pending_alerts: deque[Alert] = deque(maxlen=max_pending)
         self.dropped = 0
         self.on_anomaly = on_anomaly
+        self.uses_step_up = any(d.response == "step_up" for d in detectors)
+        self.shared = shared
+        if shared is not None:
+            shared.attach(self.detectors)
 
     # -- the guard ---------------------------------------------------------
 
@@ -111,16 +119,26 @@ class AnomalyMonitor:
         """Refuse a request from a blocked client address, whatever its credentials."""
         if self._block_data and ctx.client is not None:
             self._check_block("client", ctx.client, self._clock())
+        if self.shared is not None and ctx.client is not None:
+            now = self._clock()
+            await self.shared.before(self, ctx, ctx.client, now)
+            if self._block_data:
+                self._check_block("client", ctx.client, now)
 
     async def after_authentication(self, ctx: RequestContext) -> None:
         """Run the request detectors, then refuse a blocked or stepped-up principal."""
         now = self._clock()
         fired = False
+        shared = self.shared
         for detector in self._request:
+            if shared is not None and detector in shared.detectors:
+                continue
             anomaly = detector.check(ctx, None, now)
             if anomaly is not None:
-                self._act(anomaly, detector.cool_down, now)
+                self.act(anomaly, detector.cool_down, now)
                 fired = True
+        if shared is not None and await shared.after_authentication(self, ctx, now):
+            fired = True
         if not (self._block_data or self._step_data):
             return
         principal = ctx.principal
@@ -199,19 +217,30 @@ class AnomalyMonitor:
         if not detectors:
             return
         now = self._clock()
+        shared = self.shared
         for detector in detectors:
+            if shared is not None and detector in shared.detectors:
+                shared.count(detector, ctx, event, now)  # type: ignore[arg-type]
+                continue
             anomaly = detector.check(ctx, event, now)
             if anomaly is not None:
-                self._act(anomaly, detector.cool_down, now)
+                self.act(anomaly, detector.cool_down, now)
 
     # -- responses and publication ----------------------------------------
 
-    def _act(self, anomaly: Anomaly, cool_down: float, now: float) -> None:
+    def act(self, anomaly: Anomaly, cool_down: float, now: float, *, stored: bool = False) -> None:
+        """Enforce ``anomaly``'s response and queue its audit event and alert.
+
+        ``stored``: the shared state already holds the enforcement (set by the
+        same Redis script that counted); otherwise it is sent there too.
+        """
         key = (anomaly.key_kind, anomaly.key)
         if anomaly.response == "block":
             self._blocks.put(key, now, (now + cool_down, anomaly))
         elif anomaly.response == "step_up":
             self._step_ups.put(key, now, (now + cool_down, anomaly))
+        if self.shared is not None and anomaly.response != "alert" and not stored:
+            self.shared.publish(anomaly, now + cool_down)
         if len(self._pending_events) == self._pending_events.maxlen:
             self.dropped += 1
         self._pending_events.append(_audit_event(anomaly, cool_down))
@@ -221,6 +250,18 @@ class AnomalyMonitor:
                 self._pending_alerts.append(alert)
         if self.on_anomaly is not None:
             self.on_anomaly(anomaly)
+
+    def remember(self, anomaly: Anomaly, until: float) -> None:
+        """Keep an enforcement read from the shared state until it ends (no new event)."""
+        table = self._blocks if anomaly.response == "block" else self._step_ups
+        now = self._clock()
+        table.put((anomaly.key_kind, anomaly.key), now, (until, anomaly))
+
+    def queue_event(self, event: AuditEvent) -> None:
+        """Queue an audit event (the shared state's outage and recovery) for the next flush."""
+        if len(self._pending_events) == self._pending_events.maxlen:
+            self.dropped += 1
+        self._pending_events.append(event)
 
     def active(self, kind: KeyKind, key: str) -> str | None:
         """The response in force for a key (``block``, ``step_up``), or ``None``."""
@@ -237,6 +278,8 @@ class AnomalyMonitor:
 
     async def flush(self, audit: AuditSink | None) -> None:
         """Publish the queued anomaly events to ``audit`` and alerts to the sinks."""
+        if self.shared is not None:
+            await self.shared.flush(self)
         events = self._pending_events
         while events:
             event = events.popleft()
@@ -262,7 +305,9 @@ class AnomalyMonitor:
                     )
 
     async def aclose(self) -> None:
-        """Close every alert sink (a webhook delivers what it has queued)."""
+        """Close every alert sink (a webhook delivers what it has queued) and the shared state."""
+        if self.shared is not None:
+            await self.shared.aclose()
         for sink in self.alert_sinks:
             try:
                 await sink.aclose()
