@@ -13,12 +13,20 @@ the same counting (a counter by three labels, one by reason, a histogram).
 Memory per key: each detector is fed ``--keys`` distinct keys and the growth
 measured with tracemalloc, divided by the number of keys.
 
-    python benchmarks/bench_anomaly.py [--seconds 1] [--keys 10000]
+Shared state in Redis (``anomaly.storage.url``, a local ``redis-server`` started
+here on 127.0.0.1): the default five detectors on an asyncio loop, each request
+running ``before``, ``after_authentication``, ``observe`` and the flush that
+follows the request's audit event (where outcome counts go to Redis), against
+the same monitor in memory on the same loop, interleaved; with round trips per
+request.
+
+    python benchmarks/bench_anomaly.py [--seconds 1] [--keys 10000] [--redis-requests 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import platform
 import sys
@@ -29,6 +37,7 @@ from typing import Any
 
 import prometheus_client as prom
 
+from bench_ratelimit import redis_server
 from secmw.anomaly import (
     AnomalyMonitor,
     AuthFailureBurst,
@@ -39,6 +48,7 @@ from secmw.anomaly import (
     TokenReuse,
 )
 from secmw.anomaly.base import Detector
+from secmw.anomaly.shared import SharedState
 from secmw.audit.base import AuditEvent
 from secmw.context import Principal, RequestContext
 from secmw.metrics import SecurityMetrics
@@ -138,6 +148,67 @@ def monitor_step(
     return step
 
 
+async def shared_rows(url: str, items: list[tuple[RequestContext, AuditEvent]], count: int) -> None:
+    """Per-request cost of the default detectors with their state in Redis vs in memory."""
+    import redis.asyncio.connection  # noqa: PLC0415 - counts round trips
+
+    trips = {"count": 0}
+    original = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        trips["count"] += 1
+        await original(self, command, check_health)
+
+    redis.asyncio.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    clock = [START]
+    shared = SharedState(url, prefix="bench-anomaly")
+    monitors = {
+        "monitor, default 5 detectors, memory": AnomalyMonitor(
+            all_detectors()[:5], clock=lambda: clock[0]
+        ),
+        "monitor, default 5 detectors, Redis": AnomalyMonitor(
+            all_detectors()[:5], clock=lambda: clock[0], shared=shared
+        ),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in monitors}
+    round_trips = dict.fromkeys(monitors, 0)
+
+    async def run(monitor: AnomalyMonitor, chunk: list[tuple[RequestContext, AuditEvent]]) -> None:
+        for ctx, event in chunk:
+            clock[0] += 0.001
+            await monitor.before(ctx)
+            await monitor.after_authentication(ctx)
+            monitor.observe(ctx, event)
+            await monitor.flush(None)
+
+    for monitor in monitors.values():
+        await run(monitor, items[:200])  # connect, load the script
+    rounds = 10
+    per_round = count // rounds
+    position = 0
+    for _ in range(rounds):
+        for name, monitor in monitors.items():
+            chunk = items[position : position + per_round]
+            before = trips["count"]
+            for start in range(0, len(chunk), 100):
+                batch = chunk[start : start + 100]
+                started = time.perf_counter_ns()
+                await run(monitor, batch)
+                samples[name].append((time.perf_counter_ns() - started) / 1000.0 / len(batch))
+            round_trips[name] += trips["count"] - before
+        position = (position + per_round) % (len(items) - per_round)
+    await shared.aclose()
+    redis.asyncio.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    print()
+    print(f"Shared state in Redis (local redis-server), {count} requests per variant")
+    print()
+    print("| variant | p50 µs/request | p99 µs/request | round trips/request |")
+    print("|---|---:|---:|---:|")
+    for name in monitors:
+        p50, p99 = percentiles(samples[name])
+        print(f"| {name} | {p50:.2f} | {p99:.2f} | {round_trips[name] / count:.2f} |")
+
+
 def prometheus_step() -> Callable[[RequestContext, AuditEvent], None]:
     registry = prom.CollectorRegistry()
     requests = prom.Counter(
@@ -183,6 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per variant")
     parser.add_argument("--keys", type=int, default=10_000, help="distinct keys")
+    parser.add_argument("--redis-requests", type=int, default=2000, help="per Redis variant")
     args = parser.parse_args()
     items = workload(args.keys)
 
@@ -267,6 +339,12 @@ def main() -> None:
         print(f"| {name} | {memory_per_key(make, args.keys, feed):.0f} |")
     print()
     print("Memory per key includes the key string itself (about 60 bytes here).", file=sys.stderr)
+    if args.redis_requests:
+        with redis_server() as url:
+            if url is None:
+                print("\nredis-server not found: Redis rows skipped")
+            else:
+                asyncio.run(shared_rows(url, workload(args.keys), args.redis_requests))
 
 
 if __name__ == "__main__":

@@ -215,23 +215,87 @@ async def test_fail_closed_answers_503_while_redis_is_down(
         await app.pipeline.aclose()
 
 
-async def test_an_authenticated_request_costs_two_round_trips(
-    redis_server: RedisServer, anyio_backend: str
+def credential_part(audit: AuditCapture) -> str:
+    """The hashed credential of the last token-reuse detection, as it appears in keys."""
+    found = [e for e in audit.named("authn_token_reuse") if "evidence" in e.details]
+    if not found:
+        return ""
+    return "h:" + hashlib.sha256(found[-1].details["key"].encode()).hexdigest()[:32]
+
+
+def evalsha_calls(server: RedisServer) -> int:
+    stats = server.command("INFO", "commandstats").get("cmdstat_evalsha", {"calls": 0})
+    return int(stats["calls"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "authenticated", "anonymous"),
+    [
+        pytest.param({}, 2, 1, id="defaults"),
+        pytest.param({"token_reuse": {"enabled": False}}, 1, 1, id="no-token-reuse"),
+        pytest.param(
+            {"auth_failures_by_client": {"response": "alert"}, "token_reuse": {"enabled": False}},
+            0,
+            0,
+            id="nothing-shared-before-the-app",
+        ),
+    ],
+)
+async def test_round_trips_per_request(
+    redis_server: RedisServer,
+    anyio_backend: str,
+    settings: dict[str, Any],
+    authenticated: int,
+    anonymous: int,
 ) -> None:
     issuer = TokenIssuer()
     clock = FakeClock(MONDAY_10H)
-    app, _ = instance(issuer, clock, redis_server.url, f"rt-{anyio_backend}")
+    prefix = f"rt-{anyio_backend}-{authenticated}-{anonymous}"
+    app, _ = instance(issuer, clock, redis_server.url, prefix, **settings)
     token = issuer.mint("frank", expires_in=7200)
     try:
         assert (await call(app, get(token, "192.0.2.50"))).status == 200  # loads the script
         redis_server.command("CONFIG", "RESETSTAT")
         for _ in range(10):
-            await call(app, get(token, "192.0.2.50"))
-        calls = {
-            name.removeprefix("cmdstat_"): int(stats["calls"])
-            for name, stats in redis_server.command("INFO", "commandstats").items()
-            if name.startswith("cmdstat_")
-        }
+            assert (await call(app, get(token, "192.0.2.50"))).status == 200
+        assert evalsha_calls(redis_server) == 10 * authenticated
+        redis_server.command("CONFIG", "RESETSTAT")
+        for _ in range(10):  # no credential: the app answers, nothing to count
+            assert (await call(app, get(None, "192.0.2.51"))).status == 401
+        assert evalsha_calls(redis_server) == 10 * anonymous
     finally:
         await app.pipeline.aclose()
-    assert calls["evalsha"] == 20
+
+
+async def test_a_step_up_set_on_one_instance_is_demanded_on_the_other(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    issuer = TokenIssuer()
+    clock = FakeClock(MONDAY_10H)
+    prefix = f"step-{anyio_backend}"
+    settings = {"token_reuse": {"threshold": 2, "response": "step_up", "cool_down": 600}}
+    first, first_audit = instance(issuer, clock, redis_server.url, prefix, **settings)
+    second, second_audit = instance(issuer, clock, redis_server.url, prefix, **settings)
+    token = issuer.mint("grace", expires_in=7200)
+    try:
+        assert (await call(first, get(token, "192.0.2.60"))).status == 200
+        clock.advance(1)
+        challenged = await call(first, get(token, "192.0.2.61"))  # the second address
+        assert challenged.status == 401
+        assert "insufficient_user_authentication" in (challenged.header("www-authenticate") or "")
+        clock.advance(1)
+        # From the address that fired (the set now holds only it): nothing new to count.
+        elsewhere = await call(second, get(token, "192.0.2.61"))
+        assert elsewhere.status == 401
+        assert "insufficient_user_authentication" in (elsewhere.header("www-authenticate") or "")
+        assert second_audit.last.name == "authn_token_reuse"
+        assert credential_part(second_audit) == ""  # no detection there: the step-up is shared
+        # The step-up is keyed by the credential: a new token is not challenged.
+        fresh = issuer.mint("grace", expires_in=7200)
+        assert (await call(second, get(fresh, "192.0.2.60"))).status == 200
+        clock.advance(600)  # the cool-down is over on both
+        redis_server.command("DEL", f"{{{prefix}}}:s:credential:" + credential_part(first_audit))
+        assert (await call(second, get(token, "192.0.2.61"))).status == 200
+    finally:
+        await first.pipeline.aclose()
+        await second.pipeline.aclose()

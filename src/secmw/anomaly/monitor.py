@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from secmw.anomaly.alerts import AlertDeduplicator
 from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind
+from secmw.anomaly.routing import route_outcomes
 from secmw.anomaly.shared import SharedState
 from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent, AuditSink
@@ -69,7 +70,6 @@ class AnomalyMonitor:
         "on_anomaly",
         "shared",
         "step_up_acr_values",
-        "uses_step_up",
     )
 
     def __init__(
@@ -92,7 +92,7 @@ class AnomalyMonitor:
         self.detectors = tuple(detectors)
         self._request = tuple(d for d in detectors if d.phase == "request")
         self._outcome = tuple(d for d in detectors if d.phase == "outcome")
-        self._always, self._on_failure, self._on_401 = _route(self._outcome)
+        self._always, self._on_failure, self._on_401 = route_outcomes(self._outcome)
         self.alert_sinks = tuple(alert_sinks)
         self.block_status = block_status
         self.step_up_acr_values = tuple(step_up_acr_values)
@@ -108,7 +108,6 @@ class AnomalyMonitor:
         self._pending_alerts: deque[Alert] = deque(maxlen=max_pending)
         self.dropped = 0
         self.on_anomaly = on_anomaly
-        self.uses_step_up = any(d.response == "step_up" for d in detectors)
         self.shared = shared
         if shared is not None:
             shared.attach(self.detectors)
@@ -321,31 +320,6 @@ class AnomalyMonitor:
     def audit_sink(self, inner: AuditSink | None) -> AnomalyAuditSink:
         """Wrap the pipeline's audit sink so anomaly events follow each request's event."""
         return AnomalyAuditSink(inner, self)
-
-
-Routes = tuple[tuple[Detector, ...], dict[str, tuple[Detector, ...]], tuple[Detector, ...]]
-
-
-def _route(detectors: tuple[Detector, ...]) -> Routes:
-    """Which outcome detectors can count which events, worked out once.
-
-    A detector that declares ``failure_events`` (and ``count_app_401``) sees only
-    failure events of those names (and admitted requests the app answered with
-    401); one that declares nothing sees every event. Most requests succeed, so
-    most run no outcome detector at all. Order is kept within each route.
-    """
-    always = tuple(d for d in detectors if getattr(d, "failure_events", None) is None)
-    names = {name for d in detectors for name in getattr(d, "failure_events", None) or ()}
-    on_failure = {
-        name: tuple(
-            d
-            for d in detectors
-            if name in (getattr(d, "failure_events", None) or ()) or d in always
-        )
-        for name in names
-    }
-    on_401 = tuple(d for d in detectors if getattr(d, "count_app_401", False) or d in always)
-    return always, on_failure, on_401
 
 
 def _audit_event(anomaly: Anomaly, cool_down: float) -> AuditEvent:

@@ -48,6 +48,8 @@ Windowed = AuthFailureBurst | RepeatedDenials
 Count = tuple[Windowed, RequestContext, AuditEvent, str, float]
 # Enforcements this instance decided, not yet in Redis: (Redis key, record, until).
 Outgoing = tuple[str, str, float]
+# An enforcement to look up: (table "b" or "s", key kind, key).
+Wanted = tuple[str, KeyKind, str]
 
 
 class AnomalyStorageUnavailable(ComponentError):
@@ -112,6 +114,7 @@ class SharedState:
         "degraded",
         "detectors",
         "down",
+        "enforced",
         "mode",
         "prefix",
         "retry_interval",
@@ -141,6 +144,7 @@ class SharedState:
         self.degraded = 0
         self._next_probe = 0.0
         self.detectors: frozenset[Detector] = frozenset()
+        self.enforced: frozenset[tuple[str, str]] = frozenset()
         self.reuse: tuple[TokenReuse, ...] = ()
         self._pending: deque[Count] = deque(maxlen=max_pending)
         self._outbox: deque[Outgoing] = deque(maxlen=max_pending)
@@ -150,6 +154,11 @@ class SharedState:
         shared = [d for d in detectors if isinstance(d, AuthFailureBurst | RepeatedDenials)]
         self.reuse = tuple(d for d in detectors if isinstance(d, TokenReuse))
         self.detectors = frozenset([*shared, *self.reuse])
+        # Which enforcements can exist, by table and key kind: only those are asked for
+        # (every instance is expected to run the same detector settings).
+        self.enforced = frozenset(
+            (_table(d), d.key_kind) for d in detectors if d.response != "alert"
+        )
 
     def enforcement_key(self, table: str, kind: KeyKind, key: str) -> str:
         """The Redis key of a block (``b``) or step-up (``s``) of one key."""
@@ -159,25 +168,31 @@ class SharedState:
 
     async def before(self, monitor: Any, ctx: RequestContext, client: str, now: float) -> None:
         """Bring the client address's block and step-up in force elsewhere into the monitor."""
-        keys = [self.enforcement_key("b", "client", client)]
-        args: list[Any] = [_ms(now), "g"]
-        if monitor.uses_step_up:
-            keys.append(self.enforcement_key("s", "client", client))
-            args.append("g")
+        wanted: list[Wanted] = [
+            (table, "client", client) for table in ("b", "s") if (table, "client") in self.enforced
+        ]
+        if not (wanted or self._outbox):
+            return
+        keys = [self.enforcement_key(table, kind, key) for table, kind, key in wanted]
+        args: list[Any] = [_ms(now)] + ["g"] * len(wanted)
         sent = self._add_outbox(keys, args, now)
         reply = await self._call(monitor, ctx, keys, args, sent=sent, now=now, guard=True)
         if reply is not None:
-            self._adopt(monitor, reply, [("b", "client", client), ("s", "client", client)], now)
+            self._adopt(monitor, reply, wanted, now)
 
     async def after_authentication(self, monitor: Any, ctx: RequestContext, now: float) -> bool:
         """Token reuse and the principal's enforcements, in one round trip; true if one fired."""
         principal = ctx.principal
-        wanted: list[tuple[str, KeyKind, str]] = []
-        for kind, key in (("subject", principal.subject), ("credential", principal.credential_id)):
-            if key:
-                wanted.append(("b", kind, key))  # type: ignore[arg-type]
-                if monitor.uses_step_up:
-                    wanted.append(("s", kind, key))  # type: ignore[arg-type]
+        wanted: list[Wanted] = [
+            (table, kind, key)  # type: ignore[misc]
+            for kind, key in (
+                ("subject", principal.subject),
+                ("credential", principal.credential_id),
+            )
+            if key
+            for table in ("b", "s")
+            if (table, kind) in self.enforced
+        ]
         credential, client = principal.credential_id, ctx.client
         reusing = self.reuse if credential and client else ()
         if not (wanted or reusing or self._outbox):
@@ -268,9 +283,7 @@ class SharedState:
                 sent.append(item)
         return sent
 
-    def _adopt(
-        self, monitor: Any, reply: list[Any], wanted: list[tuple[str, KeyKind, str]], now: float
-    ) -> None:
+    def _adopt(self, monitor: Any, reply: list[Any], wanted: list[Wanted], now: float) -> None:
         for index, (table, kind, key) in enumerate(wanted):
             if index * 2 >= len(reply):
                 break
@@ -348,7 +361,7 @@ class SharedState:
         await self.connection.aclose()
 
 
-def _table(detector: Windowed | TokenReuse) -> str:
+def _table(detector: Detector) -> str:
     return "b" if detector.response == "block" else "s"
 
 
