@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from secmw import SecurityMiddleware
-from secmw.anomaly import pipeline_hooks
+from secmw.anomaly import (
+    AnomalyMonitor,
+    AuthFailureBurst,
+    RepeatedDenials,
+    SharedState,
+    TokenReuse,
+    pipeline_hooks,
+)
 from secmw.anomaly.config import AnomalyConfig
 from secmw.auth.jwt import JWTAuthenticator
 from secmw.config import load_config
 from secmw.metrics.config import MetricsConfig
 from secmw.pipeline import Pipeline
 from secmw.testing import AuditCapture, TokenIssuer
-from tests.anomaly_support import MONDAY_10H, FakeClock
+from tests.anomaly_support import MONDAY_10H, FakeClock, context, event, principal
 from tests.ratelimit_support import RedisServer, redis_server_fixture
 from tests.support import EchoApp, call, http_scope
 
@@ -299,3 +307,53 @@ async def test_a_step_up_set_on_one_instance_is_demanded_on_the_other(
     finally:
         await first.pipeline.aclose()
         await second.pipeline.aclose()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_redis_counting_matches_the_memory_detectors(
+    redis_server: RedisServer, anyio_backend: str, seed: int
+) -> None:
+    """The same random traffic through a memory monitor and a Redis one fires alike."""
+    rng = random.Random(f"{seed}-{anyio_backend}")
+    clock = FakeClock(MONDAY_10H)
+
+    def detectors() -> list[Any]:
+        return [
+            AuthFailureBurst(key_kind="client", threshold=3, window=40),
+            RepeatedDenials(threshold=3, window=20),
+            TokenReuse(threshold=3, window=40),
+        ]
+
+    fired: dict[str, list[tuple[str, str, float]]] = {"memory": [], "redis": []}
+    memory = AnomalyMonitor(
+        detectors(),
+        clock=clock,
+        on_anomaly=lambda a: fired["memory"].append((a.detector, a.key, a.time)),
+    )
+    shared = SharedState(redis_server.url, prefix=f"same-{seed}-{anyio_backend}")
+    remote = AnomalyMonitor(
+        detectors(),
+        clock=clock,
+        shared=shared,
+        on_anomaly=lambda a: fired["redis"].append((a.detector, a.key, a.time)),
+    )
+    try:
+        for _ in range(300):
+            clock.advance(rng.choice([0.0, 0.5, 1.0, 3.0, 9.0, 25.0]))
+            client = rng.choice(["198.51.100.1", "198.51.100.2", "192.0.2.9"])
+            who = principal(rng.choice(["ann", "ben"]), credential=rng.choice(["jti:1", "jti:2"]))
+            kind = rng.choice(["authn_token_invalid", "authz_fail", "authz_allow"])
+            for monitor in (memory, remote):
+                ctx = context(client=client, who=who)
+                await monitor.after_authentication(ctx)
+                outcome = event(kind, client=client, subject=who.subject)
+                monitor.observe(ctx, outcome)
+                await monitor.flush(None)
+        assert fired["memory"] == fired["redis"]
+        assert {name for name, _, _ in fired["redis"]} == {
+            "auth_failures_by_client",
+            "repeated_denials",
+            "token_reuse",
+        }
+    finally:
+        await remote.aclose()

@@ -15,7 +15,7 @@ instance that shares the server:
 * ``s`` (set): an enforcement decided by an instance (``SET ... PX``).
 
 ``ARGV[1]`` is the caller's time in ms; then, per operation, its code and its
-arguments (``w``: window, threshold, value, px; ``r``: client, window,
+arguments (``w``: the event's time, window, threshold, value, px; ``r``: client, window,
 threshold, value, px; ``g``: none; ``s``: value, px). ``w`` and ``r`` take two
 keys (counter, enforcement), ``g`` and ``s`` one. The reply holds two values per
 operation: ``w`` fired (1/0) and 0; ``r`` the address count when it fired (else
@@ -37,16 +37,16 @@ while a <= #ARGV do
   local op = ARGV[a]
   if op == 'w' then
     local key, enforce = KEYS[k], KEYS[k + 1]
-    local window, threshold = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-    local value, px = ARGV[a + 3], ARGV[a + 4]
+    local at, window, threshold = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local value, px = ARGV[a + 4], ARGV[a + 5]
     k = k + 2
-    a = a + 5
-    redis.call('LPUSH', key, ARGV[1])
+    a = a + 6
+    redis.call('LPUSH', key, ARGV[a - 5])
     redis.call('LTRIM', key, 0, threshold - 1)
     local fired = 0
     if redis.call('LLEN', key) >= threshold then
       local oldest = tonumber(redis.call('LINDEX', key, -1))
-      if now - oldest < window then
+      if at - oldest < window then
         fired = 1
         redis.call('DEL', key)
         if value ~= '' then redis.call('SET', enforce, value, 'PX', px) end

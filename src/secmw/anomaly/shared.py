@@ -251,7 +251,7 @@ class SharedState:
                 f"{self.prefix}w:{detector.name}:{_part(detector.key_kind, key)}",
                 self.enforcement_key(_table(detector), detector.key_kind, key),
             )
-            args += ("w", _ms(detector.window), detector.threshold, value, px)
+            args += ("w", _ms(at), _ms(detector.window), detector.threshold, value, px)
         sent = self._add_outbox(keys, args, now)
         reply = await self._call(monitor, items[-1][1], keys, args, sent=sent, now=now, guard=False)
         for index, (detector, ctx, event, key, at) in enumerate(items):
