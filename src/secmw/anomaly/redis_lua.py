@@ -37,7 +37,8 @@ while a <= #ARGV do
   local op = ARGV[a]
   if op == 'w' then
     local key, enforce = KEYS[k], KEYS[k + 1]
-    local at, window, threshold = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local at, window = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local threshold = tonumber(ARGV[a + 3])
     local value, px = ARGV[a + 4], ARGV[a + 5]
     k = k + 2
     a = a + 6
