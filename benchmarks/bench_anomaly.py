@@ -162,12 +162,20 @@ async def shared_rows(url: str, items: list[tuple[RequestContext, AuditEvent]], 
     redis.asyncio.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
     clock = [START]
     shared = SharedState(url, prefix="bench-anomaly")
+    blocking = SharedState(url, prefix="bench-anomaly-block")
+    # As configured by default: the brute-force detector by client blocks, so every
+    # request also asks Redis whether its address is blocked, before authentication.
+    configured = all_detectors()[:5]
+    configured[0] = AuthFailureBurst(key_kind="client", threshold=20, window=300, response="block")
     monitors = {
         "monitor, default 5 detectors, memory": AnomalyMonitor(
             all_detectors()[:5], clock=lambda: clock[0]
         ),
-        "monitor, default 5 detectors, Redis": AnomalyMonitor(
+        "monitor, default 5 detectors (all alert), Redis": AnomalyMonitor(
             all_detectors()[:5], clock=lambda: clock[0], shared=shared
+        ),
+        "monitor, default 5 detectors (client blocks), Redis": AnomalyMonitor(
+            configured, clock=lambda: clock[0], shared=blocking
         ),
     }
     samples: dict[str, list[float]] = {name: [] for name in monitors}
@@ -198,6 +206,7 @@ async def shared_rows(url: str, items: list[tuple[RequestContext, AuditEvent]], 
             round_trips[name] += trips["count"] - before
         position = (position + per_round) % (len(items) - per_round)
     await shared.aclose()
+    await blocking.aclose()
     redis.asyncio.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
     print()
     print(f"Shared state in Redis (local redis-server), {count} requests per variant")
@@ -207,6 +216,31 @@ async def shared_rows(url: str, items: list[tuple[RequestContext, AuditEvent]], 
     for name in monitors:
         p50, p99 = percentiles(samples[name])
         print(f"| {name} | {p50:.2f} | {p99:.2f} | {round_trips[name] / count:.2f} |")
+    redis_memory(url)
+
+
+def redis_memory(url: str) -> None:
+    """Bytes per key in Redis (``MEMORY USAGE``), by kind of key, after the run above."""
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis.from_url(url)
+    sizes: dict[str, list[int]] = {}
+    for key in client.scan_iter("{bench-anomaly}:*", count=1000):
+        kind = key.decode().split(":")[1] + ":" + key.decode().split(":")[2]
+        sizes.setdefault(kind, []).append(int(client.memory_usage(key) or 0))
+    client.close()
+    names = {
+        "w:auth_failures_by_client": "auth failures by client (list of times)",
+        "w:repeated_denials": "repeated denials (list of times)",
+        "r:token_reuse": "token reuse (hash of addresses)",
+    }
+    print()
+    print("| Redis key | keys | bytes per key (MEMORY USAGE, mean) |")
+    print("|---|---:|---:|")
+    for kind, label in names.items():
+        found = sizes.get(kind, [])
+        if found:
+            print(f"| {label} | {len(found)} | {sum(found) / len(found):.0f} |")
 
 
 def prometheus_step() -> Callable[[RequestContext, AuditEvent], None]:
