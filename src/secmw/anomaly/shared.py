@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -41,6 +41,9 @@ from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from secmw.errors import ComponentError
 from secmw.ratelimit.redis_store import RedisStore, _on_asyncio
+
+if TYPE_CHECKING:
+    from secmw.anomaly.monitor import AnomalyMonitor
 
 FailureMode = Literal["local_fallback", "fail_closed"]
 Windowed = AuthFailureBurst | RepeatedDenials
@@ -166,7 +169,9 @@ class SharedState:
 
     # -- the guard ---------------------------------------------------------
 
-    async def before(self, monitor: Any, ctx: RequestContext, client: str, now: float) -> None:
+    async def before(
+        self, monitor: AnomalyMonitor, ctx: RequestContext, client: str, now: float
+    ) -> None:
         """Bring the client address's block and step-up in force elsewhere into the monitor."""
         wanted: list[Wanted] = [
             (table, "client", client) for table in ("b", "s") if (table, "client") in self.enforced
@@ -180,30 +185,33 @@ class SharedState:
         if reply is not None:
             self._adopt(monitor, reply, wanted, now)
 
-    async def after_authentication(self, monitor: Any, ctx: RequestContext, now: float) -> bool:
+    async def after_authentication(
+        self, monitor: AnomalyMonitor, ctx: RequestContext, now: float
+    ) -> bool:
         """Token reuse and the principal's enforcements, in one round trip; true if one fired."""
         principal = ctx.principal
+        credential, client = principal.credential_id or "", ctx.client or ""
+        named: tuple[tuple[KeyKind, str], ...] = (
+            ("subject", principal.subject),
+            ("credential", credential),
+        )
         wanted: list[Wanted] = [
-            (table, kind, key)  # type: ignore[misc]
-            for kind, key in (
-                ("subject", principal.subject),
-                ("credential", principal.credential_id),
-            )
+            (table, kind, key)
+            for kind, key in named
             if key
             for table in ("b", "s")
             if (table, kind) in self.enforced
         ]
-        credential, client = principal.credential_id, ctx.client
         reusing = self.reuse if credential and client else ()
         if not (wanted or reusing or self._outbox):
             return False
         keys: list[str] = []
         args: list[Any] = [_ms(now)]
         for detector in reusing:
-            value, px = _enforcement(detector, "credential", credential, now)  # type: ignore[arg-type]
+            value, px = _enforcement(detector, "credential", credential, now)
             keys += (
-                f"{self.prefix}r:{detector.name}:{_part('credential', credential)}",  # type: ignore[arg-type]
-                self.enforcement_key(_table(detector), "credential", credential),  # type: ignore[arg-type]
+                f"{self.prefix}r:{detector.name}:{_part('credential', credential)}",
+                self.enforcement_key(_table(detector), "credential", credential),
             )
             args += ("r", client, _ms(detector.window), detector.threshold, value, px)
         for table, kind, key in wanted:
@@ -222,7 +230,7 @@ class SharedState:
         for index, detector in enumerate(reusing):
             count = int(reply[index * 2])
             if count:
-                anomaly = detector.anomaly(ctx, credential, client, count, now)  # type: ignore[arg-type]
+                anomaly = detector.anomaly(ctx, credential, client, count, now)
                 monitor.act(anomaly, detector.cool_down, now, stored=True)
                 fired = True
         self._adopt(monitor, reply[len(reusing) * 2 :], wanted, now)
@@ -236,7 +244,7 @@ class SharedState:
         if key:
             self._pending.append((detector, ctx, event, key, now))
 
-    async def flush(self, monitor: Any) -> None:
+    async def flush(self, monitor: AnomalyMonitor) -> None:
         """Count the queued outcomes in one round trip (locally when Redis is down)."""
         if not self._pending:
             return
@@ -283,7 +291,9 @@ class SharedState:
                 sent.append(item)
         return sent
 
-    def _adopt(self, monitor: Any, reply: list[Any], wanted: list[Wanted], now: float) -> None:
+    def _adopt(
+        self, monitor: AnomalyMonitor, reply: list[Any], wanted: list[Wanted], now: float
+    ) -> None:
         for index, (table, kind, key) in enumerate(wanted):
             if index * 2 >= len(reply):
                 break
@@ -304,7 +314,7 @@ class SharedState:
 
     async def _call(
         self,
-        monitor: Any,
+        monitor: AnomalyMonitor,
         ctx: RequestContext,
         keys: list[str],
         args: list[Any],
