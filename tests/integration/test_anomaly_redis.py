@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -357,3 +359,34 @@ async def test_redis_counting_matches_the_memory_detectors(
         }
     finally:
         await remote.aclose()
+
+
+async def test_a_hung_redis_costs_the_timeout_then_requests_pass_without_waiting(
+    own_redis: RedisServer, anyio_backend: str
+) -> None:
+    issuer = TokenIssuer()
+    clock = FakeClock(MONDAY_10H)
+    storage = {"url": own_redis.url, "prefix": "hung", "timeout": 0.2, "retry_interval": 5}
+    app, audit = instance(issuer, clock, own_redis.url, "hung", storage=storage)
+    good = issuer.mint("ivan", expires_in=7200)
+    assert own_redis.process is not None
+    try:
+        assert (await call(app, get(good, "198.51.100.30"))).status == 200
+        own_redis.process.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
+        started = time.monotonic()
+        assert (await call(app, get(good, "198.51.100.30"))).status == 200
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(5):  # within retry_interval: Redis is not asked, nobody waits
+            assert (await call(app, get(good, "198.51.100.30"))).status == 200
+        rest = time.monotonic() - started
+        assert first < 2.0 and rest < 0.5, (first, rest)
+        assert len(audit.named("sys_monitor_disabled")) == 1
+        own_redis.process.send_signal(signal.SIGCONT)
+        clock.advance(6)
+        assert (await call(app, get(good, "198.51.100.30"))).status == 200
+        assert len(audit.named("sys_monitor_enabled")) == 1
+    finally:
+        if own_redis.process is not None:
+            own_redis.process.send_signal(signal.SIGCONT)
+        await app.pipeline.aclose()

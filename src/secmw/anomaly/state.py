@@ -22,8 +22,9 @@ class KeyedState(Generic[V]):
     reordering). When the cap is reached, entries are taken from the front of
     the queue: one used since it was queued goes to the back (a second chance,
     as in the CLOCK page-replacement scheme), the first one that was not is
-    evicted. That approximates least-recently-used: a key in use survives any
-    flood of new keys, and each requeue is paid for by a hit that skipped it.
+    evicted. That approximates least-recently-used (keys in steady use outlive a
+    flood of new ones; among the others the oldest queued goes, not always the
+    oldest used), and each requeue is paid for by a hit that skipped it.
     """
 
     __slots__ = ("data", "evicted", "max_keys", "ttl")
