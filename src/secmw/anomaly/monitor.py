@@ -46,7 +46,9 @@ class AnomalyMonitor:
     problem type, or 403 with ``Retry-After``). A ``step_up`` answers the key's
     requests for ``cool_down`` seconds with an RFC 9470 challenge until the
     principal shows an authentication newer than the anomaly (``max_age``) and,
-    when ``step_up_acr_values`` is set, one of those ``acr`` values.
+    when ``step_up_acr_values`` is set, one of those ``acr`` values. With
+    ``shared`` (a :class:`~secmw.anomaly.shared.SharedState`) the attack counts
+    and every block and step-up live in Redis, shared by several instances.
     """
 
     __slots__ = (
