@@ -5,7 +5,8 @@ state. Per request the monitor runs ``before`` (address blocks), ``after_authent
 (request detectors) and ``observe`` (outcome detectors) — what the pipeline calls.
 The coroutines never suspend, so they are driven directly, without an event
 loop, to measure the detectors rather than the scheduler. Requests rotate over
-``--keys`` principals, credentials and client addresses; every fifth request is
+``--keys`` principals, credentials and client addresses (and 7 paths, or in one
+variant a path per key, which defeats new_target's route cache); every fifth request is
 an authentication failure and every tenth a policy denial, so every detector
 does real work. The metrics observer is compared with prometheus_client doing
 the same counting (a counter by three labels, one by reason, a histogram).
@@ -77,13 +78,13 @@ def all_detectors() -> list[Detector]:
     ]
 
 
-def workload(keys: int) -> list[tuple[RequestContext, AuditEvent]]:
+def workload(keys: int, *, paths: int = 7) -> list[tuple[RequestContext, AuditEvent]]:
     items = []
     for index in range(keys):
         scope = {
             "type": "http",
             "method": "GET",
-            "path": f"/api/items/{index % 7}",
+            "path": f"/api/items/{index % paths}",
             "headers": [],
             "client": (f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}", 1),
         }
@@ -297,9 +298,15 @@ def main() -> None:
     print("| variant | p50 µs/request | p99 µs/request |")
     print("|---|---:|---:|")
     clock = [START]
+    # Every key its own path (an id in the URL): new_target's route cache misses.
+    distinct = workload(args.keys, paths=args.keys)
     variants: list[tuple[str, Callable[[RequestContext, AuditEvent], None]]] = [
         (
             "monitor, all 7 detectors",
+            monitor_step(AnomalyMonitor(all_detectors(), clock=lambda: clock[0]), clock),
+        ),
+        (
+            "monitor, all 7 detectors, a distinct path per key",
             monitor_step(AnomalyMonitor(all_detectors(), clock=lambda: clock[0]), clock),
         ),
         (
@@ -316,12 +323,13 @@ def main() -> None:
     # Variants run interleaved in rounds, so load from elsewhere hits them alike.
     rounds = 10
     results: dict[str, list[float]] = {name: [] for name, _ in variants}
-    for _, step in variants:
-        for ctx, event in items:  # warm-up: every key has state
+    workloads = {name: distinct if "distinct" in name else items for name, _ in variants}
+    for name, step in variants:
+        for ctx, event in workloads[name]:  # warm-up: every key has state
             step(ctx, event)
     for _ in range(rounds):
         for name, step in variants:
-            per_request(step, items, args.seconds / rounds, results[name])
+            per_request(step, workloads[name], args.seconds / rounds, results[name])
     for name, _ in variants:
         p50, p99 = percentiles(results[name])
         print(f"| {name} | {p50:.2f} | {p99:.2f} |")
