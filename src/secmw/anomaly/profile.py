@@ -17,7 +17,7 @@ from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
-# Path prefixes whose target is remembered, at most (a few hundred kB).
+# Paths and path prefixes whose target is remembered, at most (a few hundred kB).
 _ROUTE_CACHE = 4096
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -75,8 +75,9 @@ class NewTarget:
         self.learning_period = learning_period
         self.min_requests = min_requests
         self.route_depth = route_depth
-        # method -> path prefix -> target: routes repeat even when ids in paths do
-        # not, and a cached target string keeps its hash for the profile's set lookup.
+        # method -> path (or path prefix) -> target: most traffic repeats a few
+        # paths, routes repeat even when ids in paths do not, and a cached target
+        # string keeps its hash for the profile's set lookup.
         self._routes: dict[str, dict[str, str]] = {}
         self._cached = 0
         self.max_targets = max_targets
@@ -89,15 +90,30 @@ class NewTarget:
         """How many principals have a profile."""
         return len(self._state)
 
-    def _route(self, method: str, prefix: str) -> str:
-        """The target of ``method`` on a path prefix, remembered (bounded)."""
-        route = method + " " + prefix
+    def _route(self, method: str, path: str) -> str:
+        """The target of ``method`` on ``path``, remembered for the path and its prefix."""
+        end = 0
+        depth = self.route_depth
+        while depth:
+            end = path.find("/", end + 1)
+            if end < 0:
+                break
+            depth -= 1
+        prefix = path if end < 0 else path[:end]
         if self._cached >= _ROUTE_CACHE:
             # Paths are the client's to choose: start over rather than grow.
             self._routes.clear()
             self._cached = 0
-        self._routes.setdefault(method, {})[prefix] = route
-        self._cached += 1
+        routes = self._routes.setdefault(method, {})
+        route = routes.get(prefix)
+        if route is None:
+            route = routes[prefix] = method + " " + prefix
+            self._cached += 1
+        # The whole path too: the next request for it skips the scan. With an id in
+        # every path this only churns the bounded cache; the prefix still hits.
+        if path is not prefix:
+            routes[path] = route
+            self._cached += 1
         return route
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
@@ -119,19 +135,10 @@ class NewTarget:
         tools = ctx.tools if ctx.rpc else None
         if not tools:
             # The usual case, one route: no tuple, and a known route ends here.
-            path = ctx.path
-            end = 0
-            depth = self.route_depth
-            while depth:
-                end = path.find("/", end + 1)
-                if end < 0:
-                    break
-                depth -= 1
-            prefix = path if end < 0 else path[:end]
             routes = self._routes.get(ctx.method)
-            route = routes.get(prefix) if routes is not None else None
+            route = routes.get(ctx.path) if routes is not None else None
             if route is None:
-                route = self._route(ctx.method, prefix)
+                route = self._route(ctx.method, ctx.path)
             if route in known or len(known) >= self.max_targets:
                 return None
             known.add(route)
