@@ -295,8 +295,8 @@ def main() -> None:
 
     print(f"CPython {platform.python_version()} on {platform.machine()}, {args.keys} keys")
     print()
-    print("| variant | p50 µs/request | p99 µs/request |")
-    print("|---|---:|---:|")
+    print("| variant | p50 µs/request | p99 µs/request | best batch µs/request |")
+    print("|---|---:|---:|---:|")
     clock = [START]
     # Every key its own path (an id in the URL): new_target's route cache misses.
     distinct = workload(args.keys, paths=args.keys)
@@ -332,7 +332,8 @@ def main() -> None:
             per_request(step, workloads[name], args.seconds / rounds, results[name])
     for name, _ in variants:
         p50, p99 = percentiles(results[name])
-        print(f"| {name} | {p50:.2f} | {p99:.2f} |")
+        # The best batch is the one other processes disturbed least.
+        print(f"| {name} | {p50:.2f} | {p99:.2f} | {min(results[name]):.2f} |")
 
     print()
     print("| detector | bytes per tracked key |")
