@@ -45,6 +45,7 @@ class NewTarget:
         "_data",
         "_routes",
         "_state",
+        "_whole_paths",
         "cool_down",
         "learning_period",
         "max_targets",
@@ -80,6 +81,7 @@ class NewTarget:
         # string keeps its hash for the profile's set lookup.
         self._routes: dict[str, dict[str, str]] = {}
         self._cached = 0
+        self._whole_paths = True
         self.max_targets = max_targets
         self.response: Response = response
         self.cool_down = cool_down
@@ -101,17 +103,19 @@ class NewTarget:
             depth -= 1
         prefix = path if end < 0 else path[:end]
         if self._cached >= _ROUTE_CACHE:
-            # Paths are the client's to choose: start over rather than grow.
+            # Paths are the client's to choose: start over rather than grow, and
+            # stop remembering whole paths (ids in paths would only churn the cache).
             self._routes.clear()
             self._cached = 0
+            self._whole_paths = False
         routes = self._routes.setdefault(method, {})
         route = routes.get(prefix)
         if route is None:
             route = routes[prefix] = method + " " + prefix
             self._cached += 1
-        # The whole path too: the next request for it skips the scan. With an id in
-        # every path this only churns the bounded cache; the prefix still hits.
-        if path is not prefix:
+        # The whole path too, so the next request for it skips the scan; once the
+        # cache has filled up, prefixes only.
+        if self._whole_paths and path is not prefix:
             routes[path] = route
             self._cached += 1
         return route

@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secmw.anomaly import AnomalyMonitor, AuthFailureBurst, KeyedState, OffHours, RepeatedDenials
+from secmw.anomaly import (
+    AnomalyMonitor,
+    AuthFailureBurst,
+    KeyedState,
+    NewTarget,
+    OffHours,
+    RepeatedDenials,
+)
 from secmw.anomaly.base import Anomaly
+from secmw.anomaly.profile import _ROUTE_CACHE
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from tests.anomaly_support import MONDAY_10H, FakeClock, context, event, principal
@@ -135,3 +143,32 @@ def test_outcome_events_reach_every_detector_that_can_count_them(count_app_401: 
     expected = ["auth_failures_by_client"] if count_app_401 else []
     expected += ["auth_failures_by_client", "repeated_denials"]
     assert fired == expected
+
+
+def test_new_target_route_cache_is_bounded_and_changes_no_answer() -> None:
+    detector = NewTarget(learning_period=1, min_requests=0)
+    who = principal("kim")
+    for index in range(10_000):  # an id in every path: the whole-path cache gives up
+        assert detector.check(context(f"/api/items/{index}", who=who), None, MONDAY_10H) is None
+        assert sum(len(paths) for paths in detector._routes.values()) <= _ROUTE_CACHE + 1
+    later = MONDAY_10H + 2
+    for path, method, target in [
+        ("/api/items/10001", "GET", None),
+        ("/api/other/1", "GET", "GET /api/other"),
+        ("/api/items/7", "POST", "POST /api/items"),
+        ("/api", "GET", "GET /api"),
+        ("/api/other/2", "GET", None),
+    ]:
+        anomaly = detector.check(context(path, who=who, method=method), None, later)
+        assert (anomaly.evidence["target"] if anomaly else None) == target, path
+
+
+def test_new_target_few_paths_are_remembered_whole() -> None:
+    detector = NewTarget(learning_period=1, min_requests=0, route_depth=1)
+    who = principal("lee")
+    for _ in range(3):
+        for path in ("/a/b", "/a/c", "/d"):
+            detector.check(context(path, who=who), None, MONDAY_10H)
+    assert detector._routes == {
+        "GET": {"/a": "GET /a", "/a/b": "GET /a", "/a/c": "GET /a", "/d": "GET /d"}
+    }
