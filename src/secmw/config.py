@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from secmw._config_base import ConfigModel, cidr_list, header_name
 from secmw._responses import ChallengeSettings
+from secmw.anomaly.build import fail_open_settings as anomaly_fail_open
 from secmw.anomaly.build import pipeline_hooks
 from secmw.anomaly.config import AnomalyConfig
 from secmw.audit.config import AuditConfig
@@ -246,6 +247,7 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         from secmw.ratelimit.build import fail_open_settings  # noqa: PLC0415
 
         found.extend(fail_open_settings(config.ratelimit))
+    found.extend(anomaly_fail_open(config.anomaly))
     if config.auth.websocket.query_token:
         found.append("auth.websocket.query_token")
     redact = config.redact

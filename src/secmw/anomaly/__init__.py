@@ -12,6 +12,7 @@ from secmw.anomaly.build import build_monitor, pipeline_hooks
 from secmw.anomaly.detectors import AuthFailureBurst, RepeatedDenials, TokenReuse
 from secmw.anomaly.monitor import AnomalyAuditSink, AnomalyMonitor
 from secmw.anomaly.profile import NewTarget, OffHours
+from secmw.anomaly.shared import AnomalyStorageUnavailable, SharedState
 from secmw.anomaly.state import EventWindow, KeyedState
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Anomaly",
     "AnomalyAuditSink",
     "AnomalyMonitor",
+    "AnomalyStorageUnavailable",
     "AuthFailureBurst",
     "CallbackAlertSink",
     "Detector",
@@ -31,6 +33,7 @@ __all__ = [
     "OffHours",
     "RateSpike",
     "RepeatedDenials",
+    "SharedState",
     "StructlogAlertSink",
     "TokenReuse",
     "build_monitor",

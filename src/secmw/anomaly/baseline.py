@@ -13,14 +13,15 @@ from secmw.context import RequestContext
 class _Rate:
     """One principal's counters: the open interval and the smoothed past."""
 
-    __slots__ = ("age", "bucket", "count", "fired", "mean")
+    __slots__ = ("age", "bucket", "count", "fired", "limit", "mean")
 
-    def __init__(self, bucket: int) -> None:
+    def __init__(self, bucket: int, limit: int) -> None:
         self.bucket = bucket
         self.count = 0
         self.mean = 0.0
         self.age = 0
         self.fired = False
+        self.limit = limit  # the open interval's threshold, worked out when it opens
 
 
 class RateSpike:
@@ -36,6 +37,7 @@ class RateSpike:
     """
 
     __slots__ = (
+        "_data",
         "_state",
         "alpha",
         "cool_down",
@@ -78,6 +80,7 @@ class RateSpike:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Rate] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a baseline."""
@@ -94,11 +97,15 @@ class RateSpike:
         if not subject:
             return None
         bucket = int(now // self.interval)
-        rate = self._state.get(subject, now)
-        if rate is None:
-            rate = _Rate(bucket)
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
+            rate = _Rate(bucket, self.min_requests)
             self._state.put(subject, now, rate)
-        elif bucket != rate.bucket:
+        else:
+            item[0] = now
+            rate = item[1]
+        if bucket != rate.bucket:
             gap = bucket - rate.bucket
             keep = 1.0 - self.alpha
             rate.mean = (self.alpha * rate.count + keep * rate.mean) * keep ** (gap - 1)
@@ -106,12 +113,11 @@ class RateSpike:
             rate.bucket = bucket
             rate.count = 0
             rate.fired = False
+            rate.limit = max(self.min_requests, math.ceil(self.factor * rate.mean))
         rate.count += 1
-        if rate.fired or rate.age < self.warmup:
+        if rate.count < rate.limit or rate.fired or rate.age < self.warmup:
             return None
-        threshold = max(self.min_requests, math.ceil(self.factor * rate.mean))
-        if rate.count < threshold:
-            return None
+        threshold = rate.limit
         rate.fired = True
         return Anomaly(
             detector=self.name,

@@ -13,6 +13,7 @@ from secmw.anomaly.config import AnomalyConfig
 from secmw.anomaly.detectors import AuthFailureBurst, RepeatedDenials, TokenReuse
 from secmw.anomaly.monitor import AnomalyMonitor
 from secmw.anomaly.profile import NewTarget, OffHours
+from secmw.anomaly.shared import SharedState
 from secmw.audit.base import AuditSink
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.metrics.build import build_metrics
@@ -130,6 +131,36 @@ def build_alert_sinks(config: AnomalyConfig) -> list[AlertSink]:
     return sinks
 
 
+def build_shared(config: AnomalyConfig) -> SharedState | None:
+    """The Redis-backed shared state ``anomaly.storage`` names, or ``None`` for memory."""
+    storage = config.storage
+    if storage.url.startswith("memory://"):
+        return None
+    from secmw.ratelimit.redis_store import parse_target  # noqa: PLC0415 - Redis only
+
+    try:
+        parse_target(storage.url)
+        return SharedState(
+            storage.url,
+            prefix=storage.prefix,
+            connect_timeout=storage.connect_timeout,
+            timeout=storage.timeout,
+            on_failure=storage.on_failure,
+            retry_interval=storage.retry_interval,
+        )
+    except ConfigError as exc:
+        raise ConfigError(_prefixed("storage", exc)) from None
+
+
+def fail_open_settings(config: AnomalyConfig) -> list[str]:
+    """The section's fail-open settings: counting per instance while Redis is down."""
+    storage = config.storage
+    shared = config.enabled and not storage.url.startswith("memory://")
+    if shared and storage.on_failure == "local_fallback":
+        return ["anomaly.storage.on_failure=local_fallback"]
+    return []
+
+
 def build_monitor(
     config: AnomalyConfig,
     *,
@@ -144,6 +175,7 @@ def build_monitor(
         raise ConfigError([ConfigIssue("enabled", "every detector is switched off")])
     return AnomalyMonitor(
         detectors,
+        shared=build_shared(config),
         alert_sinks=build_alert_sinks(config),
         dedup_window=config.alerts.dedup_window,
         block_status=config.block_status,

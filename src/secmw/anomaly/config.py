@@ -112,6 +112,28 @@ class AlertsConfig(ConfigModel):
     webhook: WebhookConfig | None = None
 
 
+class AnomalyStorageConfig(ConfigModel):
+    """Where the shared counting state lives: this process (``memory://``) or Redis."""
+
+    url: str = "memory://"
+    prefix: str = Field("secmw:anomaly", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+    connect_timeout: float = Field(0.25, gt=0, le=30)
+    timeout: float = Field(0.25, gt=0, le=30)
+    on_failure: Literal["local_fallback", "fail_closed"] = "local_fallback"
+    retry_interval: float = Field(0.5, ge=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        schemes = ("memory://", "redis://", "rediss://", "unix://", "redis+sentinel://")
+        if not value.startswith((*schemes, "redis+cluster://")):
+            raise ValueError(
+                "must start with memory://, redis://, rediss://, unix://, "
+                "redis+sentinel:// or redis+cluster://"
+            )
+        return value
+
+
 class AnomalyConfig(ConfigModel):
     """Anomaly detection: off unless ``enabled``; each detector has its own table."""
 
@@ -131,3 +153,4 @@ class AnomalyConfig(ConfigModel):
     new_target: NewTargetConfig = Field(default_factory=NewTargetConfig)
     off_hours: OffHoursConfig = Field(default_factory=OffHoursConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    storage: AnomalyStorageConfig = Field(default_factory=AnomalyStorageConfig)

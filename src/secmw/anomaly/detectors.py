@@ -69,7 +69,7 @@ class AuthFailureBurst(_Windowed):
     as a failed login form.
     """
 
-    __slots__ = ("_failures", "count_app_401", "key_kind")
+    __slots__ = ("count_app_401", "failure_events", "key_kind")
 
     event = "authn_brute_force"
 
@@ -97,25 +97,32 @@ class AuthFailureBurst(_Windowed):
             max_keys=max_keys,
         )
         self.key_kind: KeyKind = key_kind
-        self._failures = frozenset(failure_events)
+        self.failure_events = frozenset(failure_events)
         self.count_app_401 = count_app_401
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Count a failed authentication against its client or subject."""
+        key = self.counted_key(ctx, event)
+        if not key or not self._count(key, now):
+            return None
+        return self.anomaly(ctx, event, key, now)  # type: ignore[arg-type]
+
+    def counted_key(self, ctx: RequestContext, event: AuditEvent | None) -> str | None:
+        """The key this event counts against, or ``None`` when it is not a failure."""
         if event is None:
             return None
-        failed = (event.outcome == "failure" and event.name in self._failures) or (
+        failed = (event.outcome == "failure" and event.name in self.failure_events) or (
             self.count_app_401 and event.status == 401 and event.outcome == "success"
         )
         if not failed:
             return None
         if self.key_kind == "client":
-            key = event.client
-        else:
-            claimed = ctx.state.get("claimed_subject")
-            key = event.subject or (claimed if isinstance(claimed, str) else None)
-        if not key or not self._count(key, now):
-            return None
+            return event.client
+        claimed = ctx.state.get("claimed_subject")
+        return event.subject or (claimed if isinstance(claimed, str) else None)
+
+    def anomaly(self, ctx: RequestContext, event: AuditEvent, key: str, now: float) -> Anomaly:
+        """The anomaly of a burst that just reached the threshold."""
         return Anomaly(
             detector=self.name,
             event=self.event,
@@ -138,7 +145,7 @@ class RepeatedDenials(_Windowed):
     reach, or is a misbehaving client; either way someone should look.
     """
 
-    __slots__ = ("_denials",)
+    __slots__ = ("failure_events",)
 
     event = "anomaly_repeated_denials"
     key_kind: KeyKind = "subject"
@@ -162,15 +169,23 @@ class RepeatedDenials(_Windowed):
             cool_down=cool_down,
             max_keys=max_keys,
         )
-        self._denials = frozenset(denial_events)
+        self.failure_events = frozenset(denial_events)
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Count a refusal against the principal that received it."""
-        if event is None or event.outcome != "failure" or event.name not in self._denials:
-            return None
-        subject = event.subject
+        subject = self.counted_key(ctx, event)
         if not subject or not self._count(subject, now):
             return None
+        return self.anomaly(ctx, event, subject, now)  # type: ignore[arg-type]
+
+    def counted_key(self, ctx: RequestContext, event: AuditEvent | None) -> str | None:
+        """The subject this event counts against, or ``None`` when it is not a refusal."""
+        if event is None or event.outcome != "failure" or event.name not in self.failure_events:
+            return None
+        return event.subject
+
+    def anomaly(self, ctx: RequestContext, event: AuditEvent, subject: str, now: float) -> Anomaly:
+        """The anomaly of refusals that just reached the threshold."""
         return Anomaly(
             detector=self.name,
             event=self.event,
@@ -194,7 +209,7 @@ class TokenReuse:
     load-balanced egress change addresses too, hence a threshold above 2.
     """
 
-    __slots__ = ("_state", "cool_down", "name", "response", "threshold", "window")
+    __slots__ = ("_data", "_state", "cool_down", "name", "response", "threshold", "window")
 
     event = "authn_token_reuse"
     phase: Phase = "request"
@@ -219,6 +234,7 @@ class TokenReuse:
         self.cool_down = cool_down
         # Per credential: client address -> last seen (at most ``threshold`` of them).
         self._state: KeyedState[dict[str, float]] = KeyedState(max_keys, window)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many credentials are tracked."""
@@ -230,10 +246,13 @@ class TokenReuse:
         client = ctx.client
         if credential is None or client is None:
             return None
-        seen = self._state.get(credential, now)
-        if seen is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(credential)
+        if item is None or now - item[0] > self.window:
             self._state.put(credential, now, {client: now})
             return None
+        item[0] = now
+        seen: dict[str, float] = item[1]
         if client in seen:
             seen[client] = now
             return None
@@ -246,6 +265,12 @@ class TokenReuse:
         count = len(seen)
         seen.clear()
         seen[client] = now
+        return self.anomaly(ctx, credential, client, count, now)
+
+    def anomaly(
+        self, ctx: RequestContext, credential: str, client: str, count: int, now: float
+    ) -> Anomaly:
+        """The anomaly of a credential just seen from ``count`` addresses."""
         return Anomaly(
             detector=self.name,
             event=self.event,

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from secmw.anomaly.alerts import AlertDeduplicator
 from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind
+from secmw.anomaly.routing import route_outcomes
+from secmw.anomaly.shared import SharedState
 from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent, AuditSink
 from secmw.auth.stepup import step_up_needed
@@ -44,23 +46,31 @@ class AnomalyMonitor:
     problem type, or 403 with ``Retry-After``). A ``step_up`` answers the key's
     requests for ``cool_down`` seconds with an RFC 9470 challenge until the
     principal shows an authentication newer than the anomaly (``max_age``) and,
-    when ``step_up_acr_values`` is set, one of those ``acr`` values.
+    when ``step_up_acr_values`` is set, one of those ``acr`` values. With
+    ``shared`` (a :class:`~secmw.anomaly.shared.SharedState`) the attack counts
+    and every block and step-up live in Redis, shared by several instances.
     """
 
     __slots__ = (
+        "_always",
+        "_block_data",
         "_blocks",
         "_clock",
         "_dedup",
+        "_on_401",
+        "_on_failure",
         "_outcome",
         "_pending_alerts",
         "_pending_events",
         "_request",
+        "_step_data",
         "_step_ups",
         "alert_sinks",
         "block_status",
         "detectors",
         "dropped",
         "on_anomaly",
+        "shared",
         "step_up_acr_values",
     )
 
@@ -76,6 +86,7 @@ class AnomalyMonitor:
         max_enforced: int = 100_000,
         max_pending: int = 1000,
         on_anomaly: Callable[[Anomaly], None] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         names = [detector.name for detector in detectors]
         if len(set(names)) != len(names):
@@ -83,6 +94,7 @@ class AnomalyMonitor:
         self.detectors = tuple(detectors)
         self._request = tuple(d for d in detectors if d.phase == "request")
         self._outcome = tuple(d for d in detectors if d.phase == "outcome")
+        self._always, self._on_failure, self._on_401 = route_outcomes(self._outcome)
         self.alert_sinks = tuple(alert_sinks)
         self.block_status = block_status
         self.step_up_acr_values = tuple(step_up_acr_values)
@@ -91,45 +103,64 @@ class AnomalyMonitor:
         longest = max((d.cool_down for d in detectors), default=1.0)
         self._blocks: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
         self._step_ups: KeyedState[Enforcement] = KeyedState(max_enforced, longest)
+        # The tables' dicts, tested for emptiness on every request without a method call.
+        self._block_data = self._blocks.data
+        self._step_data = self._step_ups.data
         self._pending_events: deque[AuditEvent] = deque(maxlen=max_pending)
         self._pending_alerts: deque[Alert] = deque(maxlen=max_pending)
         self.dropped = 0
         self.on_anomaly = on_anomaly
+        self.shared = shared
+        if shared is not None:
+            shared.attach(self.detectors)
 
     # -- the guard ---------------------------------------------------------
 
     async def before(self, ctx: RequestContext) -> None:
         """Refuse a request from a blocked client address, whatever its credentials."""
-        if self._blocks and ctx.client is not None:
+        if self._block_data and ctx.client is not None:
             self._check_block("client", ctx.client, self._clock())
+        if self.shared is not None and ctx.client is not None:
+            now = self._clock()
+            await self.shared.before(self, ctx, ctx.client, now)
+            if self._block_data:
+                self._check_block("client", ctx.client, now)
 
     async def after_authentication(self, ctx: RequestContext) -> None:
         """Run the request detectors, then refuse a blocked or stepped-up principal."""
         now = self._clock()
         fired = False
+        shared = self.shared
         for detector in self._request:
+            if shared is not None and detector in shared.detectors:
+                continue
             anomaly = detector.check(ctx, None, now)
             if anomaly is not None:
-                self._act(anomaly, detector.cool_down, now)
+                self.act(anomaly, detector.cool_down, now)
                 fired = True
-        if not (self._blocks or self._step_ups):
+        if shared is not None and await shared.after_authentication(self, ctx, now):
+            fired = True
+        if not (self._block_data or self._step_data):
             return
         principal = ctx.principal
-        keys: list[tuple[KeyKind, str]] = []
-        if principal.subject:
-            keys.append(("subject", principal.subject))
-        if principal.credential_id:
-            keys.append(("credential", principal.credential_id))
-        if fired and ctx.client is not None:
-            keys.append(("client", ctx.client))
-        for kind, key in keys:
-            self._check_block(kind, key, now)
-        if not self._step_ups:
-            return
-        if ctx.client is not None:
-            keys.append(("client", ctx.client))
-        for kind, key in keys:
-            self._check_step_up(ctx, kind, key, now)
+        subject = principal.subject
+        credential = principal.credential_id
+        client = ctx.client
+        if self._block_data:
+            if subject:
+                self._check_block("subject", subject, now)
+            if credential:
+                self._check_block("credential", credential, now)
+            # The address was checked before authentication, unless a detector just fired.
+            if fired and client is not None:
+                self._check_block("client", client, now)
+        if self._step_data:
+            if subject:
+                self._check_step_up(ctx, "subject", subject, now)
+            if credential:
+                self._check_step_up(ctx, "credential", credential, now)
+            if client is not None:
+                self._check_step_up(ctx, "client", client, now)
 
     def _check_block(self, kind: KeyKind, key: str, now: float) -> None:
         entry = self._blocks.get((kind, key), now)
@@ -177,23 +208,40 @@ class AnomalyMonitor:
     # -- the observer ------------------------------------------------------
 
     def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
-        """Feed the request's audit event to the outcome detectors."""
-        if not self._outcome:
+        """Feed the request's audit event to the outcome detectors that can count it."""
+        if event.outcome == "failure":
+            detectors = self._on_failure.get(event.name, self._always)
+        elif event.status == 401 and event.outcome == "success":
+            detectors = self._on_401
+        else:
+            detectors = self._always
+        if not detectors:
             return
         now = self._clock()
-        for detector in self._outcome:
+        shared = self.shared
+        for detector in detectors:
+            if shared is not None and detector in shared.detectors:
+                shared.count(detector, ctx, event, now)  # type: ignore[arg-type]
+                continue
             anomaly = detector.check(ctx, event, now)
             if anomaly is not None:
-                self._act(anomaly, detector.cool_down, now)
+                self.act(anomaly, detector.cool_down, now)
 
     # -- responses and publication ----------------------------------------
 
-    def _act(self, anomaly: Anomaly, cool_down: float, now: float) -> None:
+    def act(self, anomaly: Anomaly, cool_down: float, now: float, *, stored: bool = False) -> None:
+        """Enforce ``anomaly``'s response and queue its audit event and alert.
+
+        ``stored``: the shared state already holds the enforcement (set by the
+        same Redis script that counted); otherwise it is sent there too.
+        """
         key = (anomaly.key_kind, anomaly.key)
         if anomaly.response == "block":
             self._blocks.put(key, now, (now + cool_down, anomaly))
         elif anomaly.response == "step_up":
             self._step_ups.put(key, now, (now + cool_down, anomaly))
+        if self.shared is not None and anomaly.response != "alert" and not stored:
+            self.shared.publish(anomaly, now + cool_down)
         if len(self._pending_events) == self._pending_events.maxlen:
             self.dropped += 1
         self._pending_events.append(_audit_event(anomaly, cool_down))
@@ -203,6 +251,18 @@ class AnomalyMonitor:
                 self._pending_alerts.append(alert)
         if self.on_anomaly is not None:
             self.on_anomaly(anomaly)
+
+    def remember(self, anomaly: Anomaly, until: float) -> None:
+        """Keep an enforcement read from the shared state until it ends (no new event)."""
+        table = self._blocks if anomaly.response == "block" else self._step_ups
+        now = self._clock()
+        table.put((anomaly.key_kind, anomaly.key), now, (until, anomaly))
+
+    def queue_event(self, event: AuditEvent) -> None:
+        """Queue an audit event (the shared state's outage and recovery) for the next flush."""
+        if len(self._pending_events) == self._pending_events.maxlen:
+            self.dropped += 1
+        self._pending_events.append(event)
 
     def active(self, kind: KeyKind, key: str) -> str | None:
         """The response in force for a key (``block``, ``step_up``), or ``None``."""
@@ -219,6 +279,8 @@ class AnomalyMonitor:
 
     async def flush(self, audit: AuditSink | None) -> None:
         """Publish the queued anomaly events to ``audit`` and alerts to the sinks."""
+        if self.shared is not None:
+            await self.shared.flush(self)
         events = self._pending_events
         while events:
             event = events.popleft()
@@ -244,7 +306,9 @@ class AnomalyMonitor:
                     )
 
     async def aclose(self) -> None:
-        """Close every alert sink (a webhook delivers what it has queued)."""
+        """Close every alert sink (a webhook delivers what it has queued) and the shared state."""
+        if self.shared is not None:
+            await self.shared.aclose()
         for sink in self.alert_sinks:
             try:
                 await sink.aclose()

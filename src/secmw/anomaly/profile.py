@@ -17,6 +17,8 @@ from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
+# Paths and path prefixes whose target is remembered, at most (a few hundred kB).
+_ROUTE_CACHE = 4096
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -39,7 +41,11 @@ class NewTarget:
     """
 
     __slots__ = (
+        "_cached",
+        "_data",
+        "_routes",
         "_state",
+        "_whole_paths",
         "cool_down",
         "learning_period",
         "max_targets",
@@ -70,46 +76,85 @@ class NewTarget:
         self.learning_period = learning_period
         self.min_requests = min_requests
         self.route_depth = route_depth
+        # method -> path (or path prefix) -> target: most traffic repeats a few
+        # paths, routes repeat even when ids in paths do not, and a cached target
+        # string keeps its hash for the profile's set lookup.
+        self._routes: dict[str, dict[str, str]] = {}
+        self._cached = 0
+        self._whole_paths = True
         self.max_targets = max_targets
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Targets] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
         return len(self._state)
 
-    def _targets(self, ctx: RequestContext) -> tuple[str, ...]:
-        if ctx.rpc:
-            tools = ctx.tools
-            if tools:
-                return tuple(f"tool:{tool}" for tool in tools)
-        path = ctx.path
+    def _route(self, method: str, path: str) -> str:
+        """The target of ``method`` on ``path``, remembered for the path and its prefix."""
         end = 0
-        for _ in range(self.route_depth):
+        depth = self.route_depth
+        while depth:
             end = path.find("/", end + 1)
             if end < 0:
-                return (ctx.method + " " + path,)
-        return (ctx.method + " " + path[:end],)
+                break
+            depth -= 1
+        prefix = path if end < 0 else path[:end]
+        if self._cached >= _ROUTE_CACHE:
+            # Paths are the client's to choose: start over rather than grow, and
+            # stop remembering whole paths (ids in paths would only churn the cache).
+            self._routes.clear()
+            self._cached = 0
+            self._whole_paths = False
+        routes = self._routes.setdefault(method, {})
+        route = routes.get(prefix)
+        if route is None:
+            route = routes[prefix] = method + " " + prefix
+            self._cached += 1
+        # The whole path too, so the next request for it skips the scan; once the
+        # cache has filled up, prefixes only.
+        if self._whole_paths and path is not prefix:
+            routes[path] = route
+            self._cached += 1
+        return route
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Learn the request's targets; past the learning period, report a new one."""
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.get(subject, now)
-        if profile is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
             profile = _Targets(now)
             self._state.put(subject, now, profile)
+        else:
+            item[0] = now
+            profile = item[1]
         profile.count += 1
         known = profile.targets
         found = None
-        for target in self._targets(ctx):
-            if target in known or len(known) >= self.max_targets:
-                continue
-            known.add(target)
-            if found is None:
-                found = target
+        tools = ctx.tools if ctx.rpc else None
+        if not tools:
+            # The usual case, one route: no tuple, and a known route ends here.
+            routes = self._routes.get(ctx.method)
+            route = routes.get(ctx.path) if routes is not None else None
+            if route is None:
+                route = self._route(ctx.method, ctx.path)
+            if route in known or len(known) >= self.max_targets:
+                return None
+            known.add(route)
+            found = route
+        else:
+            for tool in tools:
+                target = "tool:" + tool
+                if target in known or len(known) >= self.max_targets:
+                    continue
+                known.add(target)
+                if found is None:
+                    found = target
         if found is None or not (
             now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
         ):
@@ -149,8 +194,12 @@ class OffHours:
     """
 
     __slots__ = (
+        "_bits",
+        "_data",
         "_offset",
         "_offset_hour",
+        "_span_end",
+        "_span_start",
         "_state",
         "cool_down",
         "learning_period",
@@ -182,9 +231,13 @@ class OffHours:
         self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self._offset_hour = -1
         self._offset = 0.0
+        # The UTC span in which the local weekday and hour stay the same, and their bits.
+        self._span_start = self._span_end = 0.0
+        self._bits = (0, 0, 0, 0)
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Hours] = KeyedState(max_keys, idle_expiry)
+        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
@@ -201,22 +254,35 @@ class OffHours:
         # 1970-01-01 was a Thursday (weekday 3).
         return (local // 86_400 + 3) % 7, local % 86_400 // 3600
 
+    def _new_span(self, now: float) -> None:
+        """Work out the local weekday and hour of ``now`` and how long they hold."""
+        weekday, hour_of_day = self._local(now)
+        utc_hour_start = self._offset_hour * 3600.0
+        # The local hour starts where the local clock shows a whole hour; the offset
+        # (looked up per UTC hour) holds until the next UTC hour.
+        local = now + self._offset
+        local_hour_start = local - local % 3600 - self._offset
+        self._span_start = max(utc_hour_start, local_hour_start)
+        self._span_end = min(utc_hour_start + 3600.0, local_hour_start + 3600.0)
+        self._bits = (weekday, hour_of_day, 1 << weekday, 1 << hour_of_day)
+
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Learn the request's day and hour; past the learning period, report new ones."""
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.get(subject, now)
-        if profile is None:
+        # KeyedState.get inlined: this runs on every request.
+        item = self._data.get(subject)
+        if item is None or now - item[0] > self._state.ttl:
             profile = _Hours(now)
             self._state.put(subject, now, profile)
-        profile.count += 1
-        if int(now // 3600) == self._offset_hour:
-            local = int(now + self._offset)
-            weekday, hour_of_day = (local // 86_400 + 3) % 7, local % 86_400 // 3600
         else:
-            weekday, hour_of_day = self._local(now)
-        day, hour = 1 << weekday, 1 << hour_of_day
+            item[0] = now
+            profile = item[1]
+        profile.count += 1
+        if not self._span_start <= now < self._span_end:
+            self._new_span(now)
+        weekday, hour_of_day, day, hour = self._bits
         if profile.days & day and profile.hours & hour:
             return None
         learned = (

@@ -9,7 +9,6 @@ longer than ``ttl`` seconds; evicting under pressure is counted, never silent.
 from __future__ import annotations
 
 from array import array
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -17,9 +16,18 @@ V = TypeVar("V")
 
 
 class KeyedState(Generic[V]):
-    """A least-recently-used map with a size cap and an idle expiry."""
+    """A recency-ordered map with a size cap and an idle expiry.
 
-    __slots__ = ("_data", "evicted", "max_keys", "ttl")
+    A hit only stamps the entry's last-seen time (a dict lookup and a store; no
+    reordering). When the cap is reached, entries are taken from the front of
+    the queue: one used since it was queued goes to the back (a second chance,
+    as in the CLOCK page-replacement scheme), the first one that was not is
+    evicted. That approximates least-recently-used (keys in steady use outlive a
+    flood of new ones; among the others the oldest queued goes, not always the
+    oldest used), and each requeue is paid for by a hit that skipped it.
+    """
+
+    __slots__ = ("data", "evicted", "max_keys", "ttl")
 
     def __init__(self, max_keys: int, ttl: float) -> None:
         if max_keys < 1:
@@ -27,25 +35,25 @@ class KeyedState(Generic[V]):
         self.max_keys = max_keys
         self.ttl = ttl
         self.evicted = 0
-        # key -> [last seen, value]; a list, so a hit updates in place
-        self._data: OrderedDict[Hashable, list[Any]] = OrderedDict()
+        # key -> [last seen, value, queued at]; a list, so a hit updates in place.
+        # Read-only outside this class (the monitor tests it for emptiness).
+        self.data: dict[Hashable, list[Any]] = {}
 
     def get(self, key: Hashable, now: float) -> V | None:
         """The live value of ``key`` (refreshing its recency), or ``None``."""
-        item = self._data.get(key)
+        item = self.data.get(key)
         if item is None:
             return None
         if now - item[0] > self.ttl:
-            del self._data[key]
+            del self.data[key]
             return None
         item[0] = now
-        self._data.move_to_end(key)
         value: V = item[1]
         return value
 
     def peek(self, key: Hashable) -> V | None:
         """The value of ``key`` whatever its age, without touching recency."""
-        item = self._data.get(key)
+        item = self.data.get(key)
         return item[1] if item is not None else None
 
     def setdefault(self, key: Hashable, now: float, factory: Callable[[], V]) -> V:
@@ -57,42 +65,51 @@ class KeyedState(Generic[V]):
         return value
 
     def put(self, key: Hashable, now: float, value: V) -> None:
-        """Store ``value``; the oldest entries go when the cap is reached."""
-        data = self._data
-        data[key] = [now, value]
-        data.move_to_end(key)
-        while len(data) > self.max_keys:
-            oldest, (seen, _) = next(iter(data.items()))
-            del data[oldest]
+        """Store ``value``; the least recently used entries go when the cap is reached."""
+        data = self.data
+        if data.pop(key, None) is None and len(data) >= self.max_keys:
+            self._evict(now)
+        data[key] = [now, value, now]  # (re-)put keys go to the back
+
+    def _evict(self, now: float) -> None:
+        """Make room for one entry (the new one is not queued yet, so never the victim)."""
+        data = self.data
+        while len(data) >= self.max_keys:
+            oldest = next(iter(data))
+            item = data.pop(oldest)
+            seen = item[0]
+            if seen != item[2]:  # touched since queued: requeue at its last use
+                item[2] = seen
+                data[oldest] = item
+                continue
             if now - seen <= self.ttl:
                 self.evicted += 1
 
     def pop(self, key: Hashable) -> V | None:
         """Remove ``key`` and return its value."""
-        item = self._data.pop(key, None)
+        item = self.data.pop(key, None)
         return item[1] if item is not None else None
 
     def expire(self, now: float) -> int:
         """Drop every entry idle longer than ``ttl``; returns how many went."""
-        data = self._data
-        gone = 0
-        while data:
-            key, (seen, _) = next(iter(data.items()))
-            if now - seen <= self.ttl:
-                break
+        # A full scan: hits do not reorder, so idle entries can sit anywhere.
+        data = self.data
+        ttl = self.ttl
+        idle = [key for key, item in data.items() if now - item[0] > ttl]
+        for key in idle:
             del data[key]
-            gone += 1
-        return gone
+        return len(idle)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.data)
 
     def __bool__(self) -> bool:
-        return bool(self._data)
+        return bool(self.data)
 
     def keys(self) -> Iterator[Hashable]:
-        """The keys, oldest first (expired ones included until touched)."""
-        return iter(self._data)
+        """The keys, least recently seen first (expired ones included until touched)."""
+        data = self.data
+        return iter(sorted(data, key=lambda key: data[key][0]))
 
 
 class EventWindow:
