@@ -24,6 +24,7 @@ from secmw.proxy.egress import EgressDenied
 if TYPE_CHECKING:
     from secmw.proxy.app import ReverseProxy, Route
     from secmw.proxy.pool import Target
+    from secmw.proxy.transport import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,26 +64,19 @@ class RequestBody(httpx.AsyncByteStream):
         raise StopAsyncIteration
 
 
-class BytesBody(httpx.AsyncByteStream):
-    """A body known in full, as a plain iterator (httpx's own is an async generator,
-    which trio reports when a failed upload leaves it unfinished)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self._sent = False
-
-    def __aiter__(self) -> BytesBody:
-        self._sent = False
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._sent or not self._body:
-            raise StopAsyncIteration
-        self._sent = True
-        return self._body
-
-
 Content = bytes | RequestBody | None
+
+
+# The longest request target (path and query) forwarded; httpx refuses longer URLs, and
+# so do most servers (uvicorn's h11 reads at most 16 KiB of request head).
+MAX_TARGET = 64 * 1024
+
+
+class UriTooLong(BadRequest):
+    """The request target is too long to forward (414); never counted by the breaker."""
+
+    status = 414
+    title = "URI Too Long"
 
 
 class BodyCut(Exception):
@@ -152,31 +146,33 @@ class Exchange:
         pool = self.route.pool
         try:
             target = pool.pick(exclude)
+            path = upstream_target(target.url, self.route, self.scope)
+            if len(path) > MAX_TARGET:
+                details["outcome"] = "bad_request"
+                return target, UriTooLong(
+                    "The request URL is too long to forward.", reason="request target over 64 KiB"
+                )
             ticket = target.breaker.acquire()
         except CircuitOpen as denial:
             details["outcome"] = "circuit_open"
             return None, denial
         breaker = target.breaker
         details["target"] = target.label
-        client = self.proxy.client
-        url = upstream_url(target.url, self.route, self.scope)
+        proxy = self.proxy
         target.outstanding += 1
         started = time.perf_counter()
         recorded = False
-        response: httpx.Response | None = None
+        response: UpstreamResponse | None = None
         try:
             with anyio.CancelScope(deadline=self.deadline) as limit:
-                content = self.content
-                if isinstance(content, RequestBody):
-                    request = client.build_request(self.method, url, headers=self.headers)
-                    request.stream = content
-                else:
-                    request = client.build_request(
-                        self.method, url, headers=self.headers, content=content
-                    )
-                    request.stream = BytesBody(content or b"")
-                response = await client.send(
-                    request, stream=True, follow_redirects=self.proxy.follow_redirects
+                response = await proxy.upstream.send(
+                    self.method,
+                    target.url,
+                    path,
+                    self.headers,
+                    self.content,
+                    follow_redirects=proxy.follow_redirects,
+                    credentials=pool.credentials,
                 )
             if limit.cancelled_caught or response is None:
                 raise httpx.TimeoutException("total timeout")
@@ -188,7 +184,7 @@ class Exchange:
                 recorded = True
                 details["outcome"] = "retried_status"
                 return target, UpstreamError(reason=f"upstream status {response.status_code}")
-            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            streaming = response.header(b"content-type").startswith(b"text/event-stream")
             if streaming:
                 breaker.record_result(ticket, response, ttfb)
                 recorded = True
@@ -230,11 +226,12 @@ class Exchange:
             raise
         finally:
             target.outstanding -= 1
-            if response is not None:
+            if response is not None and not response.is_closed:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
-            with anyio.CancelScope(shield=True):
-                await breaker.flush_events()
+            if breaker.has_events:
+                with anyio.CancelScope(shield=True):
+                    await breaker.flush_events()
         return None
 
     def _failed(self, target: Target, exc: Exception) -> tuple[Target, Denial] | None:
@@ -252,10 +249,12 @@ class Exchange:
             return None
         return target, upstream_failure(timed_out, f"upstream {error}")
 
-    async def relay(self, response: httpx.Response, target: Target, deadline: float | None) -> None:
+    async def relay(
+        self, response: UpstreamResponse, target: Target, deadline: float | None
+    ) -> None:
         """Send the upstream response to the client as it arrives."""
         proxy = self.proxy
-        headers = rewrite_location(proxy.headers.response(response.headers.raw), target, self.route)
+        headers = rewrite_location(proxy.headers.response(response.headers), target, self.route)
         send = self.send
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
@@ -281,10 +280,10 @@ class Exchange:
             raise ClientGone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay_bounded(self, response: httpx.Response, deadline: float) -> None:
+    async def _relay_bounded(self, response: UpstreamResponse, deadline: float) -> None:
         """Relay a reply bounded by the total timeout; the last declared byte ends it."""
         send = self.send
-        declared = response.headers.get("content-length", "")
+        declared = response.header(b"content-length")
         bodiless = self.method == "HEAD" or response.status_code in (204, 304)
         remaining = int(declared) if declared.isdigit() and not bodiless else -1
         done = False
@@ -356,8 +355,8 @@ def _escape(raw: bytes) -> bytes:
     return _UNSAFE_URL_BYTE.sub(lambda match: b"%%%02X" % match[0][0], raw)
 
 
-def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
-    """The target URL for the request: the target's path, then the request's path."""
+def upstream_target(base: httpx.URL, route: Route, scope: Scope) -> bytes:
+    """The request target sent upstream: the target's path, the request's path, the query."""
     raw = forwarded_path(scope)
     prefix = route.prefix.rstrip("/").encode("latin-1")
     if route.strip_prefix and prefix:
@@ -366,7 +365,12 @@ def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
         raw = raw[len(prefix) :] or b"/"
     path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + _escape(raw)
     query: bytes = _escape(scope.get("query_string") or b"")
-    return base.copy_with(raw_path=path + (b"?" + query if query else b""))
+    return path + b"?" + query if query else path
+
+
+def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
+    """The target URL for the request (see :func:`upstream_target`)."""
+    return base.copy_with(raw_path=upstream_target(base, route, scope))
 
 
 def rewrite_location(
@@ -388,4 +392,13 @@ def rewrite_location(
     return out
 
 
-__all__ = ["BodyCut", "ClientGone", "Exchange", "rewrite_location", "upstream_url"]
+__all__ = [
+    "MAX_TARGET",
+    "BodyCut",
+    "ClientGone",
+    "Exchange",
+    "UriTooLong",
+    "rewrite_location",
+    "upstream_target",
+    "upstream_url",
+]
