@@ -8,6 +8,7 @@ whole session. Slowness is always measured to the response headers.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -164,6 +165,8 @@ class Exchange:
         recorded = False
         response: UpstreamResponse | None = None
         try:
+            # One scope bounds the exchange by the total timeout, the relayed body
+            # included; an event stream lifts the bound once its headers arrive.
             with anyio.CancelScope(deadline=self.deadline) as limit:
                 response = await proxy.upstream.send(
                     self.method,
@@ -174,25 +177,28 @@ class Exchange:
                     follow_redirects=proxy.follow_redirects,
                     credentials=pool.credentials,
                 )
-            if limit.cancelled_caught or response is None:
-                raise httpx.TimeoutException("total timeout")
-            ttfb = time.perf_counter() - started
-            details["upstream_status"] = response.status_code
-            details["upstream_ms"] = round(ttfb * 1000.0, 3)
-            if can_retry and response.status_code in pool.retry.statuses:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-                details["outcome"] = "retried_status"
-                return target, UpstreamError(reason=f"upstream status {response.status_code}")
-            streaming = response.header(b"content-type").startswith(b"text/event-stream")
-            if streaming:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-            await self.relay(response, target, None if streaming else self.deadline)
-            if not recorded:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-            details["outcome"] = "ok"
+                ttfb = time.perf_counter() - started
+                details["upstream_status"] = response.status_code
+                details["upstream_ms"] = round(ttfb * 1000.0, 3)
+                if can_retry and response.status_code in pool.retry.statuses:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                    details["outcome"] = "retried_status"
+                    return target, UpstreamError(reason=f"upstream status {response.status_code}")
+                streaming = response.header(b"content-type").startswith(b"text/event-stream")
+                if streaming:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                    limit.deadline = math.inf
+                await self.relay(response, target, bounded=not streaming)
+                if not recorded:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                details["outcome"] = "ok"
+            if limit.cancelled_caught:
+                if response is None:
+                    raise httpx.TimeoutException("total timeout")
+                raise BodyCut(timed_out=True)
         except EgressDenied as denial:
             breaker.release(ticket)
             recorded = True
@@ -249,9 +255,7 @@ class Exchange:
             return None
         return target, upstream_failure(timed_out, f"upstream {error}")
 
-    async def relay(
-        self, response: UpstreamResponse, target: Target, deadline: float | None
-    ) -> None:
+    async def relay(self, response: UpstreamResponse, target: Target, *, bounded: bool) -> None:
         """Send the upstream response to the client as it arrives."""
         proxy = self.proxy
         headers = rewrite_location(proxy.headers.response(response.headers), target, self.route)
@@ -259,8 +263,8 @@ class Exchange:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
-        if deadline is not None:
-            await self._relay_bounded(response, deadline)
+        if bounded:
+            await self._relay_bounded(response)
             return
         gone = anyio.Event()
         failure: Exception | None = None
@@ -280,34 +284,27 @@ class Exchange:
             raise ClientGone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay_bounded(self, response: UpstreamResponse, deadline: float) -> None:
-        """Relay a reply bounded by the total timeout; the last declared byte ends it."""
+    async def _relay_bounded(self, response: UpstreamResponse) -> None:
+        """Relay a reply (bounded by the caller); the last declared byte ends it."""
         send = self.send
         declared = response.header(b"content-length")
         bodiless = self.method == "HEAD" or response.status_code in (204, 304)
         remaining = int(declared) if declared.isdigit() and not bodiless else -1
         done = False
         failure: Exception | None = None
-        with anyio.CancelScope(deadline=deadline) as cut:
-            try:
-                # Not left early at the declared length: reading to the end of the
-                # message lets the connection go back to the pool.
-                async for chunk in response.aiter_raw():
-                    if chunk:
-                        remaining -= len(chunk)
-                        done = remaining == 0
-                        message = {
-                            "type": "http.response.body",
-                            "body": chunk,
-                            "more_body": not done,
-                        }
-                        await send(message)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                failure = exc
+        try:
+            # Not left early at the declared length: reading to the end of the
+            # message lets the connection go back to the pool.
+            async for chunk in response.aiter_raw():
+                if chunk:
+                    remaining -= len(chunk)
+                    done = remaining == 0
+                    message = {"type": "http.response.body", "body": chunk, "more_body": not done}
+                    await send(message)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            failure = exc
         if failure is not None:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
-        if cut.cancelled_caught:
-            raise BodyCut(timed_out=True)
         if remaining > 0:
             raise BodyCut(timed_out=False)
         if not done:

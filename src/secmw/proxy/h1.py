@@ -15,6 +15,7 @@ the audit line the same way whichever client it runs on.
 
 from __future__ import annotations
 
+import math
 import random
 import ssl
 from collections.abc import AsyncIterator
@@ -238,44 +239,60 @@ class H1Client:
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError("request cannot be encoded") from exc
         write_failure: httpx.WriteError | None = None
-        try:
-            await self._write_all(conn.stream, data)
-            if content is not None and not isinstance(content, bytes):
-                async for chunk in content:
-                    if chunk:
-                        await self._write_all(conn.stream, _encode(state, h11.Data(data=chunk)))
-                await self._write_all(conn.stream, _encode(state, h11.EndOfMessage()))
-        except httpx.WriteError as exc:
-            # The upstream may have answered early (413, 401) and closed: read that.
-            write_failure = exc
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError("request body does not match its length") from exc
-        try:
-            while True:
-                event = await self.next_event(conn)
-                if type(event) is h11.Response:
-                    return H1Response(self, conn, event)
-                if type(event) is h11.ConnectionClosed:
-                    raise httpx.RemoteProtocolError("upstream closed without answering")
-                # Interim (1xx) answers are skipped.
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            if conn.reused and not conn.answered:
-                raise _Stale from None
-            if write_failure is not None:
-                raise write_failure from None
-            raise
+        stream = conn.stream
+        # One timer for the writes and the wait for the answer's head, moved at each
+        # step (cheaper than a scope per step); the read timeout applies from the end
+        # of the request.
+        with anyio.CancelScope() as watch:
+            reading = False
+            try:
+                await self._write_all(stream, data, watch)
+                if content is not None and not isinstance(content, bytes):
+                    async for chunk in content:
+                        if chunk:
+                            await self._write_all(
+                                stream, _encode(state, h11.Data(data=chunk)), watch
+                            )
+                    await self._write_all(stream, _encode(state, h11.EndOfMessage()), watch)
+            except httpx.WriteError as exc:
+                # The upstream may have answered early (413, 401) and closed: read that.
+                write_failure = exc
+            except h11.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError("request body does not match its length") from exc
+            reading = True
+            try:
+                while True:
+                    event = await self.next_event(conn, watch)
+                    if type(event) is h11.Response:
+                        return H1Response(self, conn, event)
+                    if type(event) is h11.ConnectionClosed:
+                        raise httpx.RemoteProtocolError("upstream closed without answering")
+                    # Interim (1xx) answers are skipped.
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if conn.reused and not conn.answered:
+                    raise _Stale from None
+                if write_failure is not None:
+                    raise write_failure from None
+                raise
+        if reading:
+            raise httpx.ReadTimeout("upstream read timed out")
+        raise httpx.WriteTimeout("upstream write timed out")
 
-    async def _write_all(self, stream: ByteStream, data: bytes) -> None:
+    async def _write_all(self, stream: ByteStream, data: bytes, watch: anyio.CancelScope) -> None:
+        watch.deadline = anyio.current_time() + self._write
         try:
-            with anyio.move_on_after(self._write) as waiting:
-                await stream.send(data)
+            await stream.send(data)
         except _READ_FAILURES as exc:
             raise httpx.WriteError(f"upstream write failed: {type(exc).__name__}") from exc
-        if waiting.cancelled_caught:
-            raise httpx.WriteTimeout("upstream write timed out")
+        # Waiting for the client's next chunk is not the upstream's delay.
+        watch.deadline = math.inf
 
-    async def next_event(self, conn: Connection) -> Any:
-        """The next h11 event of ``conn``, reading (bounded by ``read``) as needed."""
+    async def next_event(self, conn: Connection, watch: anyio.CancelScope | None = None) -> Any:
+        """The next h11 event of ``conn``, reading (bounded by ``read``) as needed.
+
+        With ``watch``, that scope's deadline bounds each read and the caller
+        turns its expiry into a timeout; without, a read timeout raises here.
+        """
         state = conn.state
         while True:
             try:
@@ -286,14 +303,18 @@ class H1Client:
                 return event
             data = b""
             try:
-                with anyio.move_on_after(self._read) as waiting:
+                if watch is not None:
+                    watch.deadline = anyio.current_time() + self._read
                     data = await conn.stream.receive(_READ_SIZE)
+                else:
+                    with anyio.move_on_after(self._read) as waiting:
+                        data = await conn.stream.receive(_READ_SIZE)
+                    if waiting.cancelled_caught:
+                        raise httpx.ReadTimeout("upstream read timed out")
             except anyio.EndOfStream:
                 pass
             except _READ_FAILURES as exc:
                 raise httpx.ReadError(f"upstream read failed: {type(exc).__name__}") from exc
-            if waiting.cancelled_caught:
-                raise httpx.ReadTimeout("upstream read timed out")
             if data:
                 conn.answered = True
             state.receive_data(data)
