@@ -93,25 +93,33 @@ class ConnectionPool:
         return self._open
 
     async def checkout(self, key: Key, *, fresh: bool = False) -> Connection:
-        """A live idle connection for ``key``, else a new one (bounded by ``pool``)."""
-        with anyio.move_on_after(self._wait) as waiting:
+        """A live idle connection for ``key``, else a new one (waiting at most ``pool``)."""
+        conn = await self._take(key, fresh)
+        if conn is not None:
+            return conn
+        with anyio.move_on_after(self._wait):
             while True:
-                idle = self._idle.get(key)
-                while idle and not fresh:
-                    conn = idle.pop()
-                    if conn.closed_by_peer():
-                        await self.discard(conn)
-                        continue
-                    conn.reused, conn.answered = True, False
-                    return conn
-                if self._open < self._max:
-                    self._open += 1
-                    return await self._new(key)
                 if not await self._evict():
                     await self._wait_for_change()
-        if waiting.cancelled_caught:
-            raise httpx.PoolTimeout("no upstream connection free in time")
-        raise AssertionError("unreachable")  # pragma: no cover
+                conn = await self._take(key, fresh)
+                if conn is not None:
+                    return conn
+        raise httpx.PoolTimeout("no upstream connection free in time")
+
+    async def _take(self, key: Key, fresh: bool) -> Connection | None:
+        """An idle connection, or a new one while under the bound; None when full."""
+        idle = self._idle.get(key)
+        while idle and not fresh:
+            conn = idle.pop()
+            if conn.closed_by_peer():
+                await self.discard(conn)
+                continue
+            conn.reused, conn.answered = True, False
+            return conn
+        if self._open < self._max:
+            self._open += 1
+            return await self._new(key)
+        return None
 
     async def _wait_for_change(self) -> None:
         event = anyio.Event()
