@@ -14,7 +14,7 @@ checks): the floor. Two clients drive the same servers: httpx's ``Client`` and a
 raw-socket HTTP/1.1 client whose own cost is a few microseconds. Prints
 p50/p90/p99 in milliseconds.
 
-    python benchmarks/bench_gateway.py [--requests 2000]
+    python benchmarks/bench_gateway.py [--requests 2000] [--before OTHER/src]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -251,47 +252,51 @@ def report(title: str, variants: tuple[tuple[str, list[float]], ...]) -> None:
         print(f"{'added: ' + name:34} {added[0]:8.3f} {added[1]:8.3f} {added[2]:8.3f}")
 
 
-def main(requests: int) -> None:
+def gateway_process(config: dict[str, object], folder: str, name: str, env: dict[str, str]) -> Any:
+    """``secmw gateway`` on ``config`` in a process of its own."""
+    path = Path(folder) / f"{name}.json"
+    path.write_text(json.dumps(config))
+    command = [sys.executable, "-m", "secmw", "gateway", "--config", str(path)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+
+
+def main(requests: int, before: str | None) -> None:
     load_before = os.getloadavg()[0]
-    upstream_port, gateway_port, floor_port = free_port(), free_port(), free_port()
-    config = {
-        "auth": {"allow_anonymous": True},
-        "audit": {"sink": "none"},
-        "gateway": {
-            "listen": f"127.0.0.1:{gateway_port}",
-            "upstreams": {"echo": {"targets": [f"http://127.0.0.1:{upstream_port}"]}},
-            "routes": [{"prefix": "/", "upstream": "echo"}],
-            "egress": {"allow_networks": ["127.0.0.0/8"]},
-        },
-    }
+    upstream_port, floor_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    gateways = {"through secmw gateway": free_port()}
+    if before:
+        gateways[f"through secmw gateway ({Path(before).parent.name})"] = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "gateway.json"
-        path.write_text(json.dumps(config))
         processes = [
             subprocess.Popen([sys.executable, "-c", UPSTREAM, str(upstream_port)], env=env),
-            subprocess.Popen(
-                [sys.executable, "-c", FLOOR, str(floor_port), f"http://127.0.0.1:{upstream_port}"],
-                env=env,
-            ),
-            subprocess.Popen(
-                [sys.executable, "-m", "secmw", "gateway", "--config", str(path)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-            ),
+            subprocess.Popen([sys.executable, "-c", FLOOR, str(floor_port), upstream], env=env),
         ]
-        try:
-            urls = {
-                "direct to upstream": f"http://127.0.0.1:{upstream_port}/echo",
-                "minimal httpx proxy (floor)": f"http://127.0.0.1:{floor_port}/echo",
-                "through secmw gateway": f"http://127.0.0.1:{gateway_port}/echo",
+        for number, port in enumerate(gateways.values()):
+            config = {
+                "auth": {"allow_anonymous": True},
+                "audit": {"sink": "none"},
+                "gateway": {
+                    "listen": f"127.0.0.1:{port}",
+                    "upstreams": {"echo": {"targets": [upstream]}},
+                    "routes": [{"prefix": "/", "upstream": "echo"}],
+                    "egress": {"allow_networks": ["127.0.0.0/8"]},
+                },
             }
+            # The second gateway runs the secmw source tree given by --before.
+            source = {"PYTHONPATH": str(before)} if number and before else {}
+            processes.append(gateway_process(config, folder, f"g{number}", env | source))
+        try:
+            direct = "direct to upstream"
+            floor = "minimal httpx proxy (floor)"
+            urls = {direct: f"{upstream}/echo", floor: f"http://127.0.0.1:{floor_port}/echo"}
+            urls |= {name: f"http://127.0.0.1:{port}/echo" for name, port in gateways.items()}
             for url in urls.values():
                 wait(url)
-            direct, floor, proxied = urls
             # Each proxy against the direct call in a phase of its own: a proxy's tail
             # work (after its answer) would otherwise land on whatever request comes next.
-            phases = ((direct, proxied), (direct, floor))
+            phases = [(direct, name) for name in gateways] + [(direct, floor)]
             over = [
                 (kind, drive({name: urls[name] for name in phase}, requests, kind))
                 for kind in ("httpx", "raw")
@@ -325,4 +330,11 @@ def main(requests: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
-    main(parser.parse_args().requests)
+    parser.add_argument(
+        "--before",
+        metavar="SRC",
+        help="also run a gateway from another secmw source tree (its src/ folder), e.g. an"
+        " earlier commit unpacked with git archive: before/after in the same run",
+    )
+    arguments = parser.parse_args()
+    main(arguments.requests, arguments.before)

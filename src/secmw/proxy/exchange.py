@@ -107,6 +107,7 @@ class Exchange:
         "method",
         "proxy",
         "receive",
+        "relayed",
         "route",
         "scope",
         "send",
@@ -138,6 +139,7 @@ class Exchange:
         self.ctx = ctx
         self.details = details
         self.deadline = deadline
+        self.relayed = False  # True once the response started: then a failure can only cut it
 
     async def attempt(  # noqa: PLR0915 - every outcome of one try, side by side
         self, exclude: Target | None, *, can_retry: bool
@@ -196,7 +198,7 @@ class Exchange:
                     recorded = True
                 details["outcome"] = "ok"
             if limit.cancelled_caught:
-                if response is None:
+                if not self.relayed:
                     raise httpx.TimeoutException("total timeout")
                 raise BodyCut(timed_out=True)
         except EgressDenied as denial:
@@ -260,12 +262,12 @@ class Exchange:
         proxy = self.proxy
         headers = rewrite_location(proxy.headers.response(response.headers), target, self.route)
         send = self.send
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
+        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
         if bounded:
-            await self._relay_bounded(response)
+            await self._relay_bounded(response, start)
             return
+        self.relayed = True
+        await send(start)
         gone = anyio.Event()
         failure: Exception | None = None
         async with anyio.create_task_group() as tasks:
@@ -284,8 +286,13 @@ class Exchange:
             raise ClientGone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay_bounded(self, response: UpstreamResponse) -> None:
-        """Relay a reply (bounded by the caller); the last declared byte ends it."""
+    async def _relay_bounded(self, response: UpstreamResponse, start: Message) -> None:
+        """Relay a reply (bounded by the caller); the last declared byte ends it.
+
+        The head waits for the first chunk of the body: both then leave back to
+        back (the client wakes once for a small reply), and a body that fails
+        before its first byte is still answered with a clean 502/504.
+        """
         send = self.send
         declared = response.header(b"content-length")
         bodiless = self.method == "HEAD" or response.status_code in (204, 304)
@@ -297,14 +304,22 @@ class Exchange:
             # message lets the connection go back to the pool.
             async for chunk in response.aiter_raw():
                 if chunk:
+                    if not self.relayed:
+                        self.relayed = True
+                        await send(start)
                     remaining -= len(chunk)
                     done = remaining == 0
                     message = {"type": "http.response.body", "body": chunk, "more_body": not done}
                     await send(message)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if not self.relayed:
+                raise
             failure = exc
         if failure is not None:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
+        if not self.relayed:
+            self.relayed = True
+            await send(start)
         if remaining > 0:
             raise BodyCut(timed_out=False)
         if not done:
