@@ -1,10 +1,10 @@
 """Both upstream clients of the gateway against real servers on 127.0.0.1.
 
-``gateway.client = "h11"`` (the default: secmw's own HTTP/1.1 client) and
+``gateway.client = "builtin"`` (the default: secmw's own HTTP/1.1 client) and
 ``"httpx"`` must behave alike for everything a user relies on: streaming both
 ways, credential and hop-by-hop stripping, failures mapped to 502/504 and
 counted by the breaker, redirects re-checked, over-long URLs refused. The
-pooling details of the h11 client are tested at the end.
+pooling details of the builtin client are tested at the end.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tests.support import Sender, http_scope
 
 pytestmark = pytest.mark.anyio
 
-CLIENTS = pytest.mark.parametrize("client", ["h11", "httpx"])
+CLIENTS = pytest.mark.parametrize("client", ["builtin", "httpx"])
 TIMEOUTS = {"connect": 0.5, "read": 0.3, "write": 0.5, "total": 1.0}
 SECRETS = [
     ("authorization", f"Bearer {TOKEN_MARK}"),
@@ -354,12 +354,12 @@ async def test_a_request_target_over_64_kib_is_refused_with_414(client: str) -> 
     assert breaker.snapshot().failures == 0
 
 
-# -- the h11 client's own pooling ------------------------------------------------
+# -- the builtin client's own pooling ------------------------------------------------
 
 
 async def test_keep_alive_reuses_one_connection_for_sequential_requests() -> None:
     with ScriptedServer(lambda *_: answer()) as server:
-        gateway = build([server.url], "h11", AuditCapture())
+        gateway = build([server.url], "builtin", AuditCapture())
         statuses = [(await call(gateway)).status for _ in range(5)]
         await gateway.proxy.aclose()
     assert statuses == [200] * 5
@@ -369,7 +369,7 @@ async def test_keep_alive_reuses_one_connection_for_sequential_requests() -> Non
 async def test_an_idle_connection_the_upstream_closed_is_not_reused() -> None:
     closing = answer(b"ok", "connection: keep-alive")
     with ScriptedServer(lambda _c, _n, _h: closing) as server:
-        gateway = build([server.url], "h11", AuditCapture())
+        gateway = build([server.url], "builtin", AuditCapture())
         assert (await call(gateway)).status == 200
         server.script = lambda *_: None  # every later request: the server just closes
         for _ in range(20):  # the server thread sees the close request at its next poll
@@ -388,7 +388,7 @@ async def test_a_reused_connection_dropped_on_the_next_request_is_retried_once()
 
     audit = AuditCapture()
     with ScriptedServer(script) as server:
-        gateway = build([server.url], "h11", audit)
+        gateway = build([server.url], "builtin", audit)
         first = await call(gateway, "/echo")
         second = await call(gateway, "/echo")
         streamed = await call(
@@ -410,7 +410,7 @@ async def test_the_pool_bound_makes_a_request_wait_then_time_out() -> None:
     with serve(upstream) as url:
         gateway = build(
             [url],
-            "h11",
+            "builtin",
             audit,
             max_connections=1,
             timeouts={"connect": 0.5, "read": 2, "pool": 0.2, "total": 3},
@@ -433,7 +433,7 @@ async def test_the_pool_bound_makes_a_request_wait_then_time_out() -> None:
 async def test_interim_answers_are_skipped() -> None:
     reply = b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"final")
     with ScriptedServer(lambda *_: reply) as server:
-        gateway = build([server.url], "h11", AuditCapture())
+        gateway = build([server.url], "builtin", AuditCapture())
         sender = await call(
             gateway, "/echo", b"x", method="POST", headers=[("content-length", "1")]
         )
@@ -442,7 +442,7 @@ async def test_interim_answers_are_skipped() -> None:
 
 
 async def test_health_probes_use_the_same_client(echo: tuple[EchoUpstream, str]) -> None:
-    gateway = build([echo[1]], "h11", AuditCapture())
+    gateway = build([echo[1]], "builtin", AuditCapture())
     await gateway.proxy.probe()
     (target,) = gateway.proxy.pools[0].targets
     await gateway.proxy.aclose()

@@ -1,6 +1,6 @@
 """Upstream safety for proxies: credential stripping, egress guard, pools, the gateway.
 
-The parts that need ``httpx`` or ``h11`` (the ``gateway`` extra) load on first use, so
+The parts that need ``httpx`` (the ``gateway`` extra) load on first use, so
 ``import secmw.proxy`` works with the core dependencies alone.
 """
 

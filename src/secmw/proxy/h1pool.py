@@ -15,14 +15,13 @@ import ssl
 from collections import deque
 
 import anyio
-import h11
 import httpx
 from anyio.abc import ByteStream, SocketAttribute
 
+from secmw.proxy.h1wire import ClientConnection
+
 Key = tuple[bool, str, int, str]
 
-# Response heads up to this size are accepted (httpcore's limit too).
-MAX_HEAD = 100 * 1024
 _CLOSE_FAILURES = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -35,7 +34,7 @@ class Connection:
         self.key = key
         self.stream = stream
         self.socket: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 - anyio, not Django
-        self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.state = ClientConnection()
         self.reused = False
         self.answered = False
         if self.socket is not None and self.socket.family in (socket.AF_INET, socket.AF_INET6):
@@ -184,7 +183,7 @@ class ConnectionPool:
     async def release(self, conn: Connection) -> None:
         """Back to the pool after a complete exchange, or closed when it cannot be reused."""
         state = conn.state
-        if self._closed or state.our_state is not h11.DONE or state.their_state is not h11.DONE:
+        if self._closed or not state.reusable:
             await self.discard(conn)
             return
         state.start_next_cycle()
@@ -207,4 +206,4 @@ class ConnectionPool:
             await self.discard(conn)
 
 
-__all__ = ["MAX_HEAD", "Connection", "ConnectionPool", "Key"]
+__all__ = ["Connection", "ConnectionPool", "Key"]
