@@ -83,6 +83,7 @@ class ClientConnection:
         "_out_framing",
         "_out_remaining",
         "_remaining",
+        "_searched",
         "request_done",
         "response_done",
     )
@@ -90,6 +91,7 @@ class ClientConnection:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._eof = False
+        self._searched = 0  # how much of the buffer holds no line end: never scanned twice
         self.start_next_cycle()
 
     def start_next_cycle(self) -> None:
@@ -202,15 +204,18 @@ class ClientConnection:
         buffer = self._buffer
         data = bytes(buffer[:count])
         del buffer[:count]
+        self._searched = 0
         return data
 
     def _head(self) -> Head | _Marker:
         while True:
             buffer = self._buffer
             while buffer[:2] == b"\r\n" or buffer[:1] == b"\n":
-                del buffer[: 2 if buffer[:1] == b"\r" else 1]  # stray blank lines before a head
-            found = _HEAD_END.search(buffer)
+                self._take(2 if buffer[:1] == b"\r" else 1)  # stray blank lines before a head
+            # A blank line may straddle the previous end: look 3 bytes back.
+            found = _HEAD_END.search(buffer, max(0, self._searched - 3))
             if found is None:
+                self._searched = len(buffer)
                 if len(buffer) > MAX_HEAD:
                     raise RemoteError("response head too large")
                 if self._eof:
@@ -291,7 +296,7 @@ class ClientConnection:
                     return data
             elif state == _DATA_END:
                 if buffer[:2] == b"\r\n" or buffer[:1] == b"\n":
-                    del buffer[: 2 if buffer[:1] == b"\r" else 1]
+                    self._take(2 if buffer[:1] == b"\r" else 1)
                     self._chunk_state = _SIZE
                     continue
                 if len(buffer) >= 2 or bytes(buffer[:1]) not in (b"", b"\r"):
@@ -320,8 +325,9 @@ class ClientConnection:
     def _line(self, limit: int) -> bytes | None:
         """The next line without its ending, or None until it is complete."""
         buffer = self._buffer
-        end = buffer.find(b"\n")
+        end = buffer.find(b"\n", self._searched)
         if end < 0:
+            self._searched = len(buffer)
             if len(buffer) > limit:
                 raise RemoteError("line too long")
             return None

@@ -241,3 +241,11 @@ def test_a_request_still_being_sent_keeps_the_connection_out_of_the_pool() -> No
     conn.request("POST", b"/", [(b"content-length", b"4")])
     read_all(conn, b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\n\r\n")
     assert not conn.reusable
+
+
+def test_a_long_head_dripped_byte_by_byte_is_read_whole() -> None:
+    conn = exchange()
+    answer = b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * 20_000 + b"\r\ncontent-length: 2\r\n\r\nok"
+    events = read_all(conn, answer, split=1)
+    assert events[0].headers[0] == (b"x-pad", b"a" * 20_000)
+    assert events[1:] == [b"ok", END]
