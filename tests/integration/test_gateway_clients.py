@@ -448,3 +448,19 @@ async def test_health_probes_use_the_same_client(echo: tuple[EchoUpstream, str])
     await gateway.proxy.aclose()
     assert target.healthy and target.probe_failures == 0
     assert json.loads(json.dumps(echo[0].seen[-1]))[":all"]
+
+
+async def test_a_full_pool_closes_an_idle_connection_of_another_target() -> None:
+    audit = AuditCapture()
+    with (
+        ScriptedServer(lambda *_: answer(b"a")) as first,
+        ScriptedServer(lambda *_: answer(b"b")) as second,
+    ):
+        config = gateway_config([first.url], max_connections=1, timeouts=TIMEOUTS)
+        config["gateway"]["upstreams"]["v"] = {"targets": [second.url]}
+        config["gateway"]["routes"].insert(0, {"prefix": "/v", "upstream": "v"})
+        gateway = build_gateway(load_config(config), audit=audit)
+        bodies = [(await call(gateway, path)).body for path in ("/x", "/v/x", "/x")]
+        await gateway.proxy.aclose()
+    assert bodies == [b"a", b"b", b"a"]
+    assert (first.connections, second.connections) == (2, 1)  # evicted, then opened again

@@ -29,7 +29,7 @@ from websockets.uri import parse_uri
 
 from secmw.breaker.circuit import CircuitOpen
 from secmw.proxy.egress import EgressDenied
-from secmw.proxy.exchange import upstream_url
+from secmw.proxy.target import upstream_url
 
 if TYPE_CHECKING:
     from secmw.proxy.app import ReverseProxy
