@@ -34,7 +34,7 @@ from tests.gateway_support import (
     gateway_config,
     serve,
 )
-from tests.support import Sender, http_scope
+from tests.support import Sender, http_scope, ws_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -464,3 +464,33 @@ async def test_a_full_pool_closes_an_idle_connection_of_another_target() -> None
         await gateway.proxy.aclose()
     assert bodies == [b"a", b"b", b"a"]
     assert (first.connections, second.connections) == (2, 1)  # evicted, then opened again
+
+
+async def test_a_websocket_target_over_64_kib_is_refused(echo: tuple[EchoUpstream, str]) -> None:
+    upstream, url = echo
+    audit = AuditCapture()
+    gateway = build([url], "builtin", audit)
+    scope = ws_scope("/ws")
+    scope["query_string"] = b"q=" + b"a" * 70_000
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    before = len(upstream.seen)
+    await gateway(scope, receive, send)
+    await gateway.proxy.aclose()
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert len(upstream.seen) == before
+    refused = audit.events[-1]
+    assert refused.name == "input_validation_fail"
+    assert refused.details["outcome"] == "bad_request"
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 0
