@@ -394,6 +394,11 @@ class Breaker:
                 tripped = self._tripped(self._ho_done, self._ho_failures, self._ho_slow)
                 self._transition(State.OPEN if tripped else State.CLOSED, now)
 
+    @property
+    def has_events(self) -> bool:
+        """True when state changes wait for :meth:`flush_events`."""
+        return bool(self._events)
+
     async def flush_events(self) -> None:
         """Send the pending state-change events to the emitter."""
         events, self._events = self._events, []

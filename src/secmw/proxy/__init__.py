@@ -16,6 +16,7 @@ from secmw.proxy.headers import CREDENTIAL_HEADERS, HOP_BY_HOP, HeaderFilter
 _LAZY = {
     "EgressTransport": "secmw.proxy.transport",
     "Gateway": "secmw.proxy.build",
+    "H1Client": "secmw.proxy.h1",
     "ReverseProxy": "secmw.proxy.app",
     "RetryPolicy": "secmw.proxy.pool",
     "Route": "secmw.proxy.app",
@@ -23,6 +24,7 @@ _LAZY = {
     "Timeouts": "secmw.proxy.app",
     "UpstreamPool": "secmw.proxy.pool",
     "build_gateway": "secmw.proxy.build",
+    "httpx_client": "secmw.proxy.app",
 }
 
 
@@ -41,6 +43,7 @@ __all__ = [
     "EgressTransport",
     "Gateway",
     "GatewayConfig",
+    "H1Client",
     "HeaderFilter",
     "ReverseProxy",
     "RetryPolicy",
@@ -50,4 +53,5 @@ __all__ = [
     "UpstreamPool",
     "build_gateway",
     "canonical_host",
+    "httpx_client",
 ]

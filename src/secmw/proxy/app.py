@@ -27,9 +27,10 @@ from secmw.breaker.circuit import CircuitOpen
 from secmw.errors import BadRequest, Denial
 from secmw.proxy.egress import EgressDenied, EgressGuard
 from secmw.proxy.exchange import Exchange, RequestBody
+from secmw.proxy.h1 import H1Client
 from secmw.proxy.headers import HeaderFilter
 from secmw.proxy.pool import IDEMPOTENT, Target, UpstreamPool
-from secmw.proxy.transport import EgressTransport
+from secmw.proxy.transport import EgressTransport, HttpxUpstream, Upstream
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,11 +82,12 @@ class _NoRoute(Denial):
 class ReverseProxy:
     """Forward ``http`` requests (and, with :mod:`secmw.proxy.websocket`, websockets).
 
-    ``client`` defaults to an ``httpx.AsyncClient`` on an
-    :class:`~secmw.proxy.transport.EgressTransport` built from ``guard`` (a
-    default guard refuses every non-public address), without environment proxies;
-    ``ssl_context`` (default: the system's trust store as httpx uses it) verifies
-    upstream certificates, for HTTP and websockets alike.
+    Requests go out on :class:`~secmw.proxy.h1.H1Client` (HTTP/1.1, connected
+    only where ``guard`` allows; a default guard refuses every non-public
+    address), or on ``client`` when one is given: an ``httpx.AsyncClient``, whose
+    transport should then be an :class:`~secmw.proxy.transport.EgressTransport`
+    (see :func:`httpx_client`). ``ssl_context`` (default: httpx's trust store)
+    verifies upstream certificates, for HTTP and websockets alike.
     """
 
     def __init__(
@@ -108,16 +110,21 @@ class ReverseProxy:
         self.guard = guard or EgressGuard()
         self.headers = headers or HeaderFilter()
         self.timeouts = timeouts or Timeouts()
-        self.client = client or httpx.AsyncClient(
-            transport=EgressTransport(
+        self.client = client
+        self.upstream: Upstream
+        if client is not None:
+            self.upstream = HttpxUpstream(client)
+        else:
+            timeouts = self.timeouts
+            self.upstream = H1Client(
                 self.guard,
-                limits=httpx.Limits(max_connections=max_connections),
-                verify=ssl_context if ssl_context is not None else True,
-            ),
-            timeout=self.timeouts.for_httpx(),
-            trust_env=False,
-            follow_redirects=False,
-        )
+                connect=timeouts.connect,
+                read=timeouts.read,
+                write=timeouts.write,
+                pool=timeouts.pool,
+                max_connections=max_connections,
+                ssl_context=ssl_context,
+            )
         self.forward_client_ip = forward_client_ip
         self.follow_redirects = follow_redirects
         self.health_interval = health_interval
@@ -163,7 +170,7 @@ class ReverseProxy:
                 elif message["type"] == "lifespan.shutdown":
                     tasks.cancel_scope.cancel()
                     with anyio.CancelScope(shield=True):
-                        await self.client.aclose()
+                        await self.upstream.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
@@ -183,8 +190,7 @@ class ReverseProxy:
                 url = target.url.copy_with(raw_path=self.health_path.encode())
                 try:
                     with anyio.fail_after(self.timeouts.connect + self.timeouts.read):
-                        response = await self.client.get(url)
-                    good = response.status_code < 500
+                        good = await self.upstream.get(url) < 500
                 except (httpx.HTTPError, EgressDenied, TimeoutError):
                     good = False
                 if good:
@@ -268,7 +274,31 @@ class ReverseProxy:
 
     async def aclose(self) -> None:
         """Close the HTTP client (the lifespan shutdown does this for the gateway)."""
-        await self.client.aclose()
+        await self.upstream.aclose()
 
 
-__all__ = ["ReverseProxy", "Route", "Timeouts"]
+def httpx_client(
+    guard: EgressGuard,
+    timeouts: Timeouts,
+    *,
+    max_connections: int = 100,
+    ssl_context: ssl.SSLContext | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` on an :class:`EgressTransport`, as the proxy would use it.
+
+    No environment proxies, no redirects of its own (the proxy decides), the
+    given timeouts and pool size.
+    """
+    return httpx.AsyncClient(
+        transport=EgressTransport(
+            guard,
+            limits=httpx.Limits(max_connections=max_connections),
+            verify=ssl_context if ssl_context is not None else True,
+        ),
+        timeout=timeouts.for_httpx(),
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+__all__ = ["ReverseProxy", "Route", "Timeouts", "httpx_client"]

@@ -13,7 +13,7 @@ import httpx
 from secmw.breaker.build import build_registry
 from secmw.breaker.registry import BreakerRegistry
 from secmw.errors import ConfigError, ConfigIssue
-from secmw.proxy.app import ReverseProxy, Route, Timeouts
+from secmw.proxy.app import ReverseProxy, Route, Timeouts, httpx_client
 from secmw.proxy.egress import EgressDenied, EgressGuard, Resolver
 from secmw.proxy.headers import HeaderFilter, encode_headers
 from secmw.proxy.health import HealthEndpoints
@@ -113,6 +113,17 @@ def build_proxy(
     if issues:
         raise ConfigError(issues)
     timeouts = config.timeouts
+    proxy_timeouts = Timeouts(
+        connect=timeouts.connect,
+        read=timeouts.read,
+        write=timeouts.write,
+        pool=timeouts.pool,
+        total=timeouts.total,
+    )
+    if client is None and config.client == "httpx":
+        client = httpx_client(
+            guard, proxy_timeouts, max_connections=config.max_connections, ssl_context=context
+        )
     proxy = ReverseProxy(
         [Route(r.prefix, pools[r.upstream], r.strip_prefix) for r in config.routes],
         guard=guard,
@@ -120,13 +131,7 @@ def build_proxy(
             strip=config.strip_headers,
             strip_response=config.strip_response_headers,
         ),
-        timeouts=Timeouts(
-            connect=timeouts.connect,
-            read=timeouts.read,
-            write=timeouts.write,
-            pool=timeouts.pool,
-            total=timeouts.total,
-        ),
+        timeouts=proxy_timeouts,
         client=client,
         forward_client_ip=config.forward_client_ip,
         follow_redirects=config.follow_redirects,

@@ -109,6 +109,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         log_level="warning",
         lifespan="on",
         server_header=False,  # do not advertise the server software
+        access_log=False,  # the audit line records every request already
     )
     print("secmw gateway: stopped", flush=True)
     return 0

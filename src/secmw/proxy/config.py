@@ -152,6 +152,7 @@ class GatewayConfig(ConfigModel):
     max_connections: int = Field(100, ge=1, le=10_000)
     websockets: bool = True
     ca_file: str | None = None
+    client: Literal["builtin", "httpx"] = "builtin"
 
     @field_validator("strip_headers", "strip_response_headers")
     @classmethod

@@ -8,11 +8,10 @@ whole session. Slowness is always measured to the response headers.
 
 from __future__ import annotations
 
-import re
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import anyio
 import httpx
@@ -20,10 +19,12 @@ import httpx
 from secmw.breaker.circuit import CircuitOpen
 from secmw.errors import BadRequest, Denial, UpstreamError, UpstreamTimeout
 from secmw.proxy.egress import EgressDenied
+from secmw.proxy.target import rewrite_location, upstream_target, upstream_url
 
 if TYPE_CHECKING:
     from secmw.proxy.app import ReverseProxy, Route
     from secmw.proxy.pool import Target
+    from secmw.proxy.transport import UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,26 +64,19 @@ class RequestBody(httpx.AsyncByteStream):
         raise StopAsyncIteration
 
 
-class BytesBody(httpx.AsyncByteStream):
-    """A body known in full, as a plain iterator (httpx's own is an async generator,
-    which trio reports when a failed upload leaves it unfinished)."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self._sent = False
-
-    def __aiter__(self) -> BytesBody:
-        self._sent = False
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._sent or not self._body:
-            raise StopAsyncIteration
-        self._sent = True
-        return self._body
-
-
 Content = bytes | RequestBody | None
+
+
+# The longest request target (path and query) forwarded; httpx refuses longer URLs, and
+# so do most servers (uvicorn's h11 reads at most 16 KiB of request head).
+MAX_TARGET = 64 * 1024
+
+
+class UriTooLong(BadRequest):
+    """The request target is too long to forward (414); never counted by the breaker."""
+
+    status = 414
+    title = "URI Too Long"
 
 
 class BodyCut(Exception):
@@ -112,6 +106,7 @@ class Exchange:
         "method",
         "proxy",
         "receive",
+        "relayed",
         "route",
         "scope",
         "send",
@@ -143,6 +138,7 @@ class Exchange:
         self.ctx = ctx
         self.details = details
         self.deadline = deadline
+        self.relayed = False  # True once the response started: then a failure can only cut it
 
     async def attempt(  # noqa: PLR0915 - every outcome of one try, side by side
         self, exclude: Target | None, *, can_retry: bool
@@ -152,51 +148,58 @@ class Exchange:
         pool = self.route.pool
         try:
             target = pool.pick(exclude)
+            path = upstream_target(target.url, self.route, self.scope)
+            if len(path) > MAX_TARGET:
+                details["outcome"] = "bad_request"
+                return target, UriTooLong(
+                    "The request URL is too long to forward.", reason="request target over 64 KiB"
+                )
             ticket = target.breaker.acquire()
         except CircuitOpen as denial:
             details["outcome"] = "circuit_open"
             return None, denial
         breaker = target.breaker
         details["target"] = target.label
-        client = self.proxy.client
-        url = upstream_url(target.url, self.route, self.scope)
+        proxy = self.proxy
         target.outstanding += 1
         started = time.perf_counter()
         recorded = False
-        response: httpx.Response | None = None
+        response: UpstreamResponse | None = None
         try:
+            # One scope bounds the exchange by the total timeout, the relayed body
+            # included; an event stream lifts the bound once its headers arrive.
             with anyio.CancelScope(deadline=self.deadline) as limit:
-                content = self.content
-                if isinstance(content, RequestBody):
-                    request = client.build_request(self.method, url, headers=self.headers)
-                    request.stream = content
-                else:
-                    request = client.build_request(
-                        self.method, url, headers=self.headers, content=content
-                    )
-                    request.stream = BytesBody(content or b"")
-                response = await client.send(
-                    request, stream=True, follow_redirects=self.proxy.follow_redirects
+                response = await proxy.upstream.send(
+                    self.method,
+                    target.url,
+                    path,
+                    self.headers,
+                    self.content,
+                    follow_redirects=proxy.follow_redirects,
+                    credentials=pool.credentials,
                 )
-            if limit.cancelled_caught or response is None:
-                raise httpx.TimeoutException("total timeout")
-            ttfb = time.perf_counter() - started
-            details["upstream_status"] = response.status_code
-            details["upstream_ms"] = round(ttfb * 1000.0, 3)
-            if can_retry and response.status_code in pool.retry.statuses:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-                details["outcome"] = "retried_status"
-                return target, UpstreamError(reason=f"upstream status {response.status_code}")
-            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
-            if streaming:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-            await self.relay(response, target, None if streaming else self.deadline)
-            if not recorded:
-                breaker.record_result(ticket, response, ttfb)
-                recorded = True
-            details["outcome"] = "ok"
+                ttfb = time.perf_counter() - started
+                details["upstream_status"] = response.status_code
+                details["upstream_ms"] = round(ttfb * 1000.0, 3)
+                if can_retry and response.status_code in pool.retry.statuses:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                    details["outcome"] = "retried_status"
+                    return target, UpstreamError(reason=f"upstream status {response.status_code}")
+                streaming = response.header(b"content-type").startswith(b"text/event-stream")
+                if streaming:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                    limit.deadline = math.inf
+                await self.relay(response, target, bounded=not streaming)
+                if not recorded:
+                    breaker.record_result(ticket, response, ttfb)
+                    recorded = True
+                details["outcome"] = "ok"
+            if limit.cancelled_caught:
+                if not self.relayed:
+                    raise httpx.TimeoutException("total timeout")
+                raise BodyCut(timed_out=True)
         except EgressDenied as denial:
             breaker.release(ticket)
             recorded = True
@@ -230,11 +233,12 @@ class Exchange:
             raise
         finally:
             target.outstanding -= 1
-            if response is not None:
+            if response is not None and not response.is_closed:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
-            with anyio.CancelScope(shield=True):
-                await breaker.flush_events()
+            if breaker.has_events:
+                with anyio.CancelScope(shield=True):
+                    await breaker.flush_events()
         return None
 
     def _failed(self, target: Target, exc: Exception) -> tuple[Target, Denial] | None:
@@ -252,17 +256,17 @@ class Exchange:
             return None
         return target, upstream_failure(timed_out, f"upstream {error}")
 
-    async def relay(self, response: httpx.Response, target: Target, deadline: float | None) -> None:
+    async def relay(self, response: UpstreamResponse, target: Target, *, bounded: bool) -> None:
         """Send the upstream response to the client as it arrives."""
         proxy = self.proxy
-        headers = rewrite_location(proxy.headers.response(response.headers.raw), target, self.route)
+        headers = rewrite_location(proxy.headers.response(response.headers), target, self.route)
         send = self.send
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": headers}
-        )
-        if deadline is not None:
-            await self._relay_bounded(response, deadline)
+        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        if bounded:
+            await self._relay_bounded(response, start)
             return
+        self.relayed = True
+        await send(start)
         gone = anyio.Event()
         failure: Exception | None = None
         async with anyio.create_task_group() as tasks:
@@ -281,34 +285,40 @@ class Exchange:
             raise ClientGone
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay_bounded(self, response: httpx.Response, deadline: float) -> None:
-        """Relay a reply bounded by the total timeout; the last declared byte ends it."""
+    async def _relay_bounded(self, response: UpstreamResponse, start: Message) -> None:
+        """Relay a reply (bounded by the caller); the last declared byte ends it.
+
+        The head waits for the first chunk of the body: both then leave back to
+        back (the client wakes once for a small reply), and a body that fails
+        before its first byte is still answered with a clean 502/504.
+        """
         send = self.send
-        declared = response.headers.get("content-length", "")
+        declared = response.header(b"content-length")
         bodiless = self.method == "HEAD" or response.status_code in (204, 304)
         remaining = int(declared) if declared.isdigit() and not bodiless else -1
         done = False
         failure: Exception | None = None
-        with anyio.CancelScope(deadline=deadline) as cut:
-            try:
-                # Not left early at the declared length: reading to the end of the
-                # message lets the connection go back to the pool.
-                async for chunk in response.aiter_raw():
-                    if chunk:
-                        remaining -= len(chunk)
-                        done = remaining == 0
-                        message = {
-                            "type": "http.response.body",
-                            "body": chunk,
-                            "more_body": not done,
-                        }
-                        await send(message)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                failure = exc
+        try:
+            # Not left early at the declared length: reading to the end of the
+            # message lets the connection go back to the pool.
+            async for chunk in response.aiter_raw():
+                if chunk:
+                    if not self.relayed:
+                        self.relayed = True
+                        await send(start)
+                    remaining -= len(chunk)
+                    done = remaining == 0
+                    message = {"type": "http.response.body", "body": chunk, "more_body": not done}
+                    await send(message)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if not self.relayed:
+                raise
+            failure = exc
         if failure is not None:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
-        if cut.cancelled_caught:
-            raise BodyCut(timed_out=True)
+        if not self.relayed:
+            self.relayed = True
+            await send(start)
         if remaining > 0:
             raise BodyCut(timed_out=False)
         if not done:
@@ -324,68 +334,13 @@ async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.Ca
             return
 
 
-def _judged_path(scope: Scope) -> bytes:
-    """The path the pipeline judged (canonical), percent-encoded for the wire."""
-    ctx = (scope.get("state") or {}).get("secmw")
-    path = ctx.path if ctx is not None else str(scope["path"])
-    return quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
-
-
-def forwarded_path(scope: Scope) -> bytes:
-    """The path sent upstream: the raw path, or the canonical one when they could differ.
-
-    A raw path with dot segments or empty segments is what an upstream might
-    resolve differently from the policy (``/public/../admin``): then the
-    canonical path the pipeline judged is sent instead.
-    """
-    raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
-    path = raw.split(b"?", 1)[0]
-    if b"//" in path or any(segment in (b".", b"..") for segment in path.split(b"/")):
-        return _judged_path(scope)
-    return path
-
-
-# Bytes httpx refuses in a URL's path or query (controls, space, DEL, non-ASCII, and
-# ``#``, which would start a fragment); a server may still hand them over in
-# ``raw_path`` or ``query_string``.
-_UNSAFE_URL_BYTE = re.compile(rb"[^\x21\x22\x24-\x7e]")
-
-
-def _escape(raw: bytes) -> bytes:
-    """Percent-encode the bytes httpx refuses; the upstream decodes them to the same bytes."""
-    return _UNSAFE_URL_BYTE.sub(lambda match: b"%%%02X" % match[0][0], raw)
-
-
-def upstream_url(base: httpx.URL, route: Route, scope: Scope) -> httpx.URL:
-    """The target URL for the request: the target's path, then the request's path."""
-    raw = forwarded_path(scope)
-    prefix = route.prefix.rstrip("/").encode("latin-1")
-    if route.strip_prefix and prefix:
-        if not (raw == prefix or raw.startswith(prefix + b"/")):
-            raw = _judged_path(scope)  # spelled differently (percent-encoded): use the judged one
-        raw = raw[len(prefix) :] or b"/"
-    path = base.raw_path.split(b"?", 1)[0].rstrip(b"/") + _escape(raw)
-    query: bytes = _escape(scope.get("query_string") or b"")
-    return base.copy_with(raw_path=path + (b"?" + query if query else b""))
-
-
-def rewrite_location(
-    headers: list[tuple[bytes, bytes]], target: Target, route: Route
-) -> list[tuple[bytes, bytes]]:
-    """Turn an absolute redirect to the target into a path on the proxy.
-
-    Otherwise a client following it would bypass the proxy and its checks.
-    """
-    origin = target.label.encode("latin-1")
-    prefix = route.prefix.rstrip("/").encode("latin-1") if route.strip_prefix else b""
-    out = []
-    for name, value in headers:
-        rest = value[len(origin) :] or b"/"
-        if name.lower() == b"location" and value.startswith(origin) and rest.startswith(b"/"):
-            out.append((name, prefix + rest))
-        else:
-            out.append((name, value))
-    return out
-
-
-__all__ = ["BodyCut", "ClientGone", "Exchange", "rewrite_location", "upstream_url"]
+__all__ = [
+    "MAX_TARGET",
+    "BodyCut",
+    "ClientGone",
+    "Exchange",
+    "UriTooLong",
+    "rewrite_location",
+    "upstream_target",
+    "upstream_url",
+]

@@ -56,10 +56,11 @@ class UpstreamPool:
 
     ``balance`` is ``round_robin`` or ``least_outstanding`` (fewest requests in
     flight, ties broken round-robin). ``inject`` are headers every request to
-    this upstream gets: its own credentials, never the client's.
+    this upstream gets: its own credentials, never the client's (a followed
+    redirect to another origin drops them: ``credentials`` are their names).
     """
 
-    __slots__ = ("_next", "balance", "inject", "name", "retry", "targets")
+    __slots__ = ("_next", "balance", "credentials", "inject", "name", "retry", "targets")
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class UpstreamPool:
         self.balance = balance
         self.retry = retry or RetryPolicy()
         self.inject = tuple(inject)
+        self.credentials = frozenset(name.lower() for name, _ in self.inject)
         self._next = 0
 
     def pick(self, exclude: Target | None = None) -> Target:

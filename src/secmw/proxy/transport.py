@@ -7,12 +7,18 @@ as SNI and for certificate verification (httpcore's ``sni_hostname``
 extension). No second DNS lookup happens between check and connect, so DNS
 rebinding cannot redirect the connection. Redirects followed by the client pass
 through here again and are checked like the first request.
+
+The reverse proxy talks to upstreams through the small :class:`Upstream`
+interface: :class:`~secmw.proxy.h1.H1Client` (the default) or
+:class:`HttpxUpstream`, an ``httpx.AsyncClient`` of your own (for example on
+an ``EgressTransport``, or with HTTP/2 or a proxy of its own).
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import httpx
 
@@ -57,4 +63,150 @@ class EgressTransport(httpx.AsyncBaseTransport):
         await self._transport.aclose()
 
 
-__all__ = ["EgressTransport"]
+Header = tuple[bytes, bytes]
+
+
+class UpstreamResponse(Protocol):
+    """What the proxy reads of an upstream response."""
+
+    status_code: int
+    headers: list[Header]
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection was released (the body read, or the response closed)."""
+
+    def header(self, name: bytes) -> bytes:
+        """The first value of field ``name`` (lower case), or ``b""``."""
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: de-chunked, never decoded."""
+
+    async def aclose(self) -> None:
+        """Release the connection (closed unless the body was read to its end)."""
+
+
+class Upstream(Protocol):
+    """The HTTP client the reverse proxy forwards with."""
+
+    async def send(
+        self,
+        method: str,
+        origin: httpx.URL,
+        target: bytes,
+        headers: list[Header],
+        content: bytes | AsyncIterator[bytes] | None,
+        *,
+        follow_redirects: bool = False,
+        credentials: frozenset[bytes] = frozenset(),
+    ) -> UpstreamResponse:
+        """Send a request for ``target`` (path and query) at ``origin``; body still to read."""
+
+    async def get(self, url: httpx.URL) -> int:
+        """GET ``url``, read the answer, return its status (health probes)."""
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+
+
+class HttpxResponse:
+    """An ``httpx.Response`` seen through :class:`UpstreamResponse`."""
+
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status_code = response.status_code
+        self.headers = [(name.lower(), value) for name, value in response.headers.raw]
+
+    def header(self, name: bytes) -> bytes:
+        """The first value of field ``name`` (lower case), or ``b""``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return b""
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the response was closed."""
+        return self._response.is_closed
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives."""
+        return self._response.aiter_raw()
+
+    async def aclose(self) -> None:
+        """Close the response."""
+        await self._response.aclose()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body for httpx: bytes or an async iterator, as a plain iterator.
+
+    httpx's own wrapper is an async generator, which trio reports when a failed
+    upload leaves it unfinished.
+    """
+
+    def __init__(self, content: bytes | AsyncIterator[bytes] | None) -> None:
+        self._content = content
+        self._sent = False
+
+    def __aiter__(self) -> _Body:
+        self._sent = False
+        return self
+
+    async def __anext__(self) -> bytes:
+        content = self._content
+        if content is None or isinstance(content, bytes):
+            if self._sent or not content:
+                raise StopAsyncIteration
+            self._sent = True
+            return content
+        return await content.__anext__()
+
+
+class HttpxUpstream:
+    """Forward with an ``httpx.AsyncClient`` (its transport decides where it connects).
+
+    For the egress guarantees, give the client an :class:`EgressTransport`; this
+    is what ``ReverseProxy(client=...)`` does with the client it is given.
+    """
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def send(
+        self,
+        method: str,
+        origin: httpx.URL,
+        target: bytes,
+        headers: list[Header],
+        content: bytes | AsyncIterator[bytes] | None,
+        *,
+        follow_redirects: bool = False,
+        credentials: frozenset[bytes] = frozenset(),
+    ) -> HttpxResponse:
+        """Send with httpx; redirects (when followed) strip ``Authorization`` across origins."""
+        client = self.client
+        url = origin.copy_with(raw_path=target)
+        if content is None or isinstance(content, bytes):
+            request = client.build_request(method, url, headers=headers, content=content)
+        else:
+            request = client.build_request(method, url, headers=headers)
+        request.stream = _Body(content)
+        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+        return HttpxResponse(response)
+
+    async def get(self, url: httpx.URL) -> int:
+        """GET ``url``; its status."""
+        response = await self.client.get(url)
+        return response.status_code
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        await self.client.aclose()
+
+
+__all__ = ["EgressTransport", "HttpxResponse", "HttpxUpstream", "Upstream", "UpstreamResponse"]

@@ -29,7 +29,8 @@ from websockets.uri import parse_uri
 
 from secmw.breaker.circuit import CircuitOpen
 from secmw.proxy.egress import EgressDenied
-from secmw.proxy.exchange import upstream_url
+from secmw.proxy.exchange import MAX_TARGET, UriTooLong
+from secmw.proxy.target import upstream_target
 
 if TYPE_CHECKING:
     from secmw.proxy.app import ReverseProxy
@@ -55,7 +56,7 @@ _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 _FAILURES = (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, InvalidHandshake)
 
 
-async def forward_websocket(
+async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, side by side
     proxy: ReverseProxy, scope: MutableMapping[str, Any], receive: Receive, send: Send
 ) -> None:
     """Forward one websocket session to the route's upstream."""
@@ -81,7 +82,12 @@ async def forward_websocket(
         await send({"type": "websocket.close", "code": 1013})
         return
     details["target"] = target.label
-    url = upstream_url(target.url, route, scope)
+    path = upstream_target(target.url, route, scope)
+    if len(path) > MAX_TARGET:
+        target.breaker.release(ticket)
+        await _refuse_long_target(ctx, details, send)
+        return
+    url = target.url.copy_with(raw_path=path)
     ws_url = url.copy_with(scheme="wss" if url.scheme == "https" else "ws")
     headers = proxy.headers.request(
         [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HANDSHAKE],
@@ -118,6 +124,14 @@ async def forward_websocket(
     details["outcome"] = "ok"
     async with stream:
         await _relay(protocol, stream, receive, send)
+
+
+async def _refuse_long_target(ctx: Any, details: dict[str, Any], send: Send) -> None:
+    """Close the handshake of a request whose target is too long to forward."""
+    details["outcome"] = "bad_request"
+    if ctx is not None:
+        ctx.state["denial"] = UriTooLong(reason="request target over 64 KiB")
+    await send({"type": "websocket.close", "code": 1008})
 
 
 async def _open(

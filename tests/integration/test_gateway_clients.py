@@ -1,0 +1,496 @@
+"""Both upstream clients of the gateway against real servers on 127.0.0.1.
+
+``gateway.client = "builtin"`` (the default: secmw's own HTTP/1.1 client) and
+``"httpx"`` must behave alike for everything a user relies on: streaming both
+ways, credential and hop-by-hop stripping, failures mapped to 502/504 and
+counted by the breaker, redirects re-checked, over-long URLs refused. The
+pooling details of the builtin client are tested at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from secmw.config import load_config
+from secmw.proxy.build import Gateway, build_gateway
+from secmw.testing import AuditCapture
+from tests.gateway_support import (
+    API_KEY,
+    COOKIE,
+    TOKEN_MARK,
+    EchoUpstream,
+    FaultServer,
+    HeldReceiver,
+    assert_no_client_secrets,
+    gateway_config,
+    serve,
+)
+from tests.support import Sender, http_scope, ws_scope
+
+pytestmark = pytest.mark.anyio
+
+CLIENTS = pytest.mark.parametrize("client", ["builtin", "httpx"])
+TIMEOUTS = {"connect": 0.5, "read": 0.3, "write": 0.5, "total": 1.0}
+SECRETS = [
+    ("authorization", f"Bearer {TOKEN_MARK}"),
+    ("x-api-key", API_KEY),
+    ("cookie", COOKIE),
+    ("connection", "x-hop"),
+    ("x-hop", "hop-value"),
+]
+
+# A script answers one request: (connection number, request number on it, raw
+# request) -> the bytes to send, or None to close the connection without a word.
+Script = Callable[[int, int, bytes], bytes | None]
+
+
+def answer(body: bytes = b"ok", *extra: str) -> bytes:
+    """A keep-alive 200 with ``body``."""
+    fields = "".join(f"{line}\r\n" for line in extra)
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n" % (len(body), fields.encode()) + body
+
+
+class ScriptedServer:
+    """A keep-alive HTTP/1.1 server on a raw socket that answers as ``script`` says."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> ScriptedServer:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn, self.connections))
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        conn.settimeout(0.1)
+        buffer = b""
+        count = 0
+        with conn:
+            while not self._stop.is_set():
+                head, sep, rest = buffer.partition(b"\r\n\r\n")
+                if not sep:
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buffer += data
+                    continue
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                if len(rest) < length:
+                    buffer += conn.recv(65536)
+                    continue
+                buffer = rest[length:]
+                self.requests.append(head + sep + rest[:length])
+                count += 1
+                reply = self.script(number, count, head)
+                if reply is None:
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(reply)
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[tuple[EchoUpstream, str]]:
+    upstream = EchoUpstream()
+    with serve(upstream) as url:
+        yield upstream, url
+
+
+def build(targets: list[str], client: str, audit: AuditCapture, **options: Any) -> Gateway:
+    settings: dict[str, Any] = {"timeouts": TIMEOUTS, "client": client}
+    settings.update(options)
+    return build_gateway(load_config(gateway_config(targets, **settings)), audit=audit)
+
+
+async def call(gateway: Gateway, path: str = "/echo", *chunks: bytes, **scope: Any) -> Sender:
+    sender = Sender()
+    await gateway(http_scope(path, **scope), HeldReceiver(*chunks), sender)
+    return sender
+
+
+@CLIENTS
+async def test_both_clients_stream_both_ways_and_strip_credentials(
+    client: str, echo: tuple[EchoUpstream, str]
+) -> None:
+    upstream, url = echo
+    audit = AuditCapture()
+    gateway = build([url], client, audit, upstream={"headers": {"x-upstream-key": "upstream-own"}})
+    posted = await call(
+        gateway, "/echo", b"hello", method="POST", headers=[*SECRETS, ("content-length", "5")]
+    )
+    streamed = await call(
+        gateway,
+        "/upload",
+        b"a" * 1000,
+        b"b" * 1000,
+        method="PUT",
+        headers=[*SECRETS, ("transfer-encoding", "chunked")],
+    )
+    head = await call(gateway, "/echo", method="HEAD", headers=SECRETS)
+    events = await call(gateway, "/sse", headers=SECRETS)
+    await gateway.proxy.aclose()
+
+    assert posted.status == 200
+    seen = posted.json()
+    assert seen["method"] == "POST"
+    assert seen["body_size"] == 5
+    assert seen["headers"]["content-length"] == "5"
+    assert seen["headers"]["x-upstream-key"] == "upstream-own"
+    assert seen["headers"]["host"] == url.removeprefix("http://")
+    for name in ("authorization", "x-api-key", "cookie", "x-hop"):
+        assert name not in seen["headers"]
+    assert seen["headers"].get("connection") != "x-hop"
+    assert streamed.status == 200
+    assert streamed.json()["body_size"] == 2000
+    assert streamed.json()["headers"]["transfer-encoding"] == "chunked"
+    assert head.status == 200
+    assert head.body == b""
+    assert events.header("content-type") == "text/event-stream"
+    assert len([chunk for chunk in events.body_chunks if chunk]) >= 3  # relayed as they came
+    assert events.body.count(b"data: ") == 3
+    outcomes = {e.details.get("outcome") for e in audit.events if e.request_id is not None}
+    assert outcomes == {"ok"}
+    assert_no_client_secrets(upstream)
+
+
+@CLIENTS
+async def test_upstream_hop_by_hop_fields_never_reach_the_client(client: str) -> None:
+    reply = answer(b"ok", "connection: x-private", "x-private: 1", "keep-alive: timeout=5")
+    with ScriptedServer(lambda *_: reply) as server:
+        gateway = build([server.url], client, AuditCapture())
+        sender = await call(gateway)
+        await gateway.proxy.aclose()
+    assert sender.status == 200
+    assert sender.body == b"ok"
+    for name in ("connection", "x-private", "keep-alive"):
+        assert sender.header(name) is None
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("mode", "status", "outcome"),
+    [
+        pytest.param("reset", 502, "error", id="reset"),
+        pytest.param("garbage", 502, "error", id="not-http"),
+        pytest.param("hang", 504, "timeout", id="read-timeout"),
+        pytest.param("truncate", 200, "error", id="truncated"),
+    ],
+)
+async def test_both_clients_map_failures_and_count_them(
+    client: str, mode: str, status: int, outcome: str
+) -> None:
+    audit = AuditCapture()
+    with FaultServer(mode) as fault:
+        gateway = build([fault.url], client, audit)
+        started = time.perf_counter()
+        sender = await call(gateway)
+        elapsed = time.perf_counter() - started
+        await gateway.proxy.aclose()
+    assert sender.status == status
+    assert elapsed < 1.5
+    (record,) = [event for event in audit.events if event.request_id is not None]
+    assert record.details["outcome"] == outcome
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 1
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok", id="two-lengths"
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\nok", id="bad-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n", id="bad-field"),
+    ],
+)
+async def test_malformed_answers_are_bad_gateway(client: str, reply: bytes) -> None:
+    audit = AuditCapture()
+    with ScriptedServer(lambda *_: reply) as server:
+        gateway = build([server.url], client, audit)
+        sender = await call(gateway)
+        await gateway.proxy.aclose()
+    assert sender.status == 502
+    assert sender.header("content-type") == "application/problem+json"
+    assert audit.events[-1].name == "upstream_fail"
+
+
+@CLIENTS
+async def test_the_total_timeout_cuts_a_dripping_body(client: str) -> None:
+    def drip(*_: object) -> bytes:
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x"
+
+    audit = AuditCapture()
+    with ScriptedServer(drip) as server:
+        gateway = build([server.url], client, audit, timeouts={**TIMEOUTS, "total": 0.5})
+        started = time.perf_counter()
+        sender = await call(gateway)
+        elapsed = time.perf_counter() - started
+        await gateway.proxy.aclose()
+    assert sender.status == 200  # the answer had started: only the connection is cut
+    assert not any(m.get("more_body") is False for m in sender.messages[1:])
+    assert elapsed < 1.0
+    assert audit.events[-1].details["outcome"] == "timeout"
+
+
+@CLIENTS
+async def test_a_refused_connection_is_a_counted_502(client: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    audit = AuditCapture()
+    gateway = build([f"http://127.0.0.1:{port}"], client, audit)
+    sender = await call(gateway)
+    await gateway.proxy.aclose()
+    assert sender.status == 502
+    assert audit.events[-1].details["error"] == "ConnectError"
+
+
+@CLIENTS
+async def test_followed_redirects_are_checked_again(client: str) -> None:
+    def script(_conn: int, _number: int, head: bytes) -> bytes:
+        path = head.split(b" ", 2)[1]
+        if path == b"/same":
+            return (
+                b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /landed\r\ncontent-length: 0\r\n\r\n"
+            )
+        if path == b"/metadata":
+            return (
+                b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/latest/meta-data\r\n"
+                b"content-length: 0\r\n\r\n"
+            )
+        if path == b"/other":
+            location = other.url.encode() + b"/landed"
+            return (
+                b"HTTP/1.1 303 See Other\r\nlocation: "
+                + location
+                + b"\r\ncontent-length: 0\r\n\r\n"
+            )
+        return answer(path)
+
+    audit = AuditCapture()
+    injected = {"headers": {"authorization": "Bearer upstream-own"}}
+    with ScriptedServer(script) as first, ScriptedServer(script) as other:
+        gateway = build([first.url], client, audit, follow_redirects=True, upstream=injected)
+        same = await call(gateway, "/same")
+        metadata = await call(gateway, "/metadata")
+        moved = await call(
+            gateway, "/other", b"body", method="POST", headers=[("content-length", "4")]
+        )
+        await gateway.proxy.aclose()
+    assert (same.status, same.body) == (200, b"/landed")
+    assert first.requests[1].startswith(b"GET /landed")
+    assert b"upstream-own" in first.requests[1]  # same origin: the upstream's credential stays
+    assert metadata.status == 502
+    assert [e.name for e in audit.events if e.request_id is not None][1] == "egress_denied"
+    assert (moved.status, moved.body) == (200, b"/landed")
+    (landed,) = other.requests
+    assert landed.startswith(b"GET /landed")  # 303: a bodiless GET
+    assert b"upstream-own" not in landed  # another origin: no credential
+
+
+@CLIENTS
+async def test_a_request_target_over_64_kib_is_refused_with_414(client: str) -> None:
+    audit = AuditCapture()
+    with ScriptedServer(lambda *_: answer()) as server:
+        gateway = build([server.url], client, audit)
+        sender = await call(gateway, "/echo", query_string=b"q=" + b"a" * 70_000)
+        fine = await call(gateway, "/echo", query_string=b"q=" + b"a" * 1000)
+        await gateway.proxy.aclose()
+        assert len(server.requests) == 1  # only the second one was forwarded
+    assert sender.status == 414
+    assert sender.header("content-type") == "application/problem+json"
+    assert sender.json()["status"] == 414
+    assert fine.status == 200
+    refused = next(e for e in audit.events if e.request_id is not None)
+    assert refused.name == "input_validation_fail"
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 0
+
+
+# -- the builtin client's own pooling ------------------------------------------------
+
+
+async def test_keep_alive_reuses_one_connection_for_sequential_requests() -> None:
+    with ScriptedServer(lambda *_: answer()) as server:
+        gateway = build([server.url], "builtin", AuditCapture())
+        statuses = [(await call(gateway)).status for _ in range(5)]
+        await gateway.proxy.aclose()
+    assert statuses == [200] * 5
+    assert server.connections == 1
+
+
+async def test_an_idle_connection_the_upstream_closed_is_not_reused() -> None:
+    closing = answer(b"ok", "connection: keep-alive")
+    with ScriptedServer(lambda _c, _n, _h: closing) as server:
+        gateway = build([server.url], "builtin", AuditCapture())
+        assert (await call(gateway)).status == 200
+        server.script = lambda *_: None  # every later request: the server just closes
+        for _ in range(20):  # the server thread sees the close request at its next poll
+            await anyio.sleep(0.02)
+        server.script = lambda *_: closing
+        sender = await call(gateway)
+        await gateway.proxy.aclose()
+    assert sender.status == 200
+
+
+async def test_a_reused_connection_dropped_on_the_next_request_is_retried_once() -> None:
+    # Each connection answers its first request and drops the second one unanswered,
+    # as an upstream does that closes an idle connection while the request is on its way.
+    def script(_conn: int, number: int, _head: bytes) -> bytes | None:
+        return answer() if number == 1 else None
+
+    audit = AuditCapture()
+    with ScriptedServer(script) as server:
+        gateway = build([server.url], "builtin", audit)
+        first = await call(gateway, "/echo")
+        second = await call(gateway, "/echo")
+        streamed = await call(
+            gateway, "/echo", b"z", method="POST", headers=[("content-length", "1")]
+        )
+        await gateway.proxy.aclose()
+    assert (first.status, second.status) == (200, 200)
+    assert server.connections == 2
+    # A streamed body cannot be sent twice: that one fails as a 502.
+    assert streamed.status == 502
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 1
+
+
+async def test_the_pool_bound_makes_a_request_wait_then_time_out() -> None:
+    upstream = EchoUpstream()
+    upstream.delay = 0.6
+    audit = AuditCapture()
+    with serve(upstream) as url:
+        gateway = build(
+            [url],
+            "builtin",
+            audit,
+            max_connections=1,
+            timeouts={"connect": 0.5, "read": 2, "pool": 0.2, "total": 3},
+        )
+        results: dict[str, Sender] = {}
+
+        async def one(name: str) -> None:
+            results[name] = await call(gateway)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(one, "first")
+            await anyio.sleep(0.1)
+            tasks.start_soon(one, "second")
+        await gateway.proxy.aclose()
+    assert results["first"].status == 200
+    assert results["second"].status == 504
+    assert any(e.details.get("error") == "PoolTimeout" for e in audit.events)
+
+
+async def test_interim_answers_are_skipped() -> None:
+    reply = b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"final")
+    with ScriptedServer(lambda *_: reply) as server:
+        gateway = build([server.url], "builtin", AuditCapture())
+        sender = await call(
+            gateway, "/echo", b"x", method="POST", headers=[("content-length", "1")]
+        )
+        await gateway.proxy.aclose()
+    assert (sender.status, sender.body) == (200, b"final")
+
+
+async def test_health_probes_use_the_same_client(echo: tuple[EchoUpstream, str]) -> None:
+    gateway = build([echo[1]], "builtin", AuditCapture())
+    await gateway.proxy.probe()
+    (target,) = gateway.proxy.pools[0].targets
+    await gateway.proxy.aclose()
+    assert target.healthy and target.probe_failures == 0
+    assert json.loads(json.dumps(echo[0].seen[-1]))[":all"]
+
+
+async def test_a_full_pool_closes_an_idle_connection_of_another_target() -> None:
+    audit = AuditCapture()
+    with (
+        ScriptedServer(lambda *_: answer(b"a")) as first,
+        ScriptedServer(lambda *_: answer(b"b")) as second,
+    ):
+        config = gateway_config([first.url], max_connections=1, timeouts=TIMEOUTS)
+        config["gateway"]["upstreams"]["v"] = {"targets": [second.url]}
+        config["gateway"]["routes"].insert(0, {"prefix": "/v", "upstream": "v"})
+        gateway = build_gateway(load_config(config), audit=audit)
+        bodies = [(await call(gateway, path)).body for path in ("/x", "/v/x", "/x")]
+        await gateway.proxy.aclose()
+    assert bodies == [b"a", b"b", b"a"]
+    assert (first.connections, second.connections) == (2, 1)  # evicted, then opened again
+
+
+async def test_a_websocket_target_over_64_kib_is_refused(echo: tuple[EchoUpstream, str]) -> None:
+    upstream, url = echo
+    audit = AuditCapture()
+    gateway = build([url], "builtin", audit)
+    scope = ws_scope("/ws")
+    scope["query_string"] = b"q=" + b"a" * 70_000
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    before = len(upstream.seen)
+    await gateway(scope, receive, send)
+    await gateway.proxy.aclose()
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert len(upstream.seen) == before
+    refused = audit.events[-1]
+    assert refused.name == "input_validation_fail"
+    assert refused.details["outcome"] == "bad_request"
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().failures == 0
