@@ -18,10 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from secmw.config import load_config
+from secmw.proxy import H1Client
 from secmw.proxy.build import Gateway, build_gateway
+from secmw.proxy.egress import EgressGuard
 from secmw.testing import AuditCapture
 from tests.gateway_support import (
     API_KEY,
@@ -401,6 +404,30 @@ async def test_a_reused_connection_dropped_on_the_next_request_is_retried_once()
     assert streamed.status == 502
     (breaker,) = list(gateway.registry)
     assert breaker.snapshot().failures == 1
+
+
+async def test_a_request_that_is_not_idempotent_is_never_sent_twice() -> None:
+    # The upstream may have acted on a POST it then dropped: no second copy is sent,
+    # even with the whole body at hand.
+    def script(_conn: int, number: int, _head: bytes) -> bytes | None:
+        return answer() if number == 1 else None
+
+    with ScriptedServer(script) as server:
+        guard = EgressGuard(allow_networks=["127.0.0.0/8"])
+        client = H1Client(guard, connect=2, read=2)
+        origin = httpx.URL(server.url)
+        first = await client.send("GET", origin, b"/echo", [], None)
+        await first.aread()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.send("POST", origin, b"/echo", [], b"z")
+        again = await client.send("GET", origin, b"/echo", [], None)
+        await again.aread()
+        put = await client.send("PUT", origin, b"/echo", [], b"z")
+        await put.aread()
+        await client.aclose()
+    assert (first.status_code, again.status_code, put.status_code) == (200, 200, 200)
+    posted = [head for head in server.requests if head.startswith(b"POST")]
+    assert len(posted) == 1
 
 
 async def test_the_pool_bound_makes_a_request_wait_then_time_out() -> None:

@@ -34,6 +34,8 @@ MAX_REDIRECTS = 20
 _READ_SIZE = 65536
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# RFC 9110 section 9.2.2: only these may be sent again without the caller knowing.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _BODY_FIELDS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 # Dropped when a redirect leaves the origin (besides the upstream's injected credentials).
 _ORIGIN_BOUND = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
@@ -201,14 +203,16 @@ class H1Client:
         head = [(b"host", url.netloc), *headers]
         if isinstance(content, bytes) and (content or method in _BODY_METHODS):
             head.append((b"content-length", b"%d" % len(content)))
-        replayable = content is None or isinstance(content, bytes)
+        # A reused connection can be closed by the upstream just as a request goes
+        # out; an idempotent request with its whole body at hand may be sent again.
+        replayable = method in _IDEMPOTENT and (content is None or isinstance(content, bytes))
         conn = await self.pool.checkout(key)
         while True:
             try:
                 return await self._exchange(conn, method, target, head, content)
             except _Stale:
-                # The upstream closed a pooled connection as we reused it: nothing of
-                # the request was processed, so one fresh connection may try again.
+                # The upstream closed a pooled connection as we reused it, before any
+                # answer: an idempotent request gets one fresh connection.
                 await self.pool.discard(conn)
                 if not replayable:
                     raise httpx.RemoteProtocolError("upstream closed a reused connection") from None
