@@ -135,7 +135,7 @@ class SecurityMiddleware:
         pipeline = self.pipeline
         try:
             await self.app(
-                _child_scope(scope, ctx, writer.transform, pipeline.scope_filters),
+                _child_scope(scope, ctx, writer.transform, pipeline.http_scope_filters),
                 receive,
                 writer.send,
             )

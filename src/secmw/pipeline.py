@@ -112,6 +112,7 @@ class Pipeline:
         "endpoints",
         "fail_open",
         "guard",
+        "http_scope_filters",
         "inspector",
         "max_body_bytes",
         "max_message_bytes",
@@ -188,6 +189,10 @@ class Pipeline:
         # and rewrites of the app's scope (credential stripping); see secmw.auth.build.
         self.endpoints: Mapping[str, Endpoint] = endpoints or {}
         self.scope_filters = scope_filters
+        # The ones http scopes need (websocket-only rewrites left out).
+        self.http_scope_filters = tuple(
+            found for found in scope_filters if not getattr(found, "websocket_only", False)
+        )
         # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
         self._audit_gate = audit if hasattr(audit, "healthy") else None
 

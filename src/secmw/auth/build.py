@@ -218,14 +218,9 @@ def scope_filters(config: AuthConfig) -> tuple[ScopeFilter, ...]:
     filters: list[ScopeFilter] = []
     prefix = config.websocket.subprotocol_prefix
     if prefix:
-
-        def without_subprotocol(scope: Scope) -> None:
-            if scope.get("type") == "websocket":
-                strip_subprotocol(scope, prefix)
-
-        filters.append(without_subprotocol)
+        filters.append(WebSocketFilter(lambda scope: strip_subprotocol(scope, prefix)))
     if config.websocket.query_token:
-        filters.append(_strip_query_token)
+        filters.append(WebSocketFilter(_strip_query_token))
     if config.strip_credentials:
         names = {b"authorization"}
         if config.api_key is not None:
@@ -240,9 +235,24 @@ def _strip_headers(scope: Scope, names: frozenset[bytes]) -> None:
         scope["headers"] = [(name, value) for name, value in headers if name.lower() not in names]
 
 
+class WebSocketFilter:
+    """A scope filter for websocket scopes only (the adapter skips it for http)."""
+
+    __slots__ = ("_rewrite",)
+
+    websocket_only = True
+
+    def __init__(self, rewrite: ScopeFilter) -> None:
+        self._rewrite = rewrite
+
+    def __call__(self, scope: Scope) -> None:
+        if scope.get("type") == "websocket":
+            self._rewrite(scope)
+
+
 def _strip_query_token(scope: Scope) -> None:
     query: bytes = scope.get("query_string") or b""
-    if scope.get("type") != "websocket" or b"access_token" not in query:
+    if b"access_token" not in query:
         return
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     kept = [(name, value) for name, value in pairs if name != "access_token"]
