@@ -44,6 +44,10 @@ class State(StrEnum):
     HALF_OPEN = "half_open"
 
 
+# Module-level: a global is read faster than an enum member (the hot paths read it).
+_CLOSED = State.CLOSED
+
+
 class CircuitOpen(ServiceUnavailable):
     """The circuit is open (or its half-open trial calls are taken): 503 with Retry-After."""
 
@@ -101,7 +105,7 @@ class Guard:
     async def __aenter__(self) -> None:
         """Take a permission; raises :class:`CircuitOpen` when calls are refused."""
         breaker = self._breaker
-        if breaker._state is State.CLOSED:
+        if breaker._state is _CLOSED:
             self._ticket = breaker._generation
         else:
             self._ticket = breaker.acquire()
@@ -119,9 +123,12 @@ class Guard:
         duration = end - self._start
         if exc is not None:
             breaker.record_exception(self._ticket, exc, duration)
-        elif self._ticket == breaker._generation and breaker._state is State.CLOSED:
+        elif self._ticket == breaker._generation and breaker._state is _CLOSED:
             window = breaker._window
-            window.add(SLOW if duration >= breaker._slow_duration else 0, end)
+            if duration < breaker._slow_duration:
+                window.ok(end)
+            else:
+                window.add(SLOW, end)
             if (window.slow or window.failures) and window.calls >= breaker._minimum_calls:
                 breaker._judge_closed(end)
         else:
@@ -246,7 +253,7 @@ class Breaker:
 
     async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` under the breaker; raises :class:`CircuitOpen`."""
-        ticket = self._generation if self._state is State.CLOSED else self.acquire()
+        ticket = self._generation if self._state is _CLOSED else self.acquire()
         clock = self._clock
         start = clock()
         try:
@@ -257,10 +264,13 @@ class Breaker:
                 await self.flush_events()
             raise
         end = clock()
-        if self._plain and ticket == self._generation and self._state is State.CLOSED:
+        if self._plain and ticket == self._generation and self._state is _CLOSED:
             # The hot path: a success in the closed state, judged inline.
             window = self._window
-            window.add(SLOW if end - start >= self._slow_duration else 0, end)
+            if end - start < self._slow_duration:
+                window.ok(end)
+            else:
+                window.add(SLOW, end)
             if (window.slow or window.failures) and window.calls >= self._minimum_calls:
                 self._judge_closed(end)
         else:

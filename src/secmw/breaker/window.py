@@ -24,6 +24,10 @@ class Window(Protocol):
         """Record one outcome at ``now``."""
         ...
 
+    def ok(self, now: float) -> None:
+        """Record a success that was not slow (``add(0, now)``, the common case)."""
+        ...
+
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) currently in the window."""
         ...
@@ -62,6 +66,21 @@ class CountWindow:
         self._ring[index] = outcome
         self.failures += outcome & FAILED
         self.slow += (outcome & SLOW) >> 1
+        index += 1
+        self._next = 0 if index == self._size else index
+
+    def ok(self, now: float) -> None:
+        """``add(0, now)`` without the bit arithmetic when nothing is evicted but a success."""
+        index = self._next
+        if self.calls == self._size:
+            old = self._ring[index]
+            if old:
+                self.failures -= old & FAILED
+                self.slow -= (old & SLOW) >> 1
+                self._ring[index] = 0
+        else:
+            self.calls += 1
+            self._ring[index] = 0
         index += 1
         self._next = 0 if index == self._size else index
 
@@ -115,6 +134,10 @@ class TimeWindow:
         self.calls += 1
         self.failures += failed
         self.slow += slow
+
+    def ok(self, now: float) -> None:
+        """Record a success that was not slow."""
+        self.add(0, now)
 
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) of the last ``size`` seconds."""
