@@ -9,6 +9,11 @@ wrk's latency percentiles. With two or more cores the server runs on CPU 0 and
 wrk on CPU 1 (``taskset``), so they do not take turns on one core.
 
     python benchmarks/throughput.py [--duration 8] [--rounds 3] [--connections 16] [--peer]
+                                    [--http auto|h11|httptools] [--loop auto|asyncio|uvloop]
+
+uvicorn's ``auto`` (the default here too) uses httptools and uvloop when they are
+installed (the ``gateway`` extra installs both); ``--http h11 --loop asyncio`` runs
+the pure-Python server stack.
 
 ``wrk`` comes from Debian's package; when it is missing and this runs as root, the
 script installs it with apt-get (otherwise it says how). Bounded: every wrk run
@@ -18,6 +23,7 @@ has a duration and a timeout, servers are always stopped, only 127.0.0.1 is used
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import re
@@ -71,7 +77,18 @@ def free_port() -> int:
         return port
 
 
-def serve(mode: str, port: int, key_path: Path, directory: Path) -> subprocess.Popen[bytes]:
+def server_stack(http: str, loop: str) -> tuple[str, str]:
+    """What uvicorn will use: its ``auto`` picks httptools and uvloop when installed."""
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
+
+
+def serve(
+    mode: str, port: int, key_path: Path, directory: Path, stack: tuple[str, str]
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "H2H_MODE": mode,
@@ -82,7 +99,7 @@ def serve(mode: str, port: int, key_path: Path, directory: Path) -> subprocess.P
     command = [
         *pinned(0), sys.executable, "-W", "ignore::DeprecationWarning", "-m", "uvicorn",
         "benchmarks.h2h_app:create", "--factory", "--host", "127.0.0.1", "--port", str(port),
-        "--log-level", "error", "--no-access-log",
+        "--log-level", "error", "--no-access-log", "--http", stack[0], "--loop", stack[1],
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
 
@@ -151,6 +168,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--peer", action="store_true", help="also the peer stack (PyJWT)")
+    parser.add_argument(
+        "--http", choices=("auto", "h11", "httptools"), default="auto", help="uvicorn's parser"
+    )
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="uvicorn's loop"
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     modes = ["bare", "secmw", *(["peer-pyjwt"] if args.peer else [])]
@@ -161,10 +184,11 @@ def main() -> int:
     token = h2h.mint(issuer, expires_in=3600 + args.rounds * len(modes) * args.duration)
     servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    stack = server_stack(args.http, args.loop)
     try:
         for mode in modes:
             port = free_port()
-            servers[mode] = (serve(mode, port, key_path, directory), port)
+            servers[mode] = (serve(mode, port, key_path, directory, stack), port)
         for mode, (process, port) in servers.items():
             status = wait_ready(mode, process, port, token)
             if status != 200:
@@ -174,7 +198,8 @@ def main() -> int:
         ).stdout.split(" Copyright")[0]
         print(
             f"secmw throughput under uvicorn: Python {platform.python_version()}, "
-            f"uvicorn (1 worker, h11, asyncio), {wrk_version.strip()}, -t1 -c{args.connections}, "
+            f"uvicorn (1 worker, {stack[0]}, {stack[1]}), {wrk_version.strip()}, "
+            f"-t1 -c{args.connections}, "
             f"{args.duration} s x {args.rounds} rounds, GET {h2h.PATH} ({len(h2h.BODY)} B JSON)"
         )
         for turn in range(args.rounds):
