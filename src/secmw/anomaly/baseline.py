@@ -37,7 +37,6 @@ class RateSpike:
     """
 
     __slots__ = (
-        "_data",
         "_state",
         "alpha",
         "cool_down",
@@ -80,7 +79,10 @@ class RateSpike:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Rate] = KeyedState(max_keys, idle_expiry)
-        self._data = self._state.data
+
+    def _new_rate(self, now: float) -> _Rate:
+        """The state of a principal seen for the first time (or again after its expiry)."""
+        return _Rate(int(now // self.interval), self.min_requests)
 
     def tracked_keys(self) -> int:
         """How many principals have a baseline."""
@@ -97,14 +99,7 @@ class RateSpike:
         if not subject:
             return None
         bucket = int(now // self.interval)
-        # KeyedState.get inlined: this runs on every request.
-        item = self._data.get(subject)
-        if item is None or now - item[0] > self._state.ttl:
-            rate = _Rate(bucket, self.min_requests)
-            self._state.put(subject, now, rate)
-        else:
-            item[0] = now
-            rate = item[1]
+        rate = self._state.setdefault(subject, now, self._new_rate)
         if bucket != rate.bucket:
             gap = bucket - rate.bucket
             keep = 1.0 - self.alpha

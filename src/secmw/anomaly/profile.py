@@ -42,7 +42,6 @@ class NewTarget:
 
     __slots__ = (
         "_cached",
-        "_data",
         "_routes",
         "_state",
         "_whole_paths",
@@ -86,7 +85,6 @@ class NewTarget:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Targets] = KeyedState(max_keys, idle_expiry)
-        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
@@ -125,14 +123,7 @@ class NewTarget:
         subject = ctx.principal.subject
         if not subject:
             return None
-        # KeyedState.get inlined: this runs on every request.
-        item = self._data.get(subject)
-        if item is None or now - item[0] > self._state.ttl:
-            profile = _Targets(now)
-            self._state.put(subject, now, profile)
-        else:
-            item[0] = now
-            profile = item[1]
+        profile = self._state.setdefault(subject, now, _Targets)
         profile.count += 1
         known = profile.targets
         found = None
@@ -195,7 +186,6 @@ class OffHours:
 
     __slots__ = (
         "_bits",
-        "_data",
         "_offset",
         "_offset_hour",
         "_span_end",
@@ -237,7 +227,6 @@ class OffHours:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[_Hours] = KeyedState(max_keys, idle_expiry)
-        self._data = self._state.data
 
     def tracked_keys(self) -> int:
         """How many principals have a profile."""
@@ -271,14 +260,7 @@ class OffHours:
         subject = ctx.principal.subject
         if not subject:
             return None
-        # KeyedState.get inlined: this runs on every request.
-        item = self._data.get(subject)
-        if item is None or now - item[0] > self._state.ttl:
-            profile = _Hours(now)
-            self._state.put(subject, now, profile)
-        else:
-            item[0] = now
-            profile = item[1]
+        profile = self._state.setdefault(subject, now, _Hours)
         profile.count += 1
         if not self._span_start <= now < self._span_end:
             self._new_span(now)

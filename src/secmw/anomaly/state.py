@@ -56,13 +56,17 @@ class KeyedState(Generic[V]):
         item = self.data.get(key)
         return item[1] if item is not None else None
 
-    def setdefault(self, key: Hashable, now: float, factory: Callable[[], V]) -> V:
-        """The live value of ``key``, creating it with ``factory`` when absent."""
-        value = self.get(key, now)
-        if value is None:
-            value = factory()
+    def setdefault(self, key: Hashable, now: float, factory: Callable[[float], V]) -> V:
+        """The live value of ``key`` (refreshing its recency), ``factory(now)`` when
+        absent or expired. One lookup: the detectors call it on every request."""
+        item = self.data.get(key)
+        if item is None or now - item[0] > self.ttl:
+            value = factory(now)
             self.put(key, now, value)
-        return value
+            return value
+        item[0] = now
+        found: V = item[1]
+        return found
 
     def put(self, key: Hashable, now: float, value: V) -> None:
         """Store ``value``; the least recently used entries go when the cap is reached."""

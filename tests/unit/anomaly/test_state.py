@@ -26,7 +26,7 @@ def test_idle_entries_expire() -> None:
     assert state.get("a", 60) == 1  # exactly ttl: still alive, and refreshed
     assert state.get("a", 121) is None
     assert state.expire(200) == 1 and len(state) == 0
-    assert state.setdefault("z", 0, lambda: 7) == 7 and state.pop("z") == 7
+    assert state.setdefault("z", 0, lambda now: 7) == 7 and state.pop("z") == 7
 
 
 def test_max_keys_must_be_positive() -> None:
