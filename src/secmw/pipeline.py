@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, Protocol
+from typing import Any
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
@@ -40,54 +40,13 @@ from secmw.errors import (
     ServiceUnavailable,
     StepUpRequired,
 )
+from secmw.hooks import Endpoint, Guard, NoGuard, Observer
 from secmw.inspect.base import Inspector
 from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
 from secmw.redact.base import ChainedTransform, Redactor
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-Endpoint = Callable[[RequestContext], tuple[int, list[Header], bytes]]
-
-
-class Observer(Protocol):
-    """Protocol: sees every request's audit event as it is recorded (metrics, anomalies).
-
-    ``observe`` is synchronous and must be cheap; an exception is reported on
-    stderr and never changes the response.
-    """
-
-    def observe(self, ctx: RequestContext, event: AuditEvent) -> None:
-        """Look at how the request ended."""
-        ...
-
-
-class Guard(Protocol):
-    """Protocol: refuses requests around authentication (anomaly blocks and step-ups).
-
-    ``before`` runs before authentication (blocks keyed by client address);
-    ``after_authentication`` runs once the principal is known. Either raises a
-    :class:`~secmw.errors.Denial` to stop the request.
-    """
-
-    async def before(self, ctx: RequestContext) -> None:
-        """Refuse the request before any credential is looked at."""
-        ...
-
-    async def after_authentication(self, ctx: RequestContext) -> None:
-        """Refuse the request given its principal."""
-        ...
-
-
-class NoGuard:
-    """The guard when none is configured: refuses nothing."""
-
-    __slots__ = ()
-
-    async def before(self, ctx: RequestContext) -> None:
-        """Refuse nothing."""
-
-    async def after_authentication(self, ctx: RequestContext) -> None:
-        """Refuse nothing."""
 
 
 class Pipeline:

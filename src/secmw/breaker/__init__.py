@@ -1,9 +1,10 @@
 """Circuit breakers around upstream calls."""
 
 from secmw.breaker.base import CircuitBreaker, NoBreaker
-from secmw.breaker.circuit import Breaker, BreakerSnapshot, CircuitOpen, Guard, State
+from secmw.breaker.circuit import Breaker, Guard
 from secmw.breaker.config import BreakerConfig
 from secmw.breaker.registry import BreakerRegistry, breaker_from_config
+from secmw.breaker.state import BreakerSnapshot, CircuitOpen, State
 
 __all__ = [
     "Breaker",

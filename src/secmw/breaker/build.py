@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from secmw.breaker.circuit import Emitter
 from secmw.breaker.config import BreakerConfig
 from secmw.breaker.registry import BreakerRegistry
+from secmw.breaker.state import Emitter
 
 
 def build_registry(

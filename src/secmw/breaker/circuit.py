@@ -18,78 +18,20 @@ thread-safe; use one per event loop.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from secmw.audit.base import AuditEvent
+from secmw.breaker.state import BreakerSnapshot, CircuitOpen, Emitter, State
 from secmw.breaker.window import FAILED, SLOW, CountWindow, TimeWindow, Window
-from secmw.errors import ServiceUnavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
-Emitter = Callable[[AuditEvent], Awaitable[None]]
-
-
-class State(StrEnum):
-    """The three states of a circuit."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
 # Module-level: a global is read faster than an enum member (the hot paths read it).
 _CLOSED = State.CLOSED
-
-
-class CircuitOpen(ServiceUnavailable):
-    """The circuit is open (or its half-open trial calls are taken): 503 with Retry-After."""
-
-    event = "upstream_circuit_open"
-
-    def __init__(self, name: str, retry_after: float) -> None:
-        super().__init__(
-            "The upstream service is temporarily unavailable.",
-            retry_after=retry_after,
-            reason=f"circuit {name} open",
-        )
-        self.name = name
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSnapshot:
-    """A breaker's state and counters, for health checks and metrics."""
-
-    name: str
-    state: State
-    calls: int
-    failures: int
-    slow_calls: int
-    failure_rate: float
-    slow_call_rate: float
-    rejected: int
-    openings: int
-    retry_after: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The snapshot as a JSON-ready dict."""
-        return {
-            "state": str(self.state),
-            "calls": self.calls,
-            "failures": self.failures,
-            "slow_calls": self.slow_calls,
-            "failure_rate": round(self.failure_rate, 2),
-            "slow_call_rate": round(self.slow_call_rate, 2),
-            "rejected": self.rejected,
-            "openings": self.openings,
-            "retry_after": None if self.retry_after is None else math.ceil(self.retry_after),
-        }
 
 
 class Guard:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from secmw.breaker.circuit import Breaker, BreakerSnapshot, Emitter, State
+from secmw.breaker.circuit import Breaker
 from secmw.breaker.config import BreakerConfig
+from secmw.breaker.state import BreakerSnapshot, Emitter, State
 
 
 def breaker_from_config(

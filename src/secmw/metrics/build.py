@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.hooks import Endpoint
 from secmw.metrics.collector import SecurityMetrics
 from secmw.metrics.config import MetricsConfig
 from secmw.metrics.endpoint import MetricsEndpoint
-from secmw.pipeline import Endpoint
 
 
 def _token(config: MetricsConfig) -> str | None:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from secmw.anomaly.base import Anomaly
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
+from secmw.hooks import Guard
 from secmw.metrics.registry import DEFAULT_BUCKETS, GaugeCallback, Labels, Registry
 from secmw.metrics.timing import AuthenticationTimer
-from secmw.pipeline import Guard
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 

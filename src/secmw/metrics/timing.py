@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from secmw.context import RequestContext
+from secmw.hooks import Guard
 from secmw.metrics.registry import Histogram
-from secmw.pipeline import Guard
 
 STARTED = "secmw.metrics.authenticate_started"
 

@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from secmw._responses import ChallengeSettings, render_denial
-from secmw.breaker.circuit import CircuitOpen
+from secmw.breaker.state import CircuitOpen
 from secmw.errors import BadRequest, Denial
 from secmw.proxy.egress import EgressDenied, EgressGuard
 from secmw.proxy.exchange import Exchange, RequestBody

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from secmw.breaker.circuit import CircuitOpen
+from secmw.breaker.state import CircuitOpen
 from secmw.errors import BadRequest, Denial, UpstreamError, UpstreamTimeout
 from secmw.proxy.egress import EgressDenied
 from secmw.proxy.target import rewrite_location, upstream_target, upstream_url

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from secmw.breaker.circuit import Breaker, CircuitOpen
+from secmw.breaker.circuit import Breaker
+from secmw.breaker.state import CircuitOpen
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 

@@ -27,7 +27,7 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from secmw.breaker.circuit import CircuitOpen
+from secmw.breaker.state import CircuitOpen
 from secmw.proxy.egress import EgressDenied
 from secmw.proxy.exchange import MAX_TARGET, UriTooLong
 from secmw.proxy.target import upstream_target
