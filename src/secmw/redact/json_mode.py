@@ -57,7 +57,7 @@ def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Find
         json.loads(text)
     except ValueError:
         return redactor.redact_text(text, findings), findings
-    return _document(redactor, text, findings, 0, 0), findings
+    return _document(redactor, text, findings, 0, 0, keys=keys), findings
 
 
 def _sensitive(redactor: SecretRedactor, key: str) -> bool:
@@ -73,6 +73,7 @@ def _document(
     depth: int,
     *,
     plain: list[Candidate] | None = None,
+    keys: bool | None = None,
 ) -> str:
     """Redact the string literals of one JSON text; the rest keeps its bytes.
 
@@ -85,13 +86,15 @@ def _document(
 
     ``plain`` holds the candidates of a text already known to have neither, and
     not parsed: what cannot be JSON raises :class:`_NotJson` (a ``ValueError``).
+    ``keys`` is whether a ``json_keys`` name occurs, when the caller looked already.
     """
     strict = plain is not None
     if plain is not None:
         candidates, keys = plain, False
     else:
         candidates = redactor.scanner.scan(text)[0]
-        keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+        if keys is None:
+            keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
         if not keys and "\\" not in text and not candidates:
             return text
     plain_text = not keys and "\\" not in text

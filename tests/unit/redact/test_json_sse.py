@@ -253,8 +253,7 @@ def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
         ("token " + GITHUB + ' "quoted"', 'token [REDACTED:github_token] "quoted"'),
         # An unclosed literal after the secret's quote.
         ('["' + GITHUB, '["[REDACTED:github_token]'),
-        # A literal with a raw line break (invalid JSON) around a secret that
-        # reaches past a quote.
+        # A literal with a raw line break (invalid JSON): replaced in place all the same.
         ('{"k": "line\n' + GITHUB + '"}', '{"k": "line\n[REDACTED:github_token]"}'),
     ],
 )
