@@ -110,38 +110,33 @@ class TieredRateLimiter:
 
     async def hit(self, ctx: RequestContext) -> RateDecision:
         """Count the request against every request tier that applies to it."""
-        fixed, memory = self._fixed, self.memory
-        if fixed is None or memory is None:
+        fixed = self._fixed
+        if fixed is None:
             return await self._hit(ctx, self._request_tiers, message=False)
-        # Memory and tiers with one key part and one rate each: the common case, inline.
+        # Every request tier has one key part, one cost and one rate: no lookups.
         checks: list[Check] = [(limit, (part(ctx),), cost) for part, limit, cost in fixed]
+        memory, policy = self.memory, self._fixed_policy
+        if memory is None or policy is None:
+            return await self._count(ctx, checks, message=False)
+        # In memory, no shadow tier, headers on: the common case, inline. When every
+        # window admits, only the most restrictive one is needed for the headers.
         now = self.clock()
         outcomes = memory.apply(checks, now)
-        policy = self._fixed_policy
-        if policy is not None:
-            # No shadow tier, headers on: when every window admits, only the
-            # most restrictive one is needed for the headers.
-            worst = -1
-            remaining, reset = 0, 0.0
-            for index, outcome in enumerate(outcomes):
-                if not outcome[0]:
-                    break
-                if (
-                    worst < 0
-                    or outcome[3] < remaining
-                    or (outcome[3] == remaining and outcome[4] > reset)
-                ):
-                    worst, remaining, reset = index, outcome[3], outcome[4]
-            else:
-                if worst < 0:
-                    return ALLOWED
-                limit = fixed[worst][1]
-                headers = rate_headers(self._headers, policy, (limit, remaining, reset), now)
-                return RateDecision(True, None, headers)
-        decision, shadowed = self._decide(checks, outcomes, now)
-        if shadowed:
-            await self._shadow_event(ctx, shadowed)
-        return decision
+        worst = -1
+        remaining, reset = 0, 0.0
+        for index, outcome in enumerate(outcomes):
+            if not outcome[0]:
+                return self._decide(checks, outcomes, now)[0]  # refused: no shadow tier here
+            if (
+                worst < 0
+                or outcome[3] < remaining
+                or (outcome[3] == remaining and outcome[4] > reset)
+            ):
+                worst, remaining, reset = index, outcome[3], outcome[4]
+        if worst < 0:
+            return ALLOWED
+        headers = rate_headers(self._headers, policy, (fixed[worst][1], remaining, reset), now)
+        return RateDecision(True, None, headers)
 
     async def hit_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> RateDecision:
         """Count one client message of an open websocket against the message tiers."""
@@ -152,25 +147,26 @@ class TieredRateLimiter:
     async def _hit(
         self, ctx: RequestContext, tiers: Sequence[Tier], *, message: bool
     ) -> RateDecision:
-        checks: list[Check]
-        if not message and self._fixed is not None:
-            # Every request tier has one key part, one cost and one rate: no lookups.
-            checks = [(limit, (part(ctx),), cost) for part, limit, cost in self._fixed]
-        else:
-            checks = []
-            append = checks.append
-            for tier in tiers:
-                keyed = tier.keys(ctx)
-                if not keyed:
-                    continue
-                limits = tier.limits_for(ctx) if tier.plans else tier.limits
-                for key, cost in keyed:
-                    for limit in limits:
-                        append((limit, key, cost))
-            if not checks:
-                return ALLOWED
+        checks: list[Check] = []
+        append = checks.append
+        for tier in tiers:
+            keyed = tier.keys(ctx)
+            if not keyed:
+                continue
+            limits = tier.limits_for(ctx) if tier.plans else tier.limits
+            for key, cost in keyed:
+                for limit in limits:
+                    append((limit, key, cost))
+        if not checks:
+            return ALLOWED
+        return await self._count(ctx, checks, message=message)
+
+    async def _count(
+        self, ctx: RequestContext, checks: list[Check], *, message: bool
+    ) -> RateDecision:
+        """Evaluate and commit ``checks`` in the store, then decide."""
         now = self.clock()
-        if self.memory is not None:  # the fast path: no storage to fail
+        if self.memory is not None:  # no storage to fail
             outcomes = self.memory.apply(checks, now)
         else:
             found = await self._evaluate(ctx, checks, now, message=message)
