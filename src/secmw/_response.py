@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secmw.errors import Denial
+from secmw.redact.audit import redaction_event
 from secmw.redact.base import Redactor, StreamRedactor
 
 if TYPE_CHECKING:
@@ -240,8 +241,6 @@ class ResponseWriter:
         """Audit what the redactor replaced (``secret_redacted``, counts by type)."""
         self._reported = True
         if findings:
-            from secmw.redact.audit import redaction_event  # noqa: PLC0415 - only when found
-
             event = redaction_event(self._ctx, findings)
             if event is not None:
                 await self._pipeline.emit(event)

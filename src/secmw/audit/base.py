@@ -60,7 +60,11 @@ def utc_now() -> str:
     return f"{prefix}.{rest // 1000:06d}+00:00"
 
 
-@dataclass(frozen=True, slots=True)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class AuditEvent:
     """One security decision, as it is written to the trail.
 
@@ -68,6 +72,7 @@ class AuditEvent:
     ever holds a credential: ``subject`` and ``credential_id`` identify, they do
     not authenticate. User-supplied strings are clipped to 512 characters; the
     JSON rendering escapes control characters, so they cannot break a line.
+    ``time`` defaults to now (:func:`utc_now`).
     """
 
     name: str
@@ -88,7 +93,53 @@ class AuditEvent:
     reason: str | None = None
     status: int | None = None
     latency_ms: float | None = None
-    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    details: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    # Written out because every request builds at least one event: the generated
+    # __init__ of a frozen dataclass looks ``object.__setattr__`` up once per field.
+    # tests/unit/audit/test_event.py checks that it matches the fields.
+    def __init__(  # noqa: PLR0917 - positional, like the generated one (events are built so)
+        self,
+        name: str,
+        outcome: str,
+        severity: str = "info",
+        time: str | None = None,
+        request_id: str | None = None,
+        transport: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        client: str | None = None,
+        subject: str | None = None,
+        tenant: str | None = None,
+        auth_method: str | None = None,
+        rpc_method: str | None = None,
+        tool: str | None = None,
+        rule_ids: tuple[str, ...] = (),
+        reason: str | None = None,
+        status: int | None = None,
+        latency_ms: float | None = None,
+        details: Mapping[str, Any] = _EMPTY,
+    ) -> None:
+        put = _set
+        put(self, "name", name)
+        put(self, "outcome", outcome)
+        put(self, "severity", severity)
+        put(self, "time", utc_now() if time is None else time)
+        put(self, "request_id", request_id)
+        put(self, "transport", transport)
+        put(self, "method", method)
+        put(self, "path", path)
+        put(self, "client", client)
+        put(self, "subject", subject)
+        put(self, "tenant", tenant)
+        put(self, "auth_method", auth_method)
+        put(self, "rpc_method", rpc_method)
+        put(self, "tool", tool)
+        put(self, "rule_ids", rule_ids)
+        put(self, "reason", reason)
+        put(self, "status", status)
+        put(self, "latency_ms", latency_ms)
+        put(self, "details", details)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready dict, without empty fields."""

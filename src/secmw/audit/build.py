@@ -47,6 +47,7 @@ def build_file_sink(config: FileSinkConfig, *, ocsf: bool = False) -> AuditSink:
             fsync=config.fsync,
             fsync_every=config.fsync_every,
             fsync_interval=config.fsync_interval_ms / 1000,
+            batch_interval=config.batch_interval_ms / 1000,
             rotate_bytes=config.rotate_bytes,
             rotate_seconds=config.rotate_seconds,
             keep=config.keep,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from secmw.audit.base import AuditEvent
@@ -16,10 +15,17 @@ def redaction_event(ctx: RequestContext, findings: Sequence[Finding]) -> AuditEv
     Severity is ``warning``: the application was about to send a credential. The
     event holds type names, counts and fingerprints only.
     """
-    mine = [finding for finding in findings if finding.source == SOURCE]
-    if not mine:
+    counts: dict[str, int] = {}
+    prints: set[str] = set()
+    total = 0
+    for finding in findings:
+        if finding.source == SOURCE:
+            total += 1
+            counts[finding.kind] = counts.get(finding.kind, 0) + 1
+            if finding.fingerprint:
+                prints.add(finding.fingerprint)
+    if not total:
         return None
-    counts = Counter(finding.kind for finding in mine)
     return AuditEvent(
         name="secret_redacted",
         outcome="success",
@@ -33,8 +39,8 @@ def redaction_event(ctx: RequestContext, findings: Sequence[Finding]) -> AuditEv
         tenant=ctx.principal.tenant,
         status=ctx.status,
         details={
-            "count": len(mine),
-            "types": dict(sorted(counts.items())),
-            "fingerprints": sorted({f.fingerprint for f in mine if f.fingerprint})[:32],
+            "count": total,
+            "types": dict(sorted(counts.items())) if len(counts) > 1 else counts,
+            "fingerprints": sorted(prints)[:32],
         },
     )

@@ -1,12 +1,15 @@
-"""AuditEvent.to_json is exactly the compact encoding of to_dict, for any event."""
+"""AuditEvent: its constructor, and to_json as exactly the compact encoding of to_dict."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import re
 import time
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,3 +75,35 @@ def test_utc_now_is_iso_8601_utc_with_microseconds() -> None:
     assert before <= datetime.fromisoformat(stamp) <= after
     time.sleep(0.001)
     assert utc_now() > stamp
+
+
+def test_constructor_matches_the_fields() -> None:
+    """The hand-written __init__ takes every field, in order, with the field's default."""
+    parameters = list(inspect.signature(AuditEvent).parameters.values())
+    fields = dataclasses.fields(AuditEvent)
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    for parameter, field in zip(parameters, fields, strict=True):
+        if field.default is not dataclasses.MISSING:
+            assert parameter.default == field.default, field.name
+        elif field.default_factory is not dataclasses.MISSING:
+            assert parameter.default in (None, field.default_factory()), field.name
+        else:
+            assert parameter.default is inspect.Parameter.empty, field.name
+
+
+def test_constructor_sets_every_field_and_stays_frozen() -> None:
+    values = {
+        f.name: f"v-{f.name}" for f in dataclasses.fields(AuditEvent) if f.type == "str | None"
+    }
+    event = AuditEvent(
+        name="n", outcome="success", rule_ids=("r",), status=201, latency_ms=1.5, **values
+    )
+    for key, value in values.items():
+        assert getattr(event, key) == value
+    assert (event.rule_ids, event.status, event.latency_ms) == (("r",), 201, 1.5)
+    assert dict(event.details) == {}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", event.time)
+    assert AuditEvent(name="n", outcome="success", time="t").time == "t"
+    assert dataclasses.replace(event, status=500).status == 500
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.name = "other"  # type: ignore[misc]

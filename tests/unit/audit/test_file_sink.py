@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -437,3 +438,47 @@ async def test_an_event_queued_after_the_writer_stopped_goes_to_the_fallback(
     await sink.aclose()
     assert sink.diverted == 1
     assert fallback_records(fallback)[0]["request_id"] == "r1"
+
+
+async def test_events_gather_for_batch_interval_then_go_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    real = _writer._write
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(data.count(b"\n"))
+        return real(fd, data)
+
+    monkeypatch.setattr(_writer, "_write", write)
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, batch_interval=0.5, fsync="never")
+    await sink.emit(event(0))
+    # An idle writer takes the first event at once ...
+    wait_until(lambda: sink.written == 1)
+    started = time.monotonic()
+    for n in range(1, 20):
+        await sink.emit(event(n))
+    # ... then waits out the interval, so the next 19 arrive in a single write.
+    wait_until(lambda: sink.written == 20)
+    assert time.monotonic() - started >= 0.3
+    assert writes == [1, 19]
+    closing = time.monotonic()
+    await sink.emit(event(20))
+    await sink.aclose()  # close does not wait out the interval
+    assert time.monotonic() - closing < 0.4
+    assert [row["request_id"] for row in records([path])] == [f"r{n}" for n in range(21)]
+    assert verify_files([path]).ok
+
+
+async def test_batch_interval_zero_writes_as_soon_as_queued(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, batch_interval=0.0, fsync="never")
+
+    def written(count: int) -> Callable[[], bool]:
+        return lambda: sink.written == count
+
+    for n in range(3):
+        await sink.emit(event(n))
+        wait_until(written(n + 1), timeout=2.0)
+    await sink.aclose()
