@@ -102,6 +102,7 @@ class Writer(threading.Thread):
         self._fsync_interval = fsync_interval
         self._batch_interval = batch_interval
         self._stopping = threading.Event()
+        self._backed_up = False
         self._rotate_bytes = rotate_bytes
         self._rotate_seconds = rotate_seconds
         self._keep = keep
@@ -158,10 +159,11 @@ class Writer(threading.Thread):
                 self._work(final=stop)
                 if stop:
                     return
-                if self._batch_interval:
+                if self._batch_interval and not self._backed_up:
                     # Let events gather before the next write: each wake-up of this
                     # thread takes the GIL from the requests (a forced switch when the
-                    # loop is busy), so fewer, larger batches cost them less.
+                    # loop is busy), so fewer, larger batches cost them less. Not
+                    # while a full batch was taken: then the queue is behind.
                     self._stopping.wait(self._batch_interval)
         except BaseException as exc:  # a bug here must not pass silently
             self.failed = f"writer crashed: {type(exc).__name__}"
@@ -187,6 +189,7 @@ class Writer(threading.Thread):
 
     def _collect(self, timeout: float | None) -> bool:
         """Move queued items to the backlog; True when the stop marker came."""
+        self._backed_up = False
         get = self.queue.get
         try:
             item = get(timeout=timeout) if timeout is None or timeout > 0 else get(block=False)
@@ -200,6 +203,7 @@ class Writer(threading.Thread):
             self._backlog.append(item)
             count += 1
             if count >= _MAX_BATCH:
+                self._backed_up = True
                 return False
             try:
                 item = get(block=False)

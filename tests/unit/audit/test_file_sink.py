@@ -482,3 +482,30 @@ async def test_batch_interval_zero_writes_as_soon_as_queued(tmp_path: Path) -> N
         await sink.emit(event(n))
         wait_until(written(n + 1), timeout=2.0)
     await sink.aclose()
+
+
+async def test_a_backed_up_queue_is_written_without_waiting_out_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    real = _writer._write
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(data.count(b"\n"))
+        return real(fd, data)
+
+    monkeypatch.setattr(_writer, "_write", write)
+    path = tmp_path / "audit.jsonl"
+    total = 3 * _writer._MAX_BATCH + 2
+    sink, _ = make_sink(path, batch_interval=1.0, fsync="never")
+    await sink.emit(event(0))
+    wait_until(lambda: sink.written == 1)
+    started = time.monotonic()
+    for n in range(1, total):
+        await sink.emit(event(n))
+    wait_until(lambda: sink.written == total, timeout=10.0)
+    # One pause (the one after the first event), not one after every full batch.
+    assert time.monotonic() - started < 3.0
+    assert writes[:4] == [1, *[_writer._MAX_BATCH] * 3]
+    await sink.aclose()
+    assert len(records([path])) == total
