@@ -463,8 +463,12 @@ def secmw_config(
     directory: Path,
     rates: tuple[str, ...] = RATES,
     stages: tuple[str, ...] = STAGES,
+    audit_batch_ms: int | None = None,
 ) -> dict[str, Any]:
-    """The full secmw chain as one configuration (``stages`` picks a prefix, to break it down)."""
+    """The full secmw chain as one configuration (``stages`` picks a prefix, to break it down).
+
+    ``audit_batch_ms`` sets ``audit.file.batch_interval_ms`` (else the default).
+    """
     names = ("per-minute", "per-hour", "per-day")
     config: dict[str, Any] = {
         "auth": {"jwt": issuer.jwt_config()},  # verified-token cache: on by default
@@ -483,6 +487,8 @@ def secmw_config(
         config["redact"] = {"enabled": True}
     if "audit" in stages:
         config["audit"] = {"sink": "file", "file": {"path": str(directory / "audit.jsonl")}}
+        if audit_batch_ms is not None:
+            config["audit"]["file"]["batch_interval_ms"] = audit_batch_ms
     return config
 
 
@@ -491,9 +497,11 @@ def secmw_app(
     directory: Path,
     rates: tuple[str, ...] = RATES,
     stages: tuple[str, ...] = STAGES,
+    audit_batch_ms: int | None = None,
 ) -> Any:
     """The secmw chain around the same route."""
-    return SecurityMiddleware(bare_app(), secmw_config(issuer, directory, rates, stages))
+    config = secmw_config(issuer, directory, rates, stages, audit_batch_ms)
+    return SecurityMiddleware(bare_app(), config)
 
 
 def make_issuer(pem: str | None = None) -> TokenIssuer:
@@ -510,7 +518,8 @@ def create() -> Any:
     issuer = make_issuer(Path(os.environ["H2H_KEY"]).read_text(encoding="utf-8"))
     directory = Path(os.environ["H2H_DIR"])
     if mode == "secmw":
-        return secmw_app(issuer, directory)
+        batch = os.environ.get("H2H_AUDIT_BATCH_MS")
+        return secmw_app(issuer, directory, audit_batch_ms=int(batch) if batch else None)
     return peer_app(issuer, directory, backend=mode.removeprefix("peer-"))
 
 

@@ -215,6 +215,10 @@ async def run(args: argparse.Namespace, directory: Path) -> int:
     print("  (the 'no secret scanning' variant leaves the secret in: it shows where time goes)\n")
     variants: list[tuple[str, App]] = [("bare app", h2h.bare_app())]
     variants += [(name, app) for name, app, _ in stacks]
+    batched = None
+    if args.audit_batch_ms is not None:  # the same chain, its audit writer batching
+        batched = h2h.secmw_app(issuer, directory / "batched", audit_batch_ms=args.audit_batch_ms)
+        variants.insert(2, (f"secmw, audit batch_interval_ms = {args.audit_batch_ms}", batched))
     if args.breakdown:  # secmw stage by stage, each row adding one to the one above
         for count in range(1, len(h2h.STAGES)):
             stages = h2h.STAGES[:count]
@@ -245,6 +249,8 @@ async def run(args: argparse.Namespace, directory: Path) -> int:
     for _name, app, limited in stacks[:1]:
         for middleware in (app, limited):
             await middleware.pipeline.aclose()
+    if batched is not None:
+        await batched.pipeline.aclose()
     return 0
 
 
@@ -254,6 +260,11 @@ def main() -> int:
     parser.add_argument("--slice", type=float, default=0.25, help="seconds per variant per round")
     parser.add_argument(
         "--breakdown", action="store_true", help="also secmw stage by stage (where the time goes)"
+    )
+    parser.add_argument(
+        "--audit-batch-ms",
+        type=int,
+        help="also the full chain with this audit.file.batch_interval_ms",
     )
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)  # slowapi's and Authlib's own
@@ -265,6 +276,7 @@ def main() -> int:
     print(f"app: GET {h2h.PATH} -> {len(h2h.BODY)} bytes of JSON; RS256 token; 100 rules\n")
     directory = Path(tempfile.mkdtemp(prefix="secmw-h2h-"))
     (directory / "low").mkdir()
+    (directory / "batched").mkdir()
     try:
         return asyncio.run(run(args, directory))
     finally:

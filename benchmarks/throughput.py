@@ -174,7 +174,12 @@ def main() -> int:
     parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="uvicorn's loop"
     )
+    parser.add_argument(
+        "--audit-batch-ms", type=int, help="secmw's audit.file.batch_interval_ms (else default)"
+    )
     args = parser.parse_args()
+    if args.audit_batch_ms is not None:
+        os.environ["H2H_AUDIT_BATCH_MS"] = str(args.audit_batch_ms)  # read by h2h_app.create
     wrk = ensure_wrk()
     modes = ["bare", "secmw", *(["peer-pyjwt"] if args.peer else [])]
     directory = Path(tempfile.mkdtemp(prefix="secmw-throughput-"))
@@ -201,6 +206,11 @@ def main() -> int:
             f"uvicorn (1 worker, {stack[0]}, {stack[1]}), {wrk_version.strip()}, "
             f"-t1 -c{args.connections}, "
             f"{args.duration} s x {args.rounds} rounds, GET {h2h.PATH} ({len(h2h.BODY)} B JSON)"
+            + (
+                f", audit batch_interval_ms {args.audit_batch_ms}"
+                if args.audit_batch_ms is not None
+                else ""
+            )
         )
         for turn in range(args.rounds):
             for mode in modes[turn % len(modes) :] + modes[: turn % len(modes)]:

@@ -5,8 +5,8 @@ fsync. The request path only puts ``(event, context)`` pairs on a queue; this
 thread renders them (inside the request's copied context, so context-reading
 processors work), chains them, and appends whole lines with one ``write`` per
 batch on an ``O_APPEND`` descriptor: a line is never split over two writes.
-After a write it lets events gather for ``batch_interval`` seconds: each wake-up
-costs the requests a GIL hand-over, so few large batches beat many small ones.
+With ``batch_interval`` above 0 it lets events gather that long after each write:
+fewer wake-ups, so fewer GIL hand-overs, but longer ones (docs/audit.md weighs it).
 
 States: *ok*; *error* (a write failed: the partial bytes are cut off, the lines
 stay pending and the write is retried every ``retry_interval`` seconds); *failed*
@@ -160,10 +160,8 @@ class Writer(threading.Thread):
                 if stop:
                     return
                 if self._batch_interval and not self._backed_up:
-                    # Let events gather before the next write: each wake-up of this
-                    # thread takes the GIL from the requests (a forced switch when the
-                    # loop is busy), so fewer, larger batches cost them less. Not
-                    # while a full batch was taken: then the queue is behind.
+                    # Let events gather before the next write (fewer GIL hand-overs);
+                    # not after a full batch: then the queue is behind.
                     self._wake.wait(self._batch_interval)
                     self._wake.clear()
         except BaseException as exc:  # a bug here must not pass silently

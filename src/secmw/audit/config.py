@@ -16,7 +16,7 @@ class FileSinkConfig(ConfigModel):
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_every: int = Field(1000, ge=1)
     fsync_interval_ms: int = Field(200, ge=1)
-    batch_interval_ms: int = Field(50, ge=0, le=1000)
+    batch_interval_ms: int = Field(0, ge=0, le=1000)
     rotate_bytes: int | None = Field(64 * 1024 * 1024, ge=4096)
     rotate_seconds: int | None = Field(None, ge=1)
     keep: int | None = Field(None, ge=0)

@@ -67,7 +67,7 @@ class JSONLFileSink:
         fsync: FsyncPolicy = "batch",
         fsync_every: int = 1000,
         fsync_interval: float = 0.2,
-        batch_interval: float = 0.05,
+        batch_interval: float = 0.0,
         rotate_bytes: int | None = 64 * 1024 * 1024,
         rotate_seconds: float | None = None,
         keep: int | None = None,
