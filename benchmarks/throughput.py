@@ -132,20 +132,38 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def run_wrk(wrk: str, port: int, token: str, args: argparse.Namespace) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process (every thread), from /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    wrk: str, port: int, token: str, args: argparse.Namespace, pid: int
+) -> dict[str, float]:
     command = [
         *pinned(1), wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
         "--timeout", "5s", "-H", f"Authorization: Bearer {token}",
         f"http://127.0.0.1:{port}{h2h.PATH}",
     ]  # fmt: skip
+    cpu_before = cpu_seconds(pid)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=args.duration + 30, check=True
     )
+    cpu_after = cpu_seconds(pid)
     out = done.stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if rate is None:
         sys.exit(f"cannot read wrk's output:\n{out}")
     result = {"rps": float(rate.group(1)), "non2xx": 0.0, "errors": 0.0}
+    total = re.search(r"(\d+) requests in", out)
+    if cpu_before is not None and cpu_after is not None and total and int(total.group(1)):
+        # The server's CPU per answered request (its audit writer thread included).
+        result["cpu_us"] = (cpu_after - cpu_before) / int(total.group(1)) * 1e6
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if bad:
         result["non2xx"] = float(bad.group(1))
@@ -214,14 +232,16 @@ def main() -> int:
         )
         for turn in range(args.rounds):
             for mode in modes[turn % len(modes) :] + modes[: turn % len(modes)]:
-                results[mode].append(run_wrk(wrk, servers[mode][1], token, args))
+                process, port = servers[mode]
+                results[mode].append(run_wrk(wrk, port, token, args, process.pid))
     finally:
         for process, _port in servers.values():
             stop(process)
         shutil.rmtree(directory, ignore_errors=True)
     header = f"{'variant':12} {'req/s (each round)':34} {'median':>9} {'p50 ms':>7} {'p99 ms':>7}"
-    print(f"{header} {'bad':>5}")
+    print(f"{header} {'CPU us/req':>10} {'bad':>5}")
     medians: dict[str, float] = {}
+    cpu_median: dict[str, float] = {}
     for mode, runs in results.items():
         rates = [run["rps"] for run in runs]
         medians[mode] = statistics.median(rates)
@@ -229,7 +249,11 @@ def main() -> int:
         p99 = statistics.median(run.get("p99_ms", 0.0) for run in runs)
         bad = sum(run["non2xx"] + run["errors"] for run in runs)
         each = " ".join(f"{rate:.0f}" for rate in rates)
-        print(f"{mode:12} {each:34} {medians[mode]:9.0f} {p50:7.2f} {p99:7.2f} {bad:5.0f}")
+        cpus = [run["cpu_us"] for run in runs if "cpu_us" in run]
+        if cpus:
+            cpu_median[mode] = statistics.median(cpus)
+        cpu = f"{cpu_median[mode]:10.1f}" if cpus else f"{'n/a':>10}"
+        print(f"{mode:12} {each:34} {medians[mode]:9.0f} {p50:7.2f} {p99:7.2f} {cpu} {bad:5.0f}")
     ratios = [p["rps"] / b["rps"] for p, b in zip(results["secmw"], results["bare"], strict=True)]
     ratio = medians["secmw"] / medians["bare"]
     verdict = "met" if ratio >= TARGET else f"missed by {(TARGET - ratio) * 100:.1f} points"
@@ -238,6 +262,13 @@ def main() -> int:
         + ", ".join(f"{r:.1%}" for r in ratios)
         + f"); target >= {TARGET:.0%}: {verdict}"
     )
+    if "bare" in cpu_median and "secmw" in cpu_median:
+        budget = cpu_median["bare"] * (1 / TARGET - 1)
+        print(
+            f"server CPU per request: {cpu_median['secmw']:.0f} us with secmw, "
+            f"{cpu_median['bare']:.0f} us bare; keeping {TARGET:.0%} would leave the chain "
+            f"about {budget:.0f} us"
+        )
     return 0
 
 
