@@ -520,6 +520,11 @@ def create() -> Any:
     if mode == "secmw":
         batch = os.environ.get("H2H_AUDIT_BATCH_MS")
         return secmw_app(issuer, directory, audit_batch_ms=int(batch) if batch else None)
+    if mode.startswith("secmw:"):  # the first stages only, e.g. "secmw:auth+policy"
+        stages = tuple(mode.removeprefix("secmw:").split("+"))
+        if stages != STAGES[: len(stages)]:
+            raise ValueError(f"stages must be a prefix of {STAGES}")
+        return secmw_app(issuer, directory, stages=stages)
     return peer_app(issuer, directory, backend=mode.removeprefix("peer-"))
 
 
