@@ -31,3 +31,23 @@ def cidr_list(value: list[str]) -> list[str]:
         except ValueError as exc:
             raise ValueError(f"{entry!r} is not a CIDR network: {exc}") from None
     return value
+
+
+_STORAGE_SCHEMES = (
+    "memory://",
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+sentinel://",
+    "redis+cluster://",
+)
+
+
+def storage_url(value: str) -> str:
+    """Validate a shared-state storage URL (memory or one of the Redis forms)."""
+    if not value.startswith(_STORAGE_SCHEMES):
+        raise ValueError(
+            "must start with memory://, redis://, rediss://, unix://, "
+            "redis+sentinel:// or redis+cluster://"
+        )
+    return value

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from secmw._config_base import ConfigModel
+from secmw._config_base import ConfigModel, storage_url
 
 ResponseName = Literal["alert", "step_up", "block"]
 
@@ -125,13 +125,7 @@ class AnomalyStorageConfig(ConfigModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        schemes = ("memory://", "redis://", "rediss://", "unix://", "redis+sentinel://")
-        if not value.startswith((*schemes, "redis+cluster://")):
-            raise ValueError(
-                "must start with memory://, redis://, rediss://, unix://, "
-                "redis+sentinel:// or redis+cluster://"
-            )
-        return value
+        return storage_url(value)
 
 
 class AnomalyConfig(ConfigModel):

@@ -7,7 +7,7 @@ from typing import Literal
 from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 
-from secmw._config_base import ConfigModel
+from secmw._config_base import ConfigModel, storage_url
 
 Algorithm = Literal["fixed-window", "moving-window", "sliding-window-counter", "gcra"]
 KeyPart = Literal["global", "principal", "tenant", "ip", "route", "tool", "api_key", "connection"]
@@ -115,13 +115,7 @@ class StorageConfig(ConfigModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        schemes = ("memory://", "redis://", "rediss://", "unix://", "redis+sentinel://")
-        if not value.startswith((*schemes, "redis+cluster://")):
-            raise ValueError(
-                "must start with memory://, redis://, rediss://, unix://, "
-                "redis+sentinel:// or redis+cluster://"
-            )
-        return value
+        return storage_url(value)
 
 
 class RateLimitConfig(ConfigModel):

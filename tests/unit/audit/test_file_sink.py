@@ -440,9 +440,8 @@ async def test_an_event_queued_after_the_writer_stopped_goes_to_the_fallback(
     assert fallback_records(fallback)[0]["request_id"] == "r1"
 
 
-async def test_events_gather_for_batch_interval_then_go_in_one_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _counted_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many lines each write of the writer carries."""
     writes: list[int] = []
     real = _writer._write
 
@@ -451,6 +450,13 @@ async def test_events_gather_for_batch_interval_then_go_in_one_write(
         return real(fd, data)
 
     monkeypatch.setattr(_writer, "_write", write)
+    return writes
+
+
+async def test_events_gather_for_batch_interval_then_go_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = _counted_writes(monkeypatch)
     path = tmp_path / "audit.jsonl"
     sink, _ = make_sink(path, batch_interval=0.5, fsync="never")
     await sink.emit(event(0))
@@ -487,14 +493,7 @@ async def test_batch_interval_zero_writes_as_soon_as_queued(tmp_path: Path) -> N
 async def test_a_backed_up_queue_is_written_without_waiting_out_the_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[int] = []
-    real = _writer._write
-
-    def write(fd: int, data: bytes) -> int:
-        writes.append(data.count(b"\n"))
-        return real(fd, data)
-
-    monkeypatch.setattr(_writer, "_write", write)
+    writes = _counted_writes(monkeypatch)
     path = tmp_path / "audit.jsonl"
     total = 3 * _writer._MAX_BATCH + 2
     sink, _ = make_sink(path, batch_interval=1.0, fsync="never")
