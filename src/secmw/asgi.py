@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
+from secmw._paths import route_path
 from secmw._response import ResponseWriter
 from secmw._websocket import WebSocketSession, close_code
 from secmw.context import ANONYMOUS, AuthCredentials, Principal, RequestContext
@@ -243,14 +245,28 @@ class SecurityMiddleware:
         await self.app(scope, receive, observe)
 
 
+# Characters a path segment may hold unescaped (RFC 3986 pchar, less the ``;`` cut away).
+_PATH_SAFE = "/:@!$&'()*+,=-._~"
+
+
 def _child_scope(
     scope: Scope,
     ctx: RequestContext,
     transform: Redactor | None,
     filters: tuple[Callable[[Scope], None], ...] = (),
 ) -> Scope:
-    """The scope the app sees: the Starlette ``user``/``auth`` keys and our state."""
+    """The scope the app sees: the Starlette ``user``/``auth`` keys and our state.
+
+    The app routes on the path the pipeline judged: a spelling that canonicalised
+    to another path (dot segments, repeated slashes, ``;params``) is replaced by
+    the canonical one, or ``/files/../health`` could pass as the public
+    ``/health`` and be routed to ``/files/{name}``. A trailing slash is kept.
+    """
     child = dict(scope)
+    path: str = scope.get("path") or "/"
+    judged = ctx.path
+    if path != judged and not (path.endswith("/") and path[:-1] == judged != "/"):
+        _route_to(child, path, judged)
     for scope_filter in filters:
         scope_filter(child)
     principal: Principal = ctx.principal
@@ -277,6 +293,19 @@ def _child_scope(
             for name, value in headers
         ]
     return child
+
+
+def _route_to(child: Scope, path: str, judged: str) -> None:
+    """Point ``path`` and ``raw_path`` of ``child`` at the judged path (under ``root_path``)."""
+    root = child.get("root_path") or ""
+    routed = route_path(path, root) or "/"
+    if routed == judged or (routed.endswith("/") and routed[:-1] == judged != "/"):
+        return
+    if routed.endswith("/") and judged != "/":
+        judged += "/"
+    full = path[: len(path) - len(route_path(path, root))] + judged
+    child["path"] = full
+    child["raw_path"] = quote(full, safe=_PATH_SAFE).encode("ascii")
 
 
 def _check_declared_length(ctx: RequestContext, limit: int) -> None:

@@ -318,7 +318,7 @@ async def test_followed_redirects_are_checked_again(client: str) -> None:
         return answer(path)
 
     audit = AuditCapture()
-    injected = {"headers": {"authorization": "Bearer upstream-own"}}
+    injected = {"headers": {"authorization": "Bearer upstream-own", "x-upstream-key": "key-own"}}
     with ScriptedServer(script) as first, ScriptedServer(script) as other:
         gateway = build([first.url], client, audit, follow_redirects=True, upstream=injected)
         same = await call(gateway, "/same")
@@ -336,6 +336,74 @@ async def test_followed_redirects_are_checked_again(client: str) -> None:
     (landed,) = other.requests
     assert landed.startswith(b"GET /landed")  # 303: a bodiless GET
     assert b"upstream-own" not in landed  # another origin: no credential
+    assert b"key-own" not in landed  # not even in the upstream's own custom header
+
+
+@CLIENTS
+async def test_a_redirect_loop_is_a_502(client: str) -> None:
+    def script(_conn: int, _number: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 0\r\n\r\n"
+
+    audit = AuditCapture()
+    with ScriptedServer(script) as server:
+        gateway = build([server.url], client, audit, follow_redirects=True)
+        sender = await call(gateway, "/start")
+        await gateway.proxy.aclose()
+    assert sender.status == 502
+    assert sender.header("content-type") == "application/problem+json"
+    assert len(server.requests) == 21  # the request and 20 hops
+
+
+class _StalledUpload:
+    """A client that sends the first chunk of its body, then nothing more."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(self) -> dict[str, Any]:
+        if not self.sent:
+            self.sent = True
+            return {"type": "http.request", "body": b"a", "more_body": True}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+class _SlowReader(Sender):
+    """A client whose connection takes the body slowly (a blocked ``send``)."""
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.body":
+            await anyio.sleep(10)
+        await super().__call__(message)
+
+
+# httpx's body iterators are async generators nested in httpcore's; a relay that
+# stops inside the client's ``send`` leaves them suspended (the connection itself is
+# closed), and trio reports each one when it is garbage collected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@CLIENTS
+async def test_a_slow_client_gets_408_and_never_opens_the_upstreams_breaker(
+    client: str, echo: tuple[EchoUpstream, str]
+) -> None:
+    audit = AuditCapture()
+    breaker = {"minimum_calls": 2, "window_size": 4}
+    gateway = build([echo[1]], client, audit, timeouts={**TIMEOUTS, "total": 0.3}, breaker=breaker)
+    for _ in range(3):
+        sender = Sender()
+        scope = http_scope("/upload", method="POST", headers=[("transfer-encoding", "chunked")])
+        await gateway(scope, _StalledUpload(), sender)
+        assert sender.status == 408
+        assert sender.json()["status"] == 408
+    for _ in range(3):
+        with anyio.fail_after(5):
+            await gateway(http_scope("/echo"), HeldReceiver(), _SlowReader())
+    fine = await call(gateway, "/echo")
+    await gateway.proxy.aclose()
+    assert fine.status == 200  # the breaker stayed closed
+    (state,) = [b.snapshot() for b in gateway.registry]
+    assert state.failures == 0
+    outcomes = [e.details.get("outcome") for e in audit.events if e.request_id is not None]
+    assert outcomes.count("client_timeout") == 6
 
 
 @CLIENTS

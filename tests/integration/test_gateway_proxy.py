@@ -389,3 +389,20 @@ async def test_the_upstream_gets_the_path_the_policy_judged(
     await gateway.proxy.aclose()
     assert sender.status == 200, sender.body
     assert sender.json()["path"] == expected
+
+
+async def test_an_api_key_in_a_configured_custom_header_never_reaches_the_upstream(
+    upstream: tuple[EchoUpstream, str], tmp_path: Any
+) -> None:
+    from secmw.auth.apikey_store import FileAPIKeyStore
+
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    config = gateway_config([upstream[1]])
+    config["auth"] = {"api_key": {"file": str(path), "header": "X-Tenant-Key"}}
+    gateway = build_gateway(load_config(config), audit=AuditCapture())
+    async with client(gateway) as http:
+        response = await http.get("/echo", headers={"x-tenant-key": key})
+    assert response.status_code == 200
+    assert "x-tenant-key" not in response.json()["headers"]
+    assert key not in upstream[0].seen[-1][":all"]

@@ -135,3 +135,61 @@ async def test_mounted_starlette_app_is_protected_under_its_own_routes() -> None
             response = await client.get(target)
             assert response.status_code in (400, 401), target
             assert response.text != "admin area"
+
+
+def _routed_app() -> Starlette:
+    """A public ``/health`` next to private routes whose parameters could swallow ``..``."""
+
+    async def health(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("public health")
+
+    async def private(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(f"private {request.url.path}")
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/files/{name:path}", private),
+            Route("/users/{uid}/{action}", private),
+            Route("/{rest:path}", private),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("/files/../health", id="dot-dot-into-public"),
+        pytest.param("/users/../health", id="dot-dot-param"),
+        pytest.param("/users/%2e%2e/health", id="encoded-dot-dot"),
+        pytest.param("/users/..;/health", id="dot-dot-semicolon"),
+        pytest.param("/users/x/../../health", id="climb-two"),
+        pytest.param("//health", id="double-slash-catch-all"),
+        pytest.param("/./health", id="dot"),
+        pytest.param("/health;x", id="matrix-param-catch-all"),
+    ],
+)
+async def test_the_app_routes_on_the_path_the_policy_judged(target: str) -> None:
+    # The spelling canonicalises to the public /health: the app must then serve
+    # /health, never a private route that matches the literal spelling.
+    app = SecurityMiddleware(
+        _routed_app(), {"auth": {"public_paths": ["/health"]}, "audit": {"sink": "none"}}
+    )
+    sent = await call(app, uvicorn_scope(target))
+    assert sent.status == 200, target
+    assert sent.body == b"public health"
+
+
+async def test_the_rewritten_scope_keeps_root_path_query_and_trailing_slash() -> None:
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN, policy=DenyPrefix("/admin"))
+    scope = uvicorn_scope("/x/../a//b/", root_path="/api")
+    scope["query_string"] = b"q=1"
+    sent = await call(app, scope)
+    assert sent.status == 200
+    seen = echo.scopes[0]
+    assert (seen["path"], seen["raw_path"]) == ("/api/a/b/", b"/api/a/b/")
+    assert seen["query_string"] == b"q=1"
+    plain = EchoApp()
+    await call(SecurityMiddleware(plain, OPEN), uvicorn_scope("/a/b/"))
+    assert plain.scopes[0]["raw_path"] == b"/a/b/"  # nothing to rewrite: the scope is the server's

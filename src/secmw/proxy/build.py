@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -54,8 +54,13 @@ def build_proxy(
     resolver: Resolver | None = None,
     clock: Callable[[], float] = time.monotonic,
     client: httpx.AsyncClient | None = None,
+    credential_headers: Iterable[str] = (),
 ) -> tuple[ReverseProxy, BreakerRegistry]:
-    """The reverse proxy and its breaker registry for a ``gateway`` section."""
+    """The reverse proxy and its breaker registry for a ``gateway`` section.
+
+    ``credential_headers`` are more client header names never sent upstream (the
+    gateway passes the configured API-key header).
+    """
     issues: list[ConfigIssue] = []
     registry = build_registry(config.breaker, emit=emit, clock=clock)
     guard = EgressGuard(
@@ -128,7 +133,7 @@ def build_proxy(
         [Route(r.prefix, pools[r.upstream], r.strip_prefix) for r in config.routes],
         guard=guard,
         headers=HeaderFilter(
-            strip=config.strip_headers,
+            strip=[*config.strip_headers, *credential_headers],
             strip_response=config.strip_response_headers,
         ),
         timeouts=proxy_timeouts,
@@ -166,8 +171,15 @@ def build_gateway(
         raise ConfigError([ConfigIssue("gateway", "the gateway section is required")])
     pipeline = build_pipeline(config, **components)
     try:
+        # A client credential must never reach an upstream, whatever header carries it.
+        api_key = config.auth.api_key
         proxy, registry = build_proxy(
-            config.gateway, emit=pipeline.emit, resolver=resolver, clock=clock, client=client
+            config.gateway,
+            emit=pipeline.emit,
+            resolver=resolver,
+            clock=clock,
+            client=client,
+            credential_headers=[api_key.header] if api_key is not None else [],
         )
     except ConfigError as exc:
         raise ConfigError(

@@ -41,18 +41,23 @@ class RequestBody(httpx.AsyncByteStream):
 
     A plain iterator rather than an async generator, so an upstream that fails
     mid-upload leaves nothing to finalise. A disconnect stops the upload.
+    ``waiting`` stays true when a wait for the client is interrupted (a timeout
+    that struck while the client was slow to upload).
     """
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._done = False
+        self.waiting = False
 
     def __aiter__(self) -> RequestBody:
         return self
 
     async def __anext__(self) -> bytes:
         while not self._done:
+            self.waiting = True
             message = await self._receive()
+            self.waiting = False
             if message["type"] == "http.disconnect":
                 raise ClientGone
             if message["type"] != "http.request":
@@ -77,6 +82,13 @@ class UriTooLong(BadRequest):
 
     status = 414
     title = "URI Too Long"
+
+
+class ClientTimeout(BadRequest):
+    """The client was too slow sending its body (408); never counted by the breaker."""
+
+    status = 408
+    title = "Request Timeout"
 
 
 class BodyCut(Exception):
@@ -110,6 +122,7 @@ class Exchange:
         "route",
         "scope",
         "send",
+        "sending",
     )
 
     def __init__(
@@ -139,6 +152,7 @@ class Exchange:
         self.details = details
         self.deadline = deadline
         self.relayed = False  # True once the response started: then a failure can only cut it
+        self.sending = False  # True while a send to the client is under way (or was cut)
 
     async def attempt(  # noqa: PLR0915 - every outcome of one try, side by side
         self, exclude: Target | None, *, can_retry: bool
@@ -223,6 +237,13 @@ class Exchange:
                 "The request cannot be forwarded.", reason="request not encodable upstream"
             )
         except (httpx.TimeoutException, httpx.TransportError, BodyCut) as exc:
+            if self._client_slow(exc):
+                # The time ran out waiting for the client, not the upstream: a slow
+                # client must not open the breaker for everyone else.
+                if not recorded:
+                    breaker.release(ticket)
+                    recorded = True
+                return self._client_timed_out(target)
             if not recorded:
                 breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
                 recorded = True
@@ -240,6 +261,27 @@ class Exchange:
                 with anyio.CancelScope(shield=True):
                     await breaker.flush_events()
         return None
+
+    def _client_slow(self, exc: Exception) -> bool:
+        """True when a timeout struck while the exchange waited for the client."""
+        timed_out = isinstance(exc, httpx.TimeoutException) or (
+            isinstance(exc, BodyCut) and exc.timed_out
+        )
+        uploading = isinstance(self.content, RequestBody) and self.content.waiting
+        return timed_out and (uploading or self.sending)
+
+    def _client_timed_out(self, target: Target) -> tuple[Target, Denial] | None:
+        self.details["outcome"] = "client_timeout"
+        denial = ClientTimeout(
+            "The request took too long to arrive.",
+            reason="client too slow to send" if not self.relayed else "client too slow to read",
+        )
+        if self.relayed:
+            # The response had started: it can only be cut. Audit it.
+            if self.ctx is not None:
+                self.ctx.state["denial"] = denial
+            return None
+        return target, denial
 
     def _failed(self, target: Target, exc: Exception) -> tuple[Target, Denial] | None:
         cut = isinstance(exc, BodyCut)
@@ -260,13 +302,12 @@ class Exchange:
         """Send the upstream response to the client as it arrives."""
         proxy = self.proxy
         headers = rewrite_location(proxy.headers.response(response.headers), target, self.route)
-        send = self.send
         start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
         if bounded:
             await self._relay_bounded(response, start)
             return
         self.relayed = True
-        await send(start)
+        await self._to_client(start)
         gone = anyio.Event()
         failure: Exception | None = None
         async with anyio.create_task_group() as tasks:
@@ -275,7 +316,9 @@ class Exchange:
             try:
                 async for chunk in response.aiter_raw():
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        await self._to_client(
+                            {"type": "http.response.body", "body": chunk, "more_body": True}
+                        )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 failure = exc
             tasks.cancel_scope.cancel()
@@ -283,7 +326,13 @@ class Exchange:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
         if gone.is_set():
             raise ClientGone
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self._to_client({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _to_client(self, message: Message) -> None:
+        """``send``, marked: a timeout that strikes inside it is the client's (it reads slowly)."""
+        self.sending = True
+        await self.send(message)
+        self.sending = False
 
     async def _relay_bounded(self, response: UpstreamResponse, start: Message) -> None:
         """Relay a reply (bounded by the caller); the last declared byte ends it.
@@ -292,7 +341,6 @@ class Exchange:
         back (the client wakes once for a small reply), and a body that fails
         before its first byte is still answered with a clean 502/504.
         """
-        send = self.send
         declared = response.header(b"content-length")
         bodiless = self.method == "HEAD" or response.status_code in (204, 304)
         remaining = int(declared) if declared.isdigit() and not bodiless else -1
@@ -305,11 +353,11 @@ class Exchange:
                 if chunk:
                     if not self.relayed:
                         self.relayed = True
-                        await send(start)
+                        await self._to_client(start)
                     remaining -= len(chunk)
                     done = remaining == 0
                     message = {"type": "http.response.body", "body": chunk, "more_body": not done}
-                    await send(message)
+                    await self._to_client(message)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             if not self.relayed:
                 raise
@@ -318,11 +366,11 @@ class Exchange:
             raise BodyCut(isinstance(failure, httpx.TimeoutException)) from failure
         if not self.relayed:
             self.relayed = True
-            await send(start)
+            await self._to_client(start)
         if remaining > 0:
             raise BodyCut(timed_out=False)
         if not done:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._to_client({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.CancelScope) -> None:

@@ -27,18 +27,14 @@ from anyio.abc import ByteStream
 from secmw.proxy import h1wire
 from secmw.proxy.egress import EgressGuard
 from secmw.proxy.h1pool import Connection, ConnectionPool
+from secmw.proxy.redirects import MAX_REDIRECTS, send_following
 
 Header = tuple[bytes, bytes]
 
-MAX_REDIRECTS = 20
 _READ_SIZE = 65536
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # RFC 9110 section 9.2.2: only these may be sent again without the caller knowing.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_BODY_FIELDS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
-# Dropped when a redirect leaves the origin (besides the upstream's injected credentials).
-_ORIGIN_BOUND = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 _READ_FAILURES = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -145,37 +141,20 @@ class H1Client:
     ) -> H1Response:
         """Send one request; the response's body is still to be read.
 
-        With ``follow_redirects``, up to :data:`MAX_REDIRECTS` hops are followed,
-        each checked by the guard; ``303`` (and ``301``/``302`` after a POST)
-        become a bodiless GET; a streamed body cannot be replayed, so its
-        ``307``/``308`` goes back to the caller. A hop to another origin drops
-        ``Authorization``, ``Cookie`` and the ``credentials`` header names.
+        With ``follow_redirects``, redirects are followed as
+        :func:`~secmw.proxy.redirects.send_following` describes, each hop checked
+        by the guard.
         """
-        response = await self._send(method, origin, target, headers, content)
-        url = origin
-        for _ in range(MAX_REDIRECTS):
-            location = response.header(b"location")
-            if not follow_redirects or response.status_code not in _REDIRECTS or not location:
-                return response
-            status = response.status_code
-            if status in (307, 308) and not (content is None or isinstance(content, bytes)):
-                return response
-            await response.aclose()
-            try:
-                url = url.copy_with(raw_path=target)
-                hop = url.join(location.decode("latin-1"))
-            except (httpx.InvalidURL, UnicodeDecodeError) as exc:
-                raise httpx.RemoteProtocolError("unusable redirect location") from exc
-            if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-                method, content = "GET", None
-                headers = [(k, v) for k, v in headers if k not in _BODY_FIELDS]
-            if (hop.scheme, hop.host, hop.port) != (url.scheme, url.host, url.port):
-                drop = _ORIGIN_BOUND | credentials
-                headers = [(k, v) for k, v in headers if k not in drop]
-            url, target = hop, hop.raw_path
-            response = await self._send(method, url, target, headers, content)
-        await response.aclose()
-        raise httpx.RemoteProtocolError("too many redirects")
+        return await send_following(
+            self._send,
+            method,
+            origin,
+            target,
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+            credentials=credentials,
+        )
 
     async def get(self, url: httpx.URL) -> int:
         """GET ``url`` and read the answer; its status (health probes)."""

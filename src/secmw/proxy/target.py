@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import httpx
+
+from secmw._paths import canonical_path, route_path
+from secmw.errors import BadRequest
 
 if TYPE_CHECKING:
     from secmw.proxy.app import Route
@@ -16,23 +19,37 @@ if TYPE_CHECKING:
 Scope = MutableMapping[str, Any]
 
 
+def _judged(scope: Scope) -> str:
+    """The path the pipeline judged; without a pipeline, the canonical form of the scope's."""
+    ctx = (scope.get("state") or {}).get("secmw")
+    if ctx is not None:
+        return str(ctx.path)
+    path = str(scope["path"])
+    try:
+        return canonical_path(path, root_path=str(scope.get("root_path") or ""))
+    except BadRequest:
+        return path
+
+
 def _judged_path(scope: Scope) -> bytes:
     """The path the pipeline judged (canonical), percent-encoded for the wire."""
-    ctx = (scope.get("state") or {}).get("secmw")
-    path = ctx.path if ctx is not None else str(scope["path"])
-    return quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+    return quote(_judged(scope), safe="/:@!$&'()*+,;=-._~").encode("ascii")
 
 
 def forwarded_path(scope: Scope) -> bytes:
-    """The path sent upstream: the raw path, or the canonical one when they could differ.
+    """The path sent upstream: the raw path when it means the judged one, else the judged one.
 
-    A raw path with dot segments or empty segments is what an upstream might
-    resolve differently from the policy (``/public/../admin``): then the
-    canonical path the pipeline judged is sent instead.
+    The policy decided on the canonical path. An upstream that resolves dot
+    segments, ``;params`` or repeated slashes differently (``/admin/..;/public``,
+    ``/admin/%2e%2e/public``) must not be handed a spelling that routes elsewhere,
+    so the raw path is kept only when its decoded form is already the judged path
+    (a trailing slash aside, which the canonical form drops).
     """
     raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
     path = raw.split(b"?", 1)[0]
-    if b"//" in path or any(segment in (b".", b"..") for segment in path.split(b"/")):
+    decoded = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
+    routed = route_path(decoded, str(scope.get("root_path") or ""))
+    if (routed.rstrip("/") or "/") != _judged(scope):
         return _judged_path(scope)
     return path
 
@@ -79,7 +96,9 @@ def rewrite_location(
     for name, value in headers:
         rest = value[len(origin) :] or b"/"
         if name.lower() == b"location" and value.startswith(origin) and rest.startswith(b"/"):
-            out.append((name, prefix + rest))
+            # ``//host/x`` (or ``/\host``) would be protocol-relative: another site.
+            # Repeated slashes are one on the gateway anyway (path canonicalisation).
+            out.append((name, prefix + b"/" + rest.lstrip(b"/\\")))
         else:
             out.append((name, value))
     return out

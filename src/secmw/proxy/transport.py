@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from secmw.proxy.egress import EgressGuard
+from secmw.proxy.redirects import send_following
 
 
 class EgressTransport(httpx.AsyncBaseTransport):
@@ -188,7 +189,30 @@ class HttpxUpstream:
         follow_redirects: bool = False,
         credentials: frozenset[bytes] = frozenset(),
     ) -> HttpxResponse:
-        """Send with httpx; redirects (when followed) strip ``Authorization`` across origins."""
+        """Send with httpx; redirects are followed by :func:`~secmw.proxy.redirects.send_following`.
+
+        Not by httpx itself: it would carry the upstream's injected credentials
+        (``credentials``) to another origin.
+        """
+        return await send_following(
+            self._send,
+            method,
+            origin,
+            target,
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+            credentials=credentials,
+        )
+
+    async def _send(
+        self,
+        method: str,
+        origin: httpx.URL,
+        target: bytes,
+        headers: list[Header],
+        content: bytes | AsyncIterator[bytes] | None,
+    ) -> HttpxResponse:
         client = self.client
         url = origin.copy_with(raw_path=target)
         if content is None or isinstance(content, bytes):
@@ -196,7 +220,7 @@ class HttpxUpstream:
         else:
             request = client.build_request(method, url, headers=headers)
         request.stream = _Body(content)
-        response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+        response = await client.send(request, stream=True, follow_redirects=False)
         return HttpxResponse(response)
 
     async def get(self, url: httpx.URL) -> int:
