@@ -171,3 +171,49 @@ async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fai
     (startup,) = audit.named("sys_startup")
     assert "redact.compressed" in startup.details["fail_open"]
     assert "redact" in startup.details["stages"]
+
+
+ESCAPED_DOCUMENT = json.dumps(
+    {
+        "password": "Xk9mQ2vL7pZ4wR8tY/",
+        "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8Xk3pL0a",
+        "text": json.dumps({"token": GITHUB}),
+        "pass\u0077ord_hint": "n/a",
+    }
+).replace("/", "\\/")  # PHP's json_encode escapes every slash
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
+async def test_json_is_redacted_as_json_with_escapes_whether_declared_or_streamed(
+    declared: bool,
+) -> None:
+    body = ESCAPED_DOCUMENT.encode()
+    pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
+    app = SecurityMiddleware(chunked_app(pieces, b"application/json", length=declared), CONFIG)
+    sent = await call(app, http_scope("/doc"))
+    for secret in ("Xk9mQ2vL7pZ4wR8tY", "wJalrXUtnFEMI", "bPxRfiCYzq8Xk3pL0a", GITHUB):
+        assert secret.encode() not in sent.body
+    document = json.loads(sent.body)  # still valid JSON
+    assert document["password"].startswith("[REDACTED")
+    assert "[REDACTED" in json.loads(document["text"])["token"]
+    assert (sent.header("content-length") is not None) is declared
+
+
+async def test_ndjson_is_redacted_line_by_line_across_chunks() -> None:
+    records = [
+        {"n": 0, "password": "Xk9mQ2vL7pZ4wR8tY"},
+        {"n": 1, "note": "line\u2028separator stays inside the string", "key": GITHUB},
+        {"n": 2, "url": "postgres://admin:Pw7xQ2vL9z@db/x".replace("/", "\\/")},
+    ]
+    body = "".join(json.dumps(r).replace("\\\\/", "\\/") + "\n" for r in records).encode()
+    pieces = [body[i : i + 5] for i in range(0, len(body), 5)]
+    app = SecurityMiddleware(chunked_app(pieces, b"application/x-ndjson"), CONFIG)
+    sent = await call(app, http_scope("/events"))
+    lines = sent.body.decode().split("\n")
+    assert lines[-1] == ""
+    parsed = [json.loads(line) for line in lines[:-1]]
+    assert [p["n"] for p in parsed] == [0, 1, 2]
+    assert parsed[0]["password"].startswith("[REDACTED")
+    assert GITHUB not in sent.body.decode()
+    assert b"Pw7xQ2vL9z" not in sent.body
+    assert "\u2028" in parsed[1]["note"]

@@ -36,10 +36,15 @@ class _NotJson(ValueError):
     """The unparsed text turned out not to be JSON where it mattered."""
 
 
-def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Finding]]:
-    """Redact a JSON document; text that is not JSON is redacted as plain text."""
+def redact_json(
+    redactor: SecretRedactor, text: str, offset: int = 0
+) -> tuple[str, Sequence[Finding]]:
+    """Redact a JSON document; text that is not JSON is redacted as plain text.
+
+    Finding offsets are shifted by ``offset`` (the document's place in a body).
+    """
     findings: list[Finding] = []
-    keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+    keys = _keys_may_occur(redactor, text)
     if not keys and "\\" not in text:
         # Without escapes and key names only quote parity matters, and it is checked
         # as the literals are found: the text is not parsed first. Anything that
@@ -49,15 +54,21 @@ def redact_json(redactor: SecretRedactor, text: str) -> tuple[str, Sequence[Find
         if not candidates:
             return text, findings
         try:
-            return _document(redactor, text, findings, 0, 0, plain=candidates), findings
+            return _document(redactor, text, findings, offset, 0, plain=candidates), findings
         except ValueError:
             findings.clear()
-            return redactor.redact_text(text, findings), findings
+            return redactor.redact_text(text, findings, offset), findings
     try:
         json.loads(text)
     except ValueError:
-        return redactor.redact_text(text, findings), findings
-    return _document(redactor, text, findings, 0, 0, keys=keys), findings
+        return redactor.redact_text(text, findings, offset), findings
+    return _document(redactor, text, findings, offset, 0, keys=keys), findings
+
+
+def _keys_may_occur(redactor: SecretRedactor, text: str) -> bool:
+    """Whether a ``json_keys`` name may be in ``text``: spelled plainly, or with escapes."""
+    probe = redactor.key_probe
+    return probe is not None and ("\\u" in text or probe.search(text) is not None)
 
 
 def _sensitive(redactor: SecretRedactor, key: str) -> bool:
@@ -94,7 +105,7 @@ def _document(
     else:
         candidates = redactor.scanner.scan(text)[0]
         if keys is None:
-            keys = redactor.key_probe is not None and redactor.key_probe.search(text) is not None
+            keys = _keys_may_occur(redactor, text)
         if not keys and "\\" not in text and not candidates:
             return text
     plain_text = not keys and "\\" not in text
@@ -106,6 +117,7 @@ def _document(
     value_from = -1
     index, count = 0, len(candidates)
     verdicts: dict[str, bool] = {}
+    previous = (0, 0)  # the literal before this one: the key, when this one is a value
     for start, end in spans:
         while index < count and candidates[index].start < start:
             position = _number(
@@ -143,8 +155,10 @@ def _document(
                 findings=findings,
                 offset=offset,
                 depth=depth,
+                key=_key_before(text, previous, start) if escaped else None,
             )
         sensitive = is_key and verdict
+        previous = (start, end)
         if new is not None:
             parts.append(text[position:start])
             parts.append(new)
@@ -239,11 +253,12 @@ def _literal(
     findings: list[Finding],
     offset: int,
     depth: int,
+    key: str | None = None,
 ) -> str | None:
     """One string literal, redacted; ``None`` when nothing changed.
 
     ``following`` are the document's candidates from the first one at or after
-    the literal's start.
+    the literal's start; ``key`` is the decoded name when the literal is a value.
     """
     end = start + len(raw)
     inside = []
@@ -263,14 +278,37 @@ def _literal(
         )
         return '"' + body + '"'
     value: str = json.loads(raw)
-    new = _value(redactor, value, findings, offset + start + 1, depth)
+    new = _value(redactor, value, findings, offset + start + 1, depth, key=key)
     return None if new is value else json.dumps(new, ensure_ascii=False)
 
 
+def _key_before(text: str, previous: tuple[int, int], start: int) -> str | None:
+    """The decoded key when the literal at ``start`` is the value of ``previous``."""
+    key_start, key_end = previous
+    if key_end == 0 or text[key_end:start].strip() != ":":
+        return None
+    try:
+        key = json.loads(text[key_start:key_end])
+    except ValueError:
+        return None
+    return key if isinstance(key, str) else None
+
+
 def _value(
-    redactor: SecretRedactor, value: str, findings: list[Finding], offset: int, depth: int
+    redactor: SecretRedactor,
+    value: str,
+    findings: list[Finding],
+    offset: int,
+    depth: int,
+    *,
+    key: str | None = None,
 ) -> str:
-    """The redacted string, or ``value`` itself (the same object) when nothing changed."""
+    """The redacted string, or ``value`` itself (the same object) when nothing changed.
+
+    With ``key``, the value is scanned after ``"key": "`` (as it appears in the
+    document), so contextual types (``"password": "..."``) still see their name
+    when the literal had to be decoded.
+    """
     stripped = value.lstrip()[:1]
     if depth < _MAX_DEPTH and stripped in ("{", "[", '"'):
         try:
@@ -280,6 +318,14 @@ def _value(
         else:
             nested = _document(redactor, value, findings, offset, depth + 1)
             return value if nested == value else nested
+    if key is not None:
+        context = '"' + key + '": "'
+        text = context + value
+        found = [c for c in redactor.scanner.scan(text)[0] if c.start >= len(context)]
+        if not found:
+            return value
+        lo = len(context)
+        return redactor.apply(text, found, lo, len(text), findings=findings, offset=offset)
     before = len(findings)
     out = redactor.redact_text(value, findings, offset)
     return value if len(findings) == before else out

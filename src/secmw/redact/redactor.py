@@ -9,6 +9,7 @@ from secmw.context import Finding
 from secmw.redact.base import StreamRedactor
 from secmw.redact.catalogue import BUILTIN
 from secmw.redact.engine import Candidate, Scanner
+from secmw.redact.json_stream import NDJSON_TYPES, JSONStream, NDJSONStream, redact_lines
 from secmw.redact.styles import Styler
 
 SOURCE = "redact"
@@ -75,7 +76,10 @@ class SecretRedactor:
                 stream = self.stream(media_type)
                 out = stream.feed(text) + stream.flush()
                 return out, stream.findings
-        findings: list[Finding] = []
+            if media_type in NDJSON_TYPES:
+                findings: list[Finding] = []
+                return redact_lines(self, text, findings), findings
+        findings = []
         return self.redact_text(text, findings), findings
 
     def redact_text(self, text: str, findings: list[Finding], offset: int = 0) -> str:
@@ -122,11 +126,19 @@ class SecretRedactor:
         return "".join(parts)
 
     def stream(self, media_type: str | None = None) -> StreamRedactor:
-        """An incremental redactor for one body of ``media_type``."""
+        """An incremental redactor for one body of ``media_type``.
+
+        JSON is held whole and NDJSON line by line (each up to ``max_event``
+        characters) so that they get the JSON-aware redaction of :meth:`redact`.
+        """
         if media_type == "text/event-stream":
             from secmw.redact.sse import SSEStream  # noqa: PLC0415 - cycle
 
             return SSEStream(self, self.max_event)
+        if media_type is not None and _is_json(media_type):
+            return JSONStream(self, self.max_event)
+        if media_type in NDJSON_TYPES:
+            return NDJSONStream(self, self.max_event)
         from secmw.redact.stream import TextStream  # noqa: PLC0415 - cycle
 
         return TextStream(self)

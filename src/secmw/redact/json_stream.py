@@ -1,0 +1,120 @@
+"""JSON-aware redaction of streamed bodies: whole documents, or NDJSON line by line.
+
+Plain-text redaction of a JSON body misses what only the JSON view shows: a
+secret spelled with escapes (``\\/``, ``\\u0067``), a secret inside a nested
+JSON string, a ``json_keys`` field. So a streamed JSON body is held until it is
+complete and redacted as one document, and an NDJSON body line by line. Both
+are bounded by ``max_event`` characters held at once: past that, the stream
+falls back to plain-text redaction for the rest of the body (the JSON view is
+lost, the text view is kept: a secret is still never sent in part).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from secmw.context import Finding
+from secmw.redact.stream import TextStream
+
+if TYPE_CHECKING:
+    from secmw.redact.redactor import SecretRedactor
+
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
+
+
+class JSONStream:
+    """One streamed JSON document: held whole (up to ``limit``), then redacted as JSON."""
+
+    __slots__ = ("_fallback", "_limit", "_parts", "_redactor", "_size", "findings")
+
+    def __init__(self, redactor: SecretRedactor, limit: int) -> None:
+        self._redactor = redactor
+        self._limit = limit
+        self._parts: list[str] = []
+        self._size = 0
+        self._fallback: TextStream | None = None
+        self.findings: list[Finding] = []
+
+    def feed(self, chunk: str) -> str:
+        """Hold ``chunk``; past the limit, switch to plain-text redaction."""
+        if self._fallback is not None:
+            return self._fallback.feed(chunk)
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        if self._size <= self._limit:
+            return ""
+        self._fallback = TextStream(self._redactor)
+        self.findings = self._fallback.findings
+        held, self._parts = "".join(self._parts), []
+        return self._fallback.feed(held)
+
+    def flush(self) -> str:
+        """End of body: the whole document redacted as JSON (or the fallback's rest)."""
+        if self._fallback is not None:
+            return self._fallback.flush()
+        from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
+
+        text, self._parts = "".join(self._parts), []
+        out, findings = redact_json(self._redactor, text)
+        self.findings.extend(findings)
+        return out
+
+
+class NDJSONStream:
+    """Newline-delimited JSON: each complete line redacted as a JSON document."""
+
+    __slots__ = ("_base", "_fallback", "_limit", "_pending", "_redactor", "findings")
+
+    def __init__(self, redactor: SecretRedactor, limit: int) -> None:
+        self._redactor = redactor
+        self._limit = limit
+        self._pending = ""
+        self._base = 0
+        self._fallback: TextStream | None = None
+        self.findings: list[Finding] = []
+
+    def feed(self, chunk: str) -> str:
+        """Send every line completed by ``chunk``; hold the unfinished one."""
+        if self._fallback is not None:
+            return self._fallback.feed(chunk)
+        text = self._pending + chunk
+        cut = text.rfind("\n") + 1
+        self._pending = text[cut:]
+        out = redact_lines(self._redactor, text[:cut], self.findings, self._base) if cut else ""
+        self._base += cut
+        if len(self._pending) > self._limit:
+            self._fallback = TextStream(self._redactor)
+            self._fallback.findings = self.findings
+            held, self._pending = self._pending, ""
+            out += self._fallback.feed(held)
+        return out
+
+    def flush(self) -> str:
+        """End of body: the last line (without a newline) redacted."""
+        if self._fallback is not None:
+            return self._fallback.flush()
+        text, self._pending = self._pending, ""
+        return redact_lines(self._redactor, text, self.findings, self._base) if text else ""
+
+
+def redact_lines(
+    redactor: SecretRedactor, text: str, findings: list[Finding], offset: int = 0
+) -> str:
+    """Redact every line of ``text`` as a JSON document; findings shifted to body offsets."""
+    from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
+
+    out: list[str] = []
+    start, size = 0, len(text)
+    while start < size:
+        # Only "\n" ends a record: a JSON string may hold U+2028 or a lone "\r".
+        end = text.find("\n", start) + 1 or size
+        line = text[start:end]
+        body = line.removesuffix("\n").removesuffix("\r")
+        redacted, found = redact_json(redactor, body, offset + start)
+        findings.extend(found)
+        out.append(redacted + line[len(body) :])
+        start = end
+    return "".join(out)
+
+
+__all__ = ["NDJSON_TYPES", "JSONStream", "NDJSONStream", "redact_lines"]
