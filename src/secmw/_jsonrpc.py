@@ -64,16 +64,31 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class _Constant(ValueError):
+    pass
+
+
 def _no_constants(name: str) -> Any:
-    raise ValueError(name)
+    raise _Constant(name)
 
 
 def is_json_media_type(content_type: str | None) -> bool:
-    """True for ``application/json`` and any ``+json`` structured-syntax suffix."""
+    """True when any reader could take the body for JSON by its ``Content-Type``.
+
+    ``application/json`` and ``+json`` suffixes, also as one item of a
+    comma-separated list (``application/json, text/plain``) and as a prefix
+    (``application/jsonl``): servers such as the MCP SDK accept those as JSON.
+    """
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+    lowered = content_type.lower()
+    if lowered.lstrip().startswith("application/json"):
+        return True
+    for item in lowered.split(","):
+        media = item.split(";", 1)[0].strip()
+        if media == "application/json" or media.endswith("+json"):
+            return True
+    return False
 
 
 def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
@@ -85,6 +100,8 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
     not JSON, since no conforming app would read it as JSON either.
     """
     declared = is_json_media_type(content_type)
+    if body[:1] in _UNUSUAL_START or body[1:2] == b"\x00":
+        _refuse_other_encodings(body, declared)
     stripped = body.lstrip(b" \t\r\n")
     if not stripped:
         if declared and body:
@@ -99,11 +116,39 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
         raise BadRequest(
             "The JSON body repeats a member name.", reason="duplicate JSON key"
         ) from None
-    except (ValueError, RecursionError):
+    except (_Constant, RecursionError):
+        # Lenient parsers read NaN, Infinity and deep nesting: whatever the
+        # Content-Type says, the app may act on a body secmw could not inspect.
+        raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
+    except ValueError:
         if not declared:
             return False, None
         raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
     return True, value
+
+
+# A byte-order mark or a NUL among the first bytes: UTF-16/32 or UTF-8 with a BOM,
+# which ``json.loads`` (and so many apps) decodes although it is not UTF-8 JSON.
+_UNUSUAL_START = frozenset({b"\xef", b"\xfe", b"\xff", b"\x00"})
+
+
+def _refuse_other_encodings(body: bytes, declared: bool) -> None:
+    """400 for JSON in another encoding than plain UTF-8 (RFC 8259 section 8.1).
+
+    Apps that parse such a body (``json.loads`` detects the encoding) would act on
+    JSON that secmw could not inspect; anything else is left to the usual checks.
+    """
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        return
+    try:
+        json.loads(body.decode(encoding))
+    except (ValueError, RecursionError):
+        if not declared:
+            return
+    raise BadRequest(
+        "The JSON body must be UTF-8 without a byte-order mark.", reason="JSON body not UTF-8"
+    )
 
 
 def rpc_calls(value: Any) -> tuple[tuple[RpcCall, ...], bool] | None:

@@ -208,3 +208,40 @@ async def test_over_uvicorn(mode: str, served: tuple[Served, AuditCapture]) -> N
     check(seen, audit, token)
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"] == 'Bearer realm="secmw"'
+
+
+async def test_a_tool_call_only_a_lenient_server_parses_is_refused() -> None:
+    # The SDK takes "application/json, text/plain" for JSON and reads NaN; secmw
+    # must not let such a body past its tool rules as "not JSON".
+    server, audit = mcp_server(), AuditCapture()
+    app = protected(server, audit)
+    token = ISSUER.mint("alice")
+    sent: list[tuple[dict[str, str], bytes]] = []
+
+    async def keep(request: Any) -> None:
+        if request.method == "POST":
+            sent.append((dict(request.headers), request.content))
+
+    async with server.session_manager.run():
+        http = httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app),
+            headers={"authorization": f"Bearer {token}"},
+            base_url="http://127.0.0.1:8000",
+            event_hooks={"request": [keep]},
+        )
+        async with http:
+            async with Client(
+                streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http), mode="auto"
+            ) as client:
+                with pytest.raises(BaseException):  # noqa: B017 - the SDK's error type varies
+                    await client.call_tool("admin_reset", {})
+            headers, body = next((h, b) for h, b in reversed(sent) if b"tools/call" in b)
+            headers = {k: v for k, v in headers.items() if k not in ("content-length", "host")}
+            headers["content-type"] = "application/json, text/plain"
+            listed = await http.post("/mcp", content=body, headers=headers)
+            poisoned = body.replace(b'"arguments":{}', b'"arguments":{},"x":NaN')
+            assert poisoned != body
+            nan = await http.post("/mcp", content=poisoned, headers=headers)
+    assert "reset" not in listed.text and "reset" not in nan.text
+    assert nan.status_code == 400
+    assert [e.name for e in audit.events][-1] == "input_validation_fail"

@@ -16,7 +16,11 @@ from secmw.errors import BadRequest
         pytest.param("application/problem+json", True, id="suffix"),
         pytest.param("text/plain", False, id="text"),
         pytest.param(None, False, id="none"),
-        pytest.param("application/jsonx", False, id="lookalike"),
+        # Servers that test for the prefix (the MCP SDK) read these as JSON too.
+        pytest.param("application/jsonx", True, id="prefix"),
+        pytest.param("application/json, text/plain", True, id="list"),
+        pytest.param("text/plain, application/vnd.x+json", True, id="list-suffix"),
+        pytest.param("text/plain, text/html", False, id="list-of-others"),
     ],
 )
 def test_json_media_types(value: str | None, expected: bool) -> None:
@@ -132,3 +136,40 @@ def test_non_rpc_json_is_not_rpc(value: object) -> None:
 def test_malformed_rpc_is_refused(value: object) -> None:
     with pytest.raises(BadRequest):
         rpc_calls(value)
+
+
+_DOCUMENT = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call"}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"\xef\xbb\xbf" + _DOCUMENT.encode(), id="utf-8-bom"),
+        pytest.param(_DOCUMENT.encode("utf-16"), id="utf-16-bom"),
+        pytest.param(_DOCUMENT.encode("utf-16-le"), id="utf-16-le"),
+        pytest.param(_DOCUMENT.encode("utf-16-be"), id="utf-16-be"),
+        pytest.param(_DOCUMENT.encode("utf-32"), id="utf-32"),
+    ],
+)
+@pytest.mark.parametrize("content_type", [None, "application/json"])
+def test_json_in_another_encoding_is_refused_not_skipped(
+    body: bytes, content_type: str | None
+) -> None:
+    # json.loads(bytes) reads all of these, so an app would act on a body that
+    # would otherwise pass as "not JSON" without inspection.
+    with pytest.raises(BadRequest, match="UTF-8"):
+        parse_json_body(body, content_type)
+
+
+def test_binary_that_only_looks_like_another_encoding_is_left_alone() -> None:
+    assert parse_json_body(b"\x00\x01\x02\x03binary", None) == (False, None)
+    assert parse_json_body(b"\xff\xd8\xff\xe0 a jpeg", None) == (False, None)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b"[Infinity]", b"[" * 5000 + b"]" * 5000])
+def test_json_only_a_lenient_parser_reads_is_refused_whatever_the_content_type(
+    body: bytes, content_type: str | None
+) -> None:
+    with pytest.raises(BadRequest):
+        parse_json_body(body, content_type)
