@@ -220,8 +220,11 @@ class PolicyEngine:
     ) -> Decision:
         """``_combine`` for static rules, through the memo (keyed on all they read)."""
         principal = ctx.principal
+        # Every field a static check reads: the index key holds the method only when
+        # a ``when`` names it, and an ``unless`` may name others.
         memo_key = (
             index_key,
+            ctx.method,
             ctx.path,
             ctx.transport,
             principal.is_authenticated,

@@ -82,3 +82,20 @@ def test_the_memo_is_bounded_by_its_size() -> None:
     for index in range(500):
         assert policy.evaluate(request(f"/p/{index}")).allowed
     assert len(policy._memo) == 50
+
+
+def test_a_method_named_only_in_unless_is_part_of_the_key() -> None:
+    rules = [
+        {"id": "signed-in", "effect": "allow", "when": {"authenticated": True}},
+        {
+            "id": "admin-read-only",
+            "effect": "deny",
+            "when": {"paths": ["/admin/**"]},
+            "unless": {"methods": ["GET"]},
+        },
+    ]
+    for order in (["GET", "DELETE", "POST"], ["DELETE", "GET", "POST"]):
+        policy = engine(rules)
+        for method in order:
+            decision = policy.evaluate(request("/admin/users", method=method, principal=ALICE))
+            assert decision.allowed is (method == "GET"), (order, method)
