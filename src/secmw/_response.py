@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
-_TEXTUAL_SUFFIXES = ("+json", "+xml")
+_TEXTUAL_SUFFIXES = ("+json", "+xml", "+yaml")
 _TEXTUAL = frozenset(
     {
         "application/json",
@@ -27,6 +27,12 @@ _TEXTUAL = frozenset(
         "application/xml",
         "application/x-www-form-urlencoded",
         "application/graphql-response+json",
+        "application/x-jsonlines",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "application/x-sh",
+        "application/sql",
     }
 )
 
@@ -38,22 +44,48 @@ class BodyGuard(Protocol):
 
 
 def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, int | None]:
+    """The body's media type, its content coding (``None`` for identity) and its length.
+
+    Every field line counts: a second ``Content-Encoding: identity`` must not hide
+    a first ``gzip``, nor a second ``Content-Type`` a textual first one. Text in
+    UTF-16 or UTF-32 counts as encoded: its ASCII secrets cannot be found as bytes.
+    """
     media = encoding = None
     length: int | None = None
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"content-type":
-            media = value.decode("latin-1").split(";", 1)[0].strip().lower()
+            parsed = value.decode("latin-1").split(";", 1)[0].strip().lower()
+            if media is None or (not _is_textual(media) and _is_textual(parsed)):
+                media = parsed
+            charset = _charset(value)
+            if charset is not None and charset.startswith(_UNSCANNABLE_CHARSETS):
+                encoding = encoding or f"charset {charset}"
         elif lowered == b"content-encoding":
-            encoding = value.decode("latin-1").strip().lower()
-        elif lowered == b"content-length" and value.isdigit():
+            for coding in value.decode("latin-1").lower().split(","):
+                stripped = coding.strip()
+                if stripped and stripped != "identity":
+                    encoding = encoding or stripped
+        elif lowered == b"content-length" and value.isdigit() and len(value) <= 18:
             length = int(value)
     return media, encoding, length
 
 
+_UNSCANNABLE_CHARSETS = ("utf-16", "utf-32", "utf16", "utf32", "ucs-2", "ucs-4", "ucs2", "ucs4")
+
+
+def _charset(value: bytes) -> str | None:
+    for parameter in value.decode("latin-1").split(";")[1:]:
+        key, _, found = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            return found.strip().strip('"').lower()
+    return None
+
+
 def _is_textual(media: str | None) -> bool:
     if media is None:
-        return False
+        # No Content-Type: a client may sniff the body as text, so it is scanned.
+        return True
     return media.startswith("text/") or media in _TEXTUAL or media.endswith(_TEXTUAL_SUFFIXES)
 
 

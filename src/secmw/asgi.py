@@ -314,7 +314,10 @@ def _check_declared_length(ctx: RequestContext, limit: int) -> None:
         return
     if len(set(values)) != 1 or not values[0].isdigit() or not values[0].isascii():
         raise BadRequest("The Content-Length header is invalid.", reason="bad content-length")
-    if int(values[0]) > limit:
+    # Leading zeros aside, more digits than any limit has is over it: int() of a
+    # value with thousands of digits would raise (Python's digit limit).
+    digits = values[0].lstrip("0")
+    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
         raise PayloadTooLarge(
             "The request body is too large.", reason="declared content-length over max_body_bytes"
         )

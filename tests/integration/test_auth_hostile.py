@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,12 @@ def app(key_file: tuple[Path, str]) -> tuple[SecurityMiddleware, AuditCapture]:
         }
     }
     return SecurityMiddleware(EchoApp(), config, audit=audit), audit
+
+
+def _deep_header_token() -> str:
+    """A token whose JOSE header nests arrays deeper than the JSON parser recurses."""
+    header = base64.urlsafe_b64encode(b"[" * 1500 + b"]" * 1500).rstrip(b"=").decode()
+    return header + ".e30.AAAA"
 
 
 def bearer(make: Callable[[], str]) -> Callable[[str], list[tuple[str, str]]]:
@@ -99,6 +106,48 @@ HEADERS: list[Any] = [
         400,
         "invalid_request",
         id="bearer-tab",
+    ),
+    pytest.param(
+        lambda key: [("authorization", "Bearer\ta.b.c")],
+        {},
+        400,
+        "invalid_request",
+        id="bearer-tab-instead-of-space",
+    ),
+    pytest.param(
+        lambda key: [],
+        {"query_string": f"access%5Ftoken={ISSUER.mint()}".encode()},
+        400,
+        "invalid_request",
+        id="query-token-encoded-name",
+    ),
+    pytest.param(
+        lambda key: [("authorization", "Bearer " + _deep_header_token())],
+        {},
+        401,
+        "invalid_token",
+        id="jose-header-nested-too-deep",
+    ),
+    pytest.param(
+        lambda key: [("authorization", f"Bearer {ISSUER.mint(claims={'exp': float('nan')})}")],
+        {},
+        401,
+        "invalid_token",
+        id="exp-nan",
+    ),
+    pytest.param(
+        lambda key: [("authorization", f"Bearer {ISSUER.mint(claims={'exp': float('inf')})}")],
+        {},
+        401,
+        "invalid_token",
+        id="exp-infinity",
+    ),
+    pytest.param(
+        lambda key: [("authorization", f"Bearer {ISSUER.mint(claims={'exp': 10**400})}")],
+        {},
+        401,
+        "invalid_token",
+        id="exp-beyond-float",
     ),
     pytest.param(
         lambda key: [("authorization", f"Bearer {ISSUER.mint()},Bearer x")],

@@ -236,6 +236,22 @@ async def test_malformed_content_length_is_400(values: list[str]) -> None:
     assert sent.status == 400
 
 
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        pytest.param("9" * 5000, 413, id="five-thousand-digits"),
+        pytest.param("0" * 5000 + "1", 200, id="leading-zeros"),
+    ],
+)
+async def test_a_content_length_beyond_pythons_digit_limit_is_judged_not_crashed(
+    value: str, status: int
+) -> None:
+    receive = Receiver([{"type": "http.request", "body": b"x", "more_body": False}])
+    scope = http_scope("/up", method="POST", headers=[("content-length", value)])
+    sent = await call(open_app(EchoApp()), scope, receive)
+    assert sent.status == status
+
+
 async def test_client_disconnect_while_buffering_never_calls_app() -> None:
     echo = EchoApp()
     audit = AuditCapture()

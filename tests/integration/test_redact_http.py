@@ -161,6 +161,49 @@ async def test_compressed_response_is_refused_by_default() -> None:
     assert audit.named("secret_redaction_fail")
 
 
+def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(
+            [(b"content-encoding", b"gzip"), (b"content-encoding", b"identity")], id="two-lines"
+        ),
+        pytest.param([(b"content-encoding", b"identity, gzip")], id="list"),
+        pytest.param([(b"content-type", b"text/plain; charset=utf-16")], id="utf-16-text"),
+    ],
+)
+async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    audit = AuditCapture()
+    app = _answering((b"content-type", b"application/json"), *headers, body=b"\x1f\x8b..")
+    sent = await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope("/z"))
+    assert sent.status == 502
+    assert audit.named("secret_redaction_fail")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, b"application/yaml", b"application/x-yaml", b"application/vnd.k8s+yaml"],
+)
+async def test_text_without_a_known_textual_type_is_still_redacted(
+    content_type: bytes | None,
+) -> None:
+    headers = [(b"content-type", content_type)] if content_type else []
+    app = _answering(*headers, body=f"token: {GITHUB}\n".encode())
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert GITHUB.encode() not in sent.body
+    assert b"[REDACTED:github_token]" in sent.body
+
+
 async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fail_open() -> None:
     config = {**CONFIG, "redact": {"enabled": True, "compressed": "pass"}}
     audit = AuditCapture()

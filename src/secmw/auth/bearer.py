@@ -64,7 +64,8 @@ def _bad(detail: str, reason: str) -> AuthenticationError:
 
 def _query_token(ctx: RequestContext, settings: CredentialSettings) -> str | None:
     query = ctx.query_string
-    if not query or b"access_token" not in query:
+    # A percent-encoded name (access%5Ftoken) decodes to the same parameter.
+    if not query or (b"access_token" not in query and b"%" not in query):
         return None
     values = [
         value
@@ -111,6 +112,9 @@ def _header_token(ctx: RequestContext) -> str | None:
         )
     scheme, _, credential = values[0].strip().partition(" ")
     if scheme.lower() != "bearer":
+        if scheme[:6].lower() == "bearer" and not scheme[6:7].isalnum():
+            # "Bearer<TAB>token" or "Bearer,token": a bearer credential, badly written.
+            raise _bad("The Authorization header is malformed.", "malformed bearer credential")
         return None
     token = credential.strip(" ")
     if not is_b64token(token):

@@ -252,11 +252,12 @@ class WebSocketFilter:
 
 def _strip_query_token(scope: Scope) -> None:
     query: bytes = scope.get("query_string") or b""
-    if b"access_token" not in query:
+    if b"access_token" not in query and b"%" not in query:
         return
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     kept = [(name, value) for name, value in pairs if name != "access_token"]
-    scope["query_string"] = urlencode(kept).encode("latin-1")
+    if len(kept) != len(pairs):  # otherwise the app keeps the query exactly as sent
+        scope["query_string"] = urlencode(kept).encode("latin-1")
 
 
 # -- RFC 9728 protected-resource metadata ---------------------------------------

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from secmw.auth.bearer import DEFAULT_SETTINGS, CredentialSettings, bearer_token
 from secmw.auth.cache import TokenCache, token_digest
 from secmw.auth.config import ClaimNames
-from secmw.auth.jwt import invalid_token, principal_from_claims
+from secmw.auth.jwt import invalid_token, is_numeric_date, principal_from_claims
 from secmw.context import ANONYMOUS, Principal, RequestContext
 from secmw.errors import AuthenticationError, ComponentError, ConfigError
 
@@ -168,7 +168,7 @@ class IntrospectionAuthenticator:
             raise invalid_token("The access token is not active.", "token inactive")
         exp = answer.get("exp")
         if exp is not None:
-            if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            if not is_numeric_date(exp):
                 raise invalid_token("The access token is invalid.", "exp is not a number")
             if exp <= now:
                 raise invalid_token(
@@ -179,7 +179,11 @@ class IntrospectionAuthenticator:
         if self._audience is not None:
             aud = answer.get("aud")
             audiences = (
-                {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
+                {aud}
+                if isinstance(aud, str)
+                else {a for a in aud if isinstance(a, str)}
+                if isinstance(aud, list)
+                else set()
             )
             if not audiences & self._audience:
                 raise invalid_token(

@@ -52,8 +52,21 @@ if TYPE_CHECKING:
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# Far beyond any real time (year 33658), yet inside what a float holds exactly enough.
+_MAX_TIME = 1e12
+
+
+def is_numeric_date(value: object) -> TypeGuard[int | float]:
+    """A usable NumericDate: a finite int or float, not a bool, not absurdly large.
+
+    ``NaN`` would make every comparison false (a token that never expires),
+    ``Infinity`` likewise, and ``10**400`` does not convert to a float at all.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_MAX_TIME <= value <= _MAX_TIME
+    return isinstance(value, float) and -_MAX_TIME <= value <= _MAX_TIME
 
 
 def string_set(value: object) -> frozenset[str]:
@@ -334,7 +347,7 @@ class JWTAuthenticator:
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         """``exp``, ``nbf`` and ``iat`` must be JSON numbers and fit the clock."""
         for claim in ("exp", "nbf", "iat"):
-            if claim in claims and not _is_number(claims[claim]):
+            if claim in claims and not is_numeric_date(claims[claim]):
                 raise invalid_token("The access token is invalid.", f"{claim} is not a number")
         now = self._clock()
         if "exp" in claims and claims["exp"] <= now - self._leeway:
@@ -356,7 +369,7 @@ def _jose_header(token: str) -> Mapping[str, Any]:
     segment = token[: token.index(".")]
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         raise invalid_token("The access token is malformed.", "unreadable JOSE header") from None
     if not isinstance(header, dict):
         raise invalid_token("The access token is malformed.", "unreadable JOSE header")
@@ -386,8 +399,8 @@ def principal_from_claims(
         auth_method=auth_method,
         acr=acr if isinstance(acr, str) else None,
         amr=tuple(sorted(string_set(claims.get(names.amr)))),
-        auth_time=float(auth_time) if _is_number(auth_time) else None,
-        expires_at=float(exp) if _is_number(exp) else None,
+        auth_time=float(auth_time) if is_numeric_date(auth_time) else None,
+        expires_at=float(exp) if is_numeric_date(exp) else None,
         credential_id=credential_id,
     )
 
@@ -397,6 +410,7 @@ __all__ = [
     "JWTAuthenticator",
     "VerificationKey",
     "invalid_token",
+    "is_numeric_date",
     "key_from_jwk",
     "key_from_pem",
     "principal_from_claims",
