@@ -7,7 +7,9 @@ request it receives; :func:`assert_no_client_secrets` checks them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import socket
 import struct
@@ -193,12 +195,14 @@ class FaultServer:
 
     ``mode``: ``reset`` (RST right after the request), ``hang`` (never answers),
     ``truncate`` (declares 100 bytes, sends 10, closes), ``garbage`` (not HTTP),
-    ``ok`` (a valid 200).
+    ``forbid`` (a 403 whose body ends with the connection), ``badutf8`` (a websocket
+    that sends a text message that is not UTF-8), ``ok`` (a valid 200).
     """
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.connections = 0
+        self.received = b""
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(64)
@@ -232,11 +236,28 @@ class FaultServer:
             self.connections += 1
             conn.settimeout(2)
             with contextlib.suppress(OSError):
-                conn.recv(65536)
-                self._answer(conn)
+                request = conn.recv(65536)
+                self._answer(conn, request)
 
-    def _answer(self, conn: socket.socket) -> None:
+    def _answer(self, conn: socket.socket, request: bytes = b"") -> None:
         mode = self.mode
+        if mode == "badutf8":
+            # Accept a websocket upgrade, then send a text message that is not UTF-8.
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                b"connection: Upgrade\r\nsec-websocket-accept: "
+                + base64.b64encode(digest)
+                + b"\r\n\r\n\x81\x02\xff\xfe"
+            )
+            self.received = conn.recv(65536)  # the gateway's close frame
+            conn.close()
+            return
         if mode == "hang":
             self._open.append(conn)
             return
@@ -249,6 +270,11 @@ class FaultServer:
             )
         elif mode == "garbage":
             conn.sendall(b"SSH-2.0-not-http\r\n\r\n")
+        elif mode == "forbid":
+            conn.sendall(
+                b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n"
+                b"connection: close\r\n\r\nno websockets here"
+            )
         else:
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"

@@ -521,7 +521,7 @@ async def test_the_pool_bound_makes_a_request_wait_then_time_out() -> None:
             tasks.start_soon(one, "second")
         await gateway.proxy.aclose()
     assert results["first"].status == 200
-    assert results["second"].status == 504
+    assert results["second"].status == 503  # the gateway is busy: not the upstream's fault
     assert any(e.details.get("error") == "PoolTimeout" for e in audit.events)
 
 
@@ -589,3 +589,35 @@ async def test_a_websocket_target_over_64_kib_is_refused(echo: tuple[EchoUpstrea
     assert refused.details["outcome"] == "bad_request"
     (breaker,) = list(gateway.registry)
     assert breaker.snapshot().failures == 0
+
+
+@CLIENTS
+async def test_waiting_for_the_gateways_own_pool_is_not_the_upstreams_failure(
+    client: str,
+) -> None:
+    audit = AuditCapture()
+    with FaultServer("hang") as hanging:
+        gateway = build(
+            [hanging.url],
+            client,
+            audit,
+            max_connections=1,
+            timeouts={**TIMEOUTS, "read": 1.0, "pool": 0.2, "total": 2.0},
+        )
+        results: dict[str, Sender] = {}
+
+        async def one(name: str, delay: float) -> None:
+            await anyio.sleep(delay)
+            results[name] = await call(gateway, f"/{name}")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(one, "holder", 0)
+            tasks.start_soon(one, "waiter", 0.1)
+        await gateway.proxy.aclose()
+    assert results["waiter"].status == 503
+    assert results["waiter"].header("retry-after") is not None
+    assert results["holder"].status == 504
+    (state,) = [b.snapshot() for b in gateway.registry]
+    assert state.failures == 1  # the hung exchange only
+    outcomes = {e.details.get("outcome") for e in audit.events if e.request_id is not None}
+    assert "pool_timeout" in outcomes

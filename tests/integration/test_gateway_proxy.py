@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -358,6 +359,47 @@ async def test_websocket_to_a_dead_upstream_is_closed_and_counted() -> None:
     assert client.sent == [{"type": "websocket.close", "code": 1011}]
     (breaker,) = list(gateway.registry)
     assert breaker.snapshot().failures == 1
+
+
+async def test_a_websocket_handshake_the_upstream_refuses_is_not_a_failure() -> None:
+    from tests.support import ws_scope
+
+    with FaultServer("forbid") as refusing:
+        gateway = build([refusing.url], breaker={"minimum_calls": 2, "window_size": 4})
+        for _ in range(3):
+            client = WebSocketClient()
+            scope = ws_scope("/ws", headers=client_headers(TOKEN))
+            await gateway(scope, client.receive, client.send)
+            assert client.sent == [{"type": "websocket.close", "code": 1008}]
+        await gateway.proxy.aclose()
+    (breaker,) = list(gateway.registry)
+    snapshot = breaker.snapshot()
+    assert (snapshot.state.value, snapshot.failures) == ("closed", 0)
+
+
+async def test_a_text_message_that_is_not_utf8_closes_the_session_with_1007() -> None:
+    from tests.support import ws_scope
+
+    class Listener(WebSocketClient):
+        async def receive(self) -> dict[str, Any]:
+            if self.incoming:
+                return self.incoming.pop(0)
+            await anyio.sleep(5)  # stays connected; the upstream side ends the session
+            return {"type": "websocket.disconnect", "code": 1000}
+
+    with FaultServer("badutf8") as upstream:
+        gateway = build([upstream.url])
+        client = Listener()
+        with anyio.fail_after(4):
+            await gateway(
+                ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send
+            )
+        await gateway.proxy.aclose()
+    assert client.sent == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 1007},
+    ]
+    assert upstream.received[:1] == b"\x88"  # the upstream gets a close frame too
 
 
 @pytest.mark.parametrize(

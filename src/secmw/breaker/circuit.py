@@ -193,6 +193,11 @@ class Breaker:
         """The current state (an open circuit past its duration still reads ``open``)."""
         return self._state
 
+    @property
+    def failure_statuses(self) -> frozenset[int]:
+        """The result statuses that count as failures."""
+        return self._failure_statuses
+
     async def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` under the breaker; raises :class:`CircuitOpen`."""
         ticket = self._generation if self._state is _CLOSED else self.acquire()
@@ -289,6 +294,10 @@ class Breaker:
             raise CircuitOpen(self.name, 1.0)
         self._ho_given += 1
         return self._generation
+
+    def refused(self) -> None:
+        """Count a call refused without :meth:`acquire` (a pool that found no target available)."""
+        self._rejected += 1
 
     def release(self, ticket: int) -> None:
         """Give a permission back without an outcome (the call was cancelled or ignored)."""

@@ -17,7 +17,7 @@ import anyio
 import httpx
 
 from secmw.breaker.state import CircuitOpen
-from secmw.errors import BadRequest, Denial, UpstreamError, UpstreamTimeout
+from secmw.errors import BadRequest, Denial, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from secmw.proxy.egress import EgressDenied
 from secmw.proxy.target import rewrite_location, upstream_target, upstream_url
 
@@ -235,6 +235,16 @@ class Exchange:
             details["outcome"] = "bad_request"
             return target, BadRequest(
                 "The request cannot be forwarded.", reason="request not encodable upstream"
+            )
+        except httpx.PoolTimeout:
+            # Waiting for a free connection of the gateway's own pool says nothing
+            # about this upstream (another one may hold every connection).
+            if not recorded:
+                breaker.release(ticket)
+                recorded = True
+            details["outcome"], details["error"] = "pool_timeout", "PoolTimeout"
+            return target, ServiceUnavailable(
+                "The gateway is busy.", retry_after=1.0, reason="no free upstream connection"
             )
         except (httpx.TimeoutException, httpx.TransportError, BodyCut) as exc:
             if self._client_slow(exc):

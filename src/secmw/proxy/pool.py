@@ -105,6 +105,9 @@ class UpstreamPool:
             return best
         if exclude is not None and exclude.healthy and exclude.breaker.available():
             return exclude
+        for target in targets:
+            if not target.breaker.available():
+                target.breaker.refused()
         waits = [t.breaker.retry_after() for t in targets]
         known = [wait for wait in waits if wait is not None]
         raise CircuitOpen(self.name, min(known) if known else 1.0)

@@ -15,13 +15,13 @@ import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import anyio
 import httpx
 from anyio.abc import ByteStream
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, InvalidState, ProtocolError
+from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
@@ -103,7 +103,7 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
             stream = await _open(
                 str(address), port, host, proxy.ssl_context if ws_url.scheme == "wss" else False
             )
-            protocol = await _handshake(stream, str(ws_url), headers, scope)
+            protocol, early = await _handshake(stream, str(ws_url), headers, scope)
     except EgressDenied as denial:
         target.breaker.release(ticket)
         details["outcome"] = "egress_denied"
@@ -114,6 +114,13 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
     except _FAILURES as exc:
         if stream is not None:
             await stream.aclose()
+        if _refused_by_choice(exc, target.breaker.failure_statuses):
+            # The upstream answered (403, 404, ...): healthy, it just said no.
+            target.breaker.release(ticket)
+            details["outcome"] = "refused"
+            details["upstream_status"] = exc.response.status_code
+            await send({"type": "websocket.close", "code": 1008})
+            return
         target.breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
         await target.breaker.flush_events()
         details["outcome"], details["error"] = "error", type(exc).__name__
@@ -123,7 +130,12 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
     await target.breaker.flush_events()
     details["outcome"] = "ok"
     async with stream:
-        await _relay(protocol, stream, receive, send)
+        await _relay(protocol, stream, receive, send, early)
+
+
+def _refused_by_choice(exc: BaseException, failures: frozenset[int]) -> TypeGuard[InvalidStatus]:
+    """A handshake answered with a status the breaker does not count (a 4xx)."""
+    return isinstance(exc, InvalidStatus) and exc.response.status_code not in failures
 
 
 async def _refuse_long_target(ctx: Any, details: dict[str, Any], send: Send) -> None:
@@ -153,15 +165,19 @@ async def _flush(protocol: ClientProtocol, stream: ByteStream) -> None:
         if data:
             await stream.send(data)
         else:
-            # End of the closing handshake; TLS streams cannot half-close, and the
-            # stream is closed right after anyway.
-            with contextlib.suppress(NotImplementedError):
+            # End of the closing handshake; TLS streams cannot half-close, and a
+            # transport the peer already closed refuses it: closed right after anyway.
+            with contextlib.suppress(
+                NotImplementedError, RuntimeError, OSError, anyio.BrokenResourceError
+            ):
                 await stream.send_eof()
 
 
 async def _handshake(
     stream: ByteStream, url: str, headers: list[tuple[bytes, bytes]], scope: Any
-) -> ClientProtocol:
+) -> tuple[ClientProtocol, list[Frame]]:
+    """Open the session; the protocol and any frames that arrived with the response."""
+    early: list[Frame] = []
     subprotocols = [Subprotocol(name) for name in scope.get("subprotocols") or ()]
     protocol = ClientProtocol(
         parse_uri(url), subprotocols=subprotocols or None, max_size=MAX_UPSTREAM_MESSAGE
@@ -172,15 +188,28 @@ async def _handshake(
     protocol.send_request(request)
     await _flush(protocol, stream)
     while protocol.state is State.CONNECTING:
-        protocol.receive_data(await stream.receive())
-        protocol.events_received()  # the handshake response
+        try:
+            data = await stream.receive()
+        except anyio.EndOfStream:
+            # A refusal (403, 404) may end with the connection: its status still counts.
+            protocol.receive_eof()
+            if protocol.handshake_exc is None:
+                raise
+            break
+        protocol.receive_data(data)
+        # The handshake response; frames that came in the same read stay for the relay.
+        early.extend(e for e in protocol.events_received() if isinstance(e, Frame))
     if protocol.handshake_exc is not None:
         raise protocol.handshake_exc
-    return protocol
+    return protocol, early
 
 
 async def _relay(
-    protocol: ClientProtocol, stream: ByteStream, receive: Receive, send: Send
+    protocol: ClientProtocol,
+    stream: ByteStream,
+    receive: Receive,
+    send: Send,
+    early: list[Frame],
 ) -> None:
     """Accept the client and relay messages both ways until one side closes."""
     accept: Message = {"type": "websocket.accept"}
@@ -204,29 +233,30 @@ async def _relay(
                     protocol.send_binary(incoming.get("bytes") or b"")
                 await _flush(protocol, stream)
 
+    invalid = False
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(client_to_upstream)
         with contextlib.suppress(InvalidState, ProtocolError, anyio.BrokenResourceError, OSError):
-            await _upstream_to_client(protocol, stream, send)
+            invalid = await _upstream_to_client(protocol, stream, send, early)
         tasks.cancel_scope.cancel()
-    code = protocol.close_code or 1000
+    code = 1007 if invalid else protocol.close_code or 1000
     with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
         await send({"type": "websocket.close", "code": 1000 if code in (1005, 1006) else code})
 
 
-async def _upstream_to_client(protocol: ClientProtocol, stream: ByteStream, send: Send) -> None:
-    """Read frames until the upstream's closing handshake; send whole messages on."""
+async def _upstream_to_client(
+    protocol: ClientProtocol, stream: ByteStream, send: Send, early: list[Frame]
+) -> bool:
+    """Read frames until the upstream's closing handshake; send whole messages on.
+
+    True when the upstream sent a text message that is not UTF-8: the session is
+    then closed with 1007 on both sides.
+    """
     parts: list[bytes] = []
     kind = Opcode.TEXT
-    while protocol.state is not State.CLOSED:
-        try:
-            data = await stream.receive()
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            protocol.receive_eof()
-        else:
-            protocol.receive_data(data)
-        await _flush(protocol, stream)  # pongs and the closing handshake
-        for event in protocol.events_received():
+    events: list[Any] = list(early)  # frames that came with the handshake response
+    while True:
+        for event in events:
             if not isinstance(event, Frame) or event.opcode not in _DATA:
                 continue
             if event.opcode is not Opcode.CONT:
@@ -235,9 +265,25 @@ async def _upstream_to_client(protocol: ClientProtocol, stream: ByteStream, send
             if event.fin:
                 body = b"".join(parts)
                 if kind is Opcode.TEXT:
-                    await send({"type": "websocket.send", "text": body.decode("utf-8")})
+                    try:
+                        text = body.decode("utf-8")
+                    except UnicodeDecodeError:
+                        protocol.fail(1007, "invalid UTF-8 in a text message")
+                        await _flush(protocol, stream)
+                        return True
+                    await send({"type": "websocket.send", "text": text})
                 else:
                     await send({"type": "websocket.send", "bytes": body})
+        if protocol.state is State.CLOSED:
+            return False
+        try:
+            data = await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            protocol.receive_eof()
+        else:
+            protocol.receive_data(data)
+        await _flush(protocol, stream)  # pongs and the closing handshake
+        events = protocol.events_received()
 
 
 __all__ = ["forward_websocket"]

@@ -80,3 +80,14 @@ def test_backoff_is_jittered_and_bounded() -> None:
     for attempt in range(1, 6):
         for _ in range(50):
             assert 0 <= policy.delay(attempt) <= min(0.3, 0.1 * 2 ** (attempt - 1))
+
+
+def test_a_pool_refusal_counts_as_rejected_on_each_open_breaker() -> None:
+    clock = Clock()
+    pool = UpstreamPool("u", targets(2, clock))
+    for target in pool.targets:
+        open_breaker(target)
+    for _ in range(3):
+        with pytest.raises(CircuitOpen):
+            pool.pick()
+    assert [t.breaker.snapshot().rejected for t in pool.targets] == [3, 3]
