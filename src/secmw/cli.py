@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from secmw._serving import port_number, serve
 from secmw.audit import cli as audit_cli
 from secmw.auth import cli as auth_cli
 from secmw.config import build_pipeline, load_config
@@ -30,7 +31,8 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         pipeline = build_pipeline(config)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        named = exc if exc.source else ConfigError(list(exc.issues), source=args.file)
+        print(named, file=sys.stderr)
         return 2
     stages = ["authorize"]
     if pipeline.authenticator is not None:
@@ -81,13 +83,19 @@ def _demo(args: argparse.Namespace) -> int:
         f"  curl -i -H 'Authorization: Bearer {token}' {base}/api/report   # key redacted\n"
         f"  curl -i -H 'Authorization: Bearer {token}' -H 'content-type: application/json' "
         f"-d '{_INJECTION}' {base}/mcp   # refused by the inspector\n"
-        f"  curl -i '{base}/public/../api/me'   # canonicalised, still protected\n\n"
+        f"  curl -i --path-as-is '{base}/public/../api/me'   # canonicalised, still protected\n\n"
         "audit events follow as JSON lines:",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
-    print("secmw demo: stopped", flush=True)
-    return 0
+    code = serve(
+        lambda: uvicorn.run(
+            app, host=args.host, port=args.port, log_level="warning", lifespan="on"
+        ),
+        f"{args.host}:{args.port}",
+    )
+    if code == 0:
+        print("secmw demo: stopped", flush=True)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a protected sample service on 127.0.0.1")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    demo.add_argument("--port", type=port_number, default=8000, help="port to bind (default 8000)")
     demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
     demo.set_defaults(handler=_demo)
 

@@ -151,9 +151,13 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
     path = Path(source)
     name = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            # Bounded: a device such as /dev/zero would otherwise be read forever.
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", source=name) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("the file is larger than 16 MiB", source=name)
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
@@ -164,8 +168,16 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
             raise ConfigError("the file name must end in .toml or .json", source=name)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse the file: {exc}", source=name) from None
-    return parse_config(data, source=name)
+    except RecursionError:
+        raise ConfigError("cannot parse the file: nested too deeply", source=name) from None
+    try:
+        return parse_config(data, source=name)
+    except RecursionError:
+        raise ConfigError("the configuration is nested too deeply", source=name) from None
 
+
+# No real configuration comes near this; a bigger file is a mistake (or a device).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 Builder = Callable[[Config], Any]
 

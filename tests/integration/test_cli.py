@@ -174,3 +174,34 @@ def test_demo_serves_protected_routes_and_stops_on_ctrl_c() -> None:
     assert "secmw demo: stopped" in output
     for event in events:  # no credential ever reaches the trail
         assert token not in json.dumps(event) and admin not in json.dumps(event)
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "http"])
+def test_a_port_that_is_not_one_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["demo"], ["demo", "--gateway", "--upstream-port", "9"]):
+        with pytest.raises(SystemExit) as info:
+            main([*command, "--port", port])
+        assert info.value.code == 2
+        assert "is not a port number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gateway", [False, True], ids=["demo", "demo-gateway"])
+def test_a_port_in_use_is_one_line_and_exit_1(gateway: bool) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        extra = ["--gateway", "--upstream-port", str(free_port())] if gateway else []
+        done = subprocess.run(
+            [sys.executable, "-m", "secmw", "demo", "--port", str(port), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert f"could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

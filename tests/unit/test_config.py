@@ -12,6 +12,7 @@ from secmw.audit import MemoryAuditSink
 from secmw.config import Config, build_pipeline, load_config, parse_config
 from secmw.errors import ConfigError
 from secmw.testing import TokenIssuer
+from tests.unit.ratelimit.test_config import TIER
 
 
 def keys_of(error: ConfigError) -> list[str]:
@@ -211,3 +212,22 @@ def test_component_overrides() -> None:
     assert build_pipeline(Config(), audit=None).audit is None
     with pytest.raises(TypeError, match="unknown component"):
         build_pipeline(Config(), auditor=sink)
+
+
+def test_a_file_that_never_ends_or_nests_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+    if Path("/dev/zero").exists():
+        with pytest.raises(ConfigError, match="larger than 16 MiB"):
+            load_config(Path("/dev/zero"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://[::1:7000", "redis+cluster://h:99999999", "redis+sentinel://h:0/svc"],
+)
+def test_malformed_redis_uris_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"ratelimit\.storage\.url"):
+        build_pipeline(load_config({"ratelimit": {"storage": {"url": url}, "tiers": [TIER]}}))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from secmw._serving import port_number, serve
 from secmw.errors import ConfigError
 
 
@@ -16,7 +17,7 @@ def register(commands: Any) -> None:
     )
     gateway.add_argument("--config", required=True, help="the configuration file (.toml/.json)")
     gateway.add_argument("--host", help="address to bind (default: gateway.listen)")
-    gateway.add_argument("--port", type=int, help="port to bind (default: gateway.listen)")
+    gateway.add_argument("--port", type=port_number, help="port to bind (default: gateway.listen)")
     gateway.set_defaults(handler=run_gateway)
     check = commands.choices.get("check-config")
     if check is not None:
@@ -35,7 +36,9 @@ def register(commands: Any) -> None:
             help="run the gateway in front of an embedded upstream",
         )
         demo.add_argument(
-            "--upstream-port", type=int, help="the embedded upstream's port (default --port + 1)"
+            "--upstream-port",
+            type=port_number,
+            help="the embedded upstream's port (default --port + 1)",
         )
         plain = demo.get_default("handler")
 
@@ -65,6 +68,7 @@ def check_gateway(path: str) -> int:
     try:
         build_proxy(config.gateway)
     except ConfigError as exc:
+        print(f"{path}: the gateway section cannot be built:", file=sys.stderr)
         for issue in exc.issues:
             print(f"  gateway.{issue}", file=sys.stderr)
         return 2
@@ -95,24 +99,28 @@ def run_gateway(args: argparse.Namespace) -> int:
     assert config.gateway is not None  # build_gateway refuses a config without it
     host, _, port = config.gateway.listen.rpartition(":")
     host = args.host or host
-    port_number = args.port or int(port)
+    port_number = args.port if args.port is not None else int(port)
     print(f"secmw gateway: listening on http://{host}:{port_number}", flush=True)
     if gateway.pipeline.fail_open:
         print(
             f"warning: fail-open settings on: {', '.join(gateway.pipeline.fail_open)}",
             file=sys.stderr,
         )
-    uvicorn.run(
-        gateway,
-        host=host,
-        port=port_number,
-        log_level="warning",
-        lifespan="on",
-        server_header=False,  # do not advertise the server software
-        access_log=False,  # the audit line records every request already
+    code = serve(
+        lambda: uvicorn.run(
+            gateway,
+            host=host,
+            port=port_number,
+            log_level="warning",
+            lifespan="on",
+            server_header=False,  # do not advertise the server software
+            access_log=False,  # the audit line records every request already
+        ),
+        f"{host}:{port_number}",
     )
-    print("secmw gateway: stopped", flush=True)
-    return 0
+    if code == 0:
+        print("secmw gateway: stopped", flush=True)
+    return code
 
 
 __all__ = ["check_gateway", "register", "run_gateway"]

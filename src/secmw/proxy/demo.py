@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from secmw._serving import serve as serve_until_stopped
 from secmw.errors import ConfigError
 
 Scope = MutableMapping[str, Any]
@@ -88,6 +89,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     issuer = TokenIssuer(issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE, algorithm="ES256", kid="demo")
     upstream_port = args.upstream_port or args.port + 1
+    if upstream_port > 65535:
+        print("secmw demo: give --upstream-port (--port + 1 is not a port)", file=sys.stderr)
+        return 2
     try:
         gateway = build_gateway(load_config(demo_gateway_config(issuer, upstream_port, args.port)))
     except ConfigError as exc:
@@ -119,14 +123,30 @@ def run_demo(args: argparse.Namespace) -> int:
         ),
     ]
 
-    async def serve() -> None:
+    failed: list[uvicorn.Server] = []
+
+    async def run_one(server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # could not start (a port in use): stop the other one cleanly
+            failed.append(server)
+        finally:
+            for other in servers:
+                other.should_exit = True
+
+    async def run_both() -> None:
         async with anyio.create_task_group() as tasks:
             for server in servers:
-                tasks.start_soon(server.serve)
+                tasks.start_soon(run_one, server)
+        if failed:
+            raise SystemExit(1)
 
-    anyio.run(serve)
-    print("secmw demo: stopped", flush=True)
-    return 0
+    code = serve_until_stopped(
+        lambda: anyio.run(run_both), f"{args.host}:{args.port} and 127.0.0.1:{upstream_port}"
+    )
+    if code == 0:
+        print("secmw demo: stopped", flush=True)
+    return code
 
 
 __all__ = ["demo_gateway_config", "echo_upstream", "run_demo"]

@@ -126,6 +126,16 @@ def canonical_host(host: str) -> str:
     return host
 
 
+# Not public, whatever the running Python's ``is_global`` says about them: they
+# carry an IPv4 address in ways no router should forward to the internet
+# (IPv4-compatible, IPv4-translated, local-use NAT64), or are deprecated
+# site-local space, or IETF protocol assignments.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(net)
+    for net in ("::/96", "::ffff:0:0/96", "64:ff9b:1::/48", "fec0::/10", "192.0.0.0/24")
+)
+
+
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), if any."""
     if isinstance(address, ipaddress.IPv4Address):
@@ -223,7 +233,12 @@ class EgressGuard:
         if inner is not None:
             self.check_address(inner)
             return
-        if not address.is_global or address.is_multicast:
+        if (
+            not address.is_global
+            or address.is_multicast
+            or address.is_reserved
+            or any(address in net for net in _NOT_PUBLIC if net.version == address.version)
+        ):
             raise EgressDenied(f"address {address} is not public")
 
     async def resolve(self, host: str, port: int) -> tuple[IPAddress, ...]:

@@ -49,14 +49,17 @@ def parse_target(url: str) -> RedisTarget:
     """Split a storage URI; raises :class:`ConfigError` (key ``url``) when malformed."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisTarget("url", url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 literal
+        raise ConfigError([_issue(f"not a URI: {exc}")]) from None
     kind = "sentinel" if parts.scheme == "redis+sentinel" else "cluster"
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     hosts = []
     for item in hostlist.split(","):
         host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError([_issue(f"{item!r} is not host:port")])
         hosts.append((host.strip("[]"), int(port)))
     service = parts.path.strip("/").split("/")[0] or None

@@ -71,6 +71,12 @@ def test_canonical_hosts(host: str, expected: str) -> None:
         "::ffff:169.254.169.254",
         "64:ff9b::a00:1",
         "2002:a00:1::1",
+        "::127.0.0.1",  # IPv4-compatible
+        "::8.8.8.8",
+        "::ffff:0:7f00:1",  # IPv4-translated
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215)
+        "fec0::1",  # site-local
+        "192.0.0.8",  # IETF protocol assignments
     ],
 )
 def test_non_public_addresses_are_refused(address: str) -> None:
