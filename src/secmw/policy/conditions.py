@@ -20,13 +20,12 @@ from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.policy.config import Conditions, FindingMatch, TimeWindow, ValueMatch
 from secmw.policy.glob import GlobError, compile_name_glob, compile_path_glob
-from secmw.policy.regex import UnsafeRegexError, compile_rule_regex
+from secmw.policy.regex import MAX_SUBJECT, UnsafeRegexError, compile_rule_regex
 
 Predicate = Callable[[RequestContext, "RpcCall | None"], bool]
 MISSING: Any = object()
 # Longest value a regex condition is applied to; longer values make the rule
 # undecidable, which the engine treats as a deny (never as "did not match").
-MAX_REGEX_SUBJECT = 65536
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -81,7 +80,7 @@ def compile_value(match: ValueMatch, key: str) -> Callable[[Any], bool]:
     def regex(value: Any) -> bool:
         if not isinstance(value, str):
             return False
-        if len(value) > MAX_REGEX_SUBJECT:
+        if len(value) > MAX_SUBJECT:
             raise Undecidable(f"{key}: value too long for a regex condition")
         return pattern.search(value) is not None
 
@@ -369,7 +368,9 @@ def _host(ctx: RequestContext) -> str | None:
         return None
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    # "admin.example.com." names the same host (the root label is implicit).
+    return name[:-1] if name.endswith(".") else name
 
 
 def _header(ctx: RequestContext, name: str) -> Any:

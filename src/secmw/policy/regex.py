@@ -8,7 +8,9 @@ tree shows the shapes that cause it:
 * an unbounded repeat whose body contains another unbounded repeat
   (``(a+)+``, ``(\\w*\\s?)*``, ``(.*)*``);
 * an unbounded repeat over an alternation whose branches can start with the
-  same character (``(a|ab)*``, ``(\\d|1)+``).
+  same character, also behind a prefix the parser factors out (``(a|ab)*``,
+  ``(xa|x.)*``). Single characters collapse into a class (``(\\d|1)+`` is
+  ``[\\d1]+``), which cannot backtrack badly and is accepted.
 
 This is a conservative syntactic check, not a proof: it refuses some harmless
 patterns and is backed by a second guard, a cap on the length of the text any
@@ -67,20 +69,23 @@ def _check(items: list[tuple[Any, Any]], *, inside_unbounded: bool) -> None:
 
 
 def _ambiguous_alternation(items: list[tuple[Any, Any]]) -> bool:
-    """True when a top-level alternation has two branches that may start alike."""
+    """True when an alternation anywhere in ``items`` has two branches that may start alike.
+
+    Anywhere, not only first: the parser factors a shared prefix out of the
+    branches (``xa|x.`` becomes ``x(?:a|.)``), which moves the ambiguity behind it.
+    """
     for op, arg in items:
         if op is sre_parse.SUBPATTERN:
-            return _ambiguous_alternation(list(arg[-1]))
-        if op is sre_parse.BRANCH:
+            if _ambiguous_alternation(list(arg[-1])):
+                return True
+        elif op is sre_parse.BRANCH:
             starts = [_first_chars(list(branch)) for branch in arg[1]]
             for index, first in enumerate(starts):
                 for other in starts[index + 1 :]:
                     if first is None or other is None or first & other:
                         return True
-            return False
-        if op is sre_parse.IN:
-            return False
-        return False
+            if any(_ambiguous_alternation(list(branch)) for branch in arg[1]):
+                return True
     return False
 
 

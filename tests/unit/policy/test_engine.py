@@ -147,6 +147,12 @@ CONDITIONS = [
         id="host-miss",
     ),
     pytest.param({"hosts": ["api.example.com"]}, request(), False, id="host-absent"),
+    pytest.param(
+        {"hosts": ["api.example.com"]},
+        request(headers=[("host", "api.example.com.:443")]),
+        True,
+        id="host-trailing-dot",
+    ),
     pytest.param({"client_ips": ["10.0.0.0/8"]}, request(), True, id="cidr"),
     pytest.param(
         {"client_ips": ["192.168.0.0/16", "2001:db8::/32"]}, request(), False, id="cidr-miss"
@@ -261,10 +267,12 @@ def test_overlong_value_for_a_regex_denies_rather_than_skips() -> None:
         {"id": "all", "effect": "allow", "when": {"authenticated": True}},
         {"id": "no-etc", "effect": "deny", "when": {"arguments": {"/p": {"regex": "^/etc"}}}},
     ]
-    ctx = request("/mcp", method="POST", body=call("a", {"p": "x" * 70_000}))
+    ctx = request("/mcp", method="POST", body=call("a", {"p": "x" * 4097}))
     decision = engine(rules).evaluate(ctx)
     assert decision.effect is Effect.DENY
     assert decision.rule_ids == ("policy:undecidable",)
+    fits = request("/mcp", method="POST", body=call("a", {"p": "x" * 4096}))
+    assert engine(rules).evaluate(fits).effect is Effect.ALLOW
 
 
 RULES = [

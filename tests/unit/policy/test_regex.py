@@ -17,6 +17,9 @@ from secmw.policy.regex import UnsafeRegexError, compile_rule_regex
         pytest.param(r"^(([a-z])+.)+[A-Z]([a-z])+$", id="owasp-example"),
         pytest.param(r"(?:a{1,100})+", id="large-bounded-inside-unbounded"),
         pytest.param(r"(?=(a+)+)b", id="inside-lookahead"),
+        # The parser factors "x" out of both branches: x(?:a|.), ambiguous behind it.
+        pytest.param(r"^(?:xa|x.)*$", id="factored-prefix"),
+        pytest.param(r"^(?:q(?:a|ab))+$", id="nested-alternation"),
         pytest.param("[", id="invalid"),
         pytest.param("a" * 600, id="too-long"),
     ],
