@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import unquote_to_bytes
 
 import httpx
 import pytest
@@ -41,7 +42,8 @@ from tests.support import Sender, http_scope
 def test_upstream_url_escapes_bytes_httpx_refuses(
     raw_path: bytes, query: bytes, expected: bytes
 ) -> None:
-    scope = {"type": "http", "path": "/", "raw_path": raw_path, "query_string": query}
+    path = unquote_to_bytes(raw_path).decode("utf-8")  # what a server puts in "path"
+    scope = {"type": "http", "path": path, "raw_path": raw_path, "query_string": query}
     route = Route("/", pool=None)  # type: ignore[arg-type]
     url = upstream_url(httpx.URL("http://127.0.0.1:9/base"), route, scope)
     assert url.raw_path == expected

@@ -137,7 +137,10 @@ class Writer(threading.Thread):
 
     def _open(self) -> tuple[int, bool]:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags, self._mode)
+        # Non-blocking to open: a FIFO without a reader would otherwise block the
+        # start forever (it fails with ENXIO instead); writes block again after.
+        fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), self._mode)
+        os.set_blocking(fd, True)
         return fd, stat.S_ISREG(os.fstat(fd).st_mode)
 
     def _resume(self) -> None:

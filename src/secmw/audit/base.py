@@ -36,6 +36,30 @@ def _text(value: Any) -> str:
     return _escape(value) if isinstance(value, str) else _ENCODER.encode(value)
 
 
+def _plain_value(value: Any, depth: int) -> Any:
+    """A details value fit for one JSON line: strings clipped at every depth, no NaN.
+
+    ``NaN`` and infinities are not JSON (RFC 8259): they become strings. Nesting
+    deeper than 8 levels is cut to a clipped string.
+    """
+    if isinstance(value, str):
+        return _clip(value)
+    if isinstance(value, float):
+        return value if isfinite(value) else repr(value)
+    if isinstance(value, (int, bool)) or value is None:
+        return value
+    if depth >= _MAX_DEPTH:
+        return _clip(str(value))
+    if isinstance(value, dict):
+        return {key: _plain_value(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(item, depth + 1) for item in value]
+    return value
+
+
+_MAX_DEPTH = 8
+
+
 def _clip(value: str | None) -> str | None:
     if value is None or len(value) <= _MAX_FIELD:
         return value
@@ -198,10 +222,7 @@ class AuditEvent:
         return "".join(parts)
 
     def _details(self) -> dict[str, Any]:
-        return {
-            key: _clip(value) if isinstance(value, str) else value
-            for key, value in self.details.items()
-        }
+        return {key: _plain_value(value, 0) for key, value in self.details.items()}
 
 
 class AuditSink(Protocol):

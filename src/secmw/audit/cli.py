@@ -26,6 +26,11 @@ def register(commands: Any) -> None:
     verify = actions.add_parser("verify", help="check the hash chain and signed checkpoints")
     verify.add_argument("files", nargs="+", metavar="FILE", help="the active and rotated files")
     verify.add_argument("--public-key", help="PEM Ed25519 public key of the checkpoints")
+    verify.add_argument(
+        "--allow-missing-head",
+        action="store_true",
+        help="accept a trail that starts after seq 1 (its oldest files were removed by keep)",
+    )
     verify.set_defaults(handler=_verify)
 
     tail = actions.add_parser("tail", help="pretty-print the last events of a file")
@@ -43,7 +48,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         key = load_public_key(args.public_key) if args.public_key else None
-        result = verify_files(args.files, public_key=key)
+        result = verify_files(
+            args.files, public_key=key, allow_missing_head=args.allow_missing_head
+        )
     except (OSError, ValueError, TypeError) as exc:
         print(f"secmw audit verify: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +79,9 @@ def _tail(args: argparse.Namespace) -> int:
         return 2
     try:
         for raw in deque(handle, maxlen=max(1, args.lines)):
-            print(format_line(raw), flush=True)
+            # A last line without its newline was never completed by the sink.
+            torn = "" if raw.endswith(b"\n") else "(torn, not verified) "
+            print(torn + format_line(raw), flush=True)
         if args.follow:
             _follow(args.file, handle)
     except KeyboardInterrupt:
@@ -134,16 +143,16 @@ def _replaced(path: str, handle: BinaryIO) -> bool:
 
 
 def format_line(raw: bytes) -> str:
-    """One audit line as aligned text (control characters stay escaped)."""
+    """One audit line as aligned text; every field has its control characters escaped."""
     try:
         record = json.loads(raw)
     except ValueError:
-        return "(unreadable) " + raw.decode("ascii", "backslashreplace").rstrip("\n")
+        record = None
     if not isinstance(record, dict):
-        return "(unreadable) " + raw.decode("ascii", "backslashreplace").rstrip("\n")
+        return "(unreadable) " + _show(raw.rstrip(b"\n").decode("utf-8", "backslashreplace"))
     head = (
-        f"{record.get('seq', ''):>6} {record.get('time', ''):<32} "
-        f"{record.get('severity', ''):<8} {record.get('event', ''):<28}"
+        f"{_show(record.get('seq', '')):>6} {_show(record.get('time', '')):<32} "
+        f"{_show(record.get('severity', '')):<8} {_show(record.get('event', '')):<28}"
     )
     parts = [f"{key}={_show(record[key])}" for key in _TAIL_FIELDS if key in record]
     if "details" in record:

@@ -52,18 +52,30 @@ def _first_seq(path: str) -> int:
 
 
 def verify_files(
-    paths: Iterable[str | os.PathLike[str]], *, public_key: Ed25519PublicKey | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    allow_missing_head: bool = False,
 ) -> VerifyResult:
-    """Check ``seq`` and ``prev`` of every line, and checkpoint signatures when a key is given."""
+    """Check ``seq`` and ``prev`` of every line, and checkpoint signatures when a key is given.
+
+    The trail must start at seq 1 unless ``allow_missing_head`` (its oldest files
+    were removed by ``keep``); an empty trail fails; a torn last line is accepted
+    only at the end of the newest file (a crash mid-write), never inside a
+    rotated one.
+    """
     files = sorted((os.fspath(p) for p in paths), key=_first_seq)
     result = VerifyResult()
     expected_seq: int | None = None
     prev_hash: str | None = None
     since_checkpoint = 0
-    for path in files:
+    for number, path in enumerate(files, 1):
         with open(path, "rb") as handle:
             data = handle.read()
         if data and not data.endswith(b"\n"):
+            if number < len(files):
+                # A rotated file was closed cleanly: a torn line there was put there.
+                return result.fail(expected_seq, path, "a torn line inside a rotated file")
             tail_start = data.rfind(b"\n") + 1
             result.notes.append(
                 f"{path}: {len(data) - tail_start} bytes of a torn last line ignored"
@@ -82,6 +94,13 @@ def verify_files(
             if expected_seq is None:
                 result.first_seq = seq
                 if seq != 1 or prev != GENESIS:
+                    if not allow_missing_head:
+                        return result.fail(
+                            seq,
+                            path,
+                            f"the trail starts at seq {seq}: its head is missing (deleted; "
+                            "--allow-missing-head if keep removed the oldest files)",
+                        )
                     result.notes.append(f"the trail starts at seq {seq} (earlier files absent)")
             elif seq != expected_seq:
                 problem = f"expected seq {expected_seq}, found {seq}: " + (
@@ -112,10 +131,12 @@ def verify_files(
             expected_seq = seq + 1
             result.lines += 1
             result.last_seq = seq
+    if not result.lines:
+        return result.fail(None, files[-1] if files else "", "no lines: the trail is empty")
     if public_key is not None:
         result.unsigned_tail = since_checkpoint
-        if result.checkpoints == 0 and result.lines:
-            return result.fail(None, files[-1] if files else "", "no signed checkpoint found")
+        if result.checkpoints == 0:
+            return result.fail(None, files[-1], "no signed checkpoint found")
     return result
 
 

@@ -115,8 +115,28 @@ def test_a_missing_rotated_file_is_a_gap(tmp_path: Path) -> None:
     assert len(files) >= 3
     result = verify_files([files[0], *files[2:]])
     assert not result.ok and "deleted" in (result.problem or "")
-    anchored = verify_files(files[1:])  # oldest pruned: the rest still chains
+    headless = verify_files(files[1:])  # the head is missing: deleted, or pruned by keep
+    assert not headless.ok and "head is missing" in (headless.problem or "")
+    anchored = verify_files(files[1:], allow_missing_head=True)  # keep pruned it: the rest chains
     assert anchored.ok and anchored.notes and "starts at seq" in anchored.notes[0]
+
+
+def test_the_cli_accepts_a_missing_head_only_when_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = write_trail(tmp_path / "audit.jsonl", 60, rotate_bytes=4096)
+    rest = [str(name) for name in files[1:]]
+    assert main(["audit", "verify", *rest]) == 1
+    assert "head is missing" in capsys.readouterr().out
+    assert main(["audit", "verify", "--allow-missing-head", *rest]) == 0
+
+
+def test_a_torn_line_inside_a_rotated_file_fails(tmp_path: Path) -> None:
+    files = write_trail(tmp_path / "audit.jsonl", 60, rotate_bytes=4096)
+    with open(files[0], "ab") as handle:
+        handle.write(b'{"seq":999,"prev":"forged","event":"authz_allow"}')
+    result = verify_files(files)
+    assert not result.ok and "torn line inside a rotated file" in (result.problem or "")
 
 
 def test_torn_tail_is_reported_not_failed(trail: Path) -> None:
@@ -170,11 +190,12 @@ def test_a_key_with_no_checkpoints_fails(trail: Path, tmp_path: Path) -> None:
     assert main(["audit", "verify", "--public-key", str(pem), str(trail)]) == 1
 
 
-def test_an_empty_trail_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_trail_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A sink writes sys_startup at once: a trail with no line was wiped.
     empty = tmp_path / "audit.jsonl"
     empty.touch()
-    assert main(["audit", "verify", str(empty)]) == 0
-    assert capsys.readouterr().out == "OK: 0 lines\n"
+    assert main(["audit", "verify", str(empty)]) == 1
+    assert "the trail is empty" in capsys.readouterr().out
 
 
 def test_unreadable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
