@@ -260,3 +260,16 @@ async def test_ndjson_is_redacted_line_by_line_across_chunks() -> None:
     assert GITHUB not in sent.body.decode()
     assert b"Pw7xQ2vL9z" not in sent.body
     assert "\u2028" in parsed[1]["note"]
+
+
+async def test_a_secret_in_the_path_never_reaches_the_audit_trail() -> None:
+    audit = AuditCapture()
+    body = f'{{"token": "{GITHUB}"}}'.encode()
+    app = _answering((b"content-type", b"application/json"), body=body)
+    sent = await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope(f"/keys/{GITHUB}"))
+    assert sent.status == 200
+    request_events = [e for e in audit.events if e.request_id is not None]
+    assert {e.name for e in request_events} >= {"authz_allow", "secret_redacted"}
+    for event in request_events:
+        assert GITHUB not in event.to_json()
+        assert event.path is not None and event.path.startswith("/keys/[REDACTED")
