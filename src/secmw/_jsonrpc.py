@@ -17,6 +17,9 @@ from typing import Any
 
 from secmw.errors import BadRequest
 
+# The most calls one JSON-RPC batch may carry (MCP itself dropped batching in 2025-06-18).
+MAX_BATCH = 100
+
 # Methods whose params name the thing being acted on, and the param that names it.
 _TARGET_PARAM = {
     "tools/call": "name",
@@ -163,6 +166,13 @@ def rpc_calls(value: Any) -> tuple[tuple[RpcCall, ...], bool] | None:
             return None
         return (_call(value),), False
     if isinstance(value, list):
+        if len(value) > MAX_BATCH and any(isinstance(item, dict) for item in value):
+            # Each call is judged, counted and keyed on its own: an unbounded batch
+            # would multiply the work (and the rate-limit keys) of one request.
+            raise BadRequest(
+                f"The JSON-RPC batch has more than {MAX_BATCH} calls.",
+                reason="JSON-RPC batch too large",
+            )
         if not value or not all(isinstance(item, dict) for item in value):
             if any(isinstance(item, dict) and "jsonrpc" in item for item in value):
                 raise BadRequest("The JSON-RPC batch is malformed.", reason="bad JSON-RPC batch")

@@ -313,3 +313,65 @@ def sentinel(own_redis: RedisServer, tmp_path: Path) -> Iterator[RedisServer]:
 async def test_sentinel_uri(sentinel: RedisServer, anyio_backend: str) -> None:
     store = RedisStore(f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster", prefix=anyio_backend)
     assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2
+
+
+async def test_a_key_redis_refuses_costs_that_request_only_not_everyone(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    prefix = f"wrongtype-{anyio_backend}"
+    app, audit = redis_app(redis_server.url, prefix=prefix)
+    try:
+        alice = http_scope("/", headers=[("x-user", "alice")])
+        assert (await call(app, alice)).status == 200
+        for key in redis_server.command("KEYS", f"*{prefix}*alice*"):
+            # Left by an older deployment with another algorithm: another type.
+            redis_server.command("DEL", key)
+            redis_server.command("HSET", key, "x", "1")
+        assert (await call(app, alice)).status == 503
+        for user in ("bob", "carol"):
+            sent = await call(app, http_scope("/", headers=[("x-user", user)]))
+            assert sent.status == 200  # Redis is up: nobody else is affected
+        # Alice's request is refused and audited; Redis was never declared down.
+        reasons = [e.reason or "" for e in audit.named("sys_monitor_disabled")]
+        assert len(reasons) == 1 and "on_failure" not in reasons[0]
+    finally:
+        await app.pipeline.aclose()
+
+
+async def test_a_reply_that_is_not_the_scripts_is_a_storage_failure() -> None:
+    # Answers "+OK" to everything: a wrong service, or something in between.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        stop = False
+
+        def answer() -> None:
+            server.settimeout(0.2)
+            while not stop:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(2)
+                    try:
+                        while conn.recv(65536):
+                            conn.sendall(b"+OK\r\n")
+                    except OSError:
+                        pass
+
+        import threading
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        app, audit = redis_app(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5)
+        try:
+            sent = await call(app, http_scope("/", headers=[("x-user", "alice")]))
+        finally:
+            await app.pipeline.aclose()
+            stop = True
+            thread.join(5)
+    assert sent.status == 503
+    assert sent.header("retry-after") is not None
+    assert audit.named("sys_monitor_disabled")

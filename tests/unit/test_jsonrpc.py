@@ -173,3 +173,11 @@ def test_json_only_a_lenient_parser_reads_is_refused_whatever_the_content_type(
 ) -> None:
     with pytest.raises(BadRequest):
         parse_json_body(body, content_type)
+
+
+def test_a_batch_over_the_limit_is_refused() -> None:
+    call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "t"}}
+    calls, _ = rpc_calls([{**call, "id": n} for n in range(100)]) or ((), False)
+    assert len(calls) == 100
+    with pytest.raises(BadRequest, match="too large"):
+        rpc_calls([{**call, "id": n} for n in range(101)])

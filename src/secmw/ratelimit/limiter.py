@@ -23,7 +23,7 @@ from secmw.ratelimit.base import ALLOWED, RateDecision
 from secmw.ratelimit.failover import Failover
 from secmw.ratelimit.headers import policy_field, rate_headers
 from secmw.ratelimit.memory import MemoryStore
-from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable
+from secmw.ratelimit.redis_store import RedisStore, StorageRejected, StorageUnavailable
 from secmw.ratelimit.tiers import Part, Tier
 
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
@@ -188,6 +188,8 @@ class TieredRateLimiter:
             redis_checks = [(limit, _redis_key(key), cost) for limit, key, cost in checks]
             try:
                 outcomes = await self._redis.apply(redis_checks, now if self.redis_clock else None)
+            except StorageRejected:
+                pass  # Redis is up; only this request's keys are unusable: no failover for all
             except StorageUnavailable:
                 await failover.failed(ctx, now)
             else:

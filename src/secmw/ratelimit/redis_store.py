@@ -33,6 +33,13 @@ class StorageUnavailable(ComponentError):
     """The rate-limit storage did not answer (connection refused, timeout, error reply)."""
 
 
+class StorageRejected(StorageUnavailable):
+    """Redis answered, but refused this request's keys (a key of another type or format).
+
+    Redis itself is up: only the request whose keys are unusable is affected.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
     """A parsed storage URI: which kind of deployment and how to reach it."""
@@ -136,6 +143,13 @@ class RedisStore:
                 1 if limit.shadow else 0,
             )
         reply = await self._eval(keys, args)
+        if (
+            not isinstance(reply, list)
+            or len(reply) != 4 * len(checks)
+            or not all(type(value) is int for value in reply)
+        ):
+            # Not our script's answer (a proxy or impostor in between): unusable.
+            raise StorageUnavailable("rate-limit storage failed: unexpected reply")
         outcomes = []
         for index in range(len(checks)):
             allowed, remaining, reset, retry = reply[index * 4 : index * 4 + 4]
@@ -145,7 +159,7 @@ class RedisStore:
         return outcomes
 
     async def _eval(self, keys: list[str], args: list[Any]) -> list[int]:
-        from redis.exceptions import NoScriptError, RedisError  # noqa: PLC0415
+        from redis.exceptions import NoScriptError, RedisError, ResponseError  # noqa: PLC0415
 
         try:
             if _on_asyncio():
@@ -157,7 +171,14 @@ class RedisStore:
                     reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 return reply
             return await anyio.to_thread.run_sync(self._eval_sync, keys, args)
+        except ResponseError as exc:
+            # WRONGTYPE, or the script failing on a key left by another algorithm.
+            raise StorageRejected(
+                f"rate-limit storage refused the keys: {type(exc).__name__}"
+            ) from None
         except (RedisError, OSError, TimeoutError) as exc:
+            raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
+        except Exception as exc:  # the client library choking on a reply that is not Redis's
             raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
 
     def _eval_sync(self, keys: list[str], args: list[Any]) -> list[int]:
