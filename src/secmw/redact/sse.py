@@ -10,8 +10,10 @@ later events; what is left when a block ends (``finish_reason``,
 ``content_block_stop``, ``*.done``, ``[DONE]``, end of body) is sent in one extra
 delta event cloned from the block's last one.
 
-* OpenAI Chat Completions: ``choices[i].delta.content`` and
+* OpenAI Chat Completions (and compatible servers): ``choices[i].delta.content``,
+  ``.reasoning_content``, ``.reasoning``, ``.refusal`` and
   ``choices[i].delta.tool_calls[j].function.arguments``;
+* Gemini ``streamGenerateContent?alt=sse``: ``candidates[i].content.parts[j].text``;
 * OpenAI Responses: ``response.*.delta`` events' ``delta``;
 * Anthropic Messages: ``content_block_delta`` ``delta.text`` /
   ``delta.partial_json`` / ``delta.thinking``.
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 _EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
 _ANTHROPIC_FIELDS = ("text", "partial_json", "thinking")
+# OpenAI-compatible chat deltas: the answer, the reasoning some servers stream
+# (DeepSeek and vLLM ``reasoning_content``, OpenRouter ``reasoning``), a refusal.
+_CHAT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 MAX_EVENT = 1024 * 1024
 
 Key = tuple[Any, ...]
@@ -54,11 +59,23 @@ class _Delta:
 class SSEStream:
     """Redacts a ``text/event-stream`` body event by event (see the module docstring)."""
 
-    __slots__ = ("_buf", "_deltas", "_eol", "_passthrough", "_redactor", "findings", "max_event")
+    __slots__ = (
+        "_deltas",
+        "_eol",
+        "_passthrough",
+        "_pending",
+        "_pending_size",
+        "_redactor",
+        "findings",
+        "max_event",
+    )
 
     def __init__(self, redactor: SecretRedactor, max_event: int = MAX_EVENT) -> None:
         self._redactor = redactor
-        self._buf = ""
+        # The unfinished event, as received: joined only once it ends, so an event
+        # arriving in many small pieces costs linear, not quadratic, time.
+        self._pending: list[str] = []
+        self._pending_size = 0
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
         self._passthrough: TextStream | None = None
@@ -69,7 +86,22 @@ class SSEStream:
         """Take the next piece; return the complete events it finished, redacted."""
         if self._passthrough is not None:
             return self._oversized(chunk)
-        text = self._buf + chunk
+        if not chunk:
+            return ""
+        # Only the new piece (and the last 3 characters before it, for an end
+        # split across pieces) can hold the end of the pending event.
+        tail = self._pending[-1][-3:] if self._pending else ""
+        probe = tail + chunk
+        match = _EVENT_END.search(probe)
+        if match is None or (match.end() == len(probe) and probe.endswith("\r")):
+            self._pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size <= self.max_event:
+                return ""
+            held = self._take()
+            self._passthrough = TextStream(self._redactor)
+            return self._oversized(held)
+        text = self._take() + chunk
         out: list[str] = []
         position = 0
         for match in _EVENT_END.finditer(text):
@@ -80,12 +112,17 @@ class SSEStream:
             position = end
         rest = text[position:]
         if len(rest) > self.max_event:
-            self._buf = ""
             self._passthrough = TextStream(self._redactor)
             out.append(self._oversized(rest))
-        else:
-            self._buf = rest
+        elif rest:
+            self._pending, self._pending_size = [rest], len(rest)
         return "".join(out)
+
+    def _take(self) -> str:
+        """The pending text, joined; the pending list is emptied."""
+        text = "".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        return text
 
     def _oversized(self, chunk: str) -> str:
         """Plain-text streaming for the rest of an event too large to buffer."""
@@ -106,9 +143,8 @@ class SSEStream:
             out = self._passthrough.flush()
             self.findings.extend(self._passthrough.findings)
             self._passthrough = None
-        elif self._buf:
-            out = self._event(self._buf)
-            self._buf = ""
+        elif self._pending:
+            out = self._event(self._take())
         return out + self._close(lambda key: True)
 
     # -- one event -------------------------------------------------------------
@@ -212,8 +248,19 @@ def _chat(frame: dict[str, Any], index: Any, delta: Callable[[str], dict[str, An
     return build
 
 
-def _content(text: str) -> dict[str, Any]:
-    return {"content": text}
+def _text_field(field: str) -> Callable[[str], dict[str, Any]]:
+    def delta(text: str) -> dict[str, Any]:
+        return {field: text}
+
+    return delta
+
+
+def _gemini(index: Any, part: int) -> Build:
+    def build(text: str) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = [{} for _ in range(part)] + [{"text": text}]
+        return {"candidates": [{"index": index, "content": {"role": "model", "parts": parts}}]}
+
+    return build
 
 
 def _arguments(slot: Any) -> Callable[[str], dict[str, Any]]:
@@ -243,6 +290,15 @@ def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]
         key = ("responses", kind, data.get("item_id"), data.get("content_index"))
         template = {k: v for k, v in data.items() if k not in ("delta", "sequence_number")}
         found.append((key, data, "delta", _responses(template)))
+    candidates = data.get("candidates")
+    if isinstance(candidates, list):
+        for number, candidate in enumerate(candidates):
+            content = candidate.get("content") if isinstance(candidate, dict) else None
+            parts = content.get("parts") if isinstance(content, dict) else None
+            index = candidate.get("index", number) if isinstance(candidate, dict) else number
+            for slot, part in enumerate(parts if isinstance(parts, list) else ()):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    found.append((("gemini", index, slot), part, "text", _gemini(index, slot)))
     choices = data.get("choices")
     if isinstance(choices, list):
         frame = {k: v for k, v in data.items() if k in ("id", "object", "created", "model")}
@@ -258,8 +314,10 @@ def _chat_fields(
     found: list[tuple[Key, dict[str, Any], str, Build]] = []
     delta = choice["delta"]
     index = choice.get("index")
-    if isinstance(delta.get("content"), str):
-        found.append((("chat", index, "content"), delta, "content", _chat(frame, index, _content)))
+    for field in _CHAT_FIELDS:
+        if isinstance(delta.get(field), str):
+            build = _chat(frame, index, _text_field(field))
+            found.append((("chat", index, field), delta, field, build))
     calls = delta.get("tool_calls")
     for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
@@ -287,6 +345,14 @@ def _ending(data: dict[str, Any]) -> Callable[[Key], bool]:
     }
     if finished:
         return lambda key: key[0] == "chat" and key[1] in finished
+    candidates = data.get("candidates")
+    done = {
+        candidate.get("index", number)
+        for number, candidate in enumerate(candidates if isinstance(candidates, list) else ())
+        if isinstance(candidate, dict) and candidate.get("finishReason") is not None
+    }
+    if done:
+        return lambda key: key[0] == "gemini" and key[1] in done
     return lambda key: False
 
 

@@ -272,3 +272,42 @@ def test_valid_json_without_escapes_keeps_its_structure() -> None:
         "card": "[REDACTED:payment_card]",
     }
     assert sorted(finding.kind for finding in findings) == ["github_token", "payment_card"]
+
+
+def _delta_text(out: str, pick: object) -> str:
+    events = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: {")]
+    return "".join(t for t in (pick(e) for e in events) if isinstance(t, str))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "refusal"])
+def test_chat_reasoning_and_refusal_deltas_are_redacted_as_one_text(field: str) -> None:
+    pieces = [f"key {GITHUB[:12]}", GITHUB[12:30], GITHUB[30:] + " end"]
+    body = "".join(
+        "data: " + json.dumps({"id": "c", "choices": [{"index": 0, "delta": {field: p}}]}) + "\n\n"
+        for p in pieces
+    )
+    body += 'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    out = "".join(_feed_in_pieces(body, 7))
+    assert GITHUB[:12] not in out and GITHUB[30:] not in out
+    text = _delta_text(out, lambda e: e["choices"][0]["delta"].get(field))
+    assert text == "key [REDACTED:github_token] end"
+
+
+def test_gemini_parts_are_redacted_as_one_text() -> None:
+    pieces = [f"key {GITHUB[:12]}", GITHUB[12:30], GITHUB[30:] + " end"]
+    events = [
+        {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": p}]}}]}
+        for p in pieces
+    ]
+    events[-1]["candidates"][0]["finishReason"] = "STOP"
+    body = "".join(f"data: {json.dumps(e)}\r\n\r\n" for e in events)
+    out = "".join(_feed_in_pieces(body, 5))
+    assert GITHUB[:12] not in out and GITHUB[12:30] not in out
+    text = _delta_text(out, lambda e: e["candidates"][0]["content"]["parts"][-1].get("text"))
+    assert text == "key [REDACTED:github_token] end"
+
+
+def _feed_in_pieces(body: str, size: int) -> list[str]:
+    stream = SSEStream(REDACTOR)
+    out = [stream.feed(body[i : i + size]) for i in range(0, len(body), size)]
+    return [*out, stream.flush()]
