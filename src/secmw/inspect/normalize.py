@@ -58,7 +58,7 @@ CONFUSABLE_TABLE: dict[int, str] = {
 
 # Characters that render as nothing: format controls, bidi controls, joiners,
 # variation selectors, Hangul fillers, tag characters.
-_INVISIBLE = re.compile(
+INVISIBLE = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
@@ -161,7 +161,7 @@ def views(text: str) -> Views:
         text = unicodedata.normalize("NFKC", text)
         invisible = len(_SUSPICIOUS_INVISIBLE.findall(text))
         bidi = len(_BIDI.findall(text))
-        text = _INVISIBLE.sub("", text)
+        text = INVISIBLE.sub("", text)
     else:
         text = unicodedata.normalize("NFKC", text)
     base = _strip_marks(text.casefold())

@@ -19,7 +19,7 @@ from typing import Any
 
 from secmw.context import Finding
 from secmw.inspect.encoded import decode_payloads
-from secmw.inspect.normalize import Views, fold_pattern, views
+from secmw.inspect.normalize import INVISIBLE, Views, fold_pattern, views
 from secmw.inspect.results import SIGNAL_KINDS, Budget, ScanResult, ScanState, combine
 from secmw.inspect.rules import ENGLISH, META_WORDS, Rule
 from secmw.inspect.rules_intl import LATIN_OTHER, NATIVE
@@ -100,7 +100,10 @@ class PromptInjectionScanner:
             # characters separates their words.
             gap = r"[\W_]+" if rule.native else " +"
             compiled = _Compiled(
-                rule, re.compile(folded.replace(" ", gap)), re.compile(folded.replace(" ", " *"))
+                rule,
+                re.compile(folded.replace(" ", gap)),
+                # Joined runs have no word boundaries ("pleaseignoreall..."): none asked.
+                re.compile(folded.replace(" ", " *").replace(r"\b", "")),
             )
             if rule.native:
                 natives.append((compiled, tuple(fold_pattern(t) for t in rule.triggers)))
@@ -207,6 +210,15 @@ class PromptInjectionScanner:
             self._scan_spaced(state, words, path)
         if view.hidden or view.invisible or view.bidi or view.mixed_script or view.styled:
             self._scan_unicode(state, view, path, depth)
+        if view.invisible:
+            # Invisible characters may stand for spaces ("ignore<ZWSP>all<ZWSP>previous"):
+            # removed, they glue the words together, so the phrases are read again
+            # with them as spaces (a kind counts once, at its best score).
+            spaced = views(INVISIBLE.sub(" ", text))
+            spaced_set = set(spaced.words.split())
+            spaced_hits = spaced_set & self._triggers
+            if spaced_hits:
+                self._scan_phrases(state, spaced, spaced_set, spaced_hits, path)
         if (
             depth < self.max_decode_depth
             and tokens
