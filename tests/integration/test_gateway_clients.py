@@ -621,3 +621,16 @@ async def test_waiting_for_the_gateways_own_pool_is_not_the_upstreams_failure(
     assert state.failures == 1  # the hung exchange only
     outcomes = {e.details.get("outcome") for e in audit.events if e.request_id is not None}
     assert "pool_timeout" in outcomes
+
+
+@CLIENTS
+@pytest.mark.parametrize("status", [600, 999])
+async def test_a_status_outside_http_is_a_502(client: str, status: int) -> None:
+    reply = f"HTTP/1.1 {status} Odd\r\ncontent-length: 2\r\n\r\nok".encode()
+    audit = AuditCapture()
+    with ScriptedServer(lambda *_: reply) as server:
+        gateway = build([server.url], client, audit)
+        sender = await call(gateway)
+        await gateway.proxy.aclose()
+    assert sender.status == 502
+    assert sender.header("content-type") == "application/problem+json"

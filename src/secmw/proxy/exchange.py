@@ -194,6 +194,9 @@ class Exchange:
                 )
                 ttfb = time.perf_counter() - started
                 details["upstream_status"] = response.status_code
+                if not 200 <= response.status_code <= 599:
+                    # No server can send it on (and no client would know what it means).
+                    raise httpx.RemoteProtocolError("invalid status code")
                 details["upstream_ms"] = round(ttfb * 1000.0, 3)
                 if can_retry and response.status_code in pool.retry.statuses:
                     breaker.record_result(ticket, response, ttfb)

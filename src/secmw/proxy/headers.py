@@ -118,7 +118,20 @@ class HeaderFilter:
         """The upstream's response headers the client may see."""
         listed = list(headers)
         drop = self._drop_response | _connection_tokens(listed)
-        return [(name, value) for name, value in listed if name.lower() not in drop]
+        out = [(name, value) for name, value in listed if name.lower() not in drop]
+        lengths = [value for name, value in out if name.lower() == b"content-length"]
+        if len(lengths) == 1 and lengths[0].isdigit():
+            return out
+        if not lengths:
+            return out
+        # "5, 5" or two equal lines are valid (RFC 9110 section 8.6) but servers
+        # refuse to send them: one canonical value, or none when they disagree.
+        values = {part.strip() for value in lengths for part in value.split(b",")}
+        out = [(name, value) for name, value in out if name.lower() != b"content-length"]
+        (only,) = values if len(values) == 1 else (b"",)
+        if only.isdigit():
+            out.append((b"content-length", only))
+        return out
 
 
 def encode_headers(headers: Mapping[str, str]) -> tuple[Header, ...]:

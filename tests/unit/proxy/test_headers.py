@@ -81,3 +81,21 @@ def test_response_headers_lose_hop_by_hop_and_configured_names() -> None:
         )
     )
     assert out == [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+
+
+@pytest.mark.parametrize(
+    ("lengths", "expected"),
+    [
+        pytest.param([b"5"], [b"5"], id="one"),
+        pytest.param([b"5, 5"], [b"5"], id="list-of-equal"),
+        pytest.param([b"5", b"5"], [b"5"], id="two-equal-lines"),
+        pytest.param([b"5", b"6"], [], id="disagreeing"),
+    ],
+)
+def test_upstream_content_length_reaches_the_client_as_one_value(
+    lengths: list[bytes], expected: list[bytes]
+) -> None:
+    headers = [(b"content-type", b"text/plain"), *((b"content-length", v) for v in lengths)]
+    out = HeaderFilter().response(headers)
+    assert [v for n, v in out if n == b"content-length"] == expected
+    assert (b"content-type", b"text/plain") in out
