@@ -194,6 +194,45 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             "not a valid header",
             id="bad-header",
         ),
+        pytest.param(
+            {"jwt": ISSUER.jwt_config(), "api_key": {"file": "k.json", "header": "Authorization"}},
+            "auth",
+            "cannot be authorization next to bearer tokens",
+            id="api-key-in-authorization",
+        ),
+        pytest.param(
+            {
+                "jwt": ISSUER.jwt_config(),
+                "api_key": {"file": "k.json", "authorization_scheme": "bearer"},
+            },
+            "auth",
+            "cannot be Bearer",
+            id="api-key-as-bearer",
+        ),
+        pytest.param(
+            {
+                "protected_resource": {
+                    "resource": "https://x/",
+                    "authorization_servers": ["https://as/"],
+                    "path": "/.well-known/oauth-protected-resource/",
+                }
+            },
+            "auth.protected_resource.path",
+            "canonical",
+            id="metadata-path-trailing-slash",
+        ),
+        pytest.param(
+            {"allow_anonymous": False, "public_paths": ["/a/../b"]},
+            "public_paths[0]",
+            "is not",
+            id="public-path-dot-dot",
+        ),
+        pytest.param(
+            {"public_paths": ["/health;x"]},
+            "public_paths[0]",
+            "is not",
+            id="public-path-matrix",
+        ),
     ],
 )
 def test_config_errors_name_their_key(auth: dict[str, Any], key: str, message: str) -> None:
@@ -201,6 +240,15 @@ def test_config_errors_name_their_key(auth: dict[str, Any], key: str, message: s
         build_pipeline(parse_config({"auth": auth}))
     text = str(info.value)
     assert key in text and message in text, text
+
+
+def test_a_jwks_file_entry_that_is_not_an_object_is_a_config_error(tmp_path: Any) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [ISSUER.jwks()["keys"][0], 5]}))
+    config = {"auth": {"jwt": {**ISSUER.jwt_config(), "jwks_file": str(path)}}}
+    config["auth"]["jwt"].pop("keys", None)
+    with pytest.raises(ConfigError, match=r"jwks_file\.keys\[1\]"):
+        build_pipeline(parse_config(config))
 
 
 def test_introspection_from_config_with_env_secret(monkeypatch: pytest.MonkeyPatch) -> None:

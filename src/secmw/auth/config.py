@@ -151,6 +151,10 @@ class ProtectedResourceConfig(ConfigModel):
     def _path(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or "?" in value):
             raise ValueError("path must be an absolute path without a query")
+        if value is not None and value != "/" and (value.endswith("/") or "//" in value):
+            # Requests are matched on canonical paths, which never end with "/":
+            # such a document would never be served while 401s advertise it.
+            raise ValueError("path must be canonical (no trailing or repeated slash)")
         return value
 
 
@@ -193,3 +197,17 @@ class AuthConfig(ConfigModel):
     api_key: APIKeyConfig | None = None
     protected_resource: ProtectedResourceConfig | None = None
     websocket: WebSocketAuthConfig = Field(default_factory=WebSocketAuthConfig)
+
+    @model_validator(mode="after")
+    def _api_key_apart_from_bearer(self) -> AuthConfig:
+        # An API key read from "Authorization: Bearer" would make every bearer
+        # token look like two credentials (400): refuse the combination up front.
+        key = self.api_key
+        if key is not None and (self.jwt is not None or self.introspection is not None):
+            if key.header == "authorization":
+                raise ValueError("api_key.header cannot be authorization next to bearer tokens")
+            if (key.authorization_scheme or "").lower() == "bearer":
+                raise ValueError(
+                    "api_key.authorization_scheme cannot be Bearer next to bearer tokens"
+                )
+        return self

@@ -68,6 +68,8 @@ def key_from_jwk(
     jwk: Mapping[str, Any], *, kid: str | None = None, alg: str | None = None
 ) -> VerificationKey:
     """A :class:`VerificationKey` from a JWK dict; private parts are ignored."""
+    if not isinstance(jwk, Mapping):  # a JWKS document is untyped JSON
+        raise ValueError("a JWK must be a JSON object")  # noqa: TRY004 - one error for all bad JWKs
     data = dict(jwk)
     if data.get("alg") == "none":
         raise ValueError("alg 'none' is never accepted")

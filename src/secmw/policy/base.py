@@ -69,7 +69,13 @@ def compile_path_patterns(
     issues: list[ConfigIssue] = []
     for index, pattern in enumerate(patterns):
         base = pattern[:-3] if pattern.endswith("/**") else pattern
-        if not pattern.startswith("/") or "*" in base or "//" in pattern or "/./" in pattern:
+        segments = base.split("/")
+        if (
+            not pattern.startswith("/")
+            or "*" in base
+            or "//" in pattern
+            or any(segment in (".", "..") or ";" in segment for segment in segments)
+        ):
             issues.append(
                 ConfigIssue(f"{key}[{index}]", f"{pattern!r} is not '/exact' or '/prefix/**'")
             )
