@@ -22,7 +22,17 @@ def check_rate(value: str) -> str:
         raise ValueError(f"{value!r} is not a rate such as '100/minute'") from None
     if not items or any(item.amount < 1 for item in items):
         raise ValueError(f"{value!r} must allow at least one request per window")
+    if any(item.amount > MAX_AMOUNT for item in items):
+        # RateLimit header values are RFC 8941 integers (at most 15 digits), and
+        # Redis counts in doubles: keep every count exact and every header valid.
+        raise ValueError(f"{value!r} allows more than {MAX_AMOUNT:,} requests per window")
+    if any(item.get_expiry() > MAX_WINDOW for item in items):
+        raise ValueError(f"{value!r} has a window longer than a year")
     return value
+
+
+MAX_AMOUNT = 10**12
+MAX_WINDOW = 366 * 24 * 3600
 
 
 class CostConfig(ConfigModel):
@@ -35,8 +45,8 @@ class CostConfig(ConfigModel):
     @classmethod
     def _positive(cls, value: dict[str, int]) -> dict[str, int]:
         for name, cost in value.items():
-            if cost < 0:
-                raise ValueError(f"cost of {name!r} must be 0 or more")
+            if not 0 <= cost <= MAX_AMOUNT:
+                raise ValueError(f"cost of {name!r} must be 0 to {MAX_AMOUNT:,}")
         return value
 
 
@@ -56,8 +66,8 @@ class TierConfig(ConfigModel):
     rate: str
     plans: dict[str, str] = Field(default_factory=dict)
     algorithm: Algorithm = "fixed-window"
-    burst: int | None = Field(None, ge=1)
-    cost: int = Field(1, ge=0)
+    burst: int | None = Field(None, ge=1, le=10**12)
+    cost: int = Field(1, ge=0, le=10**12)
     costs: CostConfig = Field(default_factory=CostConfig)
     exempt: ExemptConfig = Field(default_factory=ExemptConfig)
     shadow: bool = False

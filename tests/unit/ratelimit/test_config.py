@@ -38,6 +38,18 @@ def issues(section: dict[str, Any]) -> dict[str, str]:
             id="rate",
         ),
         pytest.param(
+            {"tiers": [{**TIER, "rate": "99999999999999999999/second"}]},
+            "ratelimit.tiers[0].rate",
+            "more than 1,000,000,000,000",
+            id="rate-beyond-exact-counts",
+        ),
+        pytest.param(
+            {"tiers": [{**TIER, "rate": "1/2 years"}]},
+            "ratelimit.tiers[0].rate",
+            "longer than a year",
+            id="window-too-long",
+        ),
+        pytest.param(
             {"tiers": [{**TIER, "plans": {"free": "x/y"}}]},
             "ratelimit.tiers[0].plans",
             "not a rate",
