@@ -104,3 +104,30 @@ def test_explain_reports_requests_refused_before_the_policy(
 ) -> None:
     assert explain(config, {"path": "/../etc"}) == 0
     assert "refused before any rule: 400" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        {"sub": "b", "tenant": ["a"]},
+        {"sub": "b", "tenant": {"a": 1}},
+        {"sub": "b", "auth_time": "yesterday"},
+        {"sub": "b", "auth_time": 10**400},
+        {"sub": "b", "roles": "admin"},
+    ],
+)
+def test_explain_reads_a_principal_like_a_token_would(
+    principal: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(
+        '[[policy.rules]]\nid = "admins"\neffect = "allow"\nwhen = { roles_any = ["admin"] }\n'
+    )
+    request = json.dumps({"path": "/", "principal": principal})
+    code = main(["policy", "explain", "--config", str(config), "--request", request])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    # "admin" as a roles string is one role (as in a token), never the letters a, d, m, i, n.
+    assert out.startswith(
+        "decision: allow" if principal.get("roles") == "admin" else "decision: deny"
+    )

@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from secmw.context import Finding, Principal, RequestContext
@@ -90,22 +89,19 @@ def describe(data: Mapping[str, Any]) -> RequestContext:
 
 
 def _principal(data: Mapping[str, Any]) -> Principal:
-    scopes = data.get("scopes") or data.get("scope") or []
-    if isinstance(scopes, str):
-        scopes = scopes.split()
-    return Principal(
-        subject=str(data.get("sub") or data.get("subject") or "user"),
-        tenant=data.get("tenant"),
-        roles=frozenset(data.get("roles") or ()),
-        scopes=frozenset(scopes),
-        claims=MappingProxyType(
-            dict(data.get("claims") or {}) | {k: v for k, v in data.items() if k != "claims"}
-        ),
-        tier=data.get("tier"),
-        auth_method=str(data.get("auth_method", "jwt")),
-        acr=data.get("acr"),
-        amr=tuple(data.get("amr") or ()),
-        auth_time=data.get("auth_time"),
+    """The principal a token with these claims would give (the JWT path's own mapping)."""
+    from secmw.auth.config import ClaimNames  # noqa: PLC0415 - keeps the CLI start fast
+    from secmw.auth.jwt import principal_from_claims  # noqa: PLC0415
+
+    claims = dict(data.get("claims") or {}) | {k: v for k, v in data.items() if k != "claims"}
+    # Friendlier spellings the explain format has always accepted.
+    if "subject" in claims and "sub" not in claims:
+        claims["sub"] = claims["subject"]
+    if "scopes" in claims and "scope" not in claims:
+        claims["scope"] = claims["scopes"]
+    claims.setdefault("sub", "user")
+    return principal_from_claims(
+        claims, ClaimNames(), auth_method=str(data.get("auth_method", "jwt")), credential_id=None
     )
 
 
