@@ -11,12 +11,14 @@ rewritten whole, so no event is ever split or mangled.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from secmw.context import Finding
 
 Visible = Callable[[Iterable[str]], set[str]]
+_EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _MAX_HELD = 8 * 1024 * 1024  # a non-SSE body larger than this passes unfiltered
 
 
@@ -126,10 +128,14 @@ class _FilterStream:
 
 
 def _event_end(text: str) -> tuple[int, int]:
-    """Index and length of the first event terminator (a blank line), or (-1, 0)."""
-    best = (-1, 0)
-    for terminator in ("\r\n\r\n", "\n\n", "\r\r"):
-        index = text.find(terminator)
-        if index >= 0 and (best[0] < 0 or index < best[0]):
-            best = (index, len(terminator))
-    return best
+    r"""Index and length of the first event terminator (a blank line), or (-1, 0).
+
+    Any line ending may close the last line and any may make the blank one
+    (``"\n\r\n"`` too); a final ``"\r"`` may still be followed by ``"\n"``.
+    """
+    match = _EVENT_END.search(text)
+    if match is None or (match.end() == len(text) and text.endswith("\r")):
+        return -1, 0
+    return match.start(), match.end() - match.start()
+
+

@@ -72,3 +72,13 @@ def test_streamed_json_is_held_then_filtered() -> None:
     text = stream.feed(body[10:]) + stream.flush()
     assert [tool["name"] for tool in json.loads(text)["result"]["tools"]] == ["search"]
     assert stream.findings
+
+
+def test_events_separated_by_any_blank_line_are_each_filtered() -> None:
+    notice = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"p": 1}}
+    # "\n" ends the notice's data line, "\r\n" is the blank line: two events.
+    body = f"data: {json.dumps(notice)}\n\r\ndata: {json.dumps(LISTING)}\r\n\r\n"
+    stream = ToolListFilter([7], only("read")).stream("text/event-stream")
+    result = stream.feed(body) + stream.flush()
+    assert "delete" not in result and "search" not in result
+    assert json.dumps(notice) in result
