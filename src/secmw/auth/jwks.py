@@ -203,7 +203,7 @@ class JWKSClient:
             if self._down:
                 self._down = False
                 await self._audit("sys_monitor_enabled", "JWKS refresh succeeded again")
-            self.keys = KeySet((*self._static, *keys), self._allowed)
+            self.keys = KeySet((*self._static, *keys), self._allowed, self.keys)
             self.loaded = True
             self.fresh_until = self._clock() + ttl
 

@@ -105,20 +105,34 @@ def key_from_pem(
 class KeySet:
     """Keys by exact ``kid``, plus keys without one, restricted to allowed algorithms."""
 
-    __slots__ = ("by_kid", "members", "unnamed")
+    __slots__ = ("_restricted", "by_kid", "members", "unnamed")
 
-    def __init__(self, keys: Iterable[VerificationKey], allowed: frozenset[str]) -> None:
+    def __init__(
+        self,
+        keys: Iterable[VerificationKey],
+        allowed: frozenset[str],
+        previous: KeySet | None = None,
+    ) -> None:
         self.by_kid: dict[str, VerificationKey] = {}
         self.unnamed: list[VerificationKey] = []
+        # A key narrowed to the allowed algorithms keeps the narrowed object of the
+        # ``previous`` set: the token cache evicts by identity, and an unchanged
+        # key must not look like a new one after every JWKS refresh.
+        self._restricted: dict[VerificationKey, VerificationKey] = {}
+        before = previous._restricted if previous is not None else {}
         for given in keys:
             usable = given.algorithms & allowed
             if not usable:
                 continue
-            key = (
-                given
-                if usable == given.algorithms
-                else VerificationKey(given.kid, given.key, usable)
-            )
+            key = given
+            if usable != given.algorithms:
+                known = before.get(given)
+                key = (
+                    known
+                    if known is not None and known.algorithms == usable
+                    else VerificationKey(given.kid, given.key, usable)
+                )
+                self._restricted[given] = key
             if key.kid is None:
                 self.unnamed.append(key)
             else:

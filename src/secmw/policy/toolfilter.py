@@ -137,5 +137,3 @@ def _event_end(text: str) -> tuple[int, int]:
     if match is None or (match.end() == len(text) and text.endswith("\r")):
         return -1, 0
     return match.start(), match.end() - match.start()
-
-

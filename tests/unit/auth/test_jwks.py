@@ -216,3 +216,17 @@ async def test_outage_and_recovery_are_audited_once_each_through_the_pipeline() 
     await source.current()
     (recovery,) = audit.named("sys_monitor_enabled")
     assert recovery.details["failures"] == 3
+
+
+def test_a_narrowed_key_keeps_its_identity_across_key_sets() -> None:
+    from secmw.auth.keys import KeySet, VerificationKey
+
+    # A JWK without "alg" fits several algorithms; the config allows one.
+    given = VerificationKey("k1", object(), frozenset({"RS256", "PS256"}))
+    allowed = frozenset({"RS256"})
+    first = KeySet([given], allowed)
+    again = KeySet([given], allowed, first)
+    assert first.by_kid["k1"].algorithms == allowed
+    assert again.by_kid["k1"] is first.by_kid["k1"]  # the token cache sees the same key
+    replaced = VerificationKey("k1", object(), frozenset({"RS256", "PS256"}))
+    assert KeySet([replaced], allowed, again).by_kid["k1"] is not first.by_kid["k1"]
