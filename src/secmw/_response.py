@@ -58,7 +58,7 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
             parsed = value.decode("latin-1").split(";", 1)[0].strip().lower()
             if media is None or (not _is_textual(media) and _is_textual(parsed)):
                 media = parsed
-            charset = _charset(value)
+            charset = _charset(value) if b"=" in value else None
             if charset is not None and charset.startswith(_UNSCANNABLE_CHARSETS):
                 encoding = encoding or f"charset {charset}"
         elif lowered == b"content-encoding":
