@@ -40,6 +40,10 @@ def words(text: str) -> tuple[str, ...]:
 # -- English -----------------------------------------------------------------
 
 _IGNORE = "ignore|disregard|forget|dismiss|discard|neglect|skip|omit|nevermind|never mind|set aside|put aside|throw out|abandon"
+# "Don't forget the previous instructions" reinforces them: an override verb right
+# after a negation is not an override (fixed-width look-behinds, one per spelling;
+# "[ ]" because the rule compiler widens literal spaces, which a look-behind cannot take).
+_NOT_NEGATED = "(?<!don[ ]t[ ])(?<!do[ ]not[ ])(?<!dont[ ])(?<!never[ ])(?<!must[ ]not[ ])"
 _IGNORE_T = words(
     "ignore disregard forget dismiss discard neglect skip omit nevermind never set put throw abandon"
 )
@@ -82,28 +86,28 @@ ENGLISH = (
         "en.ignore_previous",
         "override_phrase",
         0.9,
-        rf"\b(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_PRIOR} (?:(?:and|or) {_PRIOR} )?{_NOUN}\b",
+        rf"\b{_NOT_NEGATED}(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_PRIOR} (?:(?:and|or) {_PRIOR} )?{_NOUN}\b",
         (*_IGNORE_T, *words("do don dont stop no never cease")),
     ),
     Rule(
         "en.ignore_instructions_above",
         "override_phrase",
         0.9,
-        rf"\b(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_NOUN} (?:above|before this|before that|so far|given (?:to you )?(?:above|before|earlier|previously)|you (?:were|have been) given|you received|you got)\b",
+        rf"\b{_NOT_NEGATED}(?:{_IGNORE}|{_NOT_FOLLOW}) {_FILL}{_NOUN} (?:above|before this|before that|so far|given (?:to you )?(?:above|before|earlier|previously)|you (?:were|have been) given|you received|you got)\b",
         (*_IGNORE_T, *words("do don dont stop no never cease")),
     ),
     Rule(
         "en.ignore_everything",
         "override_phrase",
         0.85,
-        rf"\b(?:{_IGNORE}) (?:all |about )?(?:everything|anything|all|what) (?:that )?(?:above|before|prior|previously|earlier|said|you (?:were|have been|ve been) (?:told|given|taught|instructed)|you know|in your (?:system prompt|instructions))\b",
+        rf"\b{_NOT_NEGATED}(?:{_IGNORE}) (?:all |about )?(?:everything|anything|all|what) (?:that )?(?:above|before|prior|previously|earlier|said|you (?:were|have been|ve been) (?:told|given|taught|instructed)|you know|in your (?:system prompt|instructions))\b",
         _IGNORE_T,
     ),
     Rule(
         "en.ignore_what_came_before",
         "override_phrase",
         0.85,
-        rf"\b(?:{_IGNORE}) (?:whatever|any|all|the|every) (?:of the )?{_NOUN} (?:that )?(?:came|come|was given|were given|you got|you received|preceded this|precedes this|came earlier)(?: before| earlier| previously| above| first)?\b",
+        rf"\b{_NOT_NEGATED}(?:{_IGNORE}) (?:whatever|any|all|the|every) (?:of the )?{_NOUN} (?:that )?(?:came|come|was given|were given|you got|you received|preceded this|precedes this|came earlier)(?: before| earlier| previously| above| first)?\b",
         _IGNORE_T,
     ),
     Rule(

@@ -30,6 +30,7 @@ ALL_RULES: tuple[Rule, ...] = ENGLISH + LATIN_OTHER + NATIVE
 # Meta words as the words view spells them ("example" reads "exampie").
 _META = frozenset(fold_pattern(word) for word in META_WORDS)
 _QUOTES = frozenset("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a")
+_LOOKBEHIND = re.compile(r"\(\?<!?[^()]*\)")
 _SPACED = re.compile(r"\b\w(?: +\w\b){5,}")
 _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
@@ -102,8 +103,9 @@ class PromptInjectionScanner:
             compiled = _Compiled(
                 rule,
                 re.compile(folded.replace(" ", gap)),
-                # Joined runs have no word boundaries ("pleaseignoreall..."): none asked.
-                re.compile(folded.replace(" ", " *").replace(r"\b", "")),
+                # Joined runs have no word boundaries ("pleaseignoreall..."): none asked,
+                # and no look-behind on the words before (they are glued there).
+                re.compile(_LOOKBEHIND.sub("", folded).replace(" ", " *").replace(r"\b", "")),
             )
             if rule.native:
                 natives.append((compiled, tuple(fold_pattern(t) for t in rule.triggers)))

@@ -130,6 +130,9 @@ def test_override_phrases_in_other_languages(text: str, language: str) -> None:
             "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", id="flag-tags"
         ),
         pytest.param("Café naïve résumé", id="accents"),
+        pytest.param("Don't forget the previous instructions, they still apply.", id="dont-forget"),
+        pytest.param("Do not ignore the previous instructions.", id="do-not-ignore"),
+        pytest.param("You must not disregard the rules above.", id="must-not-disregard"),
     ],
 )
 def test_look_alikes_score_zero(text: str) -> None:
