@@ -229,7 +229,8 @@ STRUCTURE_RULES = (
         "sensitive_path",
         0.5,
         _r(
-            r"\.ssh/(?:id_[a-z0-9]+|authorized_keys)|/etc/(?:passwd|shadow|sudoers)"
+            # A public key (id_rsa.pub) is not a secret: only the private file counts.
+            r"\.ssh/(?:id_[a-z0-9]+\b(?!\.pub\b)|authorized_keys)|/etc/(?:passwd|shadow|sudoers)"
             r"|\.aws/credentials|\.git-credentials|\.netrc\b|\.npmrc\b|\.pypirc\b"
             r"|\.docker/config\.json|\.kube/config|(?:^|[\s/\"'`])\.env\b"
         ),

@@ -133,6 +133,7 @@ def test_override_phrases_in_other_languages(text: str, language: str) -> None:
         pytest.param("Don't forget the previous instructions, they still apply.", id="dont-forget"),
         pytest.param("Do not ignore the previous instructions.", id="do-not-ignore"),
         pytest.param("You must not disregard the rules above.", id="must-not-disregard"),
+        pytest.param("Print ~/.ssh/id_ed25519.pub so I can add it.", id="public-key-file"),
     ],
 )
 def test_look_alikes_score_zero(text: str) -> None:
