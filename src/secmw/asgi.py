@@ -10,6 +10,7 @@ through untouched; ``websocket`` handshakes are checked like HTTP requests.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from secmw._paths import route_path
 from secmw._response import ResponseWriter
 from secmw._websocket import WebSocketSession, close_code
 from secmw.context import ANONYMOUS, AuthCredentials, Principal, RequestContext
-from secmw.errors import BadRequest, Denial, PayloadTooLarge
+from secmw.errors import BadRequest, Denial, PayloadTooLarge, ServiceUnavailable
 from secmw.pipeline import Pipeline
 from secmw.redact.base import Redactor
 
@@ -88,6 +89,11 @@ class SecurityMiddleware:
             await self._deny(ctx, denial, send)
             return
         if pipeline.endpoints and ctx.path in pipeline.endpoints:
+            try:
+                await pipeline.screen(ctx)
+            except Denial as denial:
+                await self._deny(ctx, denial, send)
+                return
             await self._serve(ctx, send)
             return
         limit = pipeline.max_body_bytes
@@ -158,7 +164,17 @@ class SecurityMiddleware:
     async def _serve(self, ctx: RequestContext, send: Send) -> None:
         """Answer a path secmw serves itself; the endpoint does its own access check."""
         pipeline = self.pipeline
-        status, headers, body = pipeline.endpoints[ctx.path](ctx)
+        try:
+            status, headers, body = pipeline.endpoints[ctx.path](ctx)
+        except Exception as exc:  # e.g. a metrics callback that fails while rendering
+            print(f"secmw: endpoint {ctx.path} failed with {type(exc).__name__}", file=sys.stderr)
+            failed = ServiceUnavailable(
+                "The endpoint failed.",
+                reason=f"endpoint failed: {type(exc).__name__}",
+                event="sys_error",
+            )
+            await self._deny(ctx, failed, send)
+            return
         ctx.status = status
         headers = [*headers, *pipeline.response_headers(ctx)]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -222,23 +222,23 @@ class Pipeline:
                     )
         except Denial:
             raise
-        except ComponentError as exc:
-            raise ServiceUnavailable(
-                "The request cannot be checked right now.",
-                retry_after=1,
-                reason=f"{stage} stage unavailable: {type(exc).__name__}",
-                event="sys_monitor_disabled",
-            ) from exc
         except Exception as exc:
-            print(
-                f"secmw: {stage} stage failed with {type(exc).__name__}; request denied",
-                file=sys.stderr,
-            )
-            raise ServiceUnavailable(
-                "The request cannot be checked right now.",
-                reason=f"{stage} stage failed: {type(exc).__name__}",
-                event="sys_error",
-            ) from exc
+            raise _stage_failure(stage, exc) from exc
+
+    async def screen(self, ctx: RequestContext) -> None:
+        """The check an endpoint secmw serves itself gets first: the client-address guard.
+
+        A client blocked for guessing credentials stays blocked on the metrics
+        endpoint too; the endpoint then checks its own token or networks.
+        """
+        if self.guard is None:
+            return
+        try:
+            await self.guard.before(ctx)
+        except Denial:
+            raise
+        except Exception as exc:
+            raise _stage_failure("authenticate", exc) from exc
 
     @property
     def checks_messages(self) -> bool:
@@ -454,6 +454,23 @@ class Pipeline:
                     file=sys.stderr,
                 )
         self._started = False
+
+
+def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
+    """The 503 for a stage that could not decide: unavailable storage, or a crash."""
+    if isinstance(exc, ComponentError):
+        return ServiceUnavailable(
+            "The request cannot be checked right now.",
+            retry_after=1,
+            reason=f"{stage} stage unavailable: {type(exc).__name__}",
+            event="sys_monitor_disabled",
+        )
+    print(f"secmw: {stage} stage failed with {type(exc).__name__}; request denied", file=sys.stderr)
+    return ServiceUnavailable(
+        "The request cannot be checked right now.",
+        reason=f"{stage} stage failed: {type(exc).__name__}",
+        event="sys_error",
+    )
 
 
 def _refusal(ctx: RequestContext, decision: Decision) -> Denial:

@@ -155,7 +155,8 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     assert 'secmw_anomaly_tracked_keys{detector="token_reuse"} 1' in text
     # the anonymous request passed authentication (no credential) and was refused by policy
     assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="success"} 2' in text
-    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 1' in text
+    # ... and the bad JWT plus the two refused scrapes (the endpoint is screened first)
+    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 3' in text
     assert "alice" not in text
     served = audit.for_request(scrape.header("x-request-id") or "")
     assert [(e.name, e.reason, e.status) for e in served] == [
@@ -163,6 +164,25 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     ]
     # the JWT authenticator never saw the scrape token
     assert len(audit.named("authn_token_invalid")) == 1
+
+
+async def test_a_blocked_address_is_blocked_on_the_metrics_endpoint_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECMW_TEST_SCRAPE", "scrape-token")
+    app, _ = _app(
+        TokenIssuer(),
+        FakeClock(),
+        {"enabled": True, "alerts": {"structlog": False}},
+        {"enabled": True, "token_env": "SECMW_TEST_SCRAPE"},
+    )
+    guesses = [
+        (await call(app, _get(f"guess{n}", "203.0.113.66", "/metrics"))).status for n in range(25)
+    ]
+    assert guesses[:20] == [401] * 20 and set(guesses[20:]) == {429}
+    # Blocked: the right token no longer helps this address; another one scrapes.
+    assert (await call(app, _get("scrape-token", "203.0.113.66", "/metrics"))).status == 429
+    assert (await call(app, _get("scrape-token", "198.51.100.7", "/metrics"))).status == 200
 
 
 async def test_token_reuse_step_up_challenge_until_a_fresh_login() -> None:

@@ -26,6 +26,8 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if value == int(value) and abs(value) < 1e15:
@@ -163,11 +165,13 @@ class Gauge(_Metric):
         lines = self._header()
         try:
             samples = sorted(self._callback())[: self.max_series]
-        except Exception:
+            rendered = [
+                f"{self.name}{_selector(self.labelnames, labels)} {_number(float(value))}"
+                for labels, value in samples
+            ]
+        except Exception:  # a callback bug (bad labels, a value that is no number)
             return lines
-        for labels, value in samples:
-            lines.append(f"{self.name}{_selector(self.labelnames, labels)} {_number(value)}")
-        return lines
+        return lines + rendered
 
 
 class Registry:

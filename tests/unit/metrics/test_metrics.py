@@ -71,6 +71,17 @@ def test_gauges_read_at_scrape_time_and_survive_a_failing_callback() -> None:
         registry.counter("q_depth", "again")
 
 
+def test_a_gauge_of_nan_or_with_bad_labels_never_breaks_the_scrape() -> None:
+    registry = Registry()
+    registry.gauge("ratio", "A ratio.", (), lambda: [((), float("nan"))])
+    registry.gauge("odd", "Bad labels.", ("x",), lambda: [(("a", "b"), 1.0)])
+    registry.gauge("fine", "Fine.", (), lambda: [((), 2.0)])
+    text = registry.render()
+    assert "ratio NaN\n" in text
+    assert "# TYPE odd gauge\n" in text and "odd{" not in text
+    assert "fine 2\n" in text
+
+
 def test_collector_counts_every_stage_with_bounded_labels() -> None:
     metrics = SecurityMetrics(buckets=(0.01, 1.0))
     ok = context()
