@@ -100,10 +100,15 @@ class RateSpike:
             return None
         bucket = int(now // self.interval)
         rate = self._state.setdefault(subject, now, self._new_rate)
+        # A clock that stepped back (NTP, a restored VM) counts into the open
+        # interval rather than rewinding the baseline.
+        bucket = max(bucket, rate.bucket)
         if bucket != rate.bucket:
             gap = bucket - rate.bucket
             keep = 1.0 - self.alpha
-            rate.mean = (self.alpha * rate.count + keep * rate.mean) * keep ** (gap - 1)
+            # Bounded exponent: after ~2,000 idle intervals the old mean is gone anyway,
+            # and a huge gap must not overflow.
+            rate.mean = (self.alpha * rate.count + keep * rate.mean) * keep ** min(gap - 1, 2048)
             rate.age += gap
             rate.bucket = bucket
             rate.count = 0

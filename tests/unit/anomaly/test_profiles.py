@@ -175,3 +175,19 @@ def test_off_hours_uses_the_configured_time_zone() -> None:
     assert not _hours(detector, MONDAY_10H)
     anomaly = detector.check(context(who=principal("frank")), None, MONDAY_10H + DAY + 4 * 3600)
     assert anomaly is not None and anomaly.evidence["hour"] == 9
+
+
+@pytest.mark.parametrize(("alpha", "interval", "back"), [(1.0, 60, 3600.0), (0.1, 1, 20_000.0)])
+def test_a_clock_that_steps_back_or_far_ahead_never_breaks_the_detector(
+    alpha: float, interval: float, back: float
+) -> None:
+    detector = RateSpike(interval=interval, factor=5, min_requests=10, alpha=alpha, warmup=2)
+    now = MONDAY_10H
+    for _ in range(3):
+        assert _burst(detector, 4, now) == []
+        now += interval
+    baseline = detector.baseline("dave")
+    assert _burst(detector, 4, now - back) == []  # counted into the open interval
+    assert detector.baseline("dave") == baseline
+    assert _burst(detector, 4, now + 1e9) == []  # a huge gap only decays the baseline
+    assert detector.baseline("dave") == pytest.approx(0.0, abs=1e-9)
