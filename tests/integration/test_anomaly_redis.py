@@ -390,3 +390,21 @@ async def test_a_hung_redis_costs_the_timeout_then_requests_pass_without_waiting
         if own_redis.process is not None:
             own_redis.process.send_signal(signal.SIGCONT)
         await app.pipeline.aclose()
+
+
+@pytest.mark.parametrize("junk", [b"not json", b'{"detector":"x"}', b"[1,2]"])
+async def test_an_unreadable_block_record_still_blocks_and_never_crashes(
+    redis_server: RedisServer, anyio_backend: str, junk: bytes
+) -> None:
+    issuer, clock = TokenIssuer(), FakeClock()
+    prefix = f"junk-{anyio_backend}-{len(junk)}"
+    app, audit = instance(issuer, clock, redis_server.url, prefix)
+    victim = "198.51.100.23"
+    try:
+        assert (await call(app, get(issuer.mint("alice"), victim))).status == 200
+        redis_server.command("SET", f"{{{prefix}}}:b:client:{victim}", junk, "PX", "60000")
+        sent = await call(app, get(issuer.mint("alice"), victim))
+        assert sent.status == 429  # a block in force is enforced, readable or not
+        assert not audit.named("sys_error")
+    finally:
+        await app.pipeline.aclose()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +58,27 @@ Wanted = tuple[str, KeyKind, str]
 
 class AnomalyStorageUnavailable(ComponentError):
     """The shared anomaly state did not answer (connection refused, timeout, error reply)."""
+
+
+def _integer(value: Any) -> int:
+    """A count or TTL from the script's reply; 0 for anything else."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _record(value: Any) -> dict[str, Any]:
+    """An enforcement record, or ``{}`` when it is not the JSON object this module writes."""
+    try:
+        record = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _time(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
 
 
 class _Connection(RedisStore):
@@ -228,7 +250,7 @@ class SharedState:
                     fired = True
             return fired
         for index, detector in enumerate(reusing):
-            count = int(reply[index * 2])
+            count = _integer(reply[index * 2])
             if count:
                 anomaly = detector.anomaly(ctx, credential, client, count, now)
                 monitor.act(anomaly, detector.cool_down, now, stored=True)
@@ -297,18 +319,20 @@ class SharedState:
         for index, (table, kind, key) in enumerate(wanted):
             if index * 2 >= len(reply):
                 break
-            value, remaining = reply[index * 2], int(reply[index * 2 + 1])
+            value, remaining = reply[index * 2], _integer(reply[index * 2 + 1])
             if not value or remaining <= 0:
                 continue
-            record = json.loads(value)
+            # An entry in force is enforced even when its record cannot be read (a
+            # stray or foreign value): failing closed for that key, never crashing.
+            record = _record(value)
             anomaly = Anomaly(
-                detector=str(record["detector"]),
-                event=str(record["event"]),
+                detector=str(record.get("detector", "shared")),
+                event=str(record.get("event", "anomaly_shared_enforcement")),
                 key_kind=kind,
                 key=key,
                 response="block" if table == "b" else "step_up",
                 reason="in force on another instance",
-                time=float(record["time"]),
+                time=_time(record.get("time"), now),
             )
             monitor.remember(anomaly, now + remaining / 1000.0)
 
