@@ -375,3 +375,19 @@ async def test_a_reply_that_is_not_the_scripts_is_a_storage_failure() -> None:
     assert sent.status == 503
     assert sent.header("retry-after") is not None
     assert audit.named("sys_monitor_disabled")
+
+
+async def test_a_key_with_a_lone_surrogate_is_counted_not_a_storage_failure(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # A JSON "\ud800" tool name has no UTF-8 form; it must not fail the round trip
+    # (which would put Redis into failover for every client).
+    store = RedisStore(redis_server.url, prefix=f"surrogate-{anyio_backend}")
+    tight = limit("fixed-window", 1, 60.0, f"s-{anyio_backend}")
+    try:
+        first = await store.apply([(tight, "tool|\ud800", 1)])
+        second = await store.apply([(tight, "tool|\ud800", 1)])
+        other = await store.apply([(tight, "tool|\udfff", 1)])
+    finally:
+        await store.aclose()
+    assert [first[0].allowed, second[0].allowed, other[0].allowed] == [True, False, True]

@@ -90,6 +90,10 @@ class _Connection(RedisStore):
         """Run the anomaly script; :class:`AnomalyStorageUnavailable` on any failure."""
         from redis.exceptions import NoScriptError, RedisError  # noqa: PLC0415
 
+        # Subjects and tool names come from tokens and bodies: a lone surrogate has
+        # no UTF-8 form, so keys are sent as bytes with it escaped.
+        encoded: list[Any] = [key.encode("utf-8", "backslashreplace") for key in keys]
+        keys = encoded
         try:
             if _on_asyncio():
                 client = self._client_async()

@@ -124,16 +124,18 @@ class RedisStore:
         self._async_sentinels: list[Any] = []
         self._sync_sentinels: list[Any] = []
 
-    def key(self, limit: Limit, key: str) -> str:
-        """The Redis key of one counter."""
-        return self.prefix + limit.slot + ":" + key
+    def key(self, limit: Limit, key: str) -> bytes:
+        """The Redis key of one counter (bytes: any client-chosen text has a spelling)."""
+        # A lone surrogate (a JSON "\ud800" tool name) has no UTF-8 form; it is
+        # written escaped instead of failing the whole round trip.
+        return (self.prefix + limit.slot + ":" + key).encode("utf-8", "backslashreplace")
 
     async def apply(self, checks: Sequence[RedisCheck], now: float | None = None) -> list[Outcome]:
         """Run the composite check in one round trip; :class:`StorageUnavailable` on failure."""
-        keys: list[str] = []
+        keys: list[bytes] = []
         args: list[Any] = ["" if now is None else repr(now * 1000.0)]
         for limit, key, cost in checks:
-            keys.append(self.prefix + limit.slot + ":" + key)
+            keys.append(self.key(limit, key))
             args += (
                 ALGORITHM_CODES[limit.algorithm],
                 limit.amount,
@@ -158,7 +160,7 @@ class RedisStore:
             )
         return outcomes
 
-    async def _eval(self, keys: list[str], args: list[Any]) -> list[int]:
+    async def _eval(self, keys: list[bytes], args: list[Any]) -> list[int]:
         from redis.exceptions import NoScriptError, RedisError, ResponseError  # noqa: PLC0415
 
         try:
@@ -171,7 +173,7 @@ class RedisStore:
                     reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 return reply
             return await anyio.to_thread.run_sync(self._eval_sync, keys, args)
-        except ResponseError as exc:
+        except (ResponseError, UnicodeError) as exc:
             # WRONGTYPE, or the script failing on a key left by another algorithm.
             raise StorageRejected(
                 f"rate-limit storage refused the keys: {type(exc).__name__}"
@@ -181,7 +183,7 @@ class RedisStore:
         except Exception as exc:  # the client library choking on a reply that is not Redis's
             raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
 
-    def _eval_sync(self, keys: list[str], args: list[Any]) -> list[int]:
+    def _eval_sync(self, keys: list[bytes], args: list[Any]) -> list[int]:
         from redis.exceptions import NoScriptError  # noqa: PLC0415
 
         client = self._client_sync()
