@@ -94,7 +94,8 @@ def rewrite_location(
     prefix = route.prefix.rstrip("/").encode("latin-1") if route.strip_prefix else b""
     out = []
     for name, value in headers:
-        rest = value[len(origin) :] or b"/"
+        # Browsers drop TAB, CR and LF anywhere in a URL (WHATWG): "/\t/evil" is "//evil".
+        rest = (value[len(origin) :] or b"/").translate(None, b"\t\r\n")
         if name.lower() == b"location" and value.startswith(origin) and rest.startswith(b"/"):
             # ``//host/x`` (or ``/\host``) would be protocol-relative: another site.
             # Repeated slashes are one on the gateway anyway (path canonicalisation).

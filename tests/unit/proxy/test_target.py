@@ -64,6 +64,8 @@ def test_without_a_pipeline_the_canonical_path_is_forwarded() -> None:
         pytest.param(b"http://up:8080//evil.example/x", "", b"/evil.example/x", id="two-slashes"),
         pytest.param(b"http://up:8080/\\evil.example/x", "", b"/evil.example/x", id="backslash"),
         pytest.param(b"http://up:8080///evil.example", "/api", b"/api/evil.example", id="prefix"),
+        pytest.param(b"http://up:8080/\t/evil.example/x", "", b"/evil.example/x", id="tab"),
+        pytest.param(b"http://up:8080/\r\n\\evil.example", "", b"/evil.example", id="crlf"),
         pytest.param(b"http://other:8080/x", "", b"http://other:8080/x", id="elsewhere-untouched"),
     ],
 )
