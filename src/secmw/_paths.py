@@ -6,7 +6,7 @@ and spellings whose meaning differs between parsers must be refused. The rules:
 
 * The path is the one the app routes on: ``scope["path"]`` (already percent-decoded
   by the server) with ``root_path`` removed exactly as Starlette's router does.
-* Refused (400): encoded ``/`` or ``\\`` in the raw path (``%2F``, ``%5C``), a
+* Refused (400): encoded ``/``, ``\\`` or ``;`` in the raw path (``%2F``, ``%5C``, ``%3B``), a
   literal backslash, NUL and other control characters, invalid UTF-8, a path that
   still holds a percent-escape after decoding (double encoding such as ``%2561``),
   and ``..`` segments that climb above the root.
@@ -29,6 +29,7 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _ENCODED_SLASH = re.compile(rb"%(?:2[Ff]|5[Cc])")
 _ENCODED_NUL = re.compile(rb"%00")
+_ENCODED_SEMICOLON = re.compile(rb"%3[Bb]")
 
 
 def route_path(path: str, root_path: str) -> str:
@@ -71,6 +72,9 @@ def _check_raw(raw_path: bytes, allow_encoded_slash: bool) -> None:
         raise BadRequest("The request path is not valid.", reason="encoded slash in path")
     if _ENCODED_NUL.search(raw):
         raise BadRequest("The request path is not valid.", reason="encoded NUL in path")
+    if _ENCODED_SEMICOLON.search(raw):
+        # Decoded, it would read as a ;param (cut here, data to the app): ambiguous.
+        raise BadRequest("The request path is not valid.", reason="encoded semicolon in path")
     try:
         unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:

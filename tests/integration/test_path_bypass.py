@@ -48,6 +48,8 @@ HOSTILE = [
     pytest.param("/public/..;/admin", id="dot-dot-semicolon"),
     pytest.param("/admin;jsessionid=1", id="matrix-param"),
     pytest.param("/admin;/x", id="empty-matrix-param"),
+    pytest.param("/admin%3Bx", id="encoded-semicolon"),
+    pytest.param("/public/..%3B/admin", id="encoded-semicolon-dot-dot"),
     pytest.param("/public%2f..%2fadmin", id="encoded-slash"),
     pytest.param("/public%2F..%2Fadmin", id="encoded-slash-upper"),
     pytest.param("/admin%2fx", id="encoded-slash-below"),

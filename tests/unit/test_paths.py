@@ -42,6 +42,12 @@ def test_canonical_forms(path: str, raw: bytes | None, root: str, expected: str 
     [
         pytest.param("/a/b", b"/a%2Fb", "encoded slash in path", id="encoded-slash"),
         pytest.param("/a\\b", b"/a%5cb", "encoded slash in path", id="encoded-backslash"),
+        pytest.param(
+            "/files/report;v2.txt",
+            b"/files/report%3Bv2.txt",
+            "encoded semicolon in path",
+            id="encoded-semicolon",
+        ),
         pytest.param("/a\\b", b"/a\\b", "backslash in path", id="raw-backslash"),
         pytest.param(
             "/a\\b", None, "control character or backslash in path", id="decoded-backslash"
