@@ -79,15 +79,12 @@ def is_json_media_type(content_type: str | None) -> bool:
     """True when any reader could take the body for JSON by its ``Content-Type``.
 
     ``application/json`` and ``+json`` suffixes, also as one item of a
-    comma-separated list (``application/json, text/plain``) and as a prefix
-    (``application/jsonl``): servers such as the MCP SDK accept those as JSON.
+    comma-separated list (``application/json, text/plain``): servers such as the
+    MCP SDK test each item of such a list.
     """
     if not content_type:
         return False
-    lowered = content_type.lower()
-    if lowered.lstrip().startswith("application/json"):
-        return True
-    for item in lowered.split(","):
+    for item in content_type.lower().split(","):
         media = item.split(";", 1)[0].strip()
         if media == "application/json" or media.endswith("+json"):
             return True
@@ -119,11 +116,20 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
         raise BadRequest(
             "The JSON body repeats a member name.", reason="duplicate JSON key"
         ) from None
-    except (_Constant, RecursionError):
-        # Lenient parsers read NaN, Infinity and deep nesting: whatever the
-        # Content-Type says, the app may act on a body secmw could not inspect.
-        raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
-    except ValueError:
+    except _Constant:
+        if declared:
+            raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
+        # Undeclared: Python's own json.loads (and so many apps) reads NaN and
+        # Infinity, so a body it reads is judged as the JSON it is.
+        try:
+            return True, json.loads(text, object_pairs_hook=_no_duplicates)
+        except _Duplicate:
+            raise BadRequest(
+                "The JSON body repeats a member name.", reason="duplicate JSON key"
+            ) from None
+        except (ValueError, RecursionError):
+            return False, None
+    except (ValueError, RecursionError):
         if not declared:
             return False, None
         raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None

@@ -16,8 +16,9 @@ from secmw.errors import BadRequest
         pytest.param("application/problem+json", True, id="suffix"),
         pytest.param("text/plain", False, id="text"),
         pytest.param(None, False, id="none"),
-        # Servers that test for the prefix (the MCP SDK) read these as JSON too.
-        pytest.param("application/jsonx", True, id="prefix"),
+        pytest.param("application/jsonx", False, id="lookalike"),
+        pytest.param("application/jsonl", False, id="json-lines"),
+        # Servers that test each item of a list (the MCP SDK) read this as JSON.
         pytest.param("application/json, text/plain", True, id="list"),
         pytest.param("text/plain, application/vnd.x+json", True, id="list-suffix"),
         pytest.param("text/plain, text/html", False, id="list-of-others"),
@@ -166,13 +167,30 @@ def test_binary_that_only_looks_like_another_encoding_is_left_alone() -> None:
     assert parse_json_body(b"\xff\xd8\xff\xe0 a jpeg", None) == (False, None)
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
 @pytest.mark.parametrize("body", [b'{"a": NaN}', b"[Infinity]", b"[" * 5000 + b"]" * 5000])
-def test_json_only_a_lenient_parser_reads_is_refused_whatever_the_content_type(
-    body: bytes, content_type: str | None
-) -> None:
+def test_declared_json_only_a_lenient_parser_reads_is_refused(body: bytes) -> None:
     with pytest.raises(BadRequest):
-        parse_json_body(body, content_type)
+        parse_json_body(body, "application/json, text/plain")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+def test_undeclared_json_with_nan_is_judged_as_the_json_python_reads(
+    content_type: str | None,
+) -> None:
+    # json.loads (so any app calling it) reads NaN: the body must be seen, not skipped.
+    found, value = parse_json_body(b'{"jsonrpc": "2.0", "id": 1, "x": NaN}', content_type)
+    assert found and value["jsonrpc"] == "2.0"
+    with pytest.raises(BadRequest, match="duplicate"):
+        parse_json_body(b'{"a": NaN, "a": 1}', content_type)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[NaN] rows were dropped", b"[Infinity Ward](https://x)", b"[" * 5000 + b" text"],
+)
+def test_text_that_merely_starts_like_json_is_not_refused(body: bytes) -> None:
+    assert parse_json_body(body, "text/plain") == (False, None)
+    assert parse_json_body(b"{}\n{}\n", "application/jsonl") == (False, None)
 
 
 def test_a_batch_over_the_limit_is_refused() -> None:
