@@ -90,8 +90,7 @@ class SSEStream:
             return ""
         # Only the new piece (and the last 3 characters before it, for an end
         # split across pieces) can hold the end of the pending event.
-        tail = self._pending[-1][-3:] if self._pending else ""
-        probe = tail + chunk
+        probe = self._tail(3) + chunk
         match = _EVENT_END.search(probe)
         if match is None or (match.end() == len(probe) and probe.endswith("\r")):
             self._pending.append(chunk)
@@ -117,6 +116,17 @@ class SSEStream:
         elif rest:
             self._pending, self._pending_size = [rest], len(rest)
         return "".join(out)
+
+    def _tail(self, size: int) -> str:
+        """The last ``size`` pending characters, however small the pieces they came in."""
+        parts: list[str] = []
+        have = 0
+        for piece in reversed(self._pending):
+            parts.append(piece[-(size - have) :])
+            have += len(parts[-1])
+            if have >= size:
+                break
+        return "".join(reversed(parts))
 
     def _take(self) -> str:
         """The pending text, joined; the pending list is emptied."""

@@ -311,3 +311,10 @@ def _feed_in_pieces(body: str, size: int) -> list[str]:
     stream = SSEStream(REDACTOR)
     out = [stream.feed(body[i : i + size]) for i in range(0, len(body), size)]
     return [*out, stream.flush()]
+
+
+@pytest.mark.parametrize("pieces", [["data: hello\r\n", "\r", "\n"], ["data: hello\n", "\r", "\n"]])
+def test_an_event_ends_when_its_blank_line_arrives_in_tiny_pieces(pieces: list[str]) -> None:
+    stream = SSEStream(REDACTOR)
+    out = [stream.feed(piece) for piece in pieces]
+    assert out[-1].startswith("data: hello")  # sent at once, not held for the next event
