@@ -231,3 +231,21 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     assert 'details={"k":3}' in out[0]
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
+
+
+def test_an_active_file_holding_only_a_torn_line_is_the_newest(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = write_trail(path, 60, rotate_bytes=4096)
+    rotated = [name for name in files if str(name) != str(path)]
+    Path(path).write_bytes(b'{"seq":999,"pr')  # a crash during the first write after rotation
+    result = verify_files([*rotated, path])
+    assert result.ok, result.problem
+    assert any("torn last line" in note for note in result.notes)
+
+
+def test_a_torn_line_the_sink_set_aside_is_noted_not_chained(trail: Path) -> None:
+    aside = trail.parent / f"{trail.name}.torn-20261121T101010Z-10"
+    aside.write_bytes(b'{"seq":11,"pr')
+    result = verify_files([trail, aside])
+    assert result.ok and result.last_seq == 10
+    assert any("set aside by the sink" in note for note in result.notes)
