@@ -28,6 +28,9 @@ _TEXTUAL = frozenset(
         "application/x-www-form-urlencoded",
         "application/graphql-response+json",
         "application/x-jsonlines",
+        "application/ndjson",
+        "application/json-seq",
+        "application/x-pem-file",
         "application/yaml",
         "application/x-yaml",
         "application/toml",
@@ -71,7 +74,20 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
     return media, encoding, length
 
 
-_UNSCANNABLE_CHARSETS = ("utf-16", "utf-32", "utf16", "utf32", "ucs-2", "ucs-4", "ucs2", "ucs4")
+_UNSCANNABLE_CHARSETS = (
+    "utf-16",
+    "utf-32",
+    "utf16",
+    "utf32",
+    "ucs-2",
+    "ucs-4",
+    "ucs2",
+    "ucs4",
+    "unicode",  # WHATWG labels of UTF-16LE: unicode, unicodefeff, unicodefffe, csunicode
+    "csunicode",
+    "iso-10646-ucs",
+)
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 def _charset(value: bytes) -> str | None:
@@ -83,8 +99,8 @@ def _charset(value: bytes) -> str | None:
 
 
 def _is_textual(media: str | None) -> bool:
-    if media is None:
-        # No Content-Type: a client may sniff the body as text, so it is scanned.
+    if not media or "/" not in media or media == "unknown/unknown":
+        # No usable Content-Type: a client may sniff the body as text, so it is scanned.
         return True
     return media.startswith("text/") or media in _TEXTUAL or media.endswith(_TEXTUAL_SUFFIXES)
 
@@ -175,18 +191,7 @@ class ResponseWriter:
                 await self._send({**message, "headers": headers})
                 return
             # Fail closed: a compressed body cannot be scanned for secrets.
-            self._suppressed = True
-            self.denial = _UnscannableResponse(
-                "The response could not be checked.",
-                reason=f"response content-encoding {encoding} cannot be redacted",
-            )
-            status, deny_headers, body = pipeline.render(ctx, self.denial)
-            ctx.status = status
-            await self._send(
-                {"type": "http.response.start", "status": status, "headers": deny_headers}
-            )
-            await self._send({"type": "http.response.body", "body": body, "more_body": False})
-            self.started = True
+            await self._refuse(f"response content-encoding {encoding} cannot be redacted")
             return
         self._media = media
         if (
@@ -226,7 +231,23 @@ class ResponseWriter:
             return
         await self._send_streamed(chunk, more)
 
+    async def _refuse(self, reason: str) -> None:
+        """Answer 502 ``secret_redaction_fail`` instead of a body that cannot be scanned."""
+        ctx = self._ctx
+        self._suppressed = True
+        self._buffer = None
+        self.denial = _UnscannableResponse("The response could not be checked.", reason=reason)
+        status, deny_headers, body = self._pipeline.render(ctx, self.denial)
+        ctx.status = status
+        await self._send({"type": "http.response.start", "status": status, "headers": deny_headers})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        self.started = True
+
     async def _send_buffered(self, raw: bytes, start: Message, redactor: Redactor) -> None:
+        if raw.startswith(_WIDE_BOMS):
+            # UTF-16/32 text (browsers and json.loads honour the BOM): not scannable.
+            await self._refuse("response body in UTF-16 or UTF-32 cannot be redacted")
+            return
         redacted, findings = redactor.redact(raw.decode("utf-8", "surrogateescape"), self._media)
         self._ctx.findings.extend(findings)
         body = redacted.encode("utf-8", "surrogateescape")

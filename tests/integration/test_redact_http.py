@@ -177,6 +177,7 @@ def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
         ),
         pytest.param([(b"content-encoding", b"identity, gzip")], id="list"),
         pytest.param([(b"content-type", b"text/plain; charset=utf-16")], id="utf-16-text"),
+        pytest.param([(b"content-type", b'text/plain; charset="unicode"')], id="whatwg-label"),
     ],
 )
 async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
@@ -191,7 +192,16 @@ async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, b"application/yaml", b"application/x-yaml", b"application/vnd.k8s+yaml"],
+    [
+        None,
+        b"",
+        b"text",
+        b"unknown/unknown",
+        b"application/yaml",
+        b"application/x-yaml",
+        b"application/vnd.k8s+yaml",
+        b"application/x-pem-file",
+    ],
 )
 async def test_text_without_a_known_textual_type_is_still_redacted(
     content_type: bytes | None,
@@ -202,6 +212,19 @@ async def test_text_without_a_known_textual_type_is_still_redacted(
     assert sent.status == 200
     assert GITHUB.encode() not in sent.body
     assert b"[REDACTED:github_token]" in sent.body
+
+
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"])
+async def test_a_utf16_body_with_a_bom_is_refused_whatever_its_charset(bom: bytes) -> None:
+    codec = "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be"
+    body = bom + f"token: {GITHUB}".encode(codec)
+    app = _answering(
+        (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()), body=body
+    )
+    audit = AuditCapture()
+    sent = await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope("/z"))
+    assert sent.status == 502
+    assert audit.named("secret_redaction_fail")
 
 
 async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fail_open() -> None:

@@ -19,7 +19,9 @@ from secmw.redact.stream import TextStream
 if TYPE_CHECKING:
     from secmw.redact.redactor import SecretRedactor
 
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
 
 
 class JSONStream:
