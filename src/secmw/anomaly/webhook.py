@@ -95,7 +95,14 @@ class WebhookAlertSink:
             item = self._queue.get()
             if item is _STOP:
                 return
-            self._deliver(item)
+            if self._stop.is_set():
+                # Closed while items were still queued: they are counted, not sent.
+                self.failed += 1
+                continue
+            try:
+                self._deliver(item)
+            except Exception:  # e.g. the client closed under a delivery at shutdown
+                self.failed += 1
 
     def _deliver(self, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), ensure_ascii=True, default=str).encode()
@@ -126,10 +133,17 @@ class WebhookAlertSink:
             except queue.Full:
                 self._stop.set()
             thread.join(timeout)
+            if thread.is_alive():
+                # Out of time: stop retrying, count what is left, close once it ends.
+                self._stop.set()
+                thread.join(timeout)
         self._client.close()
 
     async def aclose(self) -> None:
-        """Deliver what is queued (waiting at most ``close_timeout`` seconds), then stop."""
+        """Deliver what is queued (waiting at most ``close_timeout`` seconds), then stop.
+
+        Alerts still queued when the time is up are counted in ``failed``.
+        """
         await anyio.to_thread.run_sync(self._join, self.close_timeout)
         if self._thread is not None and self._thread.is_alive():
             self._stop.set()

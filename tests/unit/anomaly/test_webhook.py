@@ -105,3 +105,20 @@ async def test_a_full_queue_drops_and_counts() -> None:
     upstream.gate.set()
     await sink.aclose()
     assert sink.delivered + sink.dropped == 6
+
+
+async def test_a_receiver_that_never_answers_leaves_no_thread_and_counts_every_alert() -> None:
+    upstream = Upstream()
+    upstream.gate.clear()  # every delivery hangs (up to the handler's own 5 s wait)
+    sink = _sink(upstream, max_queue=3, close_timeout=0.3, retries=0)
+    for _ in range(3):
+        await sink.send(ALERT)
+    threading.Timer(1.0, upstream.gate.set).start()  # the hung request ends eventually
+    await sink.aclose()  # returns after about twice close_timeout, not after the hang
+    thread = sink._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()  # it ended on its own, without an exception
+    # each alert is accounted for: the one in flight, and the queued ones as failed
+    assert sink.delivered + sink.failed + sink.dropped == 3
+    assert sink.failed >= 2
