@@ -17,8 +17,10 @@ from secmw.anomaly.state import KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
-# Paths and path prefixes whose target is remembered, at most (a few hundred kB).
+# Paths and path prefixes whose target is remembered, at most (a few hundred kB:
+# every remembered string is cut at _MAX_TARGET characters, paths are the client's).
 _ROUTE_CACHE = 4096
+_MAX_TARGET = 256
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -99,7 +101,7 @@ class NewTarget:
             if end < 0:
                 break
             depth -= 1
-        prefix = path if end < 0 else path[:end]
+        prefix = (path if end < 0 else path[:end])[:_MAX_TARGET]
         if self._cached >= _ROUTE_CACHE:
             # Paths are the client's to choose: start over rather than grow, and
             # stop remembering whole paths (ids in paths would only churn the cache).
@@ -113,7 +115,7 @@ class NewTarget:
             self._cached += 1
         # The whole path too, so the next request for it skips the scan; once the
         # cache has filled up, prefixes only.
-        if self._whole_paths and path is not prefix:
+        if self._whole_paths and path is not prefix and len(path) <= _MAX_TARGET:
             routes[path] = route
             self._cached += 1
         return route
@@ -140,7 +142,7 @@ class NewTarget:
             found = route
         else:
             for tool in tools:
-                target = "tool:" + tool
+                target = "tool:" + tool[:_MAX_TARGET]
                 if target in known or len(known) >= self.max_targets:
                     continue
                 known.add(target)

@@ -191,3 +191,14 @@ def test_a_clock_that_steps_back_or_far_ahead_never_breaks_the_detector(
     assert detector.baseline("dave") == baseline
     assert _burst(detector, 4, now + 1e9) == []  # a huge gap only decays the baseline
     assert detector.baseline("dave") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_new_target_remembers_no_more_than_256_characters_of_a_client_path() -> None:
+    detector = NewTarget(learning_period=DAY, min_requests=1)
+    who = principal("erin")
+    for n in range(50):
+        detector.check(context(f"/x{n}" + "a" * 8000, who=who), None, MONDAY_10H + n)
+    remembered = [key for routes in detector._routes.values() for key in routes]
+    assert remembered and max(map(len, remembered)) <= 256
+    profile = detector._state.peek("erin")
+    assert profile is not None and max(map(len, profile.targets)) <= 256 + len("GET ")
