@@ -99,7 +99,7 @@ async def test_observers_run_without_an_audit_sink_and_failures_are_contained(
     assert "observer Broken failed with RuntimeError" in err and "token=abc" not in err
 
 
-async def test_endpoints_are_served_before_any_stage() -> None:
+async def test_endpoints_are_served_after_the_client_guard_only() -> None:
     log: list[str] = []
     audit = AuditCapture()
 
@@ -113,14 +113,14 @@ async def test_endpoints_are_served_before_any_stage() -> None:
     response = await call(app, http_scope("/hello"))
     assert (response.status, response.body) == (200, b"hello")
     assert response.header("x-request-id") == audit.last.request_id
-    assert log == []
+    assert log == ["before:-"]  # a blocked address stays blocked; nothing else runs
     assert (audit.last.name, audit.last.reason, audit.last.status) == (
         "authz_allow",
         "served by secmw",
         200,
     )
     assert (await call(app, http_scope("/hello/x"))).status == 200  # not an endpoint: the app
-    assert log == ["before:-", "authenticate", "after:alice"]
+    assert log == ["before:-", "before:-", "authenticate", "after:alice"]
 
 
 def test_sections_are_off_by_default() -> None:
