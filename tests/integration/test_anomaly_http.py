@@ -246,3 +246,28 @@ async def test_blocked_address_cannot_open_a_websocket() -> None:
     await app(scope, Receiver([{"type": "websocket.connect"}]), sent)
     assert sent.status == 429 and sent.header("retry-after") == "60"
     assert audit.last.name == "authn_brute_force" and audit.last.transport == "websocket"
+
+
+async def test_failed_logins_from_one_ipv6_64_count_together() -> None:
+    forger = TokenIssuer()
+    clock = FakeClock(MONDAY_10H)
+    app, audit = _app(
+        TokenIssuer(),
+        clock,
+        {
+            "enabled": True,
+            "alerts": {"structlog": False},
+            "auth_failures_by_client": {"threshold": 20, "window": 300, "cool_down": 900},
+        },
+    )
+    statuses = []
+    for attempt in range(22):  # a new interface id for every guess
+        clock.advance(1)
+        address = f"2001:db8:7:9:{attempt + 1:x}::1"
+        statuses.append((await call(app, _get(forger.mint(f"g{attempt}"), address))).status)
+    assert statuses[:20] == [401] * 20 and statuses[20:] == [429, 429]
+    (detection,) = [e for e in audit.named("authn_brute_force") if e.status is None]
+    assert detection.details["key"] == "2001:db8:7:9::/64"
+    # another subscriber's /64 is not blocked
+    other = await call(app, _get(forger.mint("x"), "2001:db8:7:a::1"))
+    assert other.status == 401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,6 +16,24 @@ KeyKind = Literal["client", "subject", "credential"]
 Phase = Literal["request", "outcome"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def client_key(address: str) -> str:
+    """The key of a client address: an IPv6 address stands for its /64.
+
+    One IPv6 subscriber holds at least a /64 and can pick a new address in it
+    for every request; counting (and blocking) per address would let a guesser
+    rotate past any threshold. IPv4 addresses and IPv4-mapped ones stay as they are.
+    """
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
 
 
 @dataclass(frozen=True, slots=True)

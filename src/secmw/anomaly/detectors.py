@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response
+from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response, client_key
 from secmw.anomaly.state import EventWindow, KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
@@ -117,7 +117,7 @@ class AuthFailureBurst(_Windowed):
         if not failed:
             return None
         if self.key_kind == "client":
-            return event.client
+            return client_key(event.client) if event.client else None
         claimed = ctx.state.get("claimed_subject")
         return event.subject or (claimed if isinstance(claimed, str) else None)
 
@@ -246,6 +246,7 @@ class TokenReuse:
         client = ctx.client
         if credential is None or client is None:
             return None
+        client = client_key(client)
         # KeyedState.get inlined: this runs on every request.
         item = self._data.get(credential)
         if item is None or now - item[0] > self.window:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from secmw.anomaly.alerts import AlertDeduplicator
-from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind
+from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind, client_key
 from secmw.anomaly.routing import route_outcomes
 from secmw.anomaly.shared import SharedState
 from secmw.anomaly.state import KeyedState
@@ -118,13 +118,16 @@ class AnomalyMonitor:
 
     async def before(self, ctx: RequestContext) -> None:
         """Refuse a request from a blocked client address, whatever its credentials."""
-        if self._block_data and ctx.client is not None:
-            self._check_block("client", ctx.client, self._clock())
-        if self.shared is not None and ctx.client is not None:
+        if ctx.client is None:
+            return
+        client = client_key(ctx.client)
+        if self._block_data:
+            self._check_block("client", client, self._clock())
+        if self.shared is not None:
             now = self._clock()
-            await self.shared.before(self, ctx, ctx.client, now)
+            await self.shared.before(self, ctx, client, now)
             if self._block_data:
-                self._check_block("client", ctx.client, now)
+                self._check_block("client", client, now)
 
     async def after_authentication(self, ctx: RequestContext) -> None:
         """Run the request detectors, then refuse a blocked or stepped-up principal."""
@@ -153,7 +156,7 @@ class AnomalyMonitor:
                 self._check_block("credential", credential, now)
             # The address was checked before authentication, unless a detector just fired.
             if fired and client is not None:
-                self._check_block("client", client, now)
+                self._check_block("client", client_key(client), now)
         if self._step_data:
             if subject:
                 self._check_step_up(ctx, "subject", subject, now)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from secmw.anomaly.base import Anomaly, Detector, KeyKind
+from secmw.anomaly.base import Anomaly, Detector, KeyKind, client_key
 from secmw.anomaly.detectors import AuthFailureBurst, RepeatedDenials, TokenReuse
 from secmw.anomaly.redis_lua import SCRIPT, SCRIPT_SHA
 from secmw.audit.base import AuditEvent
@@ -216,7 +216,8 @@ class SharedState:
     ) -> bool:
         """Token reuse and the principal's enforcements, in one round trip; true if one fired."""
         principal = ctx.principal
-        credential, client = principal.credential_id or "", ctx.client or ""
+        credential = principal.credential_id or ""
+        client = client_key(ctx.client) if ctx.client else ""
         named: tuple[tuple[KeyKind, str], ...] = (
             ("subject", principal.subject),
             ("credential", credential),

@@ -157,3 +157,20 @@ def test_token_reuse_ignores_requests_without_a_credential() -> None:
     for index in range(5):
         assert detector.check(context(client=f"192.0.2.{index}"), None, MONDAY_10H) is None
     assert detector.tracked_keys() == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_client_keys_group_an_ipv6_subscriber_by_its_64(address: str, key: str) -> None:
+    from secmw.anomaly.base import client_key
+
+    assert client_key(address) == key
