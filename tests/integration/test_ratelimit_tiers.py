@@ -200,6 +200,16 @@ async def test_ip_key_uses_the_trusted_proxy_client_not_the_raw_header() -> None
     assert results == [200, 429, 429]  # no trusted hops: the peer address decides
 
 
+async def test_an_ipv6_client_counts_as_its_64() -> None:
+    clock = FakeClock()
+    app, _ = app_with({"name": "ip", "key": "ip", "rate": "2/minute"}, clock=clock)
+    rotating = [f"2001:db8:5:6:{n + 1:x}::1" for n in range(4)]  # a new address each time
+    results = [(await call(app, http_scope("/", client=(a, 1234)))).status for a in rotating]
+    assert results == [200, 200, 429, 429]
+    neighbour = await call(app, http_scope("/", client=("2001:db8:5:7::1", 1234)))
+    assert neighbour.status == 200
+
+
 async def test_route_costs_and_anonymous_callers_keyed_by_ip() -> None:
     clock = FakeClock()
     app, _ = app_with(

@@ -7,7 +7,7 @@ the request context:
 ``principal``  the authenticated subject; an anonymous caller is keyed by ``ip``
 ``tenant``     the principal's tenant; without one, the ``principal`` value
 ``ip``         ``ctx.client``: the socket peer, or the trusted proxies' client
-               (never a raw ``X-Forwarded-For``)
+               (never a raw ``X-Forwarded-For``); an IPv6 client counts as its /64
 ``route``      method and canonical path
 ``tool``       each MCP ``tools/call`` name in the body; a request without one
                is not counted by the tier
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse_many
 
+from secmw.anomaly.base import client_key
 from secmw.policy.base import compile_path_patterns
 from secmw.ratelimit.algorithms import GCRA, Limit
 
@@ -34,11 +35,17 @@ if TYPE_CHECKING:
 Part = Callable[["RequestContext"], str]
 
 
+def _ip(ctx: RequestContext) -> str:
+    # One IPv6 subscriber holds a whole /64: per address, it could rotate past any limit.
+    client = ctx.client
+    return client_key(client) if client else "unknown"
+
+
 def _principal(ctx: RequestContext) -> str:
     principal = ctx.principal
     if principal.is_authenticated:
         return "p:" + principal.subject
-    return "ip:" + (ctx.client or "unknown")
+    return "ip:" + _ip(ctx)
 
 
 def _tenant(ctx: RequestContext) -> str:
@@ -55,7 +62,7 @@ PARTS: dict[str, Part] = {
     "global": lambda ctx: "*",
     "principal": _principal,
     "tenant": _tenant,
-    "ip": lambda ctx: ctx.client or "unknown",
+    "ip": _ip,
     "route": lambda ctx: ctx.method + " " + ctx.path,
     "api_key": _api_key,
     "connection": lambda ctx: ctx.request_id,
