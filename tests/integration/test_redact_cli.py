@@ -43,6 +43,19 @@ def test_scan_json_report_from_stdin(
     assert GITHUB not in json.dumps(report)
 
 
+def test_sse_findings_are_placed_in_the_file_as_received(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "stream.sse"
+    path.write_text(
+        f': comment\nid: 1\ndata: {GITHUB}\n\nevent: x\ndata: {{"a": "q {GITHUB}"}}\n\n'
+        f"{'data: ' + 'y' * 40}\n\n: {GITHUB}\n\n"
+    )
+    assert main(["scan", "--format", "sse", str(path)]) == 1
+    places = [line.split(": github_token")[0] for line in capsys.readouterr().err.splitlines()]
+    assert places == [f"{path}:3:7", f"{path}:6:16", f"{path}:10:3"]
+
+
 def test_clean_input_exits_0_and_is_unchanged_byte_for_byte(
     tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
 ) -> None:

@@ -60,6 +60,7 @@ class SSEStream:
     """Redacts a ``text/event-stream`` body event by event (see the module docstring)."""
 
     __slots__ = (
+        "_consumed",
         "_deltas",
         "_eol",
         "_passthrough",
@@ -76,6 +77,7 @@ class SSEStream:
         # arriving in many small pieces costs linear, not quadratic, time.
         self._pending: list[str] = []
         self._pending_size = 0
+        self._consumed = 0  # characters of the body before the pending event (finding offsets)
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
         self._passthrough: TextStream | None = None
@@ -98,7 +100,7 @@ class SSEStream:
             if self._pending_size <= self.max_event:
                 return ""
             held = self._take()
-            self._passthrough = TextStream(self._redactor)
+            self._passthrough = self._plain_stream()
             return self._oversized(held)
         text = self._take() + chunk
         out: list[str] = []
@@ -107,11 +109,12 @@ class SSEStream:
             end = match.end()
             if end == len(text) and text.endswith("\r"):
                 break  # "\r" then maybe "\n": the event may not be over yet
-            out.append(self._event(text[position:end]))
+            out.append(self._event(text[position:end], self._consumed + position))
             position = end
+        self._consumed += position
         rest = text[position:]
         if len(rest) > self.max_event:
-            self._passthrough = TextStream(self._redactor)
+            self._passthrough = self._plain_stream()
             out.append(self._oversized(rest))
         elif rest:
             self._pending, self._pending_size = [rest], len(rest)
@@ -128,6 +131,10 @@ class SSEStream:
                 break
         return "".join(reversed(parts))
 
+    def _plain_stream(self) -> TextStream:
+        """The plain-text stream for an oversized event, its offsets counted in the body."""
+        return TextStream(self._redactor, self._consumed)
+
     def _take(self) -> str:
         """The pending text, joined; the pending list is emptied."""
         text = "".join(self._pending)
@@ -143,6 +150,7 @@ class SSEStream:
             return stream.feed(chunk)
         out = stream.feed(chunk[: match.end()]) + stream.flush()
         self.findings.extend(stream.findings)
+        self._consumed = stream.sent
         self._passthrough = None
         return out + self.feed(chunk[match.end() :])
 
@@ -154,20 +162,21 @@ class SSEStream:
             self.findings.extend(self._passthrough.findings)
             self._passthrough = None
         elif self._pending:
-            out = self._event(self._take())
+            out = self._event(self._take(), self._consumed)
         return out + self._close(lambda key: True)
 
     # -- one event -------------------------------------------------------------
 
-    def _event(self, event: str) -> str:
-        lines = _LINE.findall(event)
+    def _event(self, event: str, base: int) -> str:
+        """One complete event, redacted; ``base`` is its offset in the body."""
+        lines = [(m.group(1), m.group(2), m.start()) for m in _LINE.finditer(event)]
         name: str | None = None
-        for line, _ in lines:
+        for line, _, _ in lines:
             if line.startswith("event:"):
                 name = line[6:].strip()
         before = ""
         out: list[str] = []
-        for line, eol in lines:
+        for line, eol, start in lines:
             if not line and not eol:
                 continue
             if eol:
@@ -175,23 +184,24 @@ class SSEStream:
             if line.startswith("data:"):
                 value = line[5:]
                 lead = " " if value.startswith(" ") else ""
-                closed, redacted = self._data(value[len(lead) :], name)
+                offset = base + start + 5 + len(lead)
+                closed, redacted = self._data(value[len(lead) :], name, offset)
                 before += closed
                 out.append("data:" + lead + redacted + eol)
             else:
-                out.append(self._redactor.redact_text(line, self.findings) + eol)
+                out.append(self._redactor.redact_text(line, self.findings, base + start) + eol)
         return before + "".join(out)
 
-    def _data(self, value: str, name: str | None) -> tuple[str, str]:
-        """(synthetic events to send first, the redacted data value)."""
+    def _data(self, value: str, name: str | None, offset: int) -> tuple[str, str]:
+        """(synthetic events to send first, the redacted data value at ``offset``)."""
         if value.strip() == "[DONE]":
             return self._close(lambda key: True), value
         try:
             data = json.loads(value)
         except ValueError:
-            return "", self._redactor.redact_text(value, self.findings)
+            return "", self._redactor.redact_text(value, self.findings, offset)
         if not isinstance(data, dict):
-            return "", self._json(value)
+            return "", self._json(value, offset)
         ending = _ending(data)
         changed = False
         for key, holder, field, build in _fields(data):
@@ -211,13 +221,16 @@ class SSEStream:
         # Blocks that end here without a piece in this event: their rest first.
         closed = self._close(ending)
         if not changed:
-            return closed, self._json(value)
-        return closed, self._json(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+            return closed, self._json(value, offset)
+        # Delta findings count within their block's joined text (the secret may span events).
+        return closed, self._json(
+            json.dumps(data, ensure_ascii=False, separators=(",", ":")), offset
+        )
 
-    def _json(self, value: str) -> str:
+    def _json(self, value: str, offset: int) -> str:
         from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
 
-        out, findings = redact_json(self._redactor, value)
+        out, findings = redact_json(self._redactor, value, offset)
         self.findings.extend(findings)
         return out
 

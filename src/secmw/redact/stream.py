@@ -27,15 +27,20 @@ class TextStream:
 
     __slots__ = ("_base", "_boundary", "_carried", "_redactor", "_text", "findings")
 
-    def __init__(self, redactor: SecretRedactor) -> None:
+    def __init__(self, redactor: SecretRedactor, offset: int = 0) -> None:
         self._redactor = redactor
         self._text = ""
         self._boundary = 0
-        self._base = 0
+        self._base = offset  # finding offsets count from here (the stream's place in a body)
         # Confirmed candidates not sent yet: their anchor may already be sent
         # (``password=`` before a held value), so the next scan might not find them.
         self._carried: list[Candidate] = []
         self.findings: list[Finding] = []
+
+    @property
+    def sent(self) -> int:
+        """The offset (``offset`` plus the characters sent) where the next output starts."""
+        return self._base
 
     @property
     def held(self) -> int:
