@@ -429,6 +429,8 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
             peer_ip = ipaddress.ip_address(peer)
         except ValueError:
             return None
+        if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped is not None:
+            peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers this way
         if not any(peer_ip in network for network in settings.trusted_proxies):
             return None
     values = [

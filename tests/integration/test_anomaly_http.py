@@ -271,3 +271,24 @@ async def test_failed_logins_from_one_ipv6_64_count_together() -> None:
     # another subscriber's /64 is not blocked
     other = await call(app, _get(forger.mint("x"), "2001:db8:7:a::1"))
     assert other.status == 401
+
+
+@pytest.mark.parametrize("client", ["192.0.2.5", "2001:db8::5", "::ffff:192.0.2.5"])
+async def test_a_client_step_up_applies_whatever_the_address_family(client: str) -> None:
+    issuer, clock = TokenIssuer(), FakeClock(MONDAY_10H)
+    app, _ = _app(
+        issuer,
+        clock,
+        {
+            "enabled": True,
+            "alerts": {"structlog": False},
+            "auth_failures_by_client": {"threshold": 3, "response": "step_up", "cool_down": 600},
+        },
+    )
+    for attempt in range(4):
+        await call(app, _get(f"bad{attempt}", client))
+    clock.advance(5)
+    old_login = issuer.mint("kim", expires_in=7200, claims={"auth_time": int(MONDAY_10H) - 3600})
+    sent = await call(app, _get(old_login, client))
+    assert sent.status == 401
+    assert "insufficient_user_authentication" in (sent.header("www-authenticate") or "")

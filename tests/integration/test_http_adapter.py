@@ -444,6 +444,14 @@ async def test_generated_request_ids_are_unique() -> None:
             1, ["1.1.1.1"], "192.0.2.9", ["10.0.0.0/8"], "192.0.2.9", id="peer-not-a-trusted-proxy"
         ),
         pytest.param(1, ["2001:db8::1"], "10.0.0.1", [], "2001:db8::1", id="ipv6"),
+        pytest.param(
+            1,
+            ["1.1.1.1"],
+            "::ffff:10.0.0.2",
+            ["10.0.0.0/8"],
+            "1.1.1.1",
+            id="trusted-proxy-on-a-dual-stack-socket",
+        ),
     ],
 )
 async def test_client_address_honours_only_trusted_hops(

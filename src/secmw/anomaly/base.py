@@ -23,7 +23,9 @@ def client_key(address: str) -> str:
 
     One IPv6 subscriber holds at least a /64 and can pick a new address in it
     for every request; counting (and blocking) per address would let a guesser
-    rotate past any threshold. IPv4 addresses and IPv4-mapped ones stay as they are.
+    rotate past any threshold. An IPv6 address that carries an IPv4 client
+    (mapped, translated, IPv4-compatible, NAT64, 6to4, Teredo) stands for that
+    IPv4 address, and loopback and unspecified addresses stand for themselves.
     """
     if ":" not in address:
         return address
@@ -31,9 +33,34 @@ def client_key(address: str) -> str:
         parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
     except ValueError:
         return address
-    if parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
+    inner = _embedded_ipv4(parsed)
+    if inner is not None:
+        return str(inner)
+    if parsed.is_loopback or parsed.is_unspecified:
+        return str(parsed)
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
+
+
+_CARRIERS = tuple(
+    ipaddress.IPv6Network(net) for net in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 client an IPv6 address stands for, if it carries one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address.sixtofour is not None:
+        return address.sixtofour
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in net for net in _CARRIERS):
+        return low
+    if address in _COMPATIBLE and int(address) > 1:  # not :: nor ::1
+        return low
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ class AnomalyMonitor:
             if credential:
                 self._check_step_up(ctx, "credential", credential, now)
             if client is not None:
-                self._check_step_up(ctx, "client", client, now)
+                self._check_step_up(ctx, "client", client_key(client), now)
 
     def _check_block(self, kind: KeyKind, key: str, now: float) -> None:
         entry = self._blocks.get((kind, key), now)

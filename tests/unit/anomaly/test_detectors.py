@@ -167,6 +167,11 @@ def test_token_reuse_ignores_requests_without_a_credential() -> None:
         ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
         ("fe80::1%eth0", "fe80::/64"),
         ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("::ffff:0:203.0.113.9", "203.0.113.9"),  # IPv4-translated
+        ("64:ff9b::203.0.113.9", "203.0.113.9"),  # NAT64: IPv4 clients of an IPv6-only server
+        ("::203.0.113.9", "203.0.113.9"),  # IPv4-compatible
+        ("2002:cb00:7109::1", "203.0.113.9"),  # 6to4
+        ("::1", "::1"),
         ("not-an-address", "not-an-address"),
     ],
 )
