@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,9 +63,9 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
             parsed = value.decode("latin-1").split(";", 1)[0].strip().lower()
             if media is None or (not _is_textual(media) and _is_textual(parsed)):
                 media = parsed
-            charset = _charset(value) if b"=" in value else None
-            if charset is not None and charset.startswith(_UNSCANNABLE_CHARSETS):
-                encoding = encoding or f"charset {charset}"
+            wide = _wide_charset(value) if b"=" in value else None
+            if wide is not None:
+                encoding = encoding or f"charset {wide}"
         elif lowered == b"content-encoding":
             for coding in value.decode("latin-1").lower().split(","):
                 stripped = coding.strip()
@@ -74,28 +76,28 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
     return media, encoding, length
 
 
-_UNSCANNABLE_CHARSETS = (
-    "utf-16",
-    "utf-32",
-    "utf16",
-    "utf32",
-    "ucs-2",
-    "ucs-4",
-    "ucs2",
-    "ucs4",
-    "unicode",  # WHATWG labels of UTF-16LE: unicode, unicodefeff, unicodefffe, csunicode
-    "csunicode",
-    "iso-10646-ucs",
+# Charsets whose text cannot be scanned byte by byte: UTF-16/32 and their WHATWG
+# labels (exact names: "unicode-1-1-utf-8" and "unicode11utf8" are UTF-8).
+_WIDE_PREFIXES = ("utf-16", "utf-32", "utf16", "utf32", "ucs-4", "ucs4")
+_WIDE_LABELS = frozenset(
+    {"unicode", "unicodefeff", "unicodefffe", "csunicode", "iso-10646-ucs-2", "ucs-2", "ucs2"}
 )
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
-def _charset(value: bytes) -> str | None:
-    for parameter in value.decode("latin-1").split(";")[1:]:
-        key, _, found = parameter.partition("=")
-        if key.strip().lower() == "charset":
-            return found.strip().strip('"').lower()
+def _wide_charset(value: bytes) -> str | None:
+    """A UTF-16/32 charset among the parameters of a Content-Type, quoted values read whole."""
+    for key, quoted, plain in _PARAMETER.findall(value.decode("latin-1")):
+        if key.lower() != "charset":
+            continue
+        charset: str = (quoted or plain).strip().lower()
+        if charset in _WIDE_LABELS or charset.startswith(_WIDE_PREFIXES):
+            return charset
     return None
+
+
+# One ";name=value" parameter; a quoted value may hold ";" and "=" (RFC 9110 5.6.6).
+_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))')
 
 
 def _is_textual(media: str | None) -> bool:
@@ -244,8 +246,14 @@ class ResponseWriter:
         self.started = True
 
     async def _send_buffered(self, raw: bytes, start: Message, redactor: Redactor) -> None:
-        if raw.startswith(_WIDE_BOMS):
-            # UTF-16/32 text (browsers and json.loads honour the BOM): not scannable.
+        media = self._media or ""
+        if raw.startswith(_WIDE_BOMS) or (
+            (media == "application/json" or media.endswith("+json"))
+            and (raw[:1] == b"\x00" or raw[1:2] == b"\x00")
+            and json.detect_encoding(raw) != "utf-8"
+        ):
+            # UTF-16/32 text: browsers and json.loads honour a BOM, and json.loads
+            # also detects UTF-16/32 JSON without one. Not scannable byte by byte.
             await self._refuse("response body in UTF-16 or UTF-32 cannot be redacted")
             return
         redacted, findings = redactor.redact(raw.decode("utf-8", "surrogateescape"), self._media)

@@ -178,6 +178,10 @@ def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
         pytest.param([(b"content-encoding", b"identity, gzip")], id="list"),
         pytest.param([(b"content-type", b"text/plain; charset=utf-16")], id="utf-16-text"),
         pytest.param([(b"content-type", b'text/plain; charset="unicode"')], id="whatwg-label"),
+        pytest.param(
+            [(b"content-type", b'text/plain; a="x;charset=utf-8"; charset=utf-16le')],
+            id="charset-after-a-quoted-semicolon",
+        ),
     ],
 )
 async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
@@ -296,3 +300,24 @@ async def test_a_secret_in_the_path_never_reaches_the_audit_trail() -> None:
     for event in request_events:
         assert GITHUB not in event.to_json()
         assert event.path is not None and event.path.startswith("/keys/[REDACTED")
+
+
+@pytest.mark.parametrize("label", [b"utf-8", b"unicode-1-1-utf-8", b"unicode11utf8"])
+async def test_utf8_labels_pass(label: bytes) -> None:
+    app = _answering((b"content-type", b"text/plain; charset=" + label), body=b"hello")
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert (sent.status, sent.body) == (200, b"hello")
+
+
+async def test_utf16_json_without_a_bom_is_refused_but_untyped_binary_passes() -> None:
+    body = json.dumps({"key": GITHUB}).encode("utf-16-le")
+    json_app = _answering(
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        body=body,
+    )
+    assert (await call(SecurityMiddleware(json_app, CONFIG), http_scope("/z"))).status == 502
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256))  # no Content-Type at all
+    binary_app = _answering((b"content-length", str(len(video)).encode()), body=video)
+    sent = await call(SecurityMiddleware(binary_app, CONFIG), http_scope("/v"))
+    assert (sent.status, sent.body) == (200, video)
