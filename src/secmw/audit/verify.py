@@ -51,7 +51,7 @@ def _first_seq(path: str) -> int:
         first = handle.readline()
     try:
         return int(json.loads(first)["seq"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
         return -1
 
 
@@ -101,7 +101,7 @@ def verify_files(
                 record = json.loads(raw)
                 seq = record["seq"]
                 prev = record["prev"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 return result.fail(where, path, "a line is not a chain record (inserted or edited)")
             if not isinstance(seq, int) or not isinstance(prev, str):
                 return result.fail(where, path, "seq or prev has the wrong type (edited)")

@@ -249,3 +249,15 @@ def test_a_torn_line_the_sink_set_aside_is_noted_not_chained(trail: Path) -> Non
     result = verify_files([trail, aside])
     assert result.ok and result.last_seq == 10
     assert any("set aside by the sink" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    "first", [b'{"seq": 1e999, "prev": "x"}\n', b"[" * 100_000 + b"\n"], ids=["inf", "deep"]
+)
+def test_lines_json_cannot_hold_are_failures_not_tracebacks(
+    tmp_path: Path, first: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(first)
+    assert main(["audit", "verify", str(path)]) == 1
+    assert "FAILED" in capsys.readouterr().out
