@@ -22,6 +22,7 @@ from secmw.context import RequestContext
 _ROUTE_CACHE = 4096
 _MAX_TARGET = 256
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SLOT = 900.0  # the UTC offset is looked up once per quarter hour (see OffHours._local)
 
 
 class _Targets:
@@ -235,12 +236,16 @@ class OffHours:
         return len(self._state)
 
     def _local(self, now: float) -> tuple[int, int]:
-        """Weekday (Monday 0) and hour in ``tz``; the UTC offset is looked up once an hour."""
-        utc_hour = int(now // 3600)
-        if utc_hour != self._offset_hour:
-            offset = datetime.fromtimestamp(utc_hour * 3600, self.tz).utcoffset()
+        """Weekday (Monday 0) and hour in ``tz``; the UTC offset is looked up per quarter hour.
+
+        A quarter, not an hour: zones with :30 and :45 offsets change DST in the
+        middle of a UTC hour (St. John's at 05:30 UTC, Chatham at :45).
+        """
+        slot = int(now // _SLOT)
+        if slot != self._offset_hour:
+            offset = datetime.fromtimestamp(slot * _SLOT, self.tz).utcoffset()
             self._offset = offset.total_seconds() if offset is not None else 0.0
-            self._offset_hour = utc_hour
+            self._offset_hour = slot
         local = int(now + self._offset)
         # 1970-01-01 was a Thursday (weekday 3).
         return (local // 86_400 + 3) % 7, local % 86_400 // 3600
@@ -248,13 +253,13 @@ class OffHours:
     def _new_span(self, now: float) -> None:
         """Work out the local weekday and hour of ``now`` and how long they hold."""
         weekday, hour_of_day = self._local(now)
-        utc_hour_start = self._offset_hour * 3600.0
+        slot_start = self._offset_hour * _SLOT
         # The local hour starts where the local clock shows a whole hour; the offset
-        # (looked up per UTC hour) holds until the next UTC hour.
+        # (looked up per UTC quarter hour) holds until the next quarter.
         local = now + self._offset
         local_hour_start = local - local % 3600 - self._offset
-        self._span_start = max(utc_hour_start, local_hour_start)
-        self._span_end = min(utc_hour_start + 3600.0, local_hour_start + 3600.0)
+        self._span_start = max(slot_start, local_hour_start)
+        self._span_end = min(slot_start + _SLOT, local_hour_start + 3600.0)
         self._bits = (weekday, hour_of_day, 1 << weekday, 1 << hour_of_day)
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:

@@ -202,3 +202,18 @@ def test_new_target_remembers_no_more_than_256_characters_of_a_client_path() -> 
     assert remembered and max(map(len, remembered)) <= 256
     profile = detector._state.peek("erin")
     assert profile is not None and max(map(len, profile.targets)) <= 256 + len("GET ")
+
+
+@pytest.mark.parametrize(
+    ("utc", "hour"),
+    [("05:29", 1), ("05:30", 3), ("05:45", 3), ("05:59", 3), ("06:00", 3), ("06:30", 4)],
+)
+def test_local_hours_follow_a_dst_change_in_the_middle_of_a_utc_hour(utc: str, hour: int) -> None:
+    from datetime import UTC, datetime
+
+    # St. John's (UTC-3:30) springs forward at 02:00 local = 05:30 UTC on 2026-03-08.
+    detector = OffHours(learning_period=DAY, min_requests=1, timezone="America/St_Johns")
+    hh, mm = map(int, utc.split(":"))
+    now = datetime(2026, 3, 8, hh, mm, tzinfo=UTC).timestamp()
+    detector._local(now - 3600)  # an offset already looked up earlier in the hour
+    assert detector._local(now)[1] == hour
