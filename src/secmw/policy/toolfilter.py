@@ -11,14 +11,13 @@ rewritten whole, so no event is ever split or mangled.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from secmw.context import Finding
+from secmw.redact.sse import EVENT_END
 
 Visible = Callable[[Iterable[str]], set[str]]
-_EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _MAX_HELD = 8 * 1024 * 1024  # a non-SSE body larger than this passes unfiltered
 
 
@@ -133,7 +132,7 @@ def _event_end(text: str) -> tuple[int, int]:
     Any line ending may close the last line and any may make the blank one
     (``"\n\r\n"`` too); a final ``"\r"`` may still be followed by ``"\n"``.
     """
-    match = _EVENT_END.search(text)
+    match = EVENT_END.search(text)
     if match is None or (match.end() == len(text) and text.endswith("\r")):
         return -1, 0
     return match.start(), match.end() - match.start()

@@ -35,7 +35,8 @@ from secmw.redact.stream import TextStream
 if TYPE_CHECKING:
     from secmw.redact.redactor import SecretRedactor
 
-_EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+# The end of an SSE event: a blank line, with any of the three line endings.
+EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
 _ANTHROPIC_FIELDS = ("text", "partial_json", "thinking")
 # OpenAI-compatible chat deltas: the answer, the reasoning some servers stream
@@ -93,7 +94,7 @@ class SSEStream:
         # Only the new piece (and the last 3 characters before it, for an end
         # split across pieces) can hold the end of the pending event.
         probe = self._tail(3) + chunk
-        match = _EVENT_END.search(probe)
+        match = EVENT_END.search(probe)
         if match is None or (match.end() == len(probe) and probe.endswith("\r")):
             self._pending.append(chunk)
             self._pending_size += len(chunk)
@@ -105,7 +106,7 @@ class SSEStream:
         text = self._take() + chunk
         out: list[str] = []
         position = 0
-        for match in _EVENT_END.finditer(text):
+        for match in EVENT_END.finditer(text):
             end = match.end()
             if end == len(text) and text.endswith("\r"):
                 break  # "\r" then maybe "\n": the event may not be over yet
@@ -145,7 +146,7 @@ class SSEStream:
         """Plain-text streaming for the rest of an event too large to buffer."""
         stream = self._passthrough
         assert stream is not None
-        match = _EVENT_END.search(chunk)
+        match = EVENT_END.search(chunk)
         if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
             return stream.feed(chunk)
         out = stream.feed(chunk[: match.end()]) + stream.flush()
@@ -379,4 +380,4 @@ def _ending(data: dict[str, Any]) -> Callable[[Key], bool]:
     return lambda key: False
 
 
-__all__ = ["MAX_EVENT", "SSEStream"]
+__all__ = ["EVENT_END", "MAX_EVENT", "SSEStream"]
