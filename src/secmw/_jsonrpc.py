@@ -111,6 +111,10 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
         return False, None
     try:
         text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        _refuse_surrogates(body, declared)
+        return False, None
+    try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except _Duplicate:
         raise BadRequest(
@@ -158,6 +162,21 @@ def _refuse_other_encodings(body: bytes, declared: bool) -> None:
     raise BadRequest(
         "The JSON body must be UTF-8 without a byte-order mark.", reason="JSON body not UTF-8"
     )
+
+
+def _refuse_surrogates(body: bytes, declared: bool) -> None:
+    """400 for a body that is not UTF-8 when declared JSON or when Python reads it as JSON.
+
+    ``json.loads`` decodes bytes with ``surrogatepass``, so an app reads JSON with a
+    UTF-8-encoded surrogate (``ED A0 80``) that secmw cannot decode, whatever the
+    ``Content-Type`` (the MCP SDK takes any type that starts with ``application/json``).
+    """
+    if not declared:
+        try:
+            json.loads(body)
+        except (ValueError, RecursionError):
+            return
+    raise BadRequest("The JSON body is not valid UTF-8.", reason="JSON body not UTF-8")
 
 
 def rpc_calls(value: Any) -> tuple[tuple[RpcCall, ...], bool] | None:

@@ -242,6 +242,12 @@ async def test_a_tool_call_only_a_lenient_server_parses_is_refused() -> None:
             poisoned = body.replace(b'"arguments":{}', b'"arguments":{},"x":NaN')
             assert poisoned != body
             nan = await http.post("/mcp", content=poisoned, headers=headers)
+            # json.loads(bytes) reads a UTF-8-encoded surrogate, and the SDK takes any
+            # type that starts with application/json: not "not JSON" to secmw either.
+            surrogate = body.replace(b'"arguments":{}', b'"arguments":{},"x":"\xed\xa0\x80"')
+            headers["content-type"] = "application/json-rpc"
+            bad_utf8 = await http.post("/mcp", content=surrogate, headers=headers)
     assert "reset" not in listed.text and "reset" not in nan.text
     assert nan.status_code == 400
-    assert [e.name for e in audit.events][-1] == "input_validation_fail"
+    assert bad_utf8.status_code == 400 and "reset" not in bad_utf8.text
+    assert [e.name for e in audit.events][-2:] == ["input_validation_fail"] * 2

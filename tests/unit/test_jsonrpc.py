@@ -193,6 +193,20 @@ def test_text_that_merely_starts_like_json_is_not_refused(body: bytes) -> None:
     assert parse_json_body(b"{}\n{}\n", "application/jsonl") == (False, None)
 
 
+@pytest.mark.parametrize("content_type", [None, "application/json-rpc", "application/json"])
+def test_json_with_an_encoded_surrogate_is_refused(content_type: str | None) -> None:
+    # json.loads(bytes) decodes with surrogatepass and reads this call; strict
+    # UTF-8 does not, so it must not pass as "not JSON".
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "x": "\xed\xa0\x80"}'
+    with pytest.raises(BadRequest, match="UTF-8"):
+        parse_json_body(body, content_type)
+
+
+def test_undeclared_binary_that_is_not_json_is_left_alone() -> None:
+    assert parse_json_body(b'{"a": "\xff\xfe"}', "application/octet-stream") == (False, None)
+    assert parse_json_body(b"[\xed\xa0\x80", None) == (False, None)
+
+
 def test_a_batch_over_the_limit_is_refused() -> None:
     call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "t"}}
     calls, _ = rpc_calls([{**call, "id": n} for n in range(100)]) or ((), False)
