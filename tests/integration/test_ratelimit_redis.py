@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from secmw import SecurityMiddleware
@@ -391,3 +392,118 @@ async def test_a_key_with_a_lone_surrogate_is_counted_not_a_storage_failure(
     finally:
         await store.aclose()
     assert [first[0].allowed, second[0].allowed, other[0].allowed] == [True, False, True]
+
+
+async def test_more_requests_in_flight_than_connections_wait_for_one(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # redis-py's asyncio pool refuses the 101st connection instead of waiting; a
+    # burst must not pass for an outage (fail_open would admit it uncounted).
+    prefix = f"burst-{anyio_backend}"
+    app, audit = redis_app(
+        redis_server.url, prefix=prefix, on_failure="fail_open", max_connections=8, timeout=5
+    )
+    statuses: list[int] = []
+
+    async def one() -> None:
+        statuses.append((await call(app, http_scope("/", headers=[("x-user", "mallory")]))).status)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(150):
+                group.start_soon(one)
+    finally:
+        await app.pipeline.aclose()
+    assert statuses.count(200) == 4 and statuses.count(429) == 146  # user tier: 4/hour
+    assert not audit.named("sys_monitor_disabled")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_request_that_finds_no_free_connection_is_decided_alone_and_audited(
+    redis_server: RedisServer, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = RedisStore._client_async
+
+    class Slow:
+        """The real client, but the first round trip holds its connection for 0.5 s."""
+
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        async def evalsha(self, *args: Any) -> Any:
+            if not slowed:
+                slowed.append(True)
+                await anyio.sleep(0.5)
+            return await self.client.evalsha(*args)
+
+        async def script_load(self, script: str) -> Any:
+            return await self.client.script_load(script)
+
+        async def aclose(self) -> None:
+            await self.client.aclose()
+
+    slowed: list[bool] = []
+    monkeypatch.setattr(RedisStore, "_client_async", lambda store: Slow(real(store)))
+    app, audit = redis_app(
+        redis_server.url, prefix="busy", on_failure="fail_open", max_connections=1, timeout=0.2
+    )
+    statuses: list[int] = []
+
+    async def one(user: str) -> None:
+        statuses.append((await call(app, http_scope("/", headers=[("x-user", user)]))).status)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for n in range(4):
+                group.start_soon(one, f"u{n}")
+        after = await call(app, http_scope("/", headers=[("x-user", "after")]))
+    finally:
+        await app.pipeline.aclose()
+    assert statuses == [200] * 4 and after.status == 200
+    events = audit.named("sys_monitor_disabled")
+    # Three requests found no free connection: each is audited; none began an outage.
+    assert len(events) == 3
+    assert all(e.details["scope"] == "request" for e in events)
+    assert all(
+        "busy" in (e.reason or "") and "admitted uncounted" in (e.reason or "") for e in events
+    )
+    assert not audit.named("sys_monitor_enabled")
+    assert after.header("ratelimit") is not None  # counted by Redis again
+
+
+async def test_redis_out_of_memory_is_an_outage_not_one_requests_problem(
+    own_redis: RedisServer, anyio_backend: str
+) -> None:
+    app, audit = redis_app(own_redis.url, prefix="oom", on_failure="fail_open")
+    try:
+        own_redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        own_redis.command("CONFIG", "SET", "maxmemory", "1")
+        statuses = [
+            (await call(app, http_scope("/", headers=[("x-user", "mallory")]))).status
+            for _ in range(6)
+        ]
+    finally:
+        own_redis.command("CONFIG", "SET", "maxmemory", "0")
+        await app.pipeline.aclose()
+    assert statuses == [200] * 6  # fail_open, as configured ...
+    down = audit.named("sys_monitor_disabled")  # ... and audited as an outage
+    assert down and "on_failure=fail_open" in (down[0].reason or "")
+
+
+async def test_a_refused_key_under_fail_open_is_admitted_and_audited(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    prefix = f"wrongtype-open-{anyio_backend}"
+    app, audit = redis_app(redis_server.url, prefix=prefix, on_failure="fail_open")
+    try:
+        alice = http_scope("/", headers=[("x-user", "alice")])
+        assert (await call(app, alice)).status == 200
+        for key in redis_server.command("KEYS", f"*{prefix}*alice*"):
+            redis_server.command("DEL", key)
+            redis_server.command("HSET", key, "x", "1")
+        assert (await call(app, alice)).status == 200
+    finally:
+        await app.pipeline.aclose()
+    events = audit.named("sys_monitor_disabled")
+    assert len(events) == 1 and events[0].details["scope"] == "request"
+    assert "refused the keys" in (events[0].reason or "")

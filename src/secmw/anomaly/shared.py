@@ -41,7 +41,7 @@ from secmw.anomaly.redis_lua import SCRIPT, SCRIPT_SHA
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from secmw.errors import ComponentError
-from secmw.ratelimit.redis_store import RedisStore, _on_asyncio
+from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable, _on_asyncio
 
 if TYPE_CHECKING:
     from secmw.anomaly.monitor import AnomalyMonitor
@@ -97,14 +97,17 @@ class _Connection(RedisStore):
         try:
             if _on_asyncio():
                 client = self._client_async()
-                try:
-                    reply: list[Any] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                except NoScriptError:
-                    await client.script_load(SCRIPT)
-                    reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                async with self._slot():
+                    try:
+                        reply: list[Any] = await client.evalsha(
+                            SCRIPT_SHA, len(keys), *keys, *args
+                        )
+                    except NoScriptError:
+                        await client.script_load(SCRIPT)
+                        reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 return reply
             return await anyio.to_thread.run_sync(self._run_sync, keys, args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, StorageUnavailable) as exc:
             raise AnomalyStorageUnavailable(
                 f"anomaly storage failed: {type(exc).__name__}"
             ) from None
@@ -113,11 +116,12 @@ class _Connection(RedisStore):
         from redis.exceptions import NoScriptError  # noqa: PLC0415
 
         client = self._client_sync()
-        try:
-            reply: list[Any] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(SCRIPT)
-            reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        with self._thread_slot():
+            try:
+                reply: list[Any] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            except NoScriptError:
+                client.script_load(SCRIPT)
+                reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         return reply
 
 

@@ -37,6 +37,7 @@ def build_rate_limiter(config: RateLimitConfig) -> TieredRateLimiter | None:
                 prefix=storage.prefix,
                 connect_timeout=storage.connect_timeout,
                 timeout=storage.timeout,
+                max_connections=storage.max_connections,
             )
         except ConfigError as exc:
             issues.extend(

@@ -117,6 +117,7 @@ class StorageConfig(ConfigModel):
     max_keys: int = Field(1_000_000, ge=1)
     connect_timeout: float = Field(0.25, gt=0, le=30)
     timeout: float = Field(0.25, gt=0, le=30)
+    max_connections: int = Field(100, ge=1, le=10_000)
     prefix: str = Field("secmw:rl", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
     on_failure: Literal["fail_closed", "fail_open", "local_fallback"] = "fail_closed"
     fallback_fraction: float = Field(0.25, gt=0, le=1)

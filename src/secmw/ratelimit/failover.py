@@ -112,6 +112,17 @@ class Failover:
             },
         )
 
+    async def admitted_unchecked(self, ctx: RequestContext, why: str) -> None:
+        """Audit one request let through uncounted while Redis is up (``fail_open``)."""
+        await self._audit(
+            ctx,
+            "sys_monitor_disabled",
+            outcome="failure",
+            severity="warning",
+            reason=f"{why}; on_failure=fail_open: request admitted uncounted",
+            details={"component": "ratelimit", "on_failure": self.mode, "scope": "request"},
+        )
+
     def local(self, checks: Sequence[tuple[Limit, Hashable, int]], now: float) -> list[Outcome]:
         """Count in this process against the scaled-down limits."""
         scaled = [(self._scale(limit), key, cost) for limit, key, cost in checks]

@@ -184,12 +184,15 @@ class TieredRateLimiter:
         """Run the checks on Redis; ``None`` means admit (fail-open while down)."""
         assert self._redis is not None
         failover = self._failover
+        refused: StorageRejected | None = None
         if failover.should_try(now):
             redis_checks = [(limit, _redis_key(key), cost) for limit, key, cost in checks]
             try:
                 outcomes = await self._redis.apply(redis_checks, now if self.redis_clock else None)
-            except StorageRejected:
-                pass  # Redis is up; only this request's keys are unusable: no failover for all
+            except StorageRejected as exc:
+                # Redis is up; only this request's keys (or its turn) failed: no
+                # failover for everyone, but this request gets the on_failure answer.
+                refused = exc
             except StorageUnavailable:
                 await failover.failed(ctx, now)
             else:
@@ -200,6 +203,8 @@ class TieredRateLimiter:
         if failover.mode == "local_fallback":
             return failover.local(checks, now)
         if failover.mode == "fail_open":
+            if refused is not None:
+                await failover.admitted_unchecked(ctx, str(refused))
             return None
         if message:
             raise ServiceUnavailable(

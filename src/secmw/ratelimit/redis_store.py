@@ -7,6 +7,13 @@ does not support) the synchronous client runs in a worker thread. Both have
 connect and operation timeouts, so a dead or black-holed server costs at most
 those and then surfaces as :class:`StorageUnavailable`.
 
+At most ``max_connections`` round trips are in flight per process (and event
+loop); further requests wait for a free slot, up to the operation timeout, and
+then get :class:`StorageBusy`: a full pool is load, not an outage. Error replies
+are told apart: a key of another type is :class:`StorageRejected` (that request
+only); anything else (``OOM``, ``READONLY``, ``LOADING``, …) means Redis cannot
+serve anyone and is :class:`StorageUnavailable`.
+
 On a Cluster every key carries the same hash tag (the prefix in braces): one
 script may only touch keys of one slot, so exact composite checks put all
 counters on one shard.
@@ -15,7 +22,9 @@ counters on one shard.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,6 +47,18 @@ class StorageRejected(StorageUnavailable):
 
     Redis itself is up: only the request whose keys are unusable is affected.
     """
+
+
+class StorageBusy(StorageRejected):
+    """Every connection of this process stayed busy for the whole operation timeout.
+
+    Redis may be fine: only the requests that found no free connection are affected.
+    """
+
+
+# Error replies about this request's keys (the script found a key of another
+# type or shape); every other error reply is about the server as a whole.
+_KEY_ERRORS = ("WRONGTYPE", "ERR user_script", "ERR Error running script")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +114,12 @@ class RedisStore:
         "_async_client",
         "_async_loop",
         "_async_sentinels",
+        "_gate",
         "_sync_client",
+        "_sync_gate",
         "_sync_sentinels",
         "connect_timeout",
+        "max_connections",
         "prefix",
         "target",
         "timeout",
@@ -108,7 +132,10 @@ class RedisStore:
         prefix: str = "secmw:rl",
         connect_timeout: float = 0.25,
         timeout: float = 0.25,
+        max_connections: int = 100,
     ) -> None:
+        if max_connections < 1:
+            raise ConfigError([ConfigIssue("max_connections", "must be at least 1")])
         try:
             import redis  # noqa: F401, PLC0415 - the redis extra is optional
         except ImportError:
@@ -117,6 +144,9 @@ class RedisStore:
         self.prefix = "{" + prefix + "}:"
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.max_connections = max_connections
+        self._gate: asyncio.Semaphore | None = None
+        self._sync_gate = threading.BoundedSemaphore(max_connections)
         self._async_client: Any = None
         self._async_loop: Any = None
         self._sync_client: Any = None
@@ -166,15 +196,28 @@ class RedisStore:
         try:
             if _on_asyncio():
                 client = self._client_async()
-                try:
-                    reply: list[int] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                except NoScriptError:
-                    await client.script_load(SCRIPT)
-                    reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                async with self._slot():
+                    try:
+                        reply: list[int] = await client.evalsha(
+                            SCRIPT_SHA, len(keys), *keys, *args
+                        )
+                    except NoScriptError:
+                        await client.script_load(SCRIPT)
+                        reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                 return reply
             return await anyio.to_thread.run_sync(self._eval_sync, keys, args)
-        except (ResponseError, UnicodeError) as exc:
-            # WRONGTYPE, or the script failing on a key left by another algorithm.
+        except StorageBusy:
+            raise
+        except ResponseError as exc:
+            if not str(exc).startswith(_KEY_ERRORS):
+                # OOM, READONLY, LOADING, MASTERDOWN...: nobody can be served.
+                raise StorageUnavailable(
+                    f"rate-limit storage failed: {str(exc).split(' ', 1)[0]}"
+                ) from None
+            raise StorageRejected(
+                f"rate-limit storage refused the keys: {type(exc).__name__}"
+            ) from None
+        except UnicodeError as exc:
             raise StorageRejected(
                 f"rate-limit storage refused the keys: {type(exc).__name__}"
             ) from None
@@ -183,15 +226,45 @@ class RedisStore:
         except Exception as exc:  # the client library choking on a reply that is not Redis's
             raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
 
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of ``max_connections`` round trips, waited for up to ``timeout``."""
+        gate = self._gate
+        assert gate is not None  # made with the loop's client
+        try:
+            async with asyncio.timeout(self.timeout):
+                await gate.acquire()
+        except TimeoutError:
+            raise StorageBusy(
+                f"rate-limit storage busy: {self.max_connections} round trips in flight"
+            ) from None
+        try:
+            yield
+        finally:
+            gate.release()
+
+    @contextlib.contextmanager
+    def _thread_slot(self) -> Iterator[None]:
+        """The same bound for worker threads (trio): the thread waits, not the loop."""
+        if not self._sync_gate.acquire(timeout=self.timeout):
+            raise StorageBusy(
+                f"rate-limit storage busy: {self.max_connections} round trips in flight"
+            )
+        try:
+            yield
+        finally:
+            self._sync_gate.release()
+
     def _eval_sync(self, keys: list[bytes], args: list[Any]) -> list[int]:
         from redis.exceptions import NoScriptError  # noqa: PLC0415
 
         client = self._client_sync()
-        try:
-            reply: list[int] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            client.script_load(SCRIPT)
-            reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        with self._thread_slot():
+            try:
+                reply: list[int] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            except NoScriptError:
+                client.script_load(SCRIPT)
+                reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         return reply
 
     def _client_async(self) -> Any:
@@ -199,6 +272,7 @@ class RedisStore:
         if self._async_client is None or self._async_loop is not loop:
             # A redis.asyncio client is bound to the loop that made its connections.
             self._async_client, self._async_sentinels = _make_client(self, asynchronous=True)
+            self._gate = asyncio.Semaphore(self.max_connections)
             self._async_loop = loop
         return self._async_client
 
@@ -246,6 +320,8 @@ def _make_client(store: RedisStore, *, asynchronous: bool) -> tuple[Any, list[An
     timeouts: dict[str, Any] = {
         "socket_connect_timeout": store.connect_timeout,
         "socket_timeout": store.timeout,
+        # The pools may open as many connections as round trips are let through.
+        "max_connections": store.max_connections,
     }
     if target.kind == "url":
         return module.Redis.from_url(target.url, **timeouts), []
