@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from secmw import SecurityMiddleware
 from secmw.testing import AuditCapture
 from tests.inspect_support import ATTACK, BENIGN, prompt_get, tool_call
+from tests.ratelimit_support import HeaderAuthenticator
 from tests.support import EchoApp, Receiver, call, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -87,6 +90,29 @@ async def test_flag_mode_lets_the_request_through_with_findings_for_the_app() ->
     assert summary[0].score >= 0.9
     event = audit.named("authz_allow")[0]
     assert event.details == {}
+
+
+async def test_the_documented_policy_rule_refuses_what_flag_mode_found() -> None:
+    # docs/policy.md's "prompt-injection" rule, as printed there, with action = "flag".
+    text = (Path(__file__).parents[2] / "docs" / "policy.md").read_text()
+    block = next(b for b in text.split("```toml")[1:] if 'id = "prompt-injection"' in b)
+    rules = tomllib.loads(block.split("```")[0])["policy"]["rules"]
+    echo, audit = EchoApp(), AuditCapture()
+    users = {"id": "users", "effect": "allow", "when": {"authenticated": True}}
+    config = {"inspect": {"action": "flag"}, "policy": {"rules": [*rules, users]}}
+    app = SecurityMiddleware(echo, config, authenticator=HeaderAuthenticator(), audit=audit)
+
+    async def send(body: Any) -> Any:
+        raw = json.dumps(body).encode()
+        headers = [("content-type", "application/json"), ("x-user", "alice")]
+        return await call(
+            app, http_scope("/mcp", method="POST", headers=headers), Receiver.body(raw)
+        )
+
+    assert (await send(tool_call({"query": BENIGN}))).status == 200
+    assert (await send(tool_call({"query": ATTACK}))).status == 403
+    assert len(echo.scopes) == 1
+    assert audit.named("authz_fail")[0].reason == "rule prompt-injection (deny)"
 
 
 async def test_audit_mode_lets_the_request_through_and_records_the_signals() -> None:

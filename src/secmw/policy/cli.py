@@ -17,7 +17,7 @@ _USAGE = """request description (JSON, or @FILE), for example:
    "principal": {"sub": "alice", "roles": ["analyst"], "tenant": "t1", "acr": "urn:mfa"},
    "rpc": {"method": "tools/call", "tool": "delete_file", "arguments": {"path": "/etc"}},
    "headers": {"host": "api.example.com"}, "client": "10.1.2.3",
-   "findings": [{"source": "inspector", "kind": "override_phrase", "score": 0.9}]}
+   "findings": [{"source": "inspect", "kind": "prompt_injection", "score": 0.9}]}
 "principal": null (or absent) describes an anonymous request."""
 
 
@@ -80,7 +80,7 @@ def describe(data: Mapping[str, Any]) -> RequestContext:
     for finding in data.get("findings") or ():
         ctx.findings.append(
             Finding(
-                str(finding.get("source", "inspector")),
+                str(finding.get("source", "inspect")),
                 str(finding["kind"]),
                 float(finding.get("score", 1.0)),
             )
