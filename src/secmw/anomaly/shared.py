@@ -99,9 +99,7 @@ class _Connection(RedisStore):
                 client = self._client_async()
                 async with self._slot():
                     try:
-                        reply: list[Any] = await client.evalsha(
-                            SCRIPT_SHA, len(keys), *keys, *args
-                        )
+                        reply: list[Any] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                     except NoScriptError:
                         await client.script_load(SCRIPT)
                         reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)

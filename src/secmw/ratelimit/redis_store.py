@@ -198,9 +198,7 @@ class RedisStore:
                 client = self._client_async()
                 async with self._slot():
                     try:
-                        reply: list[int] = await client.evalsha(
-                            SCRIPT_SHA, len(keys), *keys, *args
-                        )
+                        reply: list[int] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
                     except NoScriptError:
                         await client.script_load(SCRIPT)
                         reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)

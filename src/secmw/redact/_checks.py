@@ -142,9 +142,29 @@ def placeholder(value: str) -> bool:
     return ("<" in value or "$" in value) and _PLACEHOLDER.search(value) is not None
 
 
+# Placeholder words short enough to turn up by chance in a long random key (``xxxx``
+# case-insensitively: about once in 10,000 keys of 100 characters): in such a key,
+# only a longer run of them, or a repeat, is taken as a sign of a placeholder.
+_CHANCE_WORDS = frozenset({"xxxx", "****", "....", "00000000", "abcdef", "123456", "fake"})
+_STRONG_LOWER = re.compile(
+    "|".join(re.escape(word) for word in _PLACEHOLDER_WORDS if word not in _CHANCE_WORDS)
+    + r"|x{8}|\*{8}|\.{8}|0{12}|abcdefgh|12345678|fake.*fake"
+)
+# Up to this length a key is short enough for the chance words to count as they are.
+_SHORT_KEY = 32
+
+
 def not_placeholder(value: str) -> bool:
     """Structural types without a checksum: refuse documentation values only."""
-    return not placeholder(value) and len(set(value)) > 4
+    if len(set(value)) <= 4:
+        return False
+    if not placeholder(value):
+        return True
+    if len(value) <= _SHORT_KEY:
+        return False
+    return _STRONG_LOWER.search(value.lower()) is None and not (
+        ("<" in value or "$" in value) and _PLACEHOLDER.search(value) is not None
+    )
 
 
 def random_looking(value: str, threshold: float = 3.0) -> bool:

@@ -8,7 +8,14 @@ delta fields below are therefore fed, per choice/block/tool call, through one
 the one-shot redaction of the concatenated text. Held-back text is carried into
 later events; what is left when a block ends (``finish_reason``,
 ``content_block_stop``, ``*.done``, ``[DONE]``, end of body) is sent in one extra
-delta event cloned from the block's last one.
+delta event cloned from the block's last one. Tool-call arguments are JSON
+source, not text: their deltas are held until the call ends (up to
+``max_event``) and redacted JSON-aware, so escapes (``\\n``, ``\\"``, ``\\/``,
+``\\u0041``) cannot hide a secret; the events in between carry empty deltas.
+
+An event whose JSON spans several ``data:`` lines (the client joins them with
+``\\n``) is redacted as that one JSON value; a byte-order mark that opens the
+stream is kept and skipped, as clients do.
 
 * OpenAI Chat Completions (and compatible servers): ``choices[i].delta.content``,
   ``.reasoning_content``, ``.reasoning``, ``.refusal`` and
@@ -24,12 +31,15 @@ redacted as plain text while it streams.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from secmw.context import Finding
+from secmw.redact.json_stream import JSONStream
 from secmw.redact.stream import TextStream
 
 if TYPE_CHECKING:
@@ -51,7 +61,7 @@ Build = Callable[[str], dict[str, Any]]
 class _Delta:
     __slots__ = ("build", "event", "stream")
 
-    def __init__(self, stream: TextStream, build: Build, event: str | None) -> None:
+    def __init__(self, stream: TextStream | JSONStream, build: Build, event: str | None) -> None:
         self.stream = stream
         self.build = build
         self.event = event
@@ -170,11 +180,21 @@ class SSEStream:
 
     def _event(self, event: str, base: int) -> str:
         """One complete event, redacted; ``base`` is its offset in the body."""
+        if base == 0 and event.startswith("\ufeff"):
+            # Clients skip a BOM that opens the stream: so does the redactor.
+            return "\ufeff" + self._event(event[1:], 1)
         lines = [(m.group(1), m.group(2), m.start()) for m in _LINE.finditer(event)]
         name: str | None = None
+        data_lines = 0
         for line, _, _ in lines:
             if line.startswith("event:"):
                 name = line[6:].strip()
+            elif line.startswith("data:"):
+                data_lines += 1
+        if data_lines > 1:
+            joined = self._joined_json(lines, name, base)
+            if joined is not None:
+                return joined
         before = ""
         out: list[str] = []
         for line, eol, start in lines:
@@ -193,6 +213,54 @@ class SSEStream:
                 out.append(self._redactor.redact_text(line, self.findings, base + start) + eol)
         return before + "".join(out)
 
+    def _joined_json(
+        self, lines: list[tuple[str, str, int]], name: str | None, base: int
+    ) -> str | None:
+        """An event whose ``data:`` lines join into one JSON value, redacted as that value.
+
+        ``None`` when they do not (each line is then redacted on its own). The
+        redacted value is written back over as many ``data:`` lines as it has.
+        """
+        values: list[str] = []
+        starts: list[int] = []  # body offset of each data line's value
+        for line, _, start in lines:
+            if line.startswith("data:"):
+                lead = 6 if line.startswith("data: ") else 5
+                values.append(line[lead:])
+                starts.append(base + start + lead)
+        joined = "\n".join(values)
+        try:
+            json.loads(joined)
+        except ValueError:
+            return None
+        count = len(self.findings)
+        closed, redacted = self._data(joined, name, 0)
+        # Offsets in the joined value back to offsets in the body, line by line.
+        edges = [0]
+        for value in values:
+            edges.append(edges[-1] + len(value) + 1)
+        for number in range(count, len(self.findings)):
+            finding = self.findings[number]
+            self.findings[number] = dataclasses.replace(
+                finding,
+                start=_in_body(finding.start, edges, starts),
+                end=_in_body(finding.end, edges, starts),
+            )
+        head: list[str] = []
+        eol = self._eol
+        terminated = False
+        for line, ending, start in lines:
+            if ending:
+                eol = self._eol = ending
+            if not line:
+                terminated = terminated or bool(ending)  # the blank line that ends it
+            elif not line.startswith("data:"):
+                head.append(self._redactor.redact_text(line, self.findings, base + start) + ending)
+        data = "".join(f"data: {part}{eol}" for part in redacted.split("\n"))
+        # Comment, event, id and retry lines first (their order among data lines
+        # means nothing to a client), then the value, then the end if it had one.
+        return closed + "".join(head) + data + (eol if terminated else "")
+
     def _data(self, value: str, name: str | None, offset: int) -> tuple[str, str]:
         """(synthetic events to send first, the redacted data value at ``offset``)."""
         if value.strip() == "[DONE]":
@@ -208,7 +276,12 @@ class SSEStream:
         for key, holder, field, build in _fields(data):
             delta = self._deltas.get(key)
             if delta is None:
-                delta = self._deltas[key] = _Delta(TextStream(self._redactor), build, name)
+                stream: TextStream | JSONStream = (
+                    JSONStream(self._redactor, self.max_event)
+                    if _json_source(key)
+                    else TextStream(self._redactor)
+                )
+                delta = self._deltas[key] = _Delta(stream, build, name)
             piece = holder[field]
             safe = delta.stream.feed(piece)
             if ending(key):
@@ -249,6 +322,24 @@ class SSEStream:
             body = json.dumps(delta.build(rest), ensure_ascii=False, separators=(",", ":"))
             out.append(f"{head}data: {body}{eol}{eol}")
         return "".join(out)
+
+
+def _in_body(position: int | None, edges: list[int], starts: list[int]) -> int | None:
+    """A position in joined ``data:`` values as an offset in the body."""
+    if position is None:
+        return None
+    line = max(0, bisect.bisect_right(edges, position) - 1)
+    line = min(line, len(starts) - 1)
+    return starts[line] + position - edges[line]
+
+
+def _json_source(key: Key) -> bool:
+    """True for the delta streams that carry JSON source (tool-call arguments)."""
+    if key[0] == "anthropic":
+        return bool(key[2] == "partial_json")
+    if key[0] == "chat":
+        return bool(key[2] == "tool")
+    return key[0] == "responses" and isinstance(key[1], str) and "arguments" in key[1]
 
 
 def _anthropic(index: Any, kind: Any, field: str) -> Build:

@@ -73,3 +73,22 @@ def test_basic_credentials_need_user_and_password() -> None:
     assert check.basic_credentials("dXNlcjpodW50ZXIy")  # user:hunter2
     assert not check.basic_credentials("dXNlcg==")  # user
     assert not check.basic_credentials("not base64!")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        # A long random key that happens to hold a short placeholder word is a key.
+        ("sk-ant-api03-Q7vLm2XxXx9pR4tZb8NcK3wYd6Hj1FsUe5Ga0Vo", True),
+        ("hvs.CAESIFake9pR4tZb8NcK3wYd6Hj1FsUe5Ga0VoQ7vLm2", True),
+        ("glpat-Q7vL123456m2p9R4tZb8NcK3wYd6Hj1FsU", True),
+        # Documentation values are still refused, short or long.
+        ("sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", False),
+        ("sk-ant-api03-EXAMPLEKEYQ7vLm2p9R4tZb8NcK3wYd6Hj1", False),
+        ("hvs.fakefakefakeZb8NcK3wYd6Hj1FsUe5Ga0VoQ7", False),
+        ("glpat-<your-token-goes-here>0123456789ab", False),
+        ("ghp_xxxx9pR4tZb8NcK3wYd", False),
+    ],
+)
+def test_placeholder_words_by_chance_in_long_keys(value: str, kept: bool) -> None:
+    assert check.not_placeholder(value) is kept

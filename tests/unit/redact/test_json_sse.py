@@ -318,3 +318,90 @@ def test_an_event_ends_when_its_blank_line_arrives_in_tiny_pieces(pieces: list[s
     stream = SSEStream(REDACTOR)
     out = [stream.feed(piece) for piece in pieces]
     assert out[-1].startswith("data: hello")  # sent at once, not held for the next event
+
+
+AKIA = "AKIA" + "Q3RMXWV2JZ5HNPAY"
+STRIPE = "sk_live_" + "9fQ27ZpLmWx3RtYv8KbN2sDe"
+_TOOL_COMMANDS = [
+    (f"echo ok\n{AKIA}", AKIA),  # "\n" in JSON source: its "n" must not glue to the key
+    (f"KEY:\t{AKIA}", AKIA),
+    ('export DB_PASSWORD="Zq8kLm2Vx9rT4wQ7"', "Zq8kLm2Vx9rT4wQ7"),  # quotes escaped as \"
+    (f"url https:\\/\\/x\\/{GITHUB}", GITHUB),
+]
+
+
+def _anthropic_tool(arguments: str, step: int) -> str:
+    start = {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use"}}
+    events = [f"event: content_block_start\ndata: {json.dumps(start)}\n\n"]
+    for i in range(0, len(arguments), step):
+        delta = {"type": "input_json_delta", "partial_json": arguments[i : i + step]}
+        payload = {"type": "content_block_delta", "index": 1, "delta": delta}
+        events.append(f"event: content_block_delta\ndata: {json.dumps(payload)}\n\n")
+    events.append('event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n')
+    return "".join(events)
+
+
+def _openai_tool(arguments: str, step: int) -> str:
+    events = []
+    for i in range(0, len(arguments), step):
+        call = {"index": 0, "function": {"arguments": arguments[i : i + step]}}
+        chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append('data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n')
+    return "".join(events) + "data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(("command", "secret"), _TOOL_COMMANDS)
+@pytest.mark.parametrize("api", ["anthropic", "openai"])
+def test_streamed_tool_arguments_are_redacted_as_json_source(
+    command: str, secret: str, api: str
+) -> None:
+    arguments = json.dumps({"command": command})
+    body = (_anthropic_tool if api == "anthropic" else _openai_tool)(arguments, 7)
+    whole, findings = REDACTOR.redact(body, "text/event-stream")
+    if api == "anthropic":
+        joined = _delta_text(whole, lambda e: e.get("delta", {}).get("partial_json"))
+    else:
+        joined = _delta_text(
+            whole,
+            lambda e: "".join(
+                c["function"].get("arguments", "")
+                for c in e["choices"][0]["delta"].get("tool_calls", [])
+            ),
+        )
+    # What the client reassembles: valid JSON, the secret gone, the rest kept.
+    redacted = json.loads(joined)["command"]
+    assert secret not in redacted and "[REDACTED:" in redacted
+    assert redacted.startswith(command[:4])
+    assert findings
+    for size in (1, 5, 64):
+        assert "".join(_feed_in_pieces(body, size)) == whole
+
+
+def test_json_over_several_data_lines_is_redacted_as_one_value() -> None:
+    value = {"result": {"text": "stripe " + STRIPE + " at https://x/", "ref": GITHUB}}
+    pretty = json.dumps(value, indent=1).replace("/", "\\/").replace("sk_live_", "sk\\u005flive_")
+    body = "event: message\n" + "".join(f"data: {line}\n" for line in pretty.split("\n"))
+    body += "id: 9\n\n"
+    out, findings = REDACTOR.redact(body, "text/event-stream")
+    events = out.split("\n\n")
+    data = "\n".join(x[6:] for x in events[0].split("\n") if x.startswith("data: "))
+    assert json.loads(data) == {
+        "result": {
+            "text": "stripe [REDACTED:stripe_secret_key] at https://x/",
+            "ref": "[REDACTED:github_token]",
+        }
+    }
+    assert "event: message\n" in out and "id: 9\n" in out and out.endswith("\n\n")
+    # Findings point into the body, even on later data lines.
+    spots = {f.kind: body[f.start : f.end] for f in findings}  # type: ignore[misc]
+    assert spots["github_token"] == GITHUB
+    assert spots["stripe_secret_key"].startswith("sk\\u005f")
+    assert "".join(_feed_in_pieces(body, 3)) == out
+
+
+def test_a_byte_order_mark_before_the_first_event_is_skipped_as_clients_do() -> None:
+    body = '\ufeffdata: {"k": "x\\/' + GITHUB.replace("_", "\\u005f") + '"}\n\n'
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    assert out.startswith("\ufeffdata: ") and GITHUB[4:] not in out
+    assert json.loads(out[7:]) == {"k": "x/[REDACTED:github_token]"}
