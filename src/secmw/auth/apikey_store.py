@@ -206,7 +206,13 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
         now = time.monotonic()
         if now - self._checked >= self._reload_interval:
             self._checked = now
-            self._load()
+            try:
+                self._load()
+            except ComponentError:
+                # Until a read succeeds, every lookup fails (503): serving the keys
+                # of before would keep a key revoked in the unreadable file alive.
+                self._checked = float("-inf")
+                raise
         return self._records.get(key_id)
 
     def _load(self) -> None:

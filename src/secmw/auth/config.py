@@ -56,7 +56,7 @@ class JWTConfig(ConfigModel):
     jwks_max_ttl: float = Field(86400.0, ge=1, le=7 * 86400)
     jwks_default_ttl: float = Field(300.0, ge=0, le=86400)
     cache_size: int = Field(10_000, ge=0, le=10_000_000)
-    algorithms: list[str] | None = None
+    algorithms: list[str] | None = Field(None, min_length=1)
     leeway: float = Field(30.0, ge=0, le=600)
     max_token_bytes: int = Field(8192, ge=256, le=65536)
     required_claims: list[str] = Field(default_factory=lambda: ["exp", "sub"])

@@ -9,14 +9,21 @@ Answers are cached by the token's SHA-256 digest: an active token until its
 A revoked token may thus be accepted for up to ``cache_ttl`` seconds; lower it
 (or set it to 0) when revocation must bite at once. An endpoint that fails,
 times out or answers garbage is a :class:`~secmw.errors.ComponentError` (503),
-never anonymous access. httpx is needed (``pip install 'secmw[gateway]'``).
+never anonymous access. ``timeout`` bounds the whole exchange, and an answer over
+:data:`MAX_ANSWER_BYTES` is garbage. The client id and secret are form-encoded
+before the Basic encoding (RFC 6749 section 2.3.1). httpx is needed
+(``pip install 'secmw[gateway]'``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+import anyio
 
 from secmw.auth.bearer import DEFAULT_SETTINGS, CredentialSettings, bearer_token
 from secmw.auth.cache import TokenCache, token_digest
@@ -27,6 +34,10 @@ from secmw.errors import AuthenticationError, ComponentError, ConfigError
 
 if TYPE_CHECKING:
     import httpx
+
+
+# The largest introspection answer read (a few hundred bytes is usual).
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 class IntrospectionError(ComponentError):
@@ -82,7 +93,8 @@ class IntrospectionAuthenticator:
     ) -> None:
         lib = _httpx()
         self._endpoint = endpoint
-        self._auth = lib.BasicAuth(client_id, client_secret)
+        # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.
+        self._auth = lib.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
         self._client: httpx.AsyncClient = client or lib.AsyncClient(timeout=timeout)
         self._timeout = timeout
         self._audience = (
@@ -143,25 +155,50 @@ class IntrospectionAuthenticator:
         lib = _httpx()
         self.requests += 1
         try:
-            response = await self._client.post(
-                self._endpoint,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=self._auth,
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-                follow_redirects=False,
-            )
-        except lib.HTTPError as exc:
+            # httpx's timeout bounds each read, not the exchange: an endpoint sending a
+            # byte a second would hold the request forever. The whole call is bounded.
+            with anyio.fail_after(self._timeout):
+                status, body = await self._post(token)
+        except (lib.HTTPError, TimeoutError) as exc:
             raise IntrospectionError(f"introspection failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise IntrospectionError(f"introspection answered HTTP {response.status_code}")
+        if status != 200:
+            raise IntrospectionError(f"introspection answered HTTP {status}")
+        if body is None:
+            raise IntrospectionError(f"introspection answer over {MAX_ANSWER_BYTES} bytes")
         try:
-            answer = response.json()
-        except ValueError:
+            answer = json.loads(body)
+        except (ValueError, RecursionError):
             raise IntrospectionError("introspection answered non-JSON") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
             raise IntrospectionError("introspection answer has no boolean 'active'")
         return answer
+
+    async def _post(self, token: str) -> tuple[int, bytes | None]:
+        """(status, body) of the introspection call; body ``None`` when over the cap."""
+        request = self._client.build_request(
+            "POST",
+            self._endpoint,
+            data={"token": token, "token_type_hint": "access_token"},
+            headers={"Accept": "application/json"},
+            timeout=self._timeout,
+        )
+        response = await self._client.send(
+            request, auth=self._auth, stream=True, follow_redirects=False
+        )
+        try:
+            if response.status_code != 200:
+                return response.status_code, b""
+            body = bytearray()
+            over = False
+            # Drained to the end (within the timeout) rather than left: breaking out
+            # would leave httpx's stream generators unfinished (trio warns about them).
+            async for chunk in response.aiter_bytes():
+                if not over:
+                    body += chunk
+                    over = len(body) > MAX_ANSWER_BYTES
+            return response.status_code, None if over else bytes(body)
+        finally:
+            await response.aclose()
 
     def _principal(self, answer: Mapping[str, Any], token: str, now: float) -> Principal:
         if answer["active"] is not True:

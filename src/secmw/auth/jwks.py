@@ -203,7 +203,8 @@ class JWKSClient:
             if self._down:
                 self._down = False
                 await self._audit("sys_monitor_enabled", "JWKS refresh succeeded again")
-            self.keys = KeySet((*self._static, *keys), self._allowed, self.keys)
+            # Inline keys last: on a kid clash they win, whatever the URL publishes.
+            self.keys = KeySet((*keys, *self._static), self._allowed, self.keys)
             self.loaded = True
             self.fresh_until = self._clock() + ttl
 

@@ -149,7 +149,8 @@ class JWTAuthenticator:
         self._leeway = leeway
         self._max_bytes = max_token_bytes
         self._required = sorted(set(required_claims))
-        self._typ = typ.lower() if typ else None
+        # "at+jwt" and "application/at+jwt" name one type (RFC 7515 section 4.1.9).
+        self._typ = typ.lower().removeprefix("application/") if typ else None
         self._claims = claims or ClaimNames()
         self._clock = clock
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
@@ -161,7 +162,7 @@ class JWTAuthenticator:
     async def startup(self) -> None:
         """Fetch the JWKS keys now, so the first request does not wait for them."""
         if self._jwks is not None:
-            await self._jwks.current()
+            self._adopt(await self._jwks.current())
 
     def bind_emitter(self, emit: Callable[[AuditEvent], Awaitable[None]]) -> None:
         """Let the JWKS client record outages and recoveries in the audit trail."""
@@ -340,7 +341,9 @@ class JWTAuthenticator:
         credential_id = (
             f"jti:{jti}"
             if isinstance(jti, str) and jti
-            else "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+            # The signed part only: an ECDSA signature has a second valid form
+            # (s -> n - s), which must not make the same token a second credential.
+            else "sha256:" + hashlib.sha256(token.rpartition(".")[0].encode()).hexdigest()[:16]
         )
         return principal_from_claims(claims, names, auth_method="jwt", credential_id=credential_id)
 

@@ -138,3 +138,21 @@ async def test_principal_is_built_once_per_record() -> None:
     assert await auth.check(key) is first
     store.create("other")  # unrelated change: same record, same principal
     assert await auth.check(key) is first
+
+
+async def test_an_unreadable_key_file_fails_every_lookup_until_it_reads_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    reader = FileAPIKeyStore(path, reload_interval=3600)
+    auth = APIKeyAuthenticator(reader)
+    assert (await auth.check(key)).subject == "svc"
+    saved = path.read_bytes()
+    path.write_text("{torn")
+    reader._checked = float("-inf")  # the hour is over
+    for _ in range(5):  # not only the lookup that read the torn file: every one after it
+        with pytest.raises(ComponentError):
+            await auth.check(key)
+    path.write_bytes(saved)
+    assert (await auth.check(key)).subject == "svc"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -114,3 +116,58 @@ async def test_oversized_tokens_are_refused_before_any_request(server: Any) -> N
     with pytest.raises(AuthenticationError, match="max_token_bytes"):
         await auth.check("x" * 17)
     assert auth.requests == 0
+
+
+async def test_a_slow_drip_answer_is_cut_at_the_timeout(server: Any) -> None:
+    mock, http = server
+
+    async def drip() -> AsyncIterator[bytes]:
+        for char in b'{"active": true, "sub": "x"}':
+            await anyio.sleep(0.1)  # each read well inside httpx's per-read timeout
+            yield bytes([char])
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=drip())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
+        auth = introspector(mock, http, client=client, timeout=0.5)
+        started = anyio.current_time()
+        with pytest.raises(IntrospectionError, match="TimeoutError"):
+            await auth.check("tok")
+    assert anyio.current_time() - started < 1.5
+
+
+async def test_an_oversized_answer_is_refused_unread(server: Any) -> None:
+    mock, http = server
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"active": true, "pad": "'
+        while sent < 64 * 1024 * 1024:
+            sent += 65536
+            yield b"x" * 65536
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(huge)) as client:
+        with pytest.raises(IntrospectionError, match="over"):
+            await introspector(mock, http, client=client).check("tok")
+    assert sent == 64 * 1024 * 1024  # read to its end (and dropped), within the timeout
+
+
+async def test_client_credentials_are_form_encoded_before_basic(server: Any) -> None:
+    mock, http = server
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, json={"active": False})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
+        auth = introspector(mock, http, client=client, client_id="rs 1", client_secret="a+b:c%")
+        with pytest.raises(AuthenticationError):
+            await auth.check("tok")
+    decoded = base64.b64decode(seen[0].removeprefix("Basic ")).decode()
+    assert decoded == "rs+1:a%2Bb%3Ac%25"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
 
 from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness
 from secmw.auth.keys import SUPPORTED_ALGORITHMS
+from secmw.errors import AuthenticationError, ConfigError
 from secmw.testing import InMemoryJWKS, TokenIssuer
 from tests.auth_support import FakeClock
 
@@ -230,3 +232,50 @@ def test_a_narrowed_key_keeps_its_identity_across_key_sets() -> None:
     assert again.by_kid["k1"] is first.by_kid["k1"]  # the token cache sees the same key
     replaced = VerificationKey("k1", object(), frozenset({"RS256", "PS256"}))
     assert KeySet([replaced], allowed, again).by_kid["k1"] is not first.by_kid["k1"]
+
+
+def _jwt_with(issuer: TokenIssuer, jwks: InMemoryJWKS, **section: object) -> object:
+    from secmw import load_config
+    from secmw.auth.build import build_jwt
+
+    config = {"issuer": issuer.issuer, "audience": issuer.audience, **section}
+    config.setdefault("jwks_url", "https://issuer.example.test/jwks")
+    return build_jwt(load_config({"auth": {"jwt": config}}).auth.jwt, fetcher=jwks.fetcher())
+
+
+async def test_keys_fetched_at_startup_verify_tokens_without_a_kid_at_once() -> None:
+    # A single-key issuer may leave kid out: the keys startup() fetched must be
+    # the ones used, not only after the JWKS goes stale.
+    issuer = TokenIssuer(algorithm="ES256", kid="only")
+    jwks = InMemoryJWKS(issuer, max_age=3600)
+    auth: Any = _jwt_with(issuer, jwks)
+    await auth.startup()
+    principal = await auth.check(issuer.mint("alice", headers={"kid": None}))
+    assert principal.subject == "alice" and jwks.requests == 1
+
+
+async def test_an_inline_key_wins_over_a_published_key_with_its_kid() -> None:
+    inline = TokenIssuer(algorithm="ES256", kid="shared")
+    published = TokenIssuer(algorithm="ES256", kid="shared")
+    jwks = InMemoryJWKS(published)
+    auth: Any = _jwt_with(inline, jwks, keys=[{"jwk": inline.public_jwk}])
+    await auth.startup()
+    assert (await auth.check(inline.mint("alice"))).subject == "alice"
+    with pytest.raises(AuthenticationError):
+        await auth.check(published.mint("mallory", claims={"iss": inline.issuer}))
+
+
+async def test_an_empty_algorithm_list_is_a_config_error_with_a_jwks_url() -> None:
+    with pytest.raises(ConfigError, match="algorithms"):
+        _jwt_with(ONE, InMemoryJWKS(ONE), algorithms=[])
+
+
+@pytest.mark.parametrize("configured", ["at+jwt", "application/at+jwt", "AT+JWT"])
+@pytest.mark.parametrize("sent", ["at+jwt", "application/at+jwt"])
+async def test_typ_with_or_without_the_application_prefix(configured: str, sent: str) -> None:
+    issuer = TokenIssuer(algorithm="ES256", kid="typed")
+    auth: Any = _jwt_with(issuer, InMemoryJWKS(issuer), typ=configured)
+    await auth.startup()
+    assert (await auth.check(issuer.mint(headers={"typ": sent}))).subject == "user-1"
+    with pytest.raises(AuthenticationError):
+        await auth.check(issuer.mint(headers={"typ": "JWT"}))

@@ -384,3 +384,21 @@ def test_time_claims_follow_the_injected_clock() -> None:
     at[0] = 1_000_060.0
     with pytest.raises(AuthenticationError, match="expired"):
         auth.verify(token)
+
+
+def test_the_second_form_of_an_ecdsa_signature_is_the_same_credential() -> None:
+    # ECDSA (r, s) and (r, n - s) both verify: without a jti, the credential id
+    # (rate-limit keys, anomaly counts, blocks) must not tell the two apart.
+    issuer = TokenIssuer(algorithm="ES256", kid="ec-1")
+    auth = JWTAuthenticator(
+        [key_from_jwk(issuer.public_jwk)], issuer=issuer.issuer, audience=issuer.audience
+    )
+    token = issuer.mint(claims={"jti": None})
+    signed, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 n
+    other = raw[:32] + (order - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    twin = signed + "." + b64(other)
+    assert twin != token
+    first, second = auth.verify(token), auth.verify(twin)
+    assert first.credential_id == second.credential_id
