@@ -65,6 +65,19 @@ def _plain(event: AuditEvent) -> str:
         ).to_json()
 
 
+def _short_write_errno(fd: int) -> int:
+    """EFBIG when the file reached the process's file-size limit, else ENOSPC."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and os.fstat(fd).st_size >= limit:
+            return errno.EFBIG
+    except (ImportError, OSError, ValueError):
+        pass
+    return errno.ENOSPC
+
+
 def _errname(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
@@ -321,15 +334,49 @@ class Writer(threading.Thread):
         """Write the pending lines in one call; a short write is an error (disk full)."""
         if not self._buf:
             return
+        moved = self.regular and self._moved()
+        if moved:
+            self._reopen()
         data = bytes(self._buf)
         written = _write(self.fd, data)
         if written != len(data):
-            raise OSError(errno.ENOSPC, "short write")
+            raise OSError(_short_write_errno(self.fd), "short write")
         self.size += written
         self.written += data.count(b"\n")
         self._buf.clear()
+        if moved:
+            self._note_moved(moved)
         if self._fsync == "always":
             self._sync_now()
+
+    def _moved(self) -> str | None:
+        """Why ``path`` no longer names the open file (deleted, or replaced), if it does not."""
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        mine = os.fstat(self.fd)
+        if (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev):
+            return "replaced"
+        return None
+
+    def _reopen(self) -> None:
+        """Continue at ``path``: lines written to a deleted file would be lost unseen."""
+        fd, self.regular = self._open()
+        os.close(self.fd)
+        self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
+
+    def _note_moved(self, why: str) -> None:
+        """Record, in the new file and the fallback, that the chain continues here."""
+        event = AuditEvent(
+            name="sys_error",
+            outcome="failure",
+            severity="critical",
+            reason=f"audit file {why} while in use; the chain continues in a new file",
+            details={"sink": "file", "error": why, "continues_at_seq": self.seq + 1},
+        )
+        self._add_line(self._formatter.render(event) or event.to_json())
+        self._alert(event)
 
     def _sync_due(self) -> bool:
         if not self._unsynced or self._fsync != "batch":

@@ -146,7 +146,7 @@ def format_line(raw: bytes) -> str:
     """One audit line as aligned text; every field has its control characters escaped."""
     try:
         record = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         record = None
     if not isinstance(record, dict):
         return "(unreadable) " + _show(raw.rstrip(b"\n").decode("utf-8", "backslashreplace"))

@@ -3,11 +3,13 @@
 Every line starts with ``{"seq":N,"prev":H,`` where ``seq`` counts lines from 1
 across rotated files and ``H`` is the SHA-256 (hex) of the previous line's bytes,
 without its newline (``GENESIS`` for the first line ever). Editing, deleting,
-inserting or reordering a line breaks ``seq`` or ``prev`` at that point; only
-the newest lines (after the last checkpoint) can be cut without a trace, which
-is why a checkpoint line may be signed: its signature covers the string
+inserting or reordering a line breaks ``seq`` or ``prev`` at that point, but
+anyone who can write the file can cut lines off its end or write a new chain.
+A checkpoint line may therefore be signed: its signature covers the string
 ``secmw-audit-checkpoint:v1:<seq>:<prev>`` with ``prev`` committing to every
-line before it (NIST SP 800-53 AU-9(3)).
+line before it (NIST SP 800-53 AU-9(3)), so the lines up to a valid checkpoint
+cannot be changed unseen; the lines after the last one can still be cut or
+replaced, and the signature does not name the trail.
 """
 
 from __future__ import annotations

@@ -539,3 +539,47 @@ def test_a_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ComponentError, match="cannot open"):
         JSONLFileSink(fifo, handle_sigterm=False)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_file_deleted_or_moved_away_in_use_is_noticed_and_continued(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = make_sink(path, fsync="always", rotate_bytes=4096)
+    for n in range(3):
+        await sink.emit(event(n))
+    wait_until(lambda: sink.written == 3)
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.rename(tmp_path / "kept.jsonl")
+        path.write_bytes(b"")  # a new, empty file at the name (logrotate's "create")
+    for n in range(3, 60):
+        await sink.emit(event(n, reason="x" * 100))  # enough to rotate again, too
+    await sink.aclose()
+    rows = records(trail_files(path))
+    # Nothing written into the lost inode: the events after the loss are all on disk.
+    assert [r["request_id"] for r in rows if r["event"] == "authz_allow"] == [
+        f"r{n}" for n in range(3, 60)
+    ]
+    notes = [r for r in rows if r["event"] == "sys_error"]
+    assert len(notes) == 1 and notes[0]["details"]["error"] == how
+    assert [r["event"] for r in fallback_records(fallback)] == ["sys_error"]
+    # The new file continues the chain; the lost head is the visible gap.
+    assert not verify_files(trail_files(path)).ok
+    assert verify_files(trail_files(path), allow_missing_head=True).ok
+
+
+def test_a_short_write_at_the_file_size_limit_is_efbig_not_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    with path.open("ab") as handle:
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (100, resource.RLIM_INFINITY))
+        assert _writer._short_write_errno(handle.fileno()) == errno.EFBIG
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (1000, resource.RLIM_INFINITY))
+        assert _writer._short_write_errno(handle.fileno()) == errno.ENOSPC

@@ -231,6 +231,7 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     assert 'details={"k":3}' in out[0]
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
+    assert format_line(b"[" * 100_000 + b"]" * 100_000).startswith("(unreadable)")
 
 
 def test_an_active_file_holding_only_a_torn_line_is_the_newest(tmp_path: Path) -> None:
