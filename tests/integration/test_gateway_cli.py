@@ -202,3 +202,56 @@ def test_demo_gateway_mode_strips_credentials() -> None:
     assert token not in echoed.text
     assert "cookie" not in echoed.json()["headers"]
     assert ready.json()["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("inline", "problem"),
+    [
+        ('"k\\r\\nX-Evil: 1"', "CR, LF or NUL"),
+        ('"caf\\u20ac"', "outside Latin-1"),
+        ('"bell\\u0007"', "control character"),
+    ],
+)
+def test_a_header_value_that_cannot_be_sent_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], inline: str, problem: str
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.upstreams.a]\ntargets = ["https://api.example.test"]\n'
+        f"headers = {{x-api-key = {inline}}}\n"
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "gateway.upstreams.a.headers" in err and problem in err
+    assert "Traceback" not in err and "Evil" not in err  # the value is not echoed
+
+
+def test_a_header_value_from_the_environment_is_checked_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECMW_TEST_BAD_HEADER", "token\r\nX-Evil: 1")
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.upstreams.a]\ntargets = ["https://api.example.test"]\n'
+        'headers_from_env = {authorization = "SECMW_TEST_BAD_HEADER"}\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "headers_from_env.authorization" in err and "CR, LF or NUL" in err
+    assert "Evil" not in err
+
+
+def test_a_refused_target_is_not_echoed_with_its_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.upstreams.a]\ntargets = ["https://svc:hunter2@api.example.test/v1?key=s3cret"]\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "no userinfo, query or fragment" in err and "api.example.test/v1" in err
+    assert "hunter2" not in err and "s3cret" not in err

@@ -205,6 +205,11 @@ async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
         b"application/x-yaml",
         b"application/vnd.k8s+yaml",
         b"application/x-pem-file",
+        b"application/x-javascript",
+        b"application/ecmascript",
+        b"application/x-ecmascript",
+        b"multipart/form-data; boundary=b",
+        b"multipart/mixed; boundary=b",
     ],
 )
 async def test_text_without_a_known_textual_type_is_still_redacted(
@@ -216,6 +221,21 @@ async def test_text_without_a_known_textual_type_is_still_redacted(
     assert sent.status == 200
     assert GITHUB.encode() not in sent.body
     assert b"[REDACTED:github_token]" in sent.body
+
+
+async def test_a_multipart_body_keeps_its_binary_parts_byte_for_byte() -> None:
+    binary = bytes(range(256))
+    body = (
+        b"--b\r\nContent-Type: application/octet-stream\r\n\r\n" + binary + b"\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\ntoken " + GITHUB.encode() + b"\r\n--b--\r\n"
+    )
+    app = _answering(
+        (b"content-type", b"multipart/form-data; boundary=b"),
+        (b"content-length", str(len(body)).encode()),
+        body=body,
+    )
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.body == body.replace(GITHUB.encode(), b"[REDACTED:github_token]")
 
 
 @pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"])

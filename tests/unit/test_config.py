@@ -231,3 +231,10 @@ def test_a_file_that_never_ends_or_nests_too_deeply_is_a_config_error(tmp_path: 
 def test_malformed_redis_uris_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError, match=r"ratelimit\.storage\.url"):
         build_pipeline(load_config({"ratelimit": {"storage": {"url": url}, "tiers": [TIER]}}))
+
+
+def test_an_audit_file_section_is_never_silently_ignored(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.jsonl")
+    assert load_config({"audit": {"file": {"path": path}}}).audit.sink == "file"
+    with pytest.raises(ConfigError, match=r"\[audit.file\] is set but sink = 'stdout'"):
+        load_config({"audit": {"sink": "stdout", "file": {"path": path}}})

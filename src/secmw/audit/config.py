@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -42,4 +42,15 @@ class AuditConfig(ConfigModel):
     def _file_needs_section(self) -> AuditConfig:
         if self.sink == "file" and self.file is None:
             raise ValueError("sink = 'file' needs an [audit.file] section with a path")
+        if self.file is not None and self.sink != "file":
+            # An [audit.file] section that would be ignored is a mistake, not a choice.
+            raise ValueError(f"[audit.file] is set but sink = {self.sink!r}; use sink = 'file'")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_section_means_file_sink(cls, data: Any) -> Any:
+        """An ``[audit.file]`` section without a ``sink`` means ``sink = "file"``."""
+        if isinstance(data, dict) and data.get("file") is not None and "sink" not in data:
+            return {**data, "sink": "file"}
+        return data

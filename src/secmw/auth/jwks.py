@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -167,7 +168,11 @@ class JWKSClient:
                     outcome="failure" if name == "sys_monitor_disabled" else "success",
                     severity="error" if name == "sys_monitor_disabled" else "info",
                     reason=reason,
-                    details={"component": "jwks", "url": self.url, "failures": self.failures},
+                    details={
+                        "component": "jwks",
+                        "url": without_credentials(self.url),
+                        "failures": self.failures,
+                    },
                 )
             )
 
@@ -244,6 +249,20 @@ class JWKSClient:
             high=self._max_ttl,
         )
         return keys, ttl
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with its userinfo and query left out (they may hold credentials)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from secmw.breaker.build import build_registry
 from secmw.breaker.registry import BreakerRegistry
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.app import ReverseProxy, Route, Timeouts, httpx_client
+from secmw.proxy.config import header_value_problem
 from secmw.proxy.egress import EgressDenied, EgressGuard, Resolver
 from secmw.proxy.headers import HeaderFilter, encode_headers
 from secmw.proxy.health import HealthEndpoints
@@ -90,6 +91,13 @@ def build_proxy(
                     ConfigIssue(
                         f"upstreams.{name}.headers_from_env.{header}",
                         f"environment variable {variable} is not set",
+                    )
+                )
+            elif (problem := header_value_problem(value)) is not None:
+                issues.append(
+                    ConfigIssue(
+                        f"upstreams.{name}.headers_from_env.{header}",
+                        f"environment variable {variable} {problem}",
                     )
                 )
             else:

@@ -96,7 +96,9 @@ class UpstreamConfig(ConfigModel):
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{entry!r}: a target is http(s)://host[:port][/path]")
             if "@" in parts.netloc or parts.query or parts.fragment:
-                raise ValueError(f"{entry!r}: no userinfo, query or fragment in a target")
+                # Not echoed: userinfo or a query may be a credential.
+                shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+                raise ValueError(f"{shown!r}: no userinfo, query or fragment in a target")
             try:
                 canonical_host(parts.hostname)
                 _ = parts.port
@@ -110,6 +112,26 @@ class UpstreamConfig(ConfigModel):
         for name in value:
             header_name(name)
         return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            problem = header_value_problem(secret.get_secret_value())
+            if problem is not None:
+                raise ValueError(f"the value of {name!r} {problem}")  # the value is not echoed
+        return value
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP field value (RFC 9110 5.5), or ``None``."""
+    if any(char in value for char in "\r\n\x00"):
+        return "holds CR, LF or NUL"
+    if any(ord(char) > 0xFF for char in value):
+        return "holds a character outside Latin-1"
+    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
+        return "holds a control character"
+    return None
 
 
 class RouteConfig(ConfigModel):

@@ -10,7 +10,7 @@ import pytest
 
 from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness
 from secmw.auth.keys import SUPPORTED_ALGORITHMS
-from secmw.errors import AuthenticationError, ConfigError
+from secmw.errors import AuthenticationError, ComponentError, ConfigError
 from secmw.testing import InMemoryJWKS, TokenIssuer
 from tests.auth_support import FakeClock
 
@@ -279,3 +279,26 @@ async def test_typ_with_or_without_the_application_prefix(configured: str, sent:
     assert (await auth.check(issuer.mint(headers={"typ": sent}))).subject == "user-1"
     with pytest.raises(AuthenticationError):
         await auth.check(issuer.mint(headers={"typ": "JWT"}))
+
+
+async def test_the_outage_event_names_the_url_without_its_credentials() -> None:
+    async def down(url: str) -> FetchResult:
+        raise JWKSFetchError("connection refused")
+
+    events: list[Any] = []
+
+    async def keep(event: Any) -> None:
+        events.append(event)
+
+    source = JWKSClient(
+        "https://svc:hunter2@idp.example.test/jwks?api_key=s3cret",
+        allowed=SUPPORTED_ALGORITHMS,
+        fetcher=down,
+        clock=FakeClock(),
+    )
+    source.bind_emitter(keep)
+    with pytest.raises(ComponentError):
+        await source.current()
+    (event,) = events
+    assert event.details["url"] == "https://idp.example.test/jwks?…"
+    assert "hunter2" not in event.to_json() and "s3cret" not in event.to_json()
