@@ -11,6 +11,7 @@ task runs, for sessions that need none of this.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+class SessionClosed(OSError):
+    """Raised by the app's ``send`` once the session is closed (ASGI: send on a closed connection).
+
+    An app that only sends would otherwise never learn that secmw closed the
+    session, and would run (and hold up the server's shutdown) forever.
+    """
 
 
 def close_code(denial: Denial) -> int:
@@ -56,6 +65,7 @@ class WebSocketSession:
         self._connect: Message | None = connect
         self.accepted = False
         self.closed = False
+        self._refused = False
 
     @property
     def needs_guard(self) -> bool:
@@ -70,7 +80,8 @@ class WebSocketSession:
     async def run(self, app: ASGIApp, scope: MutableMapping[str, Any]) -> None:
         """Call the app with a guarded ``receive``/``send`` and wait for it."""
         if not self.needs_guard:
-            await app(scope, self._replay_receive, self._watch_send)
+            with contextlib.suppress(SessionClosed):  # the app stopped: the session is over
+                await app(scope, self._replay_receive, self._watch_send)
             return
         to_app, from_client = anyio.create_memory_object_stream[Message](16)
         with from_client:
@@ -91,6 +102,8 @@ class WebSocketSession:
             to_app.close()
             try:
                 await app(scope, self._stream_receive(from_client), self._watch_send)
+            except SessionClosed:
+                pass  # the app stopped because the session is over: that is its end
             finally:
                 tasks.cancel_scope.cancel()
 
@@ -115,7 +128,9 @@ class WebSocketSession:
     async def _watch_send(self, message: Message) -> None:
         kind = message["type"]
         if self.closed:
-            return  # we closed the session; the app has not noticed yet
+            if kind == "websocket.close":
+                return  # a second close changes nothing
+            raise SessionClosed("the websocket session is closed")
         if kind == "websocket.accept":
             self.accepted = True
             self._ctx.status = 101
@@ -131,6 +146,12 @@ class WebSocketSession:
         async with to_app:
             while True:
                 message = await self._receive()
+                if self._refused:
+                    # The app was told the session ended: later client messages are
+                    # not its business, and are not checked.
+                    if message["type"] == "websocket.disconnect":
+                        return
+                    continue
                 if message["type"] == "websocket.receive" and not self.closed:
                     try:
                         await self._check(message)
@@ -165,6 +186,7 @@ class WebSocketSession:
     async def _refuse(self, denial: Denial, to_app: MemoryObjectSendStream[Message]) -> None:
         """Close the client side with the denial's code, tell the app, audit it."""
         code = close_code(denial)
+        self._refused = True
         if not self.closed:
             self.closed = True
             reason = "credential expired" if denial.event == "session_expired" else denial.title

@@ -35,6 +35,7 @@ _ANONYMOUS_AUTH = AuthCredentials()
 # Extensions that let an app send a file without going through ``send`` bodies;
 # they would bypass the redactor, so they are hidden from the app when it is on.
 _BODY_BYPASS_EXTENSIONS = ("http.response.pathsend", "http.response.zerocopysend")
+_RANGE_HEADERS = frozenset({b"range", b"if-range"})
 
 
 class SecurityMiddleware:
@@ -303,10 +304,13 @@ def _child_scope(
                 if name not in _BODY_BYPASS_EXTENSIONS
             }
         headers = child.get("headers") or ()
-        # Ask for an identity body: a compressed one cannot be scanned.
+        # Ask for an identity body: a compressed one cannot be scanned. And for the
+        # whole body: a range holds part of a secret (the client joins the parts),
+        # and several ranges come as multipart/byteranges.
         child["headers"] = [
             (name, b"identity" if name.lower() == b"accept-encoding" else value)
             for name, value in headers
+            if name.lower() not in _RANGE_HEADERS
         ]
     return child
 

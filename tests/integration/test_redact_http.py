@@ -341,3 +341,40 @@ async def test_utf16_json_without_a_bom_is_refused_but_untyped_binary_passes() -
     binary_app = _answering((b"content-length", str(len(video)).encode()), body=video)
     sent = await call(SecurityMiddleware(binary_app, CONFIG), http_scope("/v"))
     assert (sent.status, sent.body) == (200, video)
+
+
+@pytest.mark.parametrize("ranges", ["bytes=0-11", "bytes=12-40", "bytes=0-5, 30-45"])
+async def test_a_range_request_gets_the_whole_body_redacted(tmp_path: Any, ranges: str) -> None:
+    # Each range holds only part of the key (the client joins them), and several
+    # ranges come as multipart/byteranges: the app must not see Range at all.
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse
+    from starlette.routing import Route
+
+    path = tmp_path / "notes.txt"
+    path.write_text(f"key={GITHUB}\n")
+
+    async def download(request: Any) -> FileResponse:
+        return FileResponse(path)
+
+    app = SecurityMiddleware(Starlette(routes=[Route("/notes", download)]), CONFIG)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        sent = await client.get("/notes", headers={"range": ranges, "if-range": "x"})
+    assert sent.status_code == 200
+    assert sent.text == "key=[REDACTED:github_token]\n"
+    assert not any(part in sent.text for part in fragments(GITHUB))
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [b"application/pem-certificate-chain", b"application/pgp-keys", b"message/rfc822"],
+)
+async def test_key_files_and_mail_as_mimetypes_names_them_are_redacted(
+    content_type: bytes,
+) -> None:
+    app = _answering((b"content-type", content_type), body=PEM.encode())
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/k"))
+    assert sent.status == 200 and PEM.encode() not in sent.body
+    assert b"[REDACTED:private_key]" in sent.body

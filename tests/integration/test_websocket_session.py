@@ -33,21 +33,28 @@ class ScriptedClient:
 
 
 class Recorder:
-    """Accepts and records every message until disconnect."""
+    """Accepts and records every message until disconnect; counts sends refused as closed."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.refused_sends = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def reply(text: str) -> None:
+            try:
+                await send({"type": "websocket.send", "text": text})
+            except OSError:  # ASGI: send on a closed session raises
+                self.refused_sends += 1
+
         await receive()
         await send({"type": "websocket.accept"})
         while True:
             message = await receive()
             self.received.append(message)
             if message["type"] == "websocket.disconnect":
-                await send({"type": "websocket.send", "text": "after close"})  # must be dropped
+                await reply("after close")  # must not reach the client
                 return
-            await send({"type": "websocket.send", "text": "ok"})
+            await reply("ok")
 
 
 OPEN = {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
@@ -164,3 +171,42 @@ async def test_unguarded_session_runs_the_app_directly() -> None:
     sent = Sender()
     await app(ws_scope(), client, sent)
     assert app_inner.received[0]["text"] == "x" * 10_000
+
+
+async def test_an_app_that_only_sends_learns_that_secmw_closed_the_session() -> None:
+    # It never calls receive(): without an error from send it would run forever
+    # (and hold up the server's shutdown).
+    ended: list[str] = []
+
+    async def ticker(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            for n in range(500):  # bounded: 5 s at most
+                await send({"type": "websocket.send", "text": f"tick {n}"})
+                await anyio.sleep(0.01)
+        except OSError:
+            ended.append("send raised")
+            raise
+        ended.append("ran out")
+
+    app = SecurityMiddleware(ticker, {**OPEN, "websocket": {"max_message_bytes": 8}})
+    client = ScriptedClient({"type": "websocket.receive", "bytes": b"x" * 9})
+    sent = Sender()
+    with anyio.fail_after(3):
+        await app(ws_scope(), client, sent)
+    assert ended == ["send raised"]
+    assert sent.messages[-1]["type"] == "websocket.close" and sent.messages[-1]["code"] == 1009
+
+
+async def test_client_messages_after_a_refusal_do_not_reach_the_app() -> None:
+    app_inner = Recorder()
+    app = SecurityMiddleware(app_inner, {**OPEN, "websocket": {"max_message_bytes": 8}})
+    client = ScriptedClient(
+        {"type": "websocket.receive", "bytes": b"x" * 9},
+        {"type": "websocket.receive", "text": "later"},
+        {"type": "websocket.receive", "bytes": b"y" * 4096},
+        {"type": "websocket.disconnect", "code": 1000},
+    )
+    await app(ws_scope(), client, Sender())
+    assert app_inner.received == [{"type": "websocket.disconnect", "code": 1009}]
