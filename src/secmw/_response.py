@@ -146,6 +146,7 @@ class ResponseWriter:
         "_ctx",
         "_guard",
         "_media",
+        "_no_body",
         "_pipeline",
         "_reported",
         "_send",
@@ -169,6 +170,7 @@ class ResponseWriter:
         self._buffered = 0
         self._stream: tuple[StreamRedactor, codecs.IncrementalDecoder] | None = None
         self._media: str | None = None
+        self._no_body = False
         self._suppressed = False
         self.started = False
         self._reported = False
@@ -190,6 +192,9 @@ class ResponseWriter:
             self._buffer is not None or self._stream is not None
         ):
             await self._on_body(message)
+        elif kind == "http.response.body" and self._no_body and message.get("body"):
+            # Not scanned, so not sent: some servers write the body of a 204/304/1xx anyway.
+            await self._send({**message, "body": b""})
         else:
             await self._send(message)
 
@@ -207,6 +212,7 @@ class ResponseWriter:
         media, encoding, length = _media_type(headers)
         no_body = ctx.method == "HEAD" or ctx.status in (204, 304) or ctx.status < 200
         if no_body or not _is_textual(media):
+            self._no_body = no_body
             self.started = True
             await self._send({**message, "headers": headers})
             return

@@ -100,8 +100,7 @@ class SecurityMiddleware:
         limit = pipeline.max_body_bytes
         guard: _BodyLimit | None = None
         try:
-            if limit is not None:
-                _check_declared_length(ctx, limit)
+            _check_declared_length(ctx, limit)
             if pipeline.needs_body:
                 body = await _read_body(receive, limit)
                 if body is None:
@@ -293,8 +292,13 @@ def _child_scope(
         if principal is not ANONYMOUS
         else _ANONYMOUS_AUTH
     )
+    # The same dict, not a copy: what the app puts in request.state must reach the
+    # middleware around secmw, as it would without secmw in between.
     state = scope.get("state")
-    child["state"] = {**state, "secmw": ctx} if state else {"secmw": ctx}
+    if not isinstance(state, dict):
+        state = scope["state"] = {}
+    state["secmw"] = ctx
+    child["state"] = state
     if transform is not None:
         extensions = scope.get("extensions")
         if extensions and any(name in extensions for name in _BODY_BYPASS_EXTENSIONS):
@@ -328,12 +332,15 @@ def _route_to(child: Scope, path: str, judged: str) -> None:
     child["raw_path"] = quote(full, safe=_PATH_SAFE).encode("ascii")
 
 
-def _check_declared_length(ctx: RequestContext, limit: int) -> None:
+def _check_declared_length(ctx: RequestContext, limit: int | None) -> None:
+    """400 for a malformed or contradictory Content-Length (whatever the limit), 413 over it."""
     values = ctx.content_lengths
     if not values:
         return
     if len(set(values)) != 1 or not values[0].isdigit() or not values[0].isascii():
         raise BadRequest("The Content-Length header is invalid.", reason="bad content-length")
+    if limit is None:
+        return
     # Leading zeros aside, more digits than any limit has is over it: int() of a
     # value with thousands of digits would raise (Python's digit limit).
     digits = values[0].lstrip("0")

@@ -230,9 +230,14 @@ async def test_body_exactly_at_the_limit_passes() -> None:
         pytest.param(["-1"], id="negative"),
     ],
 )
-async def test_malformed_content_length_is_400(values: list[str]) -> None:
+@pytest.mark.parametrize("max_body_bytes", [1024, None])
+async def test_malformed_content_length_is_400(
+    values: list[str], max_body_bytes: int | None
+) -> None:
     headers = [("content-length", v) for v in values]
-    sent = await call(open_app(EchoApp()), http_scope("/up", method="POST", headers=headers))
+    config = {"auth": {"allow_anonymous": True}, "max_body_bytes": max_body_bytes}
+    app = SecurityMiddleware(EchoApp(), config)
+    sent = await call(app, http_scope("/up", method="POST", headers=headers))
     assert sent.status == 400
 
 
@@ -503,3 +508,23 @@ async def test_redactions_of_an_abandoned_stream_are_still_audited() -> None:
     event = audit.named("secret_redacted")[0]
     assert event.details["count"] == 1
     assert key not in event.to_json()
+
+
+@pytest.mark.parametrize("initial", [None, {"from_lifespan": 1}])
+async def test_what_the_app_puts_in_state_reaches_the_middleware_around_secmw(
+    initial: dict[str, int] | None,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["state"]["user_id"] = 42  # request.state.user_id = 42
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    scope = http_scope("/up")
+    if initial is not None:
+        scope["state"] = dict(initial)
+    sent = await call(open_app(app), scope)
+    assert sent.status == 204
+    assert scope["state"]["user_id"] == 42
+    assert scope["state"]["secmw"].status == 204
+    if initial is not None:
+        assert scope["state"]["from_lifespan"] == 1

@@ -378,3 +378,14 @@ async def test_key_files_and_mail_as_mimetypes_names_them_are_redacted(
     sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/k"))
     assert sent.status == 200 and PEM.encode() not in sent.body
     assert b"[REDACTED:private_key]" in sent.body
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_a_body_sent_with_a_bodiless_status_is_dropped_not_leaked(status: int) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": f"key {GITHUB}".encode()})
+
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == status and sent.body == b""

@@ -1,4 +1,4 @@
-"""Find encoded payloads (base64, hex, ``\\xNN`` and ``%NN`` escapes) and decode them.
+"""Find encoded payloads (base64, hex, escapes, HTML character references) and decode them.
 
 Only a decoding that yields readable text is returned: images, keys, hashes and
 other binary blobs decode to bytes that are not UTF-8 text, and are dropped
@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 from urllib.parse import unquote
 
 MIN_RUN = 24
 # The longest run of each encoding decoded (the rest of a longer run is not):
 # percent-decoding is pure Python, the others are C.
-_MAX_RUN = {"base64": 65536, "hex": 65536, "hex_escape": 16384, "percent": 8192}
+_MAX_RUN = {
+    "base64": 65536,
+    "hex": 65536,
+    "hex_escape": 16384,
+    "percent": 8192,
+    "html_entity": 8192,
+    "unicode_escape": 8192,
+}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
-_PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}[^%\s]{0,3}){8,}")
+# Escapes may sit between words (urllib's quote writes only spaces and punctuation
+# as %NN): a run is three escapes or more, each followed by up to a word.
+_PERCENT = re.compile(r"[^%\s]{0,24}(?:%[0-9a-fA-F]{2}[^%\s]{0,24}){3,}")
+_HTML_ENTITIES = re.compile(r"(?:&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});[^&\s]{0,24}){3,}")
+_UNICODE_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4}[^\\\s]{0,24}){3,}")
+_ONE_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
 def _readable(raw: bytes) -> str | None:
@@ -61,6 +74,10 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
         candidates.extend(("hex_escape", m.group()) for m in _HEX_ESCAPES.finditer(text))
     if "%" in text:
         candidates.extend(("percent", m.group()) for m in _PERCENT.finditer(text))
+    if "&#" in text:
+        candidates.extend(("html_entity", m.group()) for m in _HTML_ENTITIES.finditer(text))
+    if "\\u" in text:
+        candidates.extend(("unicode_escape", m.group()) for m in _UNICODE_ESCAPES.finditer(text))
     for match in _BASE64.finditer(text):
         run = match.group()
         if _HEX.fullmatch(run):
@@ -81,7 +98,7 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
         elif encoding == "hex_escape":
             raw = bytes.fromhex(chunk[: len(chunk) // 4 * 4].replace("\\x", ""))
         else:
-            decoded = _unquote(chunk)
+            decoded = _decode_text(encoding, chunk)
             if decoded is not None and decoded != chunk:
                 found.append((encoding, decoded))
             continue
@@ -91,7 +108,14 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     return found
 
 
-def _unquote(run: str) -> str | None:
+def _decode_text(encoding: str, run: str) -> str | None:
+    """Percent escapes, HTML character references or ``\\uXXXX`` escapes decoded."""
+    if encoding == "html_entity":
+        return html.unescape(run)
+    if encoding == "unicode_escape":
+        decoded = _ONE_UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), run)
+        # A surrogate pair written as two escapes: joined; a lone one stays escaped.
+        return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     try:
         return unquote(run, errors="strict")
     except UnicodeDecodeError:

@@ -224,7 +224,13 @@ class PromptInjectionScanner:
         if (
             depth < self.max_decode_depth
             and tokens
-            and (max(map(len, tokens)) >= 16 or "\\x" in text or "%" in text)
+            and (
+                max(map(len, tokens)) >= 16
+                or "\\x" in text
+                or "%" in text
+                or "&#" in text
+                or "\\u" in text
+            )
         ):
             self._scan_encoded(state, text, path, depth)
 

@@ -217,8 +217,10 @@ STRUCTURE_RULES = (
         "exfiltration",
         0.7,
         _r(
+            # A template marker in a query value ({secret}, $DATA, [x], <x>); "$." and
+            # "$[" open a JSONPath, as dynamic badges (shields.io query=$.version) use.
             r"!\[[^\]\n]{0,100}\]\(\s*https?://[^\s)]{1,300}[?&][^\s)=]{1,40}=[^\s)]*"
-            r"(?:\{|\$|%7b|\[|<)"
+            r"(?:\{|\$(?![.\[])|%7b|(?<!\$)\[|<)"
         ),
         "!",
         gates=("](http",),

@@ -60,7 +60,8 @@ def _connection_tokens(headers: Iterable[Header]) -> set[bytes]:
     tokens: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
-            tokens.update(part.strip().lower() for part in value.split(b",") if part.strip())
+            parts = (part.strip().lower() for part in value.split(b","))
+            tokens.update(part.replace(b"_", b"-") for part in parts if part)
     return tokens
 
 
@@ -79,7 +80,7 @@ class HeaderFilter:
     __slots__ = ("_drop", "_drop_response")
 
     def __init__(self, *, strip: Iterable[str] = (), strip_response: Iterable[str] = ()) -> None:
-        extra = {name.lower().encode("latin-1") for name in strip}
+        extra = {name.lower().replace("_", "-").encode("latin-1") for name in strip}
         self._drop = HOP_BY_HOP | CREDENTIAL_HEADERS | _REPLACED | extra
         # The gateway's own server writes Date; the upstream's Server would only
         # advertise its software. Both would otherwise reach the client twice.
@@ -101,11 +102,13 @@ class HeaderFilter:
         drop = self._drop
         named = _connection_tokens(headers)
         if inject:
-            named.update(name for name, _ in inject)
+            named.update(name.replace(b"_", b"-") for name, _ in inject)
+        # "_" counts as "-": WSGI/CGI servers read X_Api_Key and X-Api-Key (and
+        # X_Forwarded_For and X-Forwarded-For) as one variable, HTTP_X_API_KEY.
         out = [
             (name, value)
             for name, value in headers
-            if (lowered := name.lower()) not in drop and lowered not in named
+            if (lowered := name.lower().replace(b"_", b"-")) not in drop and lowered not in named
         ]
         if content_length is not None:
             out.append((b"content-length", content_length))

@@ -99,3 +99,14 @@ def test_upstream_content_length_reaches_the_client_as_one_value(
     out = HeaderFilter().response(headers)
     assert [v for n, v in out if n == b"content-length"] == expected
     assert (b"content-type", b"text/plain") in out
+
+
+@pytest.mark.parametrize(
+    "name", [b"X_Api_Key", b"x_forwarded_for", b"X-Auth_Token", b"Proxy_Authorization", b"x_custom"]
+)
+def test_an_underscore_spelling_of_a_dropped_header_is_dropped_too(name: bytes) -> None:
+    # WSGI/CGI upstreams read X_Api_Key as X-Api-Key (both are HTTP_X_API_KEY).
+    headers = HeaderFilter(strip=["X-Custom"]).request(
+        [(name, b"secret"), (b"accept", b"*/*")], client="10.0.0.1"
+    )
+    assert (name, b"secret") not in headers and (b"accept", b"*/*") in headers
