@@ -26,7 +26,8 @@ from secmw.errors import BadRequest
 # ASCII only: anything else takes the slow path and its UTF-8 checks.
 _PLAIN = re.compile(r"(?:/(?!\.\.?(?:/|$))[!-$&-.0-:<-\[\]-~]+)*/?")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+# C0, DEL and C1 (U+0085 is a line break to str.splitlines), and the backslash.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 _ENCODED_SLASH = re.compile(rb"%(?:2[Ff]|5[Cc])")
 _ENCODED_NUL = re.compile(rb"%00")
 _ENCODED_SEMICOLON = re.compile(rb"%3[Bb]")

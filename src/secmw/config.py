@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from secmw._config_base import ConfigModel, cidr_list, header_name
+from secmw._config_base import FIELD_MARK, ConfigModel, cidr_list, header_name
 from secmw._responses import ChallengeSettings
 from secmw.anomaly.build import fail_open_settings as anomaly_fail_open
 from secmw.anomaly.build import pipeline_hooks
@@ -120,6 +120,10 @@ def _issues(error: ValidationError) -> list[ConfigIssue]:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         message = message.removeprefix("Value error, ")
+        if message.startswith(FIELD_MARK) and ": " in message:
+            # A model-level check about one of its fields: name that field.
+            field, _, message = message[len(FIELD_MARK) :].partition(": ")
+            loc = (*loc, field)
         issues.append(ConfigIssue(_key_of(loc), message))
     return issues
 

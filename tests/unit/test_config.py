@@ -238,3 +238,48 @@ def test_an_audit_file_section_is_never_silently_ignored(tmp_path: Path) -> None
     assert load_config({"audit": {"file": {"path": path}}}).audit.sink == "file"
     with pytest.raises(ConfigError, match=r"\[audit.file\] is set but sink = 'stdout'"):
         load_config({"audit": {"sink": "stdout", "file": {"path": path}}})
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"max_body_bytes": True}, "max_body_bytes", "not a boolean"),
+        ({"auth": {"allow_anonymous": "yes"}}, "auth.allow_anonymous", "true or false"),
+        ({"auth": {"allow_anonymous": 1}}, "auth.allow_anonymous", "true or false"),
+        ({"proxy": {"trusted_hops": "2"}}, "proxy.trusted_hops", "not a string"),
+        ({"ratelimit": {"storage": {"timeout": "1"}}}, "ratelimit.storage.timeout", "not a string"),
+    ],
+)
+def test_values_of_the_wrong_type_are_not_converted(
+    data: dict[str, Any], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(data)
+    (issue,) = caught.value.issues
+    assert issue.key == key and message in issue.message
+
+
+def test_numbers_where_numbers_belong_still_load() -> None:
+    config = load_config({"max_body_bytes": 10, "ratelimit": {"storage": {"timeout": 1}}})
+    assert config.max_body_bytes == 10 and config.ratelimit.storage.timeout == 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"auth": {"realm": "Soci\u00e9t\u00e9"}}, "auth.realm"),
+        ({"auth": {"realm": 'a"b'}}, "auth.realm"),
+        ({"auth": {"realm": ""}}, "auth.realm"),
+        ({"auth": {"resource_metadata": "not a url"}}, "auth.resource_metadata"),
+        ({"auth": {"resource_metadata": "ftp://x.test/m"}}, "auth.resource_metadata"),
+        ({"metrics": {"buckets": [0.5, 0.5, 1.0]}}, "metrics.buckets"),
+        ({"metrics": {"buckets": [-1.0, 1.0]}}, "metrics.buckets"),
+        ({"metrics": {"buckets": [2.0, 1.0]}}, "metrics.buckets"),
+    ],
+)
+def test_values_that_would_be_mangled_on_the_wire_are_refused(
+    data: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(data)
+    assert [issue.key for issue in caught.value.issues] == [key]

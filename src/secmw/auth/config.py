@@ -198,6 +198,26 @@ class AuthConfig(ConfigModel):
     protected_resource: ProtectedResourceConfig | None = None
     websocket: WebSocketAuthConfig = Field(default_factory=WebSocketAuthConfig)
 
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        # Sent as a quoted-string in WWW-Authenticate: printable ASCII, no quote or backslash.
+        if not value or not all(" " <= char <= "~" and char not in '"\\' for char in value):
+            raise ValueError("must be printable ASCII without quotes or backslashes")
+        return value
+
+    @field_validator("resource_metadata")
+    @classmethod
+    def _metadata_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL without a fragment")
+        if any(char in value for char in '" \\'):
+            raise ValueError("must not hold quotes, spaces or backslashes")
+        return value
+
     @model_validator(mode="after")
     def _api_key_apart_from_bearer(self) -> AuthConfig:
         # An API key read from "Authorization: Bearer" would make every bearer

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from pydantic import Field, field_validator, model_validator
 
 from secmw._config_base import ConfigModel, cidr_list
@@ -41,6 +44,16 @@ class MetricsConfig(ConfigModel):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         return cidr_list(value)
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, value: list[float]) -> list[float]:
+        # Two equal bounds give two identical le="..." series, which Prometheus refuses.
+        if any(not math.isfinite(bound) or bound <= 0 for bound in value):
+            raise ValueError("every bucket bound must be a positive finite number")
+        if any(later <= earlier for earlier, later in itertools.pairwise(value)):
+            raise ValueError("bucket bounds must be strictly increasing")
+        return value
 
     @model_validator(mode="after")
     def _restricted(self) -> MetricsConfig:
