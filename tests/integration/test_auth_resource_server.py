@@ -233,6 +233,15 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             "is not",
             id="public-path-matrix",
         ),
+        pytest.param(
+            {"public_paths": ["/a%2Fb"]}, "public_paths[0]", "is not", id="public-path-escape"
+        ),
+        pytest.param(
+            {"public_paths": ["/a\\b"]}, "public_paths[0]", "is not", id="public-path-backslash"
+        ),
+        pytest.param(
+            {"public_paths": ["/a\x85"]}, "public_paths[0]", "is not", id="public-path-control"
+        ),
     ],
 )
 def test_config_errors_name_their_key(auth: dict[str, Any], key: str, message: str) -> None:

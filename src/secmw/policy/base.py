@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -56,6 +57,9 @@ class PolicyEvaluator(Protocol):
         ...
 
 
+_NEVER_CANONICAL = re.compile(r"%[0-9A-Fa-f]{2}|[\\\x00-\x1f\x7f-\x9f]")
+
+
 def compile_path_patterns(
     patterns: Iterable[str], key: str
 ) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -75,6 +79,9 @@ def compile_path_patterns(
             or "*" in base
             or "//" in pattern
             or any(segment in (".", "..") or ";" in segment for segment in segments)
+            # Canonical paths are decoded and free of backslashes and control
+            # characters: such a pattern would never match anything.
+            or _NEVER_CANONICAL.search(pattern) is not None
         ):
             issues.append(
                 ConfigIssue(f"{key}[{index}]", f"{pattern!r} is not '/exact' or '/prefix/**'")
