@@ -66,6 +66,9 @@ _TEXTUAL = frozenset(
 )
 
 
+_UNSCANNED_SENDS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
+
+
 class BodyGuard(Protocol):
     """Protocol: the request-body limit; once ``exceeded`` the app's reply is dropped."""
 
@@ -192,6 +195,14 @@ class ResponseWriter:
             self._buffer is not None or self._stream is not None
         ):
             await self._on_body(message)
+        elif kind in _UNSCANNED_SENDS and (self._buffer is not None or self._stream is not None):
+            # The extension was hidden from the app, which used it anyway: the file
+            # would go out unscanned. Refused while nothing is sent, else cut short.
+            if self._buffer is not None:
+                await self._refuse(f"the app sent its body with {kind}, which cannot be redacted")
+            else:
+                self._suppressed = True
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         elif kind == "http.response.body" and self._no_body and message.get("body"):
             # Not scanned, so not sent: some servers write the body of a 204/304/1xx anyway.
             await self._send({**message, "body": b""})
@@ -327,6 +338,10 @@ class ResponseWriter:
             findings = list(self._stream[0].findings)
             self._ctx.findings.extend(findings)
             await self._report(findings)
+        if self._buffer is not None and not self.started:
+            # The app never finished a held response: nothing was sent, and the
+            # server answers 500 for an app that returned without a response.
+            self._ctx.status = 500
 
     async def _report(self, findings: Sequence[Finding]) -> None:
         """Audit what the redactor replaced (``secret_redacted``, counts by type)."""

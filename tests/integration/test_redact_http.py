@@ -389,3 +389,40 @@ async def test_a_body_sent_with_a_bodiless_status_is_dropped_not_leaked(status: 
 
     sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
     assert sent.status == status and sent.body == b""
+
+
+@pytest.mark.parametrize("length", [True, False])
+async def test_a_body_sent_by_path_although_the_extension_was_hidden_is_not_sent(
+    tmp_path: Any, length: bool
+) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_text(f"key {GITHUB}")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain")]
+        if length:
+            headers.append((b"content-length", str(path.stat().st_size).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": str(path)})
+
+    scope = http_scope("/f")
+    scope["extensions"] = {"http.response.pathsend": {}}
+    sent = await call(SecurityMiddleware(app, CONFIG), scope)
+    assert not any(m["type"] == "http.response.pathsend" for m in sent.messages)
+    assert sent.status == (502 if length else 200)
+    assert GITHUB.encode() not in sent.body
+
+
+async def test_a_held_response_the_app_never_finishes_is_not_audited_as_sent() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+
+    audit = AuditCapture()
+    sent = await call(
+        SecurityMiddleware(app, CONFIG, audit=audit),
+        http_scope("/f"),
+    )
+    assert sent.messages == []
+    assert [e.status for e in audit.named("authz_allow")] == [500]
