@@ -115,6 +115,12 @@ class SecurityMiddleware:
         except Denial as denial:
             await self._deny(ctx, denial, send)
             return
+        except BaseException:
+            # Cancelled (the server gave up on the client) while the body was read
+            # or the checks ran: the trail still gets the request's one record.
+            with anyio.CancelScope(shield=True):
+                await pipeline.record(ctx, name="request_aborted", reason="cancelled")
+            raise
 
         writer = ResponseWriter(ctx, pipeline, send, guard)
         ctx.state["pipeline"] = pipeline  # lets route-level checks render identical denials

@@ -16,6 +16,7 @@ from tests.support import (
     EchoApp,
     MarkerRedactor,
     Receiver,
+    Sender,
     call,
     chunked_app,
     http_scope,
@@ -528,3 +529,24 @@ async def test_what_the_app_puts_in_state_reaches_the_middleware_around_secmw(
     assert scope["state"]["secmw"].status == 204
     if initial is not None:
         assert scope["state"]["from_lifespan"] == 1
+
+
+async def test_a_request_cancelled_while_its_body_is_read_is_audited() -> None:
+    import anyio
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {**OPEN, "inspect": {}}, audit=audit)
+    started = anyio.Event()
+
+    async def stalled() -> dict[str, Any]:
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    scope = http_scope("/mcp", method="POST", headers=[("content-type", "application/json")])
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, scope, stalled, Sender())
+        await started.wait()
+        group.cancel_scope.cancel()
+    (event,) = audit.named("request_aborted")
+    assert event.reason == "cancelled"
