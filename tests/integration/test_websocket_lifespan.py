@@ -156,11 +156,13 @@ async def test_lifespan_state_reaches_requests_next_to_ours() -> None:
     middleware = SecurityMiddleware(
         app, {"auth": {"allow_anonymous": True}, "audit": {"sink": "none"}}
     )
-    shared = {"db": "pool"}
+    shared = {"db": "pool"}  # the request's state (servers copy the lifespan state per request)
     await call(middleware, http_scope("/x", state=shared))
     assert states[0]["db"] == "pool"
     assert states[0]["secmw"].path == "/x"
-    assert shared == {"db": "pool"}  # the server's dict is not mutated
+    # One dict for the request, as without secmw: what the app stores there
+    # (request.state) is seen by the middleware around secmw.
+    assert states[0] is shared
 
 
 async def test_unknown_scope_types_pass_through_untouched() -> None:
