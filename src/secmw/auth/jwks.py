@@ -226,6 +226,13 @@ class JWKSClient:
         for entry in document["keys"]:
             if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
                 continue
+            operations = entry.get("key_ops")
+            if operations is not None and (
+                not isinstance(operations, list) or "verify" not in operations
+            ):
+                # RFC 7517 section 4.3: a key whose operations exclude "verify" is not
+                # one to check signatures with.
+                continue
             if entry.get("kty") == "oct":
                 # A symmetric key in a published document is known to everyone
                 # who can read it: anyone could mint tokens with it.

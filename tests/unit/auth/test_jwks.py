@@ -155,7 +155,11 @@ async def test_encryption_and_unusable_keys_are_skipped() -> None:
     document = (
         b'{"keys":[{"kty":"RSA","use":"enc","n":"x","e":"AQAB"},{"kty":"nope"},"str",'
         b'{"kty":"oct","kid":"shared","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0"},'
-        + __import__("json").dumps(ONE.public_jwk).encode()
+        + json.dumps({**TWO.public_jwk, "kid": "wraps", "key_ops": ["wrapKey"]}).encode()
+        + b","
+        + json.dumps({**TWO.public_jwk, "kid": "odd", "key_ops": "verify"}).encode()
+        + b","
+        + json.dumps({**ONE.public_jwk, "key_ops": ["verify"]}).encode()
         + b"]}"
     )
 
