@@ -331,3 +331,17 @@ async def test_empty_strings_switch_off_the_alternative_places(tmp_path: Path) -
     scope["subprotocols"] = [encode_subprotocol(ISSUER.mint())]
     sent = await call(app, scope, Receiver([{"type": "websocket.connect"}]))
     assert sent.messages[0]["type"] == "websocket.close"
+
+
+async def test_a_query_of_the_resource_identifier_stays_in_the_metadata_url() -> None:
+    # RFC 9728 section 3.1: the well-known path goes between host and path; the
+    # query of the resource identifier stays a query.
+    resource = {**RESOURCE, "resource": "https://api.example.test/mcp?tenant=t1"}
+    app = SecurityMiddleware(EchoApp(), {"auth": {"protected_resource": resource}})
+    denied = await call(app, http_scope("/api"))
+    expected = "https://api.example.test/.well-known/oauth-protected-resource/mcp?tenant=t1"
+    assert f'resource_metadata="{expected}"' in (denied.header("www-authenticate") or "")
+    served = await call(
+        app, http_scope("/.well-known/oauth-protected-resource/mcp", query="tenant=t1")
+    )
+    assert served.status == 200 and served.json()["resource"] == resource["resource"]

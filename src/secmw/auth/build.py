@@ -277,7 +277,10 @@ def resource_metadata_url(config: AuthConfig) -> str | None:
     if config.resource_metadata is not None or config.protected_resource is None:
         return config.resource_metadata
     parts = urlsplit(config.protected_resource.resource)
-    return f"{parts.scheme}://{parts.netloc}{metadata_path(config.protected_resource)}"
+    # RFC 9728 section 3.1: the well-known path goes between the host and the
+    # path, and a query of the resource identifier stays a query.
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{metadata_path(config.protected_resource)}{query}"
 
 
 def endpoints(config: AuthConfig) -> dict[str, Endpoint]:
