@@ -44,6 +44,8 @@ _write: Callable[[int, bytes], int] = os.write
 _STOP = object()
 _MAX_BATCH = 4096
 _FLUSH_BYTES = 1 << 20
+# How often (seconds) a write checks that the path still names the open file.
+_PATH_CHECK = 0.5
 
 
 class FsyncFailed(Exception):
@@ -125,6 +127,9 @@ class Writer(threading.Thread):
         self._mode = mode
         self._backlog: deque[Item] = deque()
         self._buf = bytearray()
+        self._checked_at = 0.0
+        self._since_check: list[bytes] = []
+        self._since_check_bytes = 0
         self._unsynced = 0
         self._dirty_since = 0.0
         self._since_checkpoint = 0
@@ -255,7 +260,7 @@ class Writer(threading.Thread):
                     self._flush()
             if final:
                 self._checkpoint()
-            self._flush()
+            self._flush(check=final)
             if final or self._sync_due():
                 self._sync_now()
             if final:
@@ -330,13 +335,11 @@ class Writer(threading.Thread):
 
     # -- I/O ----------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, *, check: bool = False) -> None:
         """Write the pending lines in one call; a short write is an error (disk full)."""
         if not self._buf:
             return
-        moved = self.regular and self._moved()
-        if moved:
-            self._reopen()
+        moved = self._check_path(check)
         data = bytes(self._buf)
         written = _write(self.fd, data)
         if written != len(data):
@@ -344,27 +347,63 @@ class Writer(threading.Thread):
         self.size += written
         self.written += data.count(b"\n")
         self._buf.clear()
+        if self.regular:
+            self._since_check.append(data)
+            self._since_check_bytes += len(data)
         if moved:
             self._note_moved(moved)
         if self._fsync == "always":
             self._sync_now()
 
+    def _check_path(self, force: bool) -> str | None:
+        """Continue at ``path`` if it no longer names the open file; why, if so.
+
+        Checked at most every :data:`_PATH_CHECK` seconds (and before a rotation
+        and at the end): each ``stat`` hands the GIL over twice, which costs the
+        request path more than the check is worth on every write. Lines written
+        since the last check are kept until the next one, so those that went into
+        a deleted file are written again into the new one.
+        """
+        if not self.regular:
+            return None
+        now = time.monotonic()
+        if not (
+            force
+            or now - self._checked_at >= _PATH_CHECK
+            or self._since_check_bytes >= _FLUSH_BYTES * 8
+        ):
+            return None
+        self._checked_at = now
+        why = self._moved()
+        if why is not None:
+            self._reopen(replay=why == "deleted")
+        self._since_check, self._since_check_bytes = [], 0
+        return why
+
     def _moved(self) -> str | None:
         """Why ``path`` no longer names the open file (deleted, or replaced), if it does not."""
+        mine = os.fstat(self.fd)
         try:
             there = os.stat(self.path)
         except FileNotFoundError:
             return "deleted"
-        mine = os.fstat(self.fd)
         if (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev):
-            return "replaced"
+            # Renamed away (its lines are still there), or deleted and recreated.
+            return "replaced" if mine.st_nlink else "deleted"
         return None
 
-    def _reopen(self) -> None:
-        """Continue at ``path``: lines written to a deleted file would be lost unseen."""
+    def _reopen(self, *, replay: bool) -> None:
+        """Continue at ``path``; lines that went into a deleted file are written again."""
         fd, self.regular = self._open()
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
+        if replay and self._since_check:
+            # They were written (and counted) before: only the file is new.
+            data = b"".join(self._since_check)
+            written = _write(self.fd, data)
+            if written != len(data):
+                raise OSError(_short_write_errno(self.fd), "short write")
+            self.size += written
 
     def _note_moved(self, why: str) -> None:
         """Record, in the new file and the fallback, that the chain continues here."""
@@ -421,7 +460,7 @@ class Writer(threading.Thread):
     def _rotate(self) -> None:
         """Close the file with a checkpoint and fsync, rename it, start a new one."""
         self._checkpoint()
-        self._flush()
+        self._flush(check=True)
         self._unsynced = max(self._unsynced, 1)
         self._sync_now()
         os.rename(self.path, f"{self.path}.{self.seq:012d}")
