@@ -27,11 +27,15 @@ _MAX_RUN = {
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
-# Escapes may sit between words (urllib's quote writes only spaces and punctuation
-# as %NN): a run is three escapes or more, each followed by up to a word.
-_PERCENT = re.compile(r"[^%\s]{0,24}(?:%[0-9a-fA-F]{2}[^%\s]{0,24}){3,}")
-_HTML_ENTITIES = re.compile(r"(?:&#(?:[0-9]{1,7}|[xX][0-9a-fA-F]{1,6});[^&\s]{0,24}){3,}")
-_UNICODE_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4}[^\\\s]{0,24}){3,}")
+# Text-level escapes may sit anywhere (one letter per word, words between them,
+# "&nbsp;" as the space): a text with three of one kind is decoded whole.
+_TEXT_ESCAPES = {
+    "percent": re.compile(r"%[0-9a-fA-F]{2}"),
+    # With or without ";", any number of leading zeros, as HTML parsers read them.
+    "html_entity": re.compile(r"&#(?:[0-9]+|[xX][0-9a-fA-F]+);?|&[A-Za-z]{2,8};"),
+    "unicode_escape": re.compile(r"\\u[0-9a-fA-F]{4}"),
+}
+_TEXT_MARKERS = {"percent": "%", "html_entity": "&", "unicode_escape": "\\u"}
 _ONE_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
@@ -72,12 +76,9 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     candidates: list[tuple[str, str]] = []
     if "\\x" in text:
         candidates.extend(("hex_escape", m.group()) for m in _HEX_ESCAPES.finditer(text))
-    if "%" in text:
-        candidates.extend(("percent", m.group()) for m in _PERCENT.finditer(text))
-    if "&#" in text:
-        candidates.extend(("html_entity", m.group()) for m in _HTML_ENTITIES.finditer(text))
-    if "\\u" in text:
-        candidates.extend(("unicode_escape", m.group()) for m in _UNICODE_ESCAPES.finditer(text))
+    for encoding, marker in _TEXT_MARKERS.items():
+        if marker in text and _three(_TEXT_ESCAPES[encoding], text):
+            candidates.append((encoding, text))
     for match in _BASE64.finditer(text):
         run = match.group()
         if _HEX.fullmatch(run):
@@ -108,6 +109,12 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     return found
 
 
+def _three(pattern: re.Pattern[str], text: str) -> bool:
+    """True when ``pattern`` occurs at least three times (found lazily)."""
+    matches = pattern.finditer(text)
+    return sum(1 for _ in zip(range(3), matches, strict=False)) == 3
+
+
 def _decode_text(encoding: str, run: str) -> str | None:
     """Percent escapes, HTML character references or ``\\uXXXX`` escapes decoded."""
     if encoding == "html_entity":
@@ -116,10 +123,8 @@ def _decode_text(encoding: str, run: str) -> str | None:
         decoded = _ONE_UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), run)
         # A surrogate pair written as two escapes: joined; a lone one stays escaped.
         return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    try:
-        return unquote(run, errors="strict")
-    except UnicodeDecodeError:
-        return None
+    # Malformed sequences are kept as U+FFFD: a stray byte must not hide the rest.
+    return unquote(run, errors="replace")
 
 
 __all__ = ["MIN_RUN", "decode_payloads"]

@@ -43,6 +43,9 @@ class _Compiled:
     squashed: re.Pattern[str]
 
 
+_NOT_A_PAYLOAD = frozenset({"scan_limit", "invisible_characters", "bidi_control", "homoglyph"})
+
+
 def _fingerprint(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
@@ -411,7 +414,9 @@ class PromptInjectionScanner:
         for encoding, decoded in decode_payloads(text, budget):
             before = len(state.findings)
             self.scan_into(state, decoded, f"{path or ''}/{encoding}", depth + 1)
-            inner = [f for f in state.findings[before:] if f.kind != "scan_limit"]
+            # Decoded invisible or look-alike characters count once, in the inner
+            # scan; an escaped soft hyphen is no sign of a hidden payload.
+            inner = [f for f in state.findings[before:] if f.kind not in _NOT_A_PAYLOAD]
             if inner:
                 self._add(state, "encoded_payload", 0.3, path, encoding)
 

@@ -61,8 +61,44 @@ def redact_json(
     try:
         json.loads(text)
     except ValueError:
-        return redactor.redact_text(text, findings, offset), findings
+        return _lenient(redactor, text, findings, offset), findings
     return _document(redactor, text, findings, offset, 0, keys=keys), findings
+
+
+# A string literal, or the unterminated one a cut-off document ends with.
+_OPEN_OR_CLOSED = re.compile(r'"(?:[^"\\]|\\.)*(?:(")|\\?\Z)', re.DOTALL)
+
+
+def _lenient(redactor: SecretRedactor, text: str, findings: list[Finding], offset: int) -> str:
+    """JSON-ish text that does not parse (cut off, a trailing comma), escapes still decoded.
+
+    Plain-text redaction alone would let escapes hide a secret (``\\nAKIA…``, a
+    ``\\u005f`` inside a key, ``PASSWORD=\\"…\\"``). So every string literal,
+    the unterminated last one too, is decoded and redacted as a value, and the
+    result is then redacted as plain text as well. Offsets of findings inside
+    literals with escapes are approximate.
+    """
+    parts: list[str] = []
+    position = 0
+    for match in _OPEN_OR_CLOSED.finditer(text):
+        raw = match.group()
+        closed = match.group(1) is not None
+        source = raw if closed else raw.removesuffix("\\") + '"'
+        try:
+            value = json.loads(source)
+        except ValueError:
+            continue  # not a literal after all: left to the plain-text pass
+        if not isinstance(value, str):
+            continue
+        new = _value(redactor, value, findings, offset + match.start() + 1, 0)
+        if new is value:
+            continue
+        encoded = json.dumps(new, ensure_ascii=False)
+        parts.append(text[position : match.start()])
+        parts.append(encoded if closed else encoded[:-1])
+        position = match.end()
+    parts.append(text[position:])
+    return redactor.redact_text("".join(parts), findings, offset)
 
 
 def _keys_may_occur(redactor: SecretRedactor, text: str) -> bool:

@@ -37,6 +37,11 @@ class JSONStream:
         self._fallback: TextStream | None = None
         self.findings: list[Finding] = []
 
+    @property
+    def held(self) -> int:
+        """How many characters are held back right now."""
+        return self._fallback.held if self._fallback is not None else self._size
+
     def feed(self, chunk: str) -> str:
         """Hold ``chunk``; past the limit, switch to plain-text redaction."""
         if self._fallback is not None:

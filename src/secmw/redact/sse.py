@@ -56,15 +56,21 @@ MAX_EVENT = 1024 * 1024
 
 Key = tuple[Any, ...]
 Build = Callable[[str], dict[str, Any]]
+# A delta field of an event: its stream's key, the dict holding it, its name, a
+# builder for a follow-up event, and the tool call's id when one is sent.
+Field = tuple[Key, dict[str, Any], str, Build, Any]
 
 
 class _Delta:
-    __slots__ = ("build", "event", "stream")
+    __slots__ = ("build", "event", "ident", "stream")
 
-    def __init__(self, stream: TextStream | JSONStream, build: Build, event: str | None) -> None:
+    def __init__(
+        self, stream: TextStream | JSONStream, build: Build, event: str | None, ident: Any
+    ) -> None:
         self.stream = stream
         self.build = build
         self.event = event
+        self.ident = ident  # a tool call's id, when the server sends one
 
 
 class SSEStream:
@@ -73,7 +79,9 @@ class SSEStream:
     __slots__ = (
         "_consumed",
         "_deltas",
+        "_discarding",
         "_eol",
+        "_event_findings",
         "_passthrough",
         "_pending",
         "_pending_size",
@@ -92,6 +100,10 @@ class SSEStream:
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
         self._passthrough: TextStream | None = None
+        # Characters of an oversized event being dropped (None: not dropping).
+        self._discarding: int | None = None
+        # Where findings of an event's own text go while its offsets are remapped.
+        self._event_findings: list[Finding] | None = None
         self.max_event = max_event
         self.findings: list[Finding] = []
 
@@ -143,7 +155,22 @@ class SSEStream:
         return "".join(reversed(parts))
 
     def _plain_stream(self) -> TextStream:
-        """The plain-text stream for an oversized event, its offsets counted in the body."""
+        """The plain-text stream for an oversized event, its offsets counted in the body.
+
+        When delta text is still held for an open block, the held text and the
+        whole oversized event are dropped instead (a ``held_text_dropped``
+        finding): a secret split between them could be matched in neither, since
+        the event is redacted as raw SSE text, its delta field never joined to the
+        held part. Events of that size are not token deltas; failing closed costs
+        one anomalous event.
+        """
+        held = [key for key, delta in self._deltas.items() if delta.stream.held]
+        if held:
+            self.findings.append(
+                Finding("redact", "held_text_dropped", 1.0, detail="oversized event dropped")
+            )
+            self._deltas.clear()
+            self._discarding = 0
         return TextStream(self._redactor, self._consumed)
 
     def _take(self) -> str:
@@ -157,6 +184,14 @@ class SSEStream:
         stream = self._passthrough
         assert stream is not None
         match = EVENT_END.search(chunk)
+        if self._discarding is not None:
+            if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
+                self._discarding += len(chunk)
+                return ""
+            self._consumed += self._discarding + match.end()
+            self._discarding = None
+            self._passthrough = None
+            return self.feed(chunk[match.end() :])
         if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
             return stream.feed(chunk)
         out = stream.feed(chunk[: match.end()]) + stream.flush()
@@ -168,7 +203,10 @@ class SSEStream:
     def flush(self) -> str:
         """End of body: the last event (even unterminated) and all held delta text."""
         out = ""
-        if self._passthrough is not None:
+        if self._discarding is not None:
+            self._discarding = None
+            self._passthrough = None
+        elif self._passthrough is not None:
             out = self._passthrough.flush()
             self.findings.extend(self._passthrough.findings)
             self._passthrough = None
@@ -233,18 +271,24 @@ class SSEStream:
             json.loads(joined)
         except ValueError:
             return None
-        count = len(self.findings)
-        closed, redacted = self._data(joined, name, 0)
-        # Offsets in the joined value back to offsets in the body, line by line.
+        own: list[Finding] = []
+        self._event_findings = own
+        try:
+            closed, redacted = self._data(joined, name, 0)
+        finally:
+            self._event_findings = None
+        # Offsets in the joined value back to offsets in the body, line by line
+        # (delta findings keep theirs: they count within their block's text).
         edges = [0]
         for value in values:
             edges.append(edges[-1] + len(value) + 1)
-        for number in range(count, len(self.findings)):
-            finding = self.findings[number]
-            self.findings[number] = dataclasses.replace(
-                finding,
-                start=_in_body(finding.start, edges, starts),
-                end=_in_body(finding.end, edges, starts),
+        for finding in own:
+            self.findings.append(
+                dataclasses.replace(
+                    finding,
+                    start=_in_body(finding.start, edges, starts),
+                    end=_in_body(finding.end, edges, starts),
+                )
             )
         head: list[str] = []
         eol = self._eol
@@ -268,20 +312,29 @@ class SSEStream:
         try:
             data = json.loads(value)
         except ValueError:
-            return "", self._redactor.redact_text(value, self.findings, offset)
+            own = self.findings if self._event_findings is None else self._event_findings
+            return "", self._redactor.redact_text(value, own, offset)
         if not isinstance(data, dict):
             return "", self._json(value, offset)
         ending = _ending(data)
         changed = False
-        for key, holder, field, build in _fields(data):
+        started = ""
+        for key, holder, field, build, ident in _fields(data):
             delta = self._deltas.get(key)
+            if delta is not None and ident is not None and delta.ident not in (None, ident):
+                # Another call in the slot of an unfinished one: servers that number
+                # every parallel call 0, or not at all. The first one ends here.
+                started += self._close(lambda open_key, key=key: open_key == key)  # type: ignore[misc]
+                delta = None
             if delta is None:
                 stream: TextStream | JSONStream = (
                     JSONStream(self._redactor, self.max_event)
                     if _json_source(key)
                     else TextStream(self._redactor)
                 )
-                delta = self._deltas[key] = _Delta(stream, build, name)
+                delta = self._deltas[key] = _Delta(stream, build, name, ident)
+            elif delta.ident is None:
+                delta.ident = ident
             piece = holder[field]
             safe = delta.stream.feed(piece)
             if ending(key):
@@ -293,7 +346,7 @@ class SSEStream:
                 holder[field] = safe
                 changed = True
         # Blocks that end here without a piece in this event: their rest first.
-        closed = self._close(ending)
+        closed = started + self._close(ending)
         if not changed:
             return closed, self._json(value, offset)
         # Delta findings count within their block's joined text (the secret may span events).
@@ -305,7 +358,7 @@ class SSEStream:
         from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
 
         out, findings = redact_json(self._redactor, value, offset)
-        self.findings.extend(findings)
+        (self.findings if self._event_findings is None else self._event_findings).extend(findings)
         return out
 
     def _close(self, which: Callable[[Key], bool]) -> str:
@@ -385,9 +438,9 @@ def _arguments(slot: Any) -> Callable[[str], dict[str, Any]]:
     return delta
 
 
-def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]]:
+def _fields(data: dict[str, Any]) -> list[Field]:
     """The delta text fields of one event, with a builder for a follow-up event."""
-    found: list[tuple[Key, dict[str, Any], str, Build]] = []
+    found: list[Field] = []
     kind = data.get("type")
     delta = data.get("delta")
     if kind == "content_block_delta" and isinstance(delta, dict):
@@ -395,7 +448,7 @@ def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]
         for field in _ANTHROPIC_FIELDS:
             if isinstance(delta.get(field), str):
                 build = _anthropic(index, delta.get("type"), field)
-                found.append((("anthropic", index, field), delta, field, build))
+                found.append((("anthropic", index, field), delta, field, build, None))
     elif (
         isinstance(kind, str)
         and kind.startswith("response.")
@@ -404,7 +457,7 @@ def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]
     ):
         key = ("responses", kind, data.get("item_id"), data.get("content_index"))
         template = {k: v for k, v in data.items() if k not in ("delta", "sequence_number")}
-        found.append((key, data, "delta", _responses(template)))
+        found.append((key, data, "delta", _responses(template), None))
     candidates = data.get("candidates")
     if isinstance(candidates, list):
         for number, candidate in enumerate(candidates):
@@ -413,7 +466,9 @@ def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]
             index = candidate.get("index", number) if isinstance(candidate, dict) else number
             for slot, part in enumerate(parts if isinstance(parts, list) else ()):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    found.append((("gemini", index, slot), part, "text", _gemini(index, slot)))
+                    found.append(
+                        (("gemini", index, slot), part, "text", _gemini(index, slot), None)
+                    )
     choices = data.get("choices")
     if isinstance(choices, list):
         frame = {k: v for k, v in data.items() if k in ("id", "object", "created", "model")}
@@ -423,23 +478,22 @@ def _fields(data: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str, Build]
     return found
 
 
-def _chat_fields(
-    frame: dict[str, Any], choice: dict[str, Any]
-) -> list[tuple[Key, dict[str, Any], str, Build]]:
-    found: list[tuple[Key, dict[str, Any], str, Build]] = []
+def _chat_fields(frame: dict[str, Any], choice: dict[str, Any]) -> list[Field]:
+    found: list[Field] = []
     delta = choice["delta"]
     index = choice.get("index")
     for field in _CHAT_FIELDS:
         if isinstance(delta.get(field), str):
             build = _chat(frame, index, _text_field(field))
-            found.append((("chat", index, field), delta, field, build))
+            found.append((("chat", index, field), delta, field, build, None))
     calls = delta.get("tool_calls")
     for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             slot = call.get("index")
             build = _chat(frame, index, _arguments(slot))
-            found.append((("chat", index, "tool", slot), function, "arguments", build))
+            ident = call.get("id")
+            found.append((("chat", index, "tool", slot), function, "arguments", build, ident))
     return found
 
 

@@ -405,3 +405,73 @@ def test_a_byte_order_mark_before_the_first_event_is_skipped_as_clients_do() -> 
     out, _ = REDACTOR.redact(body, "text/event-stream")
     assert out.startswith("\ufeffdata: ") and GITHUB[4:] not in out
     assert json.loads(out[7:]) == {"k": "x/[REDACTED:github_token]"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"command": "echo ok\\n' + AKIA + " more",  # cut off (finish_reason "length")
+        '{"command": "echo ok\\n' + AKIA + '",}',  # a trailing comma
+        '{"command": "export DB_PASSWORD=\\"Zq8kLm2Vx9rT4wQ7\\" && ',
+        '{"token_value": "' + GITHUB.replace("_", "\\u005f") + '", "more": "',
+    ],
+)
+def test_json_that_does_not_parse_still_has_its_escapes_decoded(document: str) -> None:
+    out, findings = REDACTOR.redact(document, "application/json")
+    assert findings
+    for secret in (AKIA, "Zq8kLm2Vx9rT4wQ7", GITHUB[4:]):
+        assert secret not in out
+
+
+def test_an_oversized_event_after_held_tool_arguments_is_dropped_not_split() -> None:
+    # A key split between held arguments and an event too large to buffer could
+    # be matched in neither: both are dropped, and a finding says so.
+    head = json.dumps({"command": "x " + AKIA[:10]})[:-2]
+    big = AKIA[10:] + " " + "lorem " * 400
+    body = _anthropic_tool(head, 7).rsplit("event: content_block_stop", 1)[0]
+    payload = {"type": "content_block_delta", "index": 1}
+    payload["delta"] = {"type": "input_json_delta", "partial_json": big}
+    body += f"event: content_block_delta\ndata: {json.dumps(payload)}\n\n"
+    body += "event: message_stop\ndata: {}\n\n"
+    stream = SSEStream(REDACTOR, max_event=1024)
+    out = "".join(stream.feed(body[i : i + 256]) for i in range(0, len(body), 256))
+    out += stream.flush()
+    assert AKIA[:10] not in out and AKIA[10:] not in out
+    assert "held_text_dropped" in [f.kind for f in stream.findings]
+    assert out.endswith("event: message_stop\ndata: {}\n\n")
+
+
+@pytest.mark.parametrize("index", [0, None])
+def test_parallel_tool_calls_numbered_alike_stay_separate(index: int | None) -> None:
+    # Ollama numbers every parallel call 0; Gemini's compatible endpoint sends none.
+    def event(call: dict[str, object]) -> str:
+        if index is not None:
+            call = {**call, "index": index}
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+
+    first = json.dumps({"path": "a.sh", "content": "echo\n" + AKIA})
+    second = json.dumps({"path": "b.sh", "content": "echo hi"})
+    body = (
+        "\n\n".join(
+            [
+                event({"id": "call_1", "function": {"name": "write", "arguments": ""}}),
+                event({"function": {"arguments": first}}),
+                event({"id": "call_2", "function": {"name": "write", "arguments": ""}}),
+                event({"function": {"arguments": second}}),
+                'data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}',
+                "data: [DONE]",
+            ]
+        )
+        + "\n\n"
+    )
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    calls: list[str] = []
+    for line in out.splitlines():
+        if not line.startswith("data: {"):
+            continue
+        for call in json.loads(line[6:])["choices"][0]["delta"].get("tool_calls", []):
+            if "id" in call:
+                calls.append("")
+            calls[-1] += call["function"].get("arguments", "")
+    assert [json.loads(c)["path"] for c in calls] == ["a.sh", "b.sh"]
+    assert AKIA not in out and "[REDACTED:aws_access_key_id]" in calls[0]
