@@ -36,6 +36,7 @@ _TEXT_ESCAPES = {
     "unicode_escape": re.compile(r"\\u[0-9a-fA-F]{4}"),
 }
 _TEXT_MARKERS = {"percent": "%", "html_entity": "&", "unicode_escape": "\\u"}
+_OVERLAP = 512
 _ONE_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
@@ -77,8 +78,17 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     if "\\x" in text:
         candidates.extend(("hex_escape", m.group()) for m in _HEX_ESCAPES.finditer(text))
     for encoding, marker in _TEXT_MARKERS.items():
-        if marker in text and _three(_TEXT_ESCAPES[encoding], text):
-            candidates.append((encoding, text))
+        if marker not in text:
+            continue
+        # Decoded whole, in windows of the decode cap (overlapping, so a phrase
+        # across a window edge is read whole in one of them).
+        size = _MAX_RUN[encoding]
+        for start in range(0, len(text), size - _OVERLAP):
+            window = text[start : start + size]
+            if _three(_TEXT_ESCAPES[encoding], window):
+                candidates.append((encoding, window))
+            if start + size >= len(text):
+                break
     for match in _BASE64.finditer(text):
         run = match.group()
         if _HEX.fullmatch(run):
