@@ -33,31 +33,53 @@ class ConfigModel(BaseModel):
             return data
         for name, value in data.items():
             field = cls.model_fields.get(name)
-            if field is None or value is None:
+            if field is None:
                 continue
-            kinds = _scalar_kinds(field.annotation)
-            numeric = bool(kinds & {int, float})
-            if bool in kinds and not numeric and not isinstance(value, bool) and str not in kinds:
-                kind = type(value).__name__
-                raise ValueError(f"{FIELD_MARK}{name}: must be true or false, not {kind}")
-            if numeric and bool not in kinds and isinstance(value, bool):
-                raise ValueError(f"{FIELD_MARK}{name}: must be a number, not a boolean")
-            if numeric and str not in kinds and isinstance(value, str):
-                raise ValueError(f"{FIELD_MARK}{name}: must be a number, not a string")
+            problem = _conversion(field.annotation, value)
+            if problem is not None:
+                raise ValueError(f"{FIELD_MARK}{name}: {problem}")
         return data
 
 
-def _scalar_kinds(annotation: Any) -> set[type]:
-    """The plain scalar types (bool, int, float, str) an annotation admits."""
-    if annotation in (bool, int, float, str):
-        return {annotation}
-    found: set[type] = set()
-    if get_origin(annotation) in (Union, UnionType):
-        for member in get_args(annotation):
-            found |= _scalar_kinds(member)
-    elif get_origin(annotation) is Literal:
-        found |= {type(choice) for choice in get_args(annotation)}
-    return found
+def _conversion(annotation: Any, value: Any) -> str | None:
+    """Why pydantic would have to convert ``value`` to fit ``annotation``; ``None`` if not.
+
+    Scalars (bool, int, float) and the items of lists, tuples, sets and the values
+    of dicts are checked; models check their own fields.
+    """
+    if value is None:
+        return None
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        members = [member for member in get_args(annotation) if member is not type(None)]
+        problems = [_conversion(member, value) for member in members]
+        return None if not problems or None in problems else problems[0]
+    if origin is Literal:
+        return None  # pydantic compares literals as they are
+    if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):
+        args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+        for item in value:
+            problem = _conversion(args[0], item) if args else None
+            if problem is not None:
+                return f"an item {problem}"
+        return None
+    if origin is dict and isinstance(value, dict):
+        pair = get_args(annotation)
+        for item in value.values():
+            problem = _conversion(pair[1], item) if len(pair) == 2 else None
+            if problem is not None:
+                return f"a value {problem}"
+        return None
+    if annotation is bool and not isinstance(value, bool):
+        return f"must be true or false, not {type(value).__name__}"
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            return "must be a number, not a boolean"
+        if isinstance(value, str):
+            return "must be a number, not a string"
+        if annotation is int and isinstance(value, float):
+            return "must be a whole number, not a float"
+    return None
 
 
 def header_name(value: str) -> str:

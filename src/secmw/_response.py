@@ -57,6 +57,11 @@ _TEXTUAL = frozenset(
         "application/x-python",
         "message/rfc822",
         "message/http",
+        "application/mbox",
+        # Backups (.bak, .old, name~: the ".env.bak" leak) and more scripts (.coffee, .dart).
+        "application/x-trash",
+        "application/vnd.coffeescript",
+        "application/vnd.dart",
         "application/yaml",
         "application/x-yaml",
         "application/toml",

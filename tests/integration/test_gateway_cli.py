@@ -255,3 +255,16 @@ def test_a_refused_target_is_not_echoed_with_its_credentials(
     err = capsys.readouterr().err
     assert "no userinfo, query or fragment" in err and "api.example.test/v1" in err
     assert "hunter2" not in err and "s3cret" not in err
+
+
+def test_a_target_with_a_wrong_scheme_is_not_echoed_with_its_credentials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.upstreams.a]\ntargets = ["htps://admin:S3cretPassw0rd@api.internal/v1"]\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "a target is http(s)://" in err and "S3cretPassw0rd" not in err

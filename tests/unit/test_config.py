@@ -283,3 +283,21 @@ def test_values_that_would_be_mangled_on_the_wire_are_refused(
     with pytest.raises(ConfigError) as caught:
         load_config(data)
     assert [issue.key for issue in caught.value.issues] == [key]
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"max_body_bytes": 1024.0}, "max_body_bytes"),
+        ({"metrics": {"buckets": ["0.1", 1.0]}}, "metrics.buckets"),
+        ({"metrics": {"buckets": [True, 1.0]}}, "metrics.buckets"),
+        (
+            {"ratelimit": {"tiers": [{**TIER, "costs": {"routes": {"/x": True}}}]}},
+            "ratelimit.tiers[0].costs.routes",
+        ),
+    ],
+)
+def test_items_of_lists_and_tables_are_not_converted_either(data: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(data)
+    assert [issue.key for issue in caught.value.issues] == [key]

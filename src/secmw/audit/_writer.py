@@ -336,8 +336,15 @@ class Writer(threading.Thread):
     # -- I/O ----------------------------------------------------------------
 
     def _flush(self, *, check: bool = False) -> None:
-        """Write the pending lines in one call; a short write is an error (disk full)."""
+        """Write the pending lines in one call; a short write is an error (disk full).
+
+        ``check`` forces the path check (before a rotation, at shutdown), even
+        with nothing to write: lines written since the last check may need
+        writing again.
+        """
         if not self._buf:
+            if check and self._check_path(True) is not None:
+                self._flush()  # the line recording the break
             return
         moved = self._check_path(check)
         data = bytes(self._buf)
@@ -352,6 +359,7 @@ class Writer(threading.Thread):
             self._since_check_bytes += len(data)
         if moved:
             self._note_moved(moved)
+            self._flush()  # the line recording the break, now: there may be no next write
         if self._fsync == "always":
             self._sync_now()
 
@@ -377,6 +385,8 @@ class Writer(threading.Thread):
         why = self._moved()
         if why is not None:
             self._reopen(replay=why == "deleted")
+            if not self._buf:
+                self._note_moved(why)  # nothing else to write: the note is the line
         self._since_check, self._since_check_bytes = [], 0
         return why
 
@@ -386,7 +396,8 @@ class Writer(threading.Thread):
         try:
             there = os.stat(self.path)
         except FileNotFoundError:
-            return "deleted"
+            # Gone from the path: deleted, or renamed with nothing in its place.
+            return "replaced" if mine.st_nlink else "deleted"
         if (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev):
             # Renamed away (its lines are still there), or deleted and recreated.
             return "replaced" if mine.st_nlink else "deleted"

@@ -93,17 +93,17 @@ class UpstreamConfig(ConfigModel):
     def _targets(cls, value: list[str]) -> list[str]:
         for entry in value:
             parts = urlsplit(entry)
+            # Never echoed whole: userinfo or a query may be a credential.
+            shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{entry!r}: a target is http(s)://host[:port][/path]")
+                raise ValueError(f"{shown!r}: a target is http(s)://host[:port][/path]")
             if "@" in parts.netloc or parts.query or parts.fragment:
-                # Not echoed: userinfo or a query may be a credential.
-                shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
                 raise ValueError(f"{shown!r}: no userinfo, query or fragment in a target")
             try:
                 canonical_host(parts.hostname)
                 _ = parts.port
             except EgressDenied as exc:
-                raise ValueError(f"{entry!r}: {exc.reason}") from None
+                raise ValueError(f"{shown!r}: {exc.reason}") from None
         return value
 
     @field_validator("headers", "headers_from_env")

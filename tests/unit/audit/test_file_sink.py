@@ -592,3 +592,30 @@ def test_a_short_write_at_the_file_size_limit_is_efbig_not_a_full_disk(
         assert _writer._short_write_errno(handle.fileno()) == errno.EFBIG
         monkeypatch.setattr(resource, "getrlimit", lambda which: (1000, resource.RLIM_INFINITY))
         assert _writer._short_write_errno(handle.fileno()) == errno.ENOSPC
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+async def test_a_file_lost_just_before_shutdown_is_noticed_at_shutdown(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = make_sink(path, fsync="always", rotate_bytes=None)
+    for n in range(3):
+        await sink.emit(event(n))
+    wait_until(lambda: sink.written == 3)
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.rename(tmp_path / "moved.jsonl")  # nothing created in its place
+    await sink.aclose()  # nothing queued since: only the shutdown check can see it
+    rows = records([path])
+    notes = [r for r in rows if r["event"] == "sys_error"]
+    expected = "deleted" if how == "deleted" else "replaced"
+    assert len(notes) == 1 and notes[0]["details"]["error"] == expected
+    assert [r["event"] for r in fallback_records(fallback)] == ["sys_error"]
+    if how == "moved":
+        # Its lines stay in the moved file, not written twice.
+        moved = [r["request_id"] for r in records([tmp_path / "moved.jsonl"])]
+        assert moved == ["r0", "r1", "r2"]
+        assert "authz_allow" not in [r["event"] for r in rows]
+        assert verify_files([tmp_path / "moved.jsonl", path]).ok
