@@ -369,7 +369,13 @@ async def test_a_range_request_gets_the_whole_body_redacted(tmp_path: Any, range
 
 @pytest.mark.parametrize(
     "content_type",
-    [b"application/pem-certificate-chain", b"application/pgp-keys", b"message/rfc822"],
+    [
+        b"application/pem-certificate-chain",
+        b"application/pgp-keys",
+        b"message/rfc822",
+        b"application/mbox",
+        b"application/x-trash",
+    ],
 )
 async def test_key_files_and_mail_as_mimetypes_names_them_are_redacted(
     content_type: bytes,
