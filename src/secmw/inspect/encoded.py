@@ -73,10 +73,17 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
     one huge base64 run costs at most ``budget`` characters of decoding.
     """
     found: list[tuple[str, str]] = []
-    spent = 0
     candidates: list[tuple[str, str]] = []
     if "\\x" in text:
         candidates.extend(("hex_escape", m.group()) for m in _HEX_ESCAPES.finditer(text))
+    for match in _BASE64.finditer(text):
+        run = match.group()
+        if _HEX.fullmatch(run):
+            candidates.append(("hex", run))
+        elif not run.isalpha() and not run.isdigit():
+            # A run of letters only is a long word or identifier, not base64 worth decoding.
+            candidates.append(("base64", run))
+    windows: list[tuple[str, str]] = []
     for encoding, marker in _TEXT_MARKERS.items():
         if marker not in text:
             continue
@@ -86,16 +93,12 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
         for start in range(0, len(text), size - _OVERLAP):
             window = text[start : start + size]
             if _three(_TEXT_ESCAPES[encoding], window):
-                candidates.append((encoding, window))
+                windows.append((encoding, window))
             if start + size >= len(text):
                 break
-    for match in _BASE64.finditer(text):
-        run = match.group()
-        if _HEX.fullmatch(run):
-            candidates.append(("hex", run))
-        elif not run.isalpha() and not run.isdigit():
-            # A run of letters only is a long word or identifier, not base64 worth decoding.
-            candidates.append(("base64", run))
+    # Runs and windows have a budget each: an HTML page's "&amp;"s must not use up
+    # what a base64 payload in it needs, nor the other way round.
+    spent = 0
     for encoding, run in candidates:
         if len(found) >= max_items or spent >= budget:
             break
@@ -106,16 +109,19 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
             raw = _b64(chunk)
         elif encoding == "hex":
             raw = bytes.fromhex(chunk[: len(chunk) // 2 * 2])
-        elif encoding == "hex_escape":
-            raw = bytes.fromhex(chunk[: len(chunk) // 4 * 4].replace("\\x", ""))
         else:
-            decoded = _decode_text(encoding, chunk)
-            if decoded is not None and decoded != chunk:
-                found.append((encoding, decoded))
-            continue
+            raw = bytes.fromhex(chunk[: len(chunk) // 4 * 4].replace("\\x", ""))
         text_out = _readable(raw) if raw else None
         if text_out is not None:
             found.append((encoding, text_out))
+    spent = 0
+    for encoding, window in windows:
+        if len(found) >= max_items or spent >= budget:
+            break
+        spent += min(len(window), _MAX_RUN[encoding] - _OVERLAP)  # overlaps are not charged twice
+        decoded = _decode_text(encoding, window)
+        if decoded is not None and decoded != window:
+            found.append((encoding, decoded))
     return found
 
 

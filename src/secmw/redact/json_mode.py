@@ -67,38 +67,85 @@ def redact_json(
 
 # A string literal, or the unterminated one a cut-off document ends with.
 _OPEN_OR_CLOSED = re.compile(r'"(?:[^"\\]|\\.)*(?:(")|\\?\Z)', re.DOTALL)
+# One escape: a valid one, or anything else a backslash starts (kept as written).
+_ESCAPE_TOKEN = re.compile(
+    r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])|(\\u[0-9a-fA-F]{0,3}\Z)|\\(.?)', re.DOTALL
+)
+_SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r"}
+_SIMPLE_ESCAPES["t"] = "\t"
 
 
-def _lenient(redactor: SecretRedactor, text: str, findings: list[Finding], offset: int) -> str:
+def _loose(body: str) -> str:
+    """A literal's body decoded as far as it goes: bad or cut-off escapes kept as written."""
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token is None:
+            # A \u escape cut off by the end of the text stands for nothing yet.
+            return "" if match.group(2) is not None else match.group(3)
+        return chr(int(token[1:], 16)) if token[0] == "u" else _SIMPLE_ESCAPES[token]
+
+    return _ESCAPE_TOKEN.sub(one, body)
+
+
+def _lenient(
+    redactor: SecretRedactor, text: str, findings: list[Finding], offset: int, depth: int = 0
+) -> str:
     """JSON-ish text that does not parse (cut off, a trailing comma), escapes still decoded.
 
     Plain-text redaction alone would let escapes hide a secret (``\\nAKIA…``, a
     ``\\u005f`` inside a key, ``PASSWORD=\\"…\\"``). So every string literal,
-    the unterminated last one too, is decoded and redacted as a value, and the
-    result is then redacted as plain text as well. Offsets of findings inside
-    literals with escapes are approximate.
+    the unterminated last one too, is decoded (loosely: raw control characters,
+    bad or cut-off escapes kept) and redacted as a value, with its key when it
+    has one; the text outside the changed literals is also redacted as plain
+    text, at its own offsets. Offsets inside literals with escapes are approximate.
     """
-    parts: list[str] = []
-    position = 0
+    edits: list[tuple[int, int, str]] = []
+    previous = (0, 0)
     for match in _OPEN_OR_CLOSED.finditer(text):
         raw = match.group()
         closed = match.group(1) is not None
-        source = raw if closed else raw.removesuffix("\\") + '"'
+        body = raw[1:-1] if closed else raw[1:]
         try:
-            value = json.loads(source)
-        except ValueError:
-            continue  # not a literal after all: left to the plain-text pass
+            value = json.loads(raw if closed else raw + '"', strict=False)
+        except (ValueError, RecursionError):
+            value = _loose(body)
         if not isinstance(value, str):
-            continue
-        new = _value(redactor, value, findings, offset + match.start() + 1, 0)
+            value = _loose(body)
+        key = _key_before(text, previous, match.start())
+        previous = match.span()
+        new = _value(redactor, value, findings, offset + match.start() + 1, depth + 1, key=key)
         if new is value:
             continue
         encoded = json.dumps(new, ensure_ascii=False)
-        parts.append(text[position : match.start()])
-        parts.append(encoded if closed else encoded[:-1])
-        position = match.end()
+        edits.append((match.start(), match.end(), encoded if closed else encoded[:-1]))
+    plain = [
+        candidate
+        for candidate in redactor.scanner.scan(text)[0]
+        if not any(start < candidate.end and candidate.start < end for start, end, _ in edits)
+    ]
+    if not edits and not plain:
+        return text
+    spans = sorted(
+        [(start, end, replacement) for start, end, replacement in edits]
+        + [(c.start, c.end, c) for c in plain],
+        key=lambda span: span[0],
+    )
+    parts: list[str] = []
+    position = 0
+    for start, end, replacement in spans:
+        parts.append(text[position:start])
+        if isinstance(replacement, str):
+            parts.append(replacement)
+        else:
+            parts.append(
+                redactor.apply(
+                    text, [replacement], start, end, findings=findings, offset=offset + start
+                )
+            )
+        position = end
     parts.append(text[position:])
-    return redactor.redact_text("".join(parts), findings, offset)
+    return "".join(parts)
 
 
 def _keys_may_occur(redactor: SecretRedactor, text: str) -> bool:
@@ -350,7 +397,12 @@ def _value(
         try:
             json.loads(value)
         except ValueError:
-            pass
+            if stripped != '"':
+                # JSON text cut off or broken inside a string (tool arguments of a
+                # reply stopped by max_tokens): its escapes still hide nothing.
+                before = len(findings)
+                out = _lenient(redactor, value, findings, offset, depth + 1)
+                return value if len(findings) == before else out
         else:
             nested = _document(redactor, value, findings, offset, depth + 1)
             return value if nested == value else nested

@@ -79,7 +79,6 @@ class SSEStream:
     __slots__ = (
         "_consumed",
         "_deltas",
-        "_discarding",
         "_eol",
         "_event_findings",
         "_passthrough",
@@ -100,8 +99,6 @@ class SSEStream:
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
         self._passthrough: TextStream | None = None
-        # Characters of an oversized event being dropped (None: not dropping).
-        self._discarding: int | None = None
         # Where findings of an event's own text go while its offsets are remapped.
         self._event_findings: list[Finding] | None = None
         self.max_event = max_event
@@ -157,20 +154,9 @@ class SSEStream:
     def _plain_stream(self) -> TextStream:
         """The plain-text stream for an oversized event, its offsets counted in the body.
 
-        When delta text is still held for an open block, the held text and the
-        whole oversized event are dropped instead (a ``held_text_dropped``
-        finding): a secret split between them could be matched in neither, since
-        the event is redacted as raw SSE text, its delta field never joined to the
-        held part. Events of that size are not token deltas; failing closed costs
-        one anomalous event.
+        Open delta blocks keep what they hold: the oversized event may belong to
+        another block (another choice), whose text must not disturb them.
         """
-        held = [key for key, delta in self._deltas.items() if delta.stream.held]
-        if held:
-            self.findings.append(
-                Finding("redact", "held_text_dropped", 1.0, detail="oversized event dropped")
-            )
-            self._deltas.clear()
-            self._discarding = 0
         return TextStream(self._redactor, self._consumed)
 
     def _take(self) -> str:
@@ -184,14 +170,6 @@ class SSEStream:
         stream = self._passthrough
         assert stream is not None
         match = EVENT_END.search(chunk)
-        if self._discarding is not None:
-            if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
-                self._discarding += len(chunk)
-                return ""
-            self._consumed += self._discarding + match.end()
-            self._discarding = None
-            self._passthrough = None
-            return self.feed(chunk[match.end() :])
         if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
             return stream.feed(chunk)
         out = stream.feed(chunk[: match.end()]) + stream.flush()
@@ -203,10 +181,7 @@ class SSEStream:
     def flush(self) -> str:
         """End of body: the last event (even unterminated) and all held delta text."""
         out = ""
-        if self._discarding is not None:
-            self._discarding = None
-            self._passthrough = None
-        elif self._passthrough is not None:
+        if self._passthrough is not None:
             out = self._passthrough.flush()
             self.findings.extend(self._passthrough.findings)
             self._passthrough = None
@@ -319,12 +294,21 @@ class SSEStream:
         ending = _ending(data)
         changed = False
         started = ""
+        here: dict[Key, tuple[dict[str, Any], str]] = {}  # fields of this event, by stream
         for key, holder, field, build, ident in _fields(data):
             delta = self._deltas.get(key)
             if delta is not None and ident is not None and delta.ident not in (None, ident):
                 # Another call in the slot of an unfinished one: servers that number
-                # every parallel call 0, or not at all. The first one ends here.
-                started += self._close(lambda open_key, key=key: open_key == key)  # type: ignore[misc]
+                # every parallel call 0, or not at all. The first one ends here: in
+                # its own field when this event carries it, else in an event before.
+                if key in here:
+                    earlier, name_of = here[key]
+                    earlier[name_of] += delta.stream.flush()
+                    self.findings.extend(delta.stream.findings)
+                    del self._deltas[key]
+                    changed = True
+                else:
+                    started += self._close(lambda open_key, key=key: open_key == key)  # type: ignore[misc]
                 delta = None
             if delta is None:
                 stream: TextStream | JSONStream = (
@@ -335,6 +319,7 @@ class SSEStream:
                 delta = self._deltas[key] = _Delta(stream, build, name, ident)
             elif delta.ident is None:
                 delta.ident = ident
+            here[key] = (holder, field)
             piece = holder[field]
             safe = delta.stream.feed(piece)
             if ending(key):

@@ -423,22 +423,34 @@ def test_json_that_does_not_parse_still_has_its_escapes_decoded(document: str) -
         assert secret not in out
 
 
-def test_an_oversized_event_after_held_tool_arguments_is_dropped_not_split() -> None:
-    # A key split between held arguments and an event too large to buffer could
-    # be matched in neither: both are dropped, and a finding says so.
-    head = json.dumps({"command": "x " + AKIA[:10]})[:-2]
-    big = AKIA[10:] + " " + "lorem " * 400
-    body = _anthropic_tool(head, 7).rsplit("event: content_block_stop", 1)[0]
-    payload = {"type": "content_block_delta", "index": 1}
-    payload["delta"] = {"type": "input_json_delta", "partial_json": big}
-    body += f"event: content_block_delta\ndata: {json.dumps(payload)}\n\n"
-    body += "event: message_stop\ndata: {}\n\n"
+def test_an_oversized_event_of_another_choice_leaves_held_text_alone() -> None:
+    # Choice 0 holds the head of a key while choice 1 sends one event too large to
+    # buffer: choice 0's stream goes on, and the key is redacted whole.
+    def chat(choice: int, content: str) -> str:
+        delta = {"choices": [{"index": choice, "delta": {"content": content}}]}
+        return "data: " + json.dumps(delta) + "\n\n"
+
+    finish = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    body = (
+        chat(0, "the key is ")
+        + chat(0, GITHUB[:10])
+        + chat(1, "lorem ipsum " * 200)
+        + chat(0, GITHUB[10:] + " thanks")
+        + "data: "
+        + json.dumps({"choices": [finish, {**finish, "index": 1}]})
+        + "\n\ndata: [DONE]\n\n"
+    )
     stream = SSEStream(REDACTOR, max_event=1024)
-    out = "".join(stream.feed(body[i : i + 256]) for i in range(0, len(body), 256))
+    out = "".join(stream.feed(body[i : i + 200]) for i in range(0, len(body), 200))
     out += stream.flush()
-    assert AKIA[:10] not in out and AKIA[10:] not in out
-    assert "held_text_dropped" in [f.kind for f in stream.findings]
-    assert out.endswith("event: message_stop\ndata: {}\n\n")
+    text = _delta_text(
+        out,
+        lambda e: (
+            e["choices"][0]["delta"].get("content") if e["choices"][0]["index"] == 0 else None
+        ),
+    )
+    assert text == "the key is [REDACTED:github_token] thanks"
+    assert GITHUB[10:] not in out
 
 
 @pytest.mark.parametrize("index", [0, None])
@@ -475,3 +487,46 @@ def test_parallel_tool_calls_numbered_alike_stay_separate(index: int | None) -> 
             calls[-1] += call["function"].get("arguments", "")
     assert [json.loads(c)["path"] for c in calls] == ["a.sh", "b.sh"]
     assert AKIA not in out and "[REDACTED:aws_access_key_id]" in calls[0]
+
+
+def test_cut_off_arguments_inside_a_valid_reply_are_redacted_as_json() -> None:
+    # A non-streamed reply stopped by max_tokens: valid JSON, its arguments not.
+    arguments = json.dumps({"command": "echo ok\n" + AKIA + " && ls -la /tmp"})[:-8]
+    reply = {"choices": [{"message": {"tool_calls": [{"function": {"arguments": arguments}}]}}]}
+    out, findings = REDACTOR.redact(json.dumps(reply), "application/json")
+    assert AKIA not in out and [f.kind for f in findings] == ["aws_access_key_id"]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [" C:\\\\Users", " C:\\Users", "\\u00", "\\u", "\\\\", "\\", " raw\ttab", " line\nbreak"],
+)
+def test_unparsable_literals_are_decoded_loosely(tail: str) -> None:
+    document = '{"command": "echo ok\\n' + AKIA + tail
+    out, findings = REDACTOR.redact(document, "application/json")
+    assert AKIA not in out and "aws_access_key_id" in [f.kind for f in findings]
+
+
+def test_findings_outside_literals_of_broken_json_point_into_the_text() -> None:
+    document = '{"a": "' + "x\\n" * 100 + '", password: "Zq8kL2vB9xW4mQ"'
+    out, findings = REDACTOR.redact(document, "application/json")
+    (finding,) = findings
+    assert document[finding.start : finding.end] == "Zq8kL2vB9xW4mQ"  # type: ignore[misc]
+
+
+def test_two_calls_numbered_alike_in_one_event_stay_in_order() -> None:
+    calls = [
+        {"index": 0, "id": "call_1", "function": {"name": "w", "arguments": '{"path": "a.sh"}'}},
+        {"index": 0, "id": "call_2", "function": {"name": "w", "arguments": '{"path": "b.sh"}'}},
+    ]
+    body = "data: " + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+    body += '\n\ndata: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n'
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    rebuilt: list[list[str]] = []
+    for line in out.splitlines():
+        if line.startswith("data: {"):
+            for call in json.loads(line[6:])["choices"][0]["delta"].get("tool_calls", []):
+                if "id" in call:
+                    rebuilt.append([call["id"], ""])
+                rebuilt[-1][1] += call["function"].get("arguments", "")
+    assert rebuilt == [["call_1", '{"path": "a.sh"}'], ["call_2", '{"path": "b.sh"}']]
