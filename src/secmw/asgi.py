@@ -193,9 +193,13 @@ class SecurityMiddleware:
     async def _deny(self, ctx: RequestContext, denial: Denial, send: Send) -> None:
         status, headers, body = self.pipeline.render(ctx, denial)
         ctx.status = status
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        await self.pipeline.record(ctx, denial)
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            # Recorded even when the client is gone (the send cancelled or failed).
+            with anyio.CancelScope(shield=True):
+                await self.pipeline.record(ctx, denial)
 
     # -- websocket -----------------------------------------------------------
 
@@ -217,6 +221,10 @@ class SecurityMiddleware:
         except Denial as denial:
             await self._deny_websocket(scope, ctx, denial, send)
             return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await pipeline.record(ctx, name="request_aborted", reason="cancelled")
+            raise
 
         session = WebSocketSession(ctx, pipeline, receive, send, first)
         try:

@@ -20,6 +20,7 @@ from tests.support import (
     call,
     chunked_app,
     http_scope,
+    ws_scope,
 )
 
 pytestmark = pytest.mark.anyio
@@ -574,3 +575,50 @@ async def test_a_request_leaves_no_reference_cycle_behind() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+async def test_a_refusal_whose_send_is_cancelled_is_still_audited() -> None:
+    import anyio
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {"audit": {"sink": "none"}}, audit=audit)
+    sending = anyio.Event()
+
+    async def stuck_send(message: dict[str, Any]) -> None:
+        sending.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, http_scope("/private"), Receiver.body(b""), stuck_send)
+        await sending.wait()
+        group.cancel_scope.cancel()
+    assert [e.status for e in audit.named("authn_token_missing")] == [401]
+
+
+async def test_a_websocket_handshake_cancelled_during_its_checks_is_audited() -> None:
+    import anyio
+
+    from secmw.context import RequestContext
+
+    entered = anyio.Event()
+
+    class SlowAuth:
+        credential = "bearer"
+
+        async def authenticate(self, ctx: RequestContext) -> None:
+            entered.set()
+            await anyio.sleep_forever()
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        EchoApp(), {"audit": {"sink": "none"}}, authenticator=SlowAuth(), audit=audit
+    )
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, ws_scope("/ws"), receive, Sender())
+        await entered.wait()
+        group.cancel_scope.cancel()
+    assert [e.reason for e in audit.named("request_aborted")] == ["cancelled"]

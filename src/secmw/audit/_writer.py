@@ -346,7 +346,7 @@ class Writer(threading.Thread):
             if check and self._check_path(True) is not None:
                 self._flush()  # the line recording the break
             return
-        moved = self._check_path(check)
+        self._check_path(check)
         data = bytes(self._buf)
         written = _write(self.fd, data)
         if written != len(data):
@@ -357,9 +357,6 @@ class Writer(threading.Thread):
         if self.regular:
             self._since_check.append(data)
             self._since_check_bytes += len(data)
-        if moved:
-            self._note_moved(moved)
-            self._flush()  # the line recording the break, now: there may be no next write
         if self._fsync == "always":
             self._sync_now()
 
@@ -385,8 +382,8 @@ class Writer(threading.Thread):
         why = self._moved()
         if why is not None:
             self._reopen(replay=why == "deleted")
-            if not self._buf:
-                self._note_moved(why)  # nothing else to write: the note is the line
+            # Pending with the rest: a failed write keeps it, like the lines before it.
+            self._note_moved(why)
         self._since_check, self._since_check_bytes = [], 0
         return why
 
@@ -409,12 +406,9 @@ class Writer(threading.Thread):
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
         if replay and self._since_check:
-            # They were written (and counted) before: only the file is new.
-            data = b"".join(self._since_check)
-            written = _write(self.fd, data)
-            if written != len(data):
-                raise OSError(_short_write_errno(self.fd), "short write")
-            self.size += written
+            # Pending again, ahead of what is queued: a write error keeps them
+            # pending (and retried) like any other line.
+            self._buf[:0] = b"".join(self._since_check)
 
     def _note_moved(self, why: str) -> None:
         """Record, in the new file and the fallback, that the chain continues here."""
@@ -474,7 +468,17 @@ class Writer(threading.Thread):
         self._flush(check=True)
         self._unsynced = max(self._unsynced, 1)
         self._sync_now()
-        os.rename(self.path, f"{self.path}.{self.seq:012d}")
+        try:
+            os.rename(self.path, f"{self.path}.{self.seq:012d}")
+        except FileNotFoundError:
+            # Moved away (or deleted) between the check and the rename: not ours to
+            # rotate any more. Continue at the path, as a check would have.
+            why = self._moved() or "replaced"
+            self._reopen(replay=why == "deleted")
+            self._note_moved(why)
+            self._since_check, self._since_check_bytes = [], 0
+            self._flush()
+            return
         self._renamed = True
         self._open_next()
 
@@ -483,6 +487,8 @@ class Writer(threading.Thread):
         fd, _ = self._open()
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, 0, time.monotonic()
+        # What was written before is in the rotated file now, not to be written again.
+        self._since_check, self._since_check_bytes = [], 0
         self._renamed = False
         self._sync_dir()
         if self._keep is not None:

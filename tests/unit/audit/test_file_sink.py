@@ -619,3 +619,42 @@ async def test_a_file_lost_just_before_shutdown_is_noticed_at_shutdown(
         assert moved == ["r0", "r1", "r2"]
         assert "authz_allow" not in [r["event"] for r in rows]
         assert verify_files([tmp_path / "moved.jsonl", path]).ok
+
+
+async def test_a_rotation_then_a_deletion_writes_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, fsync="always", rotate_bytes=4096)
+    for n in range(40):
+        await sink.emit(event(n, reason="x" * 100))
+    wait_until(lambda: sink.written >= 40)
+    path.unlink()  # the live file, right after a rotation
+    for n in range(40, 45):
+        await sink.emit(event(n))
+    await sink.aclose()
+    files = trail_files(path)
+    ids = [r["request_id"] for r in records(files) if r["event"] == "authz_allow"]
+    assert len(ids) == len(set(ids))  # no line twice
+    assert ids[-5:] == [f"r{n}" for n in range(40, 45)]
+    result = verify_files(files, allow_missing_head=True)
+    assert result.ok, result.problem
+
+
+async def test_a_write_error_while_lines_are_written_again_loses_neither_them_nor_the_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = make_sink(path, fsync="always", rotate_bytes=None, retry_interval=0.01)
+    for n in range(3):
+        await sink.emit(event(n))
+    wait_until(lambda: sink.written == 3)
+    path.unlink()
+    await anyio.sleep(0.6)  # the next write checks the path
+    _failing_writes(monkeypatch, 1, short=False)  # and fails once, then is retried
+    await sink.emit(event(3))
+    wait_until(lambda: sink.written >= 6)
+    await sink.aclose()
+    rows = records([path])
+    ids = [r["request_id"] for r in rows if r["event"] == "authz_allow"]
+    assert ids == ["r0", "r1", "r2", "r3"]
+    assert [r["details"]["error"] for r in rows if r["event"] == "sys_error"] == ["deleted"]
+    assert verify_files([path]).ok
