@@ -77,6 +77,8 @@ def _conversion(annotation: Any, value: Any) -> str | None:
             return "must be a number, not a boolean"
         if isinstance(value, str):
             return "must be a number, not a string"
+        if not isinstance(value, (int, float)):  # bytes, Decimal, Fraction...
+            return f"must be a number, not {type(value).__name__}"
         if annotation is int and isinstance(value, float):
             return "must be a whole number, not a float"
     return None
