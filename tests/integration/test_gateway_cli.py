@@ -243,28 +243,36 @@ def test_a_header_value_from_the_environment_is_checked_too(
     assert "Evil" not in err
 
 
+@pytest.mark.parametrize(
+    ("target", "problem", "kept", "secrets"),
+    [
+        (
+            "https://svc:hunter2@api.example.test/v1?key=s3cret",
+            "no userinfo, query or fragment",
+            "api.example.test/v1",
+            ("hunter2", "s3cret"),
+        ),
+        (
+            "htps://admin:S3cretPassw0rd@api.internal/v1",
+            "a target is http(s)://",
+            "api.internal/v1",
+            ("S3cretPassw0rd",),
+        ),
+    ],
+)
 def test_a_refused_target_is_not_echoed_with_its_credentials(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+    problem: str,
+    kept: str,
+    secrets: tuple[str, ...],
 ) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(
-        '[gateway]\nroutes = [{upstream = "a"}]\n'
-        '[gateway.upstreams.a]\ntargets = ["https://svc:hunter2@api.example.test/v1?key=s3cret"]\n'
+        f'[gateway]\nroutes = [{{upstream = "a"}}]\n[gateway.upstreams.a]\ntargets = ["{target}"]\n'
     )
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "no userinfo, query or fragment" in err and "api.example.test/v1" in err
-    assert "hunter2" not in err and "s3cret" not in err
-
-
-def test_a_target_with_a_wrong_scheme_is_not_echoed_with_its_credentials(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        '[gateway]\nroutes = [{upstream = "a"}]\n'
-        '[gateway.upstreams.a]\ntargets = ["htps://admin:S3cretPassw0rd@api.internal/v1"]\n'
-    )
-    assert main(["check-config", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "a target is http(s)://" in err and "S3cretPassw0rd" not in err
+    assert problem in err and kept in err
+    assert not any(secret in err for secret in secrets)

@@ -541,15 +541,21 @@ def test_a_fifo_without_a_reader_is_an_error_not_a_hang(tmp_path: Path) -> None:
         JSONLFileSink(fifo, handle_sigterm=False)
 
 
+async def _three_on_disk(path: Path, **options: Any) -> tuple[JSONLFileSink, Any]:
+    """A sink (fsync always) whose first three events are on disk."""
+    sink, fallback = make_sink(path, fsync="always", **options)
+    for n in range(3):
+        await sink.emit(event(n))
+    wait_until(lambda: sink.written == 3)
+    return sink, fallback
+
+
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 async def test_a_file_deleted_or_moved_away_in_use_is_noticed_and_continued(
     tmp_path: Path, how: str
 ) -> None:
     path = tmp_path / "audit.jsonl"
-    sink, fallback = make_sink(path, fsync="always", rotate_bytes=4096)
-    for n in range(3):
-        await sink.emit(event(n))
-    wait_until(lambda: sink.written == 3)
+    sink, fallback = await _three_on_disk(path, rotate_bytes=4096)
     if how == "deleted":
         path.unlink()
     else:
@@ -599,10 +605,7 @@ async def test_a_file_lost_just_before_shutdown_is_noticed_at_shutdown(
     tmp_path: Path, how: str
 ) -> None:
     path = tmp_path / "audit.jsonl"
-    sink, fallback = make_sink(path, fsync="always", rotate_bytes=None)
-    for n in range(3):
-        await sink.emit(event(n))
-    wait_until(lambda: sink.written == 3)
+    sink, fallback = await _three_on_disk(path, rotate_bytes=None)
     if how == "deleted":
         path.unlink()
     else:
@@ -643,10 +646,7 @@ async def test_a_write_error_while_lines_are_written_again_loses_neither_them_no
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "audit.jsonl"
-    sink, fallback = make_sink(path, fsync="always", rotate_bytes=None, retry_interval=0.01)
-    for n in range(3):
-        await sink.emit(event(n))
-    wait_until(lambda: sink.written == 3)
+    sink, fallback = await _three_on_disk(path, rotate_bytes=None, retry_interval=0.01)
     path.unlink()
     await anyio.sleep(0.6)  # the next write checks the path
     _failing_writes(monkeypatch, 1, short=False)  # and fails once, then is retried
