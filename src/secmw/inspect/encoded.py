@@ -96,8 +96,8 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
                 windows.append((encoding, window))
             if start + size >= len(text):
                 break
-    # Runs and windows have a budget each: an HTML page's "&amp;"s must not use up
-    # what a base64 payload in it needs, nor the other way round.
+    # Runs and windows have a budget and an item cap each: an HTML page's "&amp;"s
+    # must not use up what a base64 payload in it needs, nor the other way round.
     spent = 0
     for encoding, run in candidates:
         if len(found) >= max_items or spent >= budget:
@@ -114,9 +114,9 @@ def decode_payloads(text: str, budget: int, max_items: int = 16) -> list[tuple[s
         text_out = _readable(raw) if raw else None
         if text_out is not None:
             found.append((encoding, text_out))
-    spent = 0
+    spent, from_runs = 0, len(found)
     for encoding, window in windows:
-        if len(found) >= max_items or spent >= budget:
+        if len(found) - from_runs >= max_items or spent >= budget:
             break
         spent += min(len(window), _MAX_RUN[encoding] - _OVERLAP)  # overlaps are not charged twice
         decoded = _decode_text(encoding, window)

@@ -14,6 +14,8 @@ its literal, so they are exact unless the literal holds escapes before the secre
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -81,8 +83,9 @@ def _loose(body: str) -> str:
     def one(match: re.Match[str]) -> str:
         token = match.group(1)
         if token is None:
-            # A \u escape cut off by the end of the text stands for nothing yet.
-            return "" if match.group(2) is not None else match.group(3)
+            # A \u escape cut off by the end of the text stands for nothing yet;
+            # any other bad escape stays as written.
+            return "" if match.group(2) is not None else "\\" + match.group(3)
         return chr(int(token[1:], 16)) if token[0] == "u" else _SIMPLE_ESCAPES[token]
 
     return _ESCAPE_TOKEN.sub(one, body)
@@ -97,8 +100,9 @@ def _lenient(
     ``\\u005f`` inside a key, ``PASSWORD=\\"…\\"``). So every string literal,
     the unterminated last one too, is decoded (loosely: raw control characters,
     bad or cut-off escapes kept) and redacted as a value, with its key when it
-    has one; the text outside the changed literals is also redacted as plain
-    text, at its own offsets. Offsets inside literals with escapes are approximate.
+    has one; the result is then redacted as plain text too (context outside the
+    literals still counts), its offsets mapped back. Offsets inside literals with
+    escapes are approximate.
     """
     edits: list[tuple[int, int, str]] = []
     previous = (0, 0)
@@ -119,33 +123,45 @@ def _lenient(
             continue
         encoded = json.dumps(new, ensure_ascii=False)
         edits.append((match.start(), match.end(), encoded if closed else encoded[:-1]))
-    plain = [
-        candidate
-        for candidate in redactor.scanner.scan(text)[0]
-        if not any(start < candidate.end and candidate.start < end for start, end, _ in edits)
-    ]
-    if not edits and not plain:
-        return text
-    spans = sorted(
-        [(start, end, replacement) for start, end, replacement in edits]
-        + [(c.start, c.end, c) for c in plain],
-        key=lambda span: span[0],
-    )
-    parts: list[str] = []
-    position = 0
-    for start, end, replacement in spans:
-        parts.append(text[position:start])
-        if isinstance(replacement, str):
+    if edits:
+        parts: list[str] = []
+        # (position in the edited text, position in ``text``, length kept as is)
+        pieces: list[tuple[int, int, int]] = []
+        position = written = 0
+        for start, end, replacement in edits:
+            pieces.append((written, position, start - position))
+            parts.append(text[position:start])
+            written += start - position
+            pieces.append((written, start, 0))
             parts.append(replacement)
-        else:
-            parts.append(
-                redactor.apply(
-                    text, [replacement], start, end, findings=findings, offset=offset + start
-                )
-            )
-        position = end
-    parts.append(text[position:])
-    return "".join(parts)
+            written += len(replacement)
+            position = end
+        pieces.append((written, position, len(text) - position))
+        parts.append(text[position:])
+        edited = "".join(parts)
+    else:
+        edited, pieces = text, [(0, 0, len(text))]
+    # Then the whole edited text as plain text: context outside the literals
+    # (DB_PASSWORD="...") still counts. Its offsets are mapped back to ``text``.
+    found: list[Finding] = []
+    out = redactor.redact_text(edited, found, 0)
+    starts = [piece[0] for piece in pieces]
+    findings.extend(
+        dataclasses.replace(
+            finding,
+            start=offset + _original(finding.start, pieces, starts),
+            end=offset + _original(finding.end, pieces, starts),
+        )
+        for finding in found
+    )
+    return out
+
+
+def _original(position: int | None, pieces: list[tuple[int, int, int]], starts: list[int]) -> int:
+    """A position in the edited text as a position in the original one."""
+    position = position or 0
+    new, old, kept = pieces[max(0, bisect.bisect_right(starts, position) - 1)]
+    return old + min(position - new, kept)
 
 
 def _keys_may_occur(redactor: SecretRedactor, text: str) -> bool:

@@ -36,7 +36,10 @@ class Styler:
 
     def fingerprint(self, value: str) -> str:
         """A keyed hash of ``value`` (16 hex digits); the value cannot be recovered."""
-        data = value.encode("utf-8", "surrogateescape")
+        try:
+            data = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape ("\ud800")
+            data = value.encode("utf-8", "surrogatepass")
         return hashlib.blake2b(data, key=self._key, digest_size=8).hexdigest()
 
     def _hashed(self, kind: str, value: str) -> str:

@@ -530,3 +530,25 @@ def test_two_calls_numbered_alike_in_one_event_stay_in_order() -> None:
                     rebuilt.append([call["id"], ""])
                 rebuilt[-1][1] += call["function"].get("arguments", "")
     assert rebuilt == [["call_1", '{"path": "a.sh"}'], ["call_2", '{"path": "b.sh"}']]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        'export DB_PASSWORD="Zq8kLm2Vx9rT4wQ7 ' + AKIA + '" && run\n',
+        'password="Zq8kLm2Vx9rT4wQ7\\n' + AKIA + '"',
+    ],
+)
+def test_broken_json_keeps_the_context_outside_its_literals(document: str) -> None:
+    # Plain text redacts the password by its DB_PASSWORD=" context, and the key:
+    # the JSON path (text that does not parse) must not lose either.
+    out, findings = REDACTOR.redact(document, "application/json")
+    assert "Zq8kLm2Vx9rT4wQ7" not in out and AKIA not in out
+    assert sorted(f.kind for f in findings) == ["aws_access_key_id", "generic_secret"]
+
+
+def test_a_lone_surrogate_escape_before_a_secret_does_not_crash() -> None:
+    out, findings = REDACTOR.redact(
+        '{"cmd": "DB_PASSWORD=\\ude00Zq8kLm2Vx9rT4wQ7"}', "application/json"
+    )
+    assert "Zq8kLm2Vx9rT4wQ7" not in out and findings
