@@ -250,17 +250,25 @@ class SecurityMiddleware:
         if "websocket.http.response" in extensions:
             status, headers, body = self.pipeline.render(ctx, denial)
             ctx.status = status
-            await send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
-            await self.pipeline.record(ctx, denial)
+            try:
+                await send(
+                    {"type": "websocket.http.response.start", "status": status, "headers": headers}
+                )
+                await send(
+                    {"type": "websocket.http.response.body", "body": body, "more_body": False}
+                )
+            finally:  # recorded even when the client is gone
+                with anyio.CancelScope(shield=True):
+                    await self.pipeline.record(ctx, denial)
             return
         # Without the extension the server answers a close before accept with 403;
         # the audit line records what the client saw.
         ctx.status = 403
-        await send({"type": "websocket.close", "code": close_code(denial), "reason": ""})
-        await self.pipeline.record(ctx, denial, status=403)
+        try:
+            await send({"type": "websocket.close", "code": close_code(denial), "reason": ""})
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.pipeline.record(ctx, denial, status=403)
 
     # -- lifespan ------------------------------------------------------------
 

@@ -622,3 +622,22 @@ async def test_a_websocket_handshake_cancelled_during_its_checks_is_audited() ->
         await entered.wait()
         group.cancel_scope.cancel()
     assert [e.reason for e in audit.named("request_aborted")] == ["cancelled"]
+
+
+@pytest.mark.parametrize("extension", [True, False])
+async def test_a_refused_handshake_whose_send_fails_is_still_audited(extension: bool) -> None:
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {"audit": {"sink": "none"}}, audit=audit)
+    scope = ws_scope("/ws")
+    if extension:
+        scope["extensions"] = {"websocket.http.response": {}}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def gone(message: dict[str, Any]) -> None:
+        raise OSError("client gone")
+
+    with pytest.raises(OSError):
+        await app(scope, receive, gone)
+    assert len(audit.named("authn_token_missing")) == 1

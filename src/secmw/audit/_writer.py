@@ -23,6 +23,7 @@ import errno
 import hashlib
 import os
 import queue
+import re
 import stat
 import threading
 import time
@@ -65,6 +66,26 @@ def _plain(event: AuditEvent) -> str:
             request_id=event.request_id,
             reason="event could not be rendered",
         ).to_json()
+
+
+_SEQ = re.compile(rb'\{"seq":(\d+),')
+
+
+def _last_seq(path: str, size: int) -> int:
+    """The ``seq`` of the last whole line of the file at ``path`` (0 when it has none)."""
+    if size == 0:
+        return 0
+    try:
+        with open(path, "rb") as handle:  # the sink's own descriptor is write-only
+            handle.seek(max(0, size - (1 << 16)))
+            tail = handle.read(1 << 16)
+    except OSError:
+        return 0
+    for line in reversed(tail.splitlines()):
+        found = _SEQ.match(line)
+        if found is not None:
+            return int(found.group(1))
+    return 0
 
 
 def _short_write_errno(fd: int) -> int:
@@ -407,20 +428,37 @@ class Writer(threading.Thread):
         self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
         if replay and self._since_check:
             # Pending again, ahead of what is queued: a write error keeps them
-            # pending (and retried) like any other line.
-            self._buf[:0] = b"".join(self._since_check)
+            # pending (and retried) like any other line. A copy put in the old
+            # file's place (cp + mv, sed -i) may hold some of them already.
+            last = _last_seq(self.path, self.size)
+            lines = [
+                line
+                for line in b"".join(self._since_check).splitlines(keepends=True)
+                if (found := _SEQ.match(line)) is None or int(found.group(1)) > last
+            ]
+            self._buf[:0] = b"".join(lines)
+            self.written -= len(lines)  # counted when first written
 
     def _note_moved(self, why: str) -> None:
         """Record, in the new file and the fallback, that the chain continues here."""
+        head = _SEQ.match(self._buf)
+        first = int(head.group(1)) if head else self.seq + 1  # the new file's first line
         event = AuditEvent(
             name="sys_error",
             outcome="failure",
             severity="critical",
             reason=f"audit file {why} while in use; the chain continues in a new file",
-            details={"sink": "file", "error": why, "continues_at_seq": self.seq + 1},
+            details={"sink": "file", "error": why, "continues_at_seq": first},
         )
-        self._add_line(self._formatter.render(event) or event.to_json())
+        self._add_line(self._own_line(event))
         self._alert(event)
+
+    def _own_line(self, event: AuditEvent) -> str:
+        """The writer's own event rendered: a failing user processor must not crash it."""
+        try:
+            return self._formatter.render(event) or event.to_json()
+        except Exception:
+            return _plain(event)
 
     def _sync_due(self) -> bool:
         if not self._unsynced or self._fsync != "batch":
@@ -516,7 +554,7 @@ class Writer(threading.Thread):
         self._flush()
         was, self.error = self.error, None
         event = self._state_event("sys_monitor_enabled", was or "", permanent=False)
-        self._add_line(self._formatter.render(event) or event.to_json())
+        self._add_line(self._own_line(event))
         self._alert(event)
         self.diverted_while_down = 0
 

@@ -658,3 +658,37 @@ async def test_a_write_error_while_lines_are_written_again_loses_neither_them_no
     assert ids == ["r0", "r1", "r2", "r3"]
     assert [r["details"]["error"] for r in rows if r["event"] == "sys_error"] == ["deleted"]
     assert verify_files([path]).ok
+
+
+async def test_a_processor_failing_on_the_writers_own_events_does_not_crash_it(
+    tmp_path: Path,
+) -> None:
+    def needs_path(logger: Any, method: str, data: Any) -> Any:
+        data["route"] = data["path"]  # the writer's own events have no path
+        return data
+
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, fsync="always", rotate_bytes=None, processors=[needs_path])
+    await sink.emit(event(0, path="/a"))
+    wait_until(lambda: sink.written == 1)
+    path.unlink()
+    await sink.aclose()
+    # A crashed writer would have handed both to the fallback instead.
+    rows = records([path])
+    assert [r["event"] for r in rows] == ["authz_allow", "sys_error"]
+
+
+async def test_a_copy_put_in_the_files_place_gets_no_line_twice(tmp_path: Path) -> None:
+    # cp audit.jsonl x && mv x audit.jsonl (or sed -i): the old inode has no link
+    # left, but the copy holds its lines.
+    path = tmp_path / "audit.jsonl"
+    sink, _ = await _three_on_disk(path, rotate_bytes=None)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(path.read_bytes())
+    copy.replace(path)
+    await sink.emit(event(3))
+    await sink.aclose()
+    rows = records([path])
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
+    assert sink.written == 5  # each line counted once
+    assert verify_files([path]).ok
