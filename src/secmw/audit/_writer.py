@@ -71,21 +71,21 @@ def _plain(event: AuditEvent) -> str:
 _SEQ = re.compile(rb'\{"seq":(\d+),')
 
 
-def _last_seq(path: str, size: int) -> int:
-    """The ``seq`` of the last whole line of the file at ``path`` (0 when it has none)."""
+def _tail_lines(path: str, size: int, span: int) -> set[bytes]:
+    """The whole lines (newline included) in the last ``span`` bytes of the file at ``path``.
+
+    Exact bytes, not ``seq`` numbers: a file from another trail put at the path
+    may have higher ones without holding any of our lines.
+    """
     if size == 0:
-        return 0
+        return set()
     try:
         with open(path, "rb") as handle:  # the sink's own descriptor is write-only
-            handle.seek(max(0, size - (1 << 16)))
-            tail = handle.read(1 << 16)
+            handle.seek(max(0, size - span))
+            tail = handle.read(span)
     except OSError:
-        return 0
-    for line in reversed(tail.splitlines()):
-        found = _SEQ.match(line)
-        if found is not None:
-            return int(found.group(1))
-    return 0
+        return set()
+    return set(tail.splitlines(keepends=True)[1:] if size > span else tail.splitlines(True))
 
 
 def _short_write_errno(fd: int) -> int:
@@ -430,12 +430,9 @@ class Writer(threading.Thread):
             # Pending again, ahead of what is queued: a write error keeps them
             # pending (and retried) like any other line. A copy put in the old
             # file's place (cp + mv, sed -i) may hold some of them already.
-            last = _last_seq(self.path, self.size)
-            lines = [
-                line
-                for line in b"".join(self._since_check).splitlines(keepends=True)
-                if (found := _SEQ.match(line)) is None or int(found.group(1)) > last
-            ]
+            held = b"".join(self._since_check)
+            present = _tail_lines(self.path, self.size, len(held) + (1 << 16))
+            lines = [line for line in held.splitlines(keepends=True) if line not in present]
             self._buf[:0] = b"".join(lines)
             self.written -= len(lines)  # counted when first written
 

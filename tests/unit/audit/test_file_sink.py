@@ -692,3 +692,21 @@ async def test_a_copy_put_in_the_files_place_gets_no_line_twice(tmp_path: Path) 
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
     assert sink.written == 5  # each line counted once
     assert verify_files([path]).ok
+
+
+async def test_a_file_from_another_trail_in_the_files_place_does_not_hide_our_lines(
+    tmp_path: Path,
+) -> None:
+    # Its seq numbers are higher than ours, but it holds none of our lines.
+    other = tmp_path / "other.jsonl"
+    sink_b, _ = make_sink(other, fsync="always")
+    for n in range(10):
+        await sink_b.emit(event(100 + n))
+    await sink_b.aclose()
+    path = tmp_path / "audit.jsonl"
+    sink, _ = await _three_on_disk(path, rotate_bytes=None)
+    path.unlink()
+    other.replace(path)
+    await sink.aclose()
+    ours = [r["request_id"] for r in records([path]) if r["event"] == "authz_allow"]
+    assert ours[-3:] == ["r0", "r1", "r2"]
