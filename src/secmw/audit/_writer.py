@@ -426,6 +426,8 @@ class Writer(threading.Thread):
         fd, self.regular = self._open()
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
+        if self.regular and self.size:
+            self._torn_aside()
         if replay and self._since_check:
             # Pending again, ahead of what is queued: a write error keeps them
             # pending (and retried) like any other line. A copy put in the old
@@ -435,6 +437,27 @@ class Writer(threading.Thread):
             lines = [line for line in held.splitlines(keepends=True) if line not in present]
             self._buf[:0] = b"".join(lines)
             self.written -= len(lines)  # counted when first written
+
+    def _torn_aside(self) -> None:
+        """A file put at the path that ends in a torn line: the torn part moved aside.
+
+        As at start-up: our lines must not be glued to it (one unreadable line).
+        """
+        span = min(self.size, 1 << 16)
+        with open(self.path, "rb") as handle:  # the sink's own descriptor is write-only
+            handle.seek(self.size - span)
+            tail = handle.read(span)
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut == -1 and span < self.size:
+            return  # one line over 64 KiB: left as it is
+        torn = tail[cut + 1 :]
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        with open(f"{self.path}.torn-{stamp}-{self.seq}", "wb") as aside:
+            aside.write(torn)
+        os.ftruncate(self.fd, self.size - len(torn))
+        self.size -= len(torn)
 
     def _note_moved(self, why: str) -> None:
         """Record, in the new file and the fallback, that the chain continues here."""

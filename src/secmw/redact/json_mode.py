@@ -118,7 +118,14 @@ def _lenient(
             value = _loose(body)
         key = _key_before(text, previous, match.start())
         previous = match.span()
-        new = _value(redactor, value, findings, offset + match.start() + 1, depth + 1, key=key)
+        if key is not None and redactor.json_keys and _sensitive(redactor, key):
+            # A json_keys field: its whole value, as in JSON that parses.
+            fingerprint = redactor.styler.fingerprint(value)
+            span = (offset + match.start(), offset + match.end())
+            findings.append(Finding("redact", SENSITIVE_FIELD, 1.0, *span, fingerprint))
+            new = redactor.styler.replace(SENSITIVE_FIELD, value)
+        else:
+            new = _value(redactor, value, findings, offset + match.start() + 1, depth + 1, key=key)
         if new is value:
             continue
         encoded = json.dumps(new, ensure_ascii=False)

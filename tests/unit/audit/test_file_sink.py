@@ -710,3 +710,19 @@ async def test_a_file_from_another_trail_in_the_files_place_does_not_hide_our_li
     await sink.aclose()
     ours = [r["request_id"] for r in records([path]) if r["event"] == "authz_allow"]
     assert ours[-3:] == ["r0", "r1", "r2"]
+
+
+async def test_a_copy_with_a_torn_last_line_gets_our_lines_on_lines_of_their_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = await _three_on_disk(path, rotate_bytes=None)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(path.read_bytes()[:-40])  # its last line cut short
+    copy.replace(path)
+    await sink.emit(event(3))
+    await sink.aclose()
+    rows = records([path])
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
+    assert verify_files([path]).ok
+    assert list(tmp_path.glob("audit.jsonl.torn-*"))  # the torn part, set aside

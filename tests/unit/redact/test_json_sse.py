@@ -552,3 +552,11 @@ def test_a_lone_surrogate_escape_before_a_secret_does_not_crash() -> None:
         '{"cmd": "DB_PASSWORD=\\ude00Zq8kLm2Vx9rT4wQ7"}', "application/json"
     )
     assert "Zq8kLm2Vx9rT4wQ7" not in out and findings
+
+
+@pytest.mark.parametrize(
+    "document", ['{"password": "hunter2xyz", "a": 1,}', '{"password": "hunter2xyz", "a": "cut']
+)
+def test_json_keys_hold_in_json_that_does_not_parse(document: str) -> None:
+    out, findings = REDACTOR.redact(document, "application/json")
+    assert "hunter2xyz" not in out and [f.kind for f in findings] == ["sensitive_field"]
