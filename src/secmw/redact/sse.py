@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from secmw.context import Finding
 from secmw.redact.json_stream import JSONStream
+from secmw.redact.sse_fields import Build, Key, fields, json_source
+from secmw.redact.sse_fields import ending as block_ends
 from secmw.redact.stream import TextStream
 
 if TYPE_CHECKING:
@@ -48,17 +50,7 @@ if TYPE_CHECKING:
 # The end of an SSE event: a blank line, with any of the three line endings.
 EVENT_END = re.compile(r"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LINE = re.compile(r"([^\r\n]*)(\r\n|\r|\n|$)")
-_ANTHROPIC_FIELDS = ("text", "partial_json", "thinking")
-# OpenAI-compatible chat deltas: the answer, the reasoning some servers stream
-# (DeepSeek and vLLM ``reasoning_content``, OpenRouter ``reasoning``), a refusal.
-_CHAT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 MAX_EVENT = 1024 * 1024
-
-Key = tuple[Any, ...]
-Build = Callable[[str], dict[str, Any]]
-# A delta field of an event: its stream's key, the dict holding it, its name, a
-# builder for a follow-up event, and the tool call's id when one is sent.
-Field = tuple[Key, dict[str, Any], str, Build, Any]
 
 
 class _Delta:
@@ -291,11 +283,11 @@ class SSEStream:
             return "", self._redactor.redact_text(value, own, offset)
         if not isinstance(data, dict):
             return "", self._json(value, offset)
-        ending = _ending(data)
+        ending = block_ends(data)
         changed = False
         started = ""
         here: dict[Key, tuple[dict[str, Any], str]] = {}  # fields of this event, by stream
-        for key, holder, field, build, ident in _fields(data):
+        for key, holder, field, build, ident in fields(data):
             delta = self._deltas.get(key)
             if delta is not None and ident is not None and delta.ident not in (None, ident):
                 # Another call in the slot of an unfinished one: servers that number
@@ -313,7 +305,7 @@ class SSEStream:
             if delta is None:
                 stream: TextStream | JSONStream = (
                     JSONStream(self._redactor, self.max_event)
-                    if _json_source(key)
+                    if json_source(key)
                     else TextStream(self._redactor)
                 )
                 delta = self._deltas[key] = _Delta(stream, build, name, ident)
@@ -369,145 +361,6 @@ def _in_body(position: int | None, edges: list[int], starts: list[int]) -> int |
     line = max(0, bisect.bisect_right(edges, position) - 1)
     line = min(line, len(starts) - 1)
     return starts[line] + position - edges[line]
-
-
-def _json_source(key: Key) -> bool:
-    """True for the delta streams that carry JSON source (tool-call arguments)."""
-    if key[0] == "anthropic":
-        return bool(key[2] == "partial_json")
-    if key[0] == "chat":
-        return bool(key[2] == "tool")
-    return key[0] == "responses" and isinstance(key[1], str) and "arguments" in key[1]
-
-
-def _anthropic(index: Any, kind: Any, field: str) -> Build:
-    def build(text: str) -> dict[str, Any]:
-        return {"type": "content_block_delta", "index": index, "delta": {"type": kind, field: text}}
-
-    return build
-
-
-def _responses(template: dict[str, Any]) -> Build:
-    def build(text: str) -> dict[str, Any]:
-        return {**template, "delta": text}
-
-    return build
-
-
-def _chat(frame: dict[str, Any], index: Any, delta: Callable[[str], dict[str, Any]]) -> Build:
-    def build(text: str) -> dict[str, Any]:
-        return {**frame, "choices": [{"index": index, "delta": delta(text), "finish_reason": None}]}
-
-    return build
-
-
-def _text_field(field: str) -> Callable[[str], dict[str, Any]]:
-    def delta(text: str) -> dict[str, Any]:
-        return {field: text}
-
-    return delta
-
-
-def _gemini(index: Any, part: int) -> Build:
-    def build(text: str) -> dict[str, Any]:
-        parts: list[dict[str, Any]] = [{} for _ in range(part)] + [{"text": text}]
-        return {"candidates": [{"index": index, "content": {"role": "model", "parts": parts}}]}
-
-    return build
-
-
-def _arguments(slot: Any) -> Callable[[str], dict[str, Any]]:
-    def delta(text: str) -> dict[str, Any]:
-        return {"tool_calls": [{"index": slot, "function": {"arguments": text}}]}
-
-    return delta
-
-
-def _fields(data: dict[str, Any]) -> list[Field]:
-    """The delta text fields of one event, with a builder for a follow-up event."""
-    found: list[Field] = []
-    kind = data.get("type")
-    delta = data.get("delta")
-    if kind == "content_block_delta" and isinstance(delta, dict):
-        index = data.get("index")
-        for field in _ANTHROPIC_FIELDS:
-            if isinstance(delta.get(field), str):
-                build = _anthropic(index, delta.get("type"), field)
-                found.append((("anthropic", index, field), delta, field, build, None))
-    elif (
-        isinstance(kind, str)
-        and kind.startswith("response.")
-        and kind.endswith(".delta")
-        and isinstance(delta, str)
-    ):
-        key = ("responses", kind, data.get("item_id"), data.get("content_index"))
-        template = {k: v for k, v in data.items() if k not in ("delta", "sequence_number")}
-        found.append((key, data, "delta", _responses(template), None))
-    candidates = data.get("candidates")
-    if isinstance(candidates, list):
-        for number, candidate in enumerate(candidates):
-            content = candidate.get("content") if isinstance(candidate, dict) else None
-            parts = content.get("parts") if isinstance(content, dict) else None
-            index = candidate.get("index", number) if isinstance(candidate, dict) else number
-            for slot, part in enumerate(parts if isinstance(parts, list) else ()):
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    found.append(
-                        (("gemini", index, slot), part, "text", _gemini(index, slot), None)
-                    )
-    choices = data.get("choices")
-    if isinstance(choices, list):
-        frame = {k: v for k, v in data.items() if k in ("id", "object", "created", "model")}
-        for choice in choices:
-            if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
-                found.extend(_chat_fields(frame, choice))
-    return found
-
-
-def _chat_fields(frame: dict[str, Any], choice: dict[str, Any]) -> list[Field]:
-    found: list[Field] = []
-    delta = choice["delta"]
-    index = choice.get("index")
-    for field in _CHAT_FIELDS:
-        if isinstance(delta.get(field), str):
-            build = _chat(frame, index, _text_field(field))
-            found.append((("chat", index, field), delta, field, build, None))
-    calls = delta.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            slot = call.get("index")
-            build = _chat(frame, index, _arguments(slot))
-            ident = call.get("id")
-            found.append((("chat", index, "tool", slot), function, "arguments", build, ident))
-    return found
-
-
-def _ending(data: dict[str, Any]) -> Callable[[Key], bool]:
-    """Which open delta streams end before this event is sent."""
-    kind = data.get("type")
-    if kind == "message_stop":
-        return lambda key: key[0] == "anthropic"
-    if kind == "content_block_stop":
-        index = data.get("index")
-        return lambda key: key[0] == "anthropic" and key[1] == index
-    if isinstance(kind, str) and (kind.endswith(".done") or kind == "response.completed"):
-        return lambda key: key[0] == "responses"
-    finished = {
-        choice.get("index")
-        for choice in data.get("choices") or ()
-        if isinstance(choice, dict) and choice.get("finish_reason") is not None
-    }
-    if finished:
-        return lambda key: key[0] == "chat" and key[1] in finished
-    candidates = data.get("candidates")
-    done = {
-        candidate.get("index", number)
-        for number, candidate in enumerate(candidates if isinstance(candidates, list) else ())
-        if isinstance(candidate, dict) and candidate.get("finishReason") is not None
-    }
-    if done:
-        return lambda key: key[0] == "gemini" and key[1] in done
-    return lambda key: False
 
 
 __all__ = ["EVENT_END", "MAX_EVENT", "SSEStream"]
