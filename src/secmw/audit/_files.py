@@ -53,13 +53,32 @@ def resume(path: str, fd: int) -> tuple[int, str, int, dict[str, Any] | None]:
         seq, prev = tail.seq, tail.prev
     if not tail.torn:
         return seq, prev, size, None
+    aside = set_aside(path, fd, tail.torn, tail.good_size, seq)
+    recovered = {"torn_bytes": len(tail.torn), "moved_to": os.path.basename(aside), "last_seq": seq}
+    return seq, prev, tail.good_size, recovered
+
+
+def set_aside(path: str, fd: int, torn: bytes, good_size: int, seq: int) -> str:
+    """Copy a torn last line to ``path.torn-<UTC time>-<seq>`` and cut it off; the copy's name."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = f"{path}.torn-{stamp}-{seq}"
     with open(aside, "wb") as handle:
-        handle.write(tail.torn)
+        handle.write(torn)
         handle.flush()
         os.fsync(handle.fileno())
-    os.ftruncate(fd, tail.good_size)
+    os.ftruncate(fd, good_size)
     os.fsync(fd)
-    recovered = {"torn_bytes": len(tail.torn), "moved_to": os.path.basename(aside), "last_seq": seq}
-    return seq, prev, tail.good_size, recovered
+    return aside
+
+
+def read_end(path: str, size: int, span: int) -> bytes:
+    """The last ``span`` bytes of the file at ``path`` (empty when it cannot be read).
+
+    Read through a descriptor of its own: the sink's is write-only.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, size - span))
+            return handle.read(span)
+    except OSError:
+        return b""

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
-from secmw.audit._files import resume, rotated_files
+from secmw.audit._files import read_end, resume, rotated_files, set_aside
 from secmw.audit.base import AuditEvent, utc_now
 from secmw.audit.format import AuditFormatter
 from secmw.audit.hashchain import GENESIS, CheckpointSigner, chain_line, line_hash
@@ -77,15 +77,8 @@ def _tail_lines(path: str, size: int, span: int) -> set[bytes]:
     Exact bytes, not ``seq`` numbers: a file from another trail put at the path
     may have higher ones without holding any of our lines.
     """
-    if size == 0:
-        return set()
-    try:
-        with open(path, "rb") as handle:  # the sink's own descriptor is write-only
-            handle.seek(max(0, size - span))
-            tail = handle.read(span)
-    except OSError:
-        return set()
-    return set(tail.splitlines(keepends=True)[1:] if size > span else tail.splitlines(True))
+    lines = read_end(path, size, span).splitlines(keepends=True) if size else []
+    return set(lines[1:] if size > span else lines)  # the first may be cut
 
 
 def _short_write_errno(fd: int) -> int:
@@ -444,19 +437,14 @@ class Writer(threading.Thread):
         As at start-up: our lines must not be glued to it (one unreadable line).
         """
         span = min(self.size, 1 << 16)
-        with open(self.path, "rb") as handle:  # the sink's own descriptor is write-only
-            handle.seek(self.size - span)
-            tail = handle.read(span)
-        if tail.endswith(b"\n"):
+        tail = read_end(self.path, self.size, span)
+        if not tail or tail.endswith(b"\n"):
             return
         cut = tail.rfind(b"\n")
         if cut == -1 and span < self.size:
             return  # one line over 64 KiB: left as it is
         torn = tail[cut + 1 :]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        with open(f"{self.path}.torn-{stamp}-{self.seq}", "wb") as aside:
-            aside.write(torn)
-        os.ftruncate(self.fd, self.size - len(torn))
+        set_aside(self.path, self.fd, torn, self.size - len(torn), self.seq)
         self.size -= len(torn)
 
     def _note_moved(self, why: str) -> None:
