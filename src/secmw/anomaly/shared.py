@@ -33,15 +33,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-import anyio
-
 from secmw.anomaly.base import Anomaly, Detector, KeyKind, client_key
 from secmw.anomaly.detectors import AuthFailureBurst, RepeatedDenials, TokenReuse
 from secmw.anomaly.redis_lua import SCRIPT, SCRIPT_SHA
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from secmw.errors import ComponentError
-from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable, _on_asyncio
+from secmw.ratelimit.redis_store import RedisStore, StorageUnavailable
 
 if TYPE_CHECKING:
     from secmw.anomaly.monitor import AnomalyMonitor
@@ -88,38 +86,18 @@ class _Connection(RedisStore):
 
     async def run(self, keys: list[str], args: list[Any]) -> list[Any]:
         """Run the anomaly script; :class:`AnomalyStorageUnavailable` on any failure."""
-        from redis.exceptions import NoScriptError, RedisError  # noqa: PLC0415
+        from redis.exceptions import RedisError  # noqa: PLC0415
 
         # Subjects and tool names come from tokens and bodies: a lone surrogate has
         # no UTF-8 form, so keys are sent as bytes with it escaped.
         encoded: list[Any] = [key.encode("utf-8", "backslashreplace") for key in keys]
         keys = encoded
         try:
-            if _on_asyncio():
-                client = self._client_async()
-                async with self._slot():
-                    try:
-                        reply: list[Any] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                    except NoScriptError:
-                        await client.script_load(SCRIPT)
-                        reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                return reply
-            return await anyio.to_thread.run_sync(self._run_sync, keys, args)
+            reply: list[Any] = await self.run_script(SCRIPT, SCRIPT_SHA, keys, args)
         except (RedisError, OSError, TimeoutError, StorageUnavailable) as exc:
             raise AnomalyStorageUnavailable(
                 f"anomaly storage failed: {type(exc).__name__}"
             ) from None
-
-    def _run_sync(self, keys: list[str], args: list[Any]) -> list[Any]:
-        from redis.exceptions import NoScriptError  # noqa: PLC0415
-
-        client = self._client_sync()
-        with self._thread_slot():
-            try:
-                reply: list[Any] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-            except NoScriptError:
-                client.script_load(SCRIPT)
-                reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         return reply
 
 

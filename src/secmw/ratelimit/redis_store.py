@@ -191,19 +191,10 @@ class RedisStore:
         return outcomes
 
     async def _eval(self, keys: list[bytes], args: list[Any]) -> list[int]:
-        from redis.exceptions import NoScriptError, RedisError, ResponseError  # noqa: PLC0415
+        from redis.exceptions import RedisError, ResponseError  # noqa: PLC0415
 
         try:
-            if _on_asyncio():
-                client = self._client_async()
-                async with self._slot():
-                    try:
-                        reply: list[int] = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                    except NoScriptError:
-                        await client.script_load(SCRIPT)
-                        reply = await client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-                return reply
-            return await anyio.to_thread.run_sync(self._eval_sync, keys, args)
+            reply: list[int] = await self.run_script(SCRIPT, SCRIPT_SHA, keys, args)
         except StorageBusy:
             raise
         except ResponseError as exc:
@@ -223,6 +214,7 @@ class RedisStore:
             raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
         except Exception as exc:  # the client library choking on a reply that is not Redis's
             raise StorageUnavailable(f"rate-limit storage failed: {type(exc).__name__}") from None
+        return reply
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -253,17 +245,34 @@ class RedisStore:
         finally:
             self._sync_gate.release()
 
-    def _eval_sync(self, keys: list[bytes], args: list[Any]) -> list[int]:
+    async def run_script(self, script: str, sha: str, keys: list[Any], args: list[Any]) -> Any:
+        """``EVALSHA`` (loading ``script`` when Redis does not know it) within the gate.
+
+        On asyncio through ``redis.asyncio``; on trio the synchronous client runs
+        in a worker thread. Redis errors are raised as they are.
+        """
+        from redis.exceptions import NoScriptError  # noqa: PLC0415
+
+        if not _on_asyncio():
+            return await anyio.to_thread.run_sync(self._run_script_sync, script, sha, keys, args)
+        client = self._client_async()
+        async with self._slot():
+            try:
+                return await client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await client.script_load(script)
+                return await client.evalsha(sha, len(keys), *keys, *args)
+
+    def _run_script_sync(self, script: str, sha: str, keys: list[Any], args: list[Any]) -> Any:
         from redis.exceptions import NoScriptError  # noqa: PLC0415
 
         client = self._client_sync()
         with self._thread_slot():
             try:
-                reply: list[int] = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+                return client.evalsha(sha, len(keys), *keys, *args)
             except NoScriptError:
-                client.script_load(SCRIPT)
-                reply = client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        return reply
+                client.script_load(script)
+                return client.evalsha(sha, len(keys), *keys, *args)
 
     def _client_async(self) -> Any:
         loop = asyncio.get_running_loop()
