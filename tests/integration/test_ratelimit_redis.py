@@ -316,6 +316,14 @@ async def test_sentinel_uri(sentinel: RedisServer, anyio_backend: str) -> None:
     assert await hits(store, 4) == [True, True, False, False]  # GCRA burst 2
 
 
+def retype_keys(server: RedisServer, pattern: str) -> None:
+    """Turn the counters matching ``pattern`` into hashes, as an older deployment with
+    another algorithm could have left them: Redis refuses the script on them."""
+    for key in server.command("KEYS", pattern):
+        server.command("DEL", key)
+        server.command("HSET", key, "x", "1")
+
+
 async def test_a_key_redis_refuses_costs_that_request_only_not_everyone(
     redis_server: RedisServer, anyio_backend: str
 ) -> None:
@@ -324,10 +332,7 @@ async def test_a_key_redis_refuses_costs_that_request_only_not_everyone(
     try:
         alice = http_scope("/", headers=[("x-user", "alice")])
         assert (await call(app, alice)).status == 200
-        for key in redis_server.command("KEYS", f"*{prefix}*alice*"):
-            # Left by an older deployment with another algorithm: another type.
-            redis_server.command("DEL", key)
-            redis_server.command("HSET", key, "x", "1")
+        retype_keys(redis_server, f"*{prefix}*alice*")
         assert (await call(app, alice)).status == 503
         for user in ("bob", "carol"):
             sent = await call(app, http_scope("/", headers=[("x-user", user)]))
@@ -498,9 +503,7 @@ async def test_a_refused_key_under_fail_open_is_admitted_and_audited(
     try:
         alice = http_scope("/", headers=[("x-user", "alice")])
         assert (await call(app, alice)).status == 200
-        for key in redis_server.command("KEYS", f"*{prefix}*alice*"):
-            redis_server.command("DEL", key)
-            redis_server.command("HSET", key, "x", "1")
+        retype_keys(redis_server, f"*{prefix}*alice*")
         assert (await call(app, alice)).status == 200
     finally:
         await app.pipeline.aclose()
