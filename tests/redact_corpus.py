@@ -128,7 +128,9 @@ def r(alphabet: str, n: int) -> Callable[[random.Random], str]:
 
 
 def discord(rng: random.Random) -> str:
-    user = str(rng.randrange(10**17, 10**18))
+    # Snowflake ids of 17 to 19 digits (19 since 2022): a first segment of 23 to 26 characters.
+    digits = rng.choice((17, 18, 19))
+    user = str(rng.randrange(10 ** (digits - 1), 10**digits))
     return (
         base64.b64encode(user.encode()).decode().rstrip("=")
         + "."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -109,23 +110,55 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
 
 
 # Charsets whose text cannot be scanned byte by byte: UTF-16/32 and their WHATWG
-# labels (exact names: "unicode-1-1-utf-8" and "unicode11utf8" are UTF-8).
+# labels (exact names: "unicode-1-1-utf-8" and "unicode11utf8" are UTF-8), and any
+# codec Python knows (clients in Python decode with it) that does not write the
+# characters of secrets as their ASCII bytes: utf_16le, u16, utf-7, EBCDIC, ...
 _WIDE_PREFIXES = ("utf-16", "utf-32", "utf16", "utf32", "ucs-4", "ucs4")
 _WIDE_LABELS = frozenset(
     {"unicode", "unicodefeff", "unicodefffe", "csunicode", "iso-10646-ucs-2", "ucs-2", "ucs2"}
 )
+_ASCII_SAFE = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1"})
+# Secrets' characters, and escapes some codecs decode (raw_unicode_escape, utf-7).
+_PROBE = "azAZ09+/=_-.:~ \n\"'{}\\u0073\\x73+AGE-"
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 def _wide_charset(value: bytes) -> str | None:
-    """A UTF-16/32 charset among the parameters of a Content-Type, quoted values read whole."""
+    """A charset among the parameters of a Content-Type in which ASCII is not ASCII bytes.
+
+    Quoted values are read whole.
+    """
     for key, quoted, plain in _PARAMETER.findall(value.decode("latin-1")):
         if key.lower() != "charset":
             continue
         charset: str = (quoted or plain).strip().lower()
-        if charset in _WIDE_LABELS or charset.startswith(_WIDE_PREFIXES):
+        if charset in _ASCII_SAFE:
+            continue
+        if (
+            charset in _WIDE_LABELS
+            or charset.startswith(_WIDE_PREFIXES)
+            or not _ascii_compatible(charset[:64])
+        ):
             return charset
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _ascii_compatible(charset: str) -> bool:
+    """True unless Python has a text codec of that name that writes ASCII differently."""
+    try:
+        info = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return True  # no client decodes it as text either
+    if not getattr(info, "_is_text_encoding", True):
+        return True  # base64_codec, rot13 and the like: not charsets a client applies
+    ascii_probe = _PROBE.encode("ascii")
+    try:
+        encoded = info.encode(_PROBE)[0]
+        decoded = info.decode(ascii_probe)[0]
+    except (UnicodeError, ValueError, TypeError):
+        return False
+    return encoded.removeprefix(codecs.BOM_UTF8) == ascii_probe and decoded == _PROBE
 
 
 # One ";name=value" parameter; a quoted value may hold ";" and "=" (RFC 9110 5.6.6).
@@ -304,7 +337,7 @@ class ResponseWriter:
             return
         redacted, findings = redactor.redact(raw.decode("utf-8", "surrogateescape"), self._media)
         self._ctx.findings.extend(findings)
-        body = redacted.encode("utf-8", "surrogateescape")
+        body = _encoded(redacted)
         headers = _without_length(start["headers"])
         headers.append((b"content-length", str(len(body)).encode()))
         self._buffer = None
@@ -326,7 +359,7 @@ class ResponseWriter:
             await self._send(
                 {
                     "type": "http.response.body",
-                    "body": text.encode("utf-8", "surrogateescape"),
+                    "body": _encoded(text),
                     "more_body": more,
                 }
             )
@@ -355,6 +388,22 @@ class ResponseWriter:
             event = redaction_event(self._ctx, findings)
             if event is not None:
                 await self._pipeline.emit(event)
+
+
+# Surrogates that surrogateescape cannot write back (it owns U+DC80..U+DCFF).
+_FOREIGN_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def _encoded(text: str) -> bytes:
+    """The redacted text as bytes, with the body's undecodable bytes restored.
+
+    A lone surrogate that is not one of those (a redactor produced it) has no
+    UTF-8 form: it becomes U+FFFD rather than an exception after the headers.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return _FOREIGN_SURROGATE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
 
 
 def _without_length(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -182,6 +182,18 @@ def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
             [(b"content-type", b'text/plain; a="x;charset=utf-8"; charset=utf-16le')],
             id="charset-after-a-quoted-semicolon",
         ),
+        # Python codec names that clients in Python decode with.
+        pytest.param([(b"content-type", b"text/plain; charset=utf_16le")], id="utf_16le"),
+        pytest.param([(b"content-type", b"text/plain; charset=u16")], id="u16"),
+        pytest.param([(b"content-type", b"text/plain; charset=UTF_32_LE")], id="utf_32_le"),
+        pytest.param(
+            [(b"content-type", b"text/plain; charset=unicodelittleunmarked")], id="python-alias"
+        ),
+        # Not ASCII-compatible, or decoding escapes into letters.
+        pytest.param([(b"content-type", b"text/plain; charset=utf-7")], id="utf-7"),
+        pytest.param([(b"content-type", b"text/plain; charset=cp037")], id="ebcdic"),
+        pytest.param([(b"content-type", b"text/plain; charset=unicode_escape")], id="escapes"),
+        pytest.param([(b"content-type", b"text/plain; charset=raw_unicode_escape")], id="raw"),
     ],
 )
 async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
@@ -192,6 +204,51 @@ async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(
     sent = await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope("/z"))
     assert sent.status == 502
     assert audit.named("secret_redaction_fail")
+
+
+@pytest.mark.parametrize(
+    "charset",
+    [b"utf-8", b"UTF8", b"windows-1252", b"iso-8859-15", b"shift_jis", b"utf-8-sig", b"x-custom"],
+)
+async def test_text_in_an_ascii_compatible_charset_is_redacted_not_refused(charset: bytes) -> None:
+    app = _answering(
+        (b"content-type", b"text/plain; charset=" + charset), body=f"token {GITHUB}".encode()
+    )
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert sent.body == b"token [REDACTED:github_token]"
+
+
+@pytest.mark.parametrize(
+    ("media", "body"),
+    [
+        ("application/json", '{"k": "\\udcff \\ud83d %s"}'),
+        ("application/x-ndjson", '{"k": "\\udcff \\ud83d %s"}\n'),
+        ("text/event-stream", 'data: {"k": "\\udcff \\ud83d %s"}\n\n'),
+    ],
+)
+async def test_escaped_lone_surrogates_next_to_a_secret_stay_escaped(media: str, body: str) -> None:
+    raw = (body % GITHUB).encode()
+    app = _answering((b"content-type", media.encode()), body=raw)
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert sent.body == raw.replace(GITHUB.encode(), b"[REDACTED:github_token]")
+
+
+async def test_a_redactor_that_returns_a_lone_surrogate_cannot_break_the_response() -> None:
+    class Odd:
+        pass_compressed = False
+
+        def redact(self, text: str, media_type: str | None = None) -> tuple[str, list[Any]]:
+            return text + "\ud800", []
+
+        def stream(self, media_type: str | None = None) -> Any:
+            raise AssertionError("buffered")
+
+    app = _answering((b"content-type", b"text/plain"), (b"content-length", b"2"), body=b"ok")
+    sent = await call(SecurityMiddleware(app, CONFIG, redactor=Odd()), http_scope("/z"))
+    assert sent.status == 200
+    assert sent.body == "ok\ufffd".encode()
 
 
 @pytest.mark.parametrize(

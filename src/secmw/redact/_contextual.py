@@ -43,10 +43,12 @@ CONTEXTUAL: tuple[SecretType, ...] = (
     SecretType(
         "discord_bot_token",
         (".",),
-        rf"{BD}(?:MT|Mj|Mz|ND|NT|Nj|Nz|OD|OT)[{U}]{{21,23}}\.[{U}]{{6}}\.[{U}]{{27,38}}{ED}",
-        72,
-        before="(?:(?<=[MNO][A-Za-z0-9_-]{22}\\.)|(?<=[MNO][A-Za-z0-9_-]{23}\\.)|(?<=[MNO][A-Za-z0-9_-]{24}\\.))",
-        back=25,
+        rf"{BD}(?:MT|Mj|Mz|ND|NT|Nj|Nz|OD|OT)[{U}]{{21,24}}\.[{U}]{{6}}\.[{U}]{{27,38}}{ED}",
+        73,
+        # The id's base64 is 23 (17 digits) to 26 characters (19 digits, ids since 2022).
+        before="(?:(?<=[MNO][A-Za-z0-9_-]{22}\\.)|(?<=[MNO][A-Za-z0-9_-]{23}\\.)"
+        "|(?<=[MNO][A-Za-z0-9_-]{24}\\.)|(?<=[MNO][A-Za-z0-9_-]{25}\\.))",
+        back=26,
         check=rf"[{U}]{{6}}\.[{U}]{{27}}",
         validate=check.not_placeholder,
         source="Discord bot token: base64(user id) . 6 . 27-38 characters",
@@ -200,15 +202,18 @@ LOOSE: tuple[SecretType, ...] = (
         "payment_card",
         ("card", "credit"),
         r"(?i:card|credit)[^0-9\n]{0,30}?(?<![0-9])"
-        r"(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])",
-        80,
+        r"(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])"
+        # A list: up to 31 more card-length numbers, each within 30 characters of the last.
+        r"(?:[^0-9\n]{1,30}?(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])){0,31}",
+        80 + 31 * 67,
         ignore_case=True,
         check=r"[^0-9\n]{0,30}[2-6]",
+        more=r"(?<![0-9])(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])",
         validate=check.card_number,
         priority=50,
         source="payment card number (Visa, Mastercard, Amex, Discover) after a card keyword",
         validation="issuer prefix, 13-19 digits, Luhn check;"
-        " 'card' or 'credit' up to 30 characters before it",
+        " 'card' or 'credit' up to 30 characters before it, or before a list of them",
     ),
     SecretType(
         "generic_secret",

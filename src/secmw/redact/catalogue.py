@@ -12,7 +12,9 @@ text that has not arrived, so streams use it to release anchors early.
 that anchor can: once its end is visible a stream stops waiting for
 ``max_len`` characters (long types such as JWTs and PEM blocks need it). Types whose
 secret is one part of a longer match (``password=<secret>``) name that part
-``s``; only it is replaced.
+``s``; only it is replaced. ``more`` finds further secrets in the rest of a match
+(each match of it, its ``s`` part if named, validated on its own): a list of card
+numbers after one ``card`` keyword.
 """
 
 from __future__ import annotations

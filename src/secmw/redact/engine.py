@@ -61,7 +61,17 @@ class Candidate(NamedTuple):
 
 
 class _Rule:
-    __slots__ = ("back", "extent", "group", "max_len", "name", "priority", "regex", "validate")
+    __slots__ = (
+        "back",
+        "extent",
+        "group",
+        "max_len",
+        "more",
+        "name",
+        "priority",
+        "regex",
+        "validate",
+    )
 
     def __init__(self, secret: SecretType) -> None:
         self.name = secret.name
@@ -72,6 +82,7 @@ class _Rule:
         self.max_len = secret.max_len
         self.priority = secret.priority
         self.extent = re.compile(secret.extent, re.ASCII) if secret.extent else None
+        self.more = re.compile(secret.more, re.ASCII) if secret.more else None
 
 
 def _cost(char: str) -> float:
@@ -292,25 +303,31 @@ class Scanner:
                 match = rule.regex.match(text, q, stop)
             if match is None:
                 continue
-            s, e = match.span(rule.group) if rule.group else match.span()
-            if s < lo or s == e or (s, e, index) in seen:
-                continue
-            seen.add((s, e, index))
-            winner = winners.get(s)
-            if winner is not None and (
-                winner[0] > rule.priority or (winner[0] == rule.priority and winner[1] >= e)
-            ):
-                continue
-            value = text[s:e]
-            if rule.validate is not None and not rule.validate(value):
-                continue
-            if (allow and value in allow) or (
-                allow_patterns and any(p.fullmatch(value) for p in allow_patterns)
-            ):
-                continue
-            found.append(Candidate(s, e, index, match.start()))
-            if winner is None or winner[0] < rule.priority or winner[1] < e:
-                winners[s] = (rule.priority, e)
+            spans = [match.span(rule.group) if rule.group else match.span()]
+            if rule.more is not None:
+                spans += [
+                    more.span(rule.group) if rule.group else more.span()
+                    for more in rule.more.finditer(text, spans[0][1], match.end())
+                ]
+            for s, e in spans:
+                if s < lo or s == e or (s, e, index) in seen:
+                    continue
+                seen.add((s, e, index))
+                winner = winners.get(s)
+                if winner is not None and (
+                    winner[0] > rule.priority or (winner[0] == rule.priority and winner[1] >= e)
+                ):
+                    continue
+                value = text[s:e]
+                if rule.validate is not None and not rule.validate(value):
+                    continue
+                if (allow and value in allow) or (
+                    allow_patterns and any(p.fullmatch(value) for p in allow_patterns)
+                ):
+                    continue
+                found.append(Candidate(s, e, index, match.start()))
+                if winner is None or winner[0] < rule.priority or winner[1] < e:
+                    winners[s] = (rule.priority, e)
         return found
 
     def select(self, found: list[Candidate]) -> list[Candidate]:

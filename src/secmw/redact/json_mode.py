@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from secmw.context import Finding
+from secmw.redact._encode import json_text
 from secmw.redact.engine import Candidate
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _COLON = re.compile(r"\s*:")
 _NUMBER = re.compile(r"[0-9]+")
+# The rest of a JSON number token around a run of digits: sign, fraction, exponent.
+_NUMBER_BEFORE = re.compile(r"-?(?:[0-9]+\.)?\Z")
+_NUMBER_AFTER = re.compile(r"(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _MAX_DEPTH = 8
 SENSITIVE_FIELD = "sensitive_field"
 
@@ -128,7 +132,7 @@ def _lenient(
             new = _value(redactor, value, findings, offset + match.start() + 1, depth + 1, key=key)
         if new is value:
             continue
-        encoded = json.dumps(new, ensure_ascii=False)
+        encoded = json_text(new)
         edits.append((match.start(), match.end(), encoded if closed else encoded[:-1]))
     if edits:
         parts: list[str] = []
@@ -324,8 +328,9 @@ def _number(
 ) -> int:
     """A secret outside every string literal: a JSON number (a card number).
 
-    It becomes a string holding the placeholder, so the document stays valid
-    JSON; the value's type changes, its digits are gone. Returns the new position.
+    The whole number token (sign, fraction and exponent too) becomes a string
+    holding the placeholder, so the document stays valid JSON; the value's type
+    changes, its digits are gone. Returns the new position.
     In an unparsed text (``strict``) anything else there means it is not JSON.
     """
     start, end = candidate.start, candidate.end
@@ -335,10 +340,16 @@ def _number(
         if strict:
             raise _NotJson("a secret outside the string literals")
         return position
-    parts.append(text[position:start])
-    replaced = redactor.apply(text, [candidate], start, end, findings=findings, offset=offset)
-    parts.append(json.dumps(replaced, ensure_ascii=False))
-    return end
+    head = _NUMBER_BEFORE.search(text, max(position, start - 24), start)
+    token_start = head.start() if head is not None else start
+    tail = _NUMBER_AFTER.match(text, end)  # always matches (everything in it is optional)
+    token_end = tail.end() if tail is not None else end
+    parts.append(text[position:token_start])
+    replaced = redactor.apply(
+        text, [candidate], start, end, findings=findings, offset=offset + start
+    )
+    parts.append(json_text(replaced))
+    return token_end
 
 
 def _sensitive_value(
@@ -347,7 +358,7 @@ def _sensitive_value(
     value = json.loads(raw)
     fingerprint = redactor.styler.fingerprint(value)
     findings.append(Finding("redact", SENSITIVE_FIELD, 1.0, start, end, fingerprint))
-    return json.dumps(redactor.styler.replace(SENSITIVE_FIELD, value), ensure_ascii=False)
+    return json_text(redactor.styler.replace(SENSITIVE_FIELD, value))
 
 
 def _literal(
@@ -385,7 +396,7 @@ def _literal(
         return '"' + body + '"'
     value: str = json.loads(raw)
     new = _value(redactor, value, findings, offset + start + 1, depth, key=key)
-    return None if new is value else json.dumps(new, ensure_ascii=False)
+    return None if new is value else json_text(new)
 
 
 def _key_before(text: str, previous: tuple[int, int], start: int) -> str | None:

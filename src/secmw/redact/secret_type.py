@@ -20,6 +20,7 @@ class SecretType:
     check: str | None = None
     before: str | None = None
     extent: str | None = None
+    more: str | None = None
     validate: Validator | None = None
     ignore_case: bool = False
     priority: int = 60

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from secmw.context import Finding
+from secmw.redact._encode import json_text
 from secmw.redact.json_stream import JSONStream
 from secmw.redact.sse_fields import Build, Key, fields, json_source
 from secmw.redact.sse_fields import ending as block_ends
@@ -327,9 +328,7 @@ class SSEStream:
         if not changed:
             return closed, self._json(value, offset)
         # Delta findings count within their block's joined text (the secret may span events).
-        return closed, self._json(
-            json.dumps(data, ensure_ascii=False, separators=(",", ":")), offset
-        )
+        return closed, self._json(json_text(data, compact=True), offset)
 
     def _json(self, value: str, offset: int) -> str:
         from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
@@ -349,7 +348,7 @@ class SSEStream:
                 continue
             eol = self._eol
             head = f"event: {delta.event}{eol}" if delta.event else ""
-            body = json.dumps(delta.build(rest), ensure_ascii=False, separators=(",", ":"))
+            body = json_text(delta.build(rest), compact=True)
             out.append(f"{head}data: {body}{eol}{eol}")
         return "".join(out)
 

@@ -246,6 +246,57 @@ def test_a_card_number_written_as_a_json_number_becomes_a_string() -> None:
 
 
 @pytest.mark.parametrize(
+    "number",
+    ["4111111111111111.0", "-4111111111111111", "4111111111111111e0", "4111111111111111E+2"],
+)
+def test_a_card_number_with_sign_fraction_or_exponent_leaves_valid_json(number: str) -> None:
+    raw = f'{{"card": {number}, "n": [1.5, -2e3]}}'
+    out, findings = REDACTOR.redact(raw, "application/json")
+    assert json.loads(out) == {"card": "[REDACTED:payment_card]", "n": [1.5, -2e3]}
+    assert [(f.kind, raw[f.start : f.end]) for f in findings] == [
+        ("payment_card", "4111111111111111")
+    ]
+
+
+CARDS = ["4111111111111111", "5500005555555559", "4012888888881881"]
+
+
+@pytest.mark.parametrize(
+    ("body", "media"),
+    [
+        ("card: {0}, {1}, {2}", "text/plain"),
+        ("cards on file: {0} {1} {2}\n", "text/plain"),
+        ('{{"cards": ["{0}", "{1}", "{2}"]}}', "application/json"),
+        ('{{"credit": [{0}, {1}, {2}]}}', "application/json"),
+        ('data: {{"cards": ["{0}", "{1}", "{2}"]}}\n\n', "text/event-stream"),
+    ],
+)
+def test_every_card_number_of_a_list_after_one_keyword_is_redacted(body: str, media: str) -> None:
+    text = body.format(*CARDS)
+    out, findings = REDACTOR.redact(text, media)
+    assert not any(card in out for card in CARDS)
+    assert out.count("[REDACTED:payment_card]") == 3
+    assert [f.kind for f in findings] == ["payment_card"] * 3
+    stream = REDACTOR.stream(media)
+    rng = random.Random(len(text))
+    position, pieces = 0, []
+    while position < len(text):
+        step = rng.randint(1, 9)
+        pieces.append(stream.feed(text[position : position + step]))
+        position += step
+    assert "".join(pieces) + stream.flush() == out
+
+
+def test_a_card_list_needs_each_number_near_the_last_and_card_length() -> None:
+    text = f"card {CARDS[0]} exp 2027 {CARDS[1]}; " + "card: " + ", ".join([CARDS[2]] * 33)
+    out, _ = REDACTOR.redact(text)
+    # "2027" ends the first list; the 33rd number of the second is past the bound.
+    assert out.startswith(f"card [REDACTED:payment_card] exp 2027 {CARDS[1]}; ")
+    assert out.count("[REDACTED:payment_card]") == 1 + 32
+    assert out.endswith(CARDS[2])
+
+
+@pytest.mark.parametrize(
     ("body", "expected"),
     [
         # A secret outside every literal that is not a number: not JSON, plain text.
