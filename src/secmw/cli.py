@@ -89,7 +89,12 @@ def _demo(args: argparse.Namespace) -> int:
     )
     code = serve(
         lambda: uvicorn.run(
-            app, host=args.host, port=args.port, log_level="warning", lifespan="on"
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # the client address is secmw's to judge (trusted_hops)
         ),
         f"{args.host}:{args.port}",
     )

@@ -105,7 +105,7 @@ def test_demo_serves_protected_routes_and_stops_on_ctrl_c() -> None:
                 except httpx.TransportError:
                     time.sleep(0.1)
             assert client.get("/healthz").json() == {"status": "ok"}
-            anonymous = client.get("/api/me")
+            anonymous = client.get("/api/me", headers={"x-forwarded-for": "10.9.8.7"})
             assert anonymous.status_code == 401
             assert anonymous.headers["www-authenticate"] == 'Bearer realm="secmw-demo"'
             me = client.get(
@@ -172,6 +172,8 @@ def test_demo_serves_protected_routes_and_stops_on_ctrl_c() -> None:
     assert "authn_token_missing" in names and "input_validation_fail" in names
     assert "secret_redacted" in names and "malicious_prompt_injection" in names
     assert "secmw demo: stopped" in output
+    # No proxy.trusted_hops in the demo: the forged X-Forwarded-For is nobody's address.
+    assert {event["client"] for event in events if "client" in event} == {"127.0.0.1"}
     for event in events:  # no credential ever reaches the trail
         assert token not in json.dumps(event) and admin not in json.dumps(event)
 

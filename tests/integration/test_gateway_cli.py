@@ -103,6 +103,9 @@ def test_gateway_command_serves_the_configured_chain(
                 "authorization": "Bearer client-token",
                 "x-api-key": API_KEY,
                 "cookie": COOKIE,
+                # Not trusted (no proxy.trusted_hops): uvicorn must not apply it either.
+                "x-forwarded-for": "10.9.8.7",
+                "x-forwarded-proto": "https",
             },
         )
         stream = httpx.get(f"{base}/sse")
@@ -123,6 +126,7 @@ def test_gateway_command_serves_the_configured_chain(
     assert names[0] == "sys_startup"
     assert "authz_allow" in names
     assert names[-1] == "sys_shutdown"
+    assert {e["client"] for e in events if "client" in e} == {"127.0.0.1"}
     ws_events = [e for e in events if e.get("transport") == "websocket"]
     assert ws_events and ws_events[0]["status"] == 101
     assert ws_events[0]["details"]["outcome"] == "ok"

@@ -406,6 +406,47 @@ async def test_a_slow_client_gets_408_and_never_opens_the_upstreams_breaker(
     assert outcomes.count("client_timeout") == 6
 
 
+class _SlowUpload:
+    """A client that sends its body in four chunks, 0.15 s apart."""
+
+    def __init__(self) -> None:
+        self.left = 4
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.left:
+            await anyio.sleep(0.15)
+            self.left -= 1
+            return {"type": "http.request", "body": b"abcd", "more_body": self.left > 0}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+@CLIENTS
+async def test_a_slow_upload_leaves_the_upstream_all_of_total_for_its_answer(client: str) -> None:
+    # The upload takes 0.6 s of total = 1 s; the upstream answers 0.6 s after the body:
+    # 1.2 s in all, but the upstream was never slow, so no 504 and no breaker failure.
+    upstream = EchoUpstream()
+    upstream.delay = 0.6
+    audit = AuditCapture()
+    with serve(upstream) as url:
+        gateway = build(
+            [url],
+            client,
+            audit,
+            timeouts={**TIMEOUTS, "read": 1.0, "total": 1.0},
+            breaker={"minimum_calls": 1, "window_size": 2},
+        )
+        sender = Sender()
+        scope = http_scope("/upload", method="POST", headers=[("transfer-encoding", "chunked")])
+        with anyio.fail_after(10):
+            await gateway(scope, _SlowUpload(), sender)
+        await gateway.proxy.aclose()
+    assert sender.status == 200
+    (state,) = [b.snapshot() for b in gateway.registry]
+    assert state.failures == 0
+    assert [e.details.get("outcome") for e in audit.events if e.request_id] == ["ok"]
+
+
 @CLIENTS
 async def test_a_request_target_over_64_kib_is_refused_with_414(client: str) -> None:
     audit = AuditCapture()

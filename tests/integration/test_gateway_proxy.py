@@ -361,6 +361,61 @@ async def test_websocket_to_a_dead_upstream_is_closed_and_counted() -> None:
     assert breaker.snapshot().failures == 1
 
 
+@pytest.mark.parametrize(
+    ("path", "raw_path"),
+    [
+        ("/a/../../tenant-b/secret", b"/a/../../tenant-b/secret"),
+        ("/a/..\\..\\tenant-b\\secret", b"/a/..\\..\\tenant-b\\secret"),
+        ("/a/../../tenant-b/secret", b"/a/%2e%2e/%2e%2e/tenant-b/secret"),
+    ],
+)
+async def test_a_reverse_proxy_on_its_own_refuses_a_path_with_no_canonical_form(
+    upstream: tuple[EchoUpstream, str], path: str, raw_path: bytes
+) -> None:
+    from secmw.breaker import Breaker
+    from secmw.proxy import EgressGuard, ReverseProxy, Route, Target, UpstreamPool
+
+    pool = UpstreamPool("t", [Target(httpx.URL(upstream[1] + "/tenant-a"), Breaker("t"))])
+    proxy = ReverseProxy(
+        [Route("/a", pool, strip_prefix=True)],
+        guard=EgressGuard(allow_networks=["127.0.0.0/8"]),
+    )
+    before = len(upstream[0].seen)
+    refused, fine = Sender(), Sender()
+    await proxy(http_scope(path, raw_path=raw_path), HeldReceiver(), refused)
+    await proxy(http_scope("/a/b/../x", raw_path=b"/a/b/../x"), HeldReceiver(), fine)
+    await proxy.aclose()
+    assert refused.status == 400
+    assert len(upstream[0].seen) == before + 1  # only the second one was forwarded
+    assert fine.json()["path"] == "/tenant-a/x"
+
+
+async def test_a_cancelled_websocket_trial_gives_its_half_open_permit_back() -> None:
+    from tests.support import ws_scope
+
+    with FaultServer("hang") as silent:
+        gateway = build(
+            [silent.url],
+            breaker={
+                "minimum_calls": 1,
+                "window_size": 1,
+                "open_duration": 0.1,
+                "half_open_calls": 1,
+            },
+        )
+        (breaker,) = list(gateway.registry)
+        breaker.record(breaker.acquire(), failed=True, duration=0.01)  # opens the circuit
+        await anyio.sleep(0.15)
+        client = WebSocketClient()
+        with anyio.move_on_after(0.3):  # the handshake hangs: cancelled (shutdown, say)
+            await gateway(
+                ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send
+            )
+        await gateway.proxy.aclose()
+    # The only trial permit came back: the next call is admitted as a trial.
+    breaker.release(breaker.acquire())
+
+
 async def test_a_websocket_handshake_the_upstream_refuses_is_not_a_failure() -> None:
     from tests.support import ws_scope
 

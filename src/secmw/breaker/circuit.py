@@ -18,6 +18,7 @@ thread-safe; use one per event loop.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -32,6 +33,9 @@ T = TypeVar("T")
 P = ParamSpec("P")
 # Module-level: a global is read faster than an enum member (the hot paths read it).
 _CLOSED = State.CLOSED
+# The longest a circuit stays open when no max_open_duration caps its growth (a year):
+# Retry-After and the reopen time stay finite numbers.
+_LONGEST_OPEN = 365 * 86400.0
 
 
 class Guard:
@@ -423,9 +427,15 @@ class Breaker:
         if state is State.OPEN:
             self._streak += 1
             self._openings += 1
-            duration = self._open_duration * self._multiplier ** (self._streak - 1)
+            duration = self._open_duration
+            if self._multiplier != 1.0:
+                try:
+                    duration *= self._multiplier ** (self._streak - 1)
+                except OverflowError:  # a long outage under a cap: the cap applies
+                    duration = math.inf
             if self._max_open is not None:
                 duration = min(duration, self._max_open)
+            duration = min(duration, _LONGEST_OPEN)
             self._open_until = now + duration
             details.update(
                 calls=calls,

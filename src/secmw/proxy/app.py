@@ -30,6 +30,7 @@ from secmw.proxy.exchange import Exchange, RequestBody
 from secmw.proxy.h1 import H1Client
 from secmw.proxy.headers import HeaderFilter
 from secmw.proxy.pool import IDEMPOTENT, Target, UpstreamPool
+from secmw.proxy.target import judged_path
 from secmw.proxy.transport import EgressTransport, HttpxUpstream, Upstream
 
 Scope = MutableMapping[str, Any]
@@ -204,8 +205,12 @@ class ReverseProxy:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = (scope.get("state") or {}).get("secmw")
-        # Route on the canonical path the policy judged, when there is one.
-        route = self.route(ctx.path if ctx is not None else scope["path"])
+        try:
+            # Route on the canonical path the policy judged (or would have).
+            route = self.route(judged_path(scope))
+        except BadRequest as refused:
+            await self._fail(ctx, send, refused)
+            return
         if route is None:
             await self._fail(ctx, send, _NoRoute("No upstream serves this path."))
             return
@@ -249,6 +254,7 @@ class ReverseProxy:
             ctx=ctx,
             details=details,
             deadline=anyio.current_time() + total if total is not None else float("inf"),
+            total=total,
         )
         exclude: Target | None = None
         for attempt in range(1, attempts + 1):

@@ -115,6 +115,10 @@ def run_gateway(args: argparse.Namespace) -> int:
             lifespan="on",
             server_header=False,  # do not advertise the server software
             access_log=False,  # the audit line records every request already
+            # uvicorn would take the client address (and scheme) from X-Forwarded-For
+            # of any 127.0.0.1 peer; secmw reads forwarding headers itself, only as
+            # proxy.trusted_hops says.
+            proxy_headers=False,
         ),
         f"{host}:{port_number}",
     )

@@ -227,9 +227,13 @@ class EgressGuard:
         """Refuse ``address`` unless it is public or explicitly allowed."""
         if any(address in net for net in self._block if net.version == address.version):
             raise EgressDenied(f"address {address} is blocked")
+        inner = embedded_ipv4(address)
+        if inner is not None and any(inner in net for net in self._block if net.version == 4):
+            # An allowed IPv6 range (NAT64, ::ffff:0:0/96, 6to4) must not carry a blocked
+            # IPv4 address, the metadata endpoints above all.
+            raise EgressDenied(f"address {address} is blocked")
         if any(address in net for net in self._allow_networks if net.version == address.version):
             return
-        inner = embedded_ipv4(address)
         if inner is not None:
             self.check_address(inner)
             return

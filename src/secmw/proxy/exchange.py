@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,13 +43,15 @@ class RequestBody(httpx.AsyncByteStream):
     A plain iterator rather than an async generator, so an upstream that fails
     mid-upload leaves nothing to finalise. A disconnect stops the upload.
     ``waiting`` stays true when a wait for the client is interrupted (a timeout
-    that struck while the client was slow to upload).
+    that struck while the client was slow to upload). ``on_done`` runs once the
+    last chunk has arrived.
     """
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._done = False
         self.waiting = False
+        self.on_done: Callable[[], None] | None = None
 
     def __aiter__(self) -> RequestBody:
         return self
@@ -63,6 +66,8 @@ class RequestBody(httpx.AsyncByteStream):
             if message["type"] != "http.request":
                 continue
             self._done = not message.get("more_body", False)
+            if self._done and self.on_done is not None:
+                self.on_done()
             chunk: bytes = message.get("body", b"")
             if chunk:
                 return chunk
@@ -123,6 +128,7 @@ class Exchange:
         "scope",
         "send",
         "sending",
+        "total",
     )
 
     def __init__(
@@ -139,6 +145,7 @@ class Exchange:
         ctx: Any,
         details: dict[str, Any],
         deadline: float,
+        total: float | None = None,
     ) -> None:
         self.proxy = proxy
         self.scope = scope
@@ -151,6 +158,7 @@ class Exchange:
         self.ctx = ctx
         self.details = details
         self.deadline = deadline
+        self.total = total
         self.relayed = False  # True once the response started: then a failure can only cut it
         self.sending = False  # True while a send to the client is under way (or was cut)
 
@@ -183,6 +191,12 @@ class Exchange:
             # One scope bounds the exchange by the total timeout, the relayed body
             # included; an event stream lifts the bound once its headers arrive.
             with anyio.CancelScope(deadline=self.deadline) as limit:
+                if isinstance(self.content, RequestBody) and self.total is not None:
+                    # The client's upload time is not the upstream's: once the body is
+                    # in, the upstream gets all of ``total`` for its answer, so a slow
+                    # upload cannot make a healthy upstream time out (and open its
+                    # breaker for everyone).
+                    self.content.on_done = partial(_extend, limit, self.total)
                 response = await proxy.upstream.send(
                     self.method,
                     target.url,
@@ -384,6 +398,10 @@ class Exchange:
             raise BodyCut(timed_out=False)
         if not done:
             await self._to_client({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _extend(scope: anyio.CancelScope, total: float) -> None:
+    scope.deadline = max(scope.deadline, anyio.current_time() + total)
 
 
 async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.CancelScope) -> None:

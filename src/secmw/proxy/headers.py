@@ -52,6 +52,16 @@ _REPLACED = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-port",
         b"x-real-ip",
+        # Another method or path than the policy judged, for upstreams (and their
+        # frameworks) that honour these: method-override middleware, IIS, Symfony.
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-original-uri",
+        b"x-forwarded-prefix",
+        b"x-forwarded-path",
     }
 )
 
@@ -121,6 +131,10 @@ class HeaderFilter:
         """The upstream's response headers the client may see."""
         listed = list(headers)
         drop = self._drop_response | _connection_tokens(listed)
+        if any(name.lower() == b"transfer-encoding" for name, _ in listed):
+            # Transfer-Encoding overrides Content-Length (RFC 9112 section 6.3): the
+            # de-chunked body has its own length, so the declared one is dropped.
+            drop = drop | {b"content-length"}
         out = [(name, value) for name, value in listed if name.lower() not in drop]
         lengths = [value for name, value in out if name.lower() == b"content-length"]
         if len(lengths) == 1 and lengths[0].isdigit():

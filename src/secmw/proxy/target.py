@@ -10,7 +10,6 @@ from urllib.parse import quote, unquote_to_bytes
 import httpx
 
 from secmw._paths import canonical_path, route_path
-from secmw.errors import BadRequest
 
 if TYPE_CHECKING:
     from secmw.proxy.app import Route
@@ -19,21 +18,22 @@ if TYPE_CHECKING:
 Scope = MutableMapping[str, Any]
 
 
-def _judged(scope: Scope) -> str:
-    """The path the pipeline judged; without a pipeline, the canonical form of the scope's."""
+def judged_path(scope: Scope) -> str:
+    """The path the pipeline judged; without a pipeline, the canonical form of the scope's.
+
+    Raises :class:`~secmw.errors.BadRequest` for a path with no canonical form (dot
+    segments above the root, a backslash, ...): the proxy refuses it with 400
+    rather than forward a spelling an upstream may resolve outside the route.
+    """
     ctx = (scope.get("state") or {}).get("secmw")
     if ctx is not None:
         return str(ctx.path)
-    path = str(scope["path"])
-    try:
-        return canonical_path(path, root_path=str(scope.get("root_path") or ""))
-    except BadRequest:
-        return path
+    return canonical_path(str(scope["path"]), root_path=str(scope.get("root_path") or ""))
 
 
 def _judged_path(scope: Scope) -> bytes:
     """The path the pipeline judged (canonical), percent-encoded for the wire."""
-    return quote(_judged(scope), safe="/:@!$&'()*+,;=-._~").encode("ascii")
+    return quote(judged_path(scope), safe="/:@!$&'()*+,;=-._~").encode("ascii")
 
 
 def forwarded_path(scope: Scope) -> bytes:
@@ -49,7 +49,7 @@ def forwarded_path(scope: Scope) -> bytes:
     path = raw.split(b"?", 1)[0]
     decoded = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
     routed = route_path(decoded, str(scope.get("root_path") or ""))
-    if (routed.rstrip("/") or "/") != _judged(scope):
+    if (routed.rstrip("/") or "/") != judged_path(scope):
         return _judged_path(scope)
     return path
 
@@ -105,4 +105,4 @@ def rewrite_location(
     return out
 
 
-__all__ = ["forwarded_path", "rewrite_location", "upstream_target", "upstream_url"]
+__all__ = ["forwarded_path", "judged_path", "rewrite_location", "upstream_target", "upstream_url"]

@@ -28,9 +28,10 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from secmw.breaker.state import CircuitOpen
+from secmw.errors import BadRequest
 from secmw.proxy.egress import EgressDenied
 from secmw.proxy.exchange import MAX_TARGET, UriTooLong
-from secmw.proxy.target import upstream_target
+from secmw.proxy.target import judged_path, upstream_target
 
 if TYPE_CHECKING:
     from secmw.proxy.app import ReverseProxy
@@ -67,7 +68,10 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
     details: dict[str, Any] = {}
     if ctx is not None:
         ctx.state["audit_details"] = details
-    route = proxy.route(ctx.path if ctx is not None else scope["path"])
+    try:
+        route = proxy.route(judged_path(scope))
+    except BadRequest:
+        route = None  # a path with no canonical form: refused like an unrouted one
     if route is None:
         details["outcome"] = "no_route"
         await send({"type": "websocket.close", "code": 1008})
@@ -126,6 +130,14 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
         details["outcome"], details["error"] = "error", type(exc).__name__
         await send({"type": "websocket.close", "code": 1011})
         return
+    except BaseException:
+        # Cancelled (or a bug): says nothing about the upstream, but a recovery
+        # trial's permit must come back or the breaker stays half-open for good.
+        target.breaker.release(ticket)
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+        raise
     target.breaker.record(ticket, failed=False, duration=time.perf_counter() - started)
     await target.breaker.flush_events()
     details["outcome"] = "ok"

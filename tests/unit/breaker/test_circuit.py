@@ -171,6 +171,20 @@ async def test_open_duration_grows_with_repeated_openings_and_is_capped() -> Non
     assert events.events[-1].details["open_seconds"] == 30.0  # the streak was reset
 
 
+async def test_a_long_outage_under_a_cap_keeps_the_circuit_open_for_the_cap() -> None:
+    clock, events = FakeClock(), Events()
+    breaker = make(clock, events, open_duration_multiplier=100.0, max_open_duration=300.0)
+    await fail(breaker, 4)
+    for _ in range(400):  # far past where 30 * 100 ** n overflows a float
+        clock.advance(events.events[-1].details["open_seconds"])
+        await fail(breaker, 2)
+    assert events.events[-1].details["open_seconds"] == 300.0
+    assert breaker.state is State.OPEN
+    assert breaker.retry_after() == pytest.approx(300.0)
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+
+
 async def test_slow_calls_open_the_circuit() -> None:
     clock, events = FakeClock(), Events()
     breaker = make(clock, events, slow_call_duration=2.0, slow_call_rate_threshold=75.0)

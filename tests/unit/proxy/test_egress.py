@@ -100,6 +100,25 @@ def test_allowed_networks_reopen_only_what_they_name_and_metadata_stays_shut() -
             guard.check_address(ipaddress.ip_address(refused))
 
 
+@pytest.mark.parametrize(
+    ("allowed", "address", "neighbour"),
+    [
+        ("64:ff9b::/96", "64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:101"),
+        ("::ffff:0:0/96", "::ffff:169.254.169.254", "::ffff:169.254.1.1"),
+        ("::/0", "::ffff:169.254.169.254", "::ffff:169.254.1.1"),
+        ("2002::/16", "2002:a9fe:a9fe::1", "2002:a9fe:101::1"),
+        ("::ffff:0:0/96", "::ffff:8.8.8.8", "::ffff:8.8.9.9"),  # a block_networks entry
+    ],
+)
+def test_an_allowed_ipv6_range_does_not_reopen_a_blocked_ipv4_inside_it(
+    allowed: str, address: str, neighbour: str
+) -> None:
+    guard = EgressGuard(allow_networks=[allowed], block_networks=["8.8.8.0/24"])
+    with pytest.raises(EgressDenied, match="blocked"):
+        guard.check_address(ipaddress.ip_address(address))
+    guard.check_address(ipaddress.ip_address(neighbour))  # the range itself is allowed
+
+
 def test_url_allow_list() -> None:
     guard = EgressGuard(
         allow=["https://api.example.com", "http://*.internal.test:8080", "https://any.test:*"]
