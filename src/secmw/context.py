@@ -313,7 +313,9 @@ class RequestContext:
         ctx = cls.__new__(cls)
         ctx.scope = scope
         ctx.transport = transport
-        ctx.method = scope.get("method", "GET") if transport == "http" else "GET"
+        # Upper-cased as rules are: servers pass "delete" through, and frameworks
+        # that upper-case it (Django, werkzeug) would run DELETE for it.
+        ctx.method = str(scope.get("method", "GET")).upper() if transport == "http" else "GET"
         ctx.path = path
         ctx.raw_path = (
             raw_path

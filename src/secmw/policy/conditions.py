@@ -8,6 +8,7 @@ that is not JSON-RPC). No parsing, glob or regex compilation happens per request
 from __future__ import annotations
 
 import ipaddress
+import json
 import time as time_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,12 +58,10 @@ def compile_value(match: ValueMatch, key: str) -> Callable[[Any], bool]:
         return lambda value: (value is not MISSING) is wanted
     if "equals" in fields:
         expected = match.equals
-        return lambda value: (
-            value is not MISSING and type(value) is type(expected) and value == expected
-        )
+        return lambda value: value is not MISSING and _lax_equal(value, expected)
     if "in_" in fields:
         options = list(match.in_ or ())
-        return lambda value: any(type(value) is type(o) and value == o for o in options)
+        return lambda value: value is not MISSING and any(_lax_equal(value, o) for o in options)
     if "prefix" in fields:
         prefix = match.prefix or ""
         return lambda value: isinstance(value, str) and value.startswith(prefix)
@@ -85,6 +84,85 @@ def compile_value(match: ValueMatch, key: str) -> Callable[[Any], bool]:
         return pattern.search(value) is not None
 
     return regex
+
+
+# Strings servers read as other types before a tool runs (pydantic's lax mode).
+_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
+_NUMBER_TYPES = (int, float)
+
+
+def _lax_equal(value: Any, expected: Any) -> bool:
+    """``value`` equals ``expected`` as the tool may receive it.
+
+    Same type and value, or a value a server converts to ``expected``: pydantic
+    (lax, as the MCP SDK validates arguments) reads ``"true"``, ``"yes"`` or ``1``
+    as ``True`` and ``"5"`` or ``5.0`` as ``5``; it never turns a number into a string.
+    """
+    kind = type(expected)
+    if type(value) is kind:
+        return bool(value == expected)
+    if kind is bool:
+        if type(value) is str:
+            return value.lower() in (_TRUE if expected else _FALSE)
+        return type(value) in _NUMBER_TYPES and value == expected
+    if kind in _NUMBER_TYPES:
+        if type(value) in (*_NUMBER_TYPES, bool):
+            return bool(value == expected)
+        if type(value) is str and len(value) <= 64:
+            try:
+                return bool(float(value.strip().replace("_", "")) == expected)
+            except ValueError:
+                return False
+    return False
+
+
+# A string holding JSON is decoded up to this size; a longer one makes the rule undecidable.
+_MAX_DECODED = 64 * 1024
+
+
+def _decoded(text: str) -> Any:
+    """The JSON array, object or ``null`` a string holds (as servers pre-parse it), else MISSING."""
+    stripped = text.lstrip()
+    if not stripped.startswith(("[", "{", "null")):
+        return MISSING
+    if len(text) > _MAX_DECODED:
+        raise Undecidable("a tool argument holds JSON too long to decode")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return MISSING
+    return value if value is None or isinstance(value, (list, dict)) else MISSING
+
+
+def argument_readings(arguments: Any, pointer: str) -> list[Any]:
+    """The values at ``pointer`` as the tool may receive them.
+
+    The MCP SDK parses a string argument that holds a JSON array or object (or
+    ``null``) into that value for any parameter not declared as a string, so a
+    step into a string reads the JSON it holds, and a string at the end counts
+    both as itself and as what it decodes to.
+    """
+    value = arguments
+    steps = pointer[1:].split("/") if pointer else []
+    for raw in steps:
+        step = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, str):
+            value = _decoded(value)
+        if isinstance(value, Mapping):
+            value = value.get(step, MISSING)
+        elif isinstance(value, list) and step.isdigit() and (step == "0" or step[0] != "0"):
+            index = int(step)
+            value = value[index] if index < len(value) else MISSING
+        else:
+            return [MISSING]
+        if value is MISSING:
+            return [MISSING]
+    if isinstance(value, str):
+        decoded = _decoded(value)
+        if decoded is not MISSING:
+            return [value, decoded]
+    return [value]
 
 
 def json_pointer(document: Any, pointer: str) -> Any:
@@ -150,7 +228,7 @@ def _argument(pointer: str, test: Callable[[Any], bool]) -> Predicate:
     def check(ctx: RequestContext, call: RpcCall | None) -> bool:
         if call is None or call.tool is None:
             return False
-        return test(json_pointer(call.arguments or {}, pointer))
+        return any(test(value) for value in argument_readings(call.arguments or {}, pointer))
 
     return check
 

@@ -83,7 +83,14 @@ class Conditions(ConfigModel):
     @field_validator("methods")
     @classmethod
     def _upper(cls, value: list[str] | None) -> list[str] | None:
-        return [method.upper() for method in value] if value is not None else None
+        if value is None:
+            return None
+        methods = [method.upper() for method in value]
+        # Servers answer HEAD with the GET handler (Starlette, Django, Flask...): the
+        # handler runs and its headers go out, so a rule on GET must judge HEAD too.
+        if "GET" in methods and "HEAD" not in methods:
+            methods.append("HEAD")
+        return methods
 
 
 class RuleConfig(ConfigModel):

@@ -10,10 +10,14 @@ Path globs are segment-aware:
 Name globs (tool names, JSON-RPC methods, hosts) use ``*`` for any run of
 characters and ``?`` for one; character classes are refused, so that a pattern
 means the same to every reader.
+
+Matching never backtracks into a wildcard it has passed (see ``_segment``), so
+it takes time linear in the path or name, whatever the pattern.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -52,20 +56,28 @@ def compile_path_glob(pattern: str) -> PathGlob:
     segments = pattern.split("/")[1:]
     if pattern == "/":
         segments = []
-    parts: list[str] = []
+    runs: list[list[str]] = [[]]  # the segments' regexes, in runs between "**"
     params: list[str] = []
     for segment in segments:
         if segment in ("", ".", ".."):
             raise GlobError("empty, '.' and '..' segments never occur in canonical paths")
         if segment == "**":
-            parts.append("(?:/[^/]+)*")
+            runs.append([])
             continue
         if "**" in segment:
             raise GlobError("'**' must be a whole segment")
-        parts.append("/(?=[^/])" + _segment(segment, params))  # segments are never empty
+        runs[-1].append("/(?=[^/])" + _segment(segment, params))  # segments are never empty
     if len(set(params)) != len(params):
         raise GlobError("a path parameter name is used twice")
-    body = "".join(parts)  # the root "/" is matched as the empty string (no segments)
+    # A "**" before an inner run skips the fewest segments that let the run match and
+    # commits, like a "*" before a literal within a segment (linear, not polynomial,
+    # in the number of segments); before the last run it skips as many as it must.
+    body = "".join(runs[0])  # the root "/" is matched as the empty string (no segments)
+    for number, run in enumerate(runs[1:], start=2):
+        if number == len(runs):
+            body += "(?:/[^/]+)*" + "".join(run)
+        elif run:
+            body += "(?>(?:/[^/]+)*?" + "".join(run) + ")"
     first = segments[0] if segments and _is_literal(segments[0]) else None
     return PathGlob(pattern, re.compile(body), first, tuple(params))
 
@@ -75,23 +87,62 @@ def _is_literal(segment: str) -> bool:
 
 
 def _segment(segment: str, params: list[str]) -> str:
-    out: list[str] = []
+    """One path segment's regex, matched left to right without nested backtracking.
+
+    Wildcards (``*``: any run, ``{name}``: a non-empty run, captured) are separated
+    by literals. A wildcard before an inner literal takes the shortest run up to
+    that literal's first occurrence and commits to it (an atomic group): for globs
+    made of such wildcards the first choice never loses a match, and a long segment
+    stays linear where ``*-*-*.csv`` used to backtrack cubically. The last wildcard
+    runs greedily to the literal that ends the segment, and the segment must end there.
+    """
+    tokens: list[tuple[str, str]] = []  # ("lit", text), ("star", ""), ("param", name)
     position = 0
     for found in _PARAM.finditer(segment):
-        out.append(_literal_or_star(segment[position : found.start()]))
+        tokens.extend(_star_tokens(segment[position : found.start()]))
         params.append(found.group(1))
-        out.append(f"(?P<{found.group(1)}>[^/]+)")
+        tokens.append(("param", found.group(1)))
         position = found.end()
-    out.append(_literal_or_star(segment[position:]))
-    return "".join(out)
+    tokens.extend(_star_tokens(segment[position:]))
+    for first, second in itertools.pairwise(tokens):
+        if first[0] != "lit" and second[0] != "lit":
+            raise GlobError(
+                "a parameter next to '*' or to another parameter is ambiguous;"
+                " put a literal between them"
+            )
+    last = max((i for i, (kind, _) in enumerate(tokens) if kind != "lit"), default=-1)
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        kind, value = tokens[index]
+        if kind == "lit":
+            out.append(re.escape(value))
+            index += 1
+            continue
+        run = "[^/]*" if kind == "star" else "[^/]+"
+        if index == last:
+            out.append(f"(?P<{value}>{run})" if kind == "param" else run)
+            index += 1
+            continue
+        lazy = f"(?P<{value}>{run}?)" if kind == "param" else f"{run}?"
+        out.append(f"(?>{lazy}{re.escape(tokens[index + 1][1])})")
+        index += 2
+    return "".join(out) + "(?=/|\\Z)"
 
 
-def _literal_or_star(text: str) -> str:
+def _star_tokens(text: str) -> list[tuple[str, str]]:
+    """Literals and ``*`` of the text between parameters (empty literals left out)."""
     if "{" in text or "}" in text:
         raise GlobError("braces must enclose a parameter name such as {tenant}")
     if "?" in text or "[" in text:
         raise GlobError("'?' and character classes are not supported in path patterns")
-    return "[^/]*".join(re.escape(piece) for piece in text.split("*"))
+    tokens: list[tuple[str, str]] = []
+    for number, piece in enumerate(text.split("*")):
+        if number:
+            tokens.append(("star", ""))
+        if piece:
+            tokens.append(("lit", piece))
+    return tokens
 
 
 def compile_name_glob(pattern: str, *, case_insensitive: bool = False) -> re.Pattern[str]:
@@ -100,9 +151,18 @@ def compile_name_glob(pattern: str, *, case_insensitive: bool = False) -> re.Pat
         raise GlobError("an empty pattern matches nothing")
     if "[" in pattern or "]" in pattern:
         raise GlobError("character classes are not supported")
-    body = "".join(
-        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
-    )
+    # Fixed-length pieces between stars; each star before an inner piece takes the
+    # shortest run up to that piece and commits (as for path segments), so matching
+    # stays linear in the name (``*_*_delete`` was quadratic).
+    pieces = [
+        "".join("." if char == "?" else re.escape(char) for char in piece)
+        for piece in pattern.split("*")
+    ]
+    if len(pieces) == 1:
+        body = pieces[0]
+    else:
+        inner = "".join(f"(?>.*?{piece})" for piece in pieces[1:-1] if piece)
+        body = pieces[0] + inner + ".*" + pieces[-1]
     return re.compile(body, re.IGNORECASE | re.DOTALL if case_insensitive else re.DOTALL)
 
 

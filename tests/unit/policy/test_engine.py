@@ -234,6 +234,62 @@ CONDITIONS = [
         True,
         id="argument-absent",
     ),
+    # Arguments as the MCP SDK hands them to the tool: a string holding a JSON array
+    # or object is parsed (for non-string parameters), "true"/1 are True, "5" is 5.
+    pytest.param(
+        {"arguments": {"/paths/0": {"prefix": "/etc"}}},
+        request("/mcp", method="POST", body=call("a", {"paths": '["/etc/passwd"]'})),
+        True,
+        id="argument-array-in-a-string",
+    ),
+    pytest.param(
+        {"arguments": {"/opts/path": {"equals": "/etc/shadow"}}},
+        request("/mcp", method="POST", body=call("a", {"opts": ' {"path": "/etc/shadow"}'})),
+        True,
+        id="argument-object-in-a-string",
+    ),
+    pytest.param(
+        {"arguments": {"/paths": {"contains": "/etc/passwd"}}},
+        request("/mcp", method="POST", body=call("a", {"paths": '["/etc/passwd"]'})),
+        True,
+        id="argument-list-in-a-string-contains",
+    ),
+    pytest.param(
+        {"arguments": {"/force": {"equals": True}}},
+        request("/mcp", method="POST", body=call("a", {"force": "TRUE"})),
+        True,
+        id="argument-bool-as-string",
+    ),
+    pytest.param(
+        {"arguments": {"/force": {"in": [True]}}},
+        request("/mcp", method="POST", body=call("a", {"force": 1})),
+        True,
+        id="argument-bool-as-number",
+    ),
+    pytest.param(
+        {"arguments": {"/force": {"equals": True}}},
+        request("/mcp", method="POST", body=call("a", {"force": 2})),
+        False,
+        id="argument-bool-not-two",
+    ),
+    pytest.param(
+        {"arguments": {"/count": {"equals": 5}}},
+        request("/mcp", method="POST", body=call("a", {"count": " 5.0 "})),
+        True,
+        id="argument-number-as-string",
+    ),
+    pytest.param(
+        {"arguments": {"/name": {"equals": "5"}}},
+        request("/mcp", method="POST", body=call("a", {"name": 5})),
+        False,
+        id="argument-number-is-never-a-string",
+    ),
+    pytest.param(
+        {"arguments": {"/path": {"equals": "[x"}}},
+        request("/mcp", method="POST", body=call("a", {"path": "[x"})),
+        True,
+        id="argument-string-that-is-not-json",
+    ),
     # findings
     pytest.param(
         {"findings": [{"source": "inspector", "kind": "override*", "min_score": 0.5}]},
@@ -273,6 +329,37 @@ def test_overlong_value_for_a_regex_denies_rather_than_skips() -> None:
     assert decision.rule_ids == ("policy:undecidable",)
     fits = request("/mcp", method="POST", body=call("a", {"p": "x" * 4096}))
     assert engine(rules).evaluate(fits).effect is Effect.ALLOW
+
+
+@pytest.mark.parametrize("method", ["HEAD", "head", "get", "Get"])
+def test_a_rule_on_get_judges_head_and_every_spelling_of_the_method(method: str) -> None:
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-reports", "effect": "deny", "when": {"methods": ["get"], "paths": ["/r/**"]}},
+    ]
+    decision = engine(rules).evaluate(request("/r/q1", method=method))
+    assert (decision.effect, decision.rule_ids) == (Effect.DENY, ("no-reports",))
+
+
+@pytest.mark.parametrize("method", ["delete", "Delete"])
+def test_a_lower_case_method_is_judged_as_its_upper_case_name(method: str) -> None:
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-delete", "effect": "deny", "when": {"methods": ["DELETE"]}},
+    ]
+    assert engine(rules).evaluate(request("/items/1", method=method)).effect is Effect.DENY
+    assert engine(rules).evaluate(request("/items/1", method="POST")).effect is Effect.ALLOW
+
+
+def test_json_too_long_to_decode_in_an_argument_denies_rather_than_skips() -> None:
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-etc", "effect": "deny", "when": {"arguments": {"/p/0": {"prefix": "/etc"}}}},
+    ]
+    padded = '["/home/x", "' + "y" * 70_000 + '"]'
+    decision = engine(rules).evaluate(request("/mcp", method="POST", body=call("a", {"p": padded})))
+    assert decision.effect is Effect.DENY
+    assert decision.rule_ids == ("policy:undecidable",)
 
 
 RULES = [
