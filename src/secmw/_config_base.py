@@ -7,7 +7,7 @@ import re
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.1
 
@@ -26,19 +26,16 @@ class ConfigModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @model_validator(mode="before")
+    # Per field (not per model), so one bad value does not hide the other errors.
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_conversions(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for name, value in data.items():
-            field = cls.model_fields.get(name)
-            if field is None:
-                continue
+    def _no_conversions(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
             problem = _conversion(field.annotation, value)
             if problem is not None:
-                raise ValueError(f"{FIELD_MARK}{name}: {problem}")
-        return data
+                raise ValueError(problem)
+        return value
 
 
 def _conversion(annotation: Any, value: Any) -> str | None:

@@ -6,15 +6,18 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from secmw._serving import port_number, serve
 from secmw.audit import cli as audit_cli
+from secmw.audit.base import NullAuditSink
 from secmw.auth import cli as auth_cli
-from secmw.config import build_pipeline, load_config
-from secmw.errors import ConfigError
+from secmw.config import BUILDERS, Config, build_pipeline, load_config
+from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.cli import register as register_gateway
 from secmw.redact.cli import register as register_scan
 
@@ -29,18 +32,47 @@ def _version() -> str:
 def _check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
-        pipeline = build_pipeline(config)
     except ConfigError as exc:
         named = exc if exc.source else ConfigError(list(exc.issues), source=args.file)
         print(named, file=sys.stderr)
         return 2
-    stages = ["authorize"]
-    if pipeline.authenticator is not None:
-        stages.insert(0, "authenticate")
+    issues = list(_check_audit(config))
+    try:
+        # The audit sink was checked (and closed) above; a check writes no trail.
+        pipeline = build_pipeline(config, audit=NullAuditSink())
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+    if issues:
+        print(ConfigError(issues, source=args.file), file=sys.stderr)
+        return 2
+    stages = pipeline.stage_names()
     print(f"{args.file}: OK ({', '.join(stages)}; audit: {config.audit.sink})")
     if pipeline.fail_open:
         print(f"warning: fail-open settings on: {', '.join(pipeline.fail_open)}", file=sys.stderr)
     return 0
+
+
+def _check_audit(config: Config) -> list[ConfigIssue]:
+    """Build the audit sink once to check it, close it, and remove a file it created."""
+    path = config.audit.file.path if config.audit.file is not None else None
+    existed = path is not None and os.path.lexists(path)
+    try:
+        sink = BUILDERS["audit"](config)
+    except ConfigError as exc:
+        return list(exc.issues)
+    close = getattr(sink, "close", None)
+    if callable(close):
+        close()
+    if path is not None and not existed:
+        _forget_audit_file(path)
+    return []
+
+
+def _forget_audit_file(path: str) -> None:
+    """Remove the empty audit file building the sink created (only if still empty)."""
+    with contextlib.suppress(OSError):
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            os.unlink(path)
 
 
 _INJECTION = (
@@ -132,7 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``secmw`` command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as other tools do, and
+        # keep the interpreter's exit-time flush from reporting it again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 1
     return code
 
 

@@ -165,7 +165,8 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(raw)
+            # Like TOML, a key given twice is an error: the last one would win unseen.
+            data = json.loads(raw, object_pairs_hook=_unique_keys)
         elif suffix == ".toml":
             data = tomllib.loads(raw.decode("utf-8"))
         else:
@@ -178,6 +179,15 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
         return parse_config(data, source=name)
     except RecursionError:
         raise ConfigError("the configuration is nested too deeply", source=name) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} is given twice in one object")
+        seen[key] = value
+    return seen
 
 
 # No real configuration comes near this; a bigger file is a mistake (or a device).

@@ -27,11 +27,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-from fastapi import FastAPI, HTTPException, Request, Security
-from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
-from fastapi.responses import Response
-from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2
-from fastapi.security.base import SecurityBase
+try:
+    from fastapi import FastAPI, HTTPException, Request, Security
+    from fastapi.openapi.models import OAuthFlowAuthorizationCode, OAuthFlows
+    from fastapi.responses import Response
+    from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2
+    from fastapi.security.base import SecurityBase
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        "secmw.fastapi needs FastAPI: pip install 'secmw[fastapi]'", name=exc.name
+    ) from exc
 
 from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
 from secmw.context import Principal, RequestContext

@@ -384,12 +384,9 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def startup(self) -> None:
-        """Record ``sys_startup`` once (stages, fail-open settings), then start the stages."""
-        if self._started:
-            return
-        self._started = True
-        stages = [
+    def stage_names(self) -> list[str]:
+        """The stages that are on, in the order a request meets them."""
+        return [
             name
             for name, stage in (
                 ("guard", self.guard),
@@ -401,12 +398,18 @@ class Pipeline:
             )
             if stage is not None
         ]
+
+    async def startup(self) -> None:
+        """Record ``sys_startup`` once (stages, fail-open settings), then start the stages."""
+        if self._started:
+            return
+        self._started = True
         await self.emit(
             AuditEvent(
                 name="sys_startup",
                 outcome="success",
                 severity="warning" if self.fail_open else "info",
-                details={"stages": stages, "fail_open": list(self.fail_open)},
+                details={"stages": self.stage_names(), "fail_open": list(self.fail_open)},
             )
         )
         for component in self._components():

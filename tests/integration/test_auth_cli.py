@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -83,3 +87,101 @@ def test_token_mints_verifiable_dev_tokens(
     assert auth.verify(capsys.readouterr().out.strip()).subject == "again"
     key.write_text("not a key")
     assert main(common) == 1
+
+
+def test_a_key_of_another_algorithm_is_named_not_used_and_a_new_key_dir_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "new" / "dir" / "dev.pem"
+    assert main(["token", "--key", str(key), "--create-key"]) == 0
+    assert "ES256" in capsys.readouterr().err
+    assert main(["token", "--key", str(key), "--alg", "RS256"]) == 2
+    assert "is a ES256 key, not RS256" in capsys.readouterr().err
+    assert main(["token", "--key", str(key), "--alg", "ES256"]) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "99999999999d", "0"])
+def test_a_duration_that_is_not_a_sane_number_is_a_usage_error(value: str) -> None:
+    for command in (
+        ["apikey", "create", "--store", "x", "--subject", "s", "--expires-in", value],
+        ["token", "--key", "x", "--expires-in", value],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(command)
+        assert info.value.code == 2
+
+
+def _create(store: Path, subject: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secmw",
+            "apikey",
+            "create",
+            "--store",
+            str(store),
+            "--subject",
+            subject,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_parallel_creates_and_a_revoke_all_take_effect(tmp_path: Path) -> None:
+    store = tmp_path / "keys.json"
+    first = _create(store, "first")
+    key_id = first.stdout.strip().split("_")[1]
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        futures = [pool.submit(_create, store, f"s{n}") for n in range(6)]
+        revoked = pool.submit(
+            subprocess.run,
+            [sys.executable, "-m", "secmw", "apikey", "revoke", "--store", str(store), key_id],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        results = [future.result() for future in futures]
+    assert revoked.result().returncode == 0
+    assert all(result.returncode == 0 for result in results)
+    records = {r["key_id"]: r for r in json.loads(store.read_text())["keys"]}
+    shown = {result.stdout.strip().split("_")[1] for result in results}
+    assert shown <= set(records)  # every key that was printed works
+    assert records[key_id]["revoked_at"] is not None
+
+
+def test_a_key_that_cannot_be_shown_is_not_stored(tmp_path: Path) -> None:
+    store = tmp_path / "keys.json"
+    command = [sys.executable, "-m", "secmw", "apikey", "create", "--store", str(store)]
+    with subprocess.Popen(
+        [*command, "--subject", "s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        process.stdout.close()  # the reader is gone: a broken pipe
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert b"nothing stored" in err and b"Traceback" not in err
+    assert json.loads(store.read_text())["keys"] == []
+    closed = subprocess.run(  # no standard output at all (">&-")
+        [*command, "--subject", "s"],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # no threads in the child yet
+        timeout=60,
+        check=False,
+    )
+    assert closed.returncode == 1
+    assert json.loads(store.read_text())["keys"] == []
+
+
+def test_an_empty_store_file_holds_no_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "keys.json"
+    store.touch()
+    assert main(["apikey", "list", "--store", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["apikey", "create", "--store", str(store), "--subject", "s"]) == 0
+    assert len(json.loads(store.read_text())["keys"]) == 1

@@ -46,6 +46,57 @@ def test_check_config_names_every_bad_key(
     assert str(path) in err
 
 
+def test_check_config_names_every_value_of_the_wrong_type_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        'max_body_bytes = "1MB"\n[request_id]\necho = "x"\n'
+        '[auth]\nrealm = 5\npublic_paths = "/healthz"\nallow_anonymous = "yes"\n'
+        '[audit]\nsink = "files"\n[ratelimit]\nheaders = "x"\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    for key in (
+        "max_body_bytes:",
+        "request_id.echo:",
+        "auth.realm:",
+        "auth.public_paths:",
+        "auth.allow_anonymous:",
+        "audit.sink:",
+        "ratelimit.headers:",
+    ):
+        assert key in err
+
+
+def test_check_config_lists_the_stages_and_leaves_no_audit_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trail = tmp_path / "audit" / "x.jsonl"
+    trail.parent.mkdir()
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        "[auth]\nallow_anonymous = true\n[ratelimit]\n"
+        'tiers = [{name = "a", key = "ip", rate = "10/minute"}]\n'
+        f'[redact]\nenabled = true\n[inspect]\n[audit.file]\npath = "{trail}"\n'
+    )
+    assert main(["check-config", str(path)]) == 0
+    assert "OK (inspect, authorize, throttle, redact; audit: file)" in capsys.readouterr().out
+    assert list(trail.parent.iterdir()) == []
+    trail.write_bytes(b"")  # an existing trail is left as it is
+    assert main(["check-config", str(path)]) == 0
+    assert trail.exists()
+
+
+def test_check_config_refuses_a_key_given_twice_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "twice.json"
+    path.write_text('{"auth": {"allow_anonymous": false}, "auth": {"allow_anonymous": true}}')
+    assert main(["check-config", str(path)]) == 2
+    assert "the key 'auth' is given twice" in capsys.readouterr().err
+
+
 def test_check_config_reports_build_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,13 +61,18 @@ def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
 
 
 def stop(process: subprocess.Popen[str]) -> str:
+    return stop_both(process)[0]
+
+
+def stop_both(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C the process; its standard output and error."""
     process.send_signal(signal.SIGINT)
     try:
-        out, _ = process.communicate(timeout=15)
+        out, err = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, _ = process.communicate()
-    return out
+        out, err = process.communicate()
+    return out, err
 
 
 def test_gateway_command_serves_the_configured_chain(
@@ -200,7 +205,10 @@ def test_demo_gateway_mode_strips_credentials() -> None:
         )
         ready = httpx.get(f"{base}/readyz")
     finally:
-        stop(process)
+        out, err = stop_both(process)
+    assert process.returncode == 0
+    assert "Traceback" not in err
+    assert "secmw demo: stopped" in out
     assert anonymous.status_code == 401
     assert echoed.status_code == 200
     assert token not in echoed.text
@@ -280,3 +288,18 @@ def test_a_refused_target_is_not_echoed_with_its_credentials(
     err = capsys.readouterr().err
     assert problem in err and kept in err
     assert not any(secret in err for secret in secrets)
+
+
+def test_check_config_fails_on_a_gateway_section_it_cannot_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the gateway extra (httpx), the section is neither checked nor runnable.
+    monkeypatch.setitem(sys.modules, "secmw.proxy.build", None)
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[auth]\nallow_anonymous = true\n[gateway]\nroutes = [{upstream = "a"}]\n'
+        '[gateway.upstreams.a]\ntargets = ["https://api.example.test"]\n'
+        'headers_from_env = {authorization = "SECMW_TEST_SURELY_UNSET"}\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    assert "pip install 'secmw[gateway]'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -105,3 +106,35 @@ def test_scan_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stdout == "k=[REDACTED:github_token]\n"
+
+
+def test_no_stdin_a_closed_reader_and_oversized_input_end_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = [sys.executable, "-m", "secmw", "scan"]
+    closed = subprocess.run(  # "<&-": Python starts with sys.stdin = None
+        command,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(0),
+        timeout=60,
+        check=False,
+    )
+    assert (closed.returncode, closed.stderr) == (
+        2,
+        "secmw scan: no standard input (give a file)\n",
+    )
+    big = tmp_path / "big.txt"
+    big.write_text(f"k={GITHUB}\n" * 20_000)
+    with subprocess.Popen(
+        [*command, "--json", str(big)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        process.stdout.read(10)
+        process.stdout.close()  # "| head -c 10"
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert b"Traceback" not in err
+    monkeypatch.setattr("secmw.redact.cli.MAX_INPUT", 100)
+    assert main(["scan", str(big)]) == 2
+    assert "is over" in capsys.readouterr().err

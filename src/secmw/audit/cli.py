@@ -35,7 +35,9 @@ def register(commands: Any) -> None:
 
     tail = actions.add_parser("tail", help="pretty-print the last events of a file")
     tail.add_argument("file", metavar="FILE")
-    tail.add_argument("-n", "--lines", type=int, default=20, help="how many (default 20)")
+    tail.add_argument(
+        "-n", "--lines", type=_count, default=20, help="how many (default 20; 0 with -f: only new)"
+    )
     tail.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new events (Ctrl-C stops)"
     )
@@ -71,6 +73,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the number of lines must not be negative")
+    return value
+
+
 def _tail(args: argparse.Namespace) -> int:
     try:
         handle = open(args.file, "rb")  # noqa: SIM115 - kept open to follow the file
@@ -78,7 +90,7 @@ def _tail(args: argparse.Namespace) -> int:
         print(f"secmw audit tail: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        for raw in deque(handle, maxlen=max(1, args.lines)):
+        for raw in deque(handle, maxlen=args.lines):
             # A last line without its newline was never completed by the sink.
             torn = "" if raw.endswith(b"\n") else "(torn, not verified) "
             print(torn + format_line(raw), flush=True)

@@ -12,19 +12,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from secmw.errors import ComponentError
 
+if sys.platform != "win32":
+    import fcntl
+
 KEY_FORMAT = re.compile(r"smw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+# The longest lifetime a key may be given (seconds): about 100 years.
+MAX_LIFETIME = 100 * 365.25 * 86400
 
 
 def hash_key(key: str) -> str:
@@ -94,7 +101,16 @@ class APIKeyRecord:
 
 
 def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("a time in the API key file is not a finite number")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 class APIKeyStore(Protocol):
@@ -142,8 +158,37 @@ class MemoryAPIKeyStore:
         Creating a second key for the same subject is how keys are rotated: both
         work until the old one is revoked or expires.
         """
+        record, key = self.new_key(
+            subject,
+            name=name,
+            tenant=tenant,
+            roles=roles,
+            scopes=scopes,
+            tier=tier,
+            expires_in=expires_in,
+        )
+        self.add(record)
+        return record, key
+
+    def new_key(
+        self,
+        subject: str,
+        *,
+        name: str | None = None,
+        tenant: str | None = None,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        tier: str | None = None,
+        expires_in: float | None = None,
+    ) -> tuple[APIKeyRecord, str]:
+        """A new record and its key, not stored yet: :meth:`add` stores it.
+
+        So a caller can show the key first and store only a key it could show.
+        """
         if not subject:
             raise ValueError("subject must not be empty")
+        if expires_in is not None and not 0 < expires_in <= MAX_LIFETIME:
+            raise ValueError("expires_in must be a positive number of seconds, at most 100 years")
         key_id, key = generate_key()
         now = self._clock()
         record = APIKeyRecord(
@@ -158,9 +203,12 @@ class MemoryAPIKeyStore:
             created_at=now,
             expires_at=None if expires_in is None else now + expires_in,
         )
-        self._records[key_id] = record
-        self._saved()
         return record, key
+
+    def add(self, record: APIKeyRecord) -> None:
+        """Store ``record`` (made by :meth:`new_key`)."""
+        self._records[record.key_id] = record
+        self._saved()
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key; ``False`` when there is no such key (or it was revoked)."""
@@ -180,8 +228,11 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
 
     Changes made by ``secmw apikey`` in another process (a revocation) take effect
     within ``reload_interval`` seconds. Writes go to a temporary file that
-    replaces the old one, so a reader never sees half a file. A file that cannot
-    be read raises :class:`~secmw.errors.ComponentError` (503), never opens access.
+    replaces the old one, so a reader never sees half a file; each change re-reads
+    the file under an exclusive lock (``<file>.lock``), so two processes changing
+    it at once both keep their change. An empty file holds no keys. A file that
+    cannot be read raises :class:`~secmw.errors.ComponentError` (503), never opens
+    access.
     """
 
     def __init__(
@@ -215,19 +266,46 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
                 raise
         return self._records.get(key_id)
 
-    def _load(self) -> None:
+    def add(self, record: APIKeyRecord) -> None:
+        """Store ``record``: re-read the file and write it back, under the lock."""
+        with self._locked():
+            self._load(force=True)
+            super().add(record)
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key (see :meth:`MemoryAPIKeyStore.revoke`), under the lock."""
+        with self._locked():
+            self._load(force=True)
+            return super().revoke(key_id)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``<file>.lock`` (no-op where flock is missing)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if sys.platform != "win32":
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)  # closing releases the lock
+
+    def _load(self, *, force: bool = False) -> None:
         try:
             info = self.path.stat()
             stamp = (info.st_mtime_ns, info.st_size)
-            if stamp == self._stamp:
+            if stamp == self._stamp and not force:
                 return
-            document = json.loads(self.path.read_bytes())
-            entries = document["keys"]
+            raw = self.path.read_bytes()
+            entries = json.loads(raw, parse_constant=_no_constant)["keys"] if raw.strip() else []
             if not isinstance(entries, list):
                 raise TypeError("'keys' is not a list")
             records = [APIKeyRecord.from_dict(entry) for entry in entries]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ComponentError(f"cannot read the API key file: {type(exc).__name__}") from None
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ComponentError(
+                f"cannot read the API key file: {type(exc).__name__}: {detail}"
+            ) from None
         self._records = {record.key_id: record for record in records}
         self._stamp = stamp
 

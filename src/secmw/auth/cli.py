@@ -7,7 +7,9 @@ once, at creation, and never stored; only its SHA-256 hash is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -20,6 +22,10 @@ from secmw.errors import ComponentError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+# The longest duration accepted (100 years, the longest an API key may live).
+_MAX_DURATION = 100 * 365.25 * 86400
+
+
 def _duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``12h`` or ``30d`` as seconds."""
     unit = text[-1:] if text[-1:] in _UNITS else "s"
@@ -28,8 +34,8 @@ def _duration(text: str) -> float:
         value = float(number) * _UNITS[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("a duration must be positive")
+    if not math.isfinite(value) or value <= 0 or value > _MAX_DURATION:
+        raise argparse.ArgumentTypeError("a duration must be positive and at most 100 years")
     return value
 
 
@@ -46,9 +52,12 @@ def _store(args: argparse.Namespace, *, create: bool = False) -> Any:
 
 
 def _apikey_create(args: argparse.Namespace) -> int:
+    if sys.stdout is None:
+        print("secmw apikey: no standard output to show the key on", file=sys.stderr)
+        return 1
     try:
         store = _store(args, create=True)
-        record, key = store.create(
+        record, key = store.new_key(
             args.subject,
             name=args.name,
             tenant=args.tenant,
@@ -60,14 +69,34 @@ def _apikey_create(args: argparse.Namespace) -> int:
     except (ComponentError, OSError, ValueError) as exc:
         print(f"secmw apikey: {exc}", file=sys.stderr)
         return 1
+    # The key is shown before it is stored: a key nobody could see must not work.
+    try:
+        sys.stdout.write(key + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        _quiet_stdout()
+        print(f"secmw apikey: the key could not be shown ({exc}); nothing stored", file=sys.stderr)
+        return 1
+    try:
+        store.add(record)
+    except (ComponentError, OSError) as exc:
+        print(f"secmw apikey: the key above was NOT stored: {exc}", file=sys.stderr)
+        return 1
     print(
         f"created API key {record.key_id} for {record.subject} "
-        f"(expires: {_when(record.expires_at)})\n"
-        "the key is shown once and cannot be recovered; store it now:",
+        f"(expires: {_when(record.expires_at)}); "
+        "the key is shown once and cannot be recovered: store it now",
         file=sys.stderr,
     )
-    print(key)
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the exit-time flush of a broken pipe says nothing."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _apikey_list(args: argparse.Namespace) -> int:
@@ -113,17 +142,27 @@ def _token(args: argparse.Namespace) -> int:
         if not args.create_key:
             print(f"secmw token: {path} does not exist (use --create-key)", file=sys.stderr)
             return 2
-        issuer = TokenIssuer(algorithm=args.alg, kid=args.kid or "dev", **options)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(issuer.private_pem())
-        print(f"secmw token: wrote a new {args.alg} key to {path}", file=sys.stderr)
+        issuer = TokenIssuer(algorithm=args.alg or "ES256", kid=args.kid or "dev", **options)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(issuer.private_pem())
+        except OSError as exc:
+            print(f"secmw token: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"secmw token: wrote a new {issuer.algorithm} key to {path}", file=sys.stderr)
     else:
         try:
             issuer = TokenIssuer.from_pem(path.read_bytes(), kid=args.kid or "dev", **options)
         except (OSError, ValueError, TypeError) as exc:
             print(f"secmw token: cannot use {path}: {type(exc).__name__}", file=sys.stderr)
             return 1
+        if args.alg is not None and args.alg != issuer.algorithm:
+            print(
+                f"secmw token: {path} is a {issuer.algorithm} key, not {args.alg}", file=sys.stderr
+            )
+            return 2
     if args.jwks:
         print(json.dumps(issuer.jwks(), indent=2))
         return 0
@@ -168,7 +207,11 @@ def register(commands: Any) -> None:
     token = commands.add_parser("token", help="mint a development JWT from a local key")
     token.add_argument("--key", required=True, help="PEM private key (RS256/ES256/EdDSA)")
     token.add_argument("--create-key", action="store_true", help="generate the key if missing")
-    token.add_argument("--alg", choices=["RS256", "ES256", "EdDSA"], default="ES256")
+    token.add_argument(
+        "--alg",
+        choices=["RS256", "ES256", "EdDSA"],
+        help="the key's algorithm (default: ES256 for a new key; an existing key's own)",
+    )
     token.add_argument("--kid", help="key id (default: dev)")
     token.add_argument("--issuer", default="https://issuer.example.test")
     token.add_argument("--audience", default="https://api.example.test")

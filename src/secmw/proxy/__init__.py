@@ -32,7 +32,15 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'secmw.proxy' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    try:
+        loaded = import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("secmw"):
+            raise
+        raise ModuleNotFoundError(
+            f"secmw.proxy.{name} needs {exc.name}: pip install 'secmw[gateway]'", name=exc.name
+        ) from exc
+    return getattr(loaded, name)
 
 
 __all__ = [

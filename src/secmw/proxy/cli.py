@@ -63,8 +63,12 @@ def check_gateway(path: str) -> int:
     try:
         from secmw.proxy.build import build_proxy  # noqa: PLC0415 - needs httpx
     except ImportError:
-        print("warning: the gateway section needs secmw[gateway] to run", file=sys.stderr)
-        return 0
+        print(
+            f"{path}: the gateway section cannot be checked (or run) without httpx:"
+            " pip install 'secmw[gateway]'",
+            file=sys.stderr,
+        )
+        return 2
     try:
         build_proxy(config.gateway)
     except ConfigError as exc:

@@ -141,9 +141,15 @@ def run_demo(args: argparse.Namespace) -> int:
         if failed:
             raise SystemExit(1)
 
-    code = serve_until_stopped(
-        lambda: anyio.run(run_both), f"{args.host}:{args.port} and 127.0.0.1:{upstream_port}"
-    )
+    def run() -> None:
+        try:
+            anyio.run(run_both)
+        except* KeyboardInterrupt:
+            # uvicorn re-raises the Ctrl-C it caught once its server has shut down;
+            # with two servers that reaches here: both have stopped cleanly by now.
+            pass
+
+    code = serve_until_stopped(run, f"{args.host}:{args.port} and 127.0.0.1:{upstream_port}")
     if code == 0:
         print("secmw demo: stopped", flush=True)
     return code

@@ -15,6 +15,9 @@ from secmw.context import Finding
 from secmw.errors import ConfigError
 
 _MEDIA = {"text": "text/plain", "json": "application/json", "sse": "text/event-stream"}
+# The most ``scan`` reads (bytes): the text, its redacted copy and the findings are
+# all held in memory, and /dev/zero must not exhaust it.
+MAX_INPUT = 256 << 20
 
 
 def register(commands: Any) -> None:
@@ -86,12 +89,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.file == "-":
-            raw = sys.stdin.buffer.read()
+            if sys.stdin is None:
+                print("secmw scan: no standard input (give a file)", file=sys.stderr)
+                return 2
+            raw = sys.stdin.buffer.read(MAX_INPUT + 1)
         else:
             with open(args.file, "rb") as handle:
-                raw = handle.read()
+                raw = handle.read(MAX_INPUT + 1)
     except OSError as exc:
         print(f"secmw scan: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"secmw scan: not enough memory to read {args.file}", file=sys.stderr)
+        return 2
+    if len(raw) > MAX_INPUT:
+        print(f"secmw scan: {args.file} is over {MAX_INPUT >> 20} MiB; split it", file=sys.stderr)
         return 2
     text = raw.decode("utf-8", "surrogateescape")
     redacted, found = redactor.redact(text, _media(args))

@@ -229,6 +229,11 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     assert out[0].split()[:1] == ["4"] and "authz_fail" in out[0]
     assert "path=/x3\\r\\n\\x1b[31m" in out[0] and "status=403" in out[0]
     assert 'details={"k":3}' in out[0]
+    assert main(["audit", "tail", "-n", "0", str(path)]) == 0
+    assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit) as usage:
+        main(["audit", "tail", "-n", "-5", str(path)])
+    assert usage.value.code == 2
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
     assert format_line(b"[" * 100_000 + b"]" * 100_000).startswith("(unreadable)")
