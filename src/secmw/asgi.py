@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import anyio
@@ -22,7 +22,7 @@ from secmw._response import ResponseWriter
 from secmw._websocket import WebSocketSession, close_code
 from secmw.context import ANONYMOUS, AuthCredentials, Principal, RequestContext
 from secmw.errors import BadRequest, Denial, PayloadTooLarge, ServiceUnavailable
-from secmw.pipeline import Pipeline
+from secmw.pipeline import Components, Pipeline
 from secmw.redact.base import Redactor
 
 Scope = MutableMapping[str, Any]
@@ -50,11 +50,13 @@ class SecurityMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        # Any ASGI 3 callable: apps type their scope as dict, a TypedDict union
+        # (Litestar) or MutableMapping, which a stricter type would refuse.
+        app: Callable[..., Awaitable[Any]],
         config: Any = None,
         *,
         pipeline: Pipeline | None = None,
-        **components: Any,
+        **components: Unpack[Components],
     ) -> None:
         if pipeline is None:
             from secmw.config import build_pipeline, load_config  # noqa: PLC0415 - cycle

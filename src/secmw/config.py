@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -30,7 +30,7 @@ from secmw.context import ContextSettings
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.inspect.config import InspectConfig
 from secmw.metrics.config import MetricsConfig
-from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Pipeline
+from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Components, Pipeline
 from secmw.policy.config import PolicyConfig
 from secmw.proxy.config import GatewayConfig
 from secmw.ratelimit.config import RateLimitConfig
@@ -294,7 +294,7 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     return tuple(found)
 
 
-def build_pipeline(config: Config, **components: Any) -> Pipeline:
+def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline:
     """Build the :class:`Pipeline` a configuration describes.
 
     Keyword ``components`` (``authenticator``, ``inspector``, ``policy``,
@@ -302,14 +302,15 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
     section is built before any error is raised, so one :class:`ConfigError`
     lists all of them.
     """
-    unknown = set(components) - set(BUILDERS)
+    given: dict[str, Any] = dict(components)
+    unknown = set(given) - set(BUILDERS)
     if unknown:
         raise TypeError(f"unknown component(s): {', '.join(sorted(unknown))}")
     issues: list[ConfigIssue] = []
     stages: dict[str, Any] = {}
     for name, builder in BUILDERS.items():
-        if name in components:
-            stages[name] = components[name]
+        if name in given:
+            stages[name] = given[name]
             continue
         try:
             stages[name] = builder(config)
@@ -348,7 +349,7 @@ def build_pipeline(config: Config, **components: Any) -> Pipeline:
         max_body_bytes=config.max_body_bytes,
         max_message_bytes=config.websocket.max_message_bytes,
         echo_request_id=config.request_id.echo,
-        fail_open=_fail_open(config, components),
+        fail_open=_fail_open(config, given),
     )
 
 

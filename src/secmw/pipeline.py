@@ -25,7 +25,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TypedDict
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
@@ -54,6 +54,17 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # A run this long is the only place a secret can hide in a path; shorter paths
 # skip the scan (it costs a few microseconds per event).
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_+=.~-]{16}")
+
+
+class Components(TypedDict, total=False):
+    """Components that replace the configured ones (``SecurityMiddleware(app, config, **c)``)."""
+
+    authenticator: Authenticator | None
+    inspector: Inspector | None
+    policy: PolicyEvaluator | None
+    rate_limiter: RateLimiter | None
+    redactor: Redactor | None
+    audit: AuditSink | None
 
 
 class Pipeline:
