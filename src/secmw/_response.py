@@ -118,29 +118,50 @@ _WIDE_LABELS = frozenset(
     {"unicode", "unicodefeff", "unicodefffe", "csunicode", "iso-10646-ucs-2", "ucs-2", "ucs2"}
 )
 _ASCII_SAFE = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1"})
-# Secrets' characters, and escapes some codecs decode (raw_unicode_escape, utf-7).
-_PROBE = "azAZ09+/=_-.:~ \n\"'{}\\u0073\\x73+AGE-"
+# Secrets' characters, and escapes some codecs decode (raw_unicode_escape, utf-7)
+# or swallow (the shift sequences of the stateful ISO-2022 codecs).
+_PROBE = "azAZ09+/=_-.:~ \n\"'{}\\u0073\\x73+AGE-\x1b(B\x1b$B\x0e\x0f"
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 def _wide_charset(value: bytes) -> str | None:
     """A charset among the parameters of a Content-Type in which ASCII is not ASCII bytes.
 
-    Quoted values are read whole.
+    Clients disagree on how to read the parameters, so every reading counts: quoted
+    values whole (RFC 9110), and split at every ";" as requests does. An RFC 2231
+    ``charset*`` parameter (httpx reads it) and a label no charset is that long
+    count as unscannable too.
     """
-    for key, quoted, plain in _PARAMETER.findall(value.decode("latin-1")):
-        if key.lower() != "charset":
+    text = value.decode("latin-1")
+    pairs: list[tuple[str, str]] = [
+        (key, quoted or plain) for key, quoted, plain in _PARAMETER.findall(text)
+    ]
+    for piece in text.split(";")[1:]:
+        key, equals, label = piece.partition("=")
+        if equals:
+            pairs.append((key.strip(), label.strip().strip("\"'")))
+    for key, label in pairs:
+        name = key.lower()
+        if name.startswith("charset*"):
+            return f"{name} (RFC 2231)"
+        if name != "charset":
             continue
-        charset: str = (quoted or plain).strip().lower()
+        charset = label.strip().lower()
         if charset in _ASCII_SAFE:
             continue
         if (
-            charset in _WIDE_LABELS
+            len(charset) > _LONGEST_LABEL
+            or charset in _WIDE_LABELS
             or charset.startswith(_WIDE_PREFIXES)
-            or not _ascii_compatible(charset[:64])
+            or not _ascii_compatible(charset)
         ):
-            return charset
+            return charset[:_LONGEST_LABEL]
     return None
+
+
+# Registered charset names are at most 40 characters; longer labels are refused
+# rather than looked up (Python folds runs of punctuation: "utf----16le" is UTF-16).
+_LONGEST_LABEL = 64
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -16,7 +17,14 @@ from secmw._serving import port_number, serve
 from secmw.audit import cli as audit_cli
 from secmw.audit.base import NullAuditSink
 from secmw.auth import cli as auth_cli
-from secmw.config import BUILDERS, Config, build_pipeline, load_config
+from secmw.config import (
+    BUILDERS,
+    Config,
+    build_pipeline,
+    load_config,
+    parse_config,
+    read_config_file,
+)
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.cli import register as register_gateway
 from secmw.redact.cli import register as register_scan
@@ -33,8 +41,8 @@ def _check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as exc:
-        named = exc if exc.source else ConfigError(list(exc.issues), source=args.file)
-        print(named, file=sys.stderr)
+        issues = [*exc.issues, *_issues_of_valid_sections(args.file, exc)]
+        print(ConfigError(issues, source=exc.source or args.file), file=sys.stderr)
         return 2
     issues = list(_check_audit(config))
     try:
@@ -52,10 +60,39 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _issues_of_valid_sections(path: str, failed: ConfigError) -> list[ConfigIssue]:
+    """The build-time errors (path patterns, storage URLs) of the sections that validated.
+
+    So one run names every error, not only the ones validation found first.
+    """
+    try:
+        data = read_config_file(path)
+    except ConfigError:
+        return []  # the file itself is the problem
+    if not isinstance(data, dict):
+        return []
+    failing = {re.split(r"[.\[]", issue.key, maxsplit=1)[0] for issue in failed.issues}
+    found: list[ConfigIssue] = []
+    for section, value in data.items():
+        if section in failing or not isinstance(value, dict) or section == "audit":
+            continue
+        try:
+            build_pipeline(parse_config({section: value}), audit=NullAuditSink())
+        except ConfigError as exc:
+            found.extend(exc.issues)
+    return found
+
+
 def _check_audit(config: Config) -> list[ConfigIssue]:
-    """Build the audit sink once to check it, close it, and remove a file it created."""
+    """Build the audit sink once to check it, close it, and remove a file it created.
+
+    An existing trail is only looked at: opening it would recover a torn last line
+    and chain a line onto it, next to the server that may be writing it.
+    """
     path = config.audit.file.path if config.audit.file is not None else None
     existed = path is not None and os.path.lexists(path)
+    if config.audit.file is not None and path is not None and existed:
+        return _check_existing_trail(path, config.audit.file.checkpoint_key)
     try:
         sink = BUILDERS["audit"](config)
     except ConfigError as exc:
@@ -66,6 +103,23 @@ def _check_audit(config: Config) -> list[ConfigIssue]:
     if path is not None and not existed:
         _forget_audit_file(path)
     return []
+
+
+def _check_existing_trail(path: str, checkpoint_key: str | None) -> list[ConfigIssue]:
+    issues = []
+    if os.path.isdir(path) or not os.access(path, os.W_OK):
+        issues.append(ConfigIssue("audit.file.path", f"{path} is not a file secmw can append to"))
+    if checkpoint_key is not None:
+        from secmw.audit.hashchain import CheckpointSigner  # noqa: PLC0415 - only here
+
+        try:
+            CheckpointSigner.from_pem_file(checkpoint_key)
+        except (OSError, ValueError, TypeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            issues.append(
+                ConfigIssue("audit.file.checkpoint_key", f"cannot load the key: {reason}")
+            )
+    return issues
 
 
 def _forget_audit_file(path: str) -> None:

@@ -152,6 +152,15 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
         return parse_config(source)
     if not isinstance(source, (str, os.PathLike)):
         raise ConfigError(f"cannot load a configuration from {type(source).__name__}")
+    data = read_config_file(source)
+    try:
+        return parse_config(data, source=str(source))
+    except RecursionError:
+        raise ConfigError("the configuration is nested too deeply", source=str(source)) from None
+
+
+def read_config_file(source: str | os.PathLike[str]) -> Any:
+    """The parsed (not yet validated) content of a ``.toml`` or ``.json`` file."""
     path = Path(source)
     name = str(path)
     try:
@@ -175,10 +184,7 @@ def load_config(source: Config | Mapping[str, Any] | str | os.PathLike[str] | No
         raise ConfigError(f"cannot parse the file: {exc}", source=name) from None
     except RecursionError:
         raise ConfigError("cannot parse the file: nested too deeply", source=name) from None
-    try:
-        return parse_config(data, source=name)
-    except RecursionError:
-        raise ConfigError("the configuration is nested too deeply", source=name) from None
+    return data
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

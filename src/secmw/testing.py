@@ -54,13 +54,17 @@ class TokenIssuer:
         """An issuer signing with an existing private key (RS256, ES256 or EdDSA by type)."""
         raw = pem.encode() if isinstance(pem, str) else pem
         private: Any = serialization.load_pem_private_key(raw, password=None)
-        algorithm: Algorithm = (
-            "RS256"
-            if isinstance(private, rsa.RSAPrivateKey)
-            else "ES256"
-            if isinstance(private, ec.EllipticCurvePrivateKey)
-            else "EdDSA"
-        )
+        algorithm: Algorithm
+        if isinstance(private, rsa.RSAPrivateKey):
+            algorithm = "RS256"
+        elif isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(
+            private.curve, ec.SECP256R1
+        ):
+            algorithm = "ES256"
+        elif isinstance(private, ed25519.Ed25519PrivateKey):
+            algorithm = "EdDSA"
+        else:
+            raise TypeError("not an RSA, P-256 or Ed25519 private key (RS256, ES256 or EdDSA)")
         issuer = cls(algorithm=algorithm, **options)
         issuer._private = private
         return issuer

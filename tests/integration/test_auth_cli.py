@@ -185,3 +185,49 @@ def test_an_empty_store_file_holds_no_keys(
     assert json.loads(capsys.readouterr().out) == []
     assert main(["apikey", "create", "--store", str(store), "--subject", "s"]) == 0
     assert len(json.loads(store.read_text())["keys"]) == 1
+
+
+def test_parallel_creates_on_a_store_that_does_not_exist_yet_keep_every_key(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "fresh.json"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: _create(store, f"s{n}"), range(8)))
+    assert all(result.returncode == 0 for result in results)
+    stored = {record["key_id"] for record in json.loads(store.read_text())["keys"]}
+    assert {result.stdout.strip().split("_")[1] for result in results} == stored
+
+
+async def test_a_revocation_through_a_symlink_reaches_the_file_the_server_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "var" / "keys.json"
+    link = tmp_path / "etc" / "keys.json"
+    assert main(["apikey", "create", "--store", str(real), "--subject", "svc"]) == 0
+    key = capsys.readouterr().out.strip()
+    link.parent.mkdir()
+    link.symlink_to(real)
+    assert main(["apikey", "revoke", "--store", str(link), key.split("_")[1]]) == 0
+    assert link.is_symlink()
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await APIKeyAuthenticator(FileAPIKeyStore(real)).check(key)
+
+
+def test_a_key_secmw_cannot_sign_with_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = tmp_path / "p384.pem"
+    private = ec.generate_private_key(ec.SECP384R1())
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert main(["token", "--key", str(key)]) == 1
+    assert main(["token", "--key", str(key), "--jwks"]) == 1  # never a JWKS with a wrong alg
+    assert "not an RSA, P-256 or Ed25519 private key" in capsys.readouterr().err

@@ -69,6 +69,26 @@ def test_check_config_names_every_value_of_the_wrong_type_at_once(
         assert key in err
 
 
+def test_check_config_names_build_errors_of_other_sections_next_to_type_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[auth]\nallow_anonymous = "x"\n'
+        '[ratelimit]\ntiers = [{name = "a", key = "ip", rate = "10/minute"}]\n'
+        '[ratelimit.storage]\nurl = "redis+sentinel://x"\n'
+        '[policy]\nrules = [{id = "a", effect = "allow", when = {paths = ["/a/../b"]}}]\n'
+    )
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    for key in (
+        "auth.allow_anonymous:",
+        "ratelimit.storage.url:",
+        "policy.rules[0].when.paths[0]:",
+    ):
+        assert key in err
+
+
 def test_check_config_lists_the_stages_and_leaves_no_audit_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,9 +103,11 @@ def test_check_config_lists_the_stages_and_leaves_no_audit_file(
     assert main(["check-config", str(path)]) == 0
     assert "OK (inspect, authorize, throttle, redact; audit: file)" in capsys.readouterr().out
     assert list(trail.parent.iterdir()) == []
-    trail.write_bytes(b"")  # an existing trail is left as it is
+    torn = b'{"seq":1,"prev":"0","event":"x"}\n{"seq":2,"ev'
+    trail.write_bytes(torn)  # an existing trail (a torn line: recovery would move it)
     assert main(["check-config", str(path)]) == 0
-    assert trail.exists()
+    assert trail.read_bytes() == torn
+    assert list(trail.parent.iterdir()) == [trail]
 
 
 def test_check_config_refuses_a_key_given_twice_in_json(

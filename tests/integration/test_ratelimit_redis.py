@@ -344,6 +344,39 @@ async def test_a_key_redis_refuses_costs_that_request_only_not_everyone(
         await app.pipeline.aclose()
 
 
+async def test_a_key_another_algorithm_left_costs_that_request_only(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # The tier changed its algorithm between deployments: the new script fails at
+    # run time on alice's old key ("user_script:N: attempt to compare number with nil").
+    def app(algorithm: str) -> tuple[Any, AuditCapture]:
+        audit = AuditCapture()
+        storage = {"url": redis_server.url, "prefix": f"algo-{anyio_backend}"}
+        tiers = [{"name": "user", "key": "principal", "rate": "5/minute", "algorithm": algorithm}]
+        config = {
+            "auth": {"allow_anonymous": True},
+            "ratelimit": {"storage": storage, "tiers": tiers},
+        }
+        middleware = SecurityMiddleware(
+            EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit
+        )
+        return middleware, audit
+
+    old, _ = app("sliding-window-counter")
+    alice = http_scope("/", headers=[("x-user", "alice")])
+    assert (await call(old, alice)).status == 200
+    await old.pipeline.aclose()
+    new, audit = app("fixed-window")
+    try:
+        assert (await call(new, alice)).status == 503
+        for user in ("bob", "carol", "bob"):
+            assert (await call(new, http_scope("/", headers=[("x-user", user)]))).status == 200
+        reasons = [e.reason or "" for e in audit.named("sys_monitor_disabled")]
+        assert len(reasons) == 1 and "on_failure" not in reasons[0]  # no outage declared
+    finally:
+        await new.pipeline.aclose()
+
+
 async def test_a_reply_that_is_not_the_scripts_is_a_storage_failure() -> None:
     # Answers "+OK" to everything: a wrong service, or something in between.
     with socket.socket() as server:

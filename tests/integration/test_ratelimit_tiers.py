@@ -270,6 +270,31 @@ async def test_websocket_handshake_and_messages_are_limited() -> None:
     assert second.messages[0]["type"] == "websocket.close"  # handshake tier: 1/minute
 
 
+async def test_a_connection_tier_is_per_session_whatever_request_id_the_client_sends() -> None:
+    rate = limiter(
+        {"name": "msgs", "key": "connection", "rate": "2/minute", "applies_to": "messages"},
+        clock=FakeClock(),
+    )
+
+    async def ws_app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    app = SecurityMiddleware(
+        ws_app, {"auth": {"allow_anonymous": True}}, rate_limiter=rate, audit=AuditCapture()
+    )
+    headers = [("x-request-id", "victim-conn-1")]  # trusted by default (request_id.trust_incoming)
+    for _ in range(3):  # each session has its own two messages
+        messages = [{"type": "websocket.connect"}] + [
+            {"type": "websocket.receive", "text": str(i)} for i in range(2)
+        ]
+        receiver = Receiver(messages, after={"type": "websocket.disconnect", "code": 1000})
+        sent = await call(app, ws_scope(headers=headers), receiver)
+        assert not [m for m in sent.messages if m.get("code") == 1008]
+
+
 async def test_message_tier_by_principal_spans_connections() -> None:
     clock = FakeClock()
     rate = limiter(

@@ -194,6 +194,23 @@ def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
         pytest.param([(b"content-type", b"text/plain; charset=cp037")], id="ebcdic"),
         pytest.param([(b"content-type", b"text/plain; charset=unicode_escape")], id="escapes"),
         pytest.param([(b"content-type", b"text/plain; charset=raw_unicode_escape")], id="raw"),
+        # Stateful codecs whose decoders drop shift sequences inside a secret.
+        pytest.param([(b"content-type", b"text/plain; charset=iso-2022-jp")], id="iso-2022-jp"),
+        pytest.param([(b"content-type", b"text/plain; charset=ISO-2022-KR")], id="iso-2022-kr"),
+        # A label Python folds to UTF-16 ("utf" + dashes + "16le"), too long to look up.
+        pytest.param(
+            [(b"content-type", b"text/plain; charset=utf" + b"-" * 62 + b"16le")], id="long"
+        ),
+        # RFC 2231 parameters, which httpx reads through email.message.
+        pytest.param([(b"content-type", b"text/plain; charset*=utf-8''utf-16le")], id="rfc2231"),
+        pytest.param(
+            [(b"content-type", b"text/plain; charset*0=utf-; charset*1=16le")],
+            id="rfc2231-continued",
+        ),
+        # requests splits at every ";", quoted or not.
+        pytest.param(
+            [(b"content-type", b'text/plain; x="a;charset=utf-16le"')], id="requests-split"
+        ),
     ],
 )
 async def test_a_body_secmw_cannot_scan_is_refused_however_it_is_declared(

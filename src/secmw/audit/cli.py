@@ -78,9 +78,13 @@ def _count(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of lines: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the number of lines must not be negative")
+    if not 0 <= value <= _MAX_LINES:
+        raise argparse.ArgumentTypeError(f"the number of lines must be 0 to {_MAX_LINES}")
     return value
+
+
+# More lines than any terminal wants; the deque holding them is allocated up front.
+_MAX_LINES = 1_000_000
 
 
 def _tail(args: argparse.Namespace) -> int:

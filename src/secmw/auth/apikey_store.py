@@ -249,7 +249,9 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
         self._checked = float("-inf")
         self._stamp: tuple[int, int] | None = None
         if create and not self.path.exists():
-            self._write()
+            with self._locked():  # another process may be creating it right now
+                if not self.path.exists():
+                    self._write()
         self._load()
 
     async def get(self, key_id: str) -> APIKeyRecord | None:
@@ -281,14 +283,19 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold an exclusive lock on ``<file>.lock`` (no-op where flock is missing)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        target = self._target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if sys.platform != "win32":
                 fcntl.flock(lock, fcntl.LOCK_EX)
             yield
         finally:
             os.close(lock)  # closing releases the lock
+
+    def _target(self) -> Path:
+        """The file behind the path (a symlink is followed, not replaced by a copy)."""
+        return Path(os.path.realpath(self.path))
 
     def _load(self, *, force: bool = False) -> None:
         try:
@@ -315,13 +322,14 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
     def _write(self) -> None:
         document = {"version": 1, "keys": [record.to_dict() for record in self.records()]}
         data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".apikeys-")
+        target = self._target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".apikeys-")
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
             os.chmod(temporary, 0o600)
-            os.replace(temporary, self.path)
+            os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

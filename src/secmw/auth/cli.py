@@ -156,7 +156,7 @@ def _token(args: argparse.Namespace) -> int:
         try:
             issuer = TokenIssuer.from_pem(path.read_bytes(), kid=args.kid or "dev", **options)
         except (OSError, ValueError, TypeError) as exc:
-            print(f"secmw token: cannot use {path}: {type(exc).__name__}", file=sys.stderr)
+            print(f"secmw token: cannot use {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         if args.alg is not None and args.alg != issuer.algorithm:
             print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time as time_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,12 +110,33 @@ def _lax_equal(value: Any, expected: Any) -> bool:
     if kind in _NUMBER_TYPES:
         if type(value) in (*_NUMBER_TYPES, bool):
             return bool(value == expected)
-        if type(value) is str and len(value) <= 64:
-            try:
-                return bool(float(value.strip().replace("_", "")) == expected)
-            except ValueError:
-                return False
+        if type(value) is str:
+            return _numeric_text_equals(value, expected)
     return False
+
+
+# An integer as pydantic reads one from a string: surrounding whitespace, a sign,
+# any number of leading zeros, "_" between digits, and a zero fraction ("5.0").
+_INTEGER_TEXT = re.compile(r"([+-]?)0*([0-9]*)(?:\.0*)?")
+
+
+def _numeric_text_equals(text: str, expected: float) -> bool:
+    """``text`` read as pydantic reads a number for a field of ``expected``'s type."""
+    stripped = text.strip().replace("_", "")
+    if type(expected) is int:
+        match = _INTEGER_TEXT.fullmatch(stripped)
+        if match is None or not stripped.strip("+-"):
+            return False
+        sign, digits = match.groups()
+        digits = digits or "0"
+        # Compared exactly, and never built when longer than the expected number.
+        if len(digits) > len(str(abs(expected))):
+            return False
+        return int(sign + digits) == expected
+    try:
+        return float(stripped) == expected
+    except ValueError:
+        return False
 
 
 # A string holding JSON is decoded up to this size; a longer one makes the rule undecidable.
@@ -187,14 +209,23 @@ def json_pointer(document: Any, pointer: str) -> Any:
 
 
 def compile_conditions(
-    conditions: Conditions, key: str, *, clock: Callable[[], float] = time_module.time
+    conditions: Conditions,
+    key: str,
+    *,
+    clock: Callable[[], float] = time_module.time,
+    granting: bool = False,
 ) -> list[Check]:
-    """Compile a ``when``/``unless`` block; raises ConfigError naming ``key``."""
+    """Compile a ``when``/``unless`` block; raises ConfigError naming ``key``.
+
+    ``granting`` is true for a block whose match lets a request through (an allow's
+    ``when``, a deny's or step-up's ``unless``): tool arguments must then pass under
+    every reading a server may give them.
+    """
     checks: list[Check] = []
     issues: list[ConfigIssue] = []
     _principal_checks(conditions, key, checks, issues)
     _request_checks(conditions, key, checks, issues, clock)
-    _rpc_checks(conditions, key, checks, issues)
+    _rpc_checks(conditions, key, checks, issues, granting=granting)
     if issues:
         raise ConfigError(issues)
     return checks
@@ -224,11 +255,19 @@ def _header_is(name: str, test: Callable[[Any], bool]) -> Predicate:
     return lambda ctx, call: test(_header(ctx, name))
 
 
-def _argument(pointer: str, test: Callable[[Any], bool]) -> Predicate:
+def _argument(pointer: str, test: Callable[[Any], bool], *, granting: bool) -> Predicate:
+    """A test of one tool argument over every reading of it (see :func:`argument_readings`).
+
+    A condition that restricts (a deny's ``when``, an allow's ``unless``) holds when
+    any reading passes; one that grants (an allow's ``when``, a deny's ``unless``)
+    only when every reading does: the tool gets one of them, nobody knows which.
+    """
+    combine = all if granting else any
+
     def check(ctx: RequestContext, call: RpcCall | None) -> bool:
         if call is None or call.tool is None:
             return False
-        return any(test(value) for value in argument_readings(call.arguments or {}, pointer))
+        return combine(test(value) for value in argument_readings(call.arguments or {}, pointer))
 
     return check
 
@@ -327,7 +366,9 @@ def _request_checks(
         checks.append(Check(f"{key}.findings", finding_check))
 
 
-def _rpc_checks(c: Conditions, key: str, checks: list[Check], issues: list[ConfigIssue]) -> None:
+def _rpc_checks(
+    c: Conditions, key: str, checks: list[Check], issues: list[ConfigIssue], *, granting: bool
+) -> None:
     if c.rpc_methods is not None:
         method_check = _names_check(c.rpc_methods, f"{key}.rpc_methods", issues)
         checks.append(
@@ -355,7 +396,7 @@ def _rpc_checks(c: Conditions, key: str, checks: list[Check], issues: list[Confi
             continue
         test = _value_check(match, name, issues)
         if test is not None:
-            checks.append(Check(name, _argument(pointer, test), True, True))
+            checks.append(Check(name, _argument(pointer, test, granting=granting), True, True))
 
 
 def _value_check(

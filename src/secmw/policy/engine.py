@@ -412,7 +412,8 @@ def _listing_checks(checks: list[Check], effect: Effect, *, exceptions: bool) ->
 
 def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.time) -> Rule:
     """Compile one rule; errors name ``key``."""
-    when = compile_conditions(rule.when, f"{key}.when", clock=clock)
+    allows = rule.effect == "allow"
+    when = compile_conditions(rule.when, f"{key}.when", clock=clock, granting=allows)
     exceptions = rule.unless
     if (
         exceptions is not None
@@ -421,7 +422,11 @@ def compile_rule(rule: RuleConfig, key: str, clock: Callable[[], float] = time.t
     ):
         # Parameters captured by the rule's own paths may be tested in `unless`.
         exceptions = exceptions.model_copy(update={"paths": rule.when.paths})
-    unless = compile_conditions(exceptions, f"{key}.unless", clock=clock) if exceptions else []
+    unless = (
+        compile_conditions(exceptions, f"{key}.unless", clock=clock, granting=not allows)
+        if exceptions
+        else []
+    )
     effect = Effect(rule.effect)
     reason = rule.reason or f"rule {rule.id} ({rule.effect})"
     decision = Decision(

@@ -30,7 +30,13 @@ class GlobError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PathGlob:
-    """A compiled path glob with its literal first segment (for indexing)."""
+    """A compiled path glob with its literal first segment (for indexing).
+
+    ``regex`` matches the path *reversed* (see :func:`reversed_path`): matching
+    from the right with the shortest runs gives every wildcard, read left to
+    right, the longest run that still lets the rest match, which is what routers
+    (Starlette, Django, werkzeug) capture, and it never backtracks.
+    """
 
     pattern: str
     regex: re.Pattern[str]
@@ -39,12 +45,19 @@ class PathGlob:
 
     def match(self, path: str) -> dict[str, str] | None:
         """The captured parameters when ``path`` matches, else ``None``."""
-        found = self.regex.fullmatch("" if path == "/" else path)
-        return found.groupdict() if found is not None else None
+        found = self.regex.fullmatch(reversed_path(path))
+        if found is None:
+            return None
+        return {name: value[::-1] for name, value in found.groupdict().items()}
 
     def matches(self, path: str) -> bool:
         """True when the canonical ``path`` matches."""
-        return self.regex.fullmatch("" if path == "/" else path) is not None
+        return self.regex.fullmatch(reversed_path(path)) is not None
+
+
+def reversed_path(path: str) -> str:
+    """``/a/bc`` as ``/cb/a``: segments in reverse order, each reversed; ``/`` as ``""``."""
+    return "/" + path[:0:-1] if path != "/" else ""
 
 
 def compile_path_glob(pattern: str) -> PathGlob:
@@ -56,17 +69,19 @@ def compile_path_glob(pattern: str) -> PathGlob:
     segments = pattern.split("/")[1:]
     if pattern == "/":
         segments = []
-    runs: list[list[str]] = [[]]  # the segments' regexes, in runs between "**"
+    runs: list[list[str]] = [[]]  # the segments' regexes, last first, in runs between "**"
     params: list[str] = []
     for segment in segments:
         if segment in ("", ".", ".."):
             raise GlobError("empty, '.' and '..' segments never occur in canonical paths")
+        if segment != "**" and "**" in segment:
+            raise GlobError("'**' must be a whole segment")
+    for segment in reversed(segments):
         if segment == "**":
             runs.append([])
             continue
-        if "**" in segment:
-            raise GlobError("'**' must be a whole segment")
-        runs[-1].append("/(?=[^/])" + _segment(segment, params))  # segments are never empty
+        # Segments are never empty.
+        runs[-1].append("/(?=[^/])" + _segment(segment, params, reverse=True))
     if len(set(params)) != len(params):
         raise GlobError("a path parameter name is used twice")
     # A "**" before an inner run skips the fewest segments that let the run match and
@@ -79,14 +94,14 @@ def compile_path_glob(pattern: str) -> PathGlob:
         elif run:
             body += "(?>(?:/[^/]+)*?" + "".join(run) + ")"
     first = segments[0] if segments and _is_literal(segments[0]) else None
-    return PathGlob(pattern, re.compile(body), first, tuple(params))
+    return PathGlob(pattern, re.compile(body), first, tuple(params[::-1]))
 
 
 def _is_literal(segment: str) -> bool:
     return "*" not in segment and "{" not in segment and "?" not in segment
 
 
-def _segment(segment: str, params: list[str]) -> str:
+def _segment(segment: str, params: list[str], *, reverse: bool = False) -> str:
     """One path segment's regex, matched left to right without nested backtracking.
 
     Wildcards (``*``: any run, ``{name}``: a non-empty run, captured) are separated
@@ -95,12 +110,12 @@ def _segment(segment: str, params: list[str]) -> str:
     made of such wildcards the first choice never loses a match, and a long segment
     stays linear where ``*-*-*.csv`` used to backtrack cubically. The last wildcard
     runs greedily to the literal that ends the segment, and the segment must end there.
+    ``reverse`` builds the regex of the segment read backwards (for :class:`PathGlob`).
     """
     tokens: list[tuple[str, str]] = []  # ("lit", text), ("star", ""), ("param", name)
     position = 0
     for found in _PARAM.finditer(segment):
         tokens.extend(_star_tokens(segment[position : found.start()]))
-        params.append(found.group(1))
         tokens.append(("param", found.group(1)))
         position = found.end()
     tokens.extend(_star_tokens(segment[position:]))
@@ -110,6 +125,9 @@ def _segment(segment: str, params: list[str]) -> str:
                 "a parameter next to '*' or to another parameter is ambiguous;"
                 " put a literal between them"
             )
+    if reverse:
+        tokens = [(kind, value[::-1] if kind == "lit" else value) for kind, value in tokens[::-1]]
+    params.extend(value for kind, value in tokens if kind == "param")
     last = max((i for i, (kind, _) in enumerate(tokens) if kind != "lit"), default=-1)
     out: list[str] = []
     index = 0

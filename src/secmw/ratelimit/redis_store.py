@@ -58,7 +58,10 @@ class StorageBusy(StorageRejected):
 
 # Error replies about this request's keys (the script found a key of another
 # type or shape); every other error reply is about the server as a whole.
-_KEY_ERRORS = ("WRONGTYPE", "ERR user_script", "ERR Error running script")
+# redis-py strips the "ERR " of the replies it maps to ResponseError, so a
+# script's runtime error reads "user_script:23: ..." (Redis 7) or "Error running
+# script ..." (older); other clients keep the prefix.
+_KEY_ERRORS = ("WRONGTYPE", "user_script:", "Error running script")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +201,7 @@ class RedisStore:
         except StorageBusy:
             raise
         except ResponseError as exc:
-            if not str(exc).startswith(_KEY_ERRORS):
+            if not str(exc).removeprefix("ERR ").startswith(_KEY_ERRORS):
                 # OOM, READONLY, LOADING, MASTERDOWN...: nobody can be served.
                 raise StorageUnavailable(
                     f"rate-limit storage failed: {str(exc).split(' ', 1)[0]}"

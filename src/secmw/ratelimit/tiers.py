@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from limits import RateLimitItem, parse_many
 
 from secmw.anomaly.base import client_key
+from secmw.context import new_request_id
 from secmw.policy.base import compile_path_patterns
 from secmw.ratelimit.algorithms import GCRA, Limit
 
@@ -58,6 +59,18 @@ def _api_key(ctx: RequestContext) -> str:
     return "k:" + credential if credential is not None else _principal(ctx)
 
 
+def _connection(ctx: RequestContext) -> str:
+    # Not the request id: a client may choose that one (X-Request-Id, when trusted)
+    # and share another session's budget. One id per context, made here.
+    state = ctx.state
+    key: str | None = state.get(_CONNECTION)
+    if key is None:
+        key = state[_CONNECTION] = new_request_id()
+    return key
+
+
+_CONNECTION = "secmw.ratelimit.connection"
+
 PARTS: dict[str, Part] = {
     "global": lambda ctx: "*",
     "principal": _principal,
@@ -65,7 +78,7 @@ PARTS: dict[str, Part] = {
     "ip": _ip,
     "route": lambda ctx: ctx.method + " " + ctx.path,
     "api_key": _api_key,
-    "connection": lambda ctx: ctx.request_id,
+    "connection": _connection,
 }
 
 

@@ -231,9 +231,10 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     assert 'details={"k":3}' in out[0]
     assert main(["audit", "tail", "-n", "0", str(path)]) == 0
     assert capsys.readouterr().out == ""
-    with pytest.raises(SystemExit) as usage:
-        main(["audit", "tail", "-n", "-5", str(path)])
-    assert usage.value.code == 2
+    for wrong in ("-5", "9223372036854775808"):
+        with pytest.raises(SystemExit) as usage:
+            main(["audit", "tail", "-n", wrong, str(path)])
+        assert usage.value.code == 2
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
     assert format_line(b"[" * 100_000 + b"]" * 100_000).startswith("(unreadable)")

@@ -234,26 +234,7 @@ CONDITIONS = [
         True,
         id="argument-absent",
     ),
-    # Arguments as the MCP SDK hands them to the tool: a string holding a JSON array
-    # or object is parsed (for non-string parameters), "true"/1 are True, "5" is 5.
-    pytest.param(
-        {"arguments": {"/paths/0": {"prefix": "/etc"}}},
-        request("/mcp", method="POST", body=call("a", {"paths": '["/etc/passwd"]'})),
-        True,
-        id="argument-array-in-a-string",
-    ),
-    pytest.param(
-        {"arguments": {"/opts/path": {"equals": "/etc/shadow"}}},
-        request("/mcp", method="POST", body=call("a", {"opts": ' {"path": "/etc/shadow"}'})),
-        True,
-        id="argument-object-in-a-string",
-    ),
-    pytest.param(
-        {"arguments": {"/paths": {"contains": "/etc/passwd"}}},
-        request("/mcp", method="POST", body=call("a", {"paths": '["/etc/passwd"]'})),
-        True,
-        id="argument-list-in-a-string-contains",
-    ),
+    # Arguments as pydantic (the MCP SDK) converts them: "true"/1 are True, "5" is 5.
     pytest.param(
         {"arguments": {"/force": {"equals": True}}},
         request("/mcp", method="POST", body=call("a", {"force": "TRUE"})),
@@ -349,6 +330,70 @@ def test_a_lower_case_method_is_judged_as_its_upper_case_name(method: str) -> No
     ]
     assert engine(rules).evaluate(request("/items/1", method=method)).effect is Effect.DENY
     assert engine(rules).evaluate(request("/items/1", method="POST")).effect is Effect.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("pointer", "test", "arguments"),
+    [
+        ("/paths/0", {"prefix": "/etc"}, {"paths": '["/etc/passwd"]'}),
+        ("/opts/path", {"equals": "/etc/shadow"}, {"opts": ' {"path": "/etc/shadow"}'}),
+        ("/paths", {"contains": "/etc/passwd"}, {"paths": '["/etc/passwd"]'}),
+        ("/id", {"in": [0, 1]}, {"id": " " * 64 + "0" * 70 + "1"}),
+        ("/id", {"equals": 9007199254740993}, {"id": "9007199254740993"}),
+        ("/ratio", {"equals": 0.5}, {"ratio": "0" * 80 + ".5"}),
+    ],
+)
+def test_a_deny_rule_judges_an_argument_as_the_sdk_hands_it_to_the_tool(
+    pointer: str, test: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    # The SDK parses a string holding a JSON array or object (for parameters not
+    # declared as strings); pydantic reads numeric strings with any padding.
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no", "effect": "deny", "when": {"arguments": {pointer: test}}},
+    ]
+    ctx = request("/mcp", method="POST", body=call("a", arguments))
+    assert engine(rules).evaluate(ctx).rule_ids == ("no",)
+
+
+def test_numbers_in_strings_are_compared_exactly() -> None:
+    rules = [{"id": "one", "effect": "allow", "when": {"arguments": {"/n": {"equals": 2**53}}}}]
+    near = request("/mcp", method="POST", body=call("a", {"n": str(2**53 + 1)}))
+    assert engine(rules).evaluate(near).effect is Effect.DENY  # default deny: no match
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        [  # an exception to a deny
+            {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+            {
+                "id": "deploy",
+                "effect": "deny",
+                "when": {"tools": ["deploy"]},
+                "unless": {"arguments": {"/flags": {"contains": "--dry-run"}}},
+            },
+        ],
+        [  # an allow
+            {
+                "id": "dry",
+                "effect": "allow",
+                "when": {"tools": ["deploy"], "arguments": {"/flags": {"contains": "--dry-run"}}},
+            }
+        ],
+    ],
+)
+def test_what_lets_a_call_through_must_hold_under_every_reading(
+    rules: list[dict[str, Any]],
+) -> None:
+    # Read as a string, the words include --dry-run; the SDK hands the tool the list
+    # ["--force", "x --dry-run y"], which does not: neither reading may grant.
+    sneaky = request(
+        "/mcp", method="POST", body=call("deploy", {"flags": '["--force", "x --dry-run y"]'})
+    )
+    plain = request("/mcp", method="POST", body=call("deploy", {"flags": ["--dry-run"]}))
+    assert engine(rules).evaluate(sneaky).effect is Effect.DENY
+    assert engine(rules).evaluate(plain).effect is Effect.ALLOW
 
 
 def test_json_too_long_to_decode_in_an_argument_denies_rather_than_skips() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -146,10 +147,47 @@ def test_name_globs_agree_with_the_reference(pattern: str, name: str) -> None:
     ), (pattern, name)
 
 
-def test_a_parameter_takes_the_shortest_run_before_the_literal_after_it() -> None:
-    glob = compile_path_glob("/r/{name}-{env}.csv")
-    assert glob.match("/r/app-eu-west.csv") == {"name": "app", "env": "eu-west"}
-    assert glob.match("/r/app.csv") is None
+def test_parameters_capture_what_a_router_captures() -> None:
+    # Left to right, each takes the longest run that lets the rest match (Starlette,
+    # Django and werkzeug do the same): the app serves tenant "acme-globex" here.
+    glob = compile_path_glob("/exports/{tenant}-{name}.csv")
+    assert glob.match("/exports/acme-globex-q3.csv") == {"tenant": "acme-globex", "name": "q3"}
+    assert glob.match("/exports/acme.csv") is None
+    spread = compile_path_glob("/**/t/{tenant}/**")
+    assert spread.match("/a/t/one/t/two/x") == {"tenant": "two"}
+
+
+def greedy_reference(pattern: str) -> re.Pattern[str]:
+    """The backtracking regex of before: greedy, so the first wildcard takes the most."""
+    parts = []
+    for segment in [] if pattern == "/" else pattern.split("/")[1:]:
+        if segment == "**":
+            parts.append("(?:/[^/]+)*")
+            continue
+        escaped = re.escape(segment).replace(r"\*", "[^/]*")
+        parts.append("/(?=[^/])" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", escaped))
+    return re.compile("".join(parts))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.sampled_from(["t", "*", "**", "{a}-x", "{b}-{c}", "*-{d}.e"]), max_size=4),
+    st.lists(st.sampled_from(["t", "x", "a-x", "a-b-x", "q-r.e", "-x", "a-b"]), max_size=5),
+)
+def test_captures_agree_with_the_greedy_regex_of_before(
+    pattern_parts: list[str], path_parts: list[str]
+) -> None:
+    pattern = "/" + "/".join(pattern_parts)
+    path = "/" + "/".join(path_parts)
+    try:
+        glob = compile_path_glob(pattern)
+    except GlobError:
+        return
+    expected = greedy_reference(pattern).fullmatch("" if path == "/" else path)
+    found = glob.match(path)
+    assert (found is None) is (expected is None), (pattern, path)
+    if expected is not None:
+        assert found == expected.groupdict(), (pattern, path)
 
 
 def test_long_paths_and_names_do_not_make_matching_backtrack() -> None:
