@@ -202,12 +202,13 @@ LOOSE: tuple[SecretType, ...] = (
         "payment_card",
         ("card", "credit"),
         r"(?i:card|credit)[^0-9\n]{0,30}?(?<![0-9])"
-        r"(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])"
-        # A list: up to 31 more card-length numbers, each within 30 characters of the last.
-        r"(?:[^0-9\n]{1,30}?(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])){0,31}",
+        r"(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])",
+        # A list: up to 31 more card-length numbers (MORE_ITEMS), each within 30
+        # characters of the last (at most 67 characters a step).
         80 + 31 * 67,
         ignore_case=True,
         check=r"[^0-9\n]{0,30}[2-6]",
+        chain=r"[^0-9\n]{1,30}?(?<![0-9])(?P<item>[0-9](?:[ -]?[0-9]){12,18})(?![0-9])",
         more=r"(?<![0-9])(?P<s>[2-6][0-9](?:[ -]?[0-9]){11,17})(?![0-9])",
         validate=check.card_number,
         priority=50,

@@ -12,9 +12,11 @@ text that has not arrived, so streams use it to release anchors early.
 that anchor can: once its end is visible a stream stops waiting for
 ``max_len`` characters (long types such as JWTs and PEM blocks need it). Types whose
 secret is one part of a longer match (``password=<secret>``) name that part
-``s``; only it is replaced. ``more`` finds further secrets in the rest of a match
-(each match of it, its ``s`` part if named, validated on its own): a list of card
-numbers after one ``card`` keyword.
+``s``; only it is replaced. ``chain`` (matched at the end of a match, then at the
+end of its own last match, up to ``engine.MORE_ITEMS`` times; its group ``item``
+is the list item) extends a match over a list, and ``more`` finds the further
+secrets in that extension, each validated on its own (``max_len`` must cover
+the whole list): the card numbers after one ``card`` keyword.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ class Candidate(NamedTuple):
 class _Rule:
     __slots__ = (
         "back",
+        "chain",
         "extent",
         "group",
         "max_len",
@@ -83,6 +84,7 @@ class _Rule:
         self.priority = secret.priority
         self.extent = re.compile(secret.extent, re.ASCII) if secret.extent else None
         self.more = re.compile(secret.more, re.ASCII) if secret.more else None
+        self.chain = re.compile(secret.chain, re.ASCII) if secret.chain else None
 
 
 def _cost(char: str) -> float:
@@ -294,6 +296,7 @@ class Scanner:
         if len(hits) > 1:
             hits = sorted(hits, key=lambda hit: -rules[hit[1]].priority)
         winners: dict[int, tuple[int, int]] = {}  # start -> (priority, end) confirmed there
+        chains: dict[int, dict[int, tuple[list[int], int]]] = {}  # per rule
         for q, index in hits:
             rule = rules[index]
             stop = min(n, q + rule.max_len + LOOKAHEAD)
@@ -305,9 +308,12 @@ class Scanner:
                 continue
             spans = [match.span(rule.group) if rule.group else match.span()]
             if rule.more is not None:
+                start, end = spans[0][1], match.end()
+                if rule.chain is not None:
+                    start, end = _follow(rule, text, spans[0], stop, chains.setdefault(index, {}))
                 spans += [
                     more.span(rule.group) if rule.group else more.span()
-                    for more in rule.more.finditer(text, spans[0][1], match.end())
+                    for more in rule.more.finditer(text, start, end)
                 ]
             for s, e in spans:
                 if s < lo or s == e or (s, e, index) in seen:
@@ -383,6 +389,46 @@ class Scanner:
             if run is not None:
                 hold = min(hold, run.start())
         return max(hold, 0)
+
+
+# How many further items ``more`` may add after a match (each within ``max_len``).
+MORE_ITEMS = 31
+
+
+def _follow(
+    rule: _Rule,
+    text: str,
+    first: tuple[int, int],
+    stop: int,
+    chains: dict[int, tuple[list[int], int]],
+) -> tuple[int, int]:
+    """The stretch of text ``rule.chain`` newly covers after ``first``: where to look for more.
+
+    Each keyword of a list ("card ... card ...") would walk the same items again:
+    the walk is shared (``chains`` maps the start of an item to its chain, a list of
+    item ends, and its place in it), so every item is walked and searched once and
+    a later keyword only continues the chain past its end, within its own
+    ``MORE_ITEMS`` and window.
+    """
+    assert rule.chain is not None
+    known = chains.get(first[0])
+    if known is None:
+        ends = [first[1]]
+        chains[first[0]] = (ends, 0)
+        budget = MORE_ITEMS
+    else:
+        ends, place = known
+        budget = MORE_ITEMS - (len(ends) - 1 - place)
+    start = position = ends[-1]
+    while budget > 0:
+        step = rule.chain.match(text, position, stop)
+        if step is None:
+            break
+        chains[step.start("item")] = (ends, len(ends))
+        ends.append(step.end())
+        position = step.end()
+        budget -= 1
+    return start, position
 
 
 def _closed(rule: _Rule, text: str, q: int, end: int) -> bool:

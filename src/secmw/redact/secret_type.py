@@ -21,6 +21,7 @@ class SecretType:
     before: str | None = None
     extent: str | None = None
     more: str | None = None
+    chain: str | None = None
     validate: Validator | None = None
     ignore_case: bool = False
     priority: int = 60

@@ -287,6 +287,13 @@ def test_every_card_number_of_a_list_after_one_keyword_is_redacted(body: str, me
     assert "".join(pieces) + stream.flush() == out
 
 
+def test_a_second_keyword_inside_a_list_carries_it_past_the_first_ones_reach() -> None:
+    first, second = ", ".join([CARDS[0]] * 20), ", ".join([CARDS[1]] * 20)
+    out, findings = REDACTOR.redact(f"card: {first}, card {second}")
+    assert out.count("[REDACTED:payment_card]") == 40
+    assert len(findings) == 40
+
+
 def test_a_card_list_needs_each_number_near_the_last_and_card_length() -> None:
     text = f"card {CARDS[0]} exp 2027 {CARDS[1]}; " + "card: " + ", ".join([CARDS[2]] * 33)
     out, _ = REDACTOR.redact(text)
