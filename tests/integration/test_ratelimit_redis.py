@@ -70,6 +70,7 @@ async def test_redis_script_matches_the_memory_store(
                 assert have.allowed == want.allowed, step
                 assert have.remaining == want.remaining, step
                 assert abs(have.retry_after - want.retry_after) <= 0.001, step
+                assert abs(have.reset - want.reset) <= 0.001, step  # RateLimit's t
     finally:
         await store.aclose()
 

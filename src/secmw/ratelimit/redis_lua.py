@@ -67,7 +67,8 @@ for i = 1, #KEYS do
       remaining = math.max(0, amount - live)
     else
       ok, remaining, ttl = true, amount - live - cost, window
-      if live > 0 then reset = tonumber(hits[start]) + window - now else reset = window end
+      if live > 0 then reset = tonumber(hits[start]) + window - now
+      elseif cost > 0 then reset = window end
     end
   elseif algo == 3 then
     local index = math.floor(now / window)
