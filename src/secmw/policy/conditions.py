@@ -14,6 +14,8 @@ import time as time_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
+from decimal import Decimal
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,18 +53,29 @@ class Check:
     static: bool = False
 
 
-def compile_value(match: ValueMatch, key: str) -> Callable[[Any], bool]:
-    """A predicate over one value (``MISSING`` when absent)."""
+def compile_value(
+    match: ValueMatch, key: str, *, converted: str | None = None
+) -> Callable[[Any], bool]:
+    """A predicate over one value (``MISSING`` when absent).
+
+    ``equals`` and ``in`` compare type and value. A tool argument, which a server
+    converts before the tool sees it, is compared as converted instead:
+    ``converted`` is ``"granting"`` (a match lets the call through: only what
+    surely converts to the value) or ``"restricting"`` (any reading that may).
+    """
     fields = match.model_fields_set
     if "present" in fields:
         wanted = bool(match.present)
         return lambda value: (value is not MISSING) is wanted
+    same = (
+        _strict_equal if converted is None else partial(_lax_equal, loose=converted != "granting")
+    )
     if "equals" in fields:
         expected = match.equals
-        return lambda value: value is not MISSING and _lax_equal(value, expected)
+        return lambda value: value is not MISSING and same(value, expected)
     if "in_" in fields:
         options = list(match.in_ or ())
-        return lambda value: value is not MISSING and any(_lax_equal(value, o) for o in options)
+        return lambda value: value is not MISSING and any(same(value, o) for o in options)
     if "prefix" in fields:
         prefix = match.prefix or ""
         return lambda value: isinstance(value, str) and value.startswith(prefix)
@@ -93,7 +106,11 @@ _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
 _NUMBER_TYPES = (int, float)
 
 
-def _lax_equal(value: Any, expected: Any) -> bool:
+def _strict_equal(value: Any, expected: Any) -> bool:
+    return type(value) is type(expected) and bool(value == expected)
+
+
+def _lax_equal(value: Any, expected: Any, *, loose: bool = False) -> bool:
     """``value`` equals ``expected`` as the tool may receive it.
 
     Same type and value, or a value a server converts to ``expected``: pydantic
@@ -111,18 +128,33 @@ def _lax_equal(value: Any, expected: Any) -> bool:
         if type(value) in (*_NUMBER_TYPES, bool):
             return bool(value == expected)
         if type(value) is str:
-            return _numeric_text_equals(value, expected)
+            return _numeric_text_equals(value, expected, loose=loose)
     return False
 
+
+# Longer numeric strings are not read loosely (Decimal of a huge exponent is slow);
+# the exact integer reading below still applies to them.
+_MAX_NUMBER_TEXT = 4096
 
 # An integer as pydantic reads one from a string: surrounding whitespace, a sign,
 # any number of leading zeros, "_" between digits, and a zero fraction ("5.0").
 _INTEGER_TEXT = re.compile(r"([+-]?)0*([0-9]*)(?:\.0*)?")
 
 
-def _numeric_text_equals(text: str, expected: float) -> bool:
-    """``text`` read as pydantic reads a number for a field of ``expected``'s type."""
+def _numeric_text_equals(text: str, expected: float, *, loose: bool = False) -> bool:
+    """``text`` read as pydantic reads a number for a field of ``expected``'s type.
+
+    ``loose`` also counts the readings of a ``float`` or ``Decimal`` parameter
+    (exponents, rounding, any Unicode digits): the rule's number does not say how
+    the tool declares it.
+    """
     stripped = text.strip().replace("_", "")
+    if loose and len(stripped) <= _MAX_NUMBER_TEXT:
+        try:
+            if float(stripped) == expected or Decimal(stripped) == expected:
+                return True
+        except (ValueError, ArithmeticError):
+            pass
     if type(expected) is int:
         match = _INTEGER_TEXT.fullmatch(stripped)
         if match is None or not stripped.strip("+-"):
@@ -394,16 +426,17 @@ def _rpc_checks(
         if pointer and not pointer.startswith("/"):
             issues.append(ConfigIssue(name, "not a JSON pointer (start with '/')"))
             continue
-        test = _value_check(match, name, issues)
+        converted = "granting" if granting else "restricting"
+        test = _value_check(match, name, issues, converted=converted)
         if test is not None:
             checks.append(Check(name, _argument(pointer, test, granting=granting), True, True))
 
 
 def _value_check(
-    match: ValueMatch, key: str, issues: list[ConfigIssue]
+    match: ValueMatch, key: str, issues: list[ConfigIssue], *, converted: str | None = None
 ) -> Callable[[Any], bool] | None:
     try:
-        return compile_value(match, key)
+        return compile_value(match, key, converted=converted)
     except ConfigError as exc:
         issues.extend(exc.issues)
         return None

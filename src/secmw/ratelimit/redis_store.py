@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,22 @@ class StorageBusy(StorageRejected):
 # type or shape); every other error reply is about the server as a whole.
 # redis-py strips the "ERR " of the replies it maps to ResponseError, so a
 # script's runtime error reads "user_script:23: ..." (Redis 7) or "Error running
-# script ..." (older); other clients keep the prefix.
-_KEY_ERRORS = ("WRONGTYPE", "user_script:", "Error running script")
+# script ..." (older); other clients keep the prefix. Redis 6 and older wrap the
+# error of a command the script ran, code included ("...: -READONLY You can't
+# write..."): only a wrapped WRONGTYPE is about the keys.
+_SCRIPT_ERRORS = ("user_script:", "Error running script")
+_WRAPPED_CODE = re.compile(r"-([A-Z]+) ")
+
+
+def per_key_error(message: str) -> bool:
+    """True when an error reply is about this request's keys, not the whole server."""
+    message = message.removeprefix("ERR ")
+    if message.startswith("WRONGTYPE"):
+        return True
+    if message.startswith(_SCRIPT_ERRORS):
+        wrapped = _WRAPPED_CODE.search(message)
+        return wrapped is None or wrapped.group(1) == "WRONGTYPE"
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +216,7 @@ class RedisStore:
         except StorageBusy:
             raise
         except ResponseError as exc:
-            if not str(exc).removeprefix("ERR ").startswith(_KEY_ERRORS):
+            if not per_key_error(str(exc)):
                 # OOM, READONLY, LOADING, MASTERDOWN...: nobody can be served.
                 raise StorageUnavailable(
                     f"rate-limit storage failed: {str(exc).split(' ', 1)[0]}"

@@ -341,6 +341,11 @@ def test_a_lower_case_method_is_judged_as_its_upper_case_name(method: str) -> No
         ("/id", {"in": [0, 1]}, {"id": " " * 64 + "0" * 70 + "1"}),
         ("/id", {"equals": 9007199254740993}, {"id": "9007199254740993"}),
         ("/ratio", {"equals": 0.5}, {"ratio": "0" * 80 + ".5"}),
+        # For a float or Decimal parameter: exponents, rounding, any Unicode digits.
+        ("/level", {"equals": 5}, {"level": "5e0"}),
+        ("/level", {"in": [5, 6]}, {"level": "5.0000000000000001"}),
+        ("/amount", {"equals": 5}, {"amount": "\uff15"}),
+        ("/amount", {"equals": 5}, {"amount": "\u0665"}),
     ],
 )
 def test_a_deny_rule_judges_an_argument_as_the_sdk_hands_it_to_the_tool(
@@ -354,6 +359,22 @@ def test_a_deny_rule_judges_an_argument_as_the_sdk_hands_it_to_the_tool(
     ]
     ctx = request("/mcp", method="POST", body=call("a", arguments))
     assert engine(rules).evaluate(ctx).rule_ids == ("no",)
+
+
+def test_claims_and_headers_compare_type_and_value_as_written() -> None:
+    # Only tool arguments are converted (by the server, before the tool runs).
+    rules = [{"id": "a", "effect": "allow", "when": {"headers": {"x-n": {"equals": "1"}}}}]
+    assert engine(rules).evaluate(request(headers=[("x-n", "1")])).effect is Effect.ALLOW
+    rules = [{"id": "a", "effect": "allow", "when": {"headers": {"x-n": {"equals": 1}}}}]
+    assert engine(rules).evaluate(request(headers=[("x-n", "1")])).effect is Effect.DENY
+
+
+def test_an_allow_on_a_number_is_not_granted_by_a_loose_spelling() -> None:
+    rules = [{"id": "five", "effect": "allow", "when": {"arguments": {"/n": {"equals": 5}}}}]
+    loose = request("/mcp", method="POST", body=call("a", {"n": "5e0"}))
+    assert engine(rules).evaluate(loose).effect is Effect.DENY  # an int parameter refuses it
+    exact = request("/mcp", method="POST", body=call("a", {"n": " 005 "}))
+    assert engine(rules).evaluate(exact).effect is Effect.ALLOW
 
 
 def test_numbers_in_strings_are_compared_exactly() -> None:
