@@ -26,6 +26,7 @@ from secmw.config import (
     read_config_file,
 )
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.proxy.cli import gateway_issues
 from secmw.proxy.cli import register as register_gateway
 from secmw.redact.cli import register as register_scan
 
@@ -50,11 +51,19 @@ def _check_config(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(config, audit=NullAuditSink())
     except ConfigError as exc:
         issues.extend(exc.issues)
+    if config.gateway is not None:
+        issues.extend(gateway_issues(config.gateway))
     if issues:
         print(ConfigError(issues, source=args.file), file=sys.stderr)
         return 2
     stages = pipeline.stage_names()
     print(f"{args.file}: OK ({', '.join(stages)}; audit: {config.audit.sink})")
+    if config.gateway is not None:
+        gateway = config.gateway
+        print(
+            f"{args.file}: gateway OK ({len(gateway.upstreams)} upstreams,"
+            f" {len(gateway.routes)} routes)"
+        )
     if pipeline.fail_open:
         print(f"warning: fail-open settings on: {', '.join(pipeline.fail_open)}", file=sys.stderr)
     return 0
@@ -74,10 +83,16 @@ def _issues_of_valid_sections(path: str, failed: ConfigError) -> list[ConfigIssu
     failing = {re.split(r"[.\[]", issue.key, maxsplit=1)[0] for issue in failed.issues}
     found: list[ConfigIssue] = []
     for section, value in data.items():
-        if section in failing or not isinstance(value, dict) or section == "audit":
+        if section in failing or not isinstance(value, dict):
             continue
         try:
-            build_pipeline(parse_config({section: value}), audit=NullAuditSink())
+            alone = parse_config({section: value})
+            if section == "audit":
+                found.extend(_check_audit(alone))
+            elif section == "gateway" and alone.gateway is not None:
+                found.extend(gateway_issues(alone.gateway))
+            else:
+                build_pipeline(alone, audit=NullAuditSink())
         except ConfigError as exc:
             found.extend(exc.issues)
     return found

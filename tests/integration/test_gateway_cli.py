@@ -182,7 +182,14 @@ def test_check_config_covers_the_gateway_section(
         '[gateway.upstreams.a]\ntargets = ["https://other.example.test"]\n'
     )
     assert main(["check-config", str(bad)]) == 2
-    assert "gateway.upstreams.a.targets[0]" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "gateway.upstreams.a.targets[0]" in captured.err
+    assert "OK" not in captured.out
+    both = tmp_path / "both.toml"  # a value error elsewhere does not hide the gateway's
+    both.write_text('max_body_bytes = "big"\n' + bad.read_text())
+    assert main(["check-config", str(both)]) == 2
+    err = capsys.readouterr().err
+    assert "max_body_bytes" in err and "gateway.upstreams.a.targets[0]" in err
 
 
 def test_demo_gateway_mode_strips_credentials() -> None:
@@ -201,11 +208,18 @@ def test_demo_gateway_mode_strips_credentials() -> None:
         token = lines[lines.index("token (valid 3600s):\n") + 1].strip()
         anonymous = httpx.get(f"{base}/echo")
         echoed = httpx.get(
-            f"{base}/echo", headers={"authorization": f"Bearer {token}", "cookie": COOKIE}
+            f"{base}/echo",
+            headers={
+                "authorization": f"Bearer {token}",
+                "cookie": COOKIE,
+                "x-forwarded-for": "10.9.8.7",  # not trusted: uvicorn must not apply it
+            },
         )
         ready = httpx.get(f"{base}/readyz")
     finally:
         out, err = stop_both(process)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert {event["client"] for event in events if "client" in event} == {"127.0.0.1"}
     assert process.returncode == 0
     assert "Traceback" not in err
     assert "secmw demo: stopped" in out
@@ -302,4 +316,6 @@ def test_check_config_fails_on_a_gateway_section_it_cannot_check(
         'headers_from_env = {authorization = "SECMW_TEST_SURELY_UNSET"}\n'
     )
     assert main(["check-config", str(path)]) == 2
-    assert "pip install 'secmw[gateway]'" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "pip install 'secmw[gateway]'" in captured.err
+    assert "OK" not in captured.out

@@ -137,8 +137,8 @@ def _lax_equal(value: Any, expected: Any, *, loose: bool = False) -> bool:
 _MAX_NUMBER_TEXT = 4096
 
 # An integer as pydantic reads one from a string: surrounding whitespace, a sign,
-# any number of leading zeros, "_" between digits, and a zero fraction ("5.0").
-_INTEGER_TEXT = re.compile(r"([+-]?)0*([0-9]*)(?:\.0*)?")
+# any number of leading zeros, single "_" between digits, and a zero fraction ("5.0").
+_INTEGER_TEXT = re.compile(r"([+-]?)([0-9]+(?:_[0-9]+)*)(?:\.0+)?")
 
 
 def _numeric_text_equals(text: str, expected: float, *, loose: bool = False) -> bool:
@@ -148,7 +148,7 @@ def _numeric_text_equals(text: str, expected: float, *, loose: bool = False) -> 
     (exponents, rounding, any Unicode digits): the rule's number does not say how
     the tool declares it.
     """
-    stripped = text.strip().replace("_", "")
+    stripped = text.strip()
     if loose and len(stripped) <= _MAX_NUMBER_TEXT:
         try:
             if float(stripped) == expected or Decimal(stripped) == expected:
@@ -157,16 +157,16 @@ def _numeric_text_equals(text: str, expected: float, *, loose: bool = False) -> 
             pass
     if type(expected) is int:
         match = _INTEGER_TEXT.fullmatch(stripped)
-        if match is None or not stripped.strip("+-"):
+        if match is None:
             return False
         sign, digits = match.groups()
-        digits = digits or "0"
+        digits = digits.replace("_", "").lstrip("0") or "0"
         # Compared exactly, and never built when longer than the expected number.
         if len(digits) > len(str(abs(expected))):
             return False
         return int(sign + digits) == expected
     try:
-        return float(stripped) == expected
+        return float(stripped) == expected  # Python's float reads what pydantic's does
     except ValueError:
         return False
 

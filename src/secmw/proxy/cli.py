@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from secmw._serving import port_number, serve
-from secmw.errors import ConfigError
+from secmw.errors import ConfigError, ConfigIssue
+from secmw.proxy.config import GatewayConfig
 
 
 def register(commands: Any) -> None:
@@ -19,15 +20,6 @@ def register(commands: Any) -> None:
     gateway.add_argument("--host", help="address to bind (default: gateway.listen)")
     gateway.add_argument("--port", type=port_number, help="port to bind (default: gateway.listen)")
     gateway.set_defaults(handler=run_gateway)
-    check = commands.choices.get("check-config")
-    if check is not None:
-        plain_check = check.get_default("handler")
-
-        def check_with_gateway(args: argparse.Namespace) -> int:
-            code: int = plain_check(args)
-            return check_gateway(args.file) if code == 0 else code
-
-        check.set_defaults(handler=check_with_gateway)
     demo = commands.choices.get("demo")
     if demo is not None:
         demo.add_argument(
@@ -44,8 +36,15 @@ def register(commands: Any) -> None:
 
         def dispatch(args: argparse.Namespace) -> int:
             if args.gateway:
-                from secmw.proxy.demo import run_demo  # noqa: PLC0415 - optional deps
-
+                try:
+                    from secmw.proxy.demo import run_demo  # noqa: PLC0415 - optional deps
+                except ImportError:
+                    print(
+                        "secmw demo --gateway needs httpx and uvicorn:"
+                        " pip install 'secmw[gateway]'",
+                        file=sys.stderr,
+                    )
+                    return 1
                 return run_demo(args)
             code: int = plain(args)
             return code
@@ -53,32 +52,26 @@ def register(commands: Any) -> None:
         demo.set_defaults(handler=dispatch)
 
 
-def check_gateway(path: str) -> int:
-    """``check-config`` for the ``gateway`` section: targets, allow-list, credentials."""
-    from secmw.config import load_config  # noqa: PLC0415 - keeps the CLI start fast
+def gateway_issues(gateway: GatewayConfig) -> list[ConfigIssue]:
+    """``check-config`` for the ``gateway`` section: targets, allow-list, credentials.
 
-    config = load_config(path)
-    if config.gateway is None:
-        return 0
+    Building it needs httpx (the ``gateway`` extra); without it the section can be
+    neither checked nor run, which is an issue too.
+    """
     try:
         from secmw.proxy.build import build_proxy  # noqa: PLC0415 - needs httpx
     except ImportError:
-        print(
-            f"{path}: the gateway section cannot be checked (or run) without httpx:"
-            " pip install 'secmw[gateway]'",
-            file=sys.stderr,
-        )
-        return 2
+        return [
+            ConfigIssue(
+                "gateway",
+                "cannot be checked (or run) without httpx: pip install 'secmw[gateway]'",
+            )
+        ]
     try:
-        build_proxy(config.gateway)
+        build_proxy(gateway)
     except ConfigError as exc:
-        print(f"{path}: the gateway section cannot be built:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  gateway.{issue}", file=sys.stderr)
-        return 2
-    gateway = config.gateway
-    print(f"{path}: gateway OK ({len(gateway.upstreams)} upstreams, {len(gateway.routes)} routes)")
-    return 0
+        return [ConfigIssue(f"gateway.{issue.key}", issue.message) for issue in exc.issues]
+    return []
 
 
 def run_gateway(args: argparse.Namespace) -> int:
@@ -131,4 +124,4 @@ def run_gateway(args: argparse.Namespace) -> int:
     return code
 
 
-__all__ = ["check_gateway", "register", "run_gateway"]
+__all__ = ["gateway_issues", "register", "run_gateway"]

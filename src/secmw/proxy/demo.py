@@ -118,7 +118,12 @@ def run_demo(args: argparse.Namespace) -> int:
         ),
         uvicorn.Server(
             uvicorn.Config(
-                gateway, host=args.host, port=args.port, log_level="warning", lifespan="on"
+                gateway,
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+                lifespan="on",
+                proxy_headers=False,  # the client address is secmw's to judge (trusted_hops)
             )
         ),
     ]

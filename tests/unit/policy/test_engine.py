@@ -375,6 +375,9 @@ def test_an_allow_on_a_number_is_not_granted_by_a_loose_spelling() -> None:
     assert engine(rules).evaluate(loose).effect is Effect.DENY  # an int parameter refuses it
     exact = request("/mcp", method="POST", body=call("a", {"n": " 005 "}))
     assert engine(rules).evaluate(exact).effect is Effect.ALLOW
+    for refused in ("5.", "5_", "_5", "5__0"):  # pydantic refuses these for an int
+        odd = request("/mcp", method="POST", body=call("a", {"n": refused}))
+        assert engine(rules).evaluate(odd).effect is Effect.DENY, refused
 
 
 def test_numbers_in_strings_are_compared_exactly() -> None:
