@@ -59,5 +59,8 @@ def rate_headers(
         )
     headers.append((b"x-ratelimit-limit", str(limit.amount).encode()))
     headers.append((b"x-ratelimit-remaining", str(remaining).encode()))
-    headers.append((b"x-ratelimit-reset", str(math.ceil(now + reset)).encode()))
+    # The Redis script reports whole milliseconds, rounded up: the memory store's
+    # seconds are rounded the same way, so both give the same epoch second.
+    in_ms = math.ceil(reset * 1000 - 1e-6) / 1000
+    headers.append((b"x-ratelimit-reset", str(math.ceil(now + in_ms)).encode()))
     return tuple(headers)

@@ -1,4 +1,4 @@
-"""Which Redis error replies are about one request's keys and which about the server."""
+"""Redis and memory stores agree: which error replies are per key, and reset seconds."""
 
 from __future__ import annotations
 
@@ -38,3 +38,19 @@ from secmw.ratelimit.redis_store import per_key_error
 )
 def test_error_replies_are_told_apart(message: str, per_key: bool) -> None:
     assert per_key_error(message) is per_key
+
+
+def test_the_legacy_reset_is_the_same_second_for_both_stores() -> None:
+    # Redis reports 3.001 s (whole milliseconds, rounded up) where memory has 3.0004 s;
+    # near a second boundary the epoch second used to differ by one.
+    from secmw.ratelimit.algorithms import Limit
+    from secmw.ratelimit.headers import rate_headers
+
+    limit = Limit("t", "t:1", "t", "fixed-window", 5, 60.0, 5)
+    now = 100.9995
+
+    def reset_of(seconds: float) -> bytes:
+        fields = dict(rate_headers("legacy", b"", (limit, 3, seconds), now))
+        return fields[b"x-ratelimit-reset"]
+
+    assert reset_of(3.0004) == reset_of(3.001) == b"105"
