@@ -193,7 +193,8 @@ class PromptInjectionInspector:
                     arguments = params.get("arguments")
                     if arguments:
                         pieces.append(("prompt_arguments", arguments, path, none))
-            return pieces
+        # An LLM request with a "jsonrpc" member added is JSON-RPC to the parser, and
+        # still a chat to an OpenAI-compatible server, which ignores the member.
         body = ctx.json
         if "llm_messages" in self.scan and isinstance(body, Mapping):
             for key in LLM_TEXT_KEYS:

@@ -36,6 +36,22 @@ _PAIRED_QUOTES = ('"', "`", "\u201c", "\u201d", "\u00ab", "\u00bb", "\u201e")
 _LETTERS = frozenset("abcdefghijkmnopqrstuvwxyz")
 
 
+# "(?: \w+){0,N}?" (skip up to N words) once spaces are optional: "(?: *\w+)" can
+# split a glued run of letters in exponentially many ways. Skipped as characters.
+_WORD_SKIP = re.compile(r"\(\?: \*\\w\+\)\{0,(\d+)\}\??")
+
+
+def _squashed(folded: str) -> str:
+    """A rule's pattern for text whose letter-by-letter runs were joined up.
+
+    Spaces become optional and word boundaries go (the run has none); a look-behind
+    on the words before goes too (they are glued there). A run of skipped words
+    becomes a bounded run of characters, which cannot backtrack exponentially.
+    """
+    pattern = _LOOKBEHIND.sub("", folded).replace(" ", " *").replace(r"\b", "")
+    return _WORD_SKIP.sub(lambda skip: "[\\w ]{0,%d}?" % (16 * int(skip.group(1))), pattern)
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     rule: Rule
@@ -108,7 +124,7 @@ class PromptInjectionScanner:
                 re.compile(folded.replace(" ", gap)),
                 # Joined runs have no word boundaries ("pleaseignoreall..."): none asked,
                 # and no look-behind on the words before (they are glued there).
-                re.compile(_LOOKBEHIND.sub("", folded).replace(" ", " *").replace(r"\b", "")),
+                re.compile(_squashed(folded)),
             )
             if rule.native:
                 natives.append((compiled, tuple(fold_pattern(t) for t in rule.triggers)))

@@ -49,7 +49,7 @@ def scan_tree(
                 )
                 continue
             for key, v in reversed(list(item.items())):
-                if key in skip_keys:
+                if key in skip_keys and not _text_source(item, v):
                     continue
                 child = f"{where}.{key}" if where else str(key)
                 stack.append((v, child, depth + 1))
@@ -58,5 +58,19 @@ def scan_tree(
         if state.budget.exhausted:
             return
 
+
+def _text_source(holder: Mapping[Any, Any], value: Any) -> bool:
+    """A skipped member that holds text a model reads all the same.
+
+    Anthropic's plain-text documents: ``"source": {"type": "text", "data": "..."}``
+    and ``"source": {"type": "content", "content": [...]}``. Only a string
+    ``type`` counts, so a skipped member cannot be reopened by anything else.
+    """
+    if isinstance(value, Mapping) and value.get("type") in _TEXT_SOURCES:
+        return True
+    return holder.get("type") == "text" and isinstance(value, str)
+
+
+_TEXT_SOURCES = ("text", "content")
 
 __all__ = ["LONG_KEY", "scan_tree"]

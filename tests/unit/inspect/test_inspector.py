@@ -69,6 +69,58 @@ def deny() -> PromptInjectionInspector:
             },
             id="anthropic-tool-result",
         ),
+        pytest.param(
+            {
+                "model": "claude-x",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "text",
+                                    "media_type": "text/plain",
+                                    "data": ATTACK,
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+            id="anthropic-text-document",
+        ),
+        pytest.param(
+            {
+                "model": "claude-x",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "content",
+                                    "content": [{"type": "text", "text": ATTACK}],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+            id="anthropic-content-document",
+        ),
+        # A "jsonrpc" member makes it JSON-RPC to the parser; OpenAI-compatible
+        # servers ignore the member and run the chat.
+        pytest.param(
+            {
+                "jsonrpc": "2.0",
+                "result": None,
+                "model": "gpt-x",
+                "messages": [{"role": "user", "content": ATTACK}],
+            },
+            id="chat-with-a-jsonrpc-member",
+        ),
     ],
 )
 def test_injection_in_each_supported_shape_is_denied(body: Any) -> None:
@@ -106,6 +158,27 @@ def test_injection_in_each_supported_shape_is_denied(body: Any) -> None:
                 ],
             },
             id="media-keys-skipped",
+        ),
+        pytest.param(
+            {
+                "model": "claude-x",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "image/png",
+                                    "data": ATTACK,
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+            id="media-source-skipped",
         ),
     ],
 )

@@ -316,6 +316,11 @@ def test_adversarial_input_is_scanned_in_bounded_time() -> None:
         "human: a\n" * 10000 + "assistant: b",
         "%41" * 40000,
         "i g n o r e " * 10000,
+        # Spaced letters after a verb: the joined-up rescan split them in
+        # exponentially many ways (9 s for these 132 characters, hours for the second).
+        "send " + " ".join(("abcdefghijkmnopqrstuvwxyz" * 3)[:64]),
+        "send " + " ".join(("abcdefghijkmnopqrstuvwxyz" * 9)[:200]),
+        "x y z w v u send the " * 12000,
     ]
     for text in nasty:
         started = time.perf_counter()
