@@ -24,7 +24,10 @@ _MAX_RUN = {
     "html_entity": 8192,
     "unicode_escape": 8192,
 }
-_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}|[A-Za-z0-9_\-]{24,}={0,2}")
+# One class for both alphabets: with two alternatives, a URL-safe run was cut at its
+# first "-" or "_" by the standard one and decoded out of step.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_\-]{24,}={0,2}")
+_SPACE = re.compile(r"\s")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){12,}")
 _HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
 # Text-level escapes may sit anywhere (one letter per word, words between them,
@@ -48,8 +51,9 @@ def _readable(raw: bytes) -> str | None:
         return None
     if not text:
         return None
-    if " " not in text and _BASE64.fullmatch(text.strip()) is None:
-        # One word of text is nothing to rescan, unless it is itself encoded.
+    if _SPACE.search(text) is None and _BASE64.fullmatch(text) is None:
+        # One word of text is nothing to rescan, unless it is itself encoded (words
+        # apart by tabs or line breaks are text too).
         return None
     printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
     return text if printable >= 0.95 * len(text) else None
@@ -60,6 +64,8 @@ def _b64(run: str) -> bytes | None:
     body += "=" * (-len(body) % 4)
     try:
         if "-" in body or "_" in body:
+            if "+" in body or "/" in body:
+                return None  # two alphabets mixed: not base64
             return base64.urlsafe_b64decode(body)
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):

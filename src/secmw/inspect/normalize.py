@@ -69,8 +69,12 @@ _SUSPICIOUS_INVISIBLE = re.compile(
     "\U000e0100-\U000e0fff]|(?<=\\w)[\u200d\ufeff](?=\\w)"
 )
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
-# A subdivision flag (England, Scotland, Wales) is the one legitimate use of tags.
-_TAG_FLAG = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,7}\U000e007f")
+# A subdivision flag (England, Scotland, Wales) is the one legitimate use of tags:
+# a region code (two letters) and a subdivision (one to three letters or digits).
+_TAG_FLAG = re.compile(
+    "\U0001f3f4[\U000e0061-\U000e007a]{2}[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,3}"
+    "\U000e007f"
+)
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 # Variation selectors used as a byte alphabet ("emoji smuggling").
 _VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
@@ -82,8 +86,18 @@ _TYPOGRAPHIC = (
     ("\u2013", "-"), ("\u2014", "-"), ("\u2026", "."), ("\u00a0", " "),
 )  # fmt: skip
 _LATIN_LETTER = re.compile("[a-z]")
+# Latin letters next to Greek, Cyrillic or Armenian ones, or next to the Latin
+# look-alikes of the table (dotless i, script g, Latin alpha, dotless j).
 _MIXED_SCRIPT = re.compile(
-    "[a-z][\u0370-\u03ff\u0400-\u04ff\u0530-\u058f]|[\u0370-\u03ff\u0400-\u04ff\u0530-\u058f][a-z]"
+    "[a-z][\u0370-\u03ff\u0400-\u04ff\u0530-\u058f\u0131\u0237\u0251\u0261]"
+    "|[\u0370-\u03ff\u0400-\u04ff\u0530-\u058f\u0131\u0237\u0251\u0261][a-z]"
+)
+# Capital look-alikes, folded before case folding: Greek capital Nu (U+039D) reads N,
+# while its lower case (U+03BD) reads v.
+_CAPITAL_CONFUSABLES = str.maketrans(
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0423\u0405\u0406\u0408",
+    "ABEZHIKMNOPTYXABEKMHOPCTXYSIJ",
 )
 _CONFUSABLE_RUN = re.compile("[" + "".join(_CONFUSABLES) + "]+")
 # Anything the slow path handles: invisible characters, tags, selectors, styled letters.
@@ -177,7 +191,12 @@ def views(text: str) -> Views:
     # Look-alikes are folded only when a word mixes scripts: folding them in plain
     # Russian or Greek text would garble it for the native rules.
     mixed = len(_MIXED_SCRIPT.findall(words))
-    latin = _fold_confusables(words) if mixed else words
+    if mixed:
+        # Capitals first (one character for one, so offsets hold), then the rest.
+        capitals = _strip_marks(text.translate(_CAPITAL_CONFUSABLES).casefold())
+        latin = _fold_confusables(_words(capitals) if len(capitals) == len(base) else words)
+    else:
+        latin = words
     return Views(base, latin, base, hidden, invisible, bidi, tags, mixed, styled)
 
 

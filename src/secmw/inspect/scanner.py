@@ -49,7 +49,7 @@ def _squashed(folded: str) -> str:
     becomes a bounded run of characters, which cannot backtrack exponentially.
     """
     pattern = _LOOKBEHIND.sub("", folded).replace(" ", " *").replace(r"\b", "")
-    return _WORD_SKIP.sub(lambda skip: "[\\w ]{0,%d}?" % (16 * int(skip.group(1))), pattern)
+    return _WORD_SKIP.sub(lambda skip: f"[\\w ]{{0,{16 * int(skip.group(1))}}}?", pattern)
 
 
 @dataclass(frozen=True, slots=True)
