@@ -47,6 +47,12 @@ def close_code(denial: Denial) -> int:
     return 1008
 
 
+# How long a close may wait for a client that stopped reading (seconds).
+_CLOSE_TIMEOUT = 5.0
+# The app's side of the session is closed: it returned, or stopped receiving.
+_GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
 class WebSocketSession:
     """Runs the app for one admitted websocket and polices the open session."""
 
@@ -66,6 +72,8 @@ class WebSocketSession:
         self.accepted = False
         self.closed = False
         self._refused = False
+        # Set once the client's side is over (it left, or secmw refused it): expiry is moot.
+        self._ended = anyio.Event()
 
     @property
     def needs_guard(self) -> bool:
@@ -158,6 +166,8 @@ class WebSocketSession:
                     except Denial as denial:
                         await self._refuse(denial, to_app)
                         return
+                if message["type"] == "websocket.disconnect":
+                    self._ended.set()
                 await to_app.send(message)
                 if message["type"] == "websocket.disconnect":
                     return
@@ -175,7 +185,10 @@ class WebSocketSession:
 
     async def _expire(self, to_app: MemoryObjectSendStream[Message], expires_at: float) -> None:
         async with to_app:
-            await anyio.sleep(max(0.0, expires_at - self._pipeline.clock()))
+            with anyio.move_on_after(max(0.0, expires_at - self._pipeline.clock())):
+                await self._ended.wait()
+            if self._ended.is_set() or self.closed:
+                return  # the client left, or the session was closed first
             denial = AuthenticationError(
                 "The credential expired.",
                 reason="credential expired during the session",
@@ -184,13 +197,26 @@ class WebSocketSession:
             await self._refuse(denial, to_app)
 
     async def _refuse(self, denial: Denial, to_app: MemoryObjectSendStream[Message]) -> None:
-        """Close the client side with the denial's code, tell the app, audit it."""
-        code = close_code(denial)
+        """Audit the denial, close the client side with its code, and tell the app.
+
+        Once per session. The audit line comes first: a client that stopped
+        reading (the close waits behind its backlog) or that is already gone (the
+        server refuses the close) must not cost it. The close is bounded in time.
+        """
+        if self._refused:
+            return
         self._refused = True
+        self._ended.set()
+        code = close_code(denial)
+        with anyio.CancelScope(shield=True):
+            await self._pipeline.record(self._ctx, denial, status=code)
         if not self.closed:
             self.closed = True
             reason = "credential expired" if denial.event == "session_expired" else denial.title
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        with anyio.CancelScope(shield=True):
-            await self._pipeline.record(self._ctx, denial, status=code)
-        await to_app.send({"type": "websocket.disconnect", "code": code})
+            with anyio.move_on_after(_CLOSE_TIMEOUT), contextlib.suppress(Exception):
+                # The server may raise anything once the connection is gone.
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+        ):
+            to_app.send_nowait({"type": "websocket.disconnect", "code": code})

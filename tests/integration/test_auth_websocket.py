@@ -163,6 +163,91 @@ async def test_expiry_closes_a_subprotocol_session_with_1008() -> None:
     assert audit.named("session_expired")[0].subject == "carol"
 
 
+class Lingering:
+    """Accepts, reads until the client leaves, then keeps working a while (bounded)."""
+
+    def __init__(self, linger: float) -> None:
+        self.linger = linger
+        self.received: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "mcp"})
+        while True:
+            message = await receive()
+            self.received.append(message)
+            if message["type"] == "websocket.disconnect":
+                break
+        await anyio.sleep(self.linger)
+
+
+class GoneSender(Sender):
+    """A server whose connection is gone: a close raises, as uvicorn's does."""
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "websocket.close":
+            raise RuntimeError("Unexpected ASGI message 'websocket.close'")
+        await super().__call__(message)
+
+
+def expiring(app: Any, audit: AuditCapture, lifetime: float, **config: Any) -> tuple[Any, str]:
+    now = 1_000_000.0
+    token = ISSUER.mint("carol", now=now, expires_in=60)
+    middleware = SecurityMiddleware(
+        app, {"auth": {"jwt": ISSUER.jwt_config()}, **config}, audit=audit
+    )
+    started = time.monotonic()
+    middleware.pipeline.clock = lambda: now + 60 - lifetime + (time.monotonic() - started)
+    middleware.pipeline.authenticator._clock = lambda: now  # type: ignore[union-attr]
+    return middleware, encode_subprotocol(token)
+
+
+async def test_expiry_is_audited_even_when_the_close_cannot_be_sent() -> None:
+    audit = AuditCapture()
+    inner = Echo(close=False)
+    app, token = expiring(inner, audit, lifetime=0.05)
+    with anyio.fail_after(5):
+        await app(handshake(["mcp", token]), Client(), GoneSender())
+    assert len(audit.named("session_expired")) == 1
+    assert not audit.named("app_error")
+    assert inner.received[-1] == {"type": "websocket.disconnect", "code": 1008}
+
+
+async def test_a_session_the_client_left_does_not_expire_later() -> None:
+    audit = AuditCapture()
+    client = Client()
+    client.done.set()  # the client leaves right after connecting
+    app, token = expiring(Lingering(linger=0.3), audit, lifetime=0.1)
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(handshake(["mcp", token]), client, sent)
+    assert not audit.named("session_expired")
+    assert not [m for m in sent.messages if m["type"] == "websocket.close"]
+
+
+async def test_a_session_refused_for_a_message_ends_once() -> None:
+    audit = AuditCapture()
+    inner = Lingering(linger=0.3)
+    app, token = expiring(inner, audit, lifetime=0.1, websocket={"max_message_bytes": 4})
+    messages = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "too long"}]
+
+    async def client() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep(1)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(handshake(["mcp", token]), client, sent)
+    closes = [m for m in sent.messages if m["type"] == "websocket.close"]
+    assert [m["code"] for m in closes] == [1009]
+    assert not audit.named("session_expired")  # one end: the refused message
+    assert [m for m in inner.received if m["type"] == "websocket.disconnect"] == [
+        {"type": "websocket.disconnect", "code": 1009}
+    ]
+
+
 # -- a real server and a real client ---------------------------------------------
 
 
