@@ -15,7 +15,17 @@ import time
 from collections import deque
 from typing import Any, BinaryIO
 
-_TAIL_FIELDS = ("method", "path", "status", "subject", "client", "request_id", "reason")
+_TAIL_FIELDS = (
+    "method",
+    "path",
+    "rpc_method",
+    "tool",
+    "status",
+    "subject",
+    "client",
+    "request_id",
+    "reason",
+)
 
 
 def register(commands: Any) -> None:
@@ -25,7 +35,11 @@ def register(commands: Any) -> None:
 
     verify = actions.add_parser("verify", help="check the hash chain and signed checkpoints")
     verify.add_argument("files", nargs="+", metavar="FILE", help="the active and rotated files")
-    verify.add_argument("--public-key", help="PEM Ed25519 public key of the checkpoints")
+    verify.add_argument(
+        "--public-key",
+        action="append",
+        help="PEM Ed25519 public key of the checkpoints (repeat it for each key of a rotation)",
+    )
     verify.add_argument(
         "--allow-missing-head",
         action="store_true",
@@ -49,9 +63,9 @@ def _verify(args: argparse.Namespace) -> int:
     from secmw.audit.verify import verify_files  # noqa: PLC0415
 
     try:
-        key = load_public_key(args.public_key) if args.public_key else None
+        keys = [load_public_key(path) for path in args.public_key] if args.public_key else None
         result = verify_files(
-            args.files, public_key=key, allow_missing_head=args.allow_missing_head
+            args.files, public_key=keys, allow_missing_head=args.allow_missing_head
         )
     except (OSError, ValueError, TypeError) as exc:
         print(f"secmw audit verify: {exc}", file=sys.stderr)
@@ -65,7 +79,7 @@ def _verify(args: argparse.Namespace) -> int:
     summary = f"OK: {result.lines} lines"
     if result.lines:
         summary += f", seq {result.first_seq}..{result.last_seq}"
-    if key is not None:
+    if keys is not None:
         summary += f", {result.signed_checkpoints} signed checkpoints verified"
         if result.unsigned_tail:
             summary += f", {result.unsigned_tail} lines after the last checkpoint"
@@ -170,10 +184,22 @@ def format_line(raw: bytes) -> str:
         f"{_show(record.get('seq', '')):>6} {_show(record.get('time', '')):<32} "
         f"{_show(record.get('severity', '')):<8} {_show(record.get('event', '')):<28}"
     )
-    parts = [f"{key}={_show(record[key])}" for key in _TAIL_FIELDS if key in record]
+    parts = [f"{key}={_value(record[key])}" for key in _TAIL_FIELDS if key in record]
     if "details" in record:
         parts.append(f"details={_show(record['details'])}")
     return (head + " " + " ".join(parts)).rstrip()
+
+
+def _value(value: Any) -> str:
+    """A field's value; quoted (as JSON) when it holds a space, "=" or a quote.
+
+    A client chooses the path (and the subject, the tool name): unquoted, a path
+    such as ``/a status=200 subject=root`` would read as fields of the line.
+    """
+    text = _show(value)
+    if isinstance(value, str) and (not text or any(char in text for char in ' ="')):
+        return _show(json.dumps(value))
+    return text
 
 
 def _show(value: Any) -> str:

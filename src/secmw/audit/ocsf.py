@@ -56,7 +56,7 @@ def ocsf_class(name: str, outcome: str, status: int | None) -> tuple[int, int]:
         return 3002, 1  # Authentication: logon
     if name in _LIFECYCLE and not (name == "sys_monitor_disabled" and status is not None):
         return 6002, _LIFECYCLE[name]
-    if name in _ACCESS_ERROR or (status is not None and status >= 500):
+    if name in _ACCESS_ERROR or (isinstance(status, int) and 500 <= status < 600):
         return 6004, 4
     if name == "authz_allow":
         return 6004, 1
@@ -111,7 +111,10 @@ def ocsf_shape(logger: Any, method_name: str, event_dict: EventDict) -> EventDic
         request["url"] = {"path": event_dict["path"]}
     if request:
         shaped["http_request"] = request
-    if status is not None:
+    close_code = None
+    if isinstance(status, int) and status >= 1000:
+        close_code = status  # a websocket close code (1008, 1009, ...), not an HTTP status
+    elif status is not None:
         shaped["http_response"] = {"code": status}
     if "rpc_method" in event_dict or "tool" in event_dict:
         shaped["api"] = {
@@ -124,6 +127,8 @@ def ocsf_shape(logger: Any, method_name: str, event_dict: EventDict) -> EventDic
     unmapped = {key: value for key, value in event_dict.items() if key not in _MAPPED}
     if "transport" in event_dict:
         unmapped["transport"] = event_dict["transport"]
+    if close_code is not None:
+        unmapped["close_code"] = close_code
     if unmapped:
         shaped["unmapped"] = unmapped
     return shaped

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from secmw.audit.hashchain import CHECKPOINT_EVENT, GENESIS, line_hash, signature_valid
+from secmw.audit.hashchain import CHECKPOINT_EVENT, GENESIS, key_id, line_hash, signature_valid
 
 
 @dataclass(slots=True)
@@ -58,16 +58,19 @@ def _first_seq(path: str) -> int:
 def verify_files(
     paths: Iterable[str | os.PathLike[str]],
     *,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey] | None = None,
     allow_missing_head: bool = False,
 ) -> VerifyResult:
     """Check ``seq`` and ``prev`` of every line, and checkpoint signatures when a key is given.
 
-    The trail must start at seq 1 unless ``allow_missing_head`` (its oldest files
-    were removed by ``keep``); an empty trail fails; a torn last line is accepted
-    only at the end of the newest file (a crash mid-write), never inside a
-    rotated one.
+    ``public_key`` may be several keys (the checkpoint key was rotated): each
+    checkpoint is checked with the key its ``key_id`` names, and one signed by a
+    key not given fails. The trail must start at seq 1 unless
+    ``allow_missing_head`` (its oldest files were removed by ``keep``); an empty
+    trail fails; a torn last line is accepted only at the end of the newest file
+    (a crash mid-write), never inside a rotated one.
     """
+    keys = _by_id(public_key)
     result = VerifyResult()
     names = [os.fspath(p) for p in paths]
     for name in names:
@@ -133,11 +136,10 @@ def verify_files(
             if record.get("event") == CHECKPOINT_EVENT:
                 result.checkpoints += 1
                 since_checkpoint = 0
-                if public_key is not None:
-                    details = record.get("details")
-                    sig = details.get("sig", "") if isinstance(details, dict) else ""
-                    if not signature_valid(public_key, seq, prev, str(sig)):
-                        return result.fail(seq, path, "checkpoint signature is invalid")
+                if keys is not None:
+                    unsigned = _checkpoint_problem(keys, record, seq, prev)
+                    if unsigned is not None:
+                        return result.fail(seq, path, unsigned)
                     result.signed_checkpoints += 1
             else:
                 since_checkpoint += 1
@@ -147,11 +149,35 @@ def verify_files(
             result.last_seq = seq
     if not result.lines:
         return result.fail(None, files[-1] if files else "", "no lines: the trail is empty")
-    if public_key is not None:
+    if keys is not None:
         result.unsigned_tail = since_checkpoint
         if result.checkpoints == 0:
             return result.fail(None, files[-1], "no signed checkpoint found")
     return result
+
+
+def _by_id(
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey] | None,
+) -> dict[str, Ed25519PublicKey] | None:
+    if public_key is None:
+        return None
+    given = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
+    return {key_id(key): key for key in given}
+
+
+def _checkpoint_problem(
+    keys: dict[str, Ed25519PublicKey], record: dict[str, object], seq: int, prev: str
+) -> str | None:
+    """Why a checkpoint's signature does not verify with the key it names; ``None`` if it does."""
+    details = record.get("details")
+    details = details if isinstance(details, dict) else {}
+    sig, named = str(details.get("sig", "")), details.get("key_id")
+    key = keys.get(named) if isinstance(named, str) else None
+    if key is None:
+        if len(keys) > 1:
+            return f"checkpoint signed by key {named!r}, which was not given"
+        (key,) = keys.values()  # one key given: the signature decides
+    return None if signature_valid(key, seq, prev, sig) else "checkpoint signature is invalid"
 
 
 __all__ = ["VerifyResult", "verify_files"]

@@ -130,10 +130,20 @@ def test_ocsf_shape() -> None:
         pytest.param("sys_shutdown", "success", None, (6002, 4), id="stop"),
         pytest.param("sys_monitor_disabled", "failure", None, (6002, 7), id="disabled"),
         pytest.param("request_aborted", "unknown", None, (6003, 99), id="other"),
+        # Websocket close codes are refusals, not server errors.
+        pytest.param("input_validation_fail", "failure", 1009, (6004, 2), id="ws-too-big"),
+        pytest.param("session_expired", "failure", 1008, (6004, 2), id="ws-expired"),
     ],
 )
 def test_ocsf_classes(name: str, outcome: str, status: int | None, expected: Any) -> None:
     assert ocsf_class(name, outcome, status) == expected
+
+
+def test_a_websocket_close_code_is_not_an_http_status_in_ocsf() -> None:
+    event = AuditEvent(name="session_expired", outcome="failure", severity="warning", status=1008)
+    data = json.loads(AuditFormatter(ocsf=True).render(event) or "{}")
+    assert "http_response" not in data
+    assert data["unmapped"]["close_code"] == 1008
 
 
 async def test_stream_sink_uses_the_formatter() -> None:

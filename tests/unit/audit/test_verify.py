@@ -177,6 +177,33 @@ def test_checkpoints_verify_with_the_public_key(
     assert "checkpoint signature is invalid" in capsys.readouterr().out
 
 
+def test_a_rotated_checkpoint_key_verifies_with_both_public_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def public_pem(key: Ed25519PrivateKey, name: str) -> str:
+        path = tmp_path / name
+        path.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return str(path)
+
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 6, signer=CheckpointSigner(old), checkpoint_every=4)
+    write_trail(path, 6, signer=CheckpointSigner(new), checkpoint_every=4)  # the key rotated
+    old_pub, new_pub = public_pem(old, "old.pub"), public_pem(new, "new.pub")
+    both = ["audit", "verify", "--public-key", old_pub, "--public-key", new_pub, str(path)]
+    assert main(both) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--public-key", old_pub, str(path)]) == 1
+    assert "checkpoint signature is invalid" in capsys.readouterr().out
+    third = public_pem(Ed25519PrivateKey.generate(), "third.pub")
+    assert main(["audit", "verify", "--public-key", old_pub, "--public-key", third, str(path)]) == 1
+    assert "which was not given" in capsys.readouterr().out
+
+
 def test_a_key_with_no_checkpoints_fails(trail: Path, tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     pem = tmp_path / "k.pem"
@@ -235,6 +262,10 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
         with pytest.raises(SystemExit) as usage:
             main(["audit", "tail", "-n", wrong, str(path)])
         assert usage.value.code == 2
+    # A client-chosen path (or tool name) cannot pose as more fields of the line.
+    forged = {"seq": 1, "event": "authz_fail", "path": "/a status=200 subject=root", "tool": "t"}
+    shown = format_line(json.dumps(forged).encode())
+    assert 'path="/a status=200 subject=root" tool=t' in shown
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
     assert format_line(b"[" * 100_000 + b"]" * 100_000).startswith("(unreadable)")
