@@ -54,4 +54,8 @@ class NoGuard:
         """Refuse nothing."""
 
 
-__all__ = ["Endpoint", "Guard", "NoGuard", "Observer"]
+# Set in ``ctx.state`` when a guard runs for an endpoint secmw serves itself
+# (``Pipeline.screen``): no authentication follows, so none is timed.
+SCREENED = "secmw.screened"
+
+__all__ = ["SCREENED", "Endpoint", "Guard", "NoGuard", "Observer"]

@@ -42,7 +42,7 @@ from secmw.errors import (
     ServiceUnavailable,
     StepUpRequired,
 )
-from secmw.hooks import Endpoint, Guard, NoGuard, Observer
+from secmw.hooks import SCREENED, Endpoint, Guard, NoGuard, Observer
 from secmw.inspect.base import Inspector
 from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
 from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
@@ -143,6 +143,7 @@ class Pipeline:
             getattr(inspector, "needs_body", False)
             or getattr(self.policy, "needs_body", False)
             or getattr(rate_limiter, "needs_body", False)
+            or any(getattr(observer, "needs_body", False) for observer in observers)
         )
         self._request_id_header = (
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
@@ -244,6 +245,7 @@ class Pipeline:
         """
         if self.guard is None:
             return
+        ctx.state[SCREENED] = True
         try:
             await self.guard.before(ctx)
         except Denial:

@@ -155,8 +155,11 @@ async def test_metrics_endpoint_through_the_middleware(monkeypatch: pytest.Monke
     assert 'secmw_anomaly_tracked_keys{detector="token_reuse"} 1' in text
     # the anonymous request passed authentication (no credential) and was refused by policy
     assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="success"} 2' in text
-    # ... and the bad JWT plus the two refused scrapes (the endpoint is screened first)
-    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 3' in text
+    # ... and the bad JWT; scrapes are not authentication (the endpoint checks its own
+    # token), so neither the refused nor the served ones are timed as such
+    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 1' in text
+    again = (await call(app, _get("scrape-token", "127.0.0.1", "/metrics"))).body.decode()
+    assert 'secmw_stage_duration_seconds_count{stage="authenticate",outcome="failure"} 1' in again
     assert "alice" not in text
     served = audit.for_request(scrape.header("x-request-id") or "")
     assert [(e.name, e.reason, e.status) for e in served] == [
@@ -292,3 +295,40 @@ async def test_a_client_step_up_applies_whatever_the_address_family(client: str)
     sent = await call(app, _get(old_login, client))
     assert sent.status == 401
     assert "insufficient_user_authentication" in (sent.header("www-authenticate") or "")
+
+
+async def test_new_tools_are_seen_without_any_other_stage_reading_the_body() -> None:
+    # Only [anomaly.new_target] is on: no tool rule, no inspector. The tool names
+    # are still read, and every new tool of a batch is named.
+    issuer, clock = TokenIssuer(), FakeClock(MONDAY_10H)
+    app, audit = _app(
+        issuer,
+        clock,
+        {"enabled": True, "new_target": {"enabled": True, "learning_days": 1, "min_requests": 0}},
+    )
+    token = issuer.mint("agent-1", expires_in=100 * DAY, now=MONDAY_10H)
+
+    def rpc(*tools: str) -> dict[str, object]:
+        calls = [
+            {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": t}}
+            for n, t in enumerate(tools, 1)
+        ]
+        body = json.dumps(calls if len(calls) > 1 else calls[0]).encode()
+        scope = http_scope(
+            "/mcp",
+            method="POST",
+            headers=[("authorization", f"Bearer {token}"), ("content-type", "application/json")],
+        )
+        return {"scope": scope, "body": body}
+
+    from tests.support import Receiver
+
+    async def send(request: dict[str, object]) -> None:
+        await call(app, request["scope"], Receiver.body(request["body"]))  # type: ignore[arg-type]
+
+    await send(rpc("search"))
+    clock.advance(2 * DAY)
+    await send(rpc("delete_repo"))
+    await send(rpc("list_issues", "drop_table"))
+    targets = [e.details["evidence"]["target"] for e in audit.named("anomaly_new_target")]
+    assert targets == ["tool:delete_repo", "tool:list_issues, tool:drop_table"]

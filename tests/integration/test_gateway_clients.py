@@ -447,6 +447,78 @@ async def test_a_slow_upload_leaves_the_upstream_all_of_total_for_its_answer(cli
     assert [e.details.get("outcome") for e in audit.events if e.request_id] == ["ok"]
 
 
+class _ChunkedUpload:
+    """A client uploading 20 chunks of 32 KiB (a little apart)."""
+
+    def __init__(self) -> None:
+        self.left = 20
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.left:
+            await anyio.sleep(0.005)
+            self.left -= 1
+            return {"type": "http.request", "body": b"x" * 32768, "more_body": self.left > 0}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+def _refuse_uploads(conn: socket.socket) -> None:
+    """413 and close without reading the body (the kernel resets): many small servers do."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = conn.recv(65536)
+        if not data:
+            return
+        head += data
+    if head.startswith(b"GET"):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+    else:
+        conn.sendall(b"HTTP/1.1 413 Too Large\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbig")
+
+
+@CLIENTS
+async def test_uploads_an_upstream_cuts_short_never_open_its_breaker(client: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def serve_forever() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(3)
+                    with contextlib.suppress(OSError):
+                        _refuse_uploads(conn)
+
+        thread = threading.Thread(target=serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        gateway = build(
+            [url], client, AuditCapture(), breaker={"minimum_calls": 2, "window_size": 4}
+        )
+        statuses = []
+        for _ in range(6):
+            sender = Sender()
+            headers = [("content-length", str(20 * 32768))]
+            await gateway(
+                http_scope("/up", method="POST", headers=headers), _ChunkedUpload(), sender
+            )
+            statuses.append(sender.status)
+        fine = await call(gateway, "/innocent")
+        await gateway.proxy.aclose()
+        stop.set()
+        thread.join(5)
+    assert set(statuses) <= {413, 502}  # the answer may be lost to the reset
+    assert fine.status == 200  # the breaker stayed closed for everyone else
+    (state,) = [b.snapshot() for b in gateway.registry]
+    assert state.failures == 0
+
+
 @CLIENTS
 async def test_a_request_target_over_64_kib_is_refused_with_414(client: str) -> None:
     audit = AuditCapture()

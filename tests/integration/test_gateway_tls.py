@@ -154,3 +154,82 @@ async def test_an_untrusted_issuer_is_refused(tls_upstream: tuple[EchoUpstream, 
 def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"gateway\.ca_file"):
         build_gateway(load_config(tls_config(443, tmp_path / "missing.pem")))
+
+
+class _StrayTLSUpstream:
+    """A TLS server that answers each request by its path and, after the first answer,
+    sends a stray 500 in a record of its own (a late error page, a HEAD body)."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        import socket
+        import ssl
+        import threading
+
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(str(files["cert"]), str(files["key"]))
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        self._stray = True  # only after the very first answer
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: Any) -> None:
+        raw.settimeout(5)
+        with self._context.wrap_socket(raw, server_side=True) as conn:
+            buffer = b""
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                path = head.split(b" ")[1]
+                body = b"answer for " + path
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+                if self._stray:
+                    self._stray = False
+                    conn.sendall(b"HTTP/1.1 500 Oops\r\ncontent-length: 5\r\n\r\noops!")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+async def test_bytes_after_an_answer_in_a_tls_record_never_reach_the_next_client(
+    tls_files: dict[str, Path],
+) -> None:
+    upstream = _StrayTLSUpstream(tls_files)
+    try:
+        gateway = build_gateway(
+            load_config(tls_config(upstream.port, tls_files["ca"])),
+            audit=AuditCapture(),
+            resolver=static_resolver({NAME: ["127.0.0.1"]}),
+        )
+        answers = []
+        for who in ("/alice", "/bob", "/carol"):
+            sender = Sender()
+            await gateway(http_scope(who), HeldReceiver(), sender)
+            answers.append((sender.status, sender.body))
+        await gateway.proxy.aclose()
+    finally:
+        upstream.close()
+    assert answers == [(200, b"answer for " + who) for who in (b"/alice", b"/bob", b"/carol")]
+    assert upstream.connections == 2  # the stray's connection was dropped, the next reused

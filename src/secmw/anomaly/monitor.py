@@ -74,6 +74,11 @@ class AnomalyMonitor:
         "step_up_acr_values",
     )
 
+    @property
+    def needs_body(self) -> bool:
+        """True when a detector reads the request body (tool names of a ``tools/call``)."""
+        return any(getattr(detector, "needs_body", False) for detector in self.detectors)
+
     def __init__(
         self,
         detectors: Sequence[Detector],

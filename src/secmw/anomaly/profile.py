@@ -9,6 +9,7 @@ alerts once.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,8 @@ from secmw.context import RequestContext
 # every remembered string is cut at _MAX_TARGET characters, paths are the client's).
 _ROUTE_CACHE = 4096
 _MAX_TARGET = 256
+# A path segment of 16 or more token characters (the redactor's own prefilter).
+_TOKEN_SEGMENT = re.compile(r"/[A-Za-z0-9_+=.~-]{16,}[^/]*")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLOT = 900.0  # the UTC offset is looked up once per quarter hour (see OffHours._local)
 
@@ -60,6 +63,8 @@ class NewTarget:
     event = "anomaly_new_target"
     phase: Phase = "request"
     key_kind: KeyKind = "subject"
+    # Tool names are in the body: the pipeline must read it (as for tool rules).
+    needs_body = True
 
     def __init__(
         self,
@@ -103,6 +108,10 @@ class NewTarget:
                 break
             depth -= 1
         prefix = (path if end < 0 else path[:end])[:_MAX_TARGET]
+        if _TOKEN_SEGMENT.search(prefix):
+            # A long token in the path is an id or a credential (/tokens/ghp_.../revoke):
+            # not a route of its own, and never written into an alert.
+            prefix = _TOKEN_SEGMENT.sub("/*", prefix)
         if self._cached >= _ROUTE_CACHE:
             # Paths are the client's to choose: start over rather than grow, and
             # stop remembering whole paths (ids in paths would only churn the cache).
@@ -142,13 +151,15 @@ class NewTarget:
             known.add(route)
             found = route
         else:
+            new: list[str] = []
             for tool in tools:
                 target = "tool:" + tool[:_MAX_TARGET]
                 if target in known or len(known) >= self.max_targets:
                     continue
                 known.add(target)
-                if found is None:
-                    found = target
+                new.append(target)
+            # Every new tool of a batch is named: one learned silently would never alert.
+            found = ", ".join(new) if new else None
         if found is None or not (
             now - profile.first_seen >= self.learning_period and profile.count > self.min_requests
         ):
@@ -160,7 +171,10 @@ class NewTarget:
             key=subject,
             response=self.response,
             reason=f"first use of {found} after the learning period",
-            evidence={"target": found, "known_targets": len(profile.targets) - 1},
+            evidence={
+                "target": found,
+                "known_targets": len(profile.targets) - found.count(", ") - 1,
+            },
             time=now,
             request_id=ctx.request_id,
             client=ctx.client,

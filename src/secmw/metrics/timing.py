@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from secmw.context import RequestContext
-from secmw.hooks import Guard
+from secmw.hooks import SCREENED, Guard
 from secmw.metrics.registry import Histogram
 
 STARTED = "secmw.metrics.authenticate_started"
@@ -35,7 +35,8 @@ class AuthenticationTimer:
         """Run the inner guard, then start the clock."""
         if self.inner is not None:
             await self.inner.before(ctx)
-        ctx.state[STARTED] = time.perf_counter()
+        if not ctx.state.get(SCREENED):  # an endpoint's own check: nothing to time
+            ctx.state[STARTED] = time.perf_counter()
 
     async def after_authentication(self, ctx: RequestContext) -> None:
         """Stop the clock, then run the inner guard."""

@@ -53,6 +53,11 @@ class RequestBody(httpx.AsyncByteStream):
         self.waiting = False
         self.on_done: Callable[[], None] | None = None
 
+    @property
+    def done(self) -> bool:
+        """True once the last chunk of the body has arrived."""
+        return self._done
+
     def __aiter__(self) -> RequestBody:
         return self
 
@@ -271,6 +276,14 @@ class Exchange:
                     breaker.release(ticket)
                     recorded = True
                 return self._client_timed_out(target)
+            if self._mid_upload(exc):
+                # The upstream stopped taking the body: often an early refusal of it
+                # (413, 401) whose reset lost the answer. Which client sent the body
+                # decides that, so it must not open the breaker for everyone else.
+                if not recorded:
+                    breaker.release(ticket)
+                    recorded = True
+                return self._failed(target, exc)
             if not recorded:
                 breaker.record(ticket, failed=True, duration=time.perf_counter() - started)
                 recorded = True
@@ -288,6 +301,15 @@ class Exchange:
                 with anyio.CancelScope(shield=True):
                     await breaker.flush_events()
         return None
+
+    def _mid_upload(self, exc: Exception) -> bool:
+        """True when the exchange failed while the client's body was still on its way."""
+        content = self.content
+        if isinstance(content, RequestBody):
+            # Connected, then cut off: not a refused or timed-out connection, which
+            # says the upstream is down whatever the client sends.
+            return not content.done and isinstance(exc, _CUT_OFF)
+        return isinstance(exc, httpx.WriteError) and bool(content)
 
     def _client_slow(self, exc: Exception) -> bool:
         """True when a timeout struck while the exchange waited for the client."""
@@ -398,6 +420,9 @@ class Exchange:
             raise BodyCut(timed_out=False)
         if not done:
             await self._to_client({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 
 
 def _extend(scope: anyio.CancelScope, total: float) -> None:

@@ -17,6 +17,7 @@ from collections import deque
 import anyio
 import httpx
 from anyio.abc import ByteStream, SocketAttribute
+from anyio.streams.tls import TLSAttribute
 
 from secmw.proxy.h1wire import ClientConnection
 
@@ -44,7 +45,13 @@ class Connection:
                 self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def closed_by_peer(self) -> bool:
-        """True when the idle socket is readable: at EOF, or holding unasked bytes."""
+        """True when the idle connection is readable: at EOF, or holding unasked bytes.
+
+        Over TLS the bytes may already have left the socket: the TLS layer reads
+        records ahead into its own buffers, where a socket poll cannot see them.
+        """
+        if self._tls_buffered():
+            return True
         sock = self.socket
         if sock is None:
             return False
@@ -59,6 +66,17 @@ class Connection:
             return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll()
         except (OSError, ValueError):
             return True
+
+    def _tls_buffered(self) -> bool:
+        ssl_object = self.stream.extra(TLSAttribute.ssl_object, None)  # noqa: S610 - anyio
+        if ssl_object is None:
+            return False
+        if ssl_object.pending():
+            return True  # decrypted, not yet read
+        # Records read off the socket, not decrypted yet (anyio's TLS stream keeps
+        # them in a MemoryBIO it does not expose).
+        incoming = getattr(self.stream, "_read_bio", None)
+        return bool(getattr(incoming, "pending", 0))
 
 
 _poll = getattr(select, "poll", None)
@@ -183,7 +201,9 @@ class ConnectionPool:
     async def release(self, conn: Connection) -> None:
         """Back to the pool after a complete exchange, or closed when it cannot be reused."""
         state = conn.state
-        if self._closed or not state.reusable:
+        if self._closed or not state.reusable or conn.closed_by_peer():
+            # Bytes after the answer (in the socket or the TLS buffers) would be read
+            # as the next request's answer.
             await self.discard(conn)
             return
         state.start_next_cycle()

@@ -75,6 +75,7 @@ class SSEStream:
         "_eol",
         "_event_findings",
         "_passthrough",
+        "_passthrough_tail",
         "_pending",
         "_pending_size",
         "_redactor",
@@ -92,6 +93,7 @@ class SSEStream:
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
         self._passthrough: TextStream | None = None
+        self._passthrough_tail = ""  # its last characters: an event end may straddle pieces
         # Where findings of an event's own text go while its offsets are remapped.
         self._event_findings: list[Finding] | None = None
         self.max_event = max_event
@@ -159,17 +161,25 @@ class SSEStream:
         return text
 
     def _oversized(self, chunk: str) -> str:
-        """Plain-text streaming for the rest of an event too large to buffer."""
+        """Plain-text streaming for the rest of an event too large to buffer.
+
+        The end of the event may straddle pieces ("...\n" then "\n..."): the last
+        characters of the previous piece are searched with the new one.
+        """
         stream = self._passthrough
         assert stream is not None
-        match = EVENT_END.search(chunk)
-        if match is None or (match.end() == len(chunk) and chunk.endswith("\r")):
+        tail = self._passthrough_tail
+        probe = tail + chunk
+        match = EVENT_END.search(probe)
+        if match is None or (match.end() == len(probe) and probe.endswith("\r")):
+            self._passthrough_tail = probe[-3:]
             return stream.feed(chunk)
-        out = stream.feed(chunk[: match.end()]) + stream.flush()
+        cut = max(0, match.end() - len(tail))
+        out = stream.feed(chunk[:cut]) + stream.flush()
         self.findings.extend(stream.findings)
         self._consumed = stream.sent
-        self._passthrough = None
-        return out + self.feed(chunk[match.end() :])
+        self._passthrough, self._passthrough_tail = None, ""
+        return out + self.feed(chunk[cut:])
 
     def flush(self) -> str:
         """End of body: the last event (even unterminated) and all held delta text."""
@@ -177,7 +187,7 @@ class SSEStream:
         if self._passthrough is not None:
             out = self._passthrough.flush()
             self.findings.extend(self._passthrough.findings)
-            self._passthrough = None
+            self._passthrough, self._passthrough_tail = None, ""
         elif self._pending:
             out = self._event(self._take(), self._consumed)
         return out + self._close(lambda key: True)

@@ -142,7 +142,17 @@ def ending(data: dict[str, Any]) -> Callable[[Key], bool]:
     if kind == "content_block_stop":
         index = data.get("index")
         return lambda key: key[0] == "anthropic" and key[1] == index
-    if isinstance(kind, str) and (kind.endswith(".done") or kind == "response.completed"):
+    if isinstance(kind, str) and kind.endswith(".done"):
+        # Only the item (and content part) that is done: items may stream interleaved.
+        item = data.get("item")
+        ident = data.get("item_id", item.get("id") if isinstance(item, dict) else None)
+        if ident is not None:
+            part = data.get("content_index")
+            return lambda key: (
+                key[0] == "responses" and key[2] == ident and (part is None or key[3] == part)
+            )
+        return lambda key: key[0] == "responses"
+    if kind == "response.completed":
         return lambda key: key[0] == "responses"
     finished = {
         choice.get("index")

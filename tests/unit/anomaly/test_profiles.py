@@ -136,6 +136,21 @@ def test_new_tool_uses_the_mcp_tool_name() -> None:
     assert anomaly.event == "anomaly_new_target"
 
 
+def test_a_token_in_the_path_is_neither_a_route_nor_written_into_the_alert() -> None:
+    detector = NewTarget(learning_period=DAY, min_requests=0)
+    assert not _call(detector, "/api/x", MONDAY_10H)
+    later = MONDAY_10H + 2 * DAY
+    secret = "github_pat_11ABCDEFG0123456789_abcdefghijklmnop"
+    ctx = context(f"/tokens/{secret}/revoke", who=principal("erin"))
+    anomaly = detector.check(ctx, None, later)
+    assert anomaly is not None and anomaly.evidence["target"] == "GET /tokens/*"
+    assert secret not in anomaly.reason
+    other = context(
+        "/tokens/ghp_0123456789abcdefghij0123456789abcdef/revoke", who=principal("erin")
+    )
+    assert detector.check(other, None, later + 1) is None  # the same route, not a new one
+
+
 def test_a_full_target_profile_stops_growing_and_alerting() -> None:
     detector = NewTarget(learning_period=DAY, min_requests=0, max_targets=2)
     assert not _call(detector, "/a", MONDAY_10H)

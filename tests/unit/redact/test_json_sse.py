@@ -511,6 +511,44 @@ def test_an_oversized_event_of_another_choice_leaves_held_text_alone() -> None:
     assert GITHUB[10:] not in out
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_an_oversized_event_ending_across_pieces_leaves_later_deltas_guarded(eol: str) -> None:
+    # A writer that sends each line and the blank line on their own: the end of the
+    # big event straddles two pieces, which once left the rest of the stream plain.
+    def chat(text: str) -> str:
+        return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+
+    events = [
+        "data: " + json.dumps({"image": "A" * 3000}),
+        chat("the key is " + GITHUB[:10]),
+        chat(GITHUB[10:] + " thanks"),
+        "data: [DONE]",
+    ]
+    pieces = [part for event in events for part in (event + eol, eol)]
+    stream = SSEStream(REDACTOR, max_event=1024)
+    out = "".join(stream.feed(piece) for piece in pieces) + stream.flush()
+    one_shot = SSEStream(REDACTOR, max_event=1024)
+    assert out == one_shot.feed("".join(pieces)) + one_shot.flush()
+    text = _delta_text(out, lambda e: e.get("choices", [{}])[0].get("delta", {}).get("content"))
+    assert text == "the key is [REDACTED:github_token] thanks"
+
+
+def test_a_responses_item_that_ends_leaves_another_items_deltas_held() -> None:
+    def event(kind: str, item: str, **fields: object) -> str:
+        body = {"type": kind, "item_id": item, "output_index": 0, "content_index": 0, **fields}
+        return f"event: {kind}\ndata: {json.dumps(body)}\n\n"
+
+    body = (
+        event("response.output_text.delta", "msg_b", delta="key " + GITHUB[:12])
+        + event("response.reasoning_summary_text.done", "rs_a", text="done thinking")
+        + event("response.output_text.delta", "msg_b", delta=GITHUB[12:] + " end")
+        + event("response.output_text.done", "msg_b", text="")
+    )
+    out, _ = REDACTOR.redact(body, "text/event-stream")
+    text = _delta_text(out, lambda e: e.get("delta") if e.get("item_id") == "msg_b" else None)
+    assert text == "key [REDACTED:github_token] end"
+
+
 @pytest.mark.parametrize("index", [0, None])
 def test_parallel_tool_calls_numbered_alike_stay_separate(index: int | None) -> None:
     # Ollama numbers every parallel call 0; Gemini's compatible endpoint sends none.
