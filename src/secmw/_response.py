@@ -127,21 +127,18 @@ _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 def _wide_charset(value: bytes) -> str | None:
     """A charset among the parameters of a Content-Type in which ASCII is not ASCII bytes.
 
-    Clients disagree on how to read the parameters, so every reading counts: quoted
-    values whole (RFC 9110), and split at every ";" as requests does. An RFC 2231
-    ``charset*`` parameter (httpx reads it) and a label no charset is that long
-    count as unscannable too.
+    Clients disagree on how to read the parameters: the header is split at every
+    ";", quoted or not, as requests does, which finds every ``charset=`` a reading
+    that honours quotes (RFC 9110) finds too, and more. An RFC 2231 ``charset*``
+    parameter (httpx reads it) and a label no charset is that long count as
+    unscannable too.
     """
-    text = value.decode("latin-1")
-    pairs: list[tuple[str, str]] = [
-        (key, quoted or plain) for key, quoted, plain in _PARAMETER.findall(text)
-    ]
-    for piece in text.split(";")[1:]:
+    for piece in value.decode("latin-1").split(";")[1:]:
         key, equals, label = piece.partition("=")
-        if equals:
-            pairs.append((key.strip(), label.strip().strip("\"'")))
-    for key, label in pairs:
-        name = key.lower()
+        if not equals:
+            continue
+        label = label.strip().strip("\"'")
+        name = key.strip().lower()
         if name.startswith("charset*"):
             return f"{name} (RFC 2231)"
         if name != "charset":
@@ -180,10 +177,6 @@ def _ascii_compatible(charset: str) -> bool:
     except (UnicodeError, ValueError, TypeError):
         return False
     return encoded.removeprefix(codecs.BOM_UTF8) == ascii_probe and decoded == _PROBE
-
-
-# One ";name=value" parameter; a quoted value may hold ";" and "=" (RFC 9110 5.6.6).
-_PARAMETER = re.compile(r';\s*([^\s;=]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))')
 
 
 def _is_textual(media: str | None) -> bool:

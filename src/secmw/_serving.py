@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable
+from typing import Any
+
+# How the CLI's uvicorn servers run secmw apps. Uvicorn would otherwise take the
+# client address (and scheme) from X-Forwarded-For of any 127.0.0.1 peer; secmw
+# reads forwarding headers itself, only as proxy.trusted_hops says.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    "lifespan": "on",
+    "proxy_headers": False,
+}
 
 
 def port_number(text: str) -> int:
@@ -29,9 +41,17 @@ def serve(run: Callable[[], object], where: str) -> int:
     return 0
 
 
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the exit-time flush of a broken pipe says nothing."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _not_listening(where: str) -> int:
     print(f"secmw: could not listen on {where} (see the error above)", file=sys.stderr)
     return 1
 
 
-__all__ = ["port_number", "serve"]
+__all__ = ["UVICORN_OPTIONS", "port_number", "quiet_stdout", "serve"]

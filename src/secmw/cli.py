@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from secmw._serving import port_number, serve
+from secmw._serving import UVICORN_OPTIONS, port_number, quiet_stdout, serve
 from secmw.audit import cli as audit_cli
 from secmw.audit.base import NullAuditSink
 from secmw.auth import cli as auth_cli
@@ -125,15 +125,12 @@ def _check_existing_trail(path: str, checkpoint_key: str | None) -> list[ConfigI
     if os.path.isdir(path) or not os.access(path, os.W_OK):
         issues.append(ConfigIssue("audit.file.path", f"{path} is not a file secmw can append to"))
     if checkpoint_key is not None:
-        from secmw.audit.hashchain import CheckpointSigner  # noqa: PLC0415 - only here
+        from secmw.audit.build import load_signer  # noqa: PLC0415 - only here
 
         try:
-            CheckpointSigner.from_pem_file(checkpoint_key)
-        except (OSError, ValueError, TypeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            issues.append(
-                ConfigIssue("audit.file.checkpoint_key", f"cannot load the key: {reason}")
-            )
+            load_signer(checkpoint_key)
+        except ConfigError as exc:
+            issues.extend(ConfigIssue(f"audit.{issue.key}", issue.message) for issue in exc.issues)
     return issues
 
 
@@ -189,14 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     code = serve(
-        lambda: uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,  # the client address is secmw's to judge (trusted_hops)
-        ),
+        lambda: uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS),
         f"{args.host}:{args.port}",
     )
     if code == 0:
@@ -236,12 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, as other tools do, and
-        # keep the interpreter's exit-time flush from reporting it again.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        # The reader went away (``| head``): stop quietly, as other tools do.
+        quiet_stdout()
         return 1
     return code
 

@@ -406,17 +406,17 @@ async def test_a_slow_client_gets_408_and_never_opens_the_upstreams_breaker(
     assert outcomes.count("client_timeout") == 6
 
 
-class _SlowUpload:
-    """A client that sends its body in four chunks, 0.15 s apart."""
+class _Upload:
+    """A client sending ``count`` chunks of ``chunk``, ``pause`` seconds apart, then waiting."""
 
-    def __init__(self) -> None:
-        self.left = 4
+    def __init__(self, count: int, chunk: bytes, pause: float) -> None:
+        self.left, self.chunk, self.pause = count, chunk, pause
 
     async def __call__(self) -> dict[str, Any]:
         if self.left:
-            await anyio.sleep(0.15)
+            await anyio.sleep(self.pause)
             self.left -= 1
-            return {"type": "http.request", "body": b"abcd", "more_body": self.left > 0}
+            return {"type": "http.request", "body": self.chunk, "more_body": self.left > 0}
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
@@ -439,27 +439,12 @@ async def test_a_slow_upload_leaves_the_upstream_all_of_total_for_its_answer(cli
         sender = Sender()
         scope = http_scope("/upload", method="POST", headers=[("transfer-encoding", "chunked")])
         with anyio.fail_after(10):
-            await gateway(scope, _SlowUpload(), sender)
+            await gateway(scope, _Upload(4, b"abcd", 0.15), sender)
         await gateway.proxy.aclose()
     assert sender.status == 200
     (state,) = [b.snapshot() for b in gateway.registry]
     assert state.failures == 0
     assert [e.details.get("outcome") for e in audit.events if e.request_id] == ["ok"]
-
-
-class _ChunkedUpload:
-    """A client uploading 20 chunks of 32 KiB (a little apart)."""
-
-    def __init__(self) -> None:
-        self.left = 20
-
-    async def __call__(self) -> dict[str, Any]:
-        if self.left:
-            await anyio.sleep(0.005)
-            self.left -= 1
-            return {"type": "http.request", "body": b"x" * 32768, "more_body": self.left > 0}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
 
 
 def _refuse_uploads(conn: socket.socket) -> None:
@@ -506,7 +491,9 @@ async def test_uploads_an_upstream_cuts_short_never_open_its_breaker(client: str
             sender = Sender()
             headers = [("content-length", str(20 * 32768))]
             await gateway(
-                http_scope("/up", method="POST", headers=headers), _ChunkedUpload(), sender
+                http_scope("/up", method="POST", headers=headers),
+                _Upload(20, b"x" * 32768, 0.005),
+                sender,
             )
             statuses.append(sender.status)
         fine = await call(gateway, "/innocent")

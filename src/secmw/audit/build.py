@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from secmw.audit.base import AuditSink, MemoryAuditSink, StreamAuditSink
 from secmw.audit.config import AuditConfig, FileSinkConfig
 from secmw.audit.format import AuditFormatter, StructlogAuditSink
 from secmw.errors import ComponentError, ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from secmw.audit.hashchain import CheckpointSigner
 
 
 def build_sink(config: AuditConfig) -> AuditSink | None:
@@ -26,20 +30,24 @@ def build_sink(config: AuditConfig) -> AuditSink | None:
     return None
 
 
+def load_signer(path: str) -> CheckpointSigner:
+    """The checkpoint signer of ``audit.file.checkpoint_key``; ConfigError names that key."""
+    from secmw.audit.hashchain import CheckpointSigner  # noqa: PLC0415 - cryptography on demand
+
+    try:
+        return CheckpointSigner.from_pem_file(path)
+    except (OSError, ValueError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(
+            [ConfigIssue("file.checkpoint_key", f"cannot load the key: {reason}")]
+        ) from None
+
+
 def build_file_sink(config: FileSinkConfig, *, ocsf: bool = False) -> AuditSink:
     """The JSONL file sink of an ``audit.file`` section; ConfigError keys are ``file.*``."""
     from secmw.audit.file import JSONLFileSink  # noqa: PLC0415 - starts a thread; only on demand
-    from secmw.audit.hashchain import CheckpointSigner  # noqa: PLC0415
 
-    signer = None
-    if config.checkpoint_key is not None:
-        try:
-            signer = CheckpointSigner.from_pem_file(config.checkpoint_key)
-        except (OSError, ValueError, TypeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise ConfigError(
-                [ConfigIssue("file.checkpoint_key", f"cannot load the key: {reason}")]
-            ) from None
+    signer = load_signer(config.checkpoint_key) if config.checkpoint_key is not None else None
     fallback = {"stderr": "stderr", "stdout": sys.stdout, "none": None}[config.fallback]
     try:
         return JSONLFileSink(

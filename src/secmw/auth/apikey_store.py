@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from secmw.errors import ComponentError
 
@@ -125,6 +125,17 @@ class APIKeyStore(Protocol):
         ...
 
 
+class KeyOptions(TypedDict, total=False):
+    """What a new key may carry besides its subject (see :meth:`MemoryAPIKeyStore.new_key`)."""
+
+    name: str | None
+    tenant: str | None
+    roles: Iterable[str]
+    scopes: Iterable[str]
+    tier: str | None
+    expires_in: float | None
+
+
 class MemoryAPIKeyStore:
     """API keys held in memory: for tests, and as the base of the file store."""
 
@@ -142,31 +153,14 @@ class MemoryAPIKeyStore:
         """Every record, oldest first."""
         return sorted(self._records.values(), key=lambda record: record.created_at)
 
-    def create(
-        self,
-        subject: str,
-        *,
-        name: str | None = None,
-        tenant: str | None = None,
-        roles: Iterable[str] = (),
-        scopes: Iterable[str] = (),
-        tier: str | None = None,
-        expires_in: float | None = None,
-    ) -> tuple[APIKeyRecord, str]:
+    def create(self, subject: str, **options: Unpack[KeyOptions]) -> tuple[APIKeyRecord, str]:
         """Create a key for ``subject``; returns the record and the key (shown once).
 
-        Creating a second key for the same subject is how keys are rotated: both
-        work until the old one is revoked or expires.
+        The options are those of :meth:`new_key`. Creating a second key for the
+        same subject is how keys are rotated: both work until the old one is
+        revoked or expires.
         """
-        record, key = self.new_key(
-            subject,
-            name=name,
-            tenant=tenant,
-            roles=roles,
-            scopes=scopes,
-            tier=tier,
-            expires_in=expires_in,
-        )
+        record, key = self.new_key(subject, **options)
         self.add(record)
         return record, key
 

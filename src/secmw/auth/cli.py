@@ -7,7 +7,6 @@ once, at creation, and never stored; only its SHA-256 hash is written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from secmw._serving import quiet_stdout
 from secmw.errors import ComponentError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -74,7 +74,7 @@ def _apikey_create(args: argparse.Namespace) -> int:
         sys.stdout.write(key + "\n")
         sys.stdout.flush()
     except OSError as exc:
-        _quiet_stdout()
+        quiet_stdout()
         print(f"secmw apikey: the key could not be shown ({exc}); nothing stored", file=sys.stderr)
         return 1
     try:
@@ -89,14 +89,6 @@ def _apikey_create(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so the exit-time flush of a broken pipe says nothing."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 def _apikey_list(args: argparse.Namespace) -> int:

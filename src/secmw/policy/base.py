@@ -12,6 +12,14 @@ from typing import Any, Protocol
 from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
 
+# A value that is absent (a claim, a header, a tool argument), unlike ``None``.
+MISSING: Any = object()
+
+
+class Undecidable(Exception):
+    """A condition could not be evaluated safely (a value too long for a regex, JSON
+    too long to decode): the engine treats the rule as a deny, never as no match."""
+
 
 class Effect(StrEnum):
     """What a decision tells the pipeline to do."""

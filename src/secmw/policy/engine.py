@@ -22,8 +22,8 @@ from secmw._jsonrpc import RpcCall
 from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
 from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
-from secmw.policy.base import Decision, Effect, compile_path_patterns
-from secmw.policy.conditions import Check, Undecidable, compile_conditions
+from secmw.policy.base import Decision, Effect, Undecidable, compile_path_patterns
+from secmw.policy.conditions import Check, compile_conditions
 from secmw.policy.config import PolicyConfig, RuleConfig
 from secmw.policy.glob import compile_path_glob, is_literal_name
 from secmw.policy.toolfilter import ToolListFilter

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from secmw._serving import port_number, serve
+from secmw._serving import UVICORN_OPTIONS, port_number, serve
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.config import GatewayConfig
 
@@ -108,14 +108,9 @@ def run_gateway(args: argparse.Namespace) -> int:
             gateway,
             host=host,
             port=port_number,
-            log_level="warning",
-            lifespan="on",
             server_header=False,  # do not advertise the server software
             access_log=False,  # the audit line records every request already
-            # uvicorn would take the client address (and scheme) from X-Forwarded-For
-            # of any 127.0.0.1 peer; secmw reads forwarding headers itself, only as
-            # proxy.trusted_hops says.
-            proxy_headers=False,
+            **UVICORN_OPTIONS,
         ),
         f"{host}:{port_number}",
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from secmw._serving import UVICORN_OPTIONS
 from secmw._serving import serve as serve_until_stopped
 from secmw.errors import ConfigError
 
@@ -116,16 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
         uvicorn.Server(
             uvicorn.Config(echo_upstream, host="127.0.0.1", port=upstream_port, log_level="warning")
         ),
-        uvicorn.Server(
-            uvicorn.Config(
-                gateway,
-                host=args.host,
-                port=args.port,
-                log_level="warning",
-                lifespan="on",
-                proxy_headers=False,  # the client address is secmw's to judge (trusted_hops)
-            )
-        ),
+        uvicorn.Server(uvicorn.Config(gateway, host=args.host, port=args.port, **UVICORN_OPTIONS)),
     ]
 
     failed: list[uvicorn.Server] = []
