@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secmw.errors import Denial
+from secmw.policy.sessions import SENT
 from secmw.redact.audit import redaction_event
 from secmw.redact.base import Redactor, StreamRedactor
 
@@ -266,6 +267,9 @@ class ResponseWriter:
         pipeline = self._pipeline
         ctx.status = int(message["status"])
         headers = list(message.get("headers") or ())
+        sessions = pipeline.sessions
+        if sessions is not None and (ctx.method == "POST" or SENT in ctx.state):
+            sessions.observe(ctx, ctx.status, headers)
         headers.extend(pipeline.response_headers(ctx))
         redactor = self.transform
         if redactor is None:

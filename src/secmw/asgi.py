@@ -104,6 +104,7 @@ class SecurityMiddleware:
         try:
             _check_declared_length(ctx, limit)
             if pipeline.needs_body:
+                _check_content_coding(ctx)
                 body = await _read_body(receive, limit)
                 if body is None:
                     await pipeline.record(ctx, name="request_aborted", reason="client disconnected")
@@ -337,14 +338,17 @@ def _child_scope(
                 if name not in _BODY_BYPASS_EXTENSIONS
             }
         headers = child.get("headers") or ()
-        # Ask for an identity body: a compressed one cannot be scanned. And for the
-        # whole body: a range holds part of a secret (the client joins the parts),
-        # and several ranges come as multipart/byteranges.
-        child["headers"] = [
-            (name, b"identity" if name.lower() == b"accept-encoding" else value)
+        # Ask for an identity body: a compressed one cannot be scanned. Also when the
+        # client named no coding: HTTP clients (httpx in a proxy) add their own
+        # default. And for the whole body: a range holds part of a secret (the
+        # client joins the parts), and several ranges come as multipart/byteranges.
+        rewritten = [
+            (name, value)
             for name, value in headers
-            if name.lower() not in _RANGE_HEADERS
+            if (lowered := name.lower()) != b"accept-encoding" and lowered not in _RANGE_HEADERS
         ]
+        rewritten.append((b"accept-encoding", b"identity"))
+        child["headers"] = rewritten
     return child
 
 
@@ -390,6 +394,29 @@ def _check_declared_length(ctx: RequestContext, limit: int | None) -> None:
         raise PayloadTooLarge(
             "The request body is too large.", reason="declared content-length over max_body_bytes"
         )
+
+
+class _CodedBody(Denial):
+    status = 415
+    title = "Unsupported Media Type"
+    event = "input_validation_fail"
+
+
+def _check_content_coding(ctx: RequestContext) -> None:
+    """415 for a compressed request body: the stages that read it could not, the app might.
+
+    RFC 9110 section 15.5.16; ``Accept-Encoding: identity`` tells the client what
+    it may send instead (RFC 7694).
+    """
+    for value in ctx.headers.get_all("content-encoding"):
+        for part in value.split(","):
+            coding = part.strip().lower()
+            if coding and coding != "identity":
+                raise _CodedBody(
+                    "The request body must not be compressed.",
+                    reason=f"request content-encoding {coding[:32]!r} cannot be inspected",
+                    headers=[(b"accept-encoding", b"identity")],
+                )
 
 
 async def _read_body(receive: Receive, limit: int | None) -> bytes | None:

@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Literal, Unpack
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -81,6 +81,13 @@ class WebSocketConfig(ConfigModel):
     max_message_bytes: int | None = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
 
 
+class McpConfig(ConfigModel):
+    """MCP sessions (``Mcp-Session-Id``) bound to the principal that opened them."""
+
+    session_binding: Literal["strict", "known", "off"] = "strict"
+    max_sessions: int = Field(100_000, ge=1)
+
+
 class Config(ConfigModel):
     """The whole secmw configuration; every section is optional."""
 
@@ -91,6 +98,7 @@ class Config(ConfigModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     policy: PolicyConfig | None = None
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     ratelimit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
@@ -297,6 +305,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("metrics.public")
     if config.gateway is not None and config.gateway.egress.allow_networks:
         found.append("gateway.egress.allow_networks")
+    if config.mcp.session_binding != "strict":
+        found.append("mcp.session_binding")
     return tuple(found)
 
 
@@ -356,6 +366,8 @@ def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline
         max_message_bytes=config.websocket.max_message_bytes,
         echo_request_id=config.request_id.echo,
         fail_open=_fail_open(config, given),
+        mcp_sessions=(None if config.mcp.session_binding == "off" else config.mcp.session_binding),
+        max_mcp_sessions=config.mcp.max_sessions,
     )
 
 
@@ -366,6 +378,7 @@ __all__ = [
     "Config",
     "JWTConfig",
     "JWTKeyConfig",
+    "McpConfig",
     "PathsConfig",
     "ProxyConfig",
     "RequestIdConfig",

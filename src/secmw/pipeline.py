@@ -8,6 +8,7 @@ For one request::
     guard        Guard.after_authentication     (anomaly blocks / step-ups by principal)
     inspect      Inspector.inspect              (findings only)
     authorize    PolicyEvaluator.evaluate       (401 challenge / 403 / step-up 401)
+    sessions     SessionBinding.check           (404 for another principal's MCP session)
     throttle     RateLimiter.hit                (429 + Retry-After)
     call         the app or upstream            (adapter's job)
     redact       Redactor on the response body  (adapter's job, via ``redactor``)
@@ -45,6 +46,7 @@ from secmw.errors import (
 from secmw.hooks import SCREENED, Endpoint, Guard, NoGuard, Observer
 from secmw.inspect.base import Inspector
 from secmw.policy.base import AuthenticatedPolicy, Decision, Effect, PolicyEvaluator
+from secmw.policy.sessions import SessionBinding, SessionMode
 from secmw.ratelimit.base import MessageRateLimiter, RateDecision, RateLimiter
 from secmw.redact.base import ChainedTransform, Redactor
 
@@ -100,6 +102,7 @@ class Pipeline:
         "rate_limiter",
         "redactor",
         "scope_filters",
+        "sessions",
     )
 
     def __init__(
@@ -123,6 +126,8 @@ class Pipeline:
         guard: Guard | None = None,
         endpoints: Mapping[str, Endpoint] | None = None,
         scope_filters: tuple[Callable[[MutableMapping[str, Any]], None], ...] = (),
+        mcp_sessions: SessionMode | None = "strict",
+        max_mcp_sessions: int = 100_000,
     ) -> None:
         self.authenticator = authenticator
         self.inspector = inspector
@@ -173,6 +178,10 @@ class Pipeline:
         )
         # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
         self._audit_gate = audit if hasattr(audit, "healthy") else None
+        # MCP session ids bound to the principal that opened them (None: not checked).
+        self.sessions = (
+            SessionBinding(mcp_sessions, max_mcp_sessions) if mcp_sessions is not None else None
+        )
 
     # -- the request phase -------------------------------------------------
 
@@ -219,6 +228,8 @@ class Pipeline:
             ctx.decision = decision
             if decision.effect is not Effect.ALLOW:
                 raise _refusal(ctx, decision)
+            if self.sessions is not None:
+                self.sessions.check(ctx)
             stage = "throttle"
             if self.rate_limiter is not None:
                 rate = await self.rate_limiter.hit(ctx)

@@ -158,3 +158,78 @@ async def test_anonymous_mcp_client_is_refused(stack: tuple[str, Recorder, Audit
         )
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+LEGACY = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": "2025-11-25",
+}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
+
+
+async def test_a_legacy_session_is_bound_to_the_principal_that_opened_it(
+    stack: tuple[str, Recorder, AuditCapture],
+) -> None:
+    url, recorder, audit = stack
+    alice = {**LEGACY, "authorization": f"Bearer {TOKEN}"}
+    # Another user of the same issuer, and alice again with a fresh token.
+    bob = {**LEGACY, "authorization": f"Bearer {ISSUER.mint('bob', scopes=['tools'])}"}
+    alice_again = {**LEGACY, "authorization": f"Bearer {ISSUER.mint('alice', scopes=['tools'])}"}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    earlier = len(audit.events)  # the stack is shared by the other tests
+    async with httpx2.AsyncClient(timeout=10) as http:
+        opened = await http.post(f"{url}/mcp", json=INITIALIZE, headers=alice)
+        assert opened.status_code == 200
+        session = opened.headers["mcp-session-id"]
+        assert session
+        mine = {**alice, "mcp-session-id": session}
+        done = await http.post(
+            f"{url}/mcp",
+            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+            headers=mine,
+        )
+        assert done.status_code == 202
+        seen = len(recorder.headers)
+        # Bob holds alice's session id: every use of it is answered as an unknown session.
+        foreign = {**bob, "mcp-session-id": session}
+        posted = await http.post(f"{url}/mcp", json=listing, headers=foreign)
+        assert posted.status_code == 404
+        assert posted.json()["error"]["code"] < 0  # a JSON-RPC error the SDK client surfaces
+        streamed = await http.get(f"{url}/mcp", headers=foreign)
+        assert streamed.status_code == 404
+        deleted = await http.delete(f"{url}/mcp", headers=foreign)
+        assert deleted.status_code == 404
+        assert len(recorder.headers) == seen  # none of them reached the server
+        # An id nobody opened through this gateway is unknown too (strict, the default).
+        made_up = await http.post(
+            f"{url}/mcp", json=listing, headers={**alice, "mcp-session-id": "0" * 32}
+        )
+        assert made_up.status_code == 404
+        # Alice, with a refreshed token, still has her session; ending it forgets the id.
+        again = await http.post(
+            f"{url}/mcp", json=listing, headers={**alice_again, "mcp-session-id": session}
+        )
+        assert again.status_code == 200
+        assert b'"lookup"' in again.content
+        ended = await http.delete(f"{url}/mcp", headers=mine)
+        assert ended.status_code == 200
+        after = await http.post(f"{url}/mcp", json=listing, headers=mine)
+        assert after.status_code == 404
+    with anyio.fail_after(5):
+        while len([e for e in audit.events[earlier:] if e.status == 404]) < 5:
+            await anyio.sleep(0.01)
+    refusals = [e for e in audit.events[earlier:] if e.reason == "MCP session of another principal"]
+    assert len(refusals) == 3
+    assert {e.subject for e in refusals} == {"bob"}
+    assert {e.name for e in refusals} == {"authz_fail"}
+    assert {e.status for e in refusals} == {404}

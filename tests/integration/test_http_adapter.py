@@ -368,11 +368,21 @@ async def test_compressed_text_response_is_refused_when_redacting() -> None:
     assert audit.named("secret_redaction_fail")
 
 
-async def test_redactor_asks_the_app_for_identity_encoding() -> None:
+@pytest.mark.parametrize(
+    "sent",
+    [
+        [("accept-encoding", "gzip, br")],
+        [("Accept-Encoding", "gzip"), ("accept-encoding", "br")],
+        [],
+    ],
+)
+async def test_redactor_asks_the_app_for_identity_encoding(sent: list[tuple[str, str]]) -> None:
+    # Also when the client named none: an HTTP client in a proxy would add its default.
     echo = EchoApp()
     app = open_app(echo, redactor=MarkerRedactor())
-    await call(app, http_scope("/x", headers=[("accept-encoding", "gzip, br")]))
-    assert (b"accept-encoding", b"identity") in echo.scopes[0]["headers"]
+    await call(app, http_scope("/x", headers=sent))
+    codings = [v for k, v in echo.scopes[0]["headers"] if k.lower() == b"accept-encoding"]
+    assert codings == [b"identity"]
 
 
 async def test_app_exception_is_audited_and_propagates() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import tomllib
 from pathlib import Path
@@ -161,3 +162,38 @@ async def test_websocket_handshake_is_not_blocked_by_the_inspector() -> None:
     await app(ws_scope(), Receiver([{"type": "websocket.connect"}]), sent)
     assert [m["type"] for m in sent.messages] == ["websocket.accept", "websocket.close"]
     assert audit.named("authz_allow")[0].status == 101
+
+
+@pytest.mark.parametrize(
+    ("coding", "content_type"),
+    [
+        ("gzip", "application/json"),
+        ("gzip", None),
+        ("identity, br", None),
+        ("GZIP", "text/plain"),
+    ],
+)
+async def test_a_compressed_body_the_inspector_cannot_read_is_415(
+    coding: str, content_type: str | None
+) -> None:
+    app, echo, audit = app_with({})
+    raw = gzip.compress(json.dumps(tool_call({"query": ATTACK})).encode())
+    headers = [("content-encoding", coding), ("content-length", str(len(raw)))]
+    if content_type is not None:
+        headers.append(("content-type", content_type))
+    sent = await call(app, http_scope("/mcp", method="POST", headers=headers), Receiver.body(raw))
+    assert sent.status == 415
+    assert sent.header("accept-encoding") == "identity"
+    assert echo.scopes == []
+    (event,) = audit.named("input_validation_fail")
+    assert event.status == 415
+    assert event.reason is not None and "content-encoding" in event.reason
+
+
+async def test_an_identity_coding_is_read_as_usual() -> None:
+    app, echo, _ = app_with({})
+    raw = json.dumps(tool_call({"query": BENIGN})).encode()
+    headers = [("content-encoding", "identity"), ("content-type", "application/json")]
+    sent = await call(app, http_scope("/mcp", method="POST", headers=headers), Receiver.body(raw))
+    assert sent.status == 200
+    assert len(echo.scopes) == 1

@@ -29,10 +29,10 @@ def scan_tree(
     Iterative, so deep nesting cannot exhaust the Python stack; past
     ``max_strings`` or ``max_depth`` the walk stops with a ``scan_limit`` finding.
     """
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, str, int, frozenset[str]]] = [(value, path, 0, skip_keys)]
     strings = 0
     while stack:
-        item, where, depth = stack.pop()
+        item, where, depth, skipped = stack.pop()
         if isinstance(item, str):
             strings += 1
             if strings > max_strings:
@@ -45,16 +45,19 @@ def scan_tree(
                 return
             if isinstance(item, list):
                 stack.extend(
-                    (v, f"{where}[{i}]", depth + 1) for i, v in reversed(list(enumerate(item)))
+                    (v, f"{where}[{i}]", depth + 1, skipped)
+                    for i, v in reversed(list(enumerate(item)))
                 )
                 continue
+            free = _free_form(item) if skipped else None
             for key, v in reversed(list(item.items())):
-                if key in skip_keys and not _text_source(item, v):
+                if key in skipped and not _text_source(item, v):
                     continue
                 child = f"{where}.{key}" if where else str(key)
-                stack.append((v, child, depth + 1))
+                # A tool call's own arguments are free-form: every member is read.
+                stack.append((v, child, depth + 1, _NONE if key == free else skipped))
                 if isinstance(key, str) and len(key) > LONG_KEY:
-                    stack.append((key, child, depth + 1))
+                    stack.append((key, child, depth + 1, skipped))
         if state.budget.exhausted:
             return
 
@@ -72,5 +75,23 @@ def _text_source(holder: Mapping[Any, Any], value: Any) -> bool:
 
 
 _TEXT_SOURCES = ("text", "content")
+_NONE: frozenset[str] = frozenset()
+
+
+def _free_form(holder: Mapping[Any, Any]) -> str | None:
+    """The member of a tool-call block that holds the call's arguments, if any.
+
+    Anthropic ``tool_use`` (and ``server_tool_use``, ``mcp_tool_use``) blocks carry
+    them as ``input``; chat and Responses calls as ``arguments`` (a JSON string
+    there, an object in some clients). Their keys are the tool's own names, so a
+    ``data`` or ``type`` argument is text a model reads back, not media or markup.
+    """
+    kind = holder.get("type")
+    if isinstance(kind, str) and kind.endswith(("tool_use", "_call")) and "input" in holder:
+        return "input"
+    if "arguments" in holder:
+        return "arguments"
+    return None
+
 
 __all__ = ["LONG_KEY", "scan_tree"]

@@ -60,10 +60,10 @@ def _text_field(field: str) -> Callable[[str], dict[str, Any]]:
     return delta
 
 
-def _gemini(index: Any, part: int) -> Build:
+def _gemini(index: Any, thought: bool) -> Build:
     def build(text: str) -> dict[str, Any]:
-        parts: list[dict[str, Any]] = [{} for _ in range(part)] + [{"text": text}]
-        return {"candidates": [{"index": index, "content": {"role": "model", "parts": parts}}]}
+        part: dict[str, Any] = {"text": text, "thought": True} if thought else {"text": text}
+        return {"candidates": [{"index": index, "content": {"role": "model", "parts": [part]}}]}
 
     return build
 
@@ -101,11 +101,14 @@ def fields(data: dict[str, Any]) -> list[Field]:
             content = candidate.get("content") if isinstance(candidate, dict) else None
             parts = content.get("parts") if isinstance(content, dict) else None
             index = candidate.get("index", number) if isinstance(candidate, dict) else number
-            for slot, part in enumerate(parts if isinstance(parts, list) else ()):
+            # Clients join a candidate's text parts in order, whatever their position
+            # (a thought or a function call may come first): one stream per kind of
+            # text, not per position, or a secret moving between positions leaks.
+            for part in parts if isinstance(parts, list) else ():
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    found.append(
-                        (("gemini", index, slot), part, "text", _gemini(index, slot), None)
-                    )
+                    thought = part.get("thought") is True
+                    stream: Key = ("gemini", index, "thought" if thought else "text")
+                    found.append((stream, part, "text", _gemini(index, thought), None))
     choices = data.get("choices")
     if isinstance(choices, list):
         frame = {k: v for k, v in data.items() if k in ("id", "object", "created", "model")}

@@ -110,6 +110,48 @@ def deny() -> PromptInjectionInspector:
             },
             id="anthropic-content-document",
         ),
+        # A tool call's arguments are the tool's own names: "data", "type" or "file"
+        # there are text the model reads back, not media or markup.
+        *(
+            pytest.param(
+                {
+                    "model": "claude-x",
+                    "messages": [
+                        {
+                            "role": "assistant",
+                            "content": [
+                                {"type": "tool_use", "id": "t1", "name": "save", "input": arguments}
+                            ],
+                        }
+                    ],
+                },
+                id=f"anthropic-tool-use-input-{name}",
+            )
+            for name, arguments in (
+                ("data", {"data": ATTACK}),
+                ("type", {"type": ATTACK}),
+                ("file", {"file": {"body": ATTACK}}),
+                ("source", {"source": [ATTACK]}),
+            )
+        ),
+        pytest.param(
+            {
+                "model": "gpt-x",
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "save", "arguments": {"id": ATTACK}},
+                            }
+                        ],
+                    }
+                ],
+            },
+            id="chat-tool-call-arguments-as-object",
+        ),
         # A "jsonrpc" member makes it JSON-RPC to the parser; OpenAI-compatible
         # servers ignore the member and run the chat.
         pytest.param(

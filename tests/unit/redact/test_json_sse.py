@@ -365,6 +365,37 @@ def test_gemini_parts_are_redacted_as_one_text() -> None:
     assert text == "key [REDACTED:github_token] end"
 
 
+def test_gemini_text_moving_between_part_positions_is_one_text_and_thoughts_stay_apart() -> None:
+    # A thought part first, then the answer; the next event has the answer alone.
+    def event(*parts: dict[str, object], done: bool = False) -> dict[str, object]:
+        candidate: dict[str, object] = {
+            "index": 0,
+            "content": {"role": "model", "parts": list(parts)},
+        }
+        if done:
+            candidate["finishReason"] = "STOP"
+        return {"candidates": [candidate]}
+
+    events = [
+        event({"text": "thinking about it ", "thought": True}, {"text": f"key {GITHUB[:12]}"}),
+        event({"text": GITHUB[12:] + " end"}),
+        event({"text": "more thought ", "thought": True}, {"text": " bye"}, done=True),
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+    out = "".join(_feed_in_pieces(body, 9))
+    assert GITHUB[:12] not in out and GITHUB[12:] not in out
+    parts = [
+        part
+        for line in out.splitlines()
+        if line.startswith("data: {")
+        for part in json.loads(line[6:])["candidates"][0]["content"]["parts"]
+    ]
+    answer = "".join(p["text"] for p in parts if not p.get("thought"))
+    thoughts = "".join(p["text"] for p in parts if p.get("thought"))
+    assert answer == "key [REDACTED:github_token] end bye"
+    assert thoughts == "thinking about it more thought "
+
+
 def _feed_in_pieces(body: str, size: int) -> list[str]:
     stream = SSEStream(REDACTOR)
     out = [stream.feed(body[i : i + size]) for i in range(0, len(body), size)]

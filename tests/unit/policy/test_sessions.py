@@ -1,0 +1,183 @@
+"""MCP session ids bound to the principal that opened them (``mcp.session_binding``)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from secmw import SecurityMiddleware
+from secmw.config import load_config
+from secmw.context import ANONYMOUS, Principal
+from secmw.errors import ConfigError
+from secmw.policy.sessions import SessionBinding, owner_of
+from secmw.testing import AuditCapture, TokenIssuer
+from tests.support import Receiver, call, http_scope
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = TokenIssuer()
+
+
+class SessionServer:
+    """A stand-in MCP server: POST without a session opens one, DELETE ends it.
+
+    Like the MCP SDK, it names the session in every answer within it.
+    """
+
+    def __init__(self) -> None:
+        self.ids = (f"session-{n}" for n in itertools.count(1))
+        self.open: set[str] = set()
+        self.seen: list[str | None] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        session = headers.get(b"mcp-session-id", b"").decode() or None
+        self.seen.append(session)
+        extra: list[tuple[bytes, bytes]] = []
+        status = 200
+        if session is None and scope["method"] == "POST":
+            session = next(self.ids)
+            self.open.add(session)
+            extra.append((b"mcp-session-id", session.encode()))
+        elif session is not None and session not in self.open:
+            status = 404
+        elif session is not None and scope["method"] == "DELETE":
+            self.open.discard(session)
+        elif session is not None:
+            extra.append((b"mcp-session-id", session.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": extra})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def build(**mcp: Any) -> tuple[Any, SessionServer, AuditCapture]:
+    server = SessionServer()
+    audit = AuditCapture()
+    config: dict[str, Any] = {"auth": {"jwt": ISSUER.jwt_config()}}
+    if mcp:
+        config["mcp"] = mcp
+    return SecurityMiddleware(server, config, audit=audit), server, audit
+
+
+async def request(
+    app: Any, who: str | None, method: str = "POST", session: str | None = None, **more: str
+) -> Any:
+    headers = [("content-type", "application/json"), *more.items()]
+    if who is not None:
+        headers.append(("authorization", f"Bearer {who}"))
+    if session is not None:
+        headers.append(("mcp-session-id", session))
+    return await call(app, http_scope("/mcp", method=method, headers=headers), Receiver.body(b"{}"))
+
+
+async def open_session(app: Any, token: str) -> str:
+    opened = await request(app, token)
+    assert opened.status == 200
+    session = opened.header("mcp-session-id")
+    assert session is not None
+    return session
+
+
+async def test_only_the_opener_can_use_get_or_end_a_session() -> None:
+    app, server, audit = build()
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+    session = await open_session(app, alice)
+    for method in ("POST", "GET", "DELETE"):
+        refused = await request(app, bob, method, session)
+        assert refused.status == 404
+        assert refused.json()["detail"] == "Session not found."
+    assert server.seen == [None]  # none of bob's requests reached the server
+    # A new token of alice's (a refresh) keeps her session.
+    assert (await request(app, ISSUER.mint("alice", scopes=["x"]), "GET", session)).status == 200
+    foreign = [e for e in audit.events if e.status == 404]
+    assert [e.subject for e in foreign] == ["bob", "bob", "bob"]
+    assert {e.name for e in foreign} == {"authz_fail"}
+    assert {e.reason for e in foreign} == {"MCP session of another principal"}
+
+
+async def test_strict_refuses_unknown_ids_and_forgets_ended_ones() -> None:
+    app, server, audit = build()
+    alice = ISSUER.mint("alice")
+    unknown = await request(app, alice, "POST", "session-404")
+    assert unknown.status == 404
+    assert server.seen == []
+    assert audit.events[-1].reason == "MCP session id not bound here (strict)"
+    session = await open_session(app, alice)
+    assert (await request(app, alice, "DELETE", session)).status == 200
+    assert (await request(app, alice, "GET", session)).status == 404
+    assert server.seen == [None, session]
+
+
+async def test_a_session_the_server_no_longer_knows_is_forgotten() -> None:
+    app, server, _ = build()
+    alice = ISSUER.mint("alice")
+    session = await open_session(app, alice)
+    server.open.clear()  # the server restarted
+    assert (await request(app, alice, "GET", session)).status == 404
+    assert (await request(app, alice, "GET", session)).status == 404
+    assert server.seen == [None, session]  # the second one never reached it
+
+
+async def test_known_mode_binds_unseen_ids_to_their_first_user_and_is_a_listed_fail_open() -> None:
+    app, server, _ = build(session_binding="known")
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+    server.open.add("made-elsewhere")  # e.g. by another replica
+    assert (await request(app, alice, "GET", "made-elsewhere")).status == 200
+    assert (await request(app, bob, "GET", "made-elsewhere")).status == 404
+    assert (await request(app, alice, "GET", "made-elsewhere")).status == 200
+    assert "mcp.session_binding" in app.pipeline.fail_open
+    assert build()[0].pipeline.fail_open == ()
+
+
+async def test_off_checks_nothing() -> None:
+    app, server, _ = build(session_binding="off")
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+    session = await open_session(app, alice)
+    assert (await request(app, bob, "GET", session)).status == 200
+    assert app.pipeline.sessions is None
+    assert "mcp.session_binding" in app.pipeline.fail_open
+
+
+async def test_a_repeated_session_header_is_a_bad_request() -> None:
+    app, server, _ = build()
+    alice = ISSUER.mint("alice")
+    session = await open_session(app, alice)
+    headers = [
+        ("authorization", f"Bearer {alice}"),
+        ("mcp-session-id", session),
+        ("mcp-session-id", "another"),
+    ]
+    answer = await call(app, http_scope("/mcp", method="GET", headers=headers))
+    assert answer.status == 400
+    assert server.seen == [None]
+
+
+def test_the_owner_is_issuer_or_method_tenant_and_subject_not_the_credential() -> None:
+    alice = Principal("alice", claims={"iss": "https://a.example"}, auth_method="jwt")
+    assert owner_of(alice) == owner_of(
+        replace(alice, credential_id="refreshed", roles=frozenset({"x"}))
+    )
+    assert owner_of(alice) == owner_of(replace(alice, auth_method="introspection"))
+    assert owner_of(alice) != owner_of(replace(alice, claims={"iss": "https://b.example"}))
+    assert owner_of(alice) != owner_of(replace(alice, tenant="t2"))
+    assert owner_of(alice) != owner_of(replace(alice, claims={}, auth_method="api_key"))
+    assert owner_of(alice) != owner_of(ANONYMOUS)
+
+
+def test_the_table_is_bounded_least_recent_out() -> None:
+    binding = SessionBinding(max_sessions=2)
+    for session in ("a", "b", "c"):
+        binding._bind(session, ANONYMOUS)
+    assert len(binding) == 2
+    assert list(binding._owners) == ["b", "c"]
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({"mcp": {"session_binding": "loose", "max_sessions": 0}})
+    keys = {issue.key for issue in raised.value.issues}
+    assert keys == {"mcp.session_binding", "mcp.max_sessions"}
+    with pytest.raises(ValueError):
+        SessionBinding("loose")  # type: ignore[arg-type]
