@@ -290,6 +290,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
     found.extend(anomaly_fail_open(config.anomaly))
     if config.auth.websocket.query_token:
         found.append("auth.websocket.query_token")
+    if config.auth.introspection is not None and not config.auth.introspection.verify_audience:
+        found.append("auth.introspection.verify_audience")
     redact = config.redact
     if redact.enabled and redact.compressed == "pass" and "redactor" not in components:
         found.append("redact.compressed")

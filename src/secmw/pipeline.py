@@ -503,6 +503,14 @@ def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
 def _refusal(ctx: RequestContext, decision: Decision) -> Denial:
     """The denial a non-allow decision stands for, given who is asking."""
     reason = decision.reason or "denied by policy"
+    if not ctx.principal.is_authenticated:
+        # No credential: a plain challenge, also where a stronger login is needed
+        # (RFC 6750 section 3.1: no error code; RFC 9470's applies to a token sent).
+        denial: Denial = AuthenticationError(
+            "Authentication is required.", error=None, reason=reason
+        )
+        denial.rule_ids = decision.rule_ids
+        return denial
     if decision.effect is Effect.STEP_UP:
         return StepUpRequired(
             acr_values=decision.acr_values,
@@ -510,12 +518,6 @@ def _refusal(ctx: RequestContext, decision: Decision) -> Denial:
             reason=reason,
             rule_ids=decision.rule_ids,
         )
-    if not ctx.principal.is_authenticated:
-        denial: Denial = AuthenticationError(
-            "Authentication is required.", error=None, reason=reason
-        )
-        denial.rule_ids = decision.rule_ids
-        return denial
     if decision.scopes:
         return InsufficientScope(decision.scopes, reason=reason, rule_ids=decision.rule_ids)
     return AccessDenied(

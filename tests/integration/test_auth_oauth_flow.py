@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -36,7 +37,12 @@ class Setup:
         config = parse_config(
             {
                 "auth": {
-                    "jwt": mock.jwt_config(keys=[], jwks_url=f"{mock.issuer}/jwks", jwks_min_ttl=0),
+                    "jwt": mock.jwt_config(
+                        keys=[],
+                        jwks_url=f"{mock.issuer}/jwks",
+                        jwks_min_ttl=0,
+                        jwks_cooldown=0.05,
+                    ),
                     "protected_resource": RESOURCE,
                     **auth,
                 }
@@ -121,12 +127,13 @@ async def test_pkce_flow_refresh_and_revocation(auth_server: Any) -> None:
 
 async def test_signing_key_removed_from_jwks_is_401(auth_server: Any) -> None:
     mock, http = auth_server
-    mock.jwks.max_age = 0  # every request re-reads the JWKS
+    mock.jwks.max_age = 0  # keys are re-read once per cooldown (0.05 s here)
     setup = Setup(mock)
     tokens = await pkce_tokens(mock, http)
     assert (await setup.get(tokens["access_token"])).status_code == 200
     mock.jwks.remove(mock.signer.kid)
     mock.jwks.add(__import__("secmw.testing", fromlist=["TokenIssuer"]).TokenIssuer())
+    await anyio.sleep(0.06)
     answer = await setup.get(tokens["access_token"])
     assert answer.status_code == 401
     assert setup.audit.last.reason == "unknown kid"

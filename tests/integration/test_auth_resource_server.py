@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from secmw import SecurityMiddleware
@@ -160,11 +162,32 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             id="introspection-no-secret",
         ),
         pytest.param(
+            {"introspection": {"endpoint": "https://as/i", "client_id": "c", "client_secret": "s"}},
+            "auth.introspection.audience",
+            "required",
+            id="introspection-no-audience",
+        ),
+        pytest.param(
+            {
+                "introspection": {
+                    "endpoint": "https://as/i",
+                    "client_id": "c",
+                    "client_secret": "s",
+                    "audience": "https://api/",
+                    "verify_audience": False,
+                }
+            },
+            "auth.introspection.verify_audience",
+            "is false while audience is set",
+            id="introspection-audience-contradiction",
+        ),
+        pytest.param(
             {
                 "introspection": {
                     "endpoint": "https://as/i",
                     "client_id": "c",
                     "client_secret_env": "SECMW_TEST_UNSET_VAR",
+                    "audience": "https://api/",
                 }
             },
             "auth.introspection.client_secret_env",
@@ -272,6 +295,7 @@ def test_introspection_from_config_with_env_secret(monkeypatch: pytest.MonkeyPat
                     "endpoint": "https://as.example.test/introspect",
                     "client_id": "rs",
                     "client_secret_env": "SECMW_TEST_SECRET",
+                    "audience": "https://api.example.test/",
                 },
             }
         }
@@ -345,3 +369,41 @@ async def test_a_query_of_the_resource_identifier_stays_in_the_metadata_url() ->
         app, http_scope("/.well-known/oauth-protected-resource/mcp", query="tenant=t1")
     )
     assert served.status == 200 and served.json()["resource"] == resource["resource"]
+
+
+async def test_a_jwks_file_skips_keys_that_are_not_for_verifying_signatures(
+    tmp_path: Path,
+) -> None:
+    # A copy of a published set: its encryption, wrapping and shared keys are
+    # skipped as from jwks_url, not trusted (the shared one would let anyone sign).
+    secret = b"a-shared-secret-anyone-can-read-32+"
+    enc = TokenIssuer(algorithm="RS256", kid="enc")
+    wraps = TokenIssuer(algorithm="RS256", kid="wraps")
+    shared = {
+        "kty": "oct",
+        "kid": "shared",
+        "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode(),
+    }
+    document = {
+        "keys": [
+            ISSUER.public_jwk,
+            {**enc.public_jwk, "use": "enc", "alg": "RSA-OAEP"},
+            {**wraps.public_jwk, "key_ops": ["wrapKey"]},
+            shared,
+        ]
+    }
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(document))
+    jwt_config = {**ISSUER.jwt_config(), "jwks_file": str(path)}
+    jwt_config.pop("keys", None)
+    app = SecurityMiddleware(EchoApp(), {"auth": {"jwt": jwt_config}})
+    claims = {"sub": "mallory", "iss": ISSUER.issuer, "aud": ISSUER.audience, "exp": 2**33}
+    forged = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "shared"})
+    for token, status in (
+        (ISSUER.mint("alice"), 200),
+        (forged, 401),
+        (enc.mint("mallory"), 401),
+        (wraps.mint("mallory"), 401),
+    ):
+        sent = await call(app, http_scope("/x", headers=[("authorization", f"Bearer {token}")]))
+        assert sent.status == status

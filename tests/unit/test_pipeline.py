@@ -132,6 +132,14 @@ async def test_stages_run_in_order_and_headers_reach_the_response() -> None:
             'Bearer realm="secmw", error="insufficient_user_authentication", error_description="A stronger or more recent authentication is required.", acr_values="urn:mfa", max_age=60',
             id="step-up",
         ),
+        pytest.param(
+            Decision(Effect.STEP_UP, ("s",), "mfa", acr_values=("urn:mfa",), max_age=60),
+            None,
+            401,
+            "authn_token_missing",
+            'Bearer realm="secmw"',  # no credential sent: no error code (RFC 6750 3.1)
+            id="step-up-anonymous",
+        ),
     ],
 )
 async def test_refusals(

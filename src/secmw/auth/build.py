@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -23,7 +23,13 @@ from secmw.auth.config import (
     JWTConfig,
     ProtectedResourceConfig,
 )
-from secmw.auth.keys import SUPPORTED_ALGORITHMS, VerificationKey, key_from_jwk, key_from_pem
+from secmw.auth.keys import (
+    SUPPORTED_ALGORITHMS,
+    VerificationKey,
+    is_signature_jwk,
+    key_from_jwk,
+    key_from_pem,
+)
 from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
 
@@ -79,6 +85,8 @@ def build_jwt(
             issues.append(ConfigIssue("jwks_file", f"not a JWKS document: {exc}"))
         else:
             for index, jwk in enumerate(entries):
+                if isinstance(jwk, Mapping) and not is_signature_jwk(jwk):
+                    continue  # as from jwks_url: a copy of a published set holds these
                 try:
                     keys.append(key_from_jwk(jwk))
                 except ValueError as exc:
@@ -137,8 +145,14 @@ def build_api_key(config: APIKeyConfig) -> Any:
     )
 
 
-def build_introspection(config: IntrospectionConfig, credentials: CredentialSettings) -> Any:
-    """An :class:`~secmw.auth.introspection.IntrospectionAuthenticator`."""
+def build_introspection(
+    config: IntrospectionConfig, credentials: CredentialSettings, resource: str | None = None
+) -> Any:
+    """An :class:`~secmw.auth.introspection.IntrospectionAuthenticator`.
+
+    Without an ``audience``, tokens must name ``resource`` (the RFC 9728 resource
+    identifier) unless ``verify_audience`` is off.
+    """
     from secmw.auth.introspection import IntrospectionAuthenticator  # noqa: PLC0415
 
     secret = config.client_secret
@@ -153,7 +167,9 @@ def build_introspection(config: IntrospectionConfig, credentials: CredentialSett
         config.endpoint,
         client_id=config.client_id,
         client_secret=secret,
-        audience=config.audience,
+        audience=config.audience
+        if config.audience is not None or not config.verify_audience
+        else resource,
         issuer=config.issuer,
         timeout=config.timeout,
         cache_size=config.cache_size,
@@ -185,7 +201,10 @@ def build_authenticator(config: AuthConfig) -> Authenticator | None:
         )
     if config.introspection is not None:
         introspection = config.introspection
-        builders.append(("introspection", lambda: build_introspection(introspection, credentials)))
+        resource = config.protected_resource.resource if config.protected_resource else None
+        builders.append(
+            ("introspection", lambda: build_introspection(introspection, credentials, resource))
+        )
     if config.api_key is not None:
         api_key = config.api_key
         builders.append(("api_key", lambda: build_api_key(api_key)))

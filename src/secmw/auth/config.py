@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from secmw._config_base import ConfigModel, header_name
+from secmw._config_base import FIELD_MARK, ConfigModel, header_name
 
 
 class JWTKeyConfig(ConfigModel):
@@ -104,6 +104,7 @@ class IntrospectionConfig(ConfigModel):
     client_secret: str | None = None
     client_secret_env: str | None = None
     audience: str | list[str] | None = None
+    verify_audience: bool = True
     issuer: str | None = None
     timeout: float = Field(5.0, gt=0, le=60)
     cache_size: int = Field(10_000, ge=0, le=10_000_000)
@@ -123,6 +124,8 @@ class IntrospectionConfig(ConfigModel):
     def _secret(self) -> IntrospectionConfig:
         if (self.client_secret is None) == (self.client_secret_env is None):
             raise ValueError("give exactly one of client_secret or client_secret_env")
+        if not self.verify_audience and self.audience is not None:
+            raise ValueError(f"{FIELD_MARK}verify_audience: is false while audience is set")
         return self
 
 
@@ -217,6 +220,24 @@ class AuthConfig(ConfigModel):
         if any(char in value for char in '" \\'):
             raise ValueError("must not hold quotes, spaces or backslashes")
         return value
+
+    @model_validator(mode="after")
+    def _introspection_audience(self) -> AuthConfig:
+        # A token the authorization server issued for another resource is active
+        # there too: without an audience check it would be accepted here (RFC 8707).
+        introspection = self.introspection
+        if (
+            introspection is not None
+            and introspection.verify_audience
+            and introspection.audience is None
+            and self.protected_resource is None
+        ):
+            raise ValueError(
+                f"{FIELD_MARK}introspection.audience: required (the tokens' aud must name this "
+                "resource), unless protected_resource.resource is set; "
+                "verify_audience = false skips the check (a fail-open)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _api_key_apart_from_bearer(self) -> AuthConfig:

@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 
 from secmw.audit.base import AuditEvent
-from secmw.auth.keys import KeySet, VerificationKey, key_from_jwk
+from secmw.auth.keys import KeySet, VerificationKey, is_signature_jwk, key_from_jwk
 from secmw.errors import ComponentError
 
 MAX_JWKS_BYTES = 1024 * 1024
@@ -76,9 +76,22 @@ def urllib_fetcher(timeout: float = 5.0, max_bytes: int = MAX_JWKS_BYTES) -> Fet
 
     def fetch_sync(url: str) -> FetchResult:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked by the config
+        # urllib's timeout bounds each socket read, not the answer: an endpoint
+        # sending a byte now and then would keep this thread reading for hours.
+        deadline = time.monotonic() + timeout
         try:
             with opener.open(request, timeout=timeout) as response:
-                body = response.read(max_bytes + 1)
+                chunks: list[bytes] = []
+                size = 0
+                while size <= max_bytes:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the JWKS answer took longer than the timeout")
+                    chunk = response.read1(min(65536, max_bytes + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                body = b"".join(chunks)
                 return FetchResult(response.status, body, response.headers.get("cache-control"))
         except urllib.error.HTTPError as exc:
             return FetchResult(exc.code, b"", None)
@@ -150,7 +163,14 @@ class JWKSClient:
         While one request refreshes, the others carry on with the keys already
         loaded rather than queue behind a slow endpoint.
         """
-        if self._clock() >= self.fresh_until and not (self.loaded and self._lock.locked()):
+        now = self._clock()
+        if (
+            now >= self.fresh_until
+            and now - self.last_attempt >= self._cooldown
+            and not (self.loaded and self._lock.locked())
+        ):
+            # At most one attempt per cooldown, also when the keys' own lifetime is
+            # shorter (max-age=0) or an attempt was cancelled before it finished.
             await self._refresh(force=False)
         if not self.loaded and not self.keys:
             raise JWKSFetchError("no JWKS keys could be loaded")
@@ -177,8 +197,15 @@ class JWKSClient:
             )
 
     async def refresh_for_unknown_kid(self) -> KeySet:
-        """Refresh because a token named an unknown key, at most once per cooldown."""
-        if self._clock() - self.last_attempt >= self._cooldown:
+        """Refresh because a token named an unknown key, at most once per cooldown.
+
+        A refresh already on its way may bring the key (an issuer that starts
+        signing with a new key sends many such tokens at once): wait for it.
+        """
+        if self._lock.locked():
+            async with self._lock:
+                pass
+        elif self._clock() - self.last_attempt >= self._cooldown:
             await self._refresh(force=True)
         return self.keys
 
@@ -191,7 +218,11 @@ class JWKSClient:
             self.last_attempt = self._clock()
             self.fetches += 1
             try:
-                with anyio.fail_after(self._timeout + 1.0):
+                # Shielded: the request that happens to refresh may be cancelled (a
+                # timeout layer, a client gone), the refresh is everyone's and ends
+                # within the timeout anyway. Cut short, it would leave the keys
+                # stale and the cooldown spent.
+                with anyio.CancelScope(shield=True), anyio.fail_after(self._timeout):
                     result = await self._fetch(self.url)
                 keys, ttl = self._parse(result)
             except Exception as exc:  # any failure keeps the last good keys
@@ -224,18 +255,7 @@ class JWKSClient:
         keys: list[VerificationKey] = []
         seen: dict[str, VerificationKey] = {}
         for entry in document["keys"]:
-            if not isinstance(entry, Mapping) or entry.get("use", "sig") != "sig":
-                continue
-            operations = entry.get("key_ops")
-            if operations is not None and (
-                not isinstance(operations, list) or "verify" not in operations
-            ):
-                # RFC 7517 section 4.3: a key whose operations exclude "verify" is not
-                # one to check signatures with.
-                continue
-            if entry.get("kty") == "oct":
-                # A symmetric key in a published document is known to everyone
-                # who can read it: anyone could mint tokens with it.
+            if not isinstance(entry, Mapping) or not is_signature_jwk(entry):
                 continue
             canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
             key = self._by_jwk.get(canonical)
@@ -248,6 +268,9 @@ class JWKSClient:
             keys.append(key)
         if not keys:
             raise ValueError("no usable signature key")
+        if not any(key.algorithms & self._allowed for key in keys):
+            # Every token would be refused as signed by an unknown key: an outage.
+            raise ValueError("no signature key for the allowed algorithms")
         self._by_jwk = seen
         ttl = freshness(
             result.cache_control,

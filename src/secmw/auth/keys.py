@@ -37,6 +37,19 @@ class VerificationKey:
     algorithms: frozenset[str]
 
 
+def is_signature_jwk(entry: Mapping[str, Any]) -> bool:
+    """Whether a JWK of a published set is one to verify signatures with.
+
+    Not an encryption key (``use``), not one whose ``key_ops`` leave out
+    ``verify`` (RFC 7517 sections 4.2 and 4.3), and not a symmetric key: a
+    shared secret in a published document would let anyone who reads it sign.
+    """
+    if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+        return False
+    operations = entry.get("key_ops")
+    return operations is None or (isinstance(operations, list) and "verify" in operations)
+
+
 def _algorithms_for(key: Any, pinned: str | None) -> frozenset[str]:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < _MIN_RSA_BITS:
@@ -155,6 +168,7 @@ __all__ = [
     "SUPPORTED_ALGORITHMS",
     "KeySet",
     "VerificationKey",
+    "is_signature_jwk",
     "key_from_jwk",
     "key_from_pem",
 ]

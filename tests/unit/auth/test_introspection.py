@@ -171,3 +171,42 @@ async def test_client_credentials_are_form_encoded_before_basic(server: Any) -> 
             await auth.check("tok")
     decoded = base64.b64decode(seen[0].removeprefix("Basic ")).decode()
     assert decoded == "rs+1:a%2Bb%3Ac%25"
+
+
+async def test_without_an_audience_tokens_must_name_the_protected_resource(server: Any) -> None:
+    # A token issued for another resource of the same authorization server is
+    # active there too: it must not be accepted here (RFC 8707).
+    from secmw.auth.build import build_authenticator, credential_settings
+    from secmw.config import build_pipeline, load_config
+
+    mock, http = server
+    tokens = await pkce_tokens(mock, http)
+    introspection = {
+        "endpoint": f"{mock.issuer}/introspect",
+        "client_id": "resource-server",
+        "client_secret": "rs-secret",
+    }
+
+    def built(resource: str | None, **extra: Any) -> Any:
+        auth: dict[str, Any] = {"introspection": {**introspection, **extra}}
+        if resource is not None:
+            auth["protected_resource"] = {
+                "resource": resource,
+                "authorization_servers": [mock.issuer],
+            }
+        config = load_config({"auth": auth})
+        authenticator = build_authenticator(config.auth)
+        assert isinstance(authenticator, IntrospectionAuthenticator)
+        authenticator._client = http
+        assert credential_settings(config.auth) is not None
+        return authenticator, build_pipeline(config).fail_open
+
+    foreign, _ = built("https://another-resource.example")
+    with pytest.raises(AuthenticationError, match="audience"):
+        await foreign.check(tokens["access_token"])
+    ours, fail_open = built(mock.resource)
+    assert (await ours.check(tokens["access_token"])).subject == "user-1"
+    assert fail_open == ()
+    unchecked, fail_open = built(None, verify_audience=False)
+    assert (await unchecked.check(tokens["access_token"])).subject == "user-1"
+    assert fail_open == ("auth.introspection.verify_audience",)

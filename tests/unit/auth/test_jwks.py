@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from typing import Any
 
 import anyio
 import pytest
 
-from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness
+from secmw.auth.jwks import FetchResult, JWKSClient, JWKSFetchError, freshness, urllib_fetcher
 from secmw.auth.keys import SUPPORTED_ALGORITHMS
 from secmw.errors import AuthenticationError, ComponentError, ConfigError
 from secmw.testing import InMemoryJWKS, TokenIssuer
@@ -306,3 +309,119 @@ async def test_the_outage_event_names_the_url_without_its_credentials() -> None:
     (event,) = events
     assert event.details["url"] == "https://idp.example.test/jwks?…"
     assert "hunter2" not in event.to_json() and "s3cret" not in event.to_json()
+
+
+async def test_keys_that_expire_at_once_are_refreshed_at_most_once_per_cooldown() -> None:
+    # max-age=0 with jwks_min_ttl = 0: the keys are stale on every request.
+    jwks, clock = InMemoryJWKS(ONE, max_age=0), FakeClock()
+    source = client(jwks, clock, min_ttl=0, cooldown=30)
+    for _ in range(25):
+        await source.current()
+        clock.advance(1)
+    assert jwks.requests == 1
+    clock.advance(5)
+    await source.current()
+    assert jwks.requests == 2
+
+
+async def test_a_refresh_outlives_the_cancelled_request_that_started_it() -> None:
+    # The request that refreshes is cut short (a timeout layer): the fetch still
+    # completes, once, and the new key is known to the requests after it.
+    jwks, clock = InMemoryJWKS(ONE, max_age=60), FakeClock()
+    slow = jwks.fetcher()
+    calls = 0
+
+    async def fetch(url: str) -> FetchResult:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.05)
+        return await slow(url)
+
+    source = client(jwks, clock)
+    source._fetch = fetch  # the helper's in-memory fetcher, slowed down
+    await source.current()
+    jwks.add(TWO)
+    clock.advance(61)
+    for _ in range(5):
+        with anyio.move_on_after(0.01):
+            await source.current()
+        clock.advance(1)
+    assert calls == 2
+    assert set((await source.current()).by_kid) == {"one", "two"}
+    assert calls == 2
+
+
+async def test_tokens_with_a_new_kid_wait_for_the_refresh_on_its_way() -> None:
+    jwks, clock = InMemoryJWKS(ONE, max_age=600), FakeClock()
+    source = client(jwks, clock, cooldown=30)
+    await source.current()
+    clock.advance(31)
+    jwks.add(TWO)
+    gate = anyio.Event()
+    plain = source._fetch
+
+    async def held(url: str) -> FetchResult:
+        await gate.wait()
+        return await plain(url)
+
+    source._fetch = held
+    seen: list[set[str]] = []
+
+    async def unknown_kid() -> None:
+        seen.append(set((await source.refresh_for_unknown_kid()).by_kid))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(unknown_kid)
+        await anyio.sleep(0.01)  # its fetch is on its way
+        for _ in range(4):
+            group.start_soon(unknown_kid)
+        await anyio.sleep(0.01)
+        gate.set()
+    assert seen == [{"one", "two"}] * 5
+    assert jwks.requests == 2
+
+
+async def test_a_set_without_a_key_for_the_allowed_algorithms_is_a_failed_fetch() -> None:
+    jwks, clock = InMemoryJWKS(ONE), FakeClock()  # ES256 only
+    errors: list[str] = []
+    source = JWKSClient(
+        "https://x.test/jwks",
+        allowed=frozenset({"RS256"}),
+        fetcher=jwks.fetcher(),
+        clock=clock,
+        on_error=errors.append,
+    )
+    with pytest.raises(JWKSFetchError):
+        await source.current()
+    assert errors == ["JWKS refresh failed: no signature key for the allowed algorithms"]
+
+
+def test_a_trickling_endpoint_is_cut_off_at_the_timeout() -> None:
+    # One byte every 0.2 s: each read is within urllib's timeout, the answer is not.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not done.wait(0.2):
+                try:
+                    connection.sendall(b" ")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    fetch = urllib_fetcher(timeout=0.6)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            anyio.run(fetch, f"http://127.0.0.1:{port}/jwks")
+        assert time.monotonic() - started < 2.0
+    finally:
+        done.set()
+        server.close()
+        thread.join(5)
