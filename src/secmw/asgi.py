@@ -420,8 +420,13 @@ def _check_content_coding(ctx: RequestContext) -> None:
 
 
 async def _read_body(receive: Receive, limit: int | None) -> bytes | None:
-    """The whole request body, or ``None`` if the client disconnected first."""
-    chunks: list[bytes] = []
+    """The whole request body, or ``None`` if the client disconnected first.
+
+    Held in one growing buffer: a list of the server's pieces would cost an object
+    each, 40 bytes per 2-byte piece of a client that sends its body slowly.
+    """
+    first = b""
+    rest: bytearray | None = None
     size = 0
     while True:
         message = await receive()
@@ -437,9 +442,15 @@ async def _read_body(receive: Receive, limit: int | None) -> bytes | None:
                 "The request body is too large.", reason="body over max_body_bytes"
             )
         if chunk:
-            chunks.append(chunk)
+            if not first:
+                first = chunk
+            elif rest is None:
+                rest = bytearray(first)
+                rest += chunk
+            else:
+                rest += chunk
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return first if rest is None else bytes(rest)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

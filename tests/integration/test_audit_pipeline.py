@@ -12,6 +12,7 @@ import structlog
 
 from secmw import SecurityMiddleware
 from secmw.audit import AuditEvent, verify_files
+from secmw.context import Principal
 from secmw.errors import ComponentError
 from secmw.policy.base import Decision, Effect
 from secmw.ratelimit.base import RateDecision
@@ -254,6 +255,11 @@ class _Limiter:
         return RateDecision(False, retry_after=3, policies=("burst",), reason="burst exceeded")
 
 
+class _Known:
+    async def authenticate(self, ctx: Any) -> Principal:
+        return Principal("alice", auth_method="jwt")
+
+
 class _Broken:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
@@ -280,11 +286,21 @@ class _BodyInspector:
             id="anonymous-deny",
         ),
         pytest.param(
-            {"policy": _Policy(Decision(Effect.STEP_UP, ("r-mfa",), "mfa", acr_values=("mfa",)))},
+            {
+                "authenticator": _Known(),
+                "policy": _Policy(Decision(Effect.STEP_UP, ("r-mfa",), "mfa", acr_values=("mfa",))),
+            },
             None,
             401,
             {"event": "authz_step_up_required", "rule_ids": ["r-mfa"]},
             id="step-up",
+        ),
+        pytest.param(
+            {"policy": _Policy(Decision(Effect.STEP_UP, ("r-mfa",), "mfa", acr_values=("mfa",)))},
+            None,
+            401,
+            {"event": "authn_token_missing", "rule_ids": ["r-mfa"]},  # no credential sent
+            id="step-up-anonymous",
         ),
         pytest.param(
             {"rate_limiter": _Limiter()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -651,3 +652,23 @@ async def test_a_refused_handshake_whose_send_fails_is_still_audited(extension: 
     with pytest.raises(OSError):
         await app(scope, receive, gone)
     assert len(audit.named("authn_token_missing")) == 1
+
+
+async def test_a_body_sent_in_tiny_pieces_is_buffered_in_about_its_own_size() -> None:
+    # max_body_bytes bounds memory: 2-byte pieces must not cost an object each.
+    from secmw.asgi import _read_body
+
+    body = b"ab" * 32768
+    pieces = [
+        {"type": "http.request", "body": body[i : i + 2], "more_body": i + 2 < len(body)}
+        for i in range(0, len(body), 2)
+    ]
+    receive = Receiver(pieces)
+    tracemalloc.start()
+    try:
+        got = await _read_body(receive, 1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == body
+    assert peak < 4 * len(body), peak

@@ -8,6 +8,8 @@ from typing import Any
 
 from secmw.audit.hashchain import GENESIS, Tail, read_tail
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
 
 def rotated_files(path: str) -> list[str]:
     """The rotated files of the trail at ``path`` (``path.<12 digits>``), oldest first."""
@@ -30,7 +32,7 @@ def tail_of(path: str) -> Tail:
         os.close(fd)
 
 
-def resume(path: str, fd: int) -> tuple[int, str, int, dict[str, Any] | None]:
+def resume(path: str, fd: int, mode: int = 0o600) -> tuple[int, str, int, dict[str, Any] | None]:
     """``(seq, prev, size, recovered)`` for continuing the trail open on ``fd``.
 
     Bytes after the last newline (a line torn by a crash) are copied to
@@ -53,19 +55,39 @@ def resume(path: str, fd: int) -> tuple[int, str, int, dict[str, Any] | None]:
         seq, prev = tail.seq, tail.prev
     if not tail.torn:
         return seq, prev, size, None
-    aside = set_aside(path, fd, tail.torn, tail.good_size, seq)
+    aside = set_aside(path, fd, tail.torn, tail.good_size, seq, mode=mode)
     recovered = {"torn_bytes": len(tail.torn), "moved_to": os.path.basename(aside), "last_seq": seq}
     return seq, prev, tail.good_size, recovered
 
 
-def set_aside(path: str, fd: int, torn: bytes, good_size: int, seq: int) -> str:
-    """Copy a torn last line to ``path.torn-<UTC time>-<seq>`` and cut it off; the copy's name."""
+def set_aside(
+    path: str, fd: int, torn: bytes, good_size: int, seq: int, *, mode: int = 0o600
+) -> str:
+    """Copy a torn last line to ``path.torn-<UTC time>-<seq>`` and cut it off; the copy's name.
+
+    The copy is a new file, never one already there and never through a link:
+    whoever can write the directory could otherwise plant a link named as the
+    copy will be and have the sink overwrite any file it can write. It gets the
+    trail's ``mode``: the torn bytes are part of an audit line.
+    """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = f"{path}.torn-{stamp}-{seq}"
-    with open(aside, "wb") as handle:
-        handle.write(torn)
-        handle.flush()
-        os.fsync(handle.fileno())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for attempt in range(100):
+        aside = f"{path}.torn-{stamp}-{seq}" + (f"-{attempt}" if attempt else "")
+        try:
+            copy = os.open(aside, flags, mode)
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise FileExistsError(f"{path}.torn-{stamp}-{seq}: no free name to set a torn line aside")
+    try:
+        view = memoryview(torn)
+        while view:
+            view = view[os.write(copy, view) :]
+        os.fsync(copy)
+    finally:
+        os.close(copy)
     os.ftruncate(fd, good_size)
     os.fsync(fd)
     return aside

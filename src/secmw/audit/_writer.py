@@ -167,8 +167,10 @@ class Writer(threading.Thread):
 
     # -- start ------------------------------------------------------------
 
-    def _open(self) -> tuple[int, bool]:
+    def _open(self, *, follow: bool = True) -> tuple[int, bool]:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        if not follow:
+            flags |= getattr(os, "O_NOFOLLOW", 0)
         # Non-blocking to open: a FIFO without a reader would otherwise block the
         # start forever (it fails with ENXIO instead); writes block again after.
         fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), self._mode)
@@ -177,7 +179,7 @@ class Writer(threading.Thread):
 
     def _resume(self) -> None:
         """Continue the chain of an existing trail; a torn last line is moved aside."""
-        state = resume(self.path, self.fd)
+        state = resume(self.path, self.fd, self._mode)
         self.seq, self.prev, self.size, self.recovered = state
 
     def rotated_files(self) -> list[str]:
@@ -212,7 +214,9 @@ class Writer(threading.Thread):
         deadlines = []
         now = time.monotonic()
         if self.error is not None and self.failed is None:
-            deadlines.append(self._retry_at)
+            # Down: nothing to sync or rotate before the retry (lines chained before
+            # the failed write would otherwise make every wait a zero-length one).
+            return max(0.0, self._retry_at - now)
         if self._unsynced and self._fsync == "batch":
             deadlines.append(self._dirty_since + self._fsync_interval)
         if self._rotate_seconds is not None and self.size:
@@ -305,13 +309,14 @@ class Writer(threading.Thread):
             event, context = backlog.popleft()
             try:
                 rendered = render(event) if context is None else context.run(render, event)
+                if rendered is None:
+                    continue
+                line = chain_line(seq + 1, prev, rendered)
             except Exception:
-                # A failing user processor must not cost the event: keep the plain rendering.
-                rendered = _plain(event)
-            if rendered is None:
-                continue
+                # A failing user processor (or a line that cannot be encoded) must not
+                # cost the event, nor stop the writer: keep the plain rendering.
+                line = chain_line(seq + 1, prev, _plain(event))
             seq += 1
-            line = chain_line(seq, prev, rendered)
             prev = sha256(line).hexdigest()
             buf += line
             buf += b"\n"
@@ -415,8 +420,17 @@ class Writer(threading.Thread):
         return None
 
     def _reopen(self, *, replay: bool) -> None:
-        """Continue at ``path``; lines that went into a deleted file are written again."""
-        fd, self.regular = self._open()
+        """Continue at ``path``; lines that went into a deleted file are written again.
+
+        What was put at the path while the sink ran must be a regular file, not a
+        link (to /dev/null, or to a file the sink would then append to) nor a
+        device: anything else is a write error, retried until the path is fixed.
+        """
+        fd, regular = self._open(follow=False)
+        if not regular:
+            os.close(fd)
+            raise OSError(errno.EINVAL, "the audit path is no longer a regular file")
+        self.regular = regular
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
         if self.regular and self.size:
@@ -444,7 +458,7 @@ class Writer(threading.Thread):
         if cut == -1 and span < self.size:
             return  # one line over 64 KiB: left as it is
         torn = tail[cut + 1 :]
-        set_aside(self.path, self.fd, torn, self.size - len(torn), self.seq)
+        set_aside(self.path, self.fd, torn, self.size - len(torn), self.seq, mode=self._mode)
         self.size -= len(torn)
 
     def _note_moved(self, why: str) -> None:

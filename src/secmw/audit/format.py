@@ -17,6 +17,7 @@ from the context (:func:`fill_request_id`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -143,12 +144,56 @@ class AuditFormatter:
                 if key in data:
                     data = dict(data)
                     del data[key]
-            return self._renderer(None, method, data)
+            return _one_line(self._renderer(None, method, data), method)
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-        if text.startswith("{") and text.endswith("}") and "\n" not in text:
-            return text
-        # A processor rendered something that is not one JSON object: keep it as a value.
-        return json_line(None, method, {"message": text})
+        return _one_line(text, method)
+
+
+def _one_line(text: str, method: str) -> str:
+    """A rendered event as one ASCII JSON object without chain fields.
+
+    A renderer at the end of the processors may write non-ASCII text (a lone
+    surrogate from a client cannot even be encoded), set ``seq``/``prev`` (two of
+    each on the line), or write something that is not one JSON object (kept as a
+    value). Such text is parsed and written again with the built-in renderer.
+    """
+    if (
+        text.startswith("{")
+        and text.endswith("}")
+        and text.isascii()
+        and "\n" not in text
+        and '"seq"' not in text
+        and '"prev"' not in text
+    ):
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in _CHAIN_KEYS:
+            data.pop(key, None)
+        return json_line(None, method, data)
+    return json_line(None, method, {"message": text})
+
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidi controls, surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with every string (and key) holding no unprintable character."""
+    if isinstance(value, str):
+        return _UNPRINTABLE.sub(_escaped, value) if _UNPRINTABLE.search(value) else value
+    if isinstance(value, Mapping):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
 
 
 class StructlogAuditSink:
@@ -164,8 +209,14 @@ class StructlogAuditSink:
         self._logger = logger if logger is not None else structlog.get_logger("secmw.audit")
 
     async def emit(self, event: AuditEvent) -> None:
-        """Log ``event`` at the level its severity names."""
-        data = event.to_dict()
+        """Log ``event`` at the level its severity names.
+
+        Client-chosen text (paths, tool names, claims) is made printable first:
+        the app's renderer may write it as is (a console renderer would pass on
+        terminal escapes, and a lone surrogate makes the write fail, losing the
+        record). Control, bidi and surrogate characters become ``\\uXXXX``.
+        """
+        data = _printable(event.to_dict())
         name = data.pop("event")
         getattr(self._logger, _LEVELS.get(event.severity, "info"))(name, **data)
 

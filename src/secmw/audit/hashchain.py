@@ -42,9 +42,15 @@ def chain_line(seq: int, prev: str, rendered: str) -> bytes:
     return text.encode("utf-8")
 
 
-def checkpoint_message(seq: int, prev: str) -> bytes:
-    """The bytes a checkpoint's signature covers."""
-    return f"secmw-audit-checkpoint:v1:{seq}:{prev}".encode("ascii")
+def checkpoint_message(seq: int, prev: str, time: str | None = None) -> bytes:
+    """The bytes a checkpoint's signature covers: its place in the chain and its time.
+
+    ``time=None`` gives the first version's message, which left the time out (an
+    attacker who cut a trail back to a checkpoint could then move its time).
+    """
+    if time is None:
+        return f"secmw-audit-checkpoint:v1:{seq}:{prev}".encode("ascii")
+    return f"secmw-audit-checkpoint:v2:{seq}:{prev}:{time}".encode("utf-8", "surrogatepass")
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -73,7 +79,7 @@ class CheckpointSigner:
 
     def render(self, seq: int, prev: str, time: str) -> str:
         """The checkpoint event (rendered, without chain fields) for line ``seq``."""
-        signature = self._key.sign(checkpoint_message(seq, prev))
+        signature = self._key.sign(checkpoint_message(seq, prev, time))
         return json.dumps(
             {
                 "time": time,
@@ -104,10 +110,12 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     return key
 
 
-def signature_valid(public: Ed25519PublicKey, seq: int, prev: str, sig: str) -> bool:
-    """True when ``sig`` (base64) signs checkpoint ``seq`` with ``prev``."""
+def signature_valid(
+    public: Ed25519PublicKey, seq: int, prev: str, sig: str, time: str | None = None
+) -> bool:
+    """True when ``sig`` (base64) signs checkpoint ``seq`` with ``prev`` (and ``time``)."""
     try:
-        public.verify(base64.b64decode(sig, validate=True), checkpoint_message(seq, prev))
+        public.verify(base64.b64decode(sig, validate=True), checkpoint_message(seq, prev, time))
     except (InvalidSignature, ValueError):
         return False
     return True

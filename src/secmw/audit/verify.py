@@ -137,7 +137,7 @@ def verify_files(
                 result.checkpoints += 1
                 since_checkpoint = 0
                 if keys is not None:
-                    unsigned = _checkpoint_problem(keys, record, seq, prev)
+                    unsigned = _checkpoint_problem(keys, record, seq, prev, result.notes)
                     if unsigned is not None:
                         return result.fail(seq, path, unsigned)
                     result.signed_checkpoints += 1
@@ -166,9 +166,17 @@ def _by_id(
 
 
 def _checkpoint_problem(
-    keys: dict[str, Ed25519PublicKey], record: dict[str, object], seq: int, prev: str
+    keys: dict[str, Ed25519PublicKey],
+    record: dict[str, object],
+    seq: int,
+    prev: str,
+    notes: list[str],
 ) -> str | None:
-    """Why a checkpoint's signature does not verify with the key it names; ``None`` if it does."""
+    """Why a checkpoint's signature does not verify with the key it names; ``None`` if it does.
+
+    The signature covers the checkpoint's time; one made by a version of secmw
+    that left the time out still verifies, with a note (its time may have moved).
+    """
     details = record.get("details")
     details = details if isinstance(details, dict) else {}
     sig, named = str(details.get("sig", "")), details.get("key_id")
@@ -177,7 +185,13 @@ def _checkpoint_problem(
         if len(keys) > 1:
             return f"checkpoint signed by key {named!r}, which was not given"
         (key,) = keys.values()  # one key given: the signature decides
-    return None if signature_valid(key, seq, prev, sig) else "checkpoint signature is invalid"
+    moment = record.get("time")
+    if isinstance(moment, str) and signature_valid(key, seq, prev, sig, moment):
+        return None
+    if signature_valid(key, seq, prev, sig):
+        notes.append(f"checkpoint at seq {seq}: an older signature that does not cover its time")
+        return None
+    return "checkpoint signature is invalid"
 
 
 __all__ = ["VerifyResult", "verify_files"]

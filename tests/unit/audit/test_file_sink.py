@@ -726,3 +726,96 @@ async def test_a_copy_with_a_torn_last_line_gets_our_lines_on_lines_of_their_own
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
     assert verify_files([path]).ok
     assert list(tmp_path.glob("audit.jsonl.torn-*"))  # the torn part, set aside
+
+
+async def test_a_torn_line_is_never_set_aside_through_a_planted_link(tmp_path: Path) -> None:
+    # Whoever can write the directory plants links named as the copy will be:
+    # the sink must not follow them and overwrite the file they point at.
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    await sink.emit(event(0))
+    await sink.aclose()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    for second in range(-1, 3):
+        moment = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + second))
+        (tmp_path / f"audit.jsonl.torn-{moment}-1").symlink_to(victim)
+    with path.open("ab") as handle:
+        handle.write(b"attacker's bytes")
+    sink, _ = make_sink(path, mode=0o600)
+    await sink.emit(event(1))
+    await sink.aclose()
+    assert victim.read_bytes() == b"precious\n"
+    recovered = next(r for r in records([path]) if r["event"] == "sink_recovered")
+    aside = tmp_path / recovered["details"]["moved_to"]
+    assert not aside.is_symlink() and aside.read_bytes() == b"attacker's bytes"
+    assert oct(aside.stat().st_mode & 0o777) == "0o600"  # the trail's mode, whatever umask
+    assert verify_files([path]).ok
+
+
+async def test_a_link_put_at_the_path_in_use_is_a_write_error_until_a_file_is_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = await _three_on_disk(path, rotate_bytes=None, retry_interval=0.05)
+    path.unlink()
+    path.symlink_to(os.devnull)  # the trail would go nowhere, silently
+    with anyio.fail_after(5):
+        n = 3
+        while sink.error is None:  # the path is checked with the writes, twice a second
+            await sink.emit(event(n))
+            n += 1
+            await anyio.sleep(0.05)
+    assert sink.error == "ELOOP" and not sink.healthy
+    path.unlink()
+    path.write_bytes(b"")
+    wait_until(lambda: sink.error is None, timeout=3)
+    await sink.emit(event(n))
+    await sink.aclose()
+    rows = records([path])
+    assert [r["request_id"] for r in rows if r["event"] == "authz_allow"][-1] == f"r{n}"
+    assert any(r["event"] == "sys_monitor_disabled" for r in fallback_records(fallback))
+    assert os.path.getsize(os.devnull) == 0
+
+
+async def test_the_writer_waits_quietly_while_the_disk_is_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fsync = "batch" leaves lines to sync when a write fails: the writer must
+    # still sleep until the retry, not spin on a deadline already past.
+    path = tmp_path / "audit.jsonl"
+    _failing_writes(monkeypatch, 10_000, short=False)
+    sink, _ = make_sink(path, fsync="batch", retry_interval=1.0)
+    await sink.emit(event(1))
+    wait_until(lambda: sink.error is not None)
+    writer = sink._writer
+    assert writer is not None
+    started = _thread_cpu(writer)
+    await anyio.sleep(0.6)
+    assert _thread_cpu(writer) - started < 0.1
+    await sink.aclose()
+
+
+def _thread_cpu(thread: Any) -> float:
+    """CPU seconds the thread has used (Linux: /proc/self/task/<tid>/stat)."""
+    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_a_non_ascii_renderer_and_a_lone_surrogate_do_not_stop_the_writer(
+    tmp_path: Path,
+) -> None:
+    import structlog
+
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path, processors=[structlog.processors.JSONRenderer(ensure_ascii=False)])
+    await sink.emit(event(1, tool="\ud800"))
+    await sink.emit(event(2, path="/caf\u00e9"))
+    wait_until(lambda: sink.written == 2)
+    assert sink.healthy
+    await sink.aclose()
+    rows = records([path])
+    assert [r["request_id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["tool"] == "\ud800" and rows[1]["path"] == "/caf\u00e9"
+    assert path.read_bytes().isascii()
+    assert verify_files([path]).ok

@@ -146,6 +146,47 @@ def test_a_websocket_close_code_is_not_an_http_status_in_ocsf() -> None:
     assert data["unmapped"]["close_code"] == 1008
 
 
+@pytest.mark.parametrize(
+    "final",
+    [
+        pytest.param(structlog.processors.JSONRenderer(ensure_ascii=False), id="non-ascii"),
+        pytest.param(lambda _l, _m, d: json.dumps({**d, "seq": 7, "prev": "x"}), id="chain-keys"),
+    ],
+)
+def test_a_rendering_processor_cannot_break_the_line(final: Any) -> None:
+    # A client's lone surrogate and a renderer that writes non-ASCII (or that
+    # sets the chain's own fields) still give one ASCII object without them.
+    event = AuditEvent(
+        name="authz_fail", outcome="failure", path="/caf\u00e9", tool="\ud800\u202e", request_id="r"
+    )
+    line = AuditFormatter([final]).render(event)
+    assert line is not None and line.isascii()
+    data = json.loads(line)
+    assert "seq" not in data and "prev" not in data
+    assert data["tool"] == "\ud800\u202e" and data["path"] == "/caf\u00e9"
+
+
+async def test_structlog_sink_hands_the_app_printable_text() -> None:
+    event = AuditEvent(
+        name="authz_allow",
+        outcome="success",
+        tool="\x1b[2J\x1b[Hsearch",
+        path="/a\u202eb",
+        subject="\ud800",
+        details={"note\n": ["\x07"]},
+    )
+    with structlog.testing.capture_logs() as logs:
+        await StructlogAuditSink().emit(event)
+    (logged,) = logs
+    assert logged["tool"] == "\\u001b[2J\\u001b[Hsearch"
+    assert logged["path"] == "/a\\u202eb" and logged["subject"] == "\\ud800"
+    assert logged["details"] == {"note\\u000a": ["\\u0007"]}
+    # What a console renderer writes can be encoded and holds no escape character.
+    rendered = structlog.dev.ConsoleRenderer(colors=False)(None, "info", dict(logged))
+    assert "\x1b" not in rendered
+    rendered.encode("utf-8")
+
+
 async def test_stream_sink_uses_the_formatter() -> None:
     buffer = io.StringIO()
     sink = StreamAuditSink(buffer, formatter=AuditFormatter(ocsf=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secmw.audit import AuditEvent, CheckpointSigner, verify_files
 from secmw.audit.cli import format_line
-from secmw.audit.hashchain import chain_line, line_hash
+from secmw.audit.hashchain import chain_line, checkpoint_message, line_hash
 from secmw.cli import main
 from tests.audit_support import make_sink, trail_files
 
@@ -299,3 +300,41 @@ def test_lines_json_cannot_hold_are_failures_not_tracebacks(
     path.write_bytes(first)
     assert main(["audit", "verify", str(path)]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_a_checkpoints_time_is_signed_too(tmp_path: Path) -> None:
+    # Cut back to a checkpoint, an attacker would move its time to look current.
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 10, signer=CheckpointSigner(key), checkpoint_every=4)
+    lines = lines_of(path)
+    record = json.loads(lines[4])
+    assert record["event"] == "audit_checkpoint"
+    cut = lines[:5]
+    path.write_bytes(b"".join(cut))
+    assert verify_files([path], public_key=key.public_key()).ok
+    moved = json.loads(cut[4])
+    moved["time"] = "2099-12-31T23:59:59.000000+00:00"
+    rest = {k: v for k, v in moved.items() if k not in ("seq", "prev")}
+    cut[4] = chain_line(moved["seq"], moved["prev"], json.dumps(rest, separators=(",", ":")))
+    path.write_bytes(b"".join(cut[:4]) + cut[4] + b"\n")
+    result = verify_files([path], public_key=key.public_key())
+    assert not result.ok and "checkpoint signature is invalid" in (result.problem or "")
+
+
+def test_a_checkpoint_signed_without_its_time_verifies_with_a_note(tmp_path: Path) -> None:
+    # Trails written before the time was signed stay verifiable.
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "audit.jsonl"
+    write_trail(path, 3, signer=CheckpointSigner(key), checkpoint_every=3)
+    lines = lines_of(path)
+    record = json.loads(lines[3])
+    assert record["event"] == "audit_checkpoint"
+    old = key.sign(checkpoint_message(record["seq"], record["prev"]))
+    record["details"]["sig"] = base64.b64encode(old).decode()
+    rest = {k: v for k, v in record.items() if k not in ("seq", "prev")}
+    lines[3] = chain_line(record["seq"], record["prev"], json.dumps(rest, separators=(",", ":")))
+    path.write_bytes(b"".join(lines[:3]) + lines[3] + b"\n")
+    result = verify_files([path], public_key=key.public_key())
+    assert result.ok
+    assert any("does not cover its time" in note for note in result.notes)
