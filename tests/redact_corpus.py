@@ -178,6 +178,7 @@ SPECS: dict[str, Spec] = {
     ),
     "slack_token": token("xoxe-", r(AN, 40), short=21),
     "stripe_secret_key": token("sk_live_", r(AN, 24)),
+    "secmw_api_key": token("smw_", lambda rng: rs(rng, HEX, 12) + "_" + rs(rng, U, 43)),
     "stripe_restricted_key": token("rk_live_", r(AN, 32), short=9),
     "twilio_api_key": token("SK", r(HEX, 32)),
     "twilio_account_sid": token("AC", r(HEX, 32)),

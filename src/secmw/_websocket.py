@@ -72,6 +72,8 @@ class WebSocketSession:
         self.accepted = False
         self.closed = False
         self._refused = False
+        # The code secmw closed the session with: what the app's last receive says.
+        self._close_code: int | None = None
         # Set once the client's side is over (it left, or secmw refused it): expiry is moot.
         self._ended = anyio.Event()
 
@@ -129,7 +131,9 @@ class WebSocketSession:
             try:
                 return await stream.receive()
             except anyio.EndOfStream:
-                return {"type": "websocket.disconnect", "code": 1006}
+                # A refusal the app had no room for (it was slow to read) still
+                # reaches it with its code, after the messages admitted before it.
+                return {"type": "websocket.disconnect", "code": self._close_code or 1006}
 
         return receive
 
@@ -207,7 +211,7 @@ class WebSocketSession:
             return
         self._refused = True
         self._ended.set()
-        code = close_code(denial)
+        code = self._close_code = close_code(denial)
         with anyio.CancelScope(shield=True):
             await self._pipeline.record(self._ctx, denial, status=code)
         if not self.closed:

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypedDict
+from urllib.parse import unquote
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
@@ -201,14 +202,7 @@ class Pipeline:
 
     async def check(self, ctx: RequestContext) -> None:
         """Run authenticate, inspect, authorize and throttle; raise a Denial to stop."""
-        if self._audit_gate is not None and not self._audit_gate.healthy:
-            # NIST SP 800-53 AU-5: no decision is made that could not be recorded.
-            raise ServiceUnavailable(
-                "The request cannot be checked right now.",
-                retry_after=1,
-                reason="audit sink cannot record",
-                event="sys_monitor_disabled",
-            )
+        self._check_audit()
         stage = "authenticate"
         try:
             guard = self.guard
@@ -254,6 +248,7 @@ class Pipeline:
         A client blocked for guessing credentials stays blocked on the metrics
         endpoint too; the endpoint then checks its own token or networks.
         """
+        self._check_audit()  # the endpoint decides on tokens or networks too
         if self.guard is None:
             return
         ctx.state[SCREENED] = True
@@ -263,6 +258,16 @@ class Pipeline:
             raise
         except Exception as exc:
             raise _stage_failure("authenticate", exc) from exc
+
+    def _check_audit(self) -> None:
+        if self._audit_gate is not None and not self._audit_gate.healthy:
+            # NIST SP 800-53 AU-5: no decision is made that could not be recorded.
+            raise ServiceUnavailable(
+                "The request cannot be checked right now.",
+                retry_after=1,
+                reason="audit sink cannot record",
+                event="sys_monitor_disabled",
+            )
 
     @property
     def checks_messages(self) -> bool:
@@ -394,8 +399,12 @@ class Pipeline:
         if self.audit is None:
             return
         path = event.path
-        if path is not None and self.redactor is not None and _TOKEN_RUN.search(path):
-            clean = self.redactor.redact(path)[0]
+        if (
+            path is not None
+            and self.redactor is not None
+            and (_TOKEN_RUN.search(path) or "%" in path)
+        ):
+            clean = _path_for_audit(self.redactor, path)
             if clean != path:
                 event = dataclasses.replace(event, path=clean)
         try:
@@ -498,6 +507,42 @@ def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
         reason=f"{stage} stage failed: {type(exc).__name__}",
         event="sys_error",
     )
+
+
+# Path segments after which a long token is a credential whatever its format: magic
+# links, password resets, e-mail confirmations, invitations, unsubscribe links.
+_CREDENTIAL_SEGMENTS = frozenset(
+    {
+        "magic", "magiclink", "magiclinks", "link", "links", "token", "tokens",
+        "accesstoken", "reset", "resetpassword", "passwordreset", "password", "verify",
+        "verification", "verifyemail", "confirm", "confirmation", "confirmemail",
+        "invite", "invites", "invitation", "invitations", "activate", "activation",
+        "unsubscribe", "login", "signin", "auth", "callback", "share", "shared",
+        "download", "key", "keys", "apikey", "apikeys", "secret", "secrets", "session",
+        "sessions", "otp", "code", "codes", "hook", "hooks", "webhook", "webhooks",
+        "bot", "recover", "recovery", "approve", "claim",
+    }
+)  # fmt: skip
+_TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_+=.~-]{16,}")
+
+
+def _path_for_audit(redactor: Redactor, path: str) -> str:
+    """``path`` with the secrets in it redacted, for an audit line.
+
+    A percent-encoded path (one secmw refused as ambiguous is logged raw) is read
+    decoded: ``/bot123:A%41…`` hides a token from a scan of the raw text. Past
+    the catalogue's formats, a long token right after a segment such as
+    ``magic``, ``reset-password`` or ``verify`` is taken for a credential.
+    """
+    text = unquote(path, errors="replace") if "%" in path else path
+    clean = redactor.redact(text)[0]
+    segments = clean.split("/")
+    for index in range(1, len(segments)):
+        before = segments[index - 1].lower().replace("-", "").replace("_", "")
+        if before in _CREDENTIAL_SEGMENTS and _TOKEN_SEGMENT.fullmatch(segments[index]):
+            segments[index] = "[REDACTED:path_token]"
+    clean = "/".join(segments)
+    return path if clean == text else clean
 
 
 def _refusal(ctx: RequestContext, decision: Decision) -> Denial:

@@ -214,6 +214,30 @@ async def test_disk_full_fails_closed_or_open(policy: str, second_status: int) -
     assert any(row["event"] == "sys_monitor_disabled" and "details" in row for row in alerts)
 
 
+async def test_while_the_trail_cannot_record_secmws_own_endpoints_decide_nothing(
+    tmp_path: Path,
+) -> None:
+    # AU-5 covers the metrics endpoint's token check and the metadata document too.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text("t" * 32)
+    sink, _ = make_sink(Path("/dev/full"), retry_interval=30)
+    config = {
+        "auth": {"allow_anonymous": True},
+        "metrics": {"enabled": True, "token_file": str(token_file)},
+    }
+    app = SecurityMiddleware(EchoApp(), config, audit=sink)
+    await call(app, http_scope("/first"))
+    wait_until(lambda: sink.error is not None)
+    for token in ("wrong", "t" * 32):
+        sent = await call(
+            app, http_scope("/metrics", headers=[("authorization", f"Bearer {token}")])
+        )
+        assert sent.status == 503
+    await app.pipeline.aclose()
+
+
 async def test_lifespan_shutdown_flushes_everything(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink, _ = make_sink(path, fsync="never")

@@ -396,6 +396,47 @@ async def test_a_secret_in_the_path_never_reaches_the_audit_trail() -> None:
         assert event.path is not None and event.path.startswith("/keys/[REDACTED")
 
 
+MAGIC = "q8Z2" + "xLm0Vw4tRk9pYb7nJs3eHc6gAd1uFo5i"  # no known format: only its place tells
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        pytest.param(f"/auth/magic/{MAGIC}", "/auth/magic/[REDACTED:path_token]", id="magic"),
+        pytest.param(
+            f"/reset-password/{MAGIC}/x", "/reset-password/[REDACTED:path_token]/x", id="reset"
+        ),
+        pytest.param(f"/verify/{MAGIC}", "/verify/[REDACTED:path_token]", id="verify"),
+        pytest.param(f"/Unsubscribe/{MAGIC}", "/Unsubscribe/[REDACTED:path_token]", id="case"),
+        pytest.param(
+            "/hook/smw_3d0cc63bd48c_" + "Zx9" * 14 + "Q",
+            "/hook/[REDACTED:secmw_api_key]",
+            id="secmw-api-key",
+        ),
+        pytest.param(  # refused (encoded slash) and logged raw: the scan reads it decoded
+            "/bot3252888742:A%41" + "X3a5cD7eF9gH1iJ2kL4mN6oP8qR0sT1uv" + "/send%2Fx",
+            "/bot[REDACTED:telegram_bot_token]/send/x",
+            id="percent-encoded",
+        ),
+    ],
+)
+async def test_credentials_in_paths_are_redacted_in_the_audit_trail(raw: str, shown: str) -> None:
+    audit = AuditCapture()
+    app = _answering((b"content-type", b"text/plain"), body=b"ok")
+    scope = http_scope(raw.replace("%2F", "/").replace("%41", "A"), raw_path=raw.encode())
+    await call(SecurityMiddleware(app, CONFIG, audit=audit), scope)
+    paths = {e.path for e in audit.events if e.request_id is not None}
+    assert paths == {shown}
+
+
+async def test_ids_elsewhere_in_paths_stay_in_the_audit_trail() -> None:
+    audit = AuditCapture()
+    app = _answering((b"content-type", b"text/plain"), body=b"ok")
+    path = f"/items/{MAGIC}/reset"
+    await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope(path))
+    assert {e.path for e in audit.events if e.request_id is not None} == {path}
+
+
 @pytest.mark.parametrize("label", [b"utf-8", b"unicode-1-1-utf-8", b"unicode11utf8"])
 async def test_utf8_labels_pass(label: bytes) -> None:
     app = _answering((b"content-type", b"text/plain; charset=" + label), body=b"hello")

@@ -210,3 +210,42 @@ async def test_client_messages_after_a_refusal_do_not_reach_the_app() -> None:
     )
     await app(ws_scope(), client, Sender())
     assert app_inner.received == [{"type": "websocket.disconnect", "code": 1009}]
+
+
+async def test_an_app_slow_to_read_still_learns_the_expiry_code() -> None:
+    # The client sends more than the buffer holds while the app is busy: the
+    # expiry's disconnect finds no room, and must still reach the app as 1008.
+    now = [1_000_000.0]
+    issuer = TokenIssuer()
+    token = issuer.mint("alice", now=now[0], expires_in=60)
+    frames = [{"type": "websocket.receive", "text": f"m{n}"} for n in range(40)]
+    received: list[dict[str, Any]] = []
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await anyio.sleep(0.3)  # busy while the token expires
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    app = SecurityMiddleware(slow, config)
+    app.pipeline.clock = lambda: now[0] + 59.95
+    assert app.pipeline.authenticator is not None
+    app.pipeline.authenticator._clock = lambda: now[0]  # type: ignore[attr-defined]
+    client = ScriptedClient(*frames)
+    sent = Sender()
+
+    async def send(message: dict[str, Any]) -> None:
+        await sent(message)
+        if message["type"] == "websocket.close":
+            client.done.set()  # the server then reports the client's side closed
+
+    with anyio.fail_after(5):
+        await app(ws_scope(headers=[("authorization", f"Bearer {token}")]), client, send)
+    assert sent.messages[-1]["code"] == 1008
+    assert received[-1] == {"type": "websocket.disconnect", "code": 1008}
+    assert all(m["type"] == "websocket.receive" for m in received[:-1])

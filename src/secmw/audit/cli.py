@@ -191,14 +191,17 @@ def format_line(raw: bytes) -> str:
 
 
 def _value(value: Any) -> str:
-    """A field's value; quoted (as JSON) when it holds a space, "=" or a quote.
+    """A field's value; quoted (as ASCII JSON) when it holds a space, "=", a quote or non-ASCII.
 
     A client chooses the path (and the subject, the tool name): unquoted, a path
-    such as ``/a status=200 subject=root`` would read as fields of the line.
+    such as ``/a status=200 subject=root`` would read as fields of the line, and
+    so would look-alikes (U+3164 that shows as a blank, a fullwidth "=").
     """
     text = _show(value)
-    if isinstance(value, str) and (not text or any(char in text for char in ' ="')):
-        return _show(json.dumps(value))
+    if isinstance(value, str) and (
+        not text or not text.isascii() or any(char in text for char in ' ="')
+    ):
+        return json.dumps(value)
     return text
 
 

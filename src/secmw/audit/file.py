@@ -238,12 +238,20 @@ class JSONLFileSink:
                 line = event.to_json()
         if diverted and line.startswith("{") and line != "{}":
             line = '{"audit_diverted":true,' + line[1:]
-        with self._fallback_lock:
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # nowhere left to report to; the diverted counter still counts
+        # Bounded: the SIGTERM handler may have interrupted the main thread inside
+        # this lock and now waits for the writer thread, which would wait here.
+        locked = self._fallback_lock.acquire(timeout=_FALLBACK_LOCK_WAIT)
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # nowhere left to report to; the diverted counter still counts
+        finally:
+            if locked:
+                self._fallback_lock.release()
+
+
+_FALLBACK_LOCK_WAIT = 1.0
 
 
 def _queue_full_event(capacity: int, policy: str) -> AuditEvent:

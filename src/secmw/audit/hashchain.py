@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -121,6 +122,9 @@ def signature_valid(
     return True
 
 
+_HASH = re.compile("[0-9a-f]{64}")
+
+
 @dataclass(frozen=True, slots=True)
 class Tail:
     """The end of an existing audit file: where the chain stands, and any torn bytes."""
@@ -156,9 +160,18 @@ def read_tail(fd: int, size: int) -> Tail:
     last = data[earlier + 1 : newline]
     try:
         record = json.loads(last)
-        seq = int(record["seq"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("the last line is not a secmw audit chain line") from None
+    except (ValueError, RecursionError):
+        record = None
+    seq = record.get("seq") if isinstance(record, dict) else None
+    prev = record.get("prev") if isinstance(record, dict) else None
+    if (
+        not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 1
+        or not isinstance(prev, str)
+        or not _HASH.fullmatch(prev)
+    ):
+        raise ValueError("the last line is not a secmw audit chain line")
     return Tail(seq, line_hash(last), offset + newline + 1, torn)
 
 

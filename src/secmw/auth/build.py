@@ -176,6 +176,7 @@ def build_introspection(
         cache_ttl=config.cache_ttl,
         negative_cache_ttl=config.negative_cache_ttl,
         max_token_bytes=config.max_token_bytes,
+        max_concurrent=config.max_concurrent,
         claims=config.claims,
         credentials=credentials,
     )

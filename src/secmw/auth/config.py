@@ -111,6 +111,7 @@ class IntrospectionConfig(ConfigModel):
     cache_ttl: float = Field(300.0, ge=0, le=86400)
     negative_cache_ttl: float = Field(30.0, ge=0, le=3600)
     max_token_bytes: int = Field(8192, ge=16, le=65536)
+    max_concurrent: int = Field(50, ge=1, le=10_000)
     claims: ClaimNames = Field(default_factory=ClaimNames)
 
     @field_validator("endpoint")

@@ -7,7 +7,12 @@ Basic, RFC 7662 section 2.1), and trusts the ``active`` member (section 2.2).
 Answers are cached by the token's SHA-256 digest: an active token until its
 ``exp`` (and at most ``cache_ttl``), an inactive one for ``negative_cache_ttl``.
 A revoked token may thus be accepted for up to ``cache_ttl`` seconds; lower it
-(or set it to 0) when revocation must bite at once. An endpoint that fails,
+(or set it to 0) when revocation must bite at once. Inactive answers are kept
+apart, so made-up tokens cannot push active ones out. Requests carrying the same
+token while it is being introspected wait for that one call, and at most
+``max_concurrent`` calls are out at once (waiting for a turn counts against the
+timeout): a flood of made-up tokens costs the authorization server a bounded
+number of calls in flight. An endpoint that fails,
 times out or answers garbage is a :class:`~secmw.errors.ComponentError` (503),
 never anonymous access. ``timeout`` bounds the whole exchange, and an answer over
 :data:`MAX_ANSWER_BYTES` is garbage. The client id and secret are form-encoded
@@ -65,8 +70,11 @@ class IntrospectionAuthenticator:
         "_clock",
         "_credentials",
         "_endpoint",
+        "_inflight",
         "_issuer",
+        "_limiter",
         "_max_bytes",
+        "_negative",
         "_negative_ttl",
         "_timeout",
         "credential",
@@ -90,6 +98,7 @@ class IntrospectionAuthenticator:
         credentials: CredentialSettings = DEFAULT_SETTINGS,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
+        max_concurrent: int = 50,
     ) -> None:
         lib = _httpx()
         self._endpoint = endpoint
@@ -104,6 +113,9 @@ class IntrospectionAuthenticator:
         )
         self._issuer = issuer
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
+        self._negative = TokenCache(cache_size) if cache_size > 0 else None
+        self._inflight: dict[bytes, anyio.Event] = {}
+        self._limiter = anyio.CapacityLimiter(max_concurrent)
         self._cache_ttl = cache_ttl
         self._negative_ttl = negative_cache_ttl
         self._max_bytes = max_token_bytes
@@ -128,28 +140,44 @@ class IntrospectionAuthenticator:
         """The principal of an active token; 401 for an inactive or foreign one."""
         if len(token) > self._max_bytes:
             raise invalid_token("The access token is too large.", "token over max_token_bytes")
-        now = self._clock()
         digest = token_digest(token)
-        cache = self._cache
-        if cache is not None:
-            found = cache.get(digest, now)
-            if found is ANONYMOUS:
-                raise invalid_token("The access token is not active.", "token inactive (cached)")
-            if found is not None:
-                return found
-        answer = await self._introspect(token)
+        cache, negative = self._cache, self._negative
+        while True:
+            now = self._clock()
+            if cache is not None and negative is not None:
+                found = cache.get(digest, now)
+                if found is not None:
+                    return found
+                if negative.get(digest, now) is not None:
+                    raise invalid_token(
+                        "The access token is not active.", "token inactive (cached)"
+                    )
+            running = self._inflight.get(digest)
+            if running is None:
+                break
+            # The same token is being introspected: its answer (cached) serves this one.
+            await running.wait()
+            if cache is None:
+                break
+        done = self._inflight[digest] = anyio.Event()
         try:
-            principal = self._principal(answer, token, now)
-        except AuthenticationError:
-            if cache is not None and self._negative_ttl > 0:
-                cache.put(digest, ANONYMOUS, now + self._negative_ttl)
-            raise
-        if cache is not None and self._cache_ttl > 0:
-            until = now + self._cache_ttl
-            if principal.expires_at is not None:
-                until = min(until, principal.expires_at)
-            cache.put(digest, principal, until)
-        return principal
+            answer = await self._introspect(token)
+            try:
+                principal = self._principal(answer, token, now)
+            except AuthenticationError:
+                if negative is not None and self._negative_ttl > 0:
+                    negative.put(digest, ANONYMOUS, now + self._negative_ttl)
+                raise
+            if cache is not None and self._cache_ttl > 0:
+                until = now + self._cache_ttl
+                if principal.expires_at is not None:
+                    until = min(until, principal.expires_at)
+                cache.put(digest, principal, until)
+            return principal
+        finally:
+            if self._inflight.get(digest) is done:
+                del self._inflight[digest]
+            done.set()
 
     async def _introspect(self, token: str) -> Mapping[str, Any]:
         lib = _httpx()
@@ -158,7 +186,8 @@ class IntrospectionAuthenticator:
             # httpx's timeout bounds each read, not the exchange: an endpoint sending a
             # byte a second would hold the request forever. The whole call is bounded.
             with anyio.fail_after(self._timeout):
-                status, body = await self._post(token)
+                async with self._limiter:
+                    status, body = await self._post(token)
         except (lib.HTTPError, TimeoutError) as exc:
             raise IntrospectionError(f"introspection failed: {type(exc).__name__}") from None
         if status != 200:

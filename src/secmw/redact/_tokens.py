@@ -138,6 +138,15 @@ TOKENS: tuple[SecretType, ...] = (
         source="other Slack tokens: xoxa-/xoxr-/xoxe- (refresh, rotation)",
     ),
     simple(
+        "secmw_api_key",
+        ("smw_",),
+        f"[0-9a-f]{{12}}_[{U}]{{43}}",
+        60,
+        dash=True,
+        priority=80,
+        source="secmw API key (`secmw apikey create`): smw_ + 12 hex + _ + 43 characters",
+    ),
+    simple(
         "stripe_secret_key",
         ("sk_live_", "sk_test_"),
         f"[{AN}]{{24,99}}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -166,6 +167,26 @@ async def test_a_file_that_is_not_a_trail_is_refused(tmp_path: Path) -> None:
         JSONLFileSink(path, handle_sigterm=False)
     with pytest.raises(ComponentError, match="cannot open"):
         JSONLFileSink(tmp_path / "missing" / "a.jsonl", handle_sigterm=False)
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        b'{"seq":"41","prev":"' + b"0" * 64 + b'"}',
+        b'{"seq":41.9,"prev":"' + b"0" * 64 + b'"}',
+        b'{"seq":true,"prev":"' + b"0" * 64 + b'"}',
+        b'{"seq":1e400,"prev":"' + b"0" * 64 + b'"}',
+        b'{"seq":41}',
+        b'{"seq":41,"prev":"not a hash"}',
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b"[41]",
+    ],
+)
+async def test_a_last_line_that_is_not_a_chain_line_is_refused(tmp_path: Path, last: bytes) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(last + b"\n")
+    with pytest.raises(ComponentError, match="cannot continue"):
+        JSONLFileSink(path, handle_sigterm=False)
 
 
 async def test_signed_checkpoints_every_n_and_at_close(tmp_path: Path) -> None:
@@ -819,3 +840,24 @@ async def test_a_non_ascii_renderer_and_a_lone_surrogate_do_not_stop_the_writer(
     assert rows[0]["tool"] == "\ud800" and rows[1]["path"] == "/caf\u00e9"
     assert path.read_bytes().isascii()
     assert verify_files([path]).ok
+
+
+def test_a_fallback_write_does_not_wait_forever_for_an_interrupted_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM can interrupt the main thread inside the fallback lock; its handler
+    # then joins the writer thread, whose last spill must not wait for that lock.
+    from secmw.audit import file as file_module
+
+    monkeypatch.setattr(file_module, "_FALLBACK_LOCK_WAIT", 0.1, raising=False)
+    sink, fallback = make_sink(tmp_path / "audit.jsonl")
+    done = threading.Event()
+    sink._fallback_lock.acquire()  # held, as by the interrupted main thread
+    try:
+        writer = threading.Thread(target=lambda: (sink._alert(event(1)), done.set()))
+        writer.start()
+        assert done.wait(3)
+    finally:
+        sink._fallback_lock.release()
+    assert "r1" in fallback.getvalue()
+    anyio.run(sink.aclose)

@@ -267,6 +267,10 @@ def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFi
     forged = {"seq": 1, "event": "authz_fail", "path": "/a status=200 subject=root", "tool": "t"}
     shown = format_line(json.dumps(forged).encode())
     assert 'path="/a status=200 subject=root" tool=t' in shown
+    # Nor with look-alikes: U+3164 shows as a blank, U+FF1D as "=".
+    looks = {"seq": 1, "event": "authz_fail", "path": "/a\u3164status\uff1d200"}
+    shown = format_line(json.dumps(looks).encode())
+    assert shown.endswith('path="/a\\u3164status\\uff1d200"') and shown.isascii()
     assert format_line(b"garbage\n").startswith("(unreadable)")
     assert format_line(b"[1]\n").startswith("(unreadable)")
     assert format_line(b"[" * 100_000 + b"]" * 100_000).startswith("(unreadable)")
@@ -338,3 +342,10 @@ def test_a_checkpoint_signed_without_its_time_verifies_with_a_note(tmp_path: Pat
     result = verify_files([path], public_key=key.public_key())
     assert result.ok
     assert any("does not cover its time" in note for note in result.notes)
+
+
+def test_a_crlf_copy_of_a_trail_does_not_verify(trail: Path) -> None:
+    # Bytes changed: and the sink would chain its next line on the CR-ended one.
+    trail.write_bytes(trail.read_bytes().replace(b"\n", b"\r\n"))
+    result = verify_files([trail])
+    assert not result.ok and "edited" in (result.problem or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -210,3 +211,87 @@ async def test_without_an_audience_tokens_must_name_the_protected_resource(serve
     unchecked, fail_open = built(None, verify_audience=False)
     assert (await unchecked.check(tokens["access_token"])).subject == "user-1"
     assert fail_open == ("auth.introspection.verify_audience",)
+
+
+class _SlowAS(httpx.AsyncBaseTransport):
+    """An introspection endpoint that takes a while and counts calls in flight."""
+
+    def __init__(self, active: set[str]) -> None:
+        self.active = active
+        self.calls = 0
+        self.running = 0
+        self.most = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await anyio.sleep(0.05)
+        finally:
+            self.running -= 1
+        token = dict(item.split("=", 1) for item in request.content.decode().split("&"))["token"]
+        answer = {"active": token in self.active}
+        if answer["active"]:
+            answer.update(sub="user-1", exp=time.time() + 600, aud="https://api", iss="https://as")
+        return httpx.Response(200, json=answer)
+
+
+def _slow_introspector(endpoint: _SlowAS, **options: Any) -> IntrospectionAuthenticator:
+    return IntrospectionAuthenticator(
+        "https://as/introspect",
+        client_id="rs",
+        client_secret="s",
+        audience="https://api",
+        issuer="https://as",
+        client=httpx.AsyncClient(transport=endpoint),
+        **options,
+    )
+
+
+async def test_requests_with_one_token_share_one_introspection() -> None:
+    endpoint = _SlowAS({"good"})
+    auth = _slow_introspector(endpoint)
+    subjects: list[str] = []
+
+    async def one() -> None:
+        subjects.append((await auth.check("good")).subject)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(50):
+            group.start_soon(one)
+    assert subjects == ["user-1"] * 50
+    assert endpoint.calls == 1
+
+
+async def test_calls_in_flight_are_bounded_and_waiting_counts_against_the_timeout() -> None:
+    endpoint = _SlowAS(set())
+    auth = _slow_introspector(endpoint, max_concurrent=3, timeout=0.12)
+    outcomes: list[str] = []
+
+    async def one(n: int) -> None:
+        try:
+            await auth.check(f"made-up-{n}")
+        except IntrospectionError:
+            outcomes.append("503")
+        except AuthenticationError:
+            outcomes.append("401")
+
+    async with anyio.create_task_group() as group:
+        for n in range(20):
+            group.start_soon(one, n)
+    assert endpoint.most == 3
+    assert outcomes.count("401") >= 3 and "503" in outcomes  # the rest waited too long
+    assert endpoint.calls < 20
+
+
+async def test_made_up_tokens_do_not_push_active_ones_out_of_the_cache() -> None:
+    endpoint = _SlowAS({"good"})
+    auth = _slow_introspector(endpoint, cache_size=2)
+    await auth.check("good")
+    for n in range(10):
+        with pytest.raises(AuthenticationError):
+            await auth.check(f"made-up-{n}")
+    calls = endpoint.calls
+    assert (await auth.check("good")).subject == "user-1"
+    assert endpoint.calls == calls  # still cached
