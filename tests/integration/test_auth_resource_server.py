@@ -211,6 +211,40 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             "at least 1",
             id="no-authorization-server",
         ),
+        *(
+            pytest.param(
+                {"api_key": {"file": "k.json", "authorization_scheme": scheme}},
+                "auth.api_key.authorization_scheme",
+                message,
+                id=f"api-key-scheme-{scheme}",
+            )
+            for scheme, message in (
+                ("Bearer-Key", "must not read as Bearer"),
+                ("Bearer_ApiKey", "must not read as Bearer"),
+                ("Bearer ", "must be an HTTP auth-scheme"),
+                ("Api Key", "must be an HTTP auth-scheme"),
+            )
+        ),
+        *(
+            pytest.param(
+                {
+                    "protected_resource": {
+                        "resource": resource,
+                        "authorization_servers": ["https://a"],
+                    }
+                },
+                "auth.protected_resource.path",
+                "cannot be served as written",
+                id=f"resource-path-{resource}",
+            )
+            for resource in (
+                "https://x/tenant%20a/mcp",
+                "https://x/caf\u00e9",
+                "https://x/v1;mcp",
+                "https://x/a//mcp",
+                'https://x/m"cp',
+            )
+        ),
         pytest.param(
             {"api_key": {"file": "k.json", "header": "bad header"}},
             "auth.api_key.header",

@@ -544,3 +544,40 @@ async def test_a_refused_key_under_fail_open_is_admitted_and_audited(
     events = audit.named("sys_monitor_disabled")
     assert len(events) == 1 and events[0].details["scope"] == "request"
     assert "refused the keys" in (events[0].reason or "")
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_a_stalled_redis_neither_holds_requests_past_the_timeout_nor_the_apps_threads(
+    own_redis: RedisServer, anyio_backend: str
+) -> None:
+    # trio runs the round trips in worker threads: they must not queue for
+    # anyio's shared pool (40 threads), which the app's own threads need too.
+    app, _ = redis_app(own_redis.url, timeout=0.2, max_connections=10)
+    try:
+        assert (await call(app, http_scope("/", headers=[("x-user", "warm")]))).status == 200
+        own_redis.command("CLIENT", "PAUSE", "3000", "ALL")  # a black-holed server
+        statuses: list[int] = []
+        app_thread: list[float] = []
+
+        async def one(n: int) -> None:
+            sent = await call(app, http_scope("/", headers=[("x-user", f"u{n}")]))
+            statuses.append(sent.status)
+
+        async def app_work() -> None:
+            await anyio.sleep(0.05)
+            started = time.monotonic()
+            await anyio.to_thread.run_sync(time.sleep, 0)
+            app_thread.append(time.monotonic() - started)
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for n in range(150):
+                group.start_soon(one, n)
+            group.start_soon(app_work)
+        elapsed = time.monotonic() - started
+    finally:
+        own_redis.command("CLIENT", "UNPAUSE")
+        await app.pipeline.aclose()
+    assert set(statuses) == {503}
+    assert elapsed < 1.5, elapsed
+    assert app_thread[0] < 0.5, app_thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +83,9 @@ class JWTConfig(ConfigModel):
         return self
 
 
+_SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
 class APIKeyConfig(ConfigModel):
     """API keys kept as SHA-256 hashes in a JSON file (see ``secmw apikey``)."""
 
@@ -94,6 +98,19 @@ class APIKeyConfig(ConfigModel):
     @classmethod
     def _header(cls, value: str) -> str:
         return header_name(value)
+
+    @field_validator("authorization_scheme")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        # An auth-scheme is a token (RFC 9110 section 11.1), compared without case;
+        # one the bearer parser takes as a badly written "Bearer" would never match.
+        if value is None or value == "":
+            return value
+        if not _SCHEME.fullmatch(value):
+            raise ValueError("must be an HTTP auth-scheme (letters, digits, !#$%&'*+.^_`|~-)")
+        if len(value) > 6 and value[:6].lower() == "bearer" and not value[6].isalnum():
+            raise ValueError("must not read as Bearer (Bearer-…, Bearer_…)")
+        return value
 
 
 class IntrospectionConfig(ConfigModel):
@@ -160,6 +177,21 @@ class ProtectedResourceConfig(ConfigModel):
             # such a document would never be served while 401s advertise it.
             raise ValueError("path must be canonical (no trailing or repeated slash)")
         return value
+
+    @model_validator(mode="after")
+    def _derived_path(self) -> ProtectedResourceConfig:
+        # Without ``path`` the document is served at the well-known prefix plus the
+        # resource's path, matched on the canonical (decoded) path and advertised
+        # in challenges as written: both must be the same plain path.
+        if self.path is None:
+            derived = urlsplit(self.resource).path.rstrip("/")
+            plain = all((char.isascii() and char.isalnum()) or char in "/-._~" for char in derived)
+            if not plain or "//" in derived or "/./" in derived + "/" or "/../" in derived + "/":
+                raise ValueError(
+                    f"{FIELD_MARK}path: required: the resource's path {derived!r} cannot be "
+                    "served as written (set path to where the document is served)"
+                )
+        return self
 
 
 class WebSocketAuthConfig(ConfigModel):

@@ -136,6 +136,7 @@ class RedisStore:
         "_sync_client",
         "_sync_gate",
         "_sync_sentinels",
+        "_threads",
         "connect_timeout",
         "max_connections",
         "prefix",
@@ -165,6 +166,9 @@ class RedisStore:
         self.max_connections = max_connections
         self._gate: asyncio.Semaphore | None = None
         self._sync_gate = threading.BoundedSemaphore(max_connections)
+        # Worker threads of our own (trio): the round trips must neither queue
+        # without bound for anyio's shared pool nor starve the app's own threads.
+        self._threads: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
         self._async_client: Any = None
         self._async_loop: Any = None
         self._sync_client: Any = None
@@ -272,7 +276,7 @@ class RedisStore:
         from redis.exceptions import NoScriptError  # noqa: PLC0415
 
         if not _on_asyncio():
-            return await anyio.to_thread.run_sync(self._run_script_sync, script, sha, keys, args)
+            return await self._in_thread(script, sha, keys, args)
         client = self._client_async()
         async with self._slot():
             try:
@@ -280,6 +284,27 @@ class RedisStore:
             except NoScriptError:
                 await client.script_load(script)
                 return await client.evalsha(sha, len(keys), *keys, *args)
+
+    async def _in_thread(self, script: str, sha: str, keys: list[Any], args: list[Any]) -> Any:
+        """The script in a worker thread; waiting for a free one counts against ``timeout``."""
+        if self._threads is None:
+            size = self.max_connections
+            self._threads = (anyio.CapacityLimiter(size), anyio.CapacityLimiter(size))
+        turn, threads = self._threads
+        try:
+            with anyio.fail_after(self.timeout):
+                await turn.acquire()
+        except TimeoutError:
+            raise StorageBusy(
+                f"rate-limit storage busy: {self.max_connections} round trips in flight"
+            ) from None
+        try:
+            # ``threads`` never makes anyone wait: ``turn`` already holds the count.
+            return await anyio.to_thread.run_sync(
+                self._run_script_sync, script, sha, keys, args, limiter=threads
+            )
+        finally:
+            turn.release()
 
     def _run_script_sync(self, script: str, sha: str, keys: list[Any], args: list[Any]) -> Any:
         from redis.exceptions import NoScriptError  # noqa: PLC0415
