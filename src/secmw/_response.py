@@ -209,6 +209,7 @@ class ResponseWriter:
         "_start",
         "_stream",
         "_suppressed",
+        "_watch",
         "denial",
         "started",
         "transform",
@@ -230,6 +231,8 @@ class ResponseWriter:
         self._suppressed = False
         self.started = False
         self._reported = False
+        # The start of an event stream, read for the HTTP+SSE transport's session id.
+        self._watch: bytearray | None = None
         self.transform: Redactor | None = pipeline.body_transform(ctx)
         self.denial: Denial | None = None
 
@@ -242,6 +245,11 @@ class ResponseWriter:
             self._suppressed = True
             return
         kind = message["type"]
+        if self._watch is not None and kind == "http.response.body":
+            sessions = self._pipeline.sessions
+            assert sessions is not None
+            if not sessions.watch(self._ctx, self._watch, message.get("body", b"")):
+                self._watch = None
         if kind == "http.response.start":
             await self._on_start(message)
         elif kind == "http.response.body" and (
@@ -268,8 +276,12 @@ class ResponseWriter:
         ctx.status = int(message["status"])
         headers = list(message.get("headers") or ())
         sessions = pipeline.sessions
-        if sessions is not None and (ctx.method == "POST" or SENT in ctx.state):
-            sessions.observe(ctx, ctx.status, headers)
+        if (
+            sessions is not None
+            and (ctx.method in ("POST", "GET") or SENT in ctx.state)
+            and sessions.observe(ctx, ctx.status, headers)
+        ):
+            self._watch = bytearray()
         headers.extend(pipeline.response_headers(ctx))
         redactor = self.transform
         if redactor is None:

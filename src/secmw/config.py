@@ -86,6 +86,7 @@ class McpConfig(ConfigModel):
 
     session_binding: Literal["strict", "known", "off"] = "strict"
     max_sessions: int = Field(100_000, ge=1)
+    max_sessions_per_principal: int = Field(100, ge=1)
 
 
 class Config(ConfigModel):
@@ -370,6 +371,7 @@ def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline
         fail_open=_fail_open(config, given),
         mcp_sessions=(None if config.mcp.session_binding == "off" else config.mcp.session_binding),
         max_mcp_sessions=config.mcp.max_sessions,
+        max_mcp_sessions_per_principal=config.mcp.max_sessions_per_principal,
     )
 
 

@@ -129,6 +129,7 @@ class Pipeline:
         scope_filters: tuple[Callable[[MutableMapping[str, Any]], None], ...] = (),
         mcp_sessions: SessionMode | None = "strict",
         max_mcp_sessions: int = 100_000,
+        max_mcp_sessions_per_principal: int = 100,
     ) -> None:
         self.authenticator = authenticator
         self.inspector = inspector
@@ -181,7 +182,9 @@ class Pipeline:
         self._audit_gate = audit if hasattr(audit, "healthy") else None
         # MCP session ids bound to the principal that opened them (None: not checked).
         self.sessions = (
-            SessionBinding(mcp_sessions, max_mcp_sessions) if mcp_sessions is not None else None
+            SessionBinding(mcp_sessions, max_mcp_sessions, max_mcp_sessions_per_principal)
+            if mcp_sessions is not None
+            else None
         )
 
     # -- the request phase -------------------------------------------------

@@ -275,6 +275,7 @@ async def test_jwt_and_introspection_split_bearer_tokens_by_shape(auth_server: A
         f"{mock.issuer}/introspect",
         client_id="resource-server",
         client_secret="rs-secret",
+        audience=mock.resource,
         client=http,
     )
     composite = CompositeAuthenticator([build_jwt(config.auth.jwt, jws_only=True), introspection])

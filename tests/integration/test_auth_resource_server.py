@@ -348,7 +348,7 @@ def test_missing_httpx_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setitem(sys.modules, "httpx", None)
     with pytest.raises(ConfigError, match=r"secmw\[gateway\]"):
-        IntrospectionAuthenticator("https://as/i", client_id="c", client_secret="s")
+        IntrospectionAuthenticator("https://as/i", client_id="c", client_secret="s", audience="a")
 
 
 async def test_api_key_file_that_breaks_is_503(tmp_path: Path) -> None:

@@ -167,10 +167,12 @@ class Writer(threading.Thread):
 
     # -- start ------------------------------------------------------------
 
-    def _open(self, *, follow: bool = True) -> tuple[int, bool]:
+    def _open(self, *, follow: bool = True, fresh: bool = False) -> tuple[int, bool]:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         if not follow:
             flags |= getattr(os, "O_NOFOLLOW", 0)
+        if fresh:
+            flags |= os.O_EXCL
         # Non-blocking to open: a FIFO without a reader would otherwise block the
         # start forever (it fails with ENXIO instead); writes block again after.
         fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), self._mode)
@@ -543,8 +545,13 @@ class Writer(threading.Thread):
         self._open_next()
 
     def _open_next(self) -> None:
-        """Second half of a rotation; retried on its own if opening the new file failed."""
-        fd, _ = self._open()
+        """Second half of a rotation; retried on its own if opening the new file failed.
+
+        The new file is created here, never opened through a link or taken over:
+        whoever can write the directory could put either at the path right after
+        the rename. Anything there is a write error until it is gone.
+        """
+        fd, _ = self._open(follow=False, fresh=True)
         os.close(self.fd)
         self.fd, self.size, self.opened_at = fd, 0, time.monotonic()
         # What was written before is in the rotated file now, not to be written again.

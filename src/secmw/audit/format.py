@@ -177,8 +177,11 @@ def _one_line(text: str, method: str) -> str:
     return json_line(None, method, {"message": text})
 
 
-# C0 and C1 controls, DEL, line and paragraph separators, bidi controls, surrogates.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# C0 and C1 controls, DEL, line and paragraph separators, bidi controls and marks,
+# invisible characters (zero-width, word joiner, BOM), surrogates.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 def _escaped(match: re.Match[str]) -> str:

@@ -170,6 +170,7 @@ def build_introspection(
         audience=config.audience
         if config.audience is not None or not config.verify_audience
         else resource,
+        verify_audience=config.verify_audience,
         issuer=config.issuer,
         timeout=config.timeout,
         cache_size=config.cache_size,

@@ -58,7 +58,11 @@ def _httpx() -> Any:
 
 
 class IntrospectionAuthenticator:
-    """Authenticates opaque bearer tokens through an RFC 7662 endpoint."""
+    """Authenticates opaque bearer tokens through an RFC 7662 endpoint.
+
+    ``audience`` (the resource the tokens must name) is required, unless
+    ``verify_audience=False`` turns the check off.
+    """
 
     __slots__ = (
         "_audience",
@@ -99,7 +103,17 @@ class IntrospectionAuthenticator:
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
         max_concurrent: int = 50,
+        verify_audience: bool = True,
     ) -> None:
+        if audience is None and verify_audience:
+            # An authorization server answers "active" for a token it issued to any
+            # of its resources: without the check, theirs would be accepted here.
+            raise ConfigError(
+                "introspection needs the audience the tokens must name "
+                "(or verify_audience=False, a fail-open)"
+            )
+        if audience is not None and not verify_audience:
+            raise ConfigError("verify_audience=False with an audience")
         lib = _httpx()
         self._endpoint = endpoint
         # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.

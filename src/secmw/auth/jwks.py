@@ -22,8 +22,10 @@ The trade-offs, each deliberate:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -67,14 +69,38 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _tracked(sockets: list[socket.socket]) -> tuple[Any, Any]:
+    """urllib handlers whose connections hand their sockets to ``sockets``."""
+
+    def recording(connection_class: Any) -> Any:
+        class Recording(connection_class):  # type: ignore[misc]
+            def connect(self) -> None:
+                super().connect()
+                sockets.append(self.sock)
+
+        return Recording
+
+    class HTTP(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **options: Any) -> Any:
+            return super().do_open(recording(http_class), req, **options)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def do_open(self, http_class: Any, req: Any, **options: Any) -> Any:
+            return super().do_open(recording(http_class), req, **options)
+
+    return HTTP(), HTTPS()
+
+
 def urllib_fetcher(timeout: float = 5.0, max_bytes: int = MAX_JWKS_BYTES) -> Fetcher:
     """A fetcher running ``urllib`` in a worker thread, with a timeout and a size cap.
 
-    Redirects are not followed (a 3xx is a failed fetch).
+    Redirects are not followed (a 3xx is a failed fetch). A fetch given up on
+    (the timeout, a cancellation) has its socket shut down, so its thread ends
+    too instead of reading what an endpoint trickles, headers included.
     """
-    opener = urllib.request.build_opener(_NoRedirect)
 
-    def fetch_sync(url: str) -> FetchResult:
+    def fetch_sync(url: str, sockets: list[socket.socket]) -> FetchResult:
+        opener = urllib.request.build_opener(_NoRedirect, *_tracked(sockets))
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked by the config
         # urllib's timeout bounds each socket read, not the answer: an endpoint
         # sending a byte now and then would keep this thread reading for hours.
@@ -97,7 +123,13 @@ def urllib_fetcher(timeout: float = 5.0, max_bytes: int = MAX_JWKS_BYTES) -> Fet
             return FetchResult(exc.code, b"", None)
 
     async def fetch(url: str) -> FetchResult:
-        return await anyio.to_thread.run_sync(fetch_sync, url, abandon_on_cancel=True)
+        sockets: list[socket.socket] = []
+        try:
+            return await anyio.to_thread.run_sync(fetch_sync, url, sockets, abandon_on_cancel=True)
+        finally:
+            for sock in sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     return fetch
 

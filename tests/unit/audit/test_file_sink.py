@@ -861,3 +861,32 @@ def test_a_fallback_write_does_not_wait_forever_for_an_interrupted_holder(
         sink._fallback_lock.release()
     assert "r1" in fallback.getvalue()
     anyio.run(sink.aclose)
+
+
+async def test_a_link_planted_at_the_path_during_a_rotation_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    rename = os.rename
+
+    def rename_then_plant(source: Any, target: Any) -> None:
+        rename(source, target)
+        if str(source) == str(path) and not path.exists():
+            path.symlink_to(victim)  # in the gap between the rename and the new file
+
+    monkeypatch.setattr(_writer.os, "rename", rename_then_plant)
+    sink, _ = make_sink(path, rotate_bytes=2048, retry_interval=0.05)
+    for n in range(40):
+        await sink.emit(event(n, reason="x" * 100))
+    wait_until(lambda: sink.error is not None)
+    assert victim.read_bytes() == b"precious\n"
+    monkeypatch.setattr(_writer.os, "rename", rename)
+    path.unlink()  # the link is gone: the rotation completes
+    wait_until(lambda: sink.error is None, timeout=3)
+    await sink.emit(event(99))
+    await sink.aclose()
+    assert victim.read_bytes() == b"precious\n"
+    assert not path.is_symlink()
+    assert verify_files(trail_files(path)).ok

@@ -171,7 +171,7 @@ async def test_structlog_sink_hands_the_app_printable_text() -> None:
         name="authz_allow",
         outcome="success",
         tool="\x1b[2J\x1b[Hsearch",
-        path="/a\u202eb",
+        path="/a\u202eb\u200f\u200b\u061c",
         subject="\ud800",
         details={"note\n": ["\x07"]},
     )
@@ -179,7 +179,7 @@ async def test_structlog_sink_hands_the_app_printable_text() -> None:
         await StructlogAuditSink().emit(event)
     (logged,) = logs
     assert logged["tool"] == "\\u001b[2J\\u001b[Hsearch"
-    assert logged["path"] == "/a\\u202eb" and logged["subject"] == "\\ud800"
+    assert logged["path"] == "/a\\u202eb\\u200f\\u200b\\u061c" and logged["subject"] == "\\ud800"
     assert logged["details"] == {"note\\u000a": ["\\u0007"]}
     # What a console renderer writes can be encoded and holds no escape character.
     rendered = structlog.dev.ConsoleRenderer(colors=False)(None, "info", dict(logged))

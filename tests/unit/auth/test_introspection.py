@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from secmw.auth.introspection import IntrospectionAuthenticator, IntrospectionError
-from secmw.errors import AuthenticationError
+from secmw.errors import AuthenticationError, ConfigError
 from secmw.testing import MockAuthorizationServer
 from tests.auth_support import FakeClock, ctx_with, pkce_tokens
 
@@ -295,3 +295,15 @@ async def test_made_up_tokens_do_not_push_active_ones_out_of_the_cache() -> None
     calls = endpoint.calls
     assert (await auth.check("good")).subject == "user-1"
     assert endpoint.calls == calls  # still cached
+
+
+def test_in_code_the_audience_is_required_or_explicitly_off() -> None:
+    with pytest.raises(ConfigError, match="audience"):
+        IntrospectionAuthenticator("https://as/i", client_id="c", client_secret="s")
+    with pytest.raises(ConfigError, match="verify_audience=False with an audience"):
+        IntrospectionAuthenticator(
+            "https://as/i", client_id="c", client_secret="s", audience="a", verify_audience=False
+        )
+    IntrospectionAuthenticator(
+        "https://as/i", client_id="c", client_secret="s", verify_audience=False
+    )

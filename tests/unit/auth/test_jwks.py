@@ -425,3 +425,39 @@ def test_a_trickling_endpoint_is_cut_off_at_the_timeout() -> None:
         done.set()
         server.close()
         thread.join(5)
+
+
+def test_a_fetch_given_up_on_stops_reading_trickling_headers() -> None:
+    # The status line, then a header one byte at a time: the thread reading it
+    # must end when the fetch is given up on, not when the endpoint stops.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    sent_until_closed = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(100):  # 20 s at most
+                time.sleep(0.2)
+                try:
+                    connection.sendall(b"a")
+                except OSError:
+                    sent_until_closed.set()
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    fetch = urllib_fetcher(timeout=0.6)
+
+    async def give_up() -> None:
+        with anyio.move_on_after(0.6):
+            await fetch(f"http://127.0.0.1:{port}/jwks")
+
+    try:
+        anyio.run(give_up)
+        assert sent_until_closed.wait(3)  # the reader hung up within a few bytes
+    finally:
+        server.close()
+        thread.join(25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -181,3 +182,70 @@ def test_config_is_checked() -> None:
     assert keys == {"mcp.session_binding", "mcp.max_sessions"}
     with pytest.raises(ValueError):
         SessionBinding("loose")  # type: ignore[arg-type]
+
+
+class SseTransportServer:
+    """A stand-in for the MCP SDK's HTTP+SSE transport (``sse_app``)."""
+
+    def __init__(self) -> None:
+        self.ids = (uuid.uuid4().hex for _ in itertools.count())
+        self.posted: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["method"] == "GET":
+            session = next(self.ids)
+            body = f"event: endpoint\r\ndata: /messages/?session_id={session}\r\n\r\n".encode()
+            headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            # In pieces, as a stream goes out.
+            await send({"type": "http.response.body", "body": body[:20], "more_body": True})
+            await send({"type": "http.response.body", "body": body[20:], "more_body": False})
+            return
+        self.posted.append(scope["query_string"].decode())
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b"Accepted"})
+
+
+async def test_the_http_sse_transports_session_id_is_bound_too() -> None:
+    server = SseTransportServer()
+    audit = AuditCapture()
+    app = SecurityMiddleware(server, {"auth": {"jwt": ISSUER.jwt_config()}}, audit=audit)
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+
+    async def post(token: str, query: str) -> int:
+        headers = [("authorization", f"Bearer {token}"), ("content-type", "application/json")]
+        scope = http_scope(
+            "/messages/", method="POST", headers=headers, query_string=query.encode()
+        )
+        return (await call(app, scope, Receiver.body(b"{}"))).status
+
+    opened = await call(app, http_scope("/sse", headers=[("authorization", f"Bearer {alice}")]))
+    session = opened.body.decode().split("session_id=")[1].split()[0]
+    spelled = uuid.UUID(hex=session)
+    # Every spelling the SDK reads as the same id (UUID(hex=...)) is alice's.
+    for query in (
+        f"session_id={session}",
+        f"session_id={session.upper()}",
+        f"session_id={spelled}",
+        f"session_id=urn:uuid:{spelled}",
+        f"session_id=%7B{spelled}%7D",
+    ):
+        assert await post(bob, query) == 404, query
+    assert await post(bob, f"session_id={uuid.uuid4().hex}&session_id={session}") == 400
+    assert await post(alice, f"session_id={spelled}") == 202
+    # An id never seen bound is a plain query parameter elsewhere: it passes.
+    assert await post(bob, f"session_id={uuid.uuid4().hex}") == 202
+    assert len(server.posted) == 2
+    assert {e.reason for e in audit.events if e.status == 404} == {
+        "MCP session of another principal"
+    }
+
+
+def test_one_principal_cannot_push_the_others_sessions_out() -> None:
+    binding = SessionBinding(max_sessions=100, max_per_principal=2)
+    alice = Principal("alice", auth_method="jwt")
+    mallory = Principal("mallory", auth_method="jwt")
+    binding._bind("alice-1", alice)
+    for n in range(50):
+        binding._bind(f"mallory-{n}", mallory)
+    assert list(binding._owners) == ["alice-1", "mallory-48", "mallory-49"]
