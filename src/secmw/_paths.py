@@ -62,7 +62,19 @@ def canonical_path(
     path = route_path(path, root_path) or "/"
     if _PLAIN.fullmatch(path):
         return path.rstrip("/") or "/"
-    return _resolve(path, allow_double_encoding)
+    resolved = _resolve(path, allow_double_encoding)
+    if root_path and _under(resolved, root_path) and not _under(path, root_path):
+        # Servers that keep the mount prefix out of ``path`` (hypercorn, granian):
+        # "//api/admin" under root "/api" resolves to "/api/admin", which the app
+        # would strip to "/admin" after the policy judged "/api/admin".
+        raise BadRequest(
+            "The request path is not valid.", reason="path resolves into the mount prefix"
+        )
+    return resolved
+
+
+def _under(path: str, root_path: str) -> bool:
+    return path == root_path or path.startswith(root_path + "/")
 
 
 def _check_raw(raw_path: bytes, allow_encoded_slash: bool) -> None:

@@ -83,10 +83,11 @@ class BodyGuard(Protocol):
 
 
 def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, int | None]:
-    """The body's media type, its content coding (``None`` for identity) and its length.
+    """The body's media type, its coding (``None`` for identity) and its length.
 
     Every field line counts: a second ``Content-Encoding: identity`` must not hide
-    a first ``gzip``, nor a second ``Content-Type`` a textual first one. Text in
+    a first ``gzip``, nor a second ``Content-Type`` a textual first one. Codings
+    of ``Transfer-Encoding`` other than ``chunked`` count as well. Text in
     UTF-16 or UTF-32 counts as encoded: its ASCII secrets cannot be found as bytes.
     """
     media = encoding = None
@@ -100,10 +101,12 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
             wide = _wide_charset(value) if b"=" in value else None
             if wide is not None:
                 encoding = encoding or f"charset {wide}"
-        elif lowered == b"content-encoding":
+        elif lowered in (b"content-encoding", b"transfer-encoding"):
+            # A transfer coding other than chunked (gzip, chunked) compresses the
+            # bytes on the wire just the same: a client decodes it before reading.
             for coding in value.decode("latin-1").lower().split(","):
                 stripped = coding.strip()
-                if stripped and stripped != "identity":
+                if stripped and stripped not in ("identity", "chunked"):
                     encoding = encoding or stripped
         elif lowered == b"content-length" and value.isdigit() and len(value) <= 18:
             length = int(value)
@@ -316,6 +319,11 @@ class ResponseWriter:
         self.started = True
         self._open_stream(redactor)
         await self._send({**message, "headers": _without_length(headers)})
+
+    @property
+    def raw_send(self) -> Send:
+        """The server's ``send``, past the redaction (for answers secmw writes itself)."""
+        return self._send
 
     def _open_stream(self, redactor: Redactor) -> None:
         self._stream = (

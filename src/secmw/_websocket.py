@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from secmw._response import ResponseWriter
 from secmw.errors import AuthenticationError, Denial, PayloadTooLarge, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class WebSocketSession:
         self.accepted = False
         self.closed = False
         self._refused = False
+        self._denial: ResponseWriter | None = None
         # The code secmw closed the session with: what the app's last receive says.
         self._close_code: int | None = None
         # Set once the client's side is over (it left, or secmw refused it): expiry is moot.
@@ -146,13 +148,24 @@ class WebSocketSession:
         if kind == "websocket.accept":
             self.accepted = True
             self._ctx.status = 101
+            extra = self._pipeline.response_headers(self._ctx)
+            if extra:  # the request id, as on every answer to an admitted request
+                message = {**message, "headers": [*(message.get("headers") or ()), *extra]}
         elif kind == "websocket.close":
             self.closed = True
             if self._ctx.status is None:
                 self._ctx.status = 403
-        elif kind == "websocket.http.response.start":
-            self._ctx.status = message.get("status")
+        elif kind.startswith("websocket.http.response."):
+            # The app refuses the handshake with a response of its own: an HTTP
+            # response like any other, redacted and with the response headers.
+            if self._denial is None:
+                self._denial = ResponseWriter(self._ctx, self._pipeline, self._denial_send, None)
+            await self._denial.send({**message, "type": kind.removeprefix("websocket.")})
+            return
         await self._send(message)
+
+    async def _denial_send(self, message: Message) -> None:
+        await self._send({**message, "type": "websocket." + message["type"]})
 
     async def _pump(self, to_app: MemoryObjectSendStream[Message]) -> None:
         async with to_app:

@@ -10,6 +10,7 @@ through untouched; ``websocket`` handshakes are checked like HTTP requests.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Unpack
@@ -163,6 +164,9 @@ class SecurityMiddleware:
             if guard is None or not guard.exceeded:
                 with anyio.CancelScope(shield=True):
                     await writer.finish()
+                    if not writer.started:
+                        # Ours, not the server's bare 500: with the request id headers.
+                        await self._answer_failure(ctx, writer)
                     await pipeline.record(ctx, name="app_error", reason="application raised")
                 raise
             # The app saw the synthetic disconnect of an over-long body and gave up.
@@ -172,6 +176,20 @@ class SecurityMiddleware:
                 await pipeline.record(ctx, name="request_aborted", reason="cancelled")
             raise
         await writer.finish()
+        if not writer.started and (guard is None or not guard.exceeded):
+            await self._answer_failure(ctx, writer)
+            ctx.state["denial"] = _AppFailed(reason="application returned without a response")
+
+    async def _answer_failure(self, ctx: RequestContext, writer: ResponseWriter) -> None:
+        """Answer 500 for an app that failed before its response started."""
+        status, headers, body = self.pipeline.render(ctx, _AppFailed())
+        ctx.status = status
+        writer.started = True
+        with contextlib.suppress(Exception):  # the client may be gone
+            await writer.raw_send(
+                {"type": "http.response.start", "status": status, "headers": headers}
+            )
+            await writer.raw_send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _serve(self, ctx: RequestContext, send: Send) -> None:
         """Answer a path secmw serves itself; the endpoint does its own access check."""
@@ -394,6 +412,15 @@ def _check_declared_length(ctx: RequestContext, limit: int | None) -> None:
         raise PayloadTooLarge(
             "The request body is too large.", reason="declared content-length over max_body_bytes"
         )
+
+
+class _AppFailed(Denial):
+    status = 500
+    title = "Internal Server Error"
+    event = "app_error"
+
+    def __init__(self, *, reason: str = "application raised") -> None:
+        super().__init__("The request failed.", reason=reason)
 
 
 class _CodedBody(Denial):

@@ -289,6 +289,7 @@ class RequestContext:
         raw_headers: RawHeaders = scope.get("headers") or ()
         headers = Headers(raw_headers)
         raw_path = scope.get("raw_path")
+        path_given = path
         if path is None:
             path = canonical_path(
                 scope.get("path") or "/",
@@ -305,7 +306,10 @@ class RequestContext:
             if forwarded is not None:
                 client, client_port = forwarded, None
         request_id = None
-        incoming, lengths = _scan(raw_headers, settings.request_id_header.encode("latin-1"))
+        # Strict unless describing a refused request (``path`` given).
+        incoming, lengths = _scan(
+            raw_headers, settings.request_id_header.encode("latin-1"), strict=path_given is None
+        )
         if settings.trust_request_id and incoming is not None and _REQUEST_ID.fullmatch(incoming):
             request_id = incoming
         # Built field by field rather than through __init__'s keywords: this runs
@@ -402,17 +406,35 @@ class RequestContext:
 _DEFAULT_SETTINGS = ContextSettings()
 
 
-def _scan(raw: RawHeaders, request_id_name: bytes) -> tuple[str | None, tuple[str, ...]]:
+# uri-host [":" port]: a bracketed IPv6 literal, or a name without ":", "/", "@", spaces.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[^\x00-\x20:/?#\[\]@\\\x7f-\xff]*)(?::[0-9]*)?")
+
+
+def _scan(
+    raw: RawHeaders, request_id_name: bytes, *, strict: bool = True
+) -> tuple[str | None, tuple[str, ...]]:
     """One pass over the raw headers for what every request needs: the request id
-    and the Content-Length values (all of them: duplicates must be seen)."""
+    and the Content-Length values (all of them: duplicates must be seen).
+
+    A second ``Host`` line, or one that is no host[:port], is a 400 (RFC 9112
+    section 3.2): the policy's ``hosts`` and an app reading the last line or
+    splitting at a colon would read different hosts.
+    """
     request_id: str | None = None
     lengths: tuple[str, ...] = ()
+    host: bytes | None = None
     for key, value in raw:
         name = key if key.islower() else key.lower()
         if name == b"content-length":
             lengths = (*lengths, value.decode("latin-1"))
+        elif name == b"host" and strict:
+            if host is not None:
+                raise BadRequest("The Host header is sent more than once.", reason="duplicate Host")
+            host = value
         elif name == request_id_name and request_id is None:
             request_id = value.decode("latin-1")
+    if host is not None and not _HOST.fullmatch(host):
+        raise BadRequest("The Host header is not valid.", reason="malformed Host")
     return request_id, lengths
 
 

@@ -391,9 +391,34 @@ async def test_app_exception_is_audited_and_propagates() -> None:
         raise ValueError("boom")
 
     audit = AuditCapture()
+    sender = Sender()
     with pytest.raises(ValueError, match="boom"):
-        await call(open_app(crash, audit=audit), http_scope("/x"))
-    assert audit.named("app_error")
+        await open_app(crash, audit=audit)(http_scope("/x"), Receiver.body(b""), sender)
+    (failed,) = audit.named("app_error")
+    # secmw answers (not the server's bare 500): with the request id, and audited so.
+    assert sender.status == 500 and failed.status == 500
+    assert sender.header("x-request-id") == failed.request_id
+    assert b"boom" not in sender.body
+
+
+@pytest.mark.parametrize("redacting", [False, True])
+async def test_an_app_that_returns_without_answering_gets_our_500(redacting: bool) -> None:
+    async def silent(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    async def held(scope: Any, receive: Any, send: Any) -> None:
+        # Its start is held for redaction, its body never comes.
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"10")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    audit = AuditCapture()
+    app = open_app(
+        held if redacting else silent, audit=audit, redactor=MarkerRedactor() if redacting else None
+    )
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 500
+    assert sent.header("x-request-id") == audit.last.request_id
+    assert (audit.last.name, audit.last.status) == ("app_error", 500)
 
 
 # -- identity of the request -----------------------------------------------------

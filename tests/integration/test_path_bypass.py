@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from secmw import SecurityMiddleware
+from secmw.testing import AuditCapture
 from tests.support import DenyPrefix, EchoApp, call, http_scope
 
 pytestmark = pytest.mark.anyio
@@ -195,3 +196,76 @@ async def test_the_rewritten_scope_keeps_root_path_query_and_trailing_slash() ->
     plain = EchoApp()
     await call(SecurityMiddleware(plain, OPEN), uvicorn_scope("/a/b/"))
     assert plain.scopes[0]["raw_path"] == b"/a/b/"  # nothing to rewrite: the scope is the server's
+
+
+def hypercorn_scope(raw: str, root_path: str) -> dict[str, Any]:
+    """As hypercorn (``--root-path``) and granian (``--url-path-prefix``) build it:
+    the client's path as sent, the mount prefix only in ``root_path``."""
+    raw_path = raw.split("?", 1)[0].encode("latin-1")
+    return http_scope(unquote(raw_path.decode("ascii")), raw_path=raw_path, root_path=root_path)
+
+
+def _admin_app() -> Starlette:
+    async def admin(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("admin area")
+
+    async def other(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(f"other {request.url.path}")
+
+    return Starlette(routes=[Route("/admin", admin), Route("/{rest:path}", other)])
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("//api/admin", id="double-slash"),
+        pytest.param("/./api/admin", id="dot"),
+        pytest.param("/api;x/admin", id="matrix"),
+        pytest.param("/x/../api/admin", id="dot-dot"),
+        pytest.param("/api/./admin", id="dot-below"),
+        pytest.param("/%2e/api/admin", id="encoded-dot"),
+        pytest.param("/admin", id="plain"),
+        pytest.param("/api/admin", id="with-prefix"),
+    ],
+)
+@pytest.mark.parametrize("style", ["hypercorn", "uvicorn"])
+async def test_a_spelling_that_resolves_into_the_mount_prefix_never_reaches_admin(
+    target: str, style: str
+) -> None:
+    # The policy judged "/api/admin" while Starlette stripped the prefix and
+    # served "/admin": now such a spelling is refused, or judged as "/admin".
+    app = SecurityMiddleware(_admin_app(), OPEN, policy=DenyPrefix("/admin"))
+    scope = (
+        hypercorn_scope(target, "/api")
+        if style == "hypercorn"
+        else uvicorn_scope(target, root_path="/api")
+    )
+    sent = await call(app, scope)
+    assert sent.body != b"admin area", (style, target, sent.status)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "reason"),
+    [
+        pytest.param(["public.example", "admin.example"], "duplicate Host", id="two-lines"),
+        pytest.param(["admin.example:1:2"], "malformed Host", id="two-colons"),
+        pytest.param(["admin.example/x"], "malformed Host", id="slash"),
+        pytest.param(["user@admin.example"], "malformed Host", id="userinfo"),
+    ],
+)
+async def test_an_ambiguous_host_is_a_bad_request(hosts: list[str], reason: str) -> None:
+    # The policy's hosts condition and an app reading the last line (or splitting
+    # at a colon) would read different hosts (RFC 9112 section 3.2: 400).
+    echo, audit = EchoApp(), AuditCapture()
+    app = SecurityMiddleware(echo, OPEN, audit=audit)
+    sent = await call(app, http_scope("/x", headers=[("host", h) for h in hosts]))
+    assert sent.status == 400
+    assert echo.scopes == []
+    assert audit.last.reason == reason
+
+
+@pytest.mark.parametrize("host", ["api.example", "api.example:8443", "[::1]:8000", "127.0.0.1", ""])
+async def test_ordinary_hosts_pass(host: str) -> None:
+    echo = EchoApp()
+    sent = await call(SecurityMiddleware(echo, OPEN), http_scope("/x", headers=[("host", host)]))
+    assert sent.status == 200

@@ -176,6 +176,8 @@ def _answering(*headers: tuple[bytes, bytes], body: bytes) -> Any:
             [(b"content-encoding", b"gzip"), (b"content-encoding", b"identity")], id="two-lines"
         ),
         pytest.param([(b"content-encoding", b"identity, gzip")], id="list"),
+        pytest.param([(b"transfer-encoding", b"gzip, chunked")], id="transfer-coding"),
+        pytest.param([(b"Transfer-Encoding", b"deflate")], id="transfer-coding-alone"),
         pytest.param([(b"content-type", b"text/plain; charset=utf-16")], id="utf-16-text"),
         pytest.param([(b"content-type", b'text/plain; charset="unicode"')], id="whatwg-label"),
         pytest.param(

@@ -249,3 +249,50 @@ async def test_an_app_slow_to_read_still_learns_the_expiry_code() -> None:
     assert sent.messages[-1]["code"] == 1008
     assert received[-1] == {"type": "websocket.disconnect", "code": 1008}
     assert all(m["type"] == "websocket.receive" for m in received[:-1])
+
+
+STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+
+async def test_the_apps_own_handshake_denial_is_redacted_and_carries_the_request_id() -> None:
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        body = f'{{"error": "quota", "debug_key": "{STRIPE}"}}'.encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+
+    config = {**OPEN, "redact": {"enabled": True}}
+    app = SecurityMiddleware(refuse, config)
+    sent = Sender()
+    scope = ws_scope(extensions={"websocket.http.response": {}})
+    with anyio.fail_after(5):
+        await app(scope, ScriptedClient(), sent)
+    assert [m["type"] for m in sent.messages] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert sent.status == 403
+    assert sent.header("x-request-id")
+    assert STRIPE not in sent.body.decode()
+    assert b"[REDACTED:stripe_secret_key]" in sent.body
+    assert sent.header("content-length") == str(len(sent.body))
+
+
+async def test_an_accepted_session_carries_the_request_id() -> None:
+    app = SecurityMiddleware(Recorder(), OPEN)
+    client = ScriptedClient({"type": "websocket.disconnect", "code": 1000})
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(ws_scope(), client, sent)
+    accept = sent.messages[0]
+    assert accept["type"] == "websocket.accept"
+    assert any(name == b"x-request-id" for name, _ in accept.get("headers", []))
