@@ -64,7 +64,7 @@ async def test_authenticated_session(service: Service, signer: TokenIssuer) -> N
     client = Client(text("hello"), {"type": "websocket.receive", "bytes": b"bin"}, hang_up=True)
     sent = await session(service, client, token, "ws-ok")
 
-    assert sent.messages[0] == {"type": "websocket.accept"}
+    assert _without_headers(sent.messages[0]) == {"type": "websocket.accept"}
     assert replies(sent) == ["alice: hello", "alice: bin"]
     (event,) = service.audit.for_request("ws-ok")
     assert (event.name, event.transport, event.status, event.subject, event.tenant) == (
@@ -120,7 +120,7 @@ async def test_per_message_rate_limit_closes_the_session(
     frames = [text(f"m{n}") for n in range(7)]  # the tier allows 5 per connection
     sent = await session(service, Client(*frames), token, "ws-rate")
 
-    assert sent.messages[0] == {"type": "websocket.accept"}
+    assert _without_headers(sent.messages[0]) == {"type": "websocket.accept"}
     assert sent.messages[-1]["type"] == "websocket.close"
     assert sent.messages[-1]["code"] == 1008
     # The app got the admitted messages in order, then the close, unless a reply of
@@ -161,7 +161,7 @@ async def test_session_is_closed_when_the_token_expires(
     service.app.pipeline.authenticator._clock = lambda: issued  # type: ignore[union-attr]
     sent = await session(service, Client(), token, "ws-exp")
 
-    assert sent.messages[0] == {"type": "websocket.accept"}
+    assert _without_headers(sent.messages[0]) == {"type": "websocket.accept"}
     assert sent.messages[-1] == {
         "type": "websocket.close",
         "code": 1008,
@@ -203,3 +203,9 @@ async def test_sessions_of_one_user_are_isolated(service: Service, signer: Token
     sessions = {e.request_id: e for e in service.audit.named("authz_allow")}
     assert set(sessions) == {"ws-a", "ws-b", "ws-c"}
     assert {e.subject for e in sessions.values()} == {"dave"}
+
+
+def _without_headers(message: dict[str, Any]) -> dict[str, Any]:
+    """The accept without the response headers secmw adds (request id, RateLimit)."""
+    assert any(name == b"x-request-id" for name, _ in message.get("headers", []))
+    return {k: v for k, v in message.items() if k != "headers"}
