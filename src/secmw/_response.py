@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secmw.errors import Denial
-from secmw.policy.sessions import SENT
+from secmw.policy.sessions import SENT, Watch
 from secmw.redact.audit import redaction_event
 from secmw.redact.base import Redactor, StreamRedactor
 
@@ -235,7 +235,7 @@ class ResponseWriter:
         self.started = False
         self._reported = False
         # The start of an event stream, read for the HTTP+SSE transport's session id.
-        self._watch: bytearray | None = None
+        self._watch: Watch | None = None
         self.transform: Redactor | None = pipeline.body_transform(ctx)
         self.denial: Denial | None = None
 
@@ -279,12 +279,8 @@ class ResponseWriter:
         ctx.status = int(message["status"])
         headers = list(message.get("headers") or ())
         sessions = pipeline.sessions
-        if (
-            sessions is not None
-            and (ctx.method in ("POST", "GET") or SENT in ctx.state)
-            and sessions.observe(ctx, ctx.status, headers)
-        ):
-            self._watch = bytearray()
+        if sessions is not None and (ctx.method in ("POST", "GET") or SENT in ctx.state):
+            self._watch = sessions.observe(ctx, ctx.status, headers)
         headers.extend(pipeline.response_headers(ctx))
         redactor = self.transform
         if redactor is None:
@@ -408,8 +404,12 @@ class ResponseWriter:
         """The app is done: report redactions of a stream that never reached its end.
 
         A client that hangs up mid-stream (the MCP SDK's legacy transport does) still
-        received redacted text; the audit trail must say so.
+        received redacted text; the audit trail must say so. An HTTP+SSE session
+        bound from this stream ends with it.
         """
+        sessions = self._pipeline.sessions
+        if sessions is not None:
+            sessions.stream_ended(self._ctx)
         if self._stream is not None and not self._reported:
             findings = list(self._stream[0].findings)
             self._ctx.findings.extend(findings)

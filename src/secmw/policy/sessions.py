@@ -22,7 +22,6 @@ first), so one principal cannot push the others' out of the table.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import OrderedDict
 from typing import Literal
@@ -38,7 +37,19 @@ _HEADER_BYTES = HEADER.encode("latin-1")
 SENT = "secmw.mcp_session"
 # How much of an SSE answer is read for the HTTP+SSE transport's endpoint event.
 WATCH_BYTES = 8192
-_ENDPOINT = re.compile(rb"event:[ \t]*endpoint\r?\n(?:[^\r\n]+\r?\n)*?data:[ \t]?([^\r\n]*)")
+# ctx.state key: the HTTP+SSE session id bound from this request's event stream.
+STREAMED = "secmw.mcp_sse_session"
+
+
+class Watch:
+    """Where the reading of one event stream's start stands (complete lines only)."""
+
+    __slots__ = ("endpoint", "pending", "read")
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.read = 0
+        self.endpoint = False
 
 Owner = tuple[str, str, str]
 
@@ -73,7 +84,7 @@ def _query_session(value: str) -> str:
 class SessionBinding:
     """Binds MCP session ids to principals; at most ``max_sessions``, least recent out."""
 
-    __slots__ = ("_by_owner", "_owners", "max_per_principal", "max_sessions", "mode")
+    __slots__ = ("_by_owner", "_evicted", "_owners", "max_per_principal", "max_sessions", "mode")
 
     def __init__(
         self,
@@ -90,6 +101,9 @@ class SessionBinding:
         self.max_per_principal = max_per_principal
         self._owners: OrderedDict[str, Owner] = OrderedDict()
         self._by_owner: dict[Owner, OrderedDict[str, None]] = {}
+        # HTTP+SSE ids pushed out of the table while their stream is open: refused
+        # for everyone (an unbound query id would pass) until the stream ends.
+        self._evicted: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -106,7 +120,9 @@ class SessionBinding:
             session = values[0]
             ctx.state[SENT] = session
             self._check(ctx, session, strict=self.mode == "strict")
-        if b"session_id" in ctx.query_string:
+        query = ctx.query_string
+        if b"session_id" in query or (b"%" in query and b"=" in query):
+            # Percent-encoded too: "session%5Fid" is "session_id" to the app.
             self._check_query(ctx)
 
     def _check_query(self, ctx: RequestContext) -> None:
@@ -119,6 +135,10 @@ class SessionBinding:
                 reason="several session_id parameters",
             )
         for session in sessions:
+            if session in self._evicted:
+                raise SessionNotFound(
+                    "Session not found.", reason="MCP session pushed out of the binding table"
+                )
             self._check(ctx, session, strict=False)
 
     def _check(self, ctx: RequestContext, session: str, *, strict: bool) -> None:
@@ -134,19 +154,21 @@ class SessionBinding:
         self._owners.move_to_end(session)
         self._by_owner[owner].move_to_end(session)
 
-    def observe(self, ctx: RequestContext, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    def observe(
+        self, ctx: RequestContext, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> Watch | None:
         """The app's answer: bind a session id it names, forget one it ended.
 
-        True when its body should be watched (:meth:`watch`) for the HTTP+SSE
-        transport's ``endpoint`` event: a GET answered with an event stream.
+        A :class:`Watch` when its body should be read (:meth:`watch`) for the
+        HTTP+SSE transport's ``endpoint`` event: a GET answered with an event stream.
         """
         sent = ctx.state.get(SENT)
         if sent is not None and (status == 404 or (ctx.method == "DELETE" and status < 300)):
             # The session is gone (ended by its owner, or unknown to the server).
             self._forget(sent)
-            return False
+            return None
         if status >= 400:
-            return False
+            return None
         stream = False
         for name, value in headers:
             lowered = name.lower()
@@ -154,19 +176,40 @@ class SessionBinding:
                 self._bind(value.decode("latin-1"), ctx.principal)
             elif lowered == b"content-type":
                 stream = value.split(b";", 1)[0].strip().lower() == b"text/event-stream"
-        return stream and ctx.method == "GET" and status == 200
+        return Watch() if stream and ctx.method == "GET" and status == 200 else None
 
-    def watch(self, ctx: RequestContext, seen: bytearray, chunk: bytes) -> bool:
-        """Read the start of an event stream for an ``endpoint`` event; False once done."""
-        seen += chunk[: WATCH_BYTES - len(seen)]
-        found = _ENDPOINT.search(seen)
-        if found is None:
-            return len(seen) < WATCH_BYTES
-        target = found.group(1).decode("latin-1")
-        for name, value in parse_qsl(urlsplit(target).query, keep_blank_values=True):
-            if name == "session_id":
-                self._bind(_query_session(value), ctx.principal)
-        return False
+    def watch(self, ctx: RequestContext, state: Watch, chunk: bytes) -> bool:
+        """Read the start of an event stream for its ``endpoint`` event; False once done.
+
+        Complete lines only (an id cut by a chunk boundary must not be bound as
+        its prefix), each byte once, at most :data:`WATCH_BYTES` of them.
+        """
+        chunk = chunk[: WATCH_BYTES - state.read]
+        state.read += len(chunk)
+        lines = (state.pending + chunk).split(b"\n")
+        state.pending = lines.pop()
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line:
+                state.endpoint = False  # an event ends
+            elif line.startswith(b"event:"):
+                state.endpoint = line[6:].strip() == b"endpoint"
+            elif state.endpoint and line.startswith(b"data:"):
+                target = line[5:].strip().decode("latin-1")
+                for name, value in parse_qsl(urlsplit(target).query, keep_blank_values=True):
+                    if name == "session_id":
+                        session = _query_session(value)
+                        self._bind(session, ctx.principal)
+                        ctx.state[STREAMED] = session
+                return False
+        return state.read < WATCH_BYTES
+
+    def stream_ended(self, ctx: RequestContext) -> None:
+        """The event stream that bound an HTTP+SSE session ended: so did the session."""
+        session = ctx.state.pop(STREAMED, None)
+        if session is not None:
+            self._forget(session)
+            self._evicted.pop(session, None)
 
     def _bind(self, session: str, principal: Principal) -> None:
         owners = self._owners
@@ -180,11 +223,11 @@ class SessionBinding:
         mine = self._by_owner.setdefault(owner, OrderedDict())
         mine[session] = None
         if len(mine) > self.max_per_principal:
-            self._forget(next(iter(mine)))
+            self._forget(next(iter(mine)), evicted=True)
         while len(owners) > self.max_sessions:
-            self._forget(next(iter(owners)))
+            self._forget(next(iter(owners)), evicted=True)
 
-    def _forget(self, session: str) -> None:
+    def _forget(self, session: str, *, evicted: bool = False) -> None:
         owner = self._owners.pop(session, None)
         if owner is None:
             return
@@ -192,6 +235,10 @@ class SessionBinding:
         del mine[session]
         if not mine:
             del self._by_owner[owner]
+        if evicted and session.startswith("sse:"):
+            self._evicted[session] = None
+            while len(self._evicted) > self.max_sessions:
+                self._evicted.popitem(last=False)
 
 
 __all__ = ["HEADER", "SessionBinding", "SessionMode", "SessionNotFound", "owner_of"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import pytest
 
 from secmw import SecurityMiddleware
@@ -185,60 +187,136 @@ def test_config_is_checked() -> None:
 
 
 class SseTransportServer:
-    """A stand-in for the MCP SDK's HTTP+SSE transport (``sse_app``)."""
+    """A stand-in for the MCP SDK's HTTP+SSE transport (``sse_app``).
 
-    def __init__(self) -> None:
-        self.ids = (uuid.uuid4().hex for _ in itertools.count())
+    A session lives while its GET stream is open; the stream sends the
+    ``endpoint`` event in pieces of ``piece`` bytes, after ``noise``.
+    """
+
+    def __init__(self, piece: int = 20, noise: bytes = b": hello\r\n\r\n") -> None:
+        self.piece = piece
+        self.noise = noise
         self.posted: list[str] = []
+        self.ended = anyio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["method"] == "GET":
-            session = next(self.ids)
-            body = f"event: endpoint\r\ndata: /messages/?session_id={session}\r\n\r\n".encode()
+            session = uuid.uuid4().hex
+            body = self.noise + (
+                f"event: endpoint\r\ndata: /messages/?session_id={session}\r\n\r\n".encode()
+            )
             headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            # In pieces, as a stream goes out.
-            await send({"type": "http.response.body", "body": body[:20], "more_body": True})
-            await send({"type": "http.response.body", "body": body[20:], "more_body": False})
+            for i in range(0, len(body), self.piece):
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[i : i + self.piece],
+                        "more_body": True,
+                    }
+                )
+            await self.ended.wait()  # the session lives as long as its stream
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         self.posted.append(scope["query_string"].decode())
         await send({"type": "http.response.start", "status": 202, "headers": []})
         await send({"type": "http.response.body", "body": b"Accepted"})
 
 
-async def test_the_http_sse_transports_session_id_is_bound_too() -> None:
-    server = SseTransportServer()
-    audit = AuditCapture()
-    app = SecurityMiddleware(server, {"auth": {"jwt": ISSUER.jwt_config()}}, audit=audit)
-    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+class _Collect:
+    def __init__(self) -> None:
+        self.body = b""
+        self.got = anyio.Event()
 
+    async def __call__(self, message: dict[str, Any]) -> None:
+        self.body += message.get("body", b"")
+        if b"\r\n\r\n" in self.body.split(b"event: endpoint", 1)[-1]:
+            self.got.set()
+
+
+async def _sse_session(app: Any, token: str, group: Any) -> str:
+    """Open an HTTP+SSE session in ``group``; its id once the endpoint event arrived."""
+    collect = _Collect()
+    scope = http_scope("/sse", headers=[("authorization", f"Bearer {token}")])
+    group.start_soon(app, scope, Receiver.body(b""), collect)
+    with anyio.fail_after(5):
+        await collect.got.wait()
+    return collect.body.decode().split("session_id=")[1].split()[0]
+
+
+def _poster(app: Any) -> Any:
     async def post(token: str, query: str) -> int:
         headers = [("authorization", f"Bearer {token}"), ("content-type", "application/json")]
         scope = http_scope(
             "/messages/", method="POST", headers=headers, query_string=query.encode()
         )
-        return (await call(app, scope, Receiver.body(b"{}"))).status
+        return int((await call(app, scope, Receiver.body(b"{}"))).status)
 
-    opened = await call(app, http_scope("/sse", headers=[("authorization", f"Bearer {alice}")]))
-    session = opened.body.decode().split("session_id=")[1].split()[0]
-    spelled = uuid.UUID(hex=session)
-    # Every spelling the SDK reads as the same id (UUID(hex=...)) is alice's.
-    for query in (
-        f"session_id={session}",
-        f"session_id={session.upper()}",
-        f"session_id={spelled}",
-        f"session_id=urn:uuid:{spelled}",
-        f"session_id=%7B{spelled}%7D",
-    ):
-        assert await post(bob, query) == 404, query
-    assert await post(bob, f"session_id={uuid.uuid4().hex}&session_id={session}") == 400
-    assert await post(alice, f"session_id={spelled}") == 202
-    # An id never seen bound is a plain query parameter elsewhere: it passes.
-    assert await post(bob, f"session_id={uuid.uuid4().hex}") == 202
+    return post
+
+
+@pytest.mark.parametrize("piece", [1, 7, 40, 4096])
+async def test_the_http_sse_transports_session_id_is_bound_too(piece: int) -> None:
+    server = SseTransportServer(piece=piece)
+    audit = AuditCapture()
+    app = SecurityMiddleware(server, {"auth": {"jwt": ISSUER.jwt_config()}}, audit=audit)
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+    post = _poster(app)
+    async with anyio.create_task_group() as group:
+        session = await _sse_session(app, alice, group)
+        spelled = uuid.UUID(hex=session)
+        # Every spelling the SDK reads as the same id (UUID(hex=...)) is alice's,
+        # and so is every spelling of the parameter's name.
+        for query in (
+            f"session_id={session}",
+            f"session_id={session.upper()}",
+            f"session_id={spelled}",
+            f"session_id=urn:uuid:{spelled}",
+            f"session_id=%7B{spelled}%7D",
+            f"session%5Fid={session}",
+            f"%73ession_id={session}",
+        ):
+            assert await post(bob, query) == 404, query
+        assert await post(bob, f"session_id={uuid.uuid4().hex}&session_id={session}") == 400
+        assert await post(alice, f"session_id={spelled}") == 202
+        # An id never seen bound is a plain query parameter elsewhere: it passes.
+        assert await post(bob, f"session_id={uuid.uuid4().hex}") == 202
+        server.ended.set()
     assert len(server.posted) == 2
     assert {e.reason for e in audit.events if e.status == 404} == {
         "MCP session of another principal"
     }
+    # The stream ended, and so did the session and its binding.
+    assert len(app.pipeline.sessions) == 0
+
+
+async def test_a_stream_that_never_names_its_endpoint_costs_linear_time() -> None:
+    # Lines that look like the start of an endpoint event, with no data line.
+    noise = b"event: endpoint\r\n: x\r\n" * 400
+    server = SseTransportServer(piece=1, noise=noise)
+    app = SecurityMiddleware(server, {"auth": {"jwt": ISSUER.jwt_config()}})
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        await _sse_session(app, ISSUER.mint("alice"), group)
+        server.ended.set()
+    assert time.perf_counter() - started < 5
+
+
+async def test_an_evicted_streams_session_is_refused_to_everyone_until_it_ends() -> None:
+    server = SseTransportServer()
+    app = SecurityMiddleware(
+        server,
+        {"auth": {"jwt": ISSUER.jwt_config()}, "mcp": {"max_sessions_per_principal": 1}},
+    )
+    alice, bob = ISSUER.mint("alice"), ISSUER.mint("bob")
+    post = _poster(app)
+    async with anyio.create_task_group() as group:
+        first = await _sse_session(app, alice, group)
+        second = await _sse_session(app, alice, group)  # pushes the first out
+        assert await post(bob, f"session_id={first}") == 404
+        assert await post(alice, f"session_id={first}") == 404
+        assert await post(alice, f"session_id={second}") == 202
+        server.ended.set()
 
 
 def test_one_principal_cannot_push_the_others_sessions_out() -> None:
