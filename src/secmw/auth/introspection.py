@@ -22,6 +22,7 @@ before the Basic encoding (RFC 6749 section 2.3.1). httpx is needed
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,17 @@ def _httpx() -> Any:
     except ImportError:
         raise ConfigError("token introspection needs httpx: pip install 'secmw[gateway]'") from None
     return httpx
+
+
+class _Flight:
+    """One introspection call that requests with the same token share."""
+
+    __slots__ = ("done", "error", "principal")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.principal: Principal | None = None
+        self.error: AuthenticationError | ComponentError | None = None
 
 
 class IntrospectionAuthenticator:
@@ -128,7 +140,7 @@ class IntrospectionAuthenticator:
         self._issuer = issuer
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
         self._negative = TokenCache(cache_size) if cache_size > 0 else None
-        self._inflight: dict[bytes, anyio.Event] = {}
+        self._inflight: dict[bytes, _Flight] = {}
         self._limiter = anyio.CapacityLimiter(max_concurrent)
         self._cache_ttl = cache_ttl
         self._negative_ttl = negative_cache_ttl
@@ -156,42 +168,55 @@ class IntrospectionAuthenticator:
             raise invalid_token("The access token is too large.", "token over max_token_bytes")
         digest = token_digest(token)
         cache, negative = self._cache, self._negative
-        while True:
-            now = self._clock()
-            if cache is not None and negative is not None:
-                found = cache.get(digest, now)
-                if found is not None:
-                    return found
-                if negative.get(digest, now) is not None:
-                    raise invalid_token(
-                        "The access token is not active.", "token inactive (cached)"
-                    )
-            running = self._inflight.get(digest)
-            if running is None:
-                break
-            # The same token is being introspected: its answer (cached) serves this one.
-            await running.wait()
-            if cache is None:
-                break
-        done = self._inflight[digest] = anyio.Event()
+        now = self._clock()
+        if cache is not None and negative is not None:
+            found = cache.get(digest, now)
+            if found is not None:
+                return found
+            if negative.get(digest, now) is not None:
+                raise invalid_token("The access token is not active.", "token inactive (cached)")
+        running = self._inflight.get(digest)
+        if running is not None:
+            # The same token is being introspected: its outcome is this one's too
+            # (an outage included: N requests must not wait N timeouts in turn).
+            with anyio.move_on_after(self._timeout):
+                await running.done.wait()
+            if running.principal is not None:
+                return running.principal
+            if running.error is not None:
+                raise copy.copy(running.error)
+            if not running.done.is_set():
+                raise IntrospectionError("introspection of this token took longer than the timeout")
+            # Its caller was cancelled before an outcome: ask on our own.
+        flight = self._inflight[digest] = _Flight()
         try:
-            answer = await self._introspect(token)
-            try:
-                principal = self._principal(answer, token, now)
-            except AuthenticationError:
-                if negative is not None and self._negative_ttl > 0:
-                    negative.put(digest, ANONYMOUS, now + self._negative_ttl)
-                raise
-            if cache is not None and self._cache_ttl > 0:
-                until = now + self._cache_ttl
-                if principal.expires_at is not None:
-                    until = min(until, principal.expires_at)
-                cache.put(digest, principal, until)
+            principal = await self._fresh(token, digest, now)
+        except (AuthenticationError, ComponentError) as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.principal = principal
             return principal
         finally:
-            if self._inflight.get(digest) is done:
+            if self._inflight.get(digest) is flight:
                 del self._inflight[digest]
-            done.set()
+            flight.done.set()
+
+    async def _fresh(self, token: str, digest: bytes, now: float) -> Principal:
+        """Ask the authorization server, and cache its answer."""
+        answer = await self._introspect(token)
+        try:
+            principal = self._principal(answer, token, now)
+        except AuthenticationError:
+            if self._negative is not None and self._negative_ttl > 0:
+                self._negative.put(digest, ANONYMOUS, now + self._negative_ttl)
+            raise
+        if self._cache is not None and self._cache_ttl > 0:
+            until = now + self._cache_ttl
+            if principal.expires_at is not None:
+                until = min(until, principal.expires_at)
+            self._cache.put(digest, principal, until)
+        return principal
 
     async def _introspect(self, token: str) -> Mapping[str, Any]:
         lib = _httpx()

@@ -51,6 +51,7 @@ class Watch:
         self.read = 0
         self.endpoint = False
 
+
 Owner = tuple[str, str, str]
 
 

@@ -307,3 +307,56 @@ def test_in_code_the_audience_is_required_or_explicitly_off() -> None:
     IntrospectionAuthenticator(
         "https://as/i", client_id="c", client_secret="s", verify_audience=False
     )
+
+
+async def test_requests_with_one_token_share_its_outcome_without_a_cache() -> None:
+    # cache_ttl = 0 (revocation bites at once): the answer is still shared by the
+    # requests in flight, not asked for again one after another.
+    endpoint = _SlowAS({"good"})
+    auth = _slow_introspector(endpoint, cache_ttl=0)
+    finished: list[float] = []
+    started = time.monotonic()
+
+    async def one() -> None:
+        await auth.check("good")
+        finished.append(time.monotonic() - started)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(10):
+            group.start_soon(one)
+    assert endpoint.calls == 1
+    assert max(finished) < 0.5
+
+
+async def test_an_outage_fails_the_waiting_requests_once_within_the_timeout() -> None:
+    class Stalled(httpx.AsyncBaseTransport):
+        calls = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            Stalled.calls += 1
+            await anyio.sleep(30)
+            raise AssertionError("unreachable")
+
+    auth = IntrospectionAuthenticator(
+        "https://as/introspect",
+        client_id="rs",
+        client_secret="s",
+        audience="https://api",
+        timeout=0.3,
+        client=httpx.AsyncClient(transport=Stalled()),
+    )
+    outcomes: list[tuple[float, str]] = []
+    started = time.monotonic()
+
+    async def one() -> None:
+        try:
+            await auth.check("tok")
+        except IntrospectionError:
+            outcomes.append((time.monotonic() - started, "503"))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(6):
+            group.start_soon(one)
+    assert [o for _, o in outcomes] == ["503"] * 6
+    assert max(t for t, _ in outcomes) < 1.0  # not 6 timeouts one after another
+    assert Stalled.calls == 1
