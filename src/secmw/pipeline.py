@@ -155,7 +155,9 @@ class Pipeline:
         self._request_id_header = (
             self.context_settings.request_id_header.encode("latin-1") if echo_request_id else None
         )
-        self.fail_open = fail_open
+        # The components' own fail-open settings too (built in code, not in config).
+        own = getattr(authenticator, "fail_open_settings", ())
+        self.fail_open = tuple(dict.fromkeys((*fail_open, *own)))
         # Looked up once: a policy may rewrite responses (tools/list filtering).
         self._response_filter: Callable[[RequestContext], Redactor | None] | None = getattr(
             self.policy, "response_filter", None
@@ -512,38 +514,71 @@ def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
     )
 
 
-# Path segments after which a long token is a credential whatever its format: magic
-# links, password resets, e-mail confirmations, invitations, unsubscribe links.
-_CREDENTIAL_SEGMENTS = frozenset(
+# Words that, in a path segment, announce a credential in the segments after it
+# (magic links, password resets, confirmations, invitations, unsubscribe links):
+# any later segment that looks like a token goes.
+_STRONG_WORDS = (
+    "magic", "token", "reset", "verif", "confirm", "invit", "activat", "unsubscribe",
+    "password", "secret", "apikey", "otp", "recover",
+)  # fmt: skip
+# Segments after which the next one is a credential only if it looks random
+# (these words are also followed by file names, slugs and resource ids).
+_WEAK_SEGMENTS = frozenset(
     {
-        "magic", "magiclink", "magiclinks", "link", "links", "token", "tokens",
-        "accesstoken", "reset", "resetpassword", "passwordreset", "password", "verify",
-        "verification", "verifyemail", "confirm", "confirmation", "confirmemail",
-        "invite", "invites", "invitation", "invitations", "activate", "activation",
-        "unsubscribe", "login", "signin", "auth", "callback", "share", "shared",
-        "download", "key", "keys", "apikey", "apikeys", "secret", "secrets", "session",
-        "sessions", "otp", "code", "codes", "hook", "hooks", "webhook", "webhooks",
-        "bot", "recover", "recovery", "approve", "claim",
+        "link", "links", "share", "shared", "download", "downloads", "key", "keys", "code",
+        "codes", "session", "sessions", "auth", "callback", "hook", "hooks", "webhook",
+        "webhooks", "bot", "login", "signin", "approve", "claim",
     }
 )  # fmt: skip
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_+=.~-]{16,}")
+
+
+def _token_like(segment: str) -> bool:
+    """16+ token characters with a digit or both cases (not a slug of words)."""
+    return bool(_TOKEN_SEGMENT.fullmatch(segment)) and (
+        any(char.isdigit() for char in segment) or segment.lower() != segment != segment.upper()
+    )
+
+
+def _random_like(segment: str) -> bool:
+    """20+ token characters, no file extension, all of upper, lower and digits: a
+    generated value, not a file name, slug or UUID."""
+    return (
+        len(segment) >= 20
+        and "." not in segment
+        and bool(_TOKEN_SEGMENT.fullmatch(segment))
+        and any(char.isdigit() for char in segment)
+        and any(char.islower() for char in segment)
+        and any(char.isupper() for char in segment)
+    )
 
 
 def _path_for_audit(redactor: Redactor, path: str) -> str:
     """``path`` with the secrets in it redacted, for an audit line.
 
     A percent-encoded path (one secmw refused as ambiguous is logged raw) is read
-    decoded: ``/bot123:A%41…`` hides a token from a scan of the raw text. Past
-    the catalogue's formats, a long token right after a segment such as
-    ``magic``, ``reset-password`` or ``verify`` is taken for a credential.
+    decoded: ``/bot123:A%41…`` hides a token from a scan of the raw text; when
+    something is redacted the decoded form is what the line shows. Past the
+    catalogue's formats, a token after a segment that names a credential is
+    taken for one: any token-like segment after ``reset``, ``magic``, ``verify``,
+    ``invite``, … (``/reset/<uid>/<token>``) and every segment after it, and a
+    random-looking one right after ``link``, ``share``, ``key``, ``session``, ….
     """
     text = unquote(path, errors="replace") if "%" in path else path
     clean = redactor.redact(text)[0]
     segments = clean.split("/")
+    strong = found = False
     for index in range(1, len(segments)):
         before = segments[index - 1].lower().replace("-", "").replace("_", "")
-        if before in _CREDENTIAL_SEGMENTS and _TOKEN_SEGMENT.fullmatch(segments[index]):
+        strong = strong or any(word in before for word in _STRONG_WORDS)
+        segment = segments[index]
+        if (
+            (found and segment)  # the rest of a token that held a "/" (sent as %2F)
+            or (strong and _token_like(segment))
+            or (before in _WEAK_SEGMENTS and _random_like(segment))
+        ):
             segments[index] = "[REDACTED:path_token]"
+            found = found or strong
     clean = "/".join(segments)
     return path if clean == text else clean
 

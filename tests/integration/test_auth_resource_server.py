@@ -239,11 +239,27 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             )
             for resource in (
                 "https://x/tenant%20a/mcp",
+                "https://x/a/./mcp",
                 "https://x/caf\u00e9",
                 "https://x/v1;mcp",
                 "https://x/a//mcp",
                 'https://x/m"cp',
             )
+        ),
+        *(
+            pytest.param(
+                {
+                    "protected_resource": {
+                        "resource": "https://x/mcp",
+                        "authorization_servers": ["https://a"],
+                        "path": path,
+                    }
+                },
+                "auth.protected_resource.path",
+                "must be a plain path",
+                id=f"explicit-path-{path}",
+            )
+            for path in ("/m/tenant%20a", "/m/v1;mcp", "/m/./mcp", "/m/caf\u00e9")
         ),
         pytest.param(
             {"api_key": {"file": "k.json", "header": "bad header"}},
@@ -441,3 +457,25 @@ async def test_a_jwks_file_skips_keys_that_are_not_for_verifying_signatures(
     ):
         sent = await call(app, http_scope("/x", headers=[("authorization", f"Bearer {token}")]))
         assert sent.status == status
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["https://x/@acme/github/mcp", "https://x/servers/github:prod/mcp", "https://x/mcp+sse"],
+)
+async def test_resources_with_plain_path_characters_are_served_where_advertised(
+    resource: str,
+) -> None:
+    config = {
+        "auth": {
+            "jwt": ISSUER.jwt_config(),
+            "protected_resource": {"resource": resource, "authorization_servers": ["https://a"]},
+        }
+    }
+    app = SecurityMiddleware(EchoApp(), config)
+    challenge = (await call(app, http_scope("/mcp"))).header("www-authenticate") or ""
+    advertised = challenge.split('resource_metadata="', 1)[1].split('"', 1)[0]
+    path = advertised.split("://", 1)[1].split("/", 1)[1]
+    served = await call(app, http_scope("/" + path))
+    assert served.status == 200
+    assert json.loads(served.body)["resource"] == resource

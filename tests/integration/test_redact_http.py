@@ -405,9 +405,22 @@ MAGIC = "q8Z2" + "xLm0Vw4tRk9pYb7nJs3eHc6gAd1uFo5i"  # no known format: only its
     ("raw", "shown"),
     [
         pytest.param(f"/auth/magic/{MAGIC}", "/auth/magic/[REDACTED:path_token]", id="magic"),
-        pytest.param(
-            f"/reset-password/{MAGIC}/x", "/reset-password/[REDACTED:path_token]/x", id="reset"
+        pytest.param(  # what follows a token may be its tail (a "/" sent as %2F)
+            f"/reset-password/{MAGIC}/x",
+            "/reset-password/[REDACTED:path_token]/[REDACTED:path_token]",
+            id="reset",
         ),
+        pytest.param(  # Django: an id, then the token
+            "/accounts/reset/MQ/c4x9k2-3f7e9a1b2c3d4e5f6a7b/",
+            "/accounts/reset/MQ/[REDACTED:path_token]",
+            id="uid-then-token",
+        ),
+        pytest.param(
+            f"/t/acme/shared_invite/zt-{MAGIC}",
+            "/t/acme/shared_invite/[REDACTED:path_token]",
+            id="invite",
+        ),
+        pytest.param(f"/share/{MAGIC}", "/share/[REDACTED:path_token]", id="random-after-share"),
         pytest.param(f"/verify/{MAGIC}", "/verify/[REDACTED:path_token]", id="verify"),
         pytest.param(f"/Unsubscribe/{MAGIC}", "/Unsubscribe/[REDACTED:path_token]", id="case"),
         pytest.param(
@@ -431,10 +444,20 @@ async def test_credentials_in_paths_are_redacted_in_the_audit_trail(raw: str, sh
     assert paths == {shown}
 
 
-async def test_ids_elsewhere_in_paths_stay_in_the_audit_trail() -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/items/{MAGIC}/reset",
+        "/download/annual-report-2024-final.pdf",
+        "/docs/link/getting-started-with-secmw",
+        "/api/keys/production-signing-key/rotate",
+        "/sessions/550e8400-e29b-41d4-a716-446655440000",
+        "/password-reset/instructions-for-enterprise-users",
+    ],
+)
+async def test_ids_names_and_slugs_elsewhere_in_paths_stay_in_the_audit_trail(path: str) -> None:
     audit = AuditCapture()
     app = _answering((b"content-type", b"text/plain"), body=b"ok")
-    path = f"/items/{MAGIC}/reset"
     await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope(path))
     assert {e.path for e in audit.events if e.request_id is not None} == {path}
 

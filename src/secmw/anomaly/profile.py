@@ -22,8 +22,9 @@ from secmw.context import RequestContext
 # every remembered string is cut at _MAX_TARGET characters, paths are the client's).
 _ROUTE_CACHE = 4096
 _MAX_TARGET = 256
-# A path segment of 16 or more token characters (the redactor's own prefilter).
-_TOKEN_SEGMENT = re.compile(r"/[A-Za-z0-9_+=.~-]{16,}[^/]*")
+# A path segment holding a run of 16 or more token characters (the redactor's own
+# prefilter), wherever the run starts: "/bot<digits>:<token>" is one.
+_TOKEN_SEGMENT = re.compile(r"/[^/]*?[A-Za-z0-9_+=.~-]{16,}[^/]*")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLOT = 900.0  # the UTC offset is looked up once per quarter hour (see OffHours._local)
 

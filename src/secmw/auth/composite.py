@@ -39,6 +39,15 @@ class CompositeAuthenticator:
         # One member per credential kind is enough to see whether that kind is present.
         self._checked = tuple(kinds.values()) if len(kinds) > 1 else ()
 
+    @property
+    def fail_open_settings(self) -> tuple[str, ...]:
+        """The members' fail-open settings (listed in ``sys_startup``)."""
+        return tuple(
+            setting
+            for member in self.authenticators
+            for setting in getattr(member, "fail_open_settings", ())
+        )
+
     async def startup(self) -> None:
         """Start every member that has something to prepare."""
         for member in self.authenticators:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -172,6 +173,11 @@ class ProtectedResourceConfig(ConfigModel):
     def _path(cls, value: str | None) -> str | None:
         if value is not None and (not value.startswith("/") or "?" in value):
             raise ValueError("path must be an absolute path without a query")
+        if value is not None and not _plain_path(value):
+            raise ValueError(
+                "path must be a plain path (no percent escapes, ';', '.' or '..' segments, "
+                "spaces, quotes or non-ASCII): it is matched canonical and advertised as written"
+            )
         if value is not None and value != "/" and (value.endswith("/") or "//" in value):
             # Requests are matched on canonical paths, which never end with "/":
             # such a document would never be served while 401s advertise it.
@@ -185,13 +191,26 @@ class ProtectedResourceConfig(ConfigModel):
         # in challenges as written: both must be the same plain path.
         if self.path is None:
             derived = urlsplit(self.resource).path.rstrip("/")
-            plain = all((char.isascii() and char.isalnum()) or char in "/-._~" for char in derived)
-            if not plain or "//" in derived or "/./" in derived + "/" or "/../" in derived + "/":
+            if not _plain_path(derived or "/"):
                 raise ValueError(
                     f"{FIELD_MARK}path: required: the resource's path {derived!r} cannot be "
                     "served as written (set path to where the document is served)"
                 )
         return self
+
+
+# RFC 3986 pchar without "%" (escapes) and ";" (cut as a parameter when matched).
+_PCHAR = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,=:@/")
+
+
+def _plain_path(path: str) -> bool:
+    """A path served and advertised as written: canonical, and nothing to escape."""
+    return (
+        all(char in _PCHAR for char in path)
+        and "//" not in path
+        and "/./" not in path + "/"
+        and "/../" not in path + "/"
+    )
 
 
 class WebSocketAuthConfig(ConfigModel):

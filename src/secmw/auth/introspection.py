@@ -94,6 +94,7 @@ class IntrospectionAuthenticator:
         "_negative_ttl",
         "_timeout",
         "credential",
+        "fail_open_settings",
         "requests",
     )
 
@@ -126,6 +127,10 @@ class IntrospectionAuthenticator:
             )
         if audience is not None and not verify_audience:
             raise ConfigError("verify_audience=False with an audience")
+        # Listed in sys_startup however the authenticator was built (config or code).
+        self.fail_open_settings: tuple[str, ...] = (
+            () if verify_audience else ("auth.introspection.verify_audience",)
+        )
         lib = _httpx()
         self._endpoint = endpoint
         # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.

@@ -74,8 +74,22 @@ def _tracked(sockets: list[socket.socket]) -> tuple[Any, Any]:
 
     def recording(connection_class: Any) -> Any:
         class Recording(connection_class):  # type: ignore[misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                create: Callable[..., socket.socket] = self._create_connection  # type: ignore[has-type]
+
+                def created(*address: Any, **options: Any) -> socket.socket:
+                    # Recorded as soon as it exists: a proxy's CONNECT answer and
+                    # the TLS handshake are read before connect() returns.
+                    sock: socket.socket = create(*address, **options)
+                    sockets.append(sock)
+                    return sock
+
+                self._create_connection = created
+
             def connect(self) -> None:
                 super().connect()
+                # Over TLS the socket is a new one (the first is detached into it).
                 sockets.append(self.sock)
 
         return Recording

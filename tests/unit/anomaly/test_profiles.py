@@ -149,6 +149,11 @@ def test_a_token_in_the_path_is_neither_a_route_nor_written_into_the_alert() -> 
         "/tokens/ghp_0123456789abcdefghij0123456789abcdef/revoke", who=principal("erin")
     )
     assert detector.check(other, None, later + 1) is None  # the same route, not a new one
+    # A token that does not start its segment (a Telegram bot path) is hidden too.
+    bot = "bot5928374610:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    anomaly = detector.check(context(f"/{bot}/sendMessage", who=principal("erin")), None, later + 2)
+    assert anomaly is not None and anomaly.evidence["target"] == "GET /*/sendMessage"
+    assert "AAHdq" not in anomaly.reason
 
 
 def test_a_full_target_profile_stops_growing_and_alerting() -> None:

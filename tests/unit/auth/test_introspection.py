@@ -304,9 +304,16 @@ def test_in_code_the_audience_is_required_or_explicitly_off() -> None:
         IntrospectionAuthenticator(
             "https://as/i", client_id="c", client_secret="s", audience="a", verify_audience=False
         )
-    IntrospectionAuthenticator(
+    unchecked = IntrospectionAuthenticator(
         "https://as/i", client_id="c", client_secret="s", verify_audience=False
     )
+    # Built in code, the opt-out is a listed fail-open as from the config.
+    from secmw import Pipeline
+    from secmw.auth import CompositeAuthenticator
+
+    assert Pipeline(authenticator=unchecked).fail_open == ("auth.introspection.verify_audience",)
+    both = CompositeAuthenticator([unchecked])
+    assert Pipeline(authenticator=both).fail_open == ("auth.introspection.verify_audience",)
 
 
 async def test_requests_with_one_token_share_its_outcome_without_a_cache() -> None:

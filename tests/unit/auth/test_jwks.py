@@ -461,3 +461,44 @@ def test_a_fetch_given_up_on_stops_reading_trickling_headers() -> None:
     finally:
         server.close()
         thread.join(25)
+
+
+def test_a_fetch_given_up_on_stops_waiting_for_a_trickling_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Through an HTTPS proxy, the CONNECT answer is read before the connection
+    # exists as far as urllib is concerned: its socket must be shut all the same.
+    proxy = socket.create_server(("127.0.0.1", 0))
+    port = proxy.getsockname()[1]
+    closed = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = proxy.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 Connection established\r\nX-Slow: ")
+            for _ in range(100):
+                time.sleep(0.2)
+                try:
+                    connection.sendall(b"a")
+                except OSError:
+                    closed.set()
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    fetch = urllib_fetcher(timeout=0.6)
+
+    async def give_up() -> None:
+        with anyio.move_on_after(0.6):
+            await fetch("https://issuer.example.test/jwks")
+
+    try:
+        anyio.run(give_up)
+        assert closed.wait(3)
+    finally:
+        proxy.close()
+        thread.join(25)
