@@ -59,11 +59,20 @@ def canonical_path(
     """
     if raw_path is not None and (b"%" in raw_path or b"\\" in raw_path):
         _check_raw(raw_path, allow_encoded_slash)
+    prefix = root_path.rstrip("/")
+    if prefix and prefix in path and not _under(path, prefix):
+        # The server kept the mount prefix out of ``path`` (hypercorn, granian) and
+        # the client wrote it somewhere else: Starlette leaves "/x/api/admin" and
+        # "/apiadmin" as they are, Litestar cuts at the first "/api" and routes
+        # "/admin". One of them would run what the policy did not judge.
+        raise BadRequest(
+            "The request path is not valid.", reason="path holds the mount prefix elsewhere"
+        )
     path = route_path(path, root_path) or "/"
     if _PLAIN.fullmatch(path):
         return path.rstrip("/") or "/"
     resolved = _resolve(path, allow_double_encoding)
-    if root_path and _under(resolved, root_path) and not _under(path, root_path):
+    if prefix and _under(resolved, prefix) and not _under(path, prefix):
         # Servers that keep the mount prefix out of ``path`` (hypercorn, granian):
         # "//api/admin" under root "/api" resolves to "/api/admin", which the app
         # would strip to "/admin" after the policy judged "/api/admin".

@@ -164,6 +164,27 @@ class WebSocketSession:
             return
         await self._send(message)
 
+    @property
+    def denial(self) -> Denial | None:
+        """secmw's refusal in place of the app's own handshake refusal (a 502), if any."""
+        return self._denial.denial if self._denial is not None else None
+
+    async def end_refusal(self, failed: Denial) -> None:
+        """The app is done: a refusal whose start was held and never completed gets ``failed``."""
+        writer = self._denial
+        if writer is None:
+            return
+        await writer.finish()
+        if not writer.started:
+            status, headers, body = self._pipeline.render(self._ctx, failed)
+            self._ctx.status = status
+            writer.started = True
+            with contextlib.suppress(Exception):  # the client may be gone
+                await self._denial_send(
+                    {"type": "http.response.start", "status": status, "headers": headers}
+                )
+                await self._denial_send({"type": "http.response.body", "body": body})
+
     async def _denial_send(self, message: Message) -> None:
         await self._send({**message, "type": "websocket." + message["type"]})
 

@@ -132,6 +132,13 @@ class SecurityMiddleware:
             await self._call(scope, ctx, receive, writer, guard)
         finally:
             _release_state(scope, ctx)
+        await self._ended(ctx, writer, guard, send)
+
+    async def _ended(
+        self, ctx: RequestContext, writer: ResponseWriter, guard: _BodyLimit | None, send: Send
+    ) -> None:
+        """The request's one audit record, once the app is done."""
+        pipeline = self.pipeline
         if guard is not None and guard.exceeded:
             too_large = PayloadTooLarge(
                 "The request body is too large.", reason="streamed body over max_body_bytes"
@@ -140,6 +147,9 @@ class SecurityMiddleware:
                 await self._deny(ctx, too_large, send)
             else:
                 await pipeline.record(ctx, too_large)
+            return
+        if ctx.state.pop(_ABORTED, False):
+            await pipeline.record(ctx, name="request_aborted", reason="client disconnected")
             return
         # A route-level check (secmw.fastapi) may have refused the request inside the app.
         await pipeline.record(ctx, writer.denial or ctx.state.get("denial"))
@@ -154,17 +164,27 @@ class SecurityMiddleware:
     ) -> None:
         """Run the app; however it ends, report the response phase and audit failures."""
         pipeline = self.pipeline
+        gone = False
+
+        async def watched() -> Message:
+            # Whether the app learnt that the client left: then not answering is no failure.
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+            return message
+
         try:
             await self.app(
                 _child_scope(scope, ctx, writer.transform, pipeline.http_scope_filters),
-                receive,
+                watched,
                 writer.send,
             )
         except Exception:
             if guard is None or not guard.exceeded:
                 with anyio.CancelScope(shield=True):
                     await writer.finish()
-                    if not writer.started:
+                    if not writer.started and not gone:
                         # Ours, not the server's bare 500: with the request id headers.
                         await self._answer_failure(ctx, writer)
                     await pipeline.record(ctx, name="app_error", reason="application raised")
@@ -177,6 +197,9 @@ class SecurityMiddleware:
             raise
         await writer.finish()
         if not writer.started and (guard is None or not guard.exceeded):
+            if gone:
+                ctx.state[_ABORTED] = True
+                return
             await self._answer_failure(ctx, writer)
             ctx.state["denial"] = _AppFailed(reason="application returned without a response")
 
@@ -252,11 +275,13 @@ class SecurityMiddleware:
             await session.run(self.app, _child_scope(scope, ctx, None, pipeline.scope_filters))
         except BaseException:
             with anyio.CancelScope(shield=True):
+                await session.end_refusal(_AppFailed())
                 await pipeline.record(ctx, name="app_error", reason="application raised")
             raise
         finally:
             _release_state(scope, ctx)
-        await pipeline.record(ctx)
+        await session.end_refusal(_AppFailed(reason="application returned without a response"))
+        await pipeline.record(ctx, session.denial)
 
     async def _deny_websocket(
         self, scope: Scope, ctx: RequestContext, denial: Denial, send: Send
@@ -412,6 +437,10 @@ def _check_declared_length(ctx: RequestContext, limit: int | None) -> None:
         raise PayloadTooLarge(
             "The request body is too large.", reason="declared content-length over max_body_bytes"
         )
+
+
+# ctx.state key: the client left before the app answered (and the app saw it go).
+_ABORTED = "secmw.aborted"
 
 
 class _AppFailed(Denial):

@@ -406,8 +406,11 @@ class RequestContext:
 _DEFAULT_SETTINGS = ContextSettings()
 
 
-# uri-host [":" port]: a bracketed IPv6 literal, or a name without ":", "/", "@", spaces.
-_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[^\x00-\x20:/?#\[\]@\\\x7f-\xff]*)(?::[0-9]*)?")
+# uri-host [":" port]: a bracketed IPv6 literal (a zone id as "%25eth0", RFC 6874,
+# as httpx sends it), or a name without ":", "/", "@", spaces.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[^\x00-\x20:/?#\[\]@\\\x7f-\xff]*)(?::[0-9]*)?"
+)
 
 
 def _scan(

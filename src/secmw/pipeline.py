@@ -516,13 +516,19 @@ def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
 
 # Words that, in a path segment, announce a credential in the segments after it
 # (magic links, password resets, confirmations, invitations, unsubscribe links):
-# any later segment that looks like a token goes.
-_STRONG_WORDS = (
-    "magic", "token", "reset", "verif", "confirm", "invit", "activat", "unsubscribe",
-    "password", "secret", "apikey", "otp", "recover",
+# any later segment that looks like a token goes. Whole words of the segment
+# ("reset-password", "shared_invite", "magicLink"), not substrings ("preset").
+_STRONG_WORDS = frozenset(
+    {
+        "magic", "token", "tokens", "accesstoken", "reset", "password", "passwords",
+        "secret", "secrets", "apikey", "apikeys", "otp", "unsubscribe", "invite",
+        "invites", "invitation", "invitations", "verify", "verification",
+        "confirm", "confirmation", "activate", "activation", "recover", "recovery",
+        "magiclink", "resetpassword", "passwordreset", "verifyemail", "confirmemail",
+    }
 )  # fmt: skip
-# Segments after which the next one is a credential only if it looks random
-# (these words are also followed by file names, slugs and resource ids).
+# Segments after which the next one is a credential unless it reads as a name:
+# a file name, or a slug of short words (these words also come before those).
 _WEAK_SEGMENTS = frozenset(
     {
         "link", "links", "share", "shared", "download", "downloads", "key", "keys", "code",
@@ -531,6 +537,15 @@ _WEAK_SEGMENTS = frozenset(
     }
 )  # fmt: skip
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_+=.~-]{16,}")
+_WORDS = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
+_SLUG = re.compile(r"[A-Za-z0-9]{1,12}(?:[-_][A-Za-z0-9]{1,12})+")
+
+
+def _words(segment: str) -> set[str]:
+    """The words of a segment, lower-cased, and the segment without separators."""
+    found = {word.lower() for word in _WORDS.findall(segment)}
+    found.add(segment.lower().replace("-", "").replace("_", ""))
+    return found
 
 
 def _token_like(segment: str) -> bool:
@@ -540,17 +555,9 @@ def _token_like(segment: str) -> bool:
     )
 
 
-def _random_like(segment: str) -> bool:
-    """20+ token characters, no file extension, all of upper, lower and digits: a
-    generated value, not a file name, slug or UUID."""
-    return (
-        len(segment) >= 20
-        and "." not in segment
-        and bool(_TOKEN_SEGMENT.fullmatch(segment))
-        and any(char.isdigit() for char in segment)
-        and any(char.islower() for char in segment)
-        and any(char.isupper() for char in segment)
-    )
+def _value_like(segment: str) -> bool:
+    """A token-like segment that is not a file name or a slug of short words."""
+    return _token_like(segment) and "." not in segment and not _SLUG.fullmatch(segment)
 
 
 def _path_for_audit(redactor: Redactor, path: str) -> str:
@@ -561,21 +568,21 @@ def _path_for_audit(redactor: Redactor, path: str) -> str:
     something is redacted the decoded form is what the line shows. Past the
     catalogue's formats, a token after a segment that names a credential is
     taken for one: any token-like segment after ``reset``, ``magic``, ``verify``,
-    ``invite``, … (``/reset/<uid>/<token>``) and every segment after it, and a
-    random-looking one right after ``link``, ``share``, ``key``, ``session``, ….
+    ``invite``, … (``/reset/<uid>/<token>``) and every segment after it, and one
+    that is no file name or slug right after ``link``, ``share``, ``key``, ….
     """
     text = unquote(path, errors="replace") if "%" in path else path
     clean = redactor.redact(text)[0]
     segments = clean.split("/")
     strong = found = False
     for index in range(1, len(segments)):
-        before = segments[index - 1].lower().replace("-", "").replace("_", "")
-        strong = strong or any(word in before for word in _STRONG_WORDS)
+        before = _words(segments[index - 1])
+        strong = strong or not before.isdisjoint(_STRONG_WORDS)
         segment = segments[index]
         if (
             (found and segment)  # the rest of a token that held a "/" (sent as %2F)
             or (strong and _token_like(segment))
-            or (before in _WEAK_SEGMENTS and _random_like(segment))
+            or (not before.isdisjoint(_WEAK_SEGMENTS) and _value_like(segment))
         ):
             segments[index] = "[REDACTED:path_token]"
             found = found or strong

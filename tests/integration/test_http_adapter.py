@@ -697,3 +697,14 @@ async def test_a_body_sent_in_tiny_pieces_is_buffered_in_about_its_own_size() ->
         tracemalloc.stop()
     assert got == body
     assert peak < 4 * len(body), peak
+
+
+async def test_an_app_that_returns_because_the_client_left_is_an_aborted_request() -> None:
+    async def long_poll(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # nobody is listening any more: nothing to answer
+
+    audit = AuditCapture()
+    sent = await call(open_app(long_poll, audit=audit), http_scope("/poll"))
+    assert sent.messages == []  # no 500 written to a closed connection
+    assert (audit.last.name, audit.last.reason) == ("request_aborted", "client disconnected")

@@ -226,6 +226,9 @@ def _admin_app() -> Starlette:
         pytest.param("/%2e/api/admin", id="encoded-dot"),
         pytest.param("/admin", id="plain"),
         pytest.param("/api/admin", id="with-prefix"),
+        # Litestar cuts at the first occurrence of the prefix, wherever it is.
+        pytest.param("/x/api/admin", id="prefix-inside"),
+        pytest.param("/apiadmin", id="prefix-glued"),
     ],
 )
 @pytest.mark.parametrize("style", ["hypercorn", "uvicorn"])
@@ -264,8 +267,29 @@ async def test_an_ambiguous_host_is_a_bad_request(hosts: list[str], reason: str)
     assert audit.last.reason == reason
 
 
-@pytest.mark.parametrize("host", ["api.example", "api.example:8443", "[::1]:8000", "127.0.0.1", ""])
+@pytest.mark.parametrize(
+    "host",
+    ["api.example", "api.example:8443", "[::1]:8000", "[fe80::1%25eth0]:8000", "127.0.0.1", ""],
+)
 async def test_ordinary_hosts_pass(host: str) -> None:
     echo = EchoApp()
     sent = await call(SecurityMiddleware(echo, OPEN), http_scope("/x", headers=[("host", host)]))
     assert sent.status == 200
+
+
+@pytest.mark.parametrize("target", ["/.", "/index/..", "/;jsessionid=A1B2C3", "/x;v=1"])
+async def test_a_root_path_of_slash_is_no_prefix(target: str) -> None:
+    echo = EchoApp()
+    sent = await call(SecurityMiddleware(echo, OPEN), hypercorn_scope(target, "/"))
+    assert sent.status == 200
+
+
+async def test_a_spelling_holding_the_prefix_elsewhere_is_refused_under_a_prefix_free_path() -> (
+    None
+):
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN)
+    for target in ("/x/api/admin", "/apiadmin", "/v1/api"):
+        assert (await call(app, hypercorn_scope(target, "/api"))).status == 400, target
+    assert echo.scopes == []
+    assert (await call(app, uvicorn_scope("/x/api/admin", root_path="/api"))).status == 200

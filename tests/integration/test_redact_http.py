@@ -421,6 +421,9 @@ MAGIC = "q8Z2" + "xLm0Vw4tRk9pYb7nJs3eHc6gAd1uFo5i"  # no known format: only its
             id="invite",
         ),
         pytest.param(f"/share/{MAGIC}", "/share/[REDACTED:path_token]", id="random-after-share"),
+        pytest.param(  # hex, lower case only: still a value, not a name
+            "/hooks/8f14e45fceea167a5a36dedd4bea2543", "/hooks/[REDACTED:path_token]", id="hex-hook"
+        ),
         pytest.param(f"/verify/{MAGIC}", "/verify/[REDACTED:path_token]", id="verify"),
         pytest.param(f"/Unsubscribe/{MAGIC}", "/Unsubscribe/[REDACTED:path_token]", id="case"),
         pytest.param(
@@ -453,6 +456,9 @@ async def test_credentials_in_paths_are_redacted_in_the_audit_trail(raw: str, sh
         "/api/keys/production-signing-key/rotate",
         "/sessions/550e8400-e29b-41d4-a716-446655440000",
         "/password-reset/instructions-for-enterprise-users",
+        "/repos/acme/tokenizer/commits/3f2a9c4e5b6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f/files",
+        "/v1/presets/Preset0123456789abc/run",
+        "/users/deactivate/User12345678901234567/confirm",
     ],
 )
 async def test_ids_names_and_slugs_elsewhere_in_paths_stay_in_the_audit_trail(path: str) -> None:

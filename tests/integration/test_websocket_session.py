@@ -296,3 +296,19 @@ async def test_an_accepted_session_carries_the_request_id() -> None:
     accept = sent.messages[0]
     assert accept["type"] == "websocket.accept"
     assert any(name == b"x-request-id" for name, _ in accept.get("headers", []))
+
+
+async def test_an_app_refusal_secmw_cannot_scan_is_audited_as_such() -> None:
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": b"\x1f\x8b..."})
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(refuse, {**OPEN, "redact": {"enabled": True}}, audit=audit)
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(ws_scope(extensions={"websocket.http.response": {}}), ScriptedClient(), sent)
+    assert sent.status == 502
+    assert (audit.last.name, audit.last.status) == ("secret_redaction_fail", 502)

@@ -180,11 +180,11 @@ class IntrospectionAuthenticator:
                 return found
             if negative.get(digest, now) is not None:
                 raise invalid_token("The access token is not active.", "token inactive (cached)")
-        running = self._inflight.get(digest)
-        if running is not None:
+        deadline = anyio.current_time() + self._timeout
+        while (running := self._inflight.get(digest)) is not None:
             # The same token is being introspected: its outcome is this one's too
             # (an outage included: N requests must not wait N timeouts in turn).
-            with anyio.move_on_after(self._timeout):
+            with anyio.move_on_after(deadline - anyio.current_time()):
                 await running.done.wait()
             if running.principal is not None:
                 return running.principal
@@ -192,7 +192,8 @@ class IntrospectionAuthenticator:
                 raise copy.copy(running.error)
             if not running.done.is_set():
                 raise IntrospectionError("introspection of this token took longer than the timeout")
-            # Its caller was cancelled before an outcome: ask on our own.
+            # Its caller was cancelled before an outcome: the first waiter to run
+            # asks again, the others wait for that call (the loop) within the deadline.
         flight = self._inflight[digest] = _Flight()
         try:
             principal = await self._fresh(token, digest, now)

@@ -367,3 +367,24 @@ async def test_an_outage_fails_the_waiting_requests_once_within_the_timeout() ->
     assert [o for _, o in outcomes] == ["503"] * 6
     assert max(t for t, _ in outcomes) < 1.0  # not 6 timeouts one after another
     assert Stalled.calls == 1
+
+
+async def test_when_the_leading_request_is_cancelled_one_waiter_asks_for_all() -> None:
+    endpoint = _SlowAS({"good"})
+    auth = _slow_introspector(endpoint, cache_ttl=0)
+    subjects: list[str] = []
+
+    async def waiter() -> None:
+        subjects.append((await auth.check("good")).subject)
+
+    async with anyio.create_task_group() as group:
+        with anyio.CancelScope() as leader_scope:
+            async with anyio.create_task_group() as leader:
+                leader.start_soon(auth.check, "good")
+                await anyio.sleep(0.01)  # its call is on its way
+                for _ in range(20):
+                    group.start_soon(waiter)
+                await anyio.sleep(0.01)
+                leader_scope.cancel()  # the client of the first request left
+    assert subjects == ["user-1"] * 20
+    assert endpoint.calls == 2  # the cancelled one, and one for all the waiters
