@@ -210,6 +210,7 @@ class RequestContext:
         "findings",
         "headers",
         "json",
+        "mcp_sessions",
         "method",
         "path",
         "peer",
@@ -270,6 +271,8 @@ class RequestContext:
         self.status: int | None = None
         self.state: dict[str, Any] = {}
         self.content_lengths: tuple[str, ...] = ()
+        # Every Mcp-Session-Id value (read in the same pass as Content-Length).
+        self.mcp_sessions: tuple[str, ...] = ()
 
     @classmethod
     def from_scope(
@@ -307,7 +310,7 @@ class RequestContext:
                 client, client_port = forwarded, None
         request_id = None
         # Strict unless describing a refused request (``path`` given).
-        incoming, lengths = _scan(
+        incoming, lengths, sessions = _scan(
             raw_headers, settings.request_id_header.encode("latin-1"), strict=path_given is None
         )
         if settings.trust_request_id and incoming is not None and _REQUEST_ID.fullmatch(incoming):
@@ -335,6 +338,7 @@ class RequestContext:
         ctx.request_id = request_id or new_request_id()
         ctx._begin()
         ctx.content_lengths = lengths
+        ctx.mcp_sessions = sessions
         return ctx
 
     @property
@@ -415,9 +419,10 @@ _HOST = re.compile(
 
 def _scan(
     raw: RawHeaders, request_id_name: bytes, *, strict: bool = True
-) -> tuple[str | None, tuple[str, ...]]:
+) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
     """One pass over the raw headers for what every request needs: the request id
-    and the Content-Length values (all of them: duplicates must be seen).
+    and the Content-Length and Mcp-Session-Id values (all of them: duplicates must
+    be seen).
 
     A second ``Host`` line, or one that is no host[:port], is a 400 (RFC 9112
     section 3.2): the policy's ``hosts`` and an app reading the last line or
@@ -425,11 +430,14 @@ def _scan(
     """
     request_id: str | None = None
     lengths: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
     host: bytes | None = None
     for key, value in raw:
         name = key if key.islower() else key.lower()
         if name == b"content-length":
             lengths = (*lengths, value.decode("latin-1"))
+        elif name == b"mcp-session-id":
+            sessions = (*sessions, value.decode("latin-1"))
         elif name == b"host" and strict:
             if host is not None:
                 raise BadRequest("The Host header is sent more than once.", reason="duplicate Host")
@@ -438,7 +446,7 @@ def _scan(
             request_id = value.decode("latin-1")
     if host is not None and not _HOST.fullmatch(host):
         raise BadRequest("The Host header is not valid.", reason="malformed Host")
-    return request_id, lengths
+    return request_id, lengths, sessions
 
 
 def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSettings) -> str | None:

@@ -111,7 +111,7 @@ class SessionBinding:
 
     def check(self, ctx: RequestContext) -> None:
         """Refuse a request whose session id is bound to another principal (or unknown, strict)."""
-        values = ctx.headers.get_all(HEADER)
+        values = ctx.mcp_sessions
         if len(values) > 1:
             raise BadRequest(
                 "The Mcp-Session-Id header is sent more than once.",
