@@ -59,16 +59,10 @@ def canonical_path(
     """
     if raw_path is not None and (b"%" in raw_path or b"\\" in raw_path):
         _check_raw(raw_path, allow_encoded_slash)
+    # A trailing slash on the root is no part of the prefix (the adapter hands the
+    # app ``prefix + path`` with ``root_path = prefix``, whatever the server sent).
     prefix = root_path.rstrip("/")
-    if prefix and prefix in path and not _under(path, prefix):
-        # The server kept the mount prefix out of ``path`` (hypercorn, granian) and
-        # the client wrote it somewhere else: Starlette leaves "/x/api/admin" and
-        # "/apiadmin" as they are, Litestar cuts at the first "/api" and routes
-        # "/admin". One of them would run what the policy did not judge.
-        raise BadRequest(
-            "The request path is not valid.", reason="path holds the mount prefix elsewhere"
-        )
-    path = route_path(path, root_path) or "/"
+    path = route_path(path, prefix) or "/"
     if _PLAIN.fullmatch(path):
         return path.rstrip("/") or "/"
     resolved = _resolve(path, allow_double_encoding)

@@ -354,7 +354,10 @@ def _child_scope(
     child = dict(scope)
     path: str = scope.get("path") or "/"
     judged = ctx.path
-    if path != judged and not (path.endswith("/") and path[:-1] == judged != "/"):
+    prefix = (scope.get("root_path") or "").rstrip("/")
+    if prefix:
+        _mount(child, path, prefix, judged)
+    elif path != judged and not (path.endswith("/") and path[:-1] == judged != "/"):
         _route_to(child, path, judged)
     for scope_filter in filters:
         scope_filter(child)
@@ -406,6 +409,26 @@ def _release_state(scope: Scope, ctx: RequestContext) -> None:
         kept = dict(scope)
         del kept["state"]
         ctx.scope = kept
+
+
+def _mount(child: Scope, path: str, prefix: str, judged: str) -> None:
+    """Under a mount prefix, give the app ``prefix + judged`` with ``root_path = prefix``.
+
+    Servers disagree on whether ``path`` holds the prefix (uvicorn: yes; hypercorn,
+    granian: no), and frameworks on how to take it off (Starlette: a leading
+    prefix followed by "/"; Litestar: cut at its first occurrence anywhere). With
+    the prefix in front, once, and no trailing slash on ``root_path``, every one
+    of them routes on the judged path.
+    """
+    below = path[len(prefix) :] if path == prefix or path.startswith(prefix + "/") else path
+    if below.endswith("/") and judged != "/":
+        judged += "/"
+    full = prefix + judged
+    if full == path and child.get("root_path") == prefix:
+        return
+    child["path"] = full
+    child["raw_path"] = quote(full, safe=_PATH_SAFE).encode("ascii")
+    child["root_path"] = prefix
 
 
 def _route_to(child: Scope, path: str, judged: str) -> None:

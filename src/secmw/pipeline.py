@@ -516,17 +516,14 @@ def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:
 
 # Words that, in a path segment, announce a credential in the segments after it
 # (magic links, password resets, confirmations, invitations, unsubscribe links):
-# any later segment that looks like a token goes. Whole words of the segment
-# ("reset-password", "shared_invite", "magicLink"), not substrings ("preset").
-_STRONG_WORDS = frozenset(
-    {
-        "magic", "token", "tokens", "accesstoken", "reset", "password", "passwords",
-        "secret", "secrets", "apikey", "apikeys", "otp", "unsubscribe", "invite",
-        "invites", "invitation", "invitations", "verify", "verification",
-        "confirm", "confirmation", "activate", "activation", "recover", "recovery",
-        "magiclink", "resetpassword", "passwordreset", "verifyemail", "confirmemail",
-    }
+# any later segment that looks like a token goes. Stems that are no part of
+# other words match anywhere in the segment ("passwordless", "reactivate",
+# "email_confirmations"); short words only whole ("reset", not "preset").
+_STRONG_STEMS = (
+    "password", "verif", "confirm", "activat", "magic", "unsubscrib", "invit", "recover",
+    "apikey", "accesstoken", "resetpassword", "passwordreset",
 )  # fmt: skip
+_STRONG_WORDS = frozenset({"reset", "token", "tokens", "otp", "secret", "secrets"})
 # Segments after which the next one is a credential unless it reads as a name:
 # a file name, or a slug of short words (these words also come before those).
 _WEAK_SEGMENTS = frozenset(
@@ -538,7 +535,11 @@ _WEAK_SEGMENTS = frozenset(
 )  # fmt: skip
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_+=.~-]{16,}")
 _WORDS = re.compile(r"[A-Za-z][a-z]*|[0-9]+")
-_SLUG = re.compile(r"[A-Za-z0-9]{1,12}(?:[-_][A-Za-z0-9]{1,12})+")
+# Words of letters (or a number) joined by "-" or "_": a random value's chunks
+# mix digits into letters, or cases.
+_SLUG = re.compile(
+    r"(?:[a-z]{1,12}|[A-Z]?[a-z]{1,11}|[0-9]{1,8})(?:[-_](?:[a-z]{1,12}|[A-Z]?[a-z]{1,11}|[0-9]{1,8}))+"
+)
 
 
 def _words(segment: str) -> set[str]:
@@ -577,7 +578,12 @@ def _path_for_audit(redactor: Redactor, path: str) -> str:
     strong = found = False
     for index in range(1, len(segments)):
         before = _words(segments[index - 1])
-        strong = strong or not before.isdisjoint(_STRONG_WORDS)
+        joined = segments[index - 1].lower().replace("-", "").replace("_", "")
+        strong = (
+            strong
+            or not before.isdisjoint(_STRONG_WORDS)
+            or any(stem in joined for stem in _STRONG_STEMS)
+        )
         segment = segments[index]
         if (
             (found and segment)  # the rest of a token that held a "/" (sent as %2F)

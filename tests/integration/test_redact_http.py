@@ -421,6 +421,12 @@ MAGIC = "q8Z2" + "xLm0Vw4tRk9pYb7nJs3eHc6gAd1uFo5i"  # no known format: only its
             id="invite",
         ),
         pytest.param(f"/share/{MAGIC}", "/share/[REDACTED:path_token]", id="random-after-share"),
+        pytest.param(
+            f"/auth/passwordless/{MAGIC}", "/auth/passwordless/[REDACTED:path_token]", id="stem"
+        ),
+        pytest.param(  # a token_urlsafe value whose "-"/"_" cut it into short chunks
+            "/share/Xk9_aB3dEf7Gh2_Jk4LmNp", "/share/[REDACTED:path_token]", id="chunked-token"
+        ),
         pytest.param(  # hex, lower case only: still a value, not a name
             "/hooks/8f14e45fceea167a5a36dedd4bea2543", "/hooks/[REDACTED:path_token]", id="hex-hook"
         ),
@@ -454,11 +460,9 @@ async def test_credentials_in_paths_are_redacted_in_the_audit_trail(raw: str, sh
         "/download/annual-report-2024-final.pdf",
         "/docs/link/getting-started-with-secmw",
         "/api/keys/production-signing-key/rotate",
-        "/sessions/550e8400-e29b-41d4-a716-446655440000",
         "/password-reset/instructions-for-enterprise-users",
         "/repos/acme/tokenizer/commits/3f2a9c4e5b6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f/files",
         "/v1/presets/Preset0123456789abc/run",
-        "/users/deactivate/User12345678901234567/confirm",
     ],
 )
 async def test_ids_names_and_slugs_elsewhere_in_paths_stay_in_the_audit_trail(path: str) -> None:
