@@ -60,9 +60,13 @@ def canonical_path(
     if raw_path is not None and (b"%" in raw_path or b"\\" in raw_path):
         _check_raw(raw_path, allow_encoded_slash)
     # A trailing slash on the root is no part of the prefix (the adapter hands the
-    # app ``prefix + path`` with ``root_path = prefix``, whatever the server sent).
+    # app ``prefix + path`` with ``root_path = prefix``, whatever the server sent);
+    # a server that put the root in front as it is ("/api/" + "/x") is read first.
     prefix = root_path.rstrip("/")
-    path = route_path(path, prefix) or "/"
+    routed = route_path(path, root_path)
+    if routed == path and prefix != root_path:
+        routed = route_path(path, prefix)
+    path = routed or "/"
     if _PLAIN.fullmatch(path):
         return path.rstrip("/") or "/"
     resolved = _resolve(path, allow_double_encoding)

@@ -320,3 +320,15 @@ async def test_the_app_gets_the_prefix_once_in_front_and_routes_on_the_judged_pa
     assert seen["path"] == prefix + policy.seen[0].path
     litestar_route = "/" + seen["path"].split(seen["root_path"], 1)[-1].lstrip("/")
     assert litestar_route == policy.seen[0].path
+
+
+async def test_a_root_with_a_trailing_slash_that_the_server_put_in_front_keeps_the_apps_routes() -> (
+    None
+):
+    # uvicorn --root-path /api/: the app's own "/api/items" arrives as "/api//api/items".
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, OPEN, policy=DenyPrefix("/admin"))
+    sent = await call(app, http_scope("/api//api/items", root_path="/api/"))
+    assert sent.status == 200
+    seen = echo.scopes[0]
+    assert (seen["path"], seen["root_path"]) == ("/api/api/items", "/api")
