@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import json
 import re
@@ -316,10 +317,18 @@ class ResponseWriter:
         self._open_stream(redactor)
         await self._send({**message, "headers": _without_length(headers)})
 
-    @property
-    def raw_send(self) -> Send:
-        """The server's ``send``, past the redaction (for answers secmw writes itself)."""
-        return self._send
+    async def answer(self, denial: Denial) -> None:
+        """Answer ``denial`` in the app's place (it failed before its response started).
+
+        Not recorded here: the caller's audit event says why. The client may be
+        gone, so a failing ``send`` is no error.
+        """
+        status, headers, body = self._pipeline.render(self._ctx, denial)
+        self._ctx.status = status
+        self.started = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "http.response.start", "status": status, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _open_stream(self, redactor: Redactor) -> None:
         self._stream = (

@@ -176,14 +176,7 @@ class WebSocketSession:
             return
         await writer.finish()
         if not writer.started:
-            status, headers, body = self._pipeline.render(self._ctx, failed)
-            self._ctx.status = status
-            writer.started = True
-            with contextlib.suppress(Exception):  # the client may be gone
-                await self._denial_send(
-                    {"type": "http.response.start", "status": status, "headers": headers}
-                )
-                await self._denial_send({"type": "http.response.body", "body": body})
+            await writer.answer(failed)
 
     async def _denial_send(self, message: Message) -> None:
         await self._send({**message, "type": "websocket." + message["type"]})

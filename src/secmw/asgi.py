@@ -10,7 +10,6 @@ through untouched; ``websocket`` handshakes are checked like HTTP requests.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Unpack
@@ -186,7 +185,7 @@ class SecurityMiddleware:
                     await writer.finish()
                     if not writer.started and not gone:
                         # Ours, not the server's bare 500: with the request id headers.
-                        await self._answer_failure(ctx, writer)
+                        await writer.answer(_AppFailed())
                     await pipeline.record(ctx, name="app_error", reason="application raised")
                 raise
             # The app saw the synthetic disconnect of an over-long body and gave up.
@@ -200,19 +199,8 @@ class SecurityMiddleware:
             if gone:
                 ctx.state[_ABORTED] = True
                 return
-            await self._answer_failure(ctx, writer)
+            await writer.answer(_AppFailed())
             ctx.state["denial"] = _AppFailed(reason="application returned without a response")
-
-    async def _answer_failure(self, ctx: RequestContext, writer: ResponseWriter) -> None:
-        """Answer 500 for an app that failed before its response started."""
-        status, headers, body = self.pipeline.render(ctx, _AppFailed())
-        ctx.status = status
-        writer.started = True
-        with contextlib.suppress(Exception):  # the client may be gone
-            await writer.raw_send(
-                {"type": "http.response.start", "status": status, "headers": headers}
-            )
-            await writer.raw_send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _serve(self, ctx: RequestContext, send: Send) -> None:
         """Answer a path secmw serves itself; the endpoint does its own access check."""

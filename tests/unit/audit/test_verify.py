@@ -306,6 +306,13 @@ def test_lines_json_cannot_hold_are_failures_not_tracebacks(
     assert "FAILED" in capsys.readouterr().out
 
 
+def _rechained(record: dict[str, object]) -> bytes:
+    """``record`` as a line of the trail again (its ``seq`` and ``prev`` kept), newline included."""
+    rest = {k: v for k, v in record.items() if k not in ("seq", "prev")}
+    line = chain_line(record["seq"], record["prev"], json.dumps(rest, separators=(",", ":")))  # type: ignore[arg-type]
+    return line + b"\n"
+
+
 def test_a_checkpoints_time_is_signed_too(tmp_path: Path) -> None:
     # Cut back to a checkpoint, an attacker would move its time to look current.
     key = Ed25519PrivateKey.generate()
@@ -319,9 +326,8 @@ def test_a_checkpoints_time_is_signed_too(tmp_path: Path) -> None:
     assert verify_files([path], public_key=key.public_key()).ok
     moved = json.loads(cut[4])
     moved["time"] = "2099-12-31T23:59:59.000000+00:00"
-    rest = {k: v for k, v in moved.items() if k not in ("seq", "prev")}
-    cut[4] = chain_line(moved["seq"], moved["prev"], json.dumps(rest, separators=(",", ":")))
-    path.write_bytes(b"".join(cut[:4]) + cut[4] + b"\n")
+    cut[4] = _rechained(moved)
+    path.write_bytes(b"".join(cut))
     result = verify_files([path], public_key=key.public_key())
     assert not result.ok and "checkpoint signature is invalid" in (result.problem or "")
 
@@ -336,9 +342,8 @@ def test_a_checkpoint_signed_without_its_time_verifies_with_a_note(tmp_path: Pat
     assert record["event"] == "audit_checkpoint"
     old = key.sign(checkpoint_message(record["seq"], record["prev"]))
     record["details"]["sig"] = base64.b64encode(old).decode()
-    rest = {k: v for k, v in record.items() if k not in ("seq", "prev")}
-    lines[3] = chain_line(record["seq"], record["prev"], json.dumps(rest, separators=(",", ":")))
-    path.write_bytes(b"".join(lines[:3]) + lines[3] + b"\n")
+    lines[3] = _rechained(record)
+    path.write_bytes(b"".join(lines[:4]))
     result = verify_files([path], public_key=key.public_key())
     assert result.ok
     assert any("does not cover its time" in note for note in result.notes)
