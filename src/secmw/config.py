@@ -56,6 +56,7 @@ class ProxyConfig(ConfigModel):
     trusted_hops: int = Field(0, ge=0, le=32)
     trusted_proxies: list[str] = Field(default_factory=list)
     forwarded_header: str = "x-forwarded-for"
+    trust_unix_socket: bool = False
 
     @field_validator("forwarded_header")
     @classmethod
@@ -357,6 +358,7 @@ def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline
             trusted_hops=config.proxy.trusted_hops,
             trusted_proxies=tuple(ipaddress.ip_network(n) for n in config.proxy.trusted_proxies),
             forwarded_header=config.proxy.forwarded_header,
+            trust_unix_socket=config.proxy.trust_unix_socket,
             allow_encoded_slash=config.paths.allow_encoded_slash,
             allow_double_encoding=config.paths.allow_double_encoding,
         ),

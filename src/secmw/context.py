@@ -169,6 +169,7 @@ class ContextSettings:
     trusted_hops: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = ()
     forwarded_header: str = "x-forwarded-for"
+    trust_unix_socket: bool = False
     allow_encoded_slash: bool = False
     allow_double_encoding: bool = False
 
@@ -455,19 +456,22 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
     With ``trusted_hops = N`` the N-th address from the right of the combined
     forwarding header is the client; a header with fewer entries, an unparsable
     entry, or a peer outside ``trusted_proxies`` means the header is ignored and the
-    socket peer is used (werkzeug's ProxyFix makes the same trade-off).
+    socket peer is used (werkzeug's ProxyFix makes the same trade-off). A server on
+    a unix socket names no peer: trusted only with ``trust_unix_socket``.
     """
     if settings.trusted_proxies:
         if peer is None:
-            return None
-        try:
-            peer_ip = ipaddress.ip_address(peer)
-        except ValueError:
-            return None
-        if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped is not None:
-            peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers this way
-        if not any(peer_ip in network for network in settings.trusted_proxies):
-            return None
+            if not settings.trust_unix_socket:
+                return None
+        else:
+            try:
+                peer_ip = ipaddress.ip_address(peer)
+            except ValueError:
+                return None
+            if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped is not None:
+                peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers this way
+            if not any(peer_ip in network for network in settings.trusted_proxies):
+                return None
     values = [
         part.strip()
         for header in headers.get_all(settings.forwarded_header)
@@ -476,8 +480,37 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
     if len(values) < settings.trusted_hops:
         return None
     candidate = values[-settings.trusted_hops]
+    if settings.forwarded_header == "forwarded":
+        candidate = _forwarded_for(candidate)
+    return _address(candidate)
+
+
+def _forwarded_for(element: str) -> str:
+    """The ``for=`` value of one RFC 7239 ``Forwarded`` element, unquoted ('' if none)."""
+    for pair in element.split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip().lower() == "for":
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return ""
+
+
+def _address(entry: str) -> str | None:
+    """An IP address from a forwarding entry: bare, ``v4:port``, ``[v6]`` or ``[v6]:port``."""
+    if entry.startswith("["):
+        inside, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        entry = inside
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        if not port.isdigit():
+            return None
+        entry = host
     try:
-        return str(ipaddress.ip_address(candidate))
+        return str(ipaddress.ip_address(entry))
     except ValueError:
         return None
 

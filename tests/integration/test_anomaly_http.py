@@ -332,3 +332,47 @@ async def test_new_tools_are_seen_without_any_other_stage_reading_the_body() -> 
     await send(rpc("list_issues", "drop_table"))
     targets = [e.details["evidence"]["target"] for e in audit.named("anomaly_new_target")]
     assert targets == ["tool:delete_repo", "tool:list_issues, tool:drop_table"]
+
+
+async def test_refusals_by_a_shared_tier_do_not_count_as_the_callers_denials() -> None:
+    from tests.ratelimit_support import HeaderAuthenticator
+
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "anomaly": {
+            "enabled": True,
+            "repeated_denials": {"threshold": 3, "window": 300, "response": "block"},
+        },
+        "ratelimit": {
+            "tiers": [
+                {"name": "all", "key": "global", "rate": "5/hour"},
+                {"name": "user", "key": "principal", "rate": "8/hour"},
+            ]
+        },
+    }
+    app = SecurityMiddleware(EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit)
+    # Anyone can fill the global tier; alice's refusals then are not her doing.
+    assert [(await call(app, _get(None, "198.51.100.66"))).status for _ in range(5)] == [200] * 5
+    alice = http_scope("/api", headers=[("x-user", "alice")], client=("203.0.113.5", 1))
+    assert [(await call(app, alice)).status for _ in range(5)] == [429] * 5
+    assert not [event for event in audit.events if event.name.startswith("anomaly_")]
+    refused = await call(app, alice)
+    assert refused.status == 429 and b"abnormal" not in refused.body
+
+
+async def test_refusals_by_the_callers_own_tier_still_count() -> None:
+    from tests.ratelimit_support import HeaderAuthenticator
+
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "anomaly": {"enabled": True, "repeated_denials": {"threshold": 3, "window": 300}},
+        "ratelimit": {"tiers": [{"name": "user", "key": "principal", "rate": "2/hour"}]},
+    }
+    app = SecurityMiddleware(EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit)
+    alice = http_scope("/api", headers=[("x-user", "alice")], client=("203.0.113.5", 1))
+    assert [(await call(app, alice)).status for _ in range(5)] == [200, 200, 429, 429, 429]
+    assert [event.subject for event in audit.events if event.name.startswith("anomaly_")] == [
+        "alice"
+    ]

@@ -508,6 +508,45 @@ async def test_client_address_honours_only_trusted_hops(
     assert audit.last.client == expected
 
 
+@pytest.mark.parametrize(
+    ("header", "values", "expected"),
+    [
+        pytest.param("forwarded", ['for=1.1.1.1, for="10.0.0.9"'], "10.0.0.9", id="rfc7239"),
+        pytest.param(
+            "forwarded", ['for="[2001:db8::7]:4711";proto=https'], "2001:db8::7", id="rfc7239-v6"
+        ),
+        pytest.param("forwarded", ["For=192.0.2.60;by=10.0.0.1"], "192.0.2.60", id="rfc7239-case"),
+        pytest.param("forwarded", ["for=unknown"], "10.0.0.2", id="rfc7239-unknown-ignored"),
+        pytest.param("forwarded", ["by=10.0.0.1"], "10.0.0.2", id="rfc7239-no-for-ignored"),
+        pytest.param("x-forwarded-for", ["192.0.2.60:51234"], "192.0.2.60", id="v4-with-port"),
+        pytest.param("x-forwarded-for", ["[2001:db8::7]:443"], "2001:db8::7", id="v6-with-port"),
+        pytest.param("x-forwarded-for", ["192.0.2.60:port"], "10.0.0.2", id="bad-port-ignored"),
+    ],
+)
+async def test_forwarding_entries_with_ports_and_rfc7239_are_read(
+    header: str, values: list[str], expected: str
+) -> None:
+    audit = AuditCapture()
+    proxy = {"trusted_hops": 1, "trusted_proxies": ["10.0.0.0/8"], "forwarded_header": header}
+    app = SecurityMiddleware(EchoApp(), {**OPEN, "proxy": proxy}, audit=audit)
+    headers = [(header, value) for value in values]
+    await call(app, http_scope("/x", headers=headers, client=("10.0.0.2", 1234)))
+    assert audit.last.client == expected
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [(False, None), (True, "192.0.2.60")])
+async def test_a_unix_socket_peer_is_a_trusted_proxy_only_when_configured(
+    trusted: bool, expected: str | None
+) -> None:
+    audit = AuditCapture()
+    proxy = {"trusted_hops": 1, "trusted_proxies": ["10.0.0.0/8"], "trust_unix_socket": trusted}
+    app = SecurityMiddleware(EchoApp(), {**OPEN, "proxy": proxy}, audit=audit)
+    scope = http_scope("/x", headers=[("x-forwarded-for", "192.0.2.60")])
+    scope["client"] = None  # uvicorn --uds
+    await call(app, scope)
+    assert audit.last.client == expected
+
+
 async def test_hand_built_pipeline_is_accepted() -> None:
     sink = MemoryAuditSink()
     pipeline = Pipeline(

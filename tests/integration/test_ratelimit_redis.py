@@ -120,7 +120,7 @@ async def test_three_tiers_cost_one_round_trip_per_request(
     # One EVALSHA per request is the only command a client sent; the rest ran inside it
     # (commandstats counts scripted calls) or came from this test's own probe connection.
     assert calls.pop("evalsha") == 30
-    inside_script = {"get", "set", "time", "lrange", "rpush", "ltrim", "pexpire"}
+    inside_script = {"get", "set", "time", "llen", "lindex", "rpush", "ltrim", "pexpire"}
     probe = {"hello", "info", "config|resetstat", "client|setinfo"}
     assert set(calls) <= inside_script | probe
 
@@ -156,7 +156,7 @@ def test_composite_check_is_exact_across_processes(own_redis: RedisServer) -> No
     assert all(count <= 10 for count in admitted)
     global_count = own_redis.command("GET", "{secmw:rl}:all:3600:*").split()[0]
     assert float(global_count) == 30
-    stored = [own_redis.command("GET", f"{{secmw:rl}}:user:3600:p:u{i}") for i in range(4)]
+    stored = [own_redis.command("GET", f"{{secmw:rl}}:user:3600:p:test,,u{i}") for i in range(4)]
     per_user = [float(value.split()[0]) if value else 0.0 for value in stored]
     # A request refused by the global tier consumed nothing from the user tier.
     assert per_user == [float(count) for count in admitted]
@@ -581,3 +581,39 @@ async def test_on_trio_a_stalled_redis_neither_holds_requests_past_the_timeout_n
     assert set(statuses) == {503}
     assert elapsed < 1.5, elapsed
     assert app_thread[0] < 0.5, app_thread
+
+
+async def test_gcra_cost_equal_to_burst_passes_on_redis_time(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # The server's TIME in epoch milliseconds: the script must not refuse by rounding.
+    store = RedisStore(redis_server.url, prefix=f"gcra-eq-{anyio_backend}")
+    try:
+        for index, (amount, window, burst) in enumerate(
+            [(100, 60.0, 4), (6, 5.0, 2), (30, 60.0, 5)]
+        ):
+            gcra = Limit("g", f"g{index}", "g", "gcra", amount, window, burst)
+            outcomes = [(await store.apply([(gcra, f"client{n}", burst)]))[0] for n in range(10)]
+            assert all(outcome.allowed for outcome in outcomes), (amount, burst)
+            assert {outcome.remaining for outcome in outcomes} == {0}
+    finally:
+        await store.aclose()
+
+
+async def test_moving_window_refusals_read_only_what_they_need(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # A full log of 5,000 hits: each refused request is a bisection, not a read of the log.
+    store = RedisStore(redis_server.url, prefix=f"mw-reads-{anyio_backend}")
+    moving = Limit("m", "m", "m", "moving-window", 5000, 3600.0, 5000)
+    try:
+        assert (await store.apply([(moving, "mallory", 5000)]))[0].allowed
+        redis_server.command("CONFIG", "RESETSTAT")
+        refused = [(await store.apply([(moving, "mallory", 1)]))[0] for _ in range(20)]
+    finally:
+        await store.aclose()
+    assert not any(outcome.allowed for outcome in refused)
+    assert all(3590 < outcome.retry_after <= 3600 for outcome in refused)
+    calls = command_calls(redis_server)
+    assert "lrange" not in calls
+    assert calls["lindex"] <= 20 * 16  # log2(5000) probes and the two answers

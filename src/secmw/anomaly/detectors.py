@@ -182,6 +182,10 @@ class RepeatedDenials(_Windowed):
         """The subject this event counts against, or ``None`` when it is not a refusal."""
         if event is None or event.outcome != "failure" or event.name not in self.failure_events:
             return None
+        if getattr(ctx.state.get("rate"), "shared", False):
+            # Only a tier counting everyone together refused: anyone can fill that one,
+            # so it says nothing about this caller (and must not get a victim blocked).
+            return None
         return event.subject
 
     def anomaly(self, ctx: RequestContext, event: AuditEvent, subject: str, now: float) -> Anomaly:

@@ -37,6 +37,9 @@ ALGORITHMS = (FIXED_WINDOW, MOVING_WINDOW, SLIDING_WINDOW_COUNTER, GCRA)
 # Divisions (``window / amount``, the sliding weight) are inexact in binary; a hit
 # exactly on a boundary must not be refused because of the last bit.
 EPSILON = 1e-9
+# Stored times are epoch seconds (~1.7e9), whose last bit is ~2.4e-7 s: a time
+# comparison allows one microsecond (Redis: 1e-3 ms) so rounding never refuses.
+TIME_EPSILON = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class Limit:
     ``slot`` names the counter (tier and window): plans of a tier with the same
     window share it, so a principal whose plan changes keeps its count.
     ``descriptor`` is the limit's member of the ``RateLimit-Policy`` field.
+    ``shared`` marks a tier whose key names no caller (``global``, ``route``,
+    ``tool``): a refusal by it is not the refused caller's own doing.
     """
 
     tier: str
@@ -57,6 +62,7 @@ class Limit:
     burst: int
     shadow: bool = False
     descriptor: str = ""
+    shared: bool = False
 
     @property
     def interval(self) -> float:
@@ -164,17 +170,24 @@ def _sliding_retry(previous: int, current: int, elapsed: float, cost: int, limit
 def gcra(state: Any, now: float, cost: int, limit: Limit) -> Outcome:
     """GCRA; ``state`` is the theoretical arrival time (TAT)."""
     interval = limit.interval
-    tau = interval * (limit.burst - 1)
-    tat = state if state is not None and state > now else now
-    new_tat = tat + interval * cost
-    allow_at = new_tat - interval - tau
-    if allow_at - now > EPSILON:
-        # Remaining: whole units that would still fit now.
-        remaining = max(0, math.floor((now + tau + interval - tat) / interval + 1e-9))
-        retry = allow_at - now if cost <= limit.burst else limit.window
-        return _outcome(Outcome, (False, state, tat, remaining, tat - now, retry))
-    remaining = max(0, math.floor((now + tau + interval - new_tat) / interval + 1e-9))
-    return _outcome(Outcome, (True, new_tat, new_tat, remaining, new_tat - now, 0.0))
+    burst = limit.burst
+    # Everything relative to ``now``: an epoch-sized ``TAT - tau`` carries ~1e-7 s of
+    # rounding, which refused a cost equal to the burst on an idle key forever.
+    lead = state - now if state is not None and state > now else 0.0
+    wait = lead + interval * (cost - burst)
+    if wait > TIME_EPSILON:
+        retry = wait if cost <= burst else limit.window
+        remaining = _gcra_remaining(lead, interval, burst)
+        return _outcome(Outcome, (False, state, now + lead, remaining, lead, retry))
+    lead += interval * cost
+    remaining = _gcra_remaining(lead, interval, burst)
+    return _outcome(Outcome, (True, now + lead, now + lead, remaining, lead, 0.0))
+
+
+def _gcra_remaining(lead: float, interval: float, burst: int) -> int:
+    """Whole units that would still pass now: the largest ``k`` with ``lead + T*(k - burst)``
+    within the tolerance of the decision."""
+    return max(0, math.floor(burst - (lead - TIME_EPSILON) / interval + 1e-9))
 
 
 Step = Callable[[Any, float, int, Limit], Outcome]

@@ -14,7 +14,8 @@ class RateDecision(NamedTuple):
     ``headers`` go on the response whatever the outcome (the RateLimit fields);
     ``retry_after`` (seconds), ``policies`` (the violated tiers) and
     ``problem_type`` (the 429 body's ``type``; ``None`` keeps ``about:blank``)
-    matter only when ``allowed`` is false. A named tuple rather than a frozen
+    matter only when ``allowed`` is false; ``shared`` then says that only tiers
+    counting everyone together (no caller in their key) refused. A named tuple rather than a frozen
     dataclass: one is made per request, and it is immutable at a quarter of the cost.
     """
 
@@ -24,6 +25,7 @@ class RateDecision(NamedTuple):
     policies: tuple[str, ...] = ()
     reason: str = ""
     problem_type: str | None = None
+    shared: bool = False
 
 
 ALLOWED = RateDecision(allowed=True)

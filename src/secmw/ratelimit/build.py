@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.ratelimit.config import RateLimitConfig
 from secmw.ratelimit.failover import Failover
@@ -29,7 +27,7 @@ def build_rate_limiter(config: RateLimitConfig) -> TieredRateLimiter | None:
     storage = config.storage
     store: MemoryStore | RedisStore
     if storage.url.startswith("memory://"):
-        store = MemoryStore(max_keys=storage.max_keys, clock=time.time)
+        store = MemoryStore(max_keys=storage.max_keys)
     else:
         try:
             store = RedisStore(

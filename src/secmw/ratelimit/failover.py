@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from secmw.audit.base import AuditEvent
 from secmw.ratelimit.algorithms import Limit, Outcome
-from secmw.ratelimit.memory import MemoryStore
+from secmw.ratelimit.memory import MemoryStore, steady_clock
 
 if TYPE_CHECKING:
     from secmw.context import RequestContext
@@ -54,7 +53,7 @@ class Failover:
         fraction: float = 0.25,
         retry_interval: float = 0.5,
         max_keys: int = 1_000_000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = steady_clock,
     ) -> None:
         if mode not in FAILURE_MODES:
             raise ValueError(f"unknown failure mode {mode!r}")

@@ -11,7 +11,6 @@ response headers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from secmw.ratelimit.algorithms import Limit, Outcome
 from secmw.ratelimit.base import ALLOWED, RateDecision
 from secmw.ratelimit.failover import Failover
 from secmw.ratelimit.headers import policy_field, rate_headers
-from secmw.ratelimit.memory import MemoryStore
+from secmw.ratelimit.memory import MemoryStore, steady_clock
 from secmw.ratelimit.redis_store import RedisStore, StorageRejected, StorageUnavailable
 from secmw.ratelimit.tiers import Part, Tier
 
@@ -64,7 +63,7 @@ class TieredRateLimiter:
         store: MemoryStore | RedisStore | None = None,
         failover: Failover | None = None,
         headers: str = "draft",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = steady_clock,
         redis_clock: bool = False,
     ) -> None:
         self.clock = clock
@@ -224,6 +223,7 @@ class TieredRateLimiter:
         enforced: list[int] = []  # ids of the enforced limits, the RateLimit-Policy cache key
         retry = 0.0
         refused: Limit | None = None
+        own = False  # a refusing tier keyed by the caller
         worst: Limit | None = None
         worst_remaining = 0
         worst_reset = 0.0
@@ -236,6 +236,7 @@ class TieredRateLimiter:
                 continue
             enforced.append(id(limit))
             if not allowed:
+                own = own or not limit.shared
                 if limit.policy not in violated:
                     violated.append(limit.policy)
                 if refused is None or retry_after > retry:
@@ -267,6 +268,7 @@ class TieredRateLimiter:
             policies=tuple(violated),
             reason="rate limit exceeded: " + ", ".join(violated),
             problem_type=QUOTA_EXCEEDED,
+            shared=not own,
         )
         return refusal, shadowed
 

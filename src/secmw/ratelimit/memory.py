@@ -15,6 +15,7 @@ against running out of memory).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -24,12 +25,25 @@ from secmw.ratelimit.algorithms import STEPS, Limit, Outcome
 Check = tuple[Limit, Hashable, int]
 
 
+def _steady_clock() -> Callable[[], float]:
+    offset = time.time() - time.monotonic()
+    return lambda: time.monotonic() + offset
+
+
+# Epoch seconds that never step back: the monotonic clock, set to the wall clock
+# once. A wall clock stepped back an hour would otherwise refuse every key for an
+# hour (forward: reset every count); ``X-RateLimit-Reset`` still reads as epoch time.
+steady_clock: Callable[[], float] = _steady_clock()
+
+
 class MemoryStore:
     """Counters in this process; see the module docstring for the trade-offs."""
 
     __slots__ = ("_clock", "_size", "_tables", "evictions", "max_keys")
 
-    def __init__(self, *, max_keys: int = 1_000_000, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, max_keys: int = 1_000_000, clock: Callable[[], float] = steady_clock
+    ) -> None:
         self.max_keys = max_keys
         self._clock = clock
         self._tables: dict[str, OrderedDict[Hashable, tuple[float, Any]]] = {}

@@ -54,20 +54,28 @@ for i = 1, #KEYS do
       remaining, state, ttl = amount - count, fmt(count) .. ' ' .. fmt(wend), wend - now
     end
   elseif algo == 2 then
-    local hits = redis.call('LRANGE', key, 0, -1)
-    start = #hits + 1
-    for j = 1, #hits do
-      if tonumber(hits[j]) > now - window then start = j break end
+    -- The log is ascending: the first live entry is found by bisection and only
+    -- the entries the answer needs are read (LRANGE of a long log made every
+    -- refused request cost O(amount) of the server's time).
+    local n = redis.call('LLEN', key)
+    local lo, hi = 0, n
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if tonumber(redis.call('LINDEX', key, mid)) > now - window then hi = mid else lo = mid + 1 end
     end
-    local live = #hits - start + 1
+    start = lo + 1
+    local live = n - lo
     if live + cost > amount then
       if cost > amount then retry = window
-      else retry = tonumber(hits[start + live + cost - amount - 1]) + window - now end
-      if live > 0 then reset = tonumber(hits[start]) + window - now end
+      else
+        local oldest = redis.call('LINDEX', key, lo + live + cost - amount - 1)
+        retry = tonumber(oldest) + window - now
+      end
+      if live > 0 then reset = tonumber(redis.call('LINDEX', key, lo)) + window - now end
       remaining = math.max(0, amount - live)
     else
       ok, remaining, ttl = true, amount - live - cost, window
-      if live > 0 then reset = tonumber(hits[start]) + window - now
+      if live > 0 then reset = tonumber(redis.call('LINDEX', key, lo)) + window - now
       elseif cost > 0 then reset = window end
     end
   elseif algo == 3 then
@@ -100,19 +108,21 @@ for i = 1, #KEYS do
     end
   else
     local interval = window / amount
-    local tau = interval * (burst - 1)
+    -- Relative to now, with 1 microsecond of tolerance: TAT - tau in epoch
+    -- milliseconds carries rounding that would refuse a cost equal to the burst.
     local tat = tonumber(redis.call('GET', key) or '')
-    if not tat or tat <= now then tat = now end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - interval - tau
-    if allow_at - now > 1e-6 then
-      remaining = math.max(0, math.floor((now + tau + interval - tat) / interval + 1e-9))
-      reset = tat - now
-      if cost <= burst then retry = allow_at - now else retry = window end
+    local lead = 0
+    if tat and tat > now then lead = tat - now end
+    local wait = lead + interval * (cost - burst)
+    if wait > 1e-3 then
+      remaining = math.max(0, math.floor(burst - (lead - 1e-3) / interval + 1e-9))
+      reset = lead
+      if cost <= burst then retry = wait else retry = window end
     else
       ok = true
-      remaining = math.max(0, math.floor((now + tau + interval - new_tat) / interval + 1e-9))
-      reset, state, ttl = new_tat - now, fmt(new_tat), new_tat - now
+      lead = lead + interval * cost
+      remaining = math.max(0, math.floor(burst - (lead - 1e-3) / interval + 1e-9))
+      reset, state, ttl = lead, fmt(now + lead), lead
     end
   end
   if not ok and not shadow then admitted = false end

@@ -4,20 +4,25 @@ A tier's key is one part or several joined by ``+``; each part reads one fact of
 the request context:
 
 ``global``     one counter for everyone
-``principal``  the authenticated subject; an anonymous caller is keyed by ``ip``
+``principal``  the authenticated subject, within its issuer (or authentication
+               method) and tenant; an anonymous caller is keyed by ``ip``
 ``tenant``     the principal's tenant; without one, the ``principal`` value
 ``ip``         ``ctx.client``: the socket peer, or the trusted proxies' client
                (never a raw ``X-Forwarded-For``); an IPv6 client counts as its /64
-``route``      method and canonical path
+``route``      method and canonical path (``HEAD`` counts as ``GET``: one handler)
 ``tool``       each MCP ``tools/call`` name in the body; a request without one
                is not counted by the tier
-``api_key``    the principal's ``credential_id`` (a key id, never the secret);
-               without one, the ``principal`` value
+``api_key``    the API key's id for an API-key principal; anyone else (a bearer
+               token is a new credential with every refresh) by ``principal``
+
+A client-chosen part longer than 128 characters (a path, a tool name) is
+counted under its SHA-256, so a key's size does not grow with what a client sends.
 ``connection`` the websocket session (message tiers only)
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
@@ -45,8 +50,32 @@ def _ip(ctx: RequestContext) -> str:
 def _principal(ctx: RequestContext) -> str:
     principal = ctx.principal
     if principal.is_authenticated:
-        return "p:" + principal.subject
+        # alice of tenant acme is not alice of globex, nor another issuer's alice.
+        issuer = principal.claims.get("iss")
+        source = issuer if isinstance(issuer, str) and issuer else principal.auth_method
+        tenant = principal.tenant or ""
+        return "p:" + _escaped(source) + "," + _escaped(tenant) + "," + principal.subject
     return "ip:" + _ip(ctx)
+
+
+def _escaped(piece: str) -> str:
+    return piece.replace("%", "%25").replace(",", "%2C") if "%" in piece or "," in piece else piece
+
+
+_LONGEST_PART = 128
+
+
+def _bounded(part: str) -> str:
+    """A client-chosen key part, hashed when long (memory and Redis keys stay small)."""
+    if len(part) <= _LONGEST_PART:
+        return part
+    digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256:" + digest[:32]
+
+
+def _route(ctx: RequestContext) -> str:
+    method = ctx.method
+    return _bounded(("GET" if method == "HEAD" else method) + " " + ctx.path)
 
 
 def _tenant(ctx: RequestContext) -> str:
@@ -55,8 +84,13 @@ def _tenant(ctx: RequestContext) -> str:
 
 
 def _api_key(ctx: RequestContext) -> str:
-    credential = ctx.principal.credential_id
-    return "k:" + credential if credential is not None else _principal(ctx)
+    principal = ctx.principal
+    credential = principal.credential_id
+    if credential is not None and principal.auth_method == "api_key":
+        return "k:" + credential
+    # A bearer token's credential id (jti, digest) is new with every token: a client
+    # that can mint tokens would get a fresh budget each time.
+    return _principal(ctx)
 
 
 def _connection(ctx: RequestContext) -> str:
@@ -70,20 +104,22 @@ def _connection(ctx: RequestContext) -> str:
 
 
 _CONNECTION = "secmw.ratelimit.connection"
+# Key parts that name the caller; a tier without any counts everyone together.
+_CALLER_PARTS = frozenset({"principal", "tenant", "ip", "api_key", "connection"})
 
 PARTS: dict[str, Part] = {
     "global": lambda ctx: "*",
     "principal": _principal,
     "tenant": _tenant,
     "ip": _ip,
-    "route": lambda ctx: ctx.method + " " + ctx.path,
+    "route": _route,
     "api_key": _api_key,
     "connection": _connection,
 }
 
 
 def compile_limits(
-    tier: str, rate: str, algorithm: str, burst: int | None, shadow: bool
+    tier: str, rate: str, algorithm: str, burst: int | None, shadow: bool, shared: bool = False
 ) -> tuple[Limit, ...]:
     """The :class:`Limit` of every window in ``rate`` (``limits`` parses the string)."""
     items: list[RateLimitItem] = parse_many(rate)
@@ -104,6 +140,7 @@ def compile_limits(
                 burst=(burst or item.amount) if algorithm == GCRA else item.amount,
                 shadow=shadow,
                 descriptor=f'"{policy}";q={item.amount};w={seconds}',
+                shared=shared,
             )
         )
     return tuple(limits)
@@ -140,11 +177,14 @@ class Tier:
         self._parts = tuple(PARTS[part] for part in parts if part != "tool")
         self.shadow = config.shadow
         self.messages = config.applies_to == "messages"
+        shared = _CALLER_PARTS.isdisjoint(parts)
         self.limits = compile_limits(
-            config.name, config.rate, config.algorithm, config.burst, config.shadow
+            config.name, config.rate, config.algorithm, config.burst, config.shadow, shared
         )
         self.plans = {
-            plan: compile_limits(config.name, rate, config.algorithm, config.burst, config.shadow)
+            plan: compile_limits(
+                config.name, rate, config.algorithm, config.burst, config.shadow, shared
+            )
             for plan, rate in config.plans.items()
         }
         self.cost = config.cost
@@ -218,7 +258,7 @@ class Tier:
             per_tool: dict[str, int] = {}
             for tool in ctx.tools:
                 per_tool[tool] = per_tool.get(tool, 0) + self.tool_costs.get(tool, cost)
-            return [((*base, "tool:" + tool), total) for tool, total in per_tool.items()]
+            return [((*base, "tool:" + _bounded(tool)), total) for tool, total in per_tool.items()]
         if self.tool_costs:
             tools = ctx.tools
             if tools:

@@ -102,6 +102,28 @@ def test_gcra_burst_one_is_a_strict_interval() -> None:
     assert d.at(12.0).allowed
 
 
+@pytest.mark.parametrize(("rate", "window", "burst"), [(100, 60.0, 4), (6, 5.0, 2), (7, 3.0, 7)])
+def test_gcra_a_cost_equal_to_the_burst_passes_on_an_idle_key_at_epoch_times(
+    rate: int, window: float, burst: int
+) -> None:
+    # Epoch-sized times round in their last bit (~2.4e-7 s): the decision must not.
+    for start in (1_763_770_000.123456, 1_763_770_123.9, 1_800_000_000.000001):
+        d = Driver(make(GCRA, rate, window, burst=burst), start=start)
+        first = d.hit(cost=burst)
+        assert first.allowed and first.remaining == 0
+        refused = d.hit(cost=1)
+        assert not refused.allowed
+        assert refused.retry_after == pytest.approx(window / rate, abs=1e-5)
+        assert d.at(start + window / rate).allowed
+
+
+def test_gcra_remaining_counts_whole_units_at_epoch_times() -> None:
+    d = Driver(make(GCRA, 7, 3.0), start=1_763_770_000.5)
+    assert d.hit(cost=2).remaining == 5
+    assert d.hit(cost=5).remaining == 0
+    assert not d.hit().allowed
+
+
 @pytest.mark.parametrize("algorithm", list(STEPS))
 def test_a_cost_above_the_limit_never_passes(algorithm: str) -> None:
     d = Driver(make(algorithm, 3, 10.0))

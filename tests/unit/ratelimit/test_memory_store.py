@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from secmw.ratelimit import MemoryStore
 from secmw.ratelimit.algorithms import ALGORITHMS, Limit
 from tests.ratelimit_support import FakeClock
@@ -38,3 +41,27 @@ def test_max_keys_evicts_the_least_recently_used() -> None:
     # The key used recently survived with its count (1 + 20 hits).
     assert store.apply([(limit, "hot", 0)])[0].remaining == 10_000 - 21
     assert store.apply([(limit, 0, 0)])[0].remaining == 10_000  # evicted: starts afresh
+
+
+def test_a_wall_clock_stepped_back_does_not_stretch_the_window(monkeypatch: Any) -> None:
+    from secmw.ratelimit.build import build_rate_limiter
+    from secmw.ratelimit.config import RateLimitConfig
+
+    real, shift = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() - shift[0])
+    config = RateLimitConfig.model_validate(
+        {
+            "tiers": [
+                {"name": a, "key": "global", "rate": "2/minute", "algorithm": a} for a in ALGORITHMS
+            ]
+        }
+    )
+    limiter = build_rate_limiter(config)
+    assert limiter is not None and limiter.memory is not None
+    checks = [(limit, ("*",), 1) for tier in limiter._request_tiers for limit in tier.limits]
+    assert all(outcome.allowed for outcome in limiter.memory.apply(checks))
+    shift[0] = 3600.0  # NTP steps the wall clock back an hour
+    assert all(outcome.allowed for outcome in limiter.memory.apply(checks))
+    refused = limiter.memory.apply(checks)
+    assert not any(outcome.allowed for outcome in refused)
+    assert all(outcome.retry_after <= 120.0 for outcome in refused)  # not an hour more

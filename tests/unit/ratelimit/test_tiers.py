@@ -11,8 +11,11 @@ from secmw.context import Principal, RequestContext
 from secmw.ratelimit import Tier, TierConfig
 from tests.support import http_scope
 
-ALICE = Principal(subject="alice", tenant="acme", credential_id="key-1", auth_method="test")
+ALICE = Principal(subject="alice", tenant="acme", credential_id="key-1", auth_method="api_key")
 NO_TENANT = Principal(subject="bob", auth_method="test")
+BEARER = Principal(
+    subject="carol", credential_id="jti:t1", auth_method="jwt", claims={"iss": "https://a.test"}
+)
 
 
 def ctx_for(principal: Principal | None = None, path: str = "/api", **scope: Any) -> RequestContext:
@@ -30,14 +33,16 @@ def tier(**config: Any) -> Tier:
     ("key", "principal", "expected"),
     [
         pytest.param("global", ALICE, ("*",), id="global"),
-        pytest.param("principal", ALICE, ("p:alice",), id="principal"),
+        pytest.param("principal", ALICE, ("p:api_key,acme,alice",), id="principal"),
+        pytest.param("principal", BEARER, ("p:https://a.test,,carol",), id="principal-issuer"),
         pytest.param("principal", None, ("ip:203.0.113.7",), id="anonymous-by-ip"),
         pytest.param("tenant", ALICE, ("t:acme",), id="tenant"),
-        pytest.param("tenant", NO_TENANT, ("p:bob",), id="no-tenant"),
+        pytest.param("tenant", NO_TENANT, ("p:test,,bob",), id="no-tenant"),
         pytest.param("ip", ALICE, ("203.0.113.7",), id="ip"),
         pytest.param("route", ALICE, ("GET /api",), id="route"),
         pytest.param("api_key", ALICE, ("k:key-1",), id="api-key"),
-        pytest.param("api_key", NO_TENANT, ("p:bob",), id="no-api-key"),
+        pytest.param("api_key", NO_TENANT, ("p:test,,bob",), id="no-api-key"),
+        pytest.param("api_key", BEARER, ("p:https://a.test,,carol",), id="bearer-not-per-token"),
         pytest.param("tenant+ip", ALICE, ("t:acme", "203.0.113.7"), id="combined"),
     ],
 )
@@ -58,12 +63,39 @@ def rpc_ctx(*tools: str) -> RequestContext:
 def test_tool_keys_per_tool_and_batch_costs() -> None:
     per_tool = tier(key="principal+tool", costs={"tools": {"big": 4}})
     assert per_tool.keys(rpc_ctx("a", "big", "a")) == [
-        (("p:alice", "tool:a"), 2),
-        (("p:alice", "tool:big"), 4),
+        (("p:api_key,acme,alice", "tool:a"), 2),
+        (("p:api_key,acme,alice", "tool:big"), 4),
     ]
     assert per_tool.keys(ctx_for(ALICE)) == []  # no tools/call: not counted
     overall = tier(key="principal", costs={"tools": {"big": 4}})
-    assert overall.keys(rpc_ctx("a", "big")) == [(("p:alice",), 5)]
+    assert overall.keys(rpc_ctx("a", "big")) == [(("p:api_key,acme,alice",), 5)]
+
+
+def test_one_subject_of_two_tenants_or_issuers_is_two_principals() -> None:
+    per_principal = tier(key="principal")
+    globex = Principal(subject="alice", tenant="globex", auth_method="api_key")
+    other_issuer = Principal(subject="alice", auth_method="jwt", claims={"iss": "https://b.test"})
+    comma = Principal(subject="x", tenant="acme,alice", auth_method="api_key")
+    keys = {per_principal.keys(ctx_for(p))[0][0] for p in (ALICE, globex, other_issuer, comma)}
+    assert len(keys) == 4
+
+
+def test_head_shares_the_get_budget_of_a_route() -> None:
+    per_route = tier(key="ip+route")
+    get, head = ctx_for(ALICE), ctx_for(ALICE, method="HEAD")
+    assert per_route.keys(get) == per_route.keys(head)
+    assert per_route.keys(ctx_for(ALICE, method="POST")) != per_route.keys(get)
+
+
+def test_long_client_chosen_parts_are_counted_under_a_digest() -> None:
+    long_path = "/" + "a" * 8000
+    keys = tier(key="route").keys(ctx_for(ALICE, path=long_path))
+    (part,) = keys[0][0]
+    assert part.startswith("sha256:") and len(part) < 80
+    other = tier(key="route").keys(ctx_for(ALICE, path=long_path + "b"))
+    assert other[0][0] != keys[0][0]
+    tool = tier(key="principal+tool").keys(rpc_ctx("t" * 5000))
+    assert len(tool[0][0][1]) < 80
 
 
 def test_plans_pick_the_rate_and_share_counters() -> None:
