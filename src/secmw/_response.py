@@ -313,8 +313,12 @@ class ResponseWriter:
             self._start = {**message, "headers": headers}
             self._buffer = []
             return
+        try:
+            self._open_stream(redactor)
+        except Exception as exc:  # a custom redactor: nothing unscanned goes out
+            await self._refuse(f"the redactor failed: {type(exc).__name__}")
+            return
         self.started = True
-        self._open_stream(redactor)
         await self._send({**message, "headers": _without_length(headers)})
 
     async def answer(self, denial: Denial) -> None:
@@ -378,7 +382,13 @@ class ResponseWriter:
             # also detects UTF-16/32 JSON without one. Not scannable byte by byte.
             await self._refuse("response body in UTF-16 or UTF-32 cannot be redacted")
             return
-        redacted, findings = redactor.redact(raw.decode("utf-8", "surrogateescape"), self._media)
+        try:
+            redacted, findings = redactor.redact(
+                raw.decode("utf-8", "surrogateescape"), self._media
+            )
+        except Exception as exc:  # a custom redactor: nothing unscanned goes out
+            await self._refuse(f"the redactor failed: {type(exc).__name__}")
+            return
         self._ctx.findings.extend(findings)
         body = _encoded(redacted)
         headers = _without_length(start["headers"])
@@ -394,9 +404,20 @@ class ResponseWriter:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
             return
         stream, decoder = self._stream
-        text = stream.feed(decoder.decode(chunk, final=not more))
+        try:
+            text = stream.feed(decoder.decode(chunk, final=not more))
+            if not more:
+                text += stream.flush()
+        except Exception as exc:
+            # Headers are out: the body ends here, cut short, and the trail says why.
+            self._suppressed = True
+            self.denial = _UnscannableResponse(
+                "The response could not be checked.",
+                reason=f"the redactor failed: {type(exc).__name__}",
+            )
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         if not more:
-            text += stream.flush()
             self._ctx.findings.extend(stream.findings)
         if text or not more:
             await self._send(

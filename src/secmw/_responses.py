@@ -71,8 +71,18 @@ def bearer_challenge(
     return ("Bearer " + ", ".join(params)).encode("latin-1")
 
 
+# A year: a longer Retry-After is no advice at all.
+_LONGEST_RETRY = 31_536_000
+
+
 def _retry_after(seconds: float) -> bytes:
-    return str(max(1, math.ceil(seconds))).encode()
+    # A custom component may hand over inf, NaN or a string-like number: the answer
+    # must still go out (math.ceil(inf) raises).
+    try:
+        whole = math.ceil(min(float(seconds), _LONGEST_RETRY))
+    except (TypeError, ValueError, OverflowError):
+        whole = 1
+    return str(max(1, whole)).encode()
 
 
 # JSON-RPC error codes for refusals (the -32000..-32099 range is for servers).

@@ -22,17 +22,20 @@ with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, TypedDict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol, TypedDict, TypeVar
+
+import anyio
 
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
 from secmw.audit.format import bind_request, unbind_request
 from secmw.auth.base import Authenticator
-from secmw.context import ContextSettings, RequestContext
+from secmw.context import ContextSettings, Finding, Principal, RequestContext
 from secmw.errors import (
     AccessDenied,
     AuthenticationError,
@@ -52,6 +55,7 @@ from secmw.redact.base import ChainedTransform, Redactor
 from secmw.redact.paths import path_for_audit
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+_T = TypeVar("_T")
 
 
 # A run this long is the only place a secret can hide in a path; shorter paths
@@ -131,6 +135,15 @@ class Pipeline:
         max_mcp_sessions: int = 100_000,
         max_mcp_sessions_per_principal: int = 100,
     ) -> None:
+        for role, component, methods in (
+            ("authenticator", authenticator, (("authenticate", True),)),
+            ("inspector", inspector, (("inspect", False),)),
+            ("policy", policy, (("evaluate", False),)),
+            ("rate_limiter", rate_limiter, (("hit", True),)),
+            ("redactor", redactor, (("redact", False), ("stream", False))),
+            ("audit", audit, (("emit", True), ("aclose", True))),
+        ):
+            _check_component(role, component, methods)
         self.authenticator = authenticator
         self.inspector = inspector
         self.policy: PolicyEvaluator = policy if policy is not None else AuthenticatedPolicy()
@@ -181,7 +194,7 @@ class Pipeline:
             found for found in scope_filters if not getattr(found, "websocket_only", False)
         )
         # A sink that can refuse (JSONL file, fail_closed) says so through ``healthy``.
-        self._audit_gate = audit if hasattr(audit, "healthy") else None
+        self._audit_gate: _Gate | None = audit if _has_gate(audit) else None  # type: ignore[assignment]
         # MCP session ids bound to the principal that opened them (None: not checked).
         self.sessions = (
             SessionBinding(mcp_sessions, max_mcp_sessions, max_mcp_sessions_per_principal)
@@ -216,14 +229,17 @@ class Pipeline:
             if self.authenticator is not None:
                 principal = await self.authenticator.authenticate(ctx)
                 if principal is not None:
-                    ctx.principal = principal
+                    ctx.principal = _checked(principal, Principal, "authenticate")
             if guard is not None:
                 await guard.after_authentication(ctx)
             stage = "inspect"
             if self.inspector is not None:
-                ctx.findings.extend(self.inspector.inspect(ctx))
+                found = list(self.inspector.inspect(ctx))
+                for finding in found:
+                    _checked(finding, Finding, "inspect")
+                ctx.findings.extend(found)
             stage = "authorize"
-            decision = self.policy.evaluate(ctx)
+            decision = _checked(self.policy.evaluate(ctx), Decision, "evaluate")
             ctx.decision = decision
             if decision.effect is not Effect.ALLOW:
                 raise _refusal(ctx, decision)
@@ -231,7 +247,7 @@ class Pipeline:
                 self.sessions.check(ctx)
             stage = "throttle"
             if self.rate_limiter is not None:
-                rate = await self.rate_limiter.hit(ctx)
+                rate = _checked(await self.rate_limiter.hit(ctx), RateDecision, "hit")
                 ctx.state["rate"] = rate
                 if not rate.allowed:
                     raise RateLimited(
@@ -245,6 +261,9 @@ class Pipeline:
         except Denial:
             raise
         except Exception as exc:
+            denial = _sole_denial(exc)
+            if denial is not None:
+                raise denial from exc
             raise _stage_failure(stage, exc) from exc
 
     async def screen(self, ctx: RequestContext) -> None:
@@ -265,7 +284,14 @@ class Pipeline:
             raise _stage_failure("authenticate", exc) from exc
 
     def _check_audit(self) -> None:
-        if self._audit_gate is not None and not self._audit_gate.healthy:
+        gate = self._audit_gate
+        if gate is None:
+            return
+        try:
+            healthy = bool(gate.healthy)
+        except Exception:  # a custom sink's property that fails: it cannot record either
+            healthy = False
+        if not healthy:
             # NIST SP 800-53 AU-5: no decision is made that could not be recorded.
             raise ServiceUnavailable(
                 "The request cannot be checked right now.",
@@ -283,7 +309,14 @@ class Pipeline:
         """Per-message checks on an open websocket; raise a Denial to close it."""
         if self._message_limiter is None:
             return
-        rate = await self._message_limiter.hit_message(ctx, message)
+        try:
+            rate = _checked(
+                await self._message_limiter.hit_message(ctx, message), RateDecision, "hit_message"
+            )
+        except Denial:
+            raise
+        except Exception as exc:
+            raise _stage_failure("throttle", exc) from exc
         if not rate.allowed:
             raise RateLimited(
                 rate.retry_after or 1.0,
@@ -413,12 +446,21 @@ class Pipeline:
             if clean != path:
                 event = dataclasses.replace(event, path=clean)
         try:
-            await self.audit.emit(event)
+            with anyio.move_on_after(SINK_DEADLINE) as waited:
+                await self.audit.emit(event)
         except Exception as exc:
             print(
                 f"secmw: audit sink failed with {type(exc).__name__}; event {event.name} lost",
                 file=sys.stderr,
             )
+        else:
+            if waited.cancelled_caught:
+                # A sink that hangs must not pin the request (its caller is shielded).
+                print(
+                    f"secmw: audit sink did not answer within {SINK_DEADLINE:g} s; "
+                    f"event {event.name} lost",
+                    file=sys.stderr,
+                )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -478,23 +520,83 @@ class Pipeline:
         for component in self._components():
             close = getattr(component, "aclose", None)
             if callable(close):
-                try:
-                    await close()  # connections: Redis, an introspection HTTP client
-                except Exception as exc:
-                    print(
-                        f"secmw: closing {type(component).__name__} failed with "
-                        f"{type(exc).__name__}",
-                        file=sys.stderr,
-                    )
+                # Connections: Redis, an introspection HTTP client.
+                await _closed(close, type(component).__name__)
         if self.audit is not None:
-            try:
-                await self.audit.aclose()
-            except Exception as exc:
-                print(
-                    f"secmw: closing the audit sink failed with {type(exc).__name__}",
-                    file=sys.stderr,
-                )
+            await _closed(self.audit.aclose, "the audit sink")
         self._started = False
+
+
+# How long a component may take to take an audit event or to close: a hung custom
+# one must not pin requests or a server's shutdown (the built-in file sink waits
+# at most its ``block_timeout_ms`` for room, and flushes in well under this).
+SINK_DEADLINE = 30.0
+
+
+async def _closed(close: Callable[[], Awaitable[None]], name: str) -> None:
+    try:
+        with anyio.move_on_after(SINK_DEADLINE) as waited:
+            await close()
+    except Exception as exc:
+        print(f"secmw: closing {name} failed with {type(exc).__name__}", file=sys.stderr)
+        return
+    if waited.cancelled_caught:
+        print(f"secmw: closing {name} took over {SINK_DEADLINE:g} s; left", file=sys.stderr)
+
+
+def _check_component(role: str, component: object, methods: tuple[tuple[str, bool], ...]) -> None:
+    """A clear error at construction for a component that cannot work (not per request)."""
+    if component is None:
+        return
+    if isinstance(component, type):
+        raise TypeError(f"{role}: pass an instance of {component.__name__}, not the class")
+    for name, wanted_async in methods:
+        method = getattr(component, name, None)
+        if not callable(method):
+            raise TypeError(f"{role}: {type(component).__name__} has no {name}() method")
+        function = inspect.unwrap(getattr(method, "__func__", method))
+        is_async = inspect.iscoroutinefunction(function)
+        # Only plain functions are judged: a mock or a callable object may await either way.
+        if wanted_async and not is_async and inspect.isfunction(function):
+            raise TypeError(f"{role}: {type(component).__name__}.{name} must be async def")
+        if not wanted_async and is_async:
+            raise TypeError(f"{role}: {type(component).__name__}.{name} must not be async def")
+
+
+class _Gate(Protocol):
+    @property
+    def healthy(self) -> bool: ...
+
+
+def _has_gate(audit: object) -> bool:
+    try:
+        return hasattr(audit, "healthy")
+    except Exception:  # a property that fails already: a gate, and a closed one
+        return True
+
+
+def _checked(value: Any, kind: type[_T], method: str) -> _T:
+    """``value`` when it is a ``kind``; a custom component's wrong answer fails its stage."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{method} returned {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _sole_denial(exc: Exception) -> Denial | None:
+    """The one Denial an exception group carries (a component's own task group raised it)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    if len(leaves) == 1 and isinstance(leaves[0], Denial):
+        return leaves[0]
+    return None
 
 
 def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:

@@ -747,3 +747,56 @@ async def test_an_app_that_returns_because_the_client_left_is_an_aborted_request
     sent = await call(open_app(long_poll, audit=audit), http_scope("/poll"))
     assert sent.messages == []  # no 500 written to a closed connection
     assert (audit.last.name, audit.last.reason) == ("request_aborted", "client disconnected")
+
+
+class _FailingRedactor:
+    """A custom redactor failing where ``where`` says (``redact``, ``stream`` or ``feed``)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def redact(self, text: str, media_type: str | None = None) -> Any:
+        if self.where == "redact":
+            raise RuntimeError("boom")
+        return text, []
+
+    def stream(self, media_type: str | None = None) -> Any:
+        if self.where == "stream":
+            raise RuntimeError("boom")
+        where = self.where
+
+        class Stream:
+            def __init__(self) -> None:
+                self.findings: list[Any] = []
+
+            def feed(self, text: str) -> str:
+                if where == "feed" and "second" in text:
+                    raise RuntimeError("boom")
+                return text
+
+            def flush(self) -> str:
+                return ""
+
+        return Stream()
+
+
+@pytest.mark.parametrize("where", ["redact", "stream", "feed"])
+async def test_a_failing_custom_redactor_lets_nothing_unscanned_out(where: str) -> None:
+    secret = b"second part with the secret"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain")]
+        if where == "redact":
+            headers.append((b"content-length", str(5 + len(secret)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await send({"type": "http.response.body", "body": secret, "more_body": False})
+
+    audit = AuditCapture()
+    sent = await call(
+        open_app(app, redactor=_FailingRedactor(where), audit=audit), http_scope("/x")
+    )
+    assert secret not in sent.body
+    assert sent.status == (200 if where == "feed" else 502)
+    event = audit.named("secret_redaction_fail")[0]
+    assert event.reason == "the redactor failed: RuntimeError"

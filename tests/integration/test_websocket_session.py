@@ -312,3 +312,24 @@ async def test_an_app_refusal_secmw_cannot_scan_is_audited_as_such() -> None:
         await app(ws_scope(extensions={"websocket.http.response": {}}), ScriptedClient(), sent)
     assert sent.status == 502
     assert (audit.last.name, audit.last.status) == ("secret_redaction_fail", 502)
+
+
+async def test_a_failing_message_limiter_fails_its_stage_not_the_app() -> None:
+    class Broken:
+        async def hit(self, ctx: RequestContext) -> RateDecision:
+            return RateDecision(True)
+
+        async def hit_message(
+            self, ctx: RequestContext, message: Mapping[str, Any]
+        ) -> RateDecision:
+            raise RuntimeError("counter lost")
+
+    app_inner, audit = Recorder(), AuditCapture()
+    app = SecurityMiddleware(app_inner, OPEN, rate_limiter=Broken(), audit=audit)
+    sent = Sender()
+    with anyio.fail_after(5):
+        await app(ws_scope(), ScriptedClient({"type": "websocket.receive", "text": "hi"}), sent)
+    assert not [m for m in app_inner.received if m.get("text") == "hi"]
+    assert sent.messages[-1]["type"] == "websocket.close"
+    assert audit.named("sys_error")[0].reason == "throttle stage failed: RuntimeError"
+    assert not audit.named("app_error")

@@ -283,3 +283,156 @@ async def test_jwks_keys_are_fetched_at_startup() -> None:
     assert jwks.requests == 0
     await pipeline.startup()
     assert jwks.requests == 1 and source.loaded
+
+
+class _WrongPrincipal:
+    async def authenticate(self, ctx: Any) -> Any:
+        return {"sub": "alice"}  # the claims, not a Principal
+
+
+class _WrongDecision:
+    needs_body = False
+
+    def evaluate(self, ctx: Any) -> Any:
+        return Effect.ALLOW  # an Effect, not a Decision
+
+
+class _WrongRate:
+    async def hit(self, ctx: Any) -> Any:
+        return True
+
+
+class _WrongFindings:
+    needs_body = False
+
+    def inspect(self, ctx: Any) -> Any:
+        return ["prompt injection"]
+
+
+@pytest.mark.parametrize(
+    ("components", "stage"),
+    [
+        pytest.param({"authenticator": _WrongPrincipal()}, "authenticate", id="authenticate"),
+        pytest.param({"policy": _WrongDecision()}, "authorize", id="evaluate"),
+        pytest.param({"rate_limiter": _WrongRate()}, "throttle", id="hit"),
+        pytest.param({"inspector": _WrongFindings()}, "inspect", id="inspect"),
+    ],
+)
+async def test_a_custom_component_answering_the_wrong_type_fails_its_stage_audited(
+    components: dict[str, Any], stage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audit = AuditCapture()
+    echo = EchoApp()
+    config = {"auth": {"allow_anonymous": True}}
+    app = SecurityMiddleware(echo, config, audit=audit, **components)
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 503 and echo.scopes == []
+    event = audit.named("sys_error")[0]
+    assert event.reason == f"{stage} stage failed: TypeError"
+    assert "request denied" in capsys.readouterr().err
+
+
+async def test_an_infinite_retry_after_still_answers_429() -> None:
+    class Forever:
+        async def hit(self, ctx: Any) -> RateDecision:
+            return RateDecision(False, retry_after=float("inf"), policies=("p",))
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        EchoApp(), {"auth": {"allow_anonymous": True}}, rate_limiter=Forever(), audit=audit
+    )
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 429 and sent.header("retry-after") == "31536000"
+    assert audit.named("excess_rate_limit_exceeded")
+
+
+async def test_a_hung_audit_sink_does_not_pin_the_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import anyio
+
+    from secmw import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SINK_DEADLINE", 0.2)
+
+    class Hung:
+        async def emit(self, event: Any) -> None:
+            await anyio.sleep(60)
+
+        async def aclose(self) -> None:
+            await anyio.sleep(60)
+
+    pipeline = Pipeline(audit=Hung(), policy=FixedPolicy(Recorder(), Decision(Effect.ALLOW)))
+    pipeline.policy.evaluate = lambda ctx: Decision(Effect.ALLOW)  # type: ignore[method-assign]
+    with anyio.fail_after(5):
+        sent = await call(SecurityMiddleware(EchoApp(), pipeline=pipeline), http_scope("/x"))
+        await pipeline.aclose()
+    assert sent.status == 200
+    err = capsys.readouterr().err
+    assert "audit sink did not answer within 0.2 s" in err
+    assert "closing the audit sink took over 0.2 s" in err
+
+
+async def test_an_audit_gate_that_raises_counts_as_unhealthy() -> None:
+    class Gate(AuditCapture):
+        @property
+        def healthy(self) -> bool:
+            raise RuntimeError("lost the disk")
+
+    echo = EchoApp()
+    app = SecurityMiddleware(echo, {"auth": {"allow_anonymous": True}}, audit=Gate())
+    sent = await call(app, http_scope("/x"))
+    assert sent.status == 503 and echo.scopes == []
+
+
+async def test_a_denial_raised_in_a_components_task_group_is_that_denial() -> None:
+    import anyio
+
+    from secmw.errors import AuthenticationError
+
+    class Grouped:
+        async def authenticate(self, ctx: Any) -> Principal:
+            async def check() -> None:
+                raise AuthenticationError("The access token is invalid.", reason="bad")
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(check)
+            return ALICE
+
+    sent = await call(SecurityMiddleware(EchoApp(), {}, authenticator=Grouped()), http_scope("/x"))
+    assert sent.status == 401
+
+
+class _SyncAuth:
+    def authenticate(self, ctx: Any) -> Principal:
+        return ALICE
+
+
+class _AsyncPolicy:
+    async def evaluate(self, ctx: Any) -> Decision:
+        return Decision(Effect.ALLOW)
+
+
+class _SyncSink:
+    def emit(self, event: Any) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("components", "message"),
+    [
+        pytest.param({"authenticator": FixedAuth}, "not the class", id="a-class"),
+        pytest.param({"authenticator": object()}, "has no authenticate()", id="no-method"),
+        pytest.param({"authenticator": _SyncAuth()}, "must be async def", id="sync-auth"),
+        pytest.param({"policy": _AsyncPolicy()}, "must not be async def", id="async-policy"),
+        pytest.param({"audit": _SyncSink()}, "emit must be async def", id="sync-emit"),
+    ],
+)
+def test_an_unusable_component_is_refused_when_the_pipeline_is_built(
+    components: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        Pipeline(**components)

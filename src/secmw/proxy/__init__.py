@@ -7,11 +7,18 @@ The parts that need ``httpx`` (the ``gateway`` extra) load on first use, so
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secmw.proxy.config import GatewayConfig
 from secmw.proxy.egress import EgressDenied, EgressGuard, canonical_host
 from secmw.proxy.headers import CREDENTIAL_HEADERS, HOP_BY_HOP, HeaderFilter
+
+if TYPE_CHECKING:  # the real types for checkers; at run time they load on first use
+    from secmw.proxy.app import ReverseProxy, Route, Timeouts, httpx_client
+    from secmw.proxy.build import Gateway, build_gateway
+    from secmw.proxy.h1 import H1Client
+    from secmw.proxy.pool import RetryPolicy, Target, UpstreamPool
+    from secmw.proxy.transport import EgressTransport
 
 _LAZY = {
     "EgressTransport": "secmw.proxy.transport",

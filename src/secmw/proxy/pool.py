@@ -33,6 +33,12 @@ class Target:
     label: str = field(default="")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.breaker, Breaker):
+            # The pool reads the circuit's state (available, acquire, record), which
+            # the CircuitBreaker protocol does not have: NoBreaker cannot stand in.
+            raise TypeError(
+                f"Target needs a secmw.breaker.Breaker, not {type(self.breaker).__name__}"
+            )
         if not self.label:
             self.label = str(self.url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
 

@@ -119,7 +119,13 @@ PARTS: dict[str, Part] = {
 
 
 def compile_limits(
-    tier: str, rate: str, algorithm: str, burst: int | None, shadow: bool, shared: bool = False
+    tier: str,
+    rate: str,
+    algorithm: str,
+    burst: int | None,
+    shadow: bool,
+    *,
+    shared: bool = False,
 ) -> tuple[Limit, ...]:
     """The :class:`Limit` of every window in ``rate`` (``limits`` parses the string)."""
     items: list[RateLimitItem] = parse_many(rate)
@@ -179,11 +185,11 @@ class Tier:
         self.messages = config.applies_to == "messages"
         shared = _CALLER_PARTS.isdisjoint(parts)
         self.limits = compile_limits(
-            config.name, config.rate, config.algorithm, config.burst, config.shadow, shared
+            config.name, config.rate, config.algorithm, config.burst, config.shadow, shared=shared
         )
         self.plans = {
             plan: compile_limits(
-                config.name, rate, config.algorithm, config.burst, config.shadow, shared
+                config.name, rate, config.algorithm, config.burst, config.shadow, shared=shared
             )
             for plan, rate in config.plans.items()
         }

@@ -76,3 +76,11 @@ def test_redirects_to_the_upstream_become_gateway_paths_never_protocol_relative(
     route = SimpleNamespace(prefix=prefix, strip_prefix=bool(prefix))
     headers = rewrite_location([(b"location", location)], target, route)  # type: ignore[arg-type]
     assert headers == [(b"location", expected)]
+
+
+def test_a_pool_target_needs_the_concrete_breaker() -> None:
+    from secmw.breaker import NoBreaker
+    from secmw.proxy.pool import Target
+
+    with pytest.raises(TypeError, match=r"needs a secmw\.breaker\.Breaker, not NoBreaker"):
+        Target(httpx.URL("http://127.0.0.1:9"), NoBreaker())  # type: ignore[arg-type]
