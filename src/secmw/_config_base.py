@@ -21,10 +21,11 @@ class ConfigModel(BaseModel):
 
     Numbers and booleans are not converted from other types either:
     ``max_body_bytes = true`` or ``allow_anonymous = "yes"`` is an error, not 1
-    and ``True``.
+    and ``True``; ``inf`` and ``nan`` are errors too (``factor = inf`` would switch
+    a detector off without a word).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Per field (not per model), so one bad value does not hide the other errors.
     @field_validator("*", mode="before")

@@ -179,8 +179,18 @@ class SecurityMiddleware:
                 watched,
                 writer.send,
             )
-        except Exception:
-            if guard is None or not guard.exceeded:
+        except Exception as exc:
+            exceeded = guard is not None and guard.exceeded
+            if isinstance(exc, Denial) and not writer.started and not gone and not exceeded:
+                # A refusal secmw defines (CircuitOpen around the app's upstream call,
+                # an AuthenticationError) raised before any answer: answered as secmw
+                # would, and audited as that refusal (the adapter records it).
+                with anyio.CancelScope(shield=True):
+                    await writer.finish()
+                    await writer.answer(exc)
+                ctx.state["denial"] = exc
+                return
+            if not exceeded:
                 with anyio.CancelScope(shield=True):
                     await writer.finish()
                     if not writer.started and not gone:

@@ -311,7 +311,25 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("gateway.egress.allow_networks")
     if config.mcp.session_binding != "strict":
         found.append("mcp.session_binding")
+    jwt = config.auth.jwt
+    if jwt is not None and "exp" not in jwt.required_claims and "authenticator" not in components:
+        found.append("auth.jwt.required_claims")  # tokens without exp never expire
+    if any(_catch_all(pattern) for pattern in config.auth.public_paths):
+        found.append("auth.public_paths")  # every path skips authentication
+    if config.max_body_bytes is None:
+        found.append("max_body_bytes")
+    if config.websocket.max_message_bytes is None:
+        found.append("websocket.max_message_bytes")
+    if config.inspect is not None and config.inspect.action == "audit":
+        found.append("inspect.action")  # findings are recorded, nothing is refused
+    if config.audit.sink == "none":
+        found.append("audit.sink")
     return tuple(found)
+
+
+def _catch_all(pattern: str) -> bool:
+    """A public-path pattern that matches every path (``/**``)."""
+    return pattern.rstrip("*") in ("", "/") and pattern.endswith("**")
 
 
 def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline:

@@ -204,9 +204,21 @@ async def _render(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _render_denial(request: Request, exc: Exception) -> Response:
+    """A secmw refusal raised in a route (``CircuitOpen`` around an upstream call)."""
+    if not isinstance(exc, Denial):  # pragma: no cover - registered for this type only
+        raise exc
+    return await _render(request, _refuse(_context(request), exc))
+
+
 def install(app: FastAPI) -> None:
-    """Render route-level refusals as the middleware's problem+json (or JSON-RPC) bodies."""
+    """Render route-level refusals as the middleware's problem+json (or JSON-RPC) bodies.
+
+    A :class:`~secmw.errors.Denial` a route raises itself (an open circuit breaker's
+    ``CircuitOpen``) is answered and audited the same way, not as a 500.
+    """
     app.add_exception_handler(SecmwHTTPException, _render)
+    app.add_exception_handler(Denial, _render_denial)
 
 
 __all__ = [

@@ -231,3 +231,17 @@ def test_a_key_secmw_cannot_sign_with_is_a_clear_error(
     assert main(["token", "--key", str(key)]) == 1
     assert main(["token", "--key", str(key), "--jwks"]) == 1  # never a JWKS with a wrong alg
     assert "not an RSA, P-256 or Ed25519 private key" in capsys.readouterr().err
+
+
+def test_token_kid_names_the_key_in_the_header_and_the_jwks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jwt
+
+    key = tmp_path / "dev.pem"
+    assert main(["token", "--key", str(key), "--create-key", "--kid", "k1"]) == 0
+    assert jwt.get_unverified_header(capsys.readouterr().out.strip())["kid"] == "k1"
+    assert main(["token", "--key", str(key), "--kid", "k2"]) == 0
+    assert jwt.get_unverified_header(capsys.readouterr().out.strip())["kid"] == "k2"
+    assert main(["token", "--key", str(key), "--kid", "k2", "--jwks"]) == 0
+    assert json.loads(capsys.readouterr().out)["keys"][0]["kid"] == "k2"

@@ -173,3 +173,22 @@ async def test_dependency_without_the_middleware_fails_closed() -> None:
         transport=httpx.ASGITransport(app=api, raise_app_exceptions=False), base_url="http://t"
     ) as http:
         assert (await http.get("/me")).status_code == 500
+
+
+async def test_an_open_breaker_raised_in_a_route_is_a_503_when_installed() -> None:
+    from secmw.breaker import CircuitOpen
+
+    api = FastAPI()
+    install(api)
+
+    @api.get("/billing")
+    async def billing() -> dict[str, str]:
+        raise CircuitOpen("billing", retry_after=4.5)
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(api, {"auth": {"allow_anonymous": True}}, audit=audit)
+    async with client(app) as c:
+        sent = await c.get("/billing")
+    assert sent.status_code == 503 and sent.headers["retry-after"] == "5"
+    assert sent.json()["detail"] == "The upstream service is temporarily unavailable."
+    assert (audit.last.name, audit.last.status) == ("upstream_circuit_open", 503)

@@ -800,3 +800,34 @@ async def test_a_failing_custom_redactor_lets_nothing_unscanned_out(where: str) 
     assert sent.status == (200 if where == "feed" else 502)
     event = audit.named("secret_redaction_fail")[0]
     assert event.reason == "the redactor failed: RuntimeError"
+
+
+async def test_a_secmw_refusal_raised_by_the_app_before_answering_is_rendered() -> None:
+    from secmw.breaker import CircuitOpen
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise CircuitOpen("billing", retry_after=7.2)
+
+    audit = AuditCapture()
+    sent = await call(open_app(app, audit=audit), http_scope("/x"))
+    assert sent.status == 503 and sent.header("retry-after") == "8"
+    assert b"temporarily unavailable" in sent.body
+    event = audit.last
+    assert (event.name, event.status, event.reason) == (
+        "upstream_circuit_open",
+        503,
+        "circuit billing open",
+    )
+
+
+async def test_a_secmw_refusal_raised_after_the_app_answered_is_its_error() -> None:
+    from secmw.breaker import CircuitOpen
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise CircuitOpen("billing", retry_after=1)
+
+    audit = AuditCapture()
+    with pytest.raises(CircuitOpen):
+        await call(open_app(app, audit=audit), http_scope("/x"))
+    assert audit.last.name == "app_error"

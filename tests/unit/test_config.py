@@ -301,3 +301,48 @@ def test_items_of_lists_and_tables_are_not_converted_either(data: dict[str, Any]
     with pytest.raises(ConfigError) as caught:
         load_config(data)
     assert [issue.key for issue in caught.value.issues] == [key]
+
+
+@pytest.mark.parametrize(
+    ("section", "listed"),
+    [
+        pytest.param(
+            {
+                "auth": {
+                    "jwt": {
+                        "issuer": "https://i.test",
+                        "audience": "a",
+                        "jwks_url": "https://i.test/jwks",
+                        "required_claims": ["sub"],
+                    }
+                }
+            },
+            "auth.jwt.required_claims",
+            id="no-exp-required",
+        ),
+        pytest.param({"auth": {"public_paths": ["/**"]}}, "auth.public_paths", id="public-all"),
+        pytest.param({"max_body_bytes": None}, "max_body_bytes", id="no-body-limit"),
+        pytest.param(
+            {"websocket": {"max_message_bytes": None}},
+            "websocket.max_message_bytes",
+            id="no-message-limit",
+        ),
+        pytest.param({"inspect": {"action": "audit"}}, "inspect.action", id="inspect-audit-only"),
+        pytest.param({"audit": {"sink": "none"}}, "audit.sink", id="no-audit"),
+    ],
+)
+def test_settings_that_weaken_the_closed_default_are_listed(
+    section: dict[str, Any], listed: str
+) -> None:
+    assert listed in build_pipeline(load_config(section)).fail_open
+
+
+def test_ordinary_public_paths_are_not_a_listed_fail_open() -> None:
+    config = load_config({"auth": {"public_paths": ["/health", "/docs/**"]}})
+    assert build_pipeline(config).fail_open == ()
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_infinite_and_nan_numbers_are_config_errors(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"rate_spike\.factor"):
+        load_config({"anomaly": {"rate_spike": {"factor": value}}})

@@ -36,6 +36,12 @@ class AuthFailuresByClientConfig(AuthFailuresConfig):
     response: ResponseName = "block"
 
 
+class AuthFailuresBySubjectConfig(AuthFailuresConfig):
+    """Guessing against one account: a lower threshold than per address."""
+
+    threshold: int = Field(10, ge=1, le=100_000)
+
+
 class TokenReuseConfig(_DetectorConfig):
     """One credential from many client addresses."""
 
@@ -138,8 +144,9 @@ class AnomalyConfig(ConfigModel):
     auth_failures_by_client: AuthFailuresByClientConfig = Field(
         default_factory=AuthFailuresByClientConfig
     )
-    auth_failures_by_subject: AuthFailuresConfig = Field(
-        default_factory=lambda: AuthFailuresConfig(threshold=10)
+    # Its own class: a written table (even just ``response``) keeps the default of 10.
+    auth_failures_by_subject: AuthFailuresBySubjectConfig = Field(
+        default_factory=AuthFailuresBySubjectConfig
     )
     token_reuse: TokenReuseConfig = Field(default_factory=TokenReuseConfig)
     rate_spike: RateSpikeConfig = Field(default_factory=RateSpikeConfig)

@@ -128,8 +128,6 @@ def _token(args: argparse.Namespace) -> int:
 
     path = Path(args.key)
     options = {"issuer": args.issuer, "audience": args.audience}
-    if args.kid:
-        options["kid"] = args.kid
     if not path.exists():
         if not args.create_key:
             print(f"secmw token: {path} does not exist (use --create-key)", file=sys.stderr)

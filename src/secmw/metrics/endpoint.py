@@ -20,8 +20,18 @@ from secmw.context import IPNetwork, RequestContext
 from secmw.metrics.registry import CONTENT_TYPE
 
 
-def _problem(status: int, title: str, extra: list[Header]) -> tuple[int, list[Header], bytes]:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status}).encode()
+def _problem(
+    ctx: RequestContext, status: int, title: str, detail: str, extra: list[Header]
+) -> tuple[int, list[Header], bytes]:
+    # The same members as every other body secmw sends (docs/request-flow.md).
+    problem = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": ctx.request_id,
+    }
+    body = json.dumps(problem).encode()
     headers = [
         *extra,
         (b"content-type", b"application/problem+json"),
@@ -76,12 +86,15 @@ class MetricsEndpoint:
     def __call__(self, ctx: RequestContext) -> tuple[int, list[Header], bytes]:
         """Status, headers and body for one scrape."""
         if self._networks and not self._address_allowed(ctx.client):
-            return _problem(403, "Forbidden", [])
+            return _problem(ctx, 403, "Forbidden", "This address may not read metrics.", [])
         if self._digest is not None and not self._token_ok(ctx):
             challenge = (b"www-authenticate", b'Bearer realm="metrics"')
-            return _problem(401, "Unauthorized", [challenge])
+            detail = "The metrics token is missing or wrong."
+            return _problem(ctx, 401, "Unauthorized", detail, [challenge])
         if ctx.method not in ("GET", "HEAD"):
-            return _problem(405, "Method Not Allowed", [(b"allow", b"GET, HEAD")])
+            detail = "Only GET and HEAD are answered."
+            allow = [(b"allow", b"GET, HEAD")]
+            return _problem(ctx, 405, "Method Not Allowed", detail, allow)
         body = self._render().encode()
         headers = [
             (b"content-type", CONTENT_TYPE.encode()),

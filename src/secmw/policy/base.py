@@ -35,7 +35,9 @@ class Decision:
 
     ``scopes`` are the scopes the request lacked (for an RFC 6750
     ``insufficient_scope`` answer); ``acr_values`` and ``max_age`` describe a
-    step-up (RFC 9470); ``obligations`` carry extra duties such as redaction.
+    step-up (RFC 9470); ``obligations`` travel with the decision for the app to
+    read (``ctx.decision``); secmw itself acts on ``audit`` only (the audit event's
+    severity). Redaction is the ``[redact]`` section's job, not an obligation.
     """
 
     effect: Effect

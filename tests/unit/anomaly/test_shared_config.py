@@ -82,3 +82,13 @@ def test_credentials_and_long_keys_are_hashed_in_redis_keys() -> None:
 def test_unknown_failure_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="failure mode"):
         SharedState("redis://127.0.0.1:1/0", on_failure="fail_open")  # type: ignore[arg-type]
+
+
+def test_a_written_subject_table_keeps_the_subject_threshold_of_ten() -> None:
+    from secmw.anomaly.config import AnomalyConfig
+
+    for table in ({}, {"response": "step_up"}, {"window": 600}):
+        config = AnomalyConfig.model_validate({"auth_failures_by_subject": table})
+        assert config.auth_failures_by_subject.threshold == 10
+    assert AnomalyConfig().auth_failures_by_subject.threshold == 10
+    assert AnomalyConfig().auth_failures_by_client.threshold == 20

@@ -66,7 +66,7 @@ role_token = 1.5
     assert (scanner.max_chars, scanner.max_decode_depth) == (4096, 1)
     assert scanner.quoted_discount == 1.0
     assert scanner.scan("p\u0430ypal").score == 0.0
-    assert pipeline.fail_open == ("inspect.fail_closed",)
+    assert pipeline.fail_open == ("inspect.fail_closed", "inspect.action")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,8 @@ def test_endpoint_access(client: str, headers: list[tuple[str, str]], status: in
         assert body == b"up 1\n"
     else:
         assert b"up 1" not in body
+        problem = json.loads(body)
+        assert problem["status"] == status and problem["detail"] and problem["request_id"]
     if status == 401:
         assert raw[b"www-authenticate"] == b'Bearer realm="metrics"'
 
