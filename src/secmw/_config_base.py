@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -116,4 +119,44 @@ def storage_url(value: str) -> str:
             "must start with memory://, redis://, rediss://, unix://, "
             "redis+sentinel:// or redis+cluster://"
         )
+    if value.startswith(("redis://", "rediss://")):
+        # Caught here, not as a 503 on every request once the first one connects.
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises for a port that is no number or out of range
+        except ValueError as exc:
+            raise ValueError(f"not a valid Redis URL: {exc}") from None
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(f"the database {database!r} is not a number")
     return value
+
+
+# Key files, JWKS documents and tokens named by a configuration are small.
+MAX_REFERENCED_BYTES = 16 * 1024 * 1024
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int = MAX_REFERENCED_BYTES) -> bytes:
+    """A file a configuration names, read whole: a regular file of at most ``limit`` bytes.
+
+    ``/dev/zero`` would be read until memory runs out and a FIFO would block start-up
+    forever; both are ``OSError`` here (``ValueError`` for a file over ``limit``).
+    """
+    # O_NONBLOCK: opening a FIFO without a writer must not wait for one.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{os.fspath(path)!r} is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ValueError(f"the file is larger than {limit // (1024 * 1024)} MiB")
+    return b"".join(chunks)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Unpack
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from secmw._config_base import FIELD_MARK, ConfigModel, cidr_list, header_name
 from secmw._responses import ChallengeSettings
@@ -33,6 +33,7 @@ from secmw.metrics.config import MetricsConfig
 from secmw.pipeline import DEFAULT_MAX_BODY_BYTES, Components, Pipeline
 from secmw.policy.config import PolicyConfig
 from secmw.proxy.config import GatewayConfig
+from secmw.proxy.headers import CREDENTIAL_HEADERS
 from secmw.ratelimit.config import RateLimitConfig
 from secmw.redact.config import RedactConfig
 
@@ -47,7 +48,11 @@ class RequestIdConfig(ConfigModel):
     @field_validator("header")
     @classmethod
     def _check_header(cls, value: str) -> str:
-        return header_name(value)
+        name = header_name(value)
+        if name.encode() in CREDENTIAL_HEADERS:
+            # The id is echoed on every response and written to every audit event.
+            raise ValueError(f"{name!r} carries credentials; it cannot hold the request id")
+        return name
 
 
 class ProxyConfig(ConfigModel):
@@ -108,6 +113,16 @@ class Config(ConfigModel):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     gateway: GatewayConfig | None = None
+
+    @model_validator(mode="after")
+    def _request_id_is_no_credential(self) -> Config:
+        key = self.auth.api_key
+        if key is not None and key.header == self.request_id.header:
+            raise ValueError(
+                f"request_id.header {key.header!r} is the API key header: the key would be "
+                "echoed and audited as the request id"
+            )
+        return self
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:

@@ -346,3 +346,66 @@ def test_ordinary_public_paths_are_not_a_listed_fail_open() -> None:
 def test_infinite_and_nan_numbers_are_config_errors(value: float) -> None:
     with pytest.raises(ConfigError, match=r"rate_spike\.factor"):
         load_config({"anomaly": {"rate_spike": {"factor": value}}})
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_files_a_config_names_must_be_small_regular_files(tmp_path: Path, kind: str) -> None:
+    import os
+
+    if kind == "fifo":
+        target = tmp_path / "jwks.fifo"
+        os.mkfifo(target)  # no writer: reading it would block start-up forever
+    elif kind == "device":
+        target = Path("/dev/zero")
+    else:
+        target = tmp_path / "big.json"
+        with target.open("wb") as file:
+            file.truncate(17 * 1024 * 1024)
+    jwt = {"issuer": "https://i.test", "audience": "a", "jwks_file": str(target)}
+    with pytest.raises(ConfigError, match="jwks_file"):
+        build_pipeline(load_config({"auth": {"jwt": jwt}}))
+    metrics = {"enabled": True, "token_file": str(target)}
+    with pytest.raises(ConfigError, match="token_file"):
+        build_pipeline(load_config({"metrics": metrics}))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"request_id": {"header": "Authorization"}},
+        {"request_id": {"header": "x-api-key"}},
+        {
+            "request_id": {"header": "x-key"},
+            "auth": {"api_key": {"file": "k.json", "header": "x-key"}},
+        },
+    ],
+)
+def test_the_request_id_header_cannot_be_a_credential_header(config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="request id"):
+        load_config(config)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:abc", "redis://127.0.0.1:99999", "rediss://h:6380/db"]
+)
+def test_malformed_plain_redis_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"ratelimit\.storage\.url"):
+        load_config({"ratelimit": {"storage": {"url": url}, "tiers": [TIER]}})
+    with pytest.raises(ConfigError, match=r"anomaly\.storage\.url"):
+        load_config({"anomaly": {"enabled": True, "storage": {"url": url}}})
+
+
+@pytest.mark.parametrize(
+    ("file", "message"),
+    [
+        ({"path": "/dev/null"}, "not a regular file"),
+        ({"mode": 0o666}, "world-writable"),
+        ({"mode": 0}, "read and write"),
+    ],
+)
+def test_an_audit_file_that_cannot_be_a_trail_is_a_config_error(
+    tmp_path: Path, file: dict[str, Any], message: str
+) -> None:
+    section = {"path": str(tmp_path / "audit.jsonl"), **file}
+    with pytest.raises(ConfigError, match=message):
+        load_config({"audit": {"sink": "file", "file": section}})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from secmw._config_base import ConfigModel
 
@@ -29,6 +31,27 @@ class FileSinkConfig(ConfigModel):
     fallback: Literal["stderr", "stdout", "none"] = "stderr"
     handle_sigterm: bool = True
     mode: int = Field(0o600, ge=0, le=0o777)
+
+    @field_validator("path")
+    @classmethod
+    def _regular(cls, value: str) -> str:
+        # /dev/null would swallow the trail without a word; a FIFO would block.
+        try:
+            info = os.stat(value)
+        except OSError:
+            return value  # created at start-up (a missing directory is reported then)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{value!r} exists and is not a regular file")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _private_enough(cls, value: int) -> int:
+        if value & 0o002:
+            raise ValueError("a world-writable audit trail is no trail: drop o+w")
+        if value & 0o600 != 0o600:
+            raise ValueError("the owner must be able to read and write the trail (0o600)")
+        return value
 
 
 class AuditConfig(ConfigModel):

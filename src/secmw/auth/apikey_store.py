@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 
+from secmw._config_base import read_regular_file
 from secmw.errors import ComponentError
 
 if sys.platform != "win32":
@@ -297,7 +298,7 @@ class FileAPIKeyStore(MemoryAPIKeyStore):
             stamp = (info.st_mtime_ns, info.st_size)
             if stamp == self._stamp and not force:
                 return
-            raw = self.path.read_bytes()
+            raw = read_regular_file(self.path)
             entries = json.loads(raw, parse_constant=_no_constant)["keys"] if raw.strip() else []
             if not isinstance(entries, list):
                 raise TypeError("'keys' is not a list")

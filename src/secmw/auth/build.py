@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from secmw._config_base import read_regular_file
 from secmw.auth.base import Authenticator
 from secmw.auth.bearer import CredentialSettings, strip_subprotocol
 from secmw.auth.config import (
@@ -338,7 +339,7 @@ def endpoints(config: AuthConfig) -> dict[str, Endpoint]:
 def _read(path: Path | None) -> str:
     if path is None:
         raise ValueError("no file given")
-    return Path(path).read_text(encoding="utf-8")
+    return read_regular_file(path).decode("utf-8")
 
 
 __all__ = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 
+from secmw._config_base import read_regular_file
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.hooks import Endpoint
 from secmw.metrics.collector import SecurityMetrics
@@ -23,8 +23,8 @@ def _token(config: MetricsConfig) -> str | None:
         return token
     if config.token_file:
         try:
-            token = Path(config.token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
+            token = read_regular_file(config.token_file, 64 * 1024).decode("utf-8").strip()
+        except (OSError, ValueError) as exc:
             raise ConfigError(
                 [ConfigIssue("token_file", f"cannot read the file: {type(exc).__name__}")]
             ) from None
