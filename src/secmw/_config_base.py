@@ -160,3 +160,22 @@ def read_regular_file(path: str | os.PathLike[str], limit: int = MAX_REFERENCED_
     if size > limit:
         raise ValueError(f"the file is larger than {limit // (1024 * 1024)} MiB")
     return b"".join(chunks)
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def https_url(value: str | None, name: str) -> str | None:
+    """An https URL; plain http only on the loopback interface (for development).
+
+    Keys or tokens fetched over plain http could be swapped or read by anyone on
+    the path, which would let them mint tokens this resource accepts.
+    """
+    if value is None:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("https", "http") or not parsed.netloc:
+        raise ValueError(f"{name} must be an https URL")
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        raise ValueError(f"{name} must use https (plain http only on 127.0.0.1/localhost)")
+    return value

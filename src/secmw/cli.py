@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import io
 import os
 import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from secmw._serving import UVICORN_OPTIONS, port_number, quiet_stdout, serve
 from secmw.audit import cli as audit_cli
@@ -223,13 +226,51 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``secmw`` command line; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if sys.stdout is None or sys.stderr is None:
+        # Started with stdout or stderr closed (``>&-``): nowhere to write anything.
+        _reopen_closed_streams()
     try:
         code: int = args.handler(args)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as other tools do.
         quiet_stdout()
         return 1
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in _OUTPUT_ERRORS:
+            raise  # a command's own file or socket: each command reports those itself
+        # Writing the output failed (a full disk, /dev/full, a closed descriptor).
+        quiet_stdout()
+        print(f"secmw: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return code
+
+
+def _reopen_closed_streams() -> None:
+    """Give a closed stdout an error and a closed stderr /dev/null, instead of a traceback."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - process-wide
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+
+
+_OUTPUT_ERRORS = frozenset({errno.EBADF, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
+class _ClosedRaw(io.RawIOBase):
+    """The descriptor a process was started without: every write is ``EBADF``."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
+def _ClosedOutput() -> io.TextIOWrapper:  # noqa: N802 - stands in for a class
+    # A one-byte buffer: every write reaches the raw stream (and fails) at once.
+    return io.TextIOWrapper(
+        io.BufferedWriter(_ClosedRaw(), buffer_size=1), encoding="utf-8", write_through=True
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,13 @@ from typing import Any, Literal, Unpack
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from secmw._config_base import FIELD_MARK, ConfigModel, cidr_list, header_name
+from secmw._config_base import (
+    FIELD_MARK,
+    ConfigModel,
+    cidr_list,
+    header_name,
+    read_regular_file,
+)
 from secmw._responses import ChallengeSettings
 from secmw.anomaly.build import fail_open_settings as anomaly_fail_open
 from secmw.anomaly.build import pipeline_hooks
@@ -188,23 +194,22 @@ def read_config_file(source: str | os.PathLike[str]) -> Any:
     """The parsed (not yet validated) content of a ``.toml`` or ``.json`` file."""
     path = Path(source)
     name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise ConfigError("the file name must end in .toml or .json", source=name)
     try:
-        with path.open("rb") as file:
-            # Bounded: a device such as /dev/zero would otherwise be read forever.
-            raw = file.read(MAX_CONFIG_BYTES + 1)
+        # Bounded and regular only: /dev/zero would be read forever, a FIFO block.
+        raw = read_regular_file(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", source=name) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError("the file is larger than 16 MiB", source=name)
-    suffix = path.suffix.lower()
+    except ValueError:
+        raise ConfigError("the file is larger than 16 MiB", source=name) from None
     try:
         if suffix == ".json":
             # Like TOML, a key given twice is an error: the last one would win unseen.
             data = json.loads(raw, object_pairs_hook=_unique_keys)
-        elif suffix == ".toml":
-            data = tomllib.loads(raw.decode("utf-8"))
         else:
-            raise ConfigError("the file name must end in .toml or .json", source=name)
+            data = tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse the file: {exc}", source=name) from None
     except RecursionError:

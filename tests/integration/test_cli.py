@@ -280,3 +280,36 @@ def test_a_port_in_use_is_one_line_and_exit_1(gateway: bool) -> None:
     assert done.returncode == 1
     assert f"could not listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("where", ["full", "closed"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["scan", "{file}"],
+        ["token", "--key", "{key}", "--create-key"],
+        ["token", "--key", "{key}", "--create-key", "--jwks"],
+    ],
+)
+def test_output_that_cannot_be_written_is_an_error_not_a_traceback(
+    tmp_path: Path, where: str, command: list[str]
+) -> None:
+    if where == "full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    text = tmp_path / "in.txt"
+    text.write_text("key sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc\n", encoding="utf-8")
+    argv = [part.format(file=text, key=tmp_path / "dev.pem") for part in command]
+    with Path("/dev/full" if where == "full" else os.devnull).open("wb") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", "secmw.cli", *argv],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+            # Started with descriptor 1 closed, as by `>&-`.
+            preexec_fn=(lambda: os.close(1)) if where == "closed" else None,
+        )
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr
+    assert b"cannot write the output" in done.stderr

@@ -131,3 +131,20 @@ def test_explain_reads_a_principal_like_a_token_would(
     assert out.startswith(
         "decision: allow" if principal.get("roles") == "admin" else "decision: deny"
     )
+
+
+@pytest.mark.parametrize(
+    ("request_json", "named"),
+    [
+        ({"pth": "/admin"}, "'pth'"),
+        ({"path": "/x", "principle": {"sub": "alice"}}, "'principle'"),
+        ({"rpc": {"tool": "t", "argument": {}}}, "rpc.'argument'"),
+        ({"findings": [{"source": "inspect", "kind": "k", "scor": 1}]}, "findings[0].'scor'"),
+    ],
+)
+def test_explain_refuses_misspelt_keys(
+    config: Path, capsys: pytest.CaptureFixture[str], request_json: dict[str, object], named: str
+) -> None:
+    argv = ["policy", "explain", "--config", str(config), "--request", json.dumps(request_json)]
+    assert main(argv) == 2
+    assert f"unknown key {named}" in capsys.readouterr().err

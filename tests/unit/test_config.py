@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -220,8 +221,23 @@ def test_a_file_that_never_ends_or_nests_too_deeply_is_a_config_error(tmp_path: 
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(deep)
     if Path("/dev/zero").exists():
-        with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        with pytest.raises(ConfigError, match=r"must end in \.toml"):
             load_config(Path("/dev/zero"))
+        device = tmp_path / "zero.toml"
+        device.symlink_to("/dev/zero")
+        with pytest.raises(ConfigError, match="not a regular file"):
+            load_config(device)
+    big = tmp_path / "big.json"
+    with big.open("wb") as file:
+        file.truncate(17 * 1024 * 1024)
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        load_config(big)
+    os.mkfifo(tmp_path / "fifo.toml")  # no writer: reading it would wait forever
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(tmp_path / "fifo.toml")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "config.yaml")
+    assert str(info.value).count("invalid secmw configuration") == 1
 
 
 @pytest.mark.parametrize(

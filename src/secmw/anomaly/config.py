@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from secmw._config_base import ConfigModel, storage_url
+from secmw._config_base import ConfigModel, header_name, https_url, storage_url
+from secmw.proxy.config import header_value_problem
 
 ResponseName = Literal["alert", "step_up", "block"]
 
@@ -107,7 +108,26 @@ class WebhookConfig(ConfigModel):
     max_queue: int = Field(1000, ge=1, le=1_000_000)
     retries: int = Field(3, ge=0, le=10)
     backoff: float = Field(0.5, gt=0, le=60)
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Often an Authorization header: kept out of repr() and tracebacks.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: HttpUrl) -> HttpUrl:
+        # Alerts name subjects and addresses, and the headers carry a credential.
+        https_url(str(value), "url")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for name, field_value in value.items():
+            problem = header_value_problem(field_value)
+            if problem is not None:
+                raise ValueError(f"the value of {name!r} {problem}")  # the value is not echoed
+            checked[header_name(name)] = field_value
+        return checked
 
 
 class AlertsConfig(ConfigModel):

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from secmw._config_base import FIELD_MARK, ConfigModel, header_name
+from secmw._config_base import FIELD_MARK, ConfigModel, header_name, https_url
 
 
 class JWTKeyConfig(ConfigModel):
@@ -75,7 +75,7 @@ class JWTConfig(ConfigModel):
     @field_validator("jwks_url")
     @classmethod
     def _jwks_url(cls, value: str | None) -> str | None:
-        return _http_url(value, "jwks_url")
+        return https_url(value, "jwks_url")
 
     @model_validator(mode="after")
     def _some_key(self) -> JWTConfig:
@@ -119,7 +119,7 @@ class IntrospectionConfig(ConfigModel):
 
     endpoint: str
     client_id: str = Field(min_length=1)
-    client_secret: str | None = None
+    client_secret: str | None = Field(None, repr=False)
     client_secret_env: str | None = None
     audience: str | list[str] | None = None
     verify_audience: bool = True
@@ -135,7 +135,7 @@ class IntrospectionConfig(ConfigModel):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        checked = _http_url(value, "endpoint")
+        checked = https_url(value, "endpoint")
         assert checked is not None
         return checked
 
@@ -162,7 +162,7 @@ class ProtectedResourceConfig(ConfigModel):
     @field_validator("resource")
     @classmethod
     def _resource(cls, value: str) -> str:
-        checked = _http_url(value, "resource")
+        checked = https_url(value, "resource")
         assert checked is not None
         if "#" in checked:
             raise ValueError("resource must not have a fragment (RFC 9728 section 1.2)")
@@ -218,25 +218,6 @@ class WebSocketAuthConfig(ConfigModel):
 
     subprotocol_prefix: str | None = "base64url.bearer.authorization.k8s.io."
     query_token: bool = False
-
-
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def _http_url(value: str | None, name: str) -> str | None:
-    """An https URL; plain http only on the loopback interface (for development).
-
-    Keys or tokens fetched over plain http could be swapped or read by anyone on
-    the path, which would let them mint tokens this resource accepts.
-    """
-    if value is None:
-        return None
-    parsed = urlsplit(value)
-    if parsed.scheme not in ("https", "http") or not parsed.netloc:
-        raise ValueError(f"{name} must be an https URL")
-    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
-        raise ValueError(f"{name} must use https (plain http only on 127.0.0.1/localhost)")
-    return value
 
 
 class AuthConfig(ConfigModel):

@@ -105,12 +105,31 @@ def _principal(data: Mapping[str, Any]) -> Principal:
     )
 
 
+_KEYS = frozenset({"method", "path", "principal", "rpc", "headers", "client", "findings", "body"})
+_RPC_KEYS = frozenset({"method", "tool", "arguments", "params"})
+_FINDING_KEYS = frozenset({"source", "kind", "score"})
+
+
 def _load_request(text: str) -> Mapping[str, Any]:
     raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise TypeError("the request description must be a JSON object")
+    # A misspelt key ("pth", "principle") would explain some other request.
+    _known("", data, _KEYS)
+    rpc = data.get("rpc")
+    if isinstance(rpc, dict):
+        _known("rpc.", rpc, _RPC_KEYS)
+    for index, finding in enumerate(data.get("findings") or ()):
+        if isinstance(finding, dict):
+            _known(f"findings[{index}].", finding, _FINDING_KEYS)
     return data
+
+
+def _known(where: str, data: Mapping[str, Any], keys: frozenset[str]) -> None:
+    unknown = sorted(set(data) - keys)
+    if unknown:
+        raise ValueError(f"unknown key {where}{unknown[0]!r} (known: {', '.join(sorted(keys))})")
 
 
 def _explain(args: argparse.Namespace) -> int:

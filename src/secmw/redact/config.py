@@ -57,7 +57,7 @@ class RedactConfig(ConfigModel):
 
     enabled: bool = False
     style: Literal["placeholder", "mask", "partial", "hash"] = "placeholder"
-    salt: str | None = Field(None, min_length=16)
+    salt: str | None = Field(None, min_length=16, repr=False)
     disabled_types: list[str] = Field(default_factory=list)
     custom: list[CustomSecretConfig] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)

@@ -92,3 +92,48 @@ def test_a_written_subject_table_keeps_the_subject_threshold_of_ten() -> None:
         assert config.auth_failures_by_subject.threshold == 10
     assert AnomalyConfig().auth_failures_by_subject.threshold == 10
     assert AnomalyConfig().auth_failures_by_client.threshold == 20
+
+
+def test_secrets_in_the_config_stay_out_of_its_repr() -> None:
+    from secmw.config import load_config
+
+    config = load_config(
+        {
+            "anomaly": {
+                "alerts": {
+                    "webhook": {
+                        "url": "https://a.test/h",
+                        "headers": {"Authorization": "Bearer w-s"},
+                    }
+                }
+            },
+            "redact": {"enabled": True, "salt": "salt-secret-0123456789"},
+            "auth": {
+                "introspection": {
+                    "endpoint": "https://as.test/introspect",
+                    "client_id": "rs",
+                    "client_secret": "cs-secret",
+                    "audience": "https://api.test",
+                }
+            },
+        }
+    )
+    shown = repr(config)
+    assert "w-s" not in shown and "salt-secret" not in shown and "cs-secret" not in shown
+
+
+@pytest.mark.parametrize(
+    ("webhook", "message"),
+    [
+        ({"url": "http://alerts.example.test/hook"}, "must use https"),
+        ({"url": "https://a.test/h", "headers": {"x-token": "a\r\nInjected: 1"}}, "CR, LF"),
+    ],
+)
+def test_the_alert_webhook_needs_https_and_clean_headers(
+    webhook: dict[str, object], message: str
+) -> None:
+    from secmw.config import load_config
+    from secmw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config({"anomaly": {"alerts": {"webhook": webhook}}})
