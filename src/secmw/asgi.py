@@ -323,10 +323,11 @@ class SecurityMiddleware:
         async def observe(message: Message) -> None:
             kind = message["type"]
             if kind == "lifespan.startup.complete":
-                await pipeline.startup()
+                await pipeline.lifespan_started()
             elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 with anyio.CancelScope(shield=True):
-                    await pipeline.aclose()
+                    # One pipeline may serve several apps: the last one out closes it.
+                    await pipeline.lifespan_ended()
             await send(message)
 
         await self.app(scope, receive, observe)

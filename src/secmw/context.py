@@ -336,6 +336,11 @@ class RequestContext:
         ctx.client = client
         ctx.client_port = client_port
         ctx.peer = peer
+        # An outer SecurityMiddleware already named this request: one id, so its
+        # audit lines and ours (and the echoed header) can be correlated.
+        outer = (scope.get("state") or {}).get("secmw")
+        if isinstance(outer, RequestContext):
+            request_id = outer.request_id
         ctx.request_id = request_id or new_request_id()
         ctx._begin()
         ctx.content_lengths = lengths

@@ -84,6 +84,7 @@ class Pipeline:
 
     __slots__ = (
         "_audit_gate",
+        "_lifespans",
         "_message_limiter",
         "_request_id_header",
         "_response_filter",
@@ -179,6 +180,7 @@ class Pipeline:
         # A guard that refuses nothing costs two awaits per request: keep None instead.
         self.guard: Guard | None = None if isinstance(guard, NoGuard) else guard
         self._started = False
+        self._lifespans = 0  # apps whose lifespan started this pipeline and has not ended
         # Components that audit on their own (JWKS outages, shadow tiers, storage
         # outages) get our emit.
         for component in (authenticator, rate_limiter):
@@ -503,6 +505,17 @@ class Pipeline:
                         f"{type(exc).__name__}",
                         file=sys.stderr,
                     )
+
+    async def lifespan_started(self) -> None:
+        """An app's lifespan started: start the pipeline (once, however many apps share it)."""
+        self._lifespans += 1
+        await self.startup()
+
+    async def lifespan_ended(self) -> None:
+        """An app's lifespan ended: close the pipeline when no other app still uses it."""
+        self._lifespans = max(0, self._lifespans - 1)
+        if self._lifespans == 0:
+            await self.aclose()
 
     def _components(self) -> tuple[Any, ...]:
         """The stages started and closed here: not the audit sink, closed last, nor the

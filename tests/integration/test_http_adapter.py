@@ -831,3 +831,18 @@ async def test_a_secmw_refusal_raised_after_the_app_answered_is_its_error() -> N
     with pytest.raises(CircuitOpen):
         await call(open_app(app, audit=audit), http_scope("/x"))
     assert audit.last.name == "app_error"
+
+
+@pytest.mark.parametrize("incoming", [None, "client-chosen-id"])
+async def test_two_stacked_middlewares_share_one_request_id(incoming: str | None) -> None:
+    inner_audit, outer_audit = AuditCapture(), AuditCapture()
+    inner = SecurityMiddleware(EchoApp(), OPEN, audit=inner_audit)
+    # The outer one does not trust a client's id; the inner one would.
+    outer_config = {**OPEN, "request_id": {"trust_incoming": False}}
+    outer = SecurityMiddleware(inner, outer_config, audit=outer_audit)
+    headers = [("x-request-id", incoming)] if incoming else []
+    sent = await call(outer, http_scope("/x", headers=headers))
+    echoed = sent.headers("x-request-id")
+    assert len(echoed) == 1
+    assert echoed[0] == outer_audit.last.request_id == inner_audit.last.request_id
+    assert echoed[0] != incoming

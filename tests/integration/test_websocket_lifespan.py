@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from secmw import SecurityMiddleware
@@ -176,3 +177,53 @@ async def test_unknown_scope_types_pass_through_untouched() -> None:
     receive, send = Receiver([]), Sender()
     await middleware(scope, receive, send)
     assert calls == [(scope, receive, send)]
+
+
+async def test_a_pipeline_shared_by_two_apps_closes_when_the_last_one_shuts_down() -> None:
+    from secmw import Pipeline
+    from secmw.policy import Decision, Effect
+
+    class Allow:
+        def evaluate(self, ctx: Any) -> Decision:
+            return Decision(Effect.ALLOW)
+
+    async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = "startup" if message["type"] == "lifespan.startup" else "shutdown"
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    audit = AuditCapture()
+    pipeline = Pipeline(policy=Allow(), audit=audit)
+    first = SecurityMiddleware(lifespan_app, pipeline=pipeline)
+    second = SecurityMiddleware(lifespan_app, pipeline=pipeline)
+
+    async def run(app: SecurityMiddleware, stop: anyio.Event) -> None:
+        sent = iter(["lifespan.startup", "lifespan.shutdown"])
+
+        async def receive() -> dict[str, Any]:
+            kind = next(sent)
+            if kind == "lifespan.shutdown":
+                await stop.wait()
+            return {"type": kind}
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        await app(scope, receive, Sender())
+
+    stop_first, stop_second = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, first, stop_first)
+        group.start_soon(run, second, stop_second)
+        await anyio.wait_all_tasks_blocked()
+        stop_first.set()  # the first app shuts down while the second still serves
+        await anyio.wait_all_tasks_blocked()
+        assert not audit.closed
+        assert (await call(second, http_scope("/x"))).status == 204
+        stop_second.set()
+    assert audit.closed
+    assert audit.names().count("sys_startup") == 1 and audit.names()[-1] == "sys_shutdown"
