@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)
 	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict tests/typing/public_api.py examples/fastapi_service/app.py
+	$(VENV)/bin/mypy --strict tests/typing/public_api.py tests/typing/config_in_code.py examples/fastapi_service/app.py
 	$(PY) scripts/config_reference.py --check
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 	$(PY) -m coverage run -m pytest

@@ -64,7 +64,7 @@ class RequestIdConfig(ConfigModel):
 class ProxyConfig(ConfigModel):
     """Trusted reverse proxies in front of the app (client address resolution)."""
 
-    trusted_hops: int = Field(0, ge=0, le=32)
+    trusted_hops: int = Field(default=0, ge=0, le=32)
     trusted_proxies: list[str] = Field(default_factory=list)
     forwarded_header: str = "x-forwarded-for"
     trust_unix_socket: bool = False
@@ -90,21 +90,21 @@ class PathsConfig(ConfigModel):
 class WebSocketConfig(ConfigModel):
     """Limits on open websocket sessions."""
 
-    max_message_bytes: int | None = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
+    max_message_bytes: int | None = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
 
 
 class McpConfig(ConfigModel):
     """MCP sessions (``Mcp-Session-Id``) bound to the principal that opened them."""
 
     session_binding: Literal["strict", "known", "off"] = "strict"
-    max_sessions: int = Field(100_000, ge=1)
-    max_sessions_per_principal: int = Field(100, ge=1)
+    max_sessions: int = Field(default=100_000, ge=1)
+    max_sessions_per_principal: int = Field(default=100, ge=1)
 
 
 class Config(ConfigModel):
     """The whole secmw configuration; every section is optional."""
 
-    max_body_bytes: int | None = Field(DEFAULT_MAX_BODY_BYTES, ge=0)
+    max_body_bytes: int | None = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
     request_id: RequestIdConfig = Field(default_factory=RequestIdConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)

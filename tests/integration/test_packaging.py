@@ -90,3 +90,14 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(dist: Path, tmp_path: Path) -
     )
     assert demo.returncode == 1
     assert "secmw[gateway]" in demo.stderr
+
+
+def test_config_models_type_check_without_the_pydantic_plugin(tmp_path: Path) -> None:
+    settings = tmp_path / "mypy.ini"
+    settings.write_text("[mypy]\nstrict = True\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(settings), "--cache-dir",
+         str(tmp_path / "cache"), str(ROOT / "tests" / "typing" / "config_in_code.py")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -17,14 +17,14 @@ class _DetectorConfig(ConfigModel):
 
     enabled: bool = True
     response: ResponseName = "alert"
-    cool_down: float = Field(900.0, gt=0, le=7 * 86_400)
+    cool_down: float = Field(default=900.0, gt=0, le=7 * 86_400)
 
 
 class AuthFailuresConfig(_DetectorConfig):
     """Authentication-failure bursts from one key (client address or subject)."""
 
-    threshold: int = Field(20, ge=1, le=100_000)
-    window: float = Field(300.0, gt=0, le=86_400)
+    threshold: int = Field(default=20, ge=1, le=100_000)
+    window: float = Field(default=300.0, gt=0, le=86_400)
     failure_events: list[str] = Field(
         default_factory=lambda: ["authn_login_fail", "authn_token_invalid"]
     )
@@ -40,31 +40,31 @@ class AuthFailuresByClientConfig(AuthFailuresConfig):
 class AuthFailuresBySubjectConfig(AuthFailuresConfig):
     """Guessing against one account: a lower threshold than per address."""
 
-    threshold: int = Field(10, ge=1, le=100_000)
+    threshold: int = Field(default=10, ge=1, le=100_000)
 
 
 class TokenReuseConfig(_DetectorConfig):
     """One credential from many client addresses."""
 
-    threshold: int = Field(5, ge=2, le=10_000)
-    window: float = Field(600.0, gt=0, le=86_400)
+    threshold: int = Field(default=5, ge=2, le=10_000)
+    window: float = Field(default=600.0, gt=0, le=86_400)
 
 
 class RateSpikeConfig(_DetectorConfig):
     """Requests per interval against the principal's own EWMA baseline."""
 
-    interval: float = Field(60.0, gt=0, le=86_400)
-    factor: float = Field(10.0, gt=1)
-    min_requests: int = Field(100, ge=1)
-    alpha: float = Field(0.1, gt=0, le=1)
-    warmup: int = Field(30, ge=1)
+    interval: float = Field(default=60.0, gt=0, le=86_400)
+    factor: float = Field(default=10.0, gt=1)
+    min_requests: int = Field(default=100, ge=1)
+    alpha: float = Field(default=0.1, gt=0, le=1)
+    warmup: int = Field(default=30, ge=1)
 
 
 class RepeatedDenialsConfig(_DetectorConfig):
     """Policy denials and rate-limit rejections of one principal."""
 
-    threshold: int = Field(20, ge=1, le=100_000)
-    window: float = Field(300.0, gt=0, le=86_400)
+    threshold: int = Field(default=20, ge=1, le=100_000)
+    window: float = Field(default=300.0, gt=0, le=86_400)
     denial_events: list[str] = Field(
         default_factory=lambda: ["authz_fail", "excess_rate_limit_exceeded"]
     )
@@ -74,18 +74,18 @@ class NewTargetConfig(_DetectorConfig):
     """First use of a tool or route after the learning period (off by default)."""
 
     enabled: bool = False
-    learning_days: float = Field(7.0, gt=0, le=365)
-    min_requests: int = Field(50, ge=0)
-    route_depth: int = Field(2, ge=1, le=16)
-    max_targets: int = Field(256, ge=1, le=100_000)
+    learning_days: float = Field(default=7.0, gt=0, le=365)
+    min_requests: int = Field(default=50, ge=0)
+    route_depth: int = Field(default=2, ge=1, le=16)
+    max_targets: int = Field(default=256, ge=1, le=100_000)
 
 
 class OffHoursConfig(_DetectorConfig):
     """Access on a day or at an hour the principal never used (off by default)."""
 
     enabled: bool = False
-    learning_days: float = Field(14.0, gt=0, le=365)
-    min_requests: int = Field(50, ge=0)
+    learning_days: float = Field(default=14.0, gt=0, le=365)
+    min_requests: int = Field(default=50, ge=0)
     timezone: str = "UTC"
 
     @field_validator("timezone")
@@ -104,10 +104,10 @@ class WebhookConfig(ConfigModel):
     """An HTTP endpoint that receives each alert as a JSON POST (needs the gateway extra)."""
 
     url: HttpUrl
-    timeout: float = Field(5.0, gt=0, le=60)
-    max_queue: int = Field(1000, ge=1, le=1_000_000)
-    retries: int = Field(3, ge=0, le=10)
-    backoff: float = Field(0.5, gt=0, le=60)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    max_queue: int = Field(default=1000, ge=1, le=1_000_000)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=0.5, gt=0, le=60)
     # Often an Authorization header: kept out of repr() and tracebacks.
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
@@ -133,7 +133,7 @@ class WebhookConfig(ConfigModel):
 class AlertsConfig(ConfigModel):
     """Where alerts go, after de-duplication."""
 
-    dedup_window: float = Field(300.0, ge=0, le=86_400)
+    dedup_window: float = Field(default=300.0, ge=0, le=86_400)
     structlog: bool = True
     webhook: WebhookConfig | None = None
 
@@ -142,11 +142,11 @@ class AnomalyStorageConfig(ConfigModel):
     """Where the shared counting state lives: this process (``memory://``) or Redis."""
 
     url: str = "memory://"
-    prefix: str = Field("secmw:anomaly", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
-    connect_timeout: float = Field(0.25, gt=0, le=30)
-    timeout: float = Field(0.25, gt=0, le=30)
+    prefix: str = Field(default="secmw:anomaly", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+    connect_timeout: float = Field(default=0.25, gt=0, le=30)
+    timeout: float = Field(default=0.25, gt=0, le=30)
     on_failure: Literal["local_fallback", "fail_closed"] = "local_fallback"
-    retry_interval: float = Field(0.5, ge=0, le=60)
+    retry_interval: float = Field(default=0.5, ge=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -158,7 +158,7 @@ class AnomalyConfig(ConfigModel):
     """Anomaly detection: off unless ``enabled``; each detector has its own table."""
 
     enabled: bool = False
-    max_keys: int = Field(100_000, ge=1, le=10_000_000)
+    max_keys: int = Field(default=100_000, ge=1, le=10_000_000)
     block_status: Literal[403, 429] = 429
     step_up_acr_values: list[str] = Field(default_factory=list)
     auth_failures_by_client: AuthFailuresByClientConfig = Field(

@@ -16,21 +16,21 @@ class FileSinkConfig(ConfigModel):
 
     path: str = Field(min_length=1)
     fsync: Literal["always", "batch", "never"] = "batch"
-    fsync_every: int = Field(1000, ge=1)
-    fsync_interval_ms: int = Field(200, ge=1)
-    batch_interval_ms: int = Field(0, ge=0, le=1000)
-    rotate_bytes: int | None = Field(64 * 1024 * 1024, ge=4096)
-    rotate_seconds: int | None = Field(None, ge=1)
-    keep: int | None = Field(None, ge=0)
-    queue_size: int = Field(65536, ge=1)
+    fsync_every: int = Field(default=1000, ge=1)
+    fsync_interval_ms: int = Field(default=200, ge=1)
+    batch_interval_ms: int = Field(default=0, ge=0, le=1000)
+    rotate_bytes: int | None = Field(default=64 * 1024 * 1024, ge=4096)
+    rotate_seconds: int | None = Field(default=None, ge=1)
+    keep: int | None = Field(default=None, ge=0)
+    queue_size: int = Field(default=65536, ge=1)
     on_failure: Literal["fail_closed", "block", "fail_open"] = "fail_closed"
-    block_timeout_ms: int = Field(200, ge=0)
-    retry_interval_ms: int = Field(1000, ge=10)
+    block_timeout_ms: int = Field(default=200, ge=0)
+    retry_interval_ms: int = Field(default=1000, ge=10)
     checkpoint_key: str | None = None
-    checkpoint_every: int = Field(10000, ge=1)
+    checkpoint_every: int = Field(default=10000, ge=1)
     fallback: Literal["stderr", "stdout", "none"] = "stderr"
     handle_sigterm: bool = True
-    mode: int = Field(0o600, ge=0, le=0o777)
+    mode: int = Field(default=0o600, ge=0, le=0o777)
 
     @field_validator("path")
     @classmethod

@@ -52,15 +52,15 @@ class JWTConfig(ConfigModel):
     keys: list[JWTKeyConfig] = Field(default_factory=list)
     jwks_file: Path | None = None
     jwks_url: str | None = None
-    jwks_timeout: float = Field(5.0, gt=0, le=60)
-    jwks_cooldown: float = Field(30.0, gt=0, le=3600)
-    jwks_min_ttl: float = Field(30.0, ge=0, le=86400)
-    jwks_max_ttl: float = Field(86400.0, ge=1, le=7 * 86400)
-    jwks_default_ttl: float = Field(300.0, ge=0, le=86400)
-    cache_size: int = Field(10_000, ge=0, le=10_000_000)
-    algorithms: list[str] | None = Field(None, min_length=1)
-    leeway: float = Field(30.0, ge=0, le=600)
-    max_token_bytes: int = Field(8192, ge=256, le=65536)
+    jwks_timeout: float = Field(default=5.0, gt=0, le=60)
+    jwks_cooldown: float = Field(default=30.0, gt=0, le=3600)
+    jwks_min_ttl: float = Field(default=30.0, ge=0, le=86400)
+    jwks_max_ttl: float = Field(default=86400.0, ge=1, le=7 * 86400)
+    jwks_default_ttl: float = Field(default=300.0, ge=0, le=86400)
+    cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    algorithms: list[str] | None = Field(default=None, min_length=1)
+    leeway: float = Field(default=30.0, ge=0, le=600)
+    max_token_bytes: int = Field(default=8192, ge=256, le=65536)
     required_claims: list[str] = Field(default_factory=lambda: ["exp", "sub"])
     typ: str | None = None
     claims: ClaimNames = Field(default_factory=ClaimNames)
@@ -93,7 +93,7 @@ class APIKeyConfig(ConfigModel):
     file: Path
     header: str = "x-api-key"
     authorization_scheme: str | None = "ApiKey"
-    reload_interval: float = Field(2.0, ge=0, le=3600)
+    reload_interval: float = Field(default=2.0, ge=0, le=3600)
 
     @field_validator("header")
     @classmethod
@@ -119,17 +119,17 @@ class IntrospectionConfig(ConfigModel):
 
     endpoint: str
     client_id: str = Field(min_length=1)
-    client_secret: str | None = Field(None, repr=False)
+    client_secret: str | None = Field(default=None, repr=False)
     client_secret_env: str | None = None
     audience: str | list[str] | None = None
     verify_audience: bool = True
     issuer: str | None = None
-    timeout: float = Field(5.0, gt=0, le=60)
-    cache_size: int = Field(10_000, ge=0, le=10_000_000)
-    cache_ttl: float = Field(300.0, ge=0, le=86400)
-    negative_cache_ttl: float = Field(30.0, ge=0, le=3600)
-    max_token_bytes: int = Field(8192, ge=16, le=65536)
-    max_concurrent: int = Field(50, ge=1, le=10_000)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    cache_ttl: float = Field(default=300.0, ge=0, le=86400)
+    negative_cache_ttl: float = Field(default=30.0, ge=0, le=3600)
+    max_token_bytes: int = Field(default=8192, ge=16, le=65536)
+    max_concurrent: int = Field(default=50, ge=1, le=10_000)
     claims: ClaimNames = Field(default_factory=ClaimNames)
 
     @field_validator("endpoint")

@@ -18,15 +18,15 @@ class BreakerConfig(ConfigModel):
     """
 
     window: Literal["count", "time"] = "count"
-    window_size: int = Field(50, ge=1, le=10_000)
-    minimum_calls: int = Field(10, ge=1, le=100_000)
-    failure_rate_threshold: float = Field(50.0, gt=0, le=100)
-    slow_call_rate_threshold: float = Field(100.0, gt=0, le=100)
-    slow_call_duration: float = Field(30.0, gt=0)
-    open_duration: float = Field(30.0, gt=0)
-    open_duration_multiplier: float = Field(1.0, ge=1, le=100)
-    max_open_duration: float | None = Field(None, gt=0)
-    half_open_calls: int = Field(3, ge=1, le=1_000)
+    window_size: int = Field(default=50, ge=1, le=10_000)
+    minimum_calls: int = Field(default=10, ge=1, le=100_000)
+    failure_rate_threshold: float = Field(default=50.0, gt=0, le=100)
+    slow_call_rate_threshold: float = Field(default=100.0, gt=0, le=100)
+    slow_call_duration: float = Field(default=30.0, gt=0)
+    open_duration: float = Field(default=30.0, gt=0)
+    open_duration_multiplier: float = Field(default=1.0, ge=1, le=100)
+    max_open_duration: float | None = Field(default=None, gt=0)
+    half_open_calls: int = Field(default=3, ge=1, le=1_000)
     failure_statuses: list[int] = Field(default_factory=lambda: [500, 502, 503, 504])
 
     @model_validator(mode="after")

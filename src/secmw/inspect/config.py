@@ -20,17 +20,17 @@ class InspectConfig(ConfigModel):
     """Prompt-injection inspection of request bodies; present means on, with ``deny``."""
 
     action: Literal["deny", "flag", "audit"] = "deny"
-    threshold: float = Field(0.7, gt=0.0, le=1.0)
+    threshold: float = Field(default=0.7, gt=0.0, le=1.0)
     scan: list[ScanTarget] = Field(
         default_factory=_all_targets,
         min_length=1,
     )
     skip_tools: list[str] = Field(default_factory=list)
-    max_chars: int = Field(262_144, ge=1024, le=16 * 1024 * 1024)
-    max_strings: int = Field(4096, ge=1, le=1_000_000)
-    max_depth: int = Field(32, ge=1, le=256)
-    max_decode_depth: int = Field(2, ge=0, le=4)
-    quoted_discount: float = Field(0.5, ge=0.0, le=1.0)
+    max_chars: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
+    max_strings: int = Field(default=4096, ge=1, le=1_000_000)
+    max_depth: int = Field(default=32, ge=1, le=256)
+    max_decode_depth: int = Field(default=2, ge=0, le=4)
+    quoted_discount: float = Field(default=0.5, ge=0.0, le=1.0)
     fail_closed: bool = True
     weights: dict[str, float] = Field(default_factory=dict)
 

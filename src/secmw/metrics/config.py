@@ -31,7 +31,7 @@ class MetricsConfig(ConfigModel):
         min_length=1,
         max_length=40,
     )  # fmt: skip
-    max_series: int = Field(1000, ge=1, le=100_000)
+    max_series: int = Field(default=1000, ge=1, le=100_000)
 
     @field_validator("path")
     @classmethod

@@ -18,7 +18,7 @@ class ValueMatch(ConfigModel):
     """
 
     equals: str | int | float | bool | None = None
-    in_: list[str | int | float | bool] | None = Field(None, alias="in")
+    in_: list[str | int | float | bool] | None = Field(default=None, alias="in")
     prefix: str | None = None
     regex: str | None = None
     contains: str | None = None
@@ -35,7 +35,7 @@ class TimeWindow(ConfigModel):
     """Days of the week and a time-of-day range, in a time zone."""
 
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
-    between: str | None = Field(None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
+    between: str | None = Field(default=None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
     tz: str = "UTC"
 
 
@@ -44,7 +44,7 @@ class FindingMatch(ConfigModel):
 
     source: str | None = None
     kind: str = "*"
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class Conditions(ConfigModel):
@@ -100,10 +100,10 @@ class RuleConfig(ConfigModel):
     effect: Literal["allow", "deny", "step_up"]
     when: Conditions = Field(default_factory=Conditions)
     unless: Conditions | None = None
-    reason: str | None = Field(None, max_length=256)
+    reason: str | None = Field(default=None, max_length=256)
     scopes: list[str] = Field(default_factory=list)
     acr_values: list[str] = Field(default_factory=list)
-    max_age: int | None = Field(None, ge=0)
+    max_age: int | None = Field(default=None, ge=0)
     amr_mfa: list[str] | None = None
     obligations: dict[str, Any] = Field(default_factory=dict)
 

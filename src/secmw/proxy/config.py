@@ -34,7 +34,7 @@ class EgressConfig(ConfigModel):
     allow: list[str] = Field(default_factory=list)
     allow_networks: list[str] = Field(default_factory=list)
     block_networks: list[str] = Field(default_factory=list)
-    dns_cache_seconds: float = Field(30.0, ge=0, le=3600)
+    dns_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("allow")
     @classmethod
@@ -55,26 +55,26 @@ class EgressConfig(ConfigModel):
 class TimeoutsConfig(ConfigModel):
     """Upstream timeouts in seconds; ``total`` bounds an exchange (event streams excepted)."""
 
-    connect: float = Field(5.0, gt=0, le=600)
-    read: float = Field(30.0, gt=0, le=3600)
-    write: float = Field(30.0, gt=0, le=3600)
-    pool: float = Field(5.0, gt=0, le=600)
-    total: float | None = Field(60.0, gt=0, le=86400)
+    connect: float = Field(default=5.0, gt=0, le=600)
+    read: float = Field(default=30.0, gt=0, le=3600)
+    write: float = Field(default=30.0, gt=0, le=3600)
+    pool: float = Field(default=5.0, gt=0, le=600)
+    total: float | None = Field(default=60.0, gt=0, le=86400)
 
 
 class RetryConfig(ConfigModel):
     """Retries of idempotent requests whose body is known (none by default)."""
 
-    attempts: int = Field(0, ge=0, le=5)
-    backoff: float = Field(0.05, ge=0, le=10)
-    max_backoff: float = Field(1.0, ge=0, le=60)
+    attempts: int = Field(default=0, ge=0, le=5)
+    backoff: float = Field(default=0.05, ge=0, le=10)
+    max_backoff: float = Field(default=1.0, ge=0, le=60)
     statuses: list[int] = Field(default_factory=lambda: [502, 503, 504])
 
 
 class HealthCheckConfig(ConfigModel):
     """Active health checks of the targets (off unless ``interval`` is set)."""
 
-    interval: float | None = Field(None, gt=0, le=3600)
+    interval: float | None = Field(default=None, gt=0, le=3600)
     path: str = "/"
 
 
@@ -171,7 +171,7 @@ class GatewayConfig(ConfigModel):
     strip_response_headers: list[str] = Field(default_factory=list)
     forward_client_ip: bool = True
     follow_redirects: bool = False
-    max_connections: int = Field(100, ge=1, le=10_000)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
     websockets: bool = True
     ca_file: str | None = None
     client: Literal["builtin", "httpx"] = "builtin"

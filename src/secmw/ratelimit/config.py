@@ -66,8 +66,8 @@ class TierConfig(ConfigModel):
     rate: str
     plans: dict[str, str] = Field(default_factory=dict)
     algorithm: Algorithm = "fixed-window"
-    burst: int | None = Field(None, ge=1, le=10**12)
-    cost: int = Field(1, ge=0, le=10**12)
+    burst: int | None = Field(default=None, ge=1, le=10**12)
+    cost: int = Field(default=1, ge=0, le=10**12)
     costs: CostConfig = Field(default_factory=CostConfig)
     exempt: ExemptConfig = Field(default_factory=ExemptConfig)
     shadow: bool = False
@@ -114,14 +114,14 @@ class StorageConfig(ConfigModel):
     """Where counters live and what happens when that place fails."""
 
     url: str = "memory://"
-    max_keys: int = Field(1_000_000, ge=1)
-    connect_timeout: float = Field(0.25, gt=0, le=30)
-    timeout: float = Field(0.25, gt=0, le=30)
-    max_connections: int = Field(100, ge=1, le=10_000)
-    prefix: str = Field("secmw:rl", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+    max_keys: int = Field(default=1_000_000, ge=1)
+    connect_timeout: float = Field(default=0.25, gt=0, le=30)
+    timeout: float = Field(default=0.25, gt=0, le=30)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    prefix: str = Field(default="secmw:rl", pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
     on_failure: Literal["fail_closed", "fail_open", "local_fallback"] = "fail_closed"
-    fallback_fraction: float = Field(0.25, gt=0, le=1)
-    retry_interval: float = Field(0.5, ge=0, le=60)
+    fallback_fraction: float = Field(default=0.25, gt=0, le=1)
+    retry_interval: float = Field(default=0.5, ge=0, le=60)
 
     @field_validator("url")
     @classmethod

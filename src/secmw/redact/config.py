@@ -26,11 +26,11 @@ class CustomSecretConfig(ConfigModel):
     name: str
     pattern: str
     anchors: list[str] = Field(min_length=1)
-    max_len: int = Field(256, ge=1, le=65536)
-    back: int = Field(0, ge=0, le=256)
+    max_len: int = Field(default=256, ge=1, le=65536)
+    back: int = Field(default=0, ge=0, le=256)
     ignore_case: bool = False
-    min_entropy: float | None = Field(None, ge=0, le=8)
-    priority: int = Field(70, ge=0, le=100)
+    min_entropy: float | None = Field(default=None, ge=0, le=8)
+    priority: int = Field(default=70, ge=0, le=100)
 
     @field_validator("name")
     @classmethod
@@ -57,14 +57,14 @@ class RedactConfig(ConfigModel):
 
     enabled: bool = False
     style: Literal["placeholder", "mask", "partial", "hash"] = "placeholder"
-    salt: str | None = Field(None, min_length=16, repr=False)
+    salt: str | None = Field(default=None, min_length=16, repr=False)
     disabled_types: list[str] = Field(default_factory=list)
     custom: list[CustomSecretConfig] = Field(default_factory=list)
     allow: list[str] = Field(default_factory=list)
     allow_patterns: list[str] = Field(default_factory=list)
     json_keys: list[str] = Field(default_factory=list)
-    max_holdback: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
-    max_event: int = Field(1024 * 1024, ge=1024)
+    max_holdback: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    max_event: int = Field(default=1024 * 1024, ge=1024)
     compressed: Literal["refuse", "pass"] = "refuse"
 
     @field_validator("allow_patterns")
