@@ -419,7 +419,10 @@ _DEFAULT_SETTINGS = ContextSettings()
 # uri-host [":" port]: a bracketed IPv6 literal (a zone id as "%25eth0", RFC 6874,
 # as httpx sends it), or a name without ":", "/", "@", spaces.
 _HOST = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[^\x00-\x20:/?#\[\]@\\\x7f-\xff]*)(?::[0-9]*)?"
+    # No DNS name holds , ; = or quotes: refused, they would end or open an element
+    # or parameter of a Forwarded header a proxy writes the Host into unquoted.
+    rb"(?:\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]"
+    rb"|[^\x00-\x20:/?#\[\]@\\\x7f-\xff,;=\"'<>()]*)(?::[0-9]*)?"
 )
 
 
@@ -477,29 +480,62 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
                 peer_ip = peer_ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers this way
             if not any(peer_ip in network for network in settings.trusted_proxies):
                 return None
-    values = [
-        part.strip()
-        for header in headers.get_all(settings.forwarded_header)
-        for part in header.split(",")
-    ]
+    fields = headers.get_all(settings.forwarded_header)
+    if settings.forwarded_header == "forwarded":
+        found = _forwarded_fors(fields)
+        if found is None:
+            return None
+        values = found
+    else:
+        values = [part.strip() for header in fields for part in header.split(",")]
     if len(values) < settings.trusted_hops:
         return None
-    candidate = values[-settings.trusted_hops]
-    if settings.forwarded_header == "forwarded":
-        candidate = _forwarded_for(candidate)
-    return _address(candidate)
+    return _address(values[-settings.trusted_hops])
 
 
-def _forwarded_for(element: str) -> str:
-    """The ``for=`` value of one RFC 7239 ``Forwarded`` element, unquoted ('' if none)."""
-    for pair in element.split(";"):
-        name, _, value = pair.partition("=")
-        if name.strip().lower() == "for":
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            return value
-    return ""
+# RFC 7239 section 4: element *( ";" pair ), pair = token "=" ( token / quoted-string ).
+# A value may also be an unquoted [v6] or v4:port, as some proxies write it.
+_PAIR = re.compile(
+    r"[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)="
+    r"""([!#$%&'*+.^_`|~0-9A-Za-z:\[\]-]+|"(?:[^"\\]|\\.)*")[ \t]*"""
+)
+
+
+def _forwarded_fors(fields: list[str]) -> list[str] | None:
+    """The ``for`` value of each element of the ``Forwarded`` fields, or ``None``.
+
+    Parsed by the grammar, quotes included: a comma or ``;for=`` inside a quoted
+    ``host`` ends nothing. Anything off the grammar, or an element with no or two
+    ``for`` parameters, makes the whole header unusable (the peer is used then).
+    """
+    fors: list[str] = []
+    for text in fields:
+        position, end = 0, len(text)
+        while True:
+            value: str | None = None
+            while True:
+                match = _PAIR.match(text, position)
+                if match is None:
+                    return None
+                name, raw = match.group(1).lower(), match.group(2)
+                if name == "for":
+                    if value is not None:
+                        return None
+                    value = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
+                position = match.end()
+                if position < end and text[position] == ";":
+                    position += 1
+                    continue
+                break
+            if value is None:
+                return None
+            fors.append(value)
+            if position == end:
+                break
+            if text[position] != ",":
+                return None
+            position += 1
+    return fors
 
 
 def _address(entry: str) -> str | None:

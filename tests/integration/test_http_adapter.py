@@ -518,6 +518,19 @@ async def test_client_address_honours_only_trusted_hops(
         pytest.param("forwarded", ["For=192.0.2.60;by=10.0.0.1"], "192.0.2.60", id="rfc7239-case"),
         pytest.param("forwarded", ["for=unknown"], "10.0.0.2", id="rfc7239-unknown-ignored"),
         pytest.param("forwarded", ["by=10.0.0.1"], "10.0.0.2", id="rfc7239-no-for-ignored"),
+        pytest.param(
+            "forwarded",
+            ['host="x;for=6.6.6.8;y=z";for=203.0.113.5'],
+            "203.0.113.5",
+            id="rfc7239-for-inside-a-quoted-host",
+        ),
+        pytest.param(
+            "forwarded", ['for=203.0.113.5;host="a,b"'], "203.0.113.5", id="rfc7239-quoted-comma"
+        ),
+        pytest.param(
+            "forwarded", ["for=6.6.6.6;for=203.0.113.5"], "10.0.0.2", id="rfc7239-two-fors-ignored"
+        ),
+        pytest.param("forwarded", ["for=1.2.3.4;bad"], "10.0.0.2", id="rfc7239-off-grammar"),
         pytest.param("x-forwarded-for", ["192.0.2.60:51234"], "192.0.2.60", id="v4-with-port"),
         pytest.param("x-forwarded-for", ["[2001:db8::7]:443"], "2001:db8::7", id="v6-with-port"),
         pytest.param("x-forwarded-for", ["192.0.2.60:port"], "10.0.0.2", id="bad-port-ignored"),
@@ -846,3 +859,11 @@ async def test_two_stacked_middlewares_share_one_request_id(incoming: str | None
     assert len(echoed) == 1
     assert echoed[0] == outer_audit.last.request_id == inner_audit.last.request_id
     assert echoed[0] != incoming
+
+
+@pytest.mark.parametrize("host", ["app.example,for=6.6.6.6", "a;for=1.2.3.4", 'a"b', "a=b"])
+async def test_a_host_no_dns_name_can_have_is_refused(host: str) -> None:
+    # A proxy writing the Host into its Forwarded element unquoted would otherwise
+    # let the client add an element (its own address) after it.
+    sent = await call(open_app(EchoApp()), http_scope("/x", headers=[("host", host)]))
+    assert sent.status == 400
