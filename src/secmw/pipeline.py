@@ -320,6 +320,7 @@ class Pipeline:
         except Exception as exc:
             raise _stage_failure("throttle", exc) from exc
         if not rate.allowed:
+            ctx.state["rate"] = rate  # what the refusal's observers read (``shared``)
             raise RateLimited(
                 rate.retry_after or 1.0,
                 "The message rate limit was exceeded.",

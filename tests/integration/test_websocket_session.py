@@ -333,3 +333,22 @@ async def test_a_failing_message_limiter_fails_its_stage_not_the_app() -> None:
     assert sent.messages[-1]["type"] == "websocket.close"
     assert audit.named("sys_error")[0].reason == "throttle stage failed: RuntimeError"
     assert not audit.named("app_error")
+
+
+async def test_a_shared_message_tier_refusal_is_not_the_callers_denial() -> None:
+    from tests.ratelimit_support import HeaderAuthenticator
+
+    config = {
+        "auth": {"allow_anonymous": True},
+        "anomaly": {"enabled": True, "repeated_denials": {"threshold": 1, "window": 300}},
+        "ratelimit": {
+            "tiers": [{"name": "msgs", "key": "global", "rate": "1/hour", "applies_to": "messages"}]
+        },
+    }
+    audit = AuditCapture()
+    app = SecurityMiddleware(Recorder(), config, authenticator=HeaderAuthenticator(), audit=audit)
+    frames = [{"type": "websocket.receive", "text": str(i)} for i in range(2)]
+    with anyio.fail_after(5):
+        await app(ws_scope(headers=[("x-user", "bob")]), ScriptedClient(*frames), Sender())
+    assert audit.named("excess_rate_limit_exceeded")
+    assert not [event for event in audit.events if event.name.startswith("anomaly_")]

@@ -11,6 +11,7 @@ response headers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ class TieredRateLimiter:
         "_policies",
         "_redis",
         "_request_tiers",
+        "_wall",
         "clock",
         "memory",
         "needs_body",
@@ -68,6 +70,9 @@ class TieredRateLimiter:
     ) -> None:
         self.clock = clock
         self.redis_clock = redis_clock
+        # X-RateLimit-Reset is an epoch second: from the wall clock as it is now, not
+        # the steady clock's offset taken at start-up (NTP may have corrected it since).
+        self._wall = clock is steady_clock
         self._request_tiers = tuple(tier for tier in tiers if not tier.messages)
         self._message_tiers = tuple(tier for tier in tiers if tier.messages)
         self._headers = headers
@@ -96,6 +101,12 @@ class TieredRateLimiter:
         self._fixed_policy: bytes | None = None
         if self._fixed and headers != "none" and not any(c[1].shadow for c in self._fixed):
             self._fixed_policy = policy_field([limit for _, limit, _ in self._fixed])
+
+    def _header_time(self, now: float) -> float:
+        """The epoch time for ``X-RateLimit-Reset`` (the draft fields are relative)."""
+        if not self._wall or self._headers == "draft":
+            return now
+        return time.time()
 
     def bind_emitter(self, emit: Emit) -> None:
         """Give the limiter the pipeline's audit ``emit`` (for shadow and storage events)."""
@@ -134,7 +145,9 @@ class TieredRateLimiter:
                 worst, remaining, reset = index, outcome[3], outcome[4]
         if worst < 0:
             return ALLOWED
-        headers = rate_headers(self._headers, policy, (fixed[worst][1], remaining, reset), now)
+        headers = rate_headers(
+            self._headers, policy, (fixed[worst][1], remaining, reset), self._header_time(now)
+        )
         return RateDecision(True, None, headers)
 
     async def hit_message(self, ctx: RequestContext, message: Mapping[str, Any]) -> RateDecision:
@@ -257,7 +270,7 @@ class TieredRateLimiter:
                 listed = [check[0] for check in checks if not check[0].shadow]
                 policy = self._policies[cache_key] = policy_field(listed)
             headers = rate_headers(
-                self._headers, policy, (worst, worst_remaining, worst_reset), now
+                self._headers, policy, (worst, worst_remaining, worst_reset), self._header_time(now)
             )
         if refused is None:
             return (RateDecision(True, None, headers) if headers else ALLOWED), shadowed

@@ -63,14 +63,15 @@ def _escaped(piece: str) -> str:
 
 
 _LONGEST_PART = 128
+_DIGEST = "sha256:"
 
 
 def _bounded(part: str) -> str:
     """A client-chosen key part, hashed when long (memory and Redis keys stay small)."""
-    if len(part) <= _LONGEST_PART:
-        return part
+    if len(part) <= _LONGEST_PART and not part.startswith(_DIGEST):
+        return part  # a short one spelt like a digest is hashed too: no aliasing
     digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()
-    return "sha256:" + digest[:32]
+    return _DIGEST + digest[:32]
 
 
 def _route(ctx: RequestContext) -> str:
@@ -104,8 +105,9 @@ def _connection(ctx: RequestContext) -> str:
 
 
 _CONNECTION = "secmw.ratelimit.connection"
-# Key parts that name the caller; a tier without any counts everyone together.
-_CALLER_PARTS = frozenset({"principal", "tenant", "ip", "api_key", "connection"})
+# Key parts that name the caller; a tier without any counts several callers
+# together (a tenant's members too), and one of them can fill it for the others.
+_CALLER_PARTS = frozenset({"principal", "ip", "api_key", "connection"})
 
 PARTS: dict[str, Part] = {
     "global": lambda ctx: "*",

@@ -65,3 +65,23 @@ def test_a_wall_clock_stepped_back_does_not_stretch_the_window(monkeypatch: Any)
     refused = limiter.memory.apply(checks)
     assert not any(outcome.allowed for outcome in refused)
     assert all(outcome.retry_after <= 120.0 for outcome in refused)  # not an hour more
+
+
+def test_the_legacy_reset_epoch_reads_the_wall_clock_as_it_is_now(monkeypatch: Any) -> None:
+    import anyio
+
+    from secmw.context import RequestContext
+    from secmw.ratelimit.build import build_rate_limiter
+    from secmw.ratelimit.config import RateLimitConfig
+    from tests.support import http_scope
+
+    config = RateLimitConfig.model_validate(
+        {"headers": "legacy", "tiers": [{"name": "t", "key": "global", "rate": "5/minute"}]}
+    )
+    limiter = build_rate_limiter(config)
+    assert limiter is not None
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600.0)  # NTP corrected the clock
+    decision = anyio.run(limiter.hit, RequestContext.from_scope(http_scope("/x")))
+    reset = int(dict(decision.headers)[b"x-ratelimit-reset"])
+    assert abs(reset - (real() + 3600.0 + 60)) < 5

@@ -112,3 +112,19 @@ def test_several_windows_get_their_own_policy_names() -> None:
         ("t-1s", '"t-1s";q=10;w=1'),
         ("t-3600s", '"t-3600s";q=1000;w=3600'),
     ]
+
+
+def test_a_short_part_spelt_like_a_digest_does_not_alias_a_long_one() -> None:
+    import hashlib
+
+    long_tool = "t" * 5000
+    alias = "sha256:" + hashlib.sha256(long_tool.encode()).hexdigest()[:32]
+    per_tool = tier(key="principal+tool")
+    assert per_tool.keys(rpc_ctx(long_tool)) != per_tool.keys(rpc_ctx(alias))
+
+
+def test_tenant_tiers_count_several_callers_and_are_shared() -> None:
+    assert tier(key="tenant").limits[0].shared
+    assert tier(key="route+tool").limits[0].shared
+    assert not tier(key="tenant+principal").limits[0].shared
+    assert not tier(key="ip").limits[0].shared
