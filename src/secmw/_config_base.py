@@ -179,3 +179,14 @@ def https_url(value: str | None, name: str) -> str | None:
     if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
         raise ValueError(f"{name} must use https (plain http only on 127.0.0.1/localhost)")
     return value
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP field value (RFC 9110 5.5), or ``None``."""
+    if any(char in value for char in "\r\n\x00"):
+        return "holds CR, LF or NUL"
+    if any(ord(char) > 0xFF for char in value):
+        return "holds a character outside Latin-1"
+    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
+        return "holds a control character"
+    return None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from secmw._config_base import header_value_problem
 from secmw.errors import Denial
 from secmw.policy.sessions import SENT, Watch
 from secmw.redact.audit import redaction_event
@@ -337,6 +338,45 @@ class ResponseWriter:
             await self._send({"type": "http.response.start", "status": status, "headers": headers})
             await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
+    async def answer_for_app(self, denial: Denial) -> bool:
+        """Answer a ``Denial`` the app raised before its response; False if it cannot be.
+
+        The app made it, so it is checked like an app's response: a denial that does
+        not render, or whose headers a server would refuse, is no answer (the caller
+        treats it as the app's error), and its body goes through the redactor.
+        """
+        ctx = self._ctx
+        try:
+            status, headers, body = self._pipeline.render(ctx, denial)
+        except Exception:
+            return False
+        for name, value in headers:
+            if (
+                not isinstance(name, bytes)
+                or not isinstance(value, bytes)
+                or len(value) > _LONGEST_HEADER
+                or header_value_problem(value.decode("latin-1")) is not None
+            ):
+                return False
+        findings: Sequence[Finding] = ()
+        redactor = self.transform
+        if redactor is not None:
+            media, _, _ = _media_type(headers)
+            try:
+                text, findings = redactor.redact(body.decode("utf-8", "surrogateescape"), media)
+            except Exception:
+                return False
+            body = _encoded(text)
+            headers = [*_without_length(headers), (b"content-length", str(len(body)).encode())]
+            ctx.findings.extend(findings)
+        ctx.status = status
+        self.started = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "http.response.start", "status": status, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        await self._report(findings)
+        return True
+
     def _open_stream(self, redactor: Redactor) -> None:
         self._stream = (
             redactor.stream(self._media),
@@ -460,6 +500,10 @@ class ResponseWriter:
             if event is not None:
                 await self._pipeline.emit(event)
 
+
+# A header value longer than this is refused by common servers (h11: 64 KiB per
+# head): an app's denial carrying one is no answer.
+_LONGEST_HEADER = 8192
 
 # Surrogates that surrogateescape cannot write back (it owns U+DC80..U+DCFF).
 _FOREIGN_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")

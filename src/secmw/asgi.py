@@ -184,12 +184,16 @@ class SecurityMiddleware:
             if isinstance(exc, Denial) and not writer.started and not gone and not exceeded:
                 # A refusal secmw defines (CircuitOpen around the app's upstream call,
                 # an AuthenticationError) raised before any answer: answered as secmw
-                # would, and audited as that refusal (the adapter records it).
+                # would, and audited as that refusal (the adapter records it). One
+                # that cannot be answered safely is the app's error, as before.
                 with anyio.CancelScope(shield=True):
                     await writer.finish()
-                    await writer.answer(exc)
-                ctx.state["denial"] = exc
-                return
+                    if await writer.answer_for_app(exc):
+                        ctx.state["denial"] = pipeline.scrubbed(exc)
+                        return
+                    await writer.answer(_AppFailed())
+                    await pipeline.record(ctx, name="app_error", reason="application raised")
+                raise
             if not exceeded:
                 with anyio.CancelScope(shield=True):
                     await writer.finish()

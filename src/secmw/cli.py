@@ -229,20 +229,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None or sys.stderr is None:
         # Started with stdout or stderr closed (``>&-``): nowhere to write anything.
         _reopen_closed_streams()
+    original = sys.stdout
+    sys.stdout = _GuardedOutput(original)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as other tools do.
         quiet_stdout()
         return 1
-    except OSError as exc:
-        if exc.filename is not None or exc.errno not in _OUTPUT_ERRORS:
-            raise  # a command's own file or socket: each command reports those itself
-        # Writing the output failed (a full disk, /dev/full, a closed descriptor).
+    except _OutputFailed as failed:
+        # Writing the output failed (a full disk, /dev/full, a closed descriptor); an
+        # error while reading a command's own input is that command's to report.
         quiet_stdout()
-        print(f"secmw: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        print(f"secmw: cannot write the output: {failed.reason}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = original
     return code
+
+
+class _OutputFailed(Exception):
+    """Standard output could not be written (the ``OSError`` is the cause)."""
+
+    def __init__(self, error: OSError) -> None:
+        self.reason = error.strerror or str(error)
+        super().__init__(self.reason)
+
+
+class _Guarded:
+    """Turns a failed write of standard output into :class:`_OutputFailed`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: Any) -> int:
+        try:
+            written: int = self._stream.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _GuardedOutput(_Guarded):
+    """``sys.stdout`` while a command runs; ``.buffer`` is guarded too."""
+
+    @property
+    def buffer(self) -> _Guarded:
+        return _Guarded(self._stream.buffer)
 
 
 def _reopen_closed_streams() -> None:
@@ -251,9 +298,6 @@ def _reopen_closed_streams() -> None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - process-wide
     if sys.stdout is None:
         sys.stdout = _ClosedOutput()
-
-
-_OUTPUT_ERRORS = frozenset({errno.EBADF, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
 
 
 class _ClosedRaw(io.RawIOBase):

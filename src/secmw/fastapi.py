@@ -208,7 +208,12 @@ async def _render_denial(request: Request, exc: Exception) -> Response:
     """A secmw refusal raised in a route (``CircuitOpen`` around an upstream call)."""
     if not isinstance(exc, Denial):  # pragma: no cover - registered for this type only
         raise exc
-    return await _render(request, _refuse(_context(request), exc))
+    ctx = _context(request)
+    denial: Denial = exc
+    pipeline = ctx.state.get("pipeline")
+    if pipeline is not None:
+        denial = pipeline.scrubbed(exc)  # the app wrote its reason: redacted for the trail
+    return await _render(request, _refuse(ctx, denial))
 
 
 def install(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ with anything but a :class:`~secmw.errors.Denial` fails closed: the request gets
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import re
@@ -328,6 +329,13 @@ class Pipeline:
                 reason=rate.reason or "message rate limit exceeded",
             )
 
+    def scrubbed(self, denial: Denial) -> Denial:
+        """A denial the app raised, its audit ``reason`` redacted (the app wrote it)."""
+        if self.redactor is not None and denial.reason:
+            with contextlib.suppress(Exception):
+                denial.reason = self.redactor.redact(denial.reason)[0]
+        return denial
+
     # -- the response phase ------------------------------------------------
 
     def body_transform(self, ctx: RequestContext) -> Redactor | None:
@@ -536,8 +544,9 @@ class Pipeline:
             if callable(close):
                 # Connections: Redis, an introspection HTTP client.
                 await _closed(close, type(component).__name__)
-        if self.audit is not None:
-            await _closed(self.audit.aclose, "the audit sink")
+        close_sink = getattr(self.audit, "aclose", None)
+        if callable(close_sink):
+            await _closed(close_sink, "the audit sink")
         self._started = False
 
 
@@ -566,12 +575,15 @@ def _check_component(role: str, component: object, methods: tuple[tuple[str, boo
         raise TypeError(f"{role}: pass an instance of {component.__name__}, not the class")
     for name, wanted_async in methods:
         method = getattr(component, name, None)
+        if method is None and name == "aclose":
+            continue  # optional: a sink with nothing to close
         if not callable(method):
             raise TypeError(f"{role}: {type(component).__name__} has no {name}() method")
-        function = inspect.unwrap(getattr(method, "__func__", method))
-        is_async = inspect.iscoroutinefunction(function)
+        # The method that will be called, as it is (a wrapper decides, not what it wraps).
+        is_async = inspect.iscoroutinefunction(method)
+        plain = inspect.isfunction(getattr(method, "__func__", method))
         # Only plain functions are judged: a mock or a callable object may await either way.
-        if wanted_async and not is_async and inspect.isfunction(function):
+        if wanted_async and not is_async and plain:
             raise TypeError(f"{role}: {type(component).__name__}.{name} must be async def")
         if not wanted_async and is_async:
             raise TypeError(f"{role}: {type(component).__name__}.{name} must not be async def")

@@ -313,3 +313,13 @@ def test_output_that_cannot_be_written_is_an_error_not_a_traceback(
     assert done.returncode == 1
     assert b"Traceback" not in done.stderr
     assert b"cannot write the output" in done.stderr
+
+
+def test_an_error_reading_input_is_not_reported_as_an_output_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc/self/mem")
+    with pytest.raises(OSError, match="Input/output error"):  # EIO while reading, not writing
+        main(["audit", "tail", "/proc/self/mem"])
+    assert "cannot write the output" not in capsys.readouterr().err

@@ -192,3 +192,23 @@ async def test_an_open_breaker_raised_in_a_route_is_a_503_when_installed() -> No
     assert sent.status_code == 503 and sent.headers["retry-after"] == "5"
     assert sent.json()["detail"] == "The upstream service is temporarily unavailable."
     assert (audit.last.name, audit.last.status) == ("upstream_circuit_open", 503)
+
+
+async def test_an_app_raised_refusals_reason_is_redacted_in_the_trail() -> None:
+    from secmw.errors import AccessDenied
+
+    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    api = FastAPI()
+    install(api)
+
+    @api.get("/x")
+    async def refuse() -> dict[str, str]:
+        raise AccessDenied("Not allowed.", reason=f"key {secret} refused")
+
+    audit = AuditCapture()
+    config = {"auth": {"allow_anonymous": True}, "redact": {"enabled": True}}
+    app = SecurityMiddleware(api, config, audit=audit)
+    async with client(app) as c:
+        sent = await c.get("/x")
+    assert sent.status_code == 403
+    assert audit.last.name == "authz_fail" and secret not in audit.last.to_json()

@@ -11,6 +11,7 @@ import pytest
 from secmw import Pipeline, SecurityMiddleware
 from secmw.audit import MemoryAuditSink
 from secmw.context import ContextSettings
+from secmw.errors import AccessDenied
 from secmw.testing import AuditCapture, TokenIssuer
 from tests.support import (
     DenyPrefix,
@@ -867,3 +868,49 @@ async def test_a_host_no_dns_name_can_have_is_refused(host: str) -> None:
     # let the client add an element (its own address) after it.
     sent = await call(open_app(EchoApp()), http_scope("/x", headers=[("host", host)]))
     assert sent.status == 400
+
+
+async def test_an_app_raised_refusal_is_redacted_like_the_apps_answers() -> None:
+    from secmw.redact import SecretRedactor
+
+    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AccessDenied(f"key {secret} is not allowed here")
+
+    audit = AuditCapture()
+    sent = await call(open_app(app, redactor=SecretRedactor(), audit=audit), http_scope("/x"))
+    assert sent.status == 403 and secret.encode() not in sent.body
+    assert int(sent.header("content-length") or 0) == len(sent.body)
+    assert secret not in audit.last.to_json() and audit.last.name == "authz_fail"
+
+
+class AccessDeniedLike(AccessDenied):
+    """An app's own refusal, possibly malformed."""
+
+
+@pytest.mark.parametrize(
+    "denial",
+    [
+        pytest.param(lambda: AccessDeniedLike(b"bytes detail"), id="unrenderable-detail"),
+        pytest.param(
+            lambda: AccessDeniedLike("no", headers=[(b"x-note", b"a\r\nSet-Cookie: s=1")]),
+            id="crlf-header",
+        ),
+        pytest.param(
+            lambda: AccessDeniedLike("no", headers=[(b"x-note", b"a" * 100_000)]), id="huge-header"
+        ),
+    ],
+)
+async def test_an_app_raised_refusal_that_cannot_be_answered_is_the_apps_error(
+    denial: Any,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise denial()
+
+    audit = AuditCapture()
+    sender = Sender()
+    with pytest.raises(AccessDeniedLike):
+        await open_app(app, audit=audit)(http_scope("/x"), Receiver.body(b""), sender)
+    assert sender.messages[0]["status"] == 500
+    assert audit.last.name == "app_error" and audit.last.status == 500

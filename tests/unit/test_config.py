@@ -425,3 +425,13 @@ def test_an_audit_file_that_cannot_be_a_trail_is_a_config_error(
     section = {"path": str(tmp_path / "audit.jsonl"), **file}
     with pytest.raises(ConfigError, match=message):
         load_config({"audit": {"sink": "file", "file": section}})
+
+
+def test_the_block_wait_stays_below_the_pipelines_sink_deadline(tmp_path: Path) -> None:
+    from secmw.pipeline import SINK_DEADLINE
+
+    section = {"path": str(tmp_path / "a.jsonl"), "on_failure": "block"}
+    load_config({"audit": {"sink": "file", "file": {**section, "block_timeout_ms": 10_000}}})
+    assert SINK_DEADLINE > 10
+    with pytest.raises(ConfigError, match="block_timeout_ms"):
+        load_config({"audit": {"sink": "file", "file": {**section, "block_timeout_ms": 45_000}}})

@@ -436,3 +436,50 @@ def test_an_unusable_component_is_refused_when_the_pipeline_is_built(
 ) -> None:
     with pytest.raises(TypeError, match=message):
         Pipeline(**components)
+
+
+def test_wrapped_methods_are_judged_by_what_is_called() -> None:
+    import functools
+
+    def to_async(method: Any) -> Any:
+        @functools.wraps(method)
+        async def wrapper(self: Any, ctx: Any) -> Any:
+            return method(self, ctx)
+
+        return wrapper
+
+    def to_sync(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: Any, ctx: Any) -> Any:
+            return []
+
+        return wrapper
+
+    class WrappedAuth:
+        @to_async
+        def authenticate(self, ctx: Any) -> Principal:
+            return ALICE
+
+    class WrappedInspector:
+        @to_sync
+        async def inspect(self, ctx: Any) -> list[Finding]:
+            return []
+
+    class NoClose:
+        async def emit(self, event: Any) -> None:
+            return None
+
+    Pipeline(authenticator=WrappedAuth(), inspector=WrappedInspector(), audit=NoClose())
+
+
+async def test_an_audit_sink_without_aclose_closes_quietly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class NoClose:
+        async def emit(self, event: Any) -> None:
+            return None
+
+    pipeline = Pipeline(audit=NoClose())
+    await pipeline.startup()
+    await pipeline.aclose()
+    assert capsys.readouterr().err == ""

@@ -6,8 +6,13 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, field_validator
 
-from secmw._config_base import ConfigModel, header_name, https_url, storage_url
-from secmw.proxy.config import header_value_problem
+from secmw._config_base import (
+    ConfigModel,
+    header_name,
+    header_value_problem,
+    https_url,
+    storage_url,
+)
 
 ResponseName = Literal["alert", "step_up", "block"]
 

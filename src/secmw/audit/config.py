@@ -24,7 +24,8 @@ class FileSinkConfig(ConfigModel):
     keep: int | None = Field(default=None, ge=0)
     queue_size: int = Field(default=65536, ge=1)
     on_failure: Literal["fail_closed", "block", "fail_open"] = "fail_closed"
-    block_timeout_ms: int = Field(default=200, ge=0)
+    # Bounded well below the pipeline's 30 s SINK_DEADLINE, which would cut the wait.
+    block_timeout_ms: int = Field(default=200, ge=0, le=10_000)
     retry_interval_ms: int = Field(default=1000, ge=10)
     checkpoint_key: str | None = None
     checkpoint_every: int = Field(default=10000, ge=1)

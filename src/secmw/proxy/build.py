@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from secmw._config_base import header_value_problem
 from secmw.breaker.build import build_registry
 from secmw.breaker.registry import BreakerRegistry
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.app import ReverseProxy, Route, Timeouts, httpx_client
-from secmw.proxy.config import header_value_problem
 from secmw.proxy.egress import EgressDenied, EgressGuard, Resolver
 from secmw.proxy.headers import HeaderFilter, encode_headers
 from secmw.proxy.health import HealthEndpoints

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from secmw._config_base import ConfigModel, cidr_list, header_name
+from secmw._config_base import ConfigModel, cidr_list, header_name, header_value_problem
 from secmw.breaker.config import BreakerConfig
 from secmw.proxy.egress import EgressDenied, canonical_host, parse_rule
 
@@ -121,17 +121,6 @@ class UpstreamConfig(ConfigModel):
             if problem is not None:
                 raise ValueError(f"the value of {name!r} {problem}")  # the value is not echoed
         return value
-
-
-def header_value_problem(value: str) -> str | None:
-    """Why ``value`` cannot be sent as an HTTP field value (RFC 9110 5.5), or ``None``."""
-    if any(char in value for char in "\r\n\x00"):
-        return "holds CR, LF or NUL"
-    if any(ord(char) > 0xFF for char in value):
-        return "holds a character outside Latin-1"
-    if any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
-        return "holds a control character"
-    return None
 
 
 class RouteConfig(ConfigModel):
