@@ -283,10 +283,7 @@ class ResponseWriter:
         sessions = pipeline.sessions
         if sessions is not None and (ctx.method in ("POST", "GET") or SENT in ctx.state):
             self._watch = sessions.observe(ctx, ctx.status, headers)
-        for header in pipeline.response_headers(ctx):
-            # An inner SecurityMiddleware echoed the same id already: once is enough.
-            if header not in headers:
-                headers.append(header)
+        headers.extend(pipeline.response_headers(ctx))
         redactor = self.transform
         if redactor is None:
             self.started = True

@@ -174,6 +174,9 @@ class ContextSettings:
     allow_double_encoding: bool = False
 
 
+# ``ctx.state`` key: an outer SecurityMiddleware handles this request too.
+NESTED = "secmw.nested"
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _id_prefix = secrets.token_hex(6)
 _id_counter = itertools.count(1)
@@ -343,6 +346,8 @@ class RequestContext:
             request_id = outer.request_id
         ctx.request_id = request_id or new_request_id()
         ctx._begin()
+        if outer is not None:
+            ctx.state[NESTED] = True  # the outer one echoes the id
         ctx.content_lengths = lengths
         ctx.mcp_sessions = sessions
         return ctx

@@ -226,7 +226,12 @@ class AuditEvent:
 
 
 class AuditSink(Protocol):
-    """Protocol: record audit events; ``aclose`` flushes what is pending."""
+    """Protocol: record audit events; ``aclose`` flushes what is pending.
+
+    The pipeline gives ``emit`` 30 s (``secmw.pipeline.SINK_DEADLINE``) unless the
+    sink has ``bounded_emit = True``, its promise to return within a bound of its
+    own (the built-in sinks make it: the deadline's cancel scope costs ~10 µs).
+    """
 
     async def emit(self, event: AuditEvent) -> None:
         """Record ``event``."""
@@ -240,6 +245,9 @@ class AuditSink(Protocol):
 class NullAuditSink:
     """Discards every event (audit switched off)."""
 
+    # emit returns within its own bound: the pipeline needs no deadline around it.
+    bounded_emit = True
+
     __slots__ = ()
 
     async def emit(self, event: AuditEvent) -> None:
@@ -251,6 +259,9 @@ class NullAuditSink:
 
 class MemoryAuditSink:
     """Keeps events in a list, for tests and for embedding."""
+
+    # emit returns within its own bound: the pipeline needs no deadline around it.
+    bounded_emit = True
 
     __slots__ = ("closed", "events")
 
@@ -289,6 +300,9 @@ class StreamAuditSink:
     ``formatter`` (an :class:`~secmw.audit.format.AuditFormatter`) runs the
     processor chain; without one the line is :meth:`AuditEvent.to_json`.
     """
+
+    # emit returns within its own bound: the pipeline needs no deadline around it.
+    bounded_emit = True
 
     __slots__ = ("_formatter", "_stream")
 

@@ -44,6 +44,9 @@ Fallback = IO[str] | Literal["stderr"] | None
 class JSONLFileSink:
     """Appends audit events as hash-chained JSON lines to ``path``; see the module docs."""
 
+    # emit returns within its own bound: the pipeline needs no deadline around it.
+    bounded_emit = True
+
     __slots__ = (
         "__weakref__",
         "_block_timeout",

@@ -206,6 +206,9 @@ class StructlogAuditSink:
     severity, and the fields are the event's ``to_dict()``.
     """
 
+    # emit returns within its own bound: the pipeline needs no deadline around it.
+    bounded_emit = True
+
     __slots__ = ("_logger",)
 
     def __init__(self, logger: Any = None) -> None:

@@ -35,7 +35,7 @@ from secmw.policy.base import compile_path_patterns
 from secmw.ratelimit.algorithms import GCRA, Limit
 
 if TYPE_CHECKING:
-    from secmw.context import RequestContext
+    from secmw.context import Principal, RequestContext
     from secmw.ratelimit.config import TierConfig
 
 Part = Callable[["RequestContext"], str]
@@ -49,13 +49,22 @@ def _ip(ctx: RequestContext) -> str:
 
 def _principal(ctx: RequestContext) -> str:
     principal = ctx.principal
-    if principal.is_authenticated:
-        # alice of tenant acme is not alice of globex, nor another issuer's alice.
-        issuer = principal.claims.get("iss")
-        source = issuer if isinstance(issuer, str) and issuer else principal.auth_method
-        tenant = principal.tenant or ""
-        return "p:" + _escaped(source) + "," + _escaped(tenant) + "," + principal.subject
-    return "ip:" + _ip(ctx)
+    if not principal.is_authenticated:
+        return "ip:" + _ip(ctx)
+    state = ctx.state
+    cached: tuple[Principal, str] | None = state.get(_PRINCIPAL_KEY)
+    if cached is not None and cached[0] is principal:
+        return cached[1]  # a second tier of the same request
+    # alice of tenant acme is not alice of globex, nor another issuer's alice.
+    issuer = principal.claims.get("iss")
+    source = issuer if isinstance(issuer, str) and issuer else principal.auth_method
+    tenant = principal.tenant or ""
+    key = "p:" + _escaped(source) + "," + _escaped(tenant) + "," + principal.subject
+    state[_PRINCIPAL_KEY] = (principal, key)
+    return key
+
+
+_PRINCIPAL_KEY = "secmw.ratelimit.principal"
 
 
 def _escaped(piece: str) -> str:
