@@ -343,20 +343,28 @@ class ResponseWriter:
         treats it as the app's error), and its body goes through the redactor.
         """
         ctx = self._ctx
-        try:
-            status, headers, body = self._pipeline.render(ctx, denial)
-        except Exception:
-            return False
-        for name, value in headers:
+        for name, value in denial.headers:
             if (
                 not isinstance(name, bytes)
                 or not isinstance(value, bytes)
+                or not _FIELD_NAME.fullmatch(name)
+                or name.lower() in _FRAMING
                 or len(value) > _LONGEST_HEADER
                 or header_value_problem(value.decode("latin-1")) is not None
             ):
                 return False
-        findings: Sequence[Finding] = ()
         redactor = self.transform
+        if redactor is not None and isinstance(denial.detail, str):
+            # The detail also goes into WWW-Authenticate (error_description).
+            try:
+                denial.detail = redactor.redact(denial.detail, None)[0]
+            except Exception:
+                return False
+        try:
+            status, headers, body = self._pipeline.render(ctx, denial)
+        except Exception:
+            return False
+        findings: Sequence[Finding] = ()
         if redactor is not None:
             media, _, _ = _media_type(headers)
             try:
@@ -497,6 +505,10 @@ class ResponseWriter:
             if event is not None:
                 await self._pipeline.emit(event)
 
+
+_FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# The answer's framing is secmw's: an app's denial may not set it.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"content-type"})
 
 # A header value longer than this is refused by common servers (h11: 64 KiB per
 # head): an app's denial carrying one is no answer.

@@ -249,12 +249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-class _OutputFailed(Exception):
-    """Standard output could not be written (the ``OSError`` is the cause)."""
+class _OutputFailed(OSError):
+    """Standard output could not be written (the ``OSError`` is the cause).
+
+    An ``OSError`` itself: code that writes to stdout and handles write errors (the
+    audit sink's stdout fallback) keeps handling them.
+    """
 
     def __init__(self, error: OSError) -> None:
         self.reason = error.strerror or str(error)
-        super().__init__(self.reason)
+        super().__init__(error.errno, self.reason)
 
 
 class _Guarded:

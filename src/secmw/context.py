@@ -311,7 +311,7 @@ class RequestContext:
         if settings.trusted_hops:
             forwarded = _forwarded_client(headers, peer, settings)
             if forwarded is not None:
-                client, client_port = forwarded, None
+                client, client_port = forwarded or None, None
         request_id = None
         # Strict unless describing a refused request (``path`` given).
         incoming, lengths, sessions = _scan(
@@ -346,7 +346,7 @@ class RequestContext:
             request_id = outer.request_id
         ctx.request_id = request_id or new_request_id()
         ctx._begin()
-        if outer is not None:
+        if isinstance(outer, RequestContext):
             ctx.state[NESTED] = True  # the outer one echoes the id
         ctx.content_lengths = lengths
         ctx.mcp_sessions = sessions
@@ -486,16 +486,53 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
             if not any(peer_ip in network for network in settings.trusted_proxies):
                 return None
     fields = headers.get_all(settings.forwarded_header)
+    hops = settings.trusted_hops
     if settings.forwarded_header == "forwarded":
-        found = _forwarded_fors(fields)
-        if found is None:
+        elements = _last_elements(fields, hops)
+        if len(elements) < hops:
             return None
-        values = found
-    else:
-        values = [part.strip() for header in fields for part in header.split(",")]
-    if len(values) < settings.trusted_hops:
+        # Written by the outermost trusted proxy: what it says, or nobody knows.
+        value = _forwarded_for(elements[-1])
+        return (_address(value) if value is not None else None) or UNKNOWN_CLIENT
+    values = [part.strip() for header in fields for part in header.split(",")]
+    if len(values) < hops:
         return None
-    return _address(values[-settings.trusted_hops])
+    return _address(values[-hops])
+
+
+# ``_forwarded_client``'s answer when the trusted proxies' header names no usable
+# client: not the peer (that is the proxy), but no address at all.
+UNKNOWN_CLIENT = ""
+
+
+def _last_elements(fields: list[str], count: int) -> list[str]:
+    """Up to ``count`` ``Forwarded`` elements from the right, nearest last.
+
+    Read right to left: the trusted proxies' elements come after anything the
+    client sent, so a client's unbalanced quote or stray text further left cannot
+    change where they begin (their own quotes are balanced). Empty elements are
+    skipped (RFC 9110 list syntax).
+    """
+    found: list[str] = []
+    for text in reversed(fields):
+        end, inside = len(text), False
+        for index in range(len(text) - 1, -1, -1):
+            char = text[index]
+            if char == '"':
+                inside = not inside
+            elif char == "," and not inside:
+                element = text[index + 1 : end].strip()
+                end = index
+                if element:
+                    found.append(element)
+                    if len(found) == count:
+                        return found[::-1]
+        element = text[:end].strip()
+        if element:
+            found.append(element)
+            if len(found) == count:
+                return found[::-1]
+    return found[::-1]
 
 
 # RFC 7239 section 4: element *( ";" pair ), pair = token "=" ( token / quoted-string ).
@@ -506,41 +543,26 @@ _PAIR = re.compile(
 )
 
 
-def _forwarded_fors(fields: list[str]) -> list[str] | None:
-    """The ``for`` value of each element of the ``Forwarded`` fields, or ``None``.
-
-    Parsed by the grammar, quotes included: a comma or ``;for=`` inside a quoted
-    ``host`` ends nothing. Anything off the grammar, or an element with no or two
-    ``for`` parameters, makes the whole header unusable (the peer is used then).
-    """
-    fors: list[str] = []
-    for text in fields:
-        position, end = 0, len(text)
-        while True:
-            value: str | None = None
-            while True:
-                match = _PAIR.match(text, position)
-                if match is None:
-                    return None
-                name, raw = match.group(1).lower(), match.group(2)
-                if name == "for":
-                    if value is not None:
-                        return None
-                    value = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
-                position = match.end()
-                if position < end and text[position] == ";":
-                    position += 1
-                    continue
-                break
-            if value is None:
+def _forwarded_for(element: str) -> str | None:
+    """The one ``for`` value of an element, unquoted; ``None`` off the grammar or
+    without exactly one ``for`` (a quoted ``host`` holding ``;for=`` is a host)."""
+    value: str | None = None
+    position, end = 0, len(element)
+    while position < end:
+        match = _PAIR.match(element, position)
+        if match is None:
+            return None
+        if match.group(1).lower() == "for":
+            if value is not None:
                 return None
-            fors.append(value)
-            if position == end:
-                break
-            if text[position] != ",":
+            raw = match.group(2)
+            value = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
+        position = match.end()
+        if position < end:
+            if element[position] != ";":
                 return None
             position += 1
-    return fors
+    return value
 
 
 def _address(entry: str) -> str | None:

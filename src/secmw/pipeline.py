@@ -501,6 +501,15 @@ class Pipeline:
         if self._started:
             return
         self._started = True
+        open_sink = getattr(self.audit, "startup", None)
+        if callable(open_sink):
+            try:
+                await open_sink()  # a sink closed by an earlier shutdown opens again
+            except Exception as exc:  # the audit gate then refuses requests
+                print(
+                    f"secmw: starting the audit sink failed with {type(exc).__name__}",
+                    file=sys.stderr,
+                )
         await self.emit(
             AuditEvent(
                 name="sys_startup",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -323,3 +324,21 @@ def test_an_error_reading_input_is_not_reported_as_an_output_error(
     with pytest.raises(OSError, match="Input/output error"):  # EIO while reading, not writing
         main(["audit", "tail", "/proc/self/mem"])
     assert "cannot write the output" not in capsys.readouterr().err
+
+
+def test_an_audit_fallback_on_a_failing_guarded_stdout_keeps_the_sink_alive(tmp_path: Path) -> None:
+    from secmw import cli
+    from secmw.audit.base import AuditEvent
+    from secmw.audit.file import JSONLFileSink
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    full = Path("/dev/full").open("w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        # What `secmw gateway` hands the sink: stdout as the CLI guards it.
+        sink = JSONLFileSink(str(tmp_path / "a.jsonl"), fallback=cli._GuardedOutput(full))
+        sink._divert(AuditEvent(name="authz_allow", outcome="success"))  # does not raise
+        sink.close()
+    finally:
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+            full.close()

@@ -517,8 +517,8 @@ async def test_client_address_honours_only_trusted_hops(
             "forwarded", ['for="[2001:db8::7]:4711";proto=https'], "2001:db8::7", id="rfc7239-v6"
         ),
         pytest.param("forwarded", ["For=192.0.2.60;by=10.0.0.1"], "192.0.2.60", id="rfc7239-case"),
-        pytest.param("forwarded", ["for=unknown"], "10.0.0.2", id="rfc7239-unknown-ignored"),
-        pytest.param("forwarded", ["by=10.0.0.1"], "10.0.0.2", id="rfc7239-no-for-ignored"),
+        pytest.param("forwarded", ["for=unknown"], None, id="rfc7239-unknown-is-nobody"),
+        pytest.param("forwarded", ["by=10.0.0.1"], None, id="rfc7239-no-for-is-nobody"),
         pytest.param(
             "forwarded",
             ['host="x;for=6.6.6.8;y=z";for=203.0.113.5'],
@@ -529,16 +529,26 @@ async def test_client_address_honours_only_trusted_hops(
             "forwarded", ['for=203.0.113.5;host="a,b"'], "203.0.113.5", id="rfc7239-quoted-comma"
         ),
         pytest.param(
-            "forwarded", ["for=6.6.6.6;for=203.0.113.5"], "10.0.0.2", id="rfc7239-two-fors-ignored"
+            "forwarded", ["for=6.6.6.6;for=203.0.113.5"], None, id="rfc7239-two-fors-is-nobody"
         ),
-        pytest.param("forwarded", ["for=1.2.3.4;bad"], "10.0.0.2", id="rfc7239-off-grammar"),
+        pytest.param("forwarded", ["for=1.2.3.4;bad"], None, id="rfc7239-off-grammar"),
+        pytest.param(
+            "forwarded", ['x, for="y, for=203.0.113.5'], "203.0.113.5", id="rfc7239-client-junk"
+        ),
+        pytest.param(
+            "forwarded",
+            ["proto=https;host=a.test", "for=203.0.113.5;"],
+            "203.0.113.5",
+            id="rfc7239-earlier-hop-without-for",
+        ),
+        pytest.param("forwarded", ["for=203.0.113.5,,"], "203.0.113.5", id="rfc7239-empty"),
         pytest.param("x-forwarded-for", ["192.0.2.60:51234"], "192.0.2.60", id="v4-with-port"),
         pytest.param("x-forwarded-for", ["[2001:db8::7]:443"], "2001:db8::7", id="v6-with-port"),
         pytest.param("x-forwarded-for", ["192.0.2.60:port"], "10.0.0.2", id="bad-port-ignored"),
     ],
 )
 async def test_forwarding_entries_with_ports_and_rfc7239_are_read(
-    header: str, values: list[str], expected: str
+    header: str, values: list[str], expected: str | None
 ) -> None:
     audit = AuditCapture()
     proxy = {"trusted_hops": 1, "trusted_proxies": ["10.0.0.0/8"], "forwarded_header": header}
@@ -900,6 +910,10 @@ class AccessDeniedLike(AccessDenied):
         pytest.param(
             lambda: AccessDeniedLike("no", headers=[(b"x-note", b"a" * 100_000)]), id="huge-header"
         ),
+        pytest.param(lambda: AccessDeniedLike("no", headers=[(b"x bad", b"1")]), id="bad-name"),
+        pytest.param(
+            lambda: AccessDeniedLike("no", headers=[(b"Content-Length", b"1")]), id="framing"
+        ),
     ],
 )
 async def test_an_app_raised_refusal_that_cannot_be_answered_is_the_apps_error(
@@ -914,3 +928,46 @@ async def test_an_app_raised_refusal_that_cannot_be_answered_is_the_apps_error(
         await open_app(app, audit=audit)(http_scope("/x"), Receiver.body(b""), sender)
     assert sender.messages[0]["status"] == 500
     assert audit.last.name == "app_error" and audit.last.status == 500
+
+
+async def test_a_client_cannot_be_the_trusted_proxy_through_a_broken_forwarded_header() -> None:
+    rules = [
+        {
+            "id": "ops",
+            "effect": "allow",
+            "when": {"paths": ["/admin"], "client_ips": ["10.0.0.0/8"]},
+        }
+    ]
+    config = {
+        "proxy": {
+            "trusted_hops": 1,
+            "trusted_proxies": ["10.0.0.0/8"],
+            "forwarded_header": "forwarded",
+        },
+        "policy": {"rules": rules},
+    }
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), config, audit=audit)
+    for sent_by_client in ["x", 'for="unterminated', "proto=http", "for=1.1.1.1;for=2.2.2.2"]:
+        # nginx's recipe: the client's value, then the proxy's own element.
+        value = f"{sent_by_client}, for=203.0.113.9"
+        sent = await call(
+            app, http_scope("/admin", headers=[("forwarded", value)], client=("10.0.0.5", 1))
+        )
+        assert sent.status == 401, sent_by_client  # not the proxies' own allow rule
+        assert audit.last.client == "203.0.113.9"
+
+
+async def test_an_app_raised_challenge_is_redacted_in_www_authenticate_too() -> None:
+    from secmw.errors import AuthenticationError
+    from secmw.redact import SecretRedactor
+
+    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AuthenticationError(f"token {secret} was revoked")
+
+    sent = await call(open_app(app, redactor=SecretRedactor()), http_scope("/x"))
+    assert sent.status == 401
+    assert secret not in (sent.header("www-authenticate") or "")
+    assert secret.encode() not in sent.body

@@ -227,3 +227,25 @@ async def test_a_pipeline_shared_by_two_apps_closes_when_the_last_one_shuts_down
         stop_second.set()
     assert audit.closed
     assert audit.names().count("sys_startup") == 1 and audit.names()[-1] == "sys_shutdown"
+
+
+def test_a_file_audited_app_serves_again_after_its_lifespan_restarts(tmp_path: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    path = tmp_path / "audit.jsonl"
+    config = {
+        "auth": {"allow_anonymous": True},
+        "audit": {"sink": "file", "file": {"path": str(path), "handle_sigterm": False}},
+    }
+    app = SecurityMiddleware(Starlette(routes=[Route("/", hello)]), config)
+    for _ in range(2):  # TestClient entered twice: two lifespans over one pipeline
+        with TestClient(app) as client:
+            assert client.get("/").status_code == 200
+    events = [line for line in path.read_text().splitlines() if '"authz_allow"' in line]
+    assert len(events) == 2

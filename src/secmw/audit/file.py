@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import anyio
 
@@ -55,6 +55,7 @@ class JSONLFileSink:
         "_closed",
         "_fallback",
         "_fallback_lock",
+        "_options",
         "_queue_full",
         "_writer",
         "diverted",
@@ -98,23 +99,34 @@ class JSONLFileSink:
         self._close_lock = threading.RLock()
         self._closed = False
         self._queue_full = False
+        # Kept to open the file again when a closed sink is started again (a
+        # server's lifespan restarted, TestClient entered twice).
+        self._options: dict[str, Any] = {
+            "fsync": fsync,
+            "fsync_every": fsync_every,
+            "fsync_interval": fsync_interval,
+            "batch_interval": batch_interval,
+            "rotate_bytes": rotate_bytes,
+            "rotate_seconds": rotate_seconds,
+            "keep": keep,
+            "signer": signer,
+            "checkpoint_every": checkpoint_every,
+            "retry_interval": retry_interval,
+            "mode": mode,
+        }
+        self._writer = self._open_writer()
+        if handle_sigterm:
+            flush_on_sigterm(self)
+
+    def _open_writer(self) -> Writer:
+        """Open (or continue) the file and start its writer thread."""
         try:
-            self._writer = Writer(
+            writer = Writer(
                 self.path,
                 formatter=self.formatter,
                 alert=self._alert,
                 divert=self._divert,
-                fsync=fsync,
-                fsync_every=fsync_every,
-                fsync_interval=fsync_interval,
-                batch_interval=batch_interval,
-                rotate_bytes=rotate_bytes,
-                rotate_seconds=rotate_seconds,
-                keep=keep,
-                signer=signer,
-                checkpoint_every=checkpoint_every,
-                retry_interval=retry_interval,
-                mode=mode,
+                **self._options,
             )
         except OSError as exc:
             raise ComponentError(
@@ -122,23 +134,30 @@ class JSONLFileSink:
             ) from None
         except ValueError as exc:
             raise ComponentError(f"cannot continue the audit file: {exc}") from None
-        if self._writer.recovered is not None:
-            self._writer.queue.put(
+        if writer.recovered is not None:
+            writer.queue.put(
                 (
                     AuditEvent(
                         name="sink_recovered",
                         outcome="success",
                         severity="warning",
                         reason="a torn last line was moved aside",
-                        details=self._writer.recovered,
+                        details=writer.recovered,
                     ),
                     None,
                 )
             )
-        self._writer.start()
+        writer.start()
         atexit.register(self.close)
-        if handle_sigterm:
-            flush_on_sigterm(self)
+        return writer
+
+    async def startup(self) -> None:
+        """Open the file again if the sink was closed (a pipeline started once more)."""
+        with self._close_lock:
+            if not self._closed:
+                return
+            self._writer = self._open_writer()
+            self._closed = False
 
     # -- state --------------------------------------------------------------
 
