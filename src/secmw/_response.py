@@ -343,6 +343,10 @@ class ResponseWriter:
         treats it as the app's error), and its body goes through the redactor.
         """
         ctx = self._ctx
+        try:
+            denial.headers = tuple(denial.headers)  # a generator would be used up here
+        except TypeError:
+            return False
         for name, value in denial.headers:
             if (
                 not isinstance(name, bytes)
@@ -354,17 +358,19 @@ class ResponseWriter:
             ):
                 return False
         redactor = self.transform
+        found: list[Finding] = []
         if redactor is not None and isinstance(denial.detail, str):
             # The detail also goes into WWW-Authenticate (error_description).
             try:
-                denial.detail = redactor.redact(denial.detail, None)[0]
+                denial.detail, in_detail = redactor.redact(denial.detail, None)
             except Exception:
                 return False
+            found.extend(in_detail)
         try:
             status, headers, body = self._pipeline.render(ctx, denial)
         except Exception:
             return False
-        findings: Sequence[Finding] = ()
+        findings: Sequence[Finding] = found
         if redactor is not None:
             media, _, _ = _media_type(headers)
             try:
@@ -373,6 +379,7 @@ class ResponseWriter:
                 return False
             body = _encoded(text)
             headers = [*_without_length(headers), (b"content-length", str(len(body)).encode())]
+            findings = [*found, *findings]
             ctx.findings.extend(findings)
         ctx.status = status
         self.started = True

@@ -174,7 +174,9 @@ class ContextSettings:
     allow_double_encoding: bool = False
 
 
-# ``ctx.state`` key: an outer SecurityMiddleware handles this request too.
+# ``ctx.state`` keys: the request-id header a middleware echoes, and, in the
+# context of one nested in another, the header the outer one echoes.
+ECHOES = "secmw.echoes"
 NESTED = "secmw.nested"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -312,6 +314,8 @@ class RequestContext:
             forwarded = _forwarded_client(headers, peer, settings)
             if forwarded is not None:
                 client, client_port = forwarded or None, None
+        if client is not None and client[:7].lower() == "::ffff:":
+            client = _unmapped(client)
         request_id = None
         # Strict unless describing a refused request (``path`` given).
         incoming, lengths, sessions = _scan(
@@ -347,7 +351,8 @@ class RequestContext:
         ctx.request_id = request_id or new_request_id()
         ctx._begin()
         if isinstance(outer, RequestContext):
-            ctx.state[NESTED] = True  # the outer one echoes the id
+            # The header the outer one echoes (None: none): ours would repeat it.
+            ctx.state[NESTED] = outer.state.get(ECHOES)
         ctx.content_lengths = lengths
         ctx.mcp_sessions = sessions
         return ctx
@@ -492,7 +497,7 @@ def _forwarded_client(headers: Headers, peer: str | None, settings: ContextSetti
         if len(elements) < hops:
             return None
         # Written by the outermost trusted proxy: what it says, or nobody knows.
-        value = _forwarded_for(elements[-1])
+        value = _forwarded_for(elements[hops - 1])
         return (_address(value) if value is not None else None) or UNKNOWN_CLIENT
     values = [part.strip() for header in fields for part in header.split(",")]
     if len(values) < hops:
@@ -506,33 +511,58 @@ UNKNOWN_CLIENT = ""
 
 
 def _last_elements(fields: list[str], count: int) -> list[str]:
-    """Up to ``count`` ``Forwarded`` elements from the right, nearest last.
+    """Up to ``count`` ``Forwarded`` elements from the right, nearest first.
 
     Read right to left: the trusted proxies' elements come after anything the
     client sent, so a client's unbalanced quote or stray text further left cannot
-    change where they begin (their own quotes are balanced). Empty elements are
-    skipped (RFC 9110 list syntax).
+    change where they begin (their own quotes are balanced; an escaped ``\\"`` is
+    no quote). Empty elements are skipped (RFC 9110 list syntax), a long run of
+    them only so far: proxies do not write those, and the scan stays short.
     """
     found: list[str] = []
+    empties, budget = 0, _MAX_SEPARATORS
     for text in reversed(fields):
-        end, inside = len(text), False
-        for index in range(len(text) - 1, -1, -1):
-            char = text[index]
-            if char == '"':
-                inside = not inside
-            elif char == "," and not inside:
-                element = text[index + 1 : end].strip()
-                end = index
-                if element:
-                    found.append(element)
-                    if len(found) == count:
-                        return found[::-1]
+        end = len(text)
+        inside = False
+        # The previous quote and comma, each searched again only once passed: linear.
+        quote, comma = text.rfind('"'), text.rfind(",")
+        while quote >= 0 or comma >= 0:
+            budget -= 1
+            if budget < 0:
+                return found  # past the proxies' own few elements: client junk
+            if quote > comma:
+                back = quote - 1
+                while back >= 0 and text[back] == "\\":
+                    back -= 1
+                if (quote - 1 - back) % 2 == 0:  # not escaped
+                    inside = not inside
+                quote = text.rfind('"', 0, quote)
+                continue
+            position = comma
+            comma = text.rfind(",", 0, position)
+            if inside:
+                continue
+            element = text[position + 1 : end].strip()
+            end = position
+            if element:
+                found.append(element)
+                if len(found) == count:
+                    return found
+            else:
+                empties += 1
+                if empties > _MAX_EMPTY_ELEMENTS:
+                    return found
         element = text[:end].strip()
         if element:
             found.append(element)
             if len(found) == count:
-                return found[::-1]
-    return found[::-1]
+                return found
+    return found
+
+
+_MAX_EMPTY_ELEMENTS = 64
+# Quotes and commas looked at: far more than trusted proxies write (a few each).
+_MAX_SEPARATORS = 1024
 
 
 # RFC 7239 section 4: element *( ";" pair ), pair = token "=" ( token / quoted-string ).
@@ -563,6 +593,17 @@ def _forwarded_for(element: str) -> str | None:
                 return None
             position += 1
     return value
+
+
+def _unmapped(address: str) -> str:
+    """An IPv4 client as a dual-stack socket reports it (``::ffff:a.b.c.d``), as IPv4:
+    otherwise ``client_ips`` rules, address blocks and ``ip`` tiers would miss it."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = parsed.ipv4_mapped if isinstance(parsed, ipaddress.IPv6Address) else None
+    return str(mapped) if mapped is not None else address
 
 
 def _address(entry: str) -> str | None:

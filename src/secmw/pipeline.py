@@ -36,7 +36,7 @@ from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
 from secmw.audit.format import bind_request, unbind_request
 from secmw.auth.base import Authenticator
-from secmw.context import NESTED, ContextSettings, Finding, Principal, RequestContext
+from secmw.context import ECHOES, NESTED, ContextSettings, Finding, Principal, RequestContext
 from secmw.errors import (
     AccessDenied,
     AuthenticationError,
@@ -210,6 +210,8 @@ class Pipeline:
     def context(self, scope: Mapping[str, Any]) -> RequestContext:
         """Build the request's context; raises :class:`~secmw.errors.BadRequest`."""
         ctx = RequestContext.from_scope(scope, self.context_settings)
+        if self._request_id_header is not None:
+            ctx.state[ECHOES] = self._request_id_header  # read by a nested middleware
         bind_request(ctx)
         return ctx
 
@@ -352,8 +354,9 @@ class Pipeline:
         """Headers every response of an admitted request gets (request id, RateLimit)."""
         headers: list[Header] = []
         state = ctx.state
-        if self._request_id_header is not None and NESTED not in state:
-            headers.append((self._request_id_header, ctx.request_id.encode("latin-1")))
+        echo = self._request_id_header
+        if echo is not None and state.get(NESTED) != echo:
+            headers.append((echo, ctx.request_id.encode("latin-1")))
         rate: RateDecision | None = state.get("rate")
         if rate is not None and rate.headers:
             headers.extend(rate.headers)
@@ -369,8 +372,9 @@ class Pipeline:
         status, headers, body = render_denial(
             denial, self.challenge, ctx.request_id, rpc_ids=ids, rpc_batch=ctx.rpc_batch
         )
-        if self._request_id_header is not None and NESTED not in ctx.state:
-            headers.append((self._request_id_header, ctx.request_id.encode("latin-1")))
+        echo = self._request_id_header
+        if echo is not None and ctx.state.get(NESTED) != echo:
+            headers.append((echo, ctx.request_id.encode("latin-1")))
         return status, headers, body
 
     # -- the record stage --------------------------------------------------
@@ -458,7 +462,9 @@ class Pipeline:
             if clean != path:
                 event = dataclasses.replace(event, path=clean)
         audit = self.audit
-        if getattr(audit, "bounded_emit", False):
+        # The class's own promise: not inherited by a subclass that may override emit,
+        # nor passed on by a wrapper's __getattr__ (whose emit does more).
+        if vars(type(audit)).get("bounded_emit", False):
             # The built-in sinks bound themselves; a cancel scope costs ~10 µs per event.
             try:
                 await audit.emit(event)

@@ -155,6 +155,8 @@ class AuditCapture(MemoryAuditSink):
 
     __slots__ = ()
 
+    bounded_emit = True  # MemoryAuditSink's emit, unchanged
+
     def named(self, name: str) -> list[AuditEvent]:
         """Every event called ``name``."""
         return [event for event in self.events if event.name == name]

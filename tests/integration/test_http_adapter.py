@@ -893,10 +893,16 @@ async def test_an_app_raised_refusal_is_redacted_like_the_apps_answers() -> None
     assert sent.status == 403 and secret.encode() not in sent.body
     assert int(sent.header("content-length") or 0) == len(sent.body)
     assert secret not in audit.last.to_json() and audit.last.name == "authz_fail"
+    assert audit.named("secret_redacted")[0].details["count"] == 1
 
 
 class AccessDeniedLike(AccessDenied):
     """An app's own refusal, possibly malformed."""
+
+
+def _without_headers(denial: AccessDeniedLike) -> AccessDeniedLike:
+    denial.headers = None  # type: ignore[assignment]  # an app that cleared them badly
+    return denial
 
 
 @pytest.mark.parametrize(
@@ -914,6 +920,7 @@ class AccessDeniedLike(AccessDenied):
         pytest.param(
             lambda: AccessDeniedLike("no", headers=[(b"Content-Length", b"1")]), id="framing"
         ),
+        pytest.param(lambda: _without_headers(AccessDeniedLike("no")), id="headers-none"),
     ],
 )
 async def test_an_app_raised_refusal_that_cannot_be_answered_is_the_apps_error(
@@ -923,6 +930,7 @@ async def test_an_app_raised_refusal_that_cannot_be_answered_is_the_apps_error(
         raise denial()
 
     audit = AuditCapture()
+
     sender = Sender()
     with pytest.raises(AccessDeniedLike):
         await open_app(app, audit=audit)(http_scope("/x"), Receiver.body(b""), sender)
@@ -971,3 +979,64 @@ async def test_an_app_raised_challenge_is_redacted_in_www_authenticate_too() -> 
     assert sent.status == 401
     assert secret not in (sent.header("www-authenticate") or "")
     assert secret.encode() not in sent.body
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param(["for=203.0.113.5, for=10.0.0.9"], "203.0.113.5", id="two-proxies"),
+        pytest.param(
+            ["for=6.6.6.6, for=203.0.113.5, for=10.0.0.9"], "203.0.113.5", id="client-prepended"
+        ),
+        pytest.param(
+            ['for=203.0.113.5;host="a\\"b", for=10.0.0.9;host="c,\\"d"'],
+            "203.0.113.5",
+            id="escaped-quotes-in-proxy-hosts",
+        ),
+        pytest.param(["for=203.0.113.5", "for=10.0.0.9"], "203.0.113.5", id="two-lines"),
+    ],
+)
+async def test_forwarded_with_two_trusted_proxies_names_the_outer_ones_client(
+    values: list[str], expected: str
+) -> None:
+    audit = AuditCapture()
+    proxy = {"trusted_hops": 2, "trusted_proxies": ["10.0.0.0/8"], "forwarded_header": "forwarded"}
+    app = SecurityMiddleware(EchoApp(), {**OPEN, "proxy": proxy}, audit=audit)
+    headers = [("forwarded", value) for value in values]
+    await call(app, http_scope("/x", headers=headers, client=("10.0.0.2", 1234)))
+    assert audit.last.client == expected
+
+
+@pytest.mark.parametrize("peer", ["::ffff:198.51.100.66", "::FFFF:c633:6442"])
+async def test_an_ipv4_client_on_a_dual_stack_socket_is_its_ipv4_address(peer: str) -> None:
+    rules = [
+        {"id": "ban", "effect": "deny", "when": {"client_ips": ["198.51.100.66/32"]}},
+        {"id": "all", "effect": "allow"},
+    ]
+    audit = AuditCapture()
+    app = SecurityMiddleware(EchoApp(), {"policy": {"rules": rules}}, audit=audit)
+    sent = await call(app, http_scope("/x", client=(peer, 1234)))
+    assert sent.status == 401  # the deny rule matched: anonymous, so a challenge
+    assert audit.last.client == "198.51.100.66"
+
+
+@pytest.mark.parametrize(
+    ("outer_request_id", "echoed"),
+    [
+        pytest.param({"echo": False}, {"x-request-id": 1}, id="outer-does-not-echo"),
+        pytest.param(
+            {"header": "x-trace-id"}, {"x-request-id": 1, "x-trace-id": 1}, id="other-name"
+        ),
+        pytest.param({}, {"x-request-id": 1}, id="same-name-once"),
+    ],
+)
+async def test_a_nested_middleware_echoes_what_the_outer_one_does_not(
+    outer_request_id: dict[str, Any], echoed: dict[str, int]
+) -> None:
+    inner = SecurityMiddleware(EchoApp(), OPEN)
+    outer = SecurityMiddleware(inner, {**OPEN, "request_id": outer_request_id})
+    sent = await call(outer, http_scope("/x"))
+    for name, count in echoed.items():
+        assert len(sent.headers(name)) == count, name
+    values = {value for name in echoed for value in sent.headers(name)}
+    assert len(values) == 1  # one id, whichever header carries it

@@ -483,3 +483,44 @@ async def test_an_audit_sink_without_aclose_closes_quietly(
     await pipeline.startup()
     await pipeline.aclose()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("shape", ["subclass", "wrapper"])
+async def test_a_sink_built_on_a_bounded_one_still_gets_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], shape: str
+) -> None:
+    import anyio
+
+    from secmw import pipeline as pipeline_module
+    from secmw.audit import MemoryAuditSink
+
+    monkeypatch.setattr(pipeline_module, "SINK_DEADLINE", 0.2)
+
+    class Slow(MemoryAuditSink):
+        async def emit(self, event: Any) -> None:
+            await anyio.sleep(60)
+
+    class Wrapper:
+        def __init__(self) -> None:
+            self.inner = MemoryAuditSink()
+
+        async def emit(self, event: Any) -> None:
+            await anyio.sleep(60)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    sink = Slow() if shape == "subclass" else Wrapper()
+    pipeline = Pipeline(audit=sink, policy=FixedPolicy(Recorder(), Decision(Effect.ALLOW)))
+    pipeline.policy.evaluate = lambda ctx: Decision(Effect.ALLOW)  # type: ignore[method-assign]
+    with anyio.fail_after(5):
+        sent = await call(SecurityMiddleware(EchoApp(), pipeline=pipeline), http_scope("/x"))
+    assert sent.status == 200
+    assert "did not answer within 0.2 s" in capsys.readouterr().err
+
+
+def test_the_file_sinks_block_wait_is_bounded_in_code_too(tmp_path: Any) -> None:
+    from secmw.audit.file import JSONLFileSink
+
+    with pytest.raises(ValueError, match="block_timeout"):
+        JSONLFileSink(str(tmp_path / "a.jsonl"), on_failure="block", block_timeout=45.0)

@@ -60,9 +60,14 @@ class WebhookAlertSink:
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
-        self._client = httpx.Client(
-            timeout=timeout, headers=dict(headers or {}), transport=transport
-        )
+        # Kept to make the client again when the sink is used after aclose (a
+        # pipeline started again: a lifespan restarted).
+        self._client_options: dict[str, Any] = {
+            "timeout": timeout,
+            "headers": dict(headers or {}),
+            "transport": transport,
+        }
+        self._client = httpx.Client(**self._client_options)
         self._http_error = httpx.HTTPError
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -81,14 +86,20 @@ class WebhookAlertSink:
             self.dropped += 1
 
     def _start(self) -> None:
-        if self._thread is not None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             return
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="secmw-alert-webhook", daemon=True
-                )
-                self._thread.start()
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return
+            if self._client.is_closed:  # closed by an earlier aclose: used again now
+                self._client = type(self._client)(**self._client_options)
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="secmw-alert-webhook", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         while True:

@@ -229,8 +229,9 @@ class AuditSink(Protocol):
     """Protocol: record audit events; ``aclose`` flushes what is pending.
 
     The pipeline gives ``emit`` 30 s (``secmw.pipeline.SINK_DEADLINE``) unless the
-    sink has ``bounded_emit = True``, its promise to return within a bound of its
-    own (the built-in sinks make it: the deadline's cancel scope costs ~10 µs).
+    sink's class itself sets ``bounded_emit = True``, its promise to return within
+    a bound of its own (the built-in sinks make it: the deadline's cancel scope
+    costs ~10 µs). A subclass must set it again: it may have changed ``emit``.
     """
 
     async def emit(self, event: AuditEvent) -> None:

@@ -87,6 +87,9 @@ class JSONLFileSink:
         handle_sigterm: bool = True,
         mode: int = 0o600,
     ) -> None:
+        if not 0 <= block_timeout <= _MAX_BLOCK_TIMEOUT:
+            # The pipeline awaits emit without a deadline (bounded_emit): this is it.
+            raise ValueError(f"block_timeout must be within 0 and {_MAX_BLOCK_TIMEOUT:g} s")
         self.path = os.fspath(path)
         self.formatter = AuditFormatter(processors, ocsf=ocsf)
         self.on_failure: FailurePolicy = on_failure
@@ -154,7 +157,9 @@ class JSONLFileSink:
     async def startup(self) -> None:
         """Open the file again if the sink was closed (a pipeline started once more)."""
         with self._close_lock:
-            if not self._closed:
+            if not self._closed or self._writer.failed is not None:
+                # After an fsync failure nothing written since can be trusted: the
+                # sink stays down (503) until the process restarts, as documented.
                 return
             self._writer = self._open_writer()
             self._closed = False
@@ -274,6 +279,7 @@ class JSONLFileSink:
 
 
 _FALLBACK_LOCK_WAIT = 1.0
+_MAX_BLOCK_TIMEOUT = 10.0
 
 
 def _queue_full_event(capacity: int, policy: str) -> AuditEvent:

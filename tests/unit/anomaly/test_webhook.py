@@ -122,3 +122,14 @@ async def test_a_receiver_that_never_answers_leaves_no_thread_and_counts_every_a
     # each alert is accounted for: the one in flight, and the queued ones as failed
     assert sink.delivered + sink.failed + sink.dropped == 3
     assert sink.failed >= 2
+
+
+async def test_a_closed_sink_delivers_again_when_used_after_a_restart() -> None:
+    upstream = Upstream()
+    sink = _sink(upstream)
+    await sink.send(ALERT)
+    await sink.aclose()  # the app's lifespan ended
+    await sink.send(ALERT)  # ... and started again
+    await sink.send(ALERT)
+    await sink.aclose()
+    assert sink.delivered == 3 and sink.failed == 0 and len(upstream.bodies) == 3

@@ -315,6 +315,8 @@ async def test_fsync_error_fails_the_sink_for_good(
     assert not sink.healthy
     await sink.aclose()
     assert not sink.healthy
+    await sink.startup()  # a pipeline started again (lifespan restart) reopens nothing
+    assert not sink.healthy
     alerts = fallback_records(fallback)
     assert alerts[0]["event"] == "sys_monitor_disabled"
     assert alerts[0]["details"]["permanent"] is True
@@ -890,3 +892,17 @@ async def test_a_link_planted_at_the_path_during_a_rotation_is_not_followed(
     assert victim.read_bytes() == b"precious\n"
     assert not path.is_symlink()
     assert verify_files(trail_files(path)).ok
+
+
+async def test_a_closed_sink_opens_again_and_continues_its_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    await sink.emit(event(1))
+    await sink.aclose()
+    assert not sink.healthy
+    await sink.startup()
+    assert sink.healthy
+    await sink.emit(event(2))
+    await sink.aclose()
+    assert verify_files([path]).ok
+    assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2]
