@@ -618,6 +618,9 @@ def _address(entry: str) -> str | None:
         if not port.isdigit():
             return None
         entry = host
+    # A zone id names an interface of the proxy, not the client, and may hold any
+    # text (a comma too, which a gateway would forward): dropped.
+    entry = entry.partition("%")[0]
     try:
         return str(ipaddress.ip_address(entry))
     except ValueError:

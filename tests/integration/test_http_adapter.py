@@ -542,6 +542,13 @@ async def test_client_address_honours_only_trusted_hops(
             id="rfc7239-earlier-hop-without-for",
         ),
         pytest.param("forwarded", ["for=203.0.113.5,,"], "203.0.113.5", id="rfc7239-empty"),
+        pytest.param(
+            "forwarded",
+            ['for="[2001:db8::1%x, 6.6.6.6]"'],
+            "2001:db8::1",
+            id="rfc7239-zone-dropped",
+        ),
+        pytest.param("x-forwarded-for", ["fe80::1%eth0"], "fe80::1", id="zone-dropped"),
         pytest.param("x-forwarded-for", ["192.0.2.60:51234"], "192.0.2.60", id="v4-with-port"),
         pytest.param("x-forwarded-for", ["[2001:db8::7]:443"], "2001:db8::7", id="v6-with-port"),
         pytest.param("x-forwarded-for", ["192.0.2.60:port"], "10.0.0.2", id="bad-port-ignored"),
