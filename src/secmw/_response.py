@@ -343,29 +343,11 @@ class ResponseWriter:
         treats it as the app's error), and its body goes through the redactor.
         """
         ctx = self._ctx
-        try:
-            denial.headers = tuple(denial.headers)  # a generator would be used up here
-        except TypeError:
-            return False
-        for name, value in denial.headers:
-            if (
-                not isinstance(name, bytes)
-                or not isinstance(value, bytes)
-                or not _FIELD_NAME.fullmatch(name)
-                or name.lower() in _FRAMING
-                or len(value) > _LONGEST_HEADER
-                or header_value_problem(value.decode("latin-1")) is not None
-            ):
-                return False
         redactor = self.transform
-        found: list[Finding] = []
-        if redactor is not None and isinstance(denial.detail, str):
-            # The detail also goes into WWW-Authenticate (error_description).
-            try:
-                denial.detail, in_detail = redactor.redact(denial.detail, None)
-            except Exception:
-                return False
-            found.extend(in_detail)
+        vetted = vet_app_denial(denial, redactor)
+        if vetted is None:
+            return False
+        found = vetted
         try:
             status, headers, body = self._pipeline.render(ctx, denial)
         except Exception:
@@ -520,6 +502,37 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"
 # A header value longer than this is refused by common servers (h11: 64 KiB per
 # head): an app's denial carrying one is no answer.
 _LONGEST_HEADER = 8192
+
+
+def vet_app_denial(denial: Denial, redactor: Redactor | None) -> list[Finding] | None:
+    """Ready a ``Denial`` an app raised for answering; ``None`` if it cannot be answered.
+
+    Its headers must be well-formed and leave the framing to secmw; its detail (which
+    the body and ``WWW-Authenticate`` both carry) is redacted in place. Returns the
+    redaction's findings.
+    """
+    try:
+        denial.headers = tuple(denial.headers)  # a generator would be used up here
+    except TypeError:
+        return None
+    for name, value in denial.headers:
+        if (
+            not isinstance(name, bytes)
+            or not isinstance(value, bytes)
+            or not _FIELD_NAME.fullmatch(name)
+            or name.lower() in _FRAMING
+            or len(value) > _LONGEST_HEADER
+            or header_value_problem(value.decode("latin-1")) is not None
+        ):
+            return None
+    if redactor is None or not isinstance(denial.detail, str):
+        return []
+    try:
+        denial.detail, found = redactor.redact(denial.detail, None)
+    except Exception:
+        return None
+    return list(found)
+
 
 # Surrogates that surrogateescape cannot write back (it owns U+DC80..U+DCFF).
 _FOREIGN_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")

@@ -243,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # error while reading a command's own input is that command's to report.
         quiet_stdout()
         print(f"secmw: cannot write the output: {failed.reason}", file=sys.stderr)
-        return 1
+        code = getattr(args, "output_error_code", 1)
+        return code if isinstance(code, int) else 1
     finally:
         sys.stdout = original
     return code

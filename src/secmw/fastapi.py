@@ -38,6 +38,7 @@ except ModuleNotFoundError as exc:
         "secmw.fastapi needs FastAPI: pip install 'secmw[fastapi]'", name=exc.name
     ) from exc
 
+from secmw._response import vet_app_denial
 from secmw.auth.stepup import MFA_AMR_VALUES, step_up_needed
 from secmw.context import Principal, RequestContext
 from secmw.errors import (
@@ -47,6 +48,7 @@ from secmw.errors import (
     InsufficientScope,
     StepUpRequired,
 )
+from secmw.redact.audit import redaction_event
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An OAuth 2.0 / JWT access token.")
 
@@ -100,7 +102,11 @@ def _refuse(ctx: RequestContext, denial: Denial) -> SecmwHTTPException:
     ctx.state["denial"] = denial
     if pipeline is None:  # pragma: no cover - the adapter always sets it
         raise RuntimeError("secmw.fastapi dependencies need the app wrapped in SecurityMiddleware")
-    return SecmwHTTPException(denial, pipeline.render(ctx, denial))
+    status, headers, body = pipeline.render(ctx, denial)
+    # The response goes out through the middleware, which adds the request id itself.
+    echo = pipeline.request_id_header
+    kept = [header for header in headers if header[0] != echo]
+    return SecmwHTTPException(denial, (status, kept, body))
 
 
 async def current_principal(request: Request) -> Principal:
@@ -209,11 +215,20 @@ async def _render_denial(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, Denial):  # pragma: no cover - registered for this type only
         raise exc
     ctx = _context(request)
-    denial: Denial = exc
     pipeline = ctx.state.get("pipeline")
-    if pipeline is not None:
-        denial = pipeline.scrubbed(exc)  # the app wrote its reason: redacted for the trail
-    return await _render(request, _refuse(ctx, denial))
+    if pipeline is None:  # pragma: no cover - the adapter always sets it
+        raise exc
+    # As the adapter treats a bare app's: checked, its text redacted (body and
+    # WWW-Authenticate), or, if it cannot be answered safely, the app's error.
+    found = vet_app_denial(exc, pipeline.redactor)
+    if found is None:
+        raise exc
+    if found:
+        ctx.findings.extend(found)
+        event = redaction_event(ctx, found)
+        if event is not None:
+            await pipeline.emit(event)
+    return await _render(request, _refuse(ctx, pipeline.scrubbed(exc)))
 
 
 def install(app: FastAPI) -> None:

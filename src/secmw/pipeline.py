@@ -143,9 +143,9 @@ class Pipeline:
             ("policy", policy, (("evaluate", False),)),
             ("rate_limiter", rate_limiter, (("hit", True),)),
             ("redactor", redactor, (("redact", False), ("stream", False))),
-            ("audit", audit, (("emit", True), ("aclose", True))),
         ):
             _check_component(role, component, methods)
+        check_audit_sink(audit)
         self.authenticator = authenticator
         self.inspector = inspector
         self.policy: PolicyEvaluator = policy if policy is not None else AuthenticatedPolicy()
@@ -330,6 +330,11 @@ class Pipeline:
                 policies=rate.policies,
                 reason=rate.reason or "message rate limit exceeded",
             )
+
+    @property
+    def request_id_header(self) -> bytes | None:
+        """The header the request id is echoed in (``None``: not echoed)."""
+        return self._request_id_header
 
     def scrubbed(self, denial: Denial) -> Denial:
         """A denial the app raised, its audit ``reason`` redacted (the app wrote it)."""
@@ -593,6 +598,14 @@ async def _closed(close: Callable[[], Awaitable[None]], name: str) -> None:
         return
     if waited.cancelled_caught:
         print(f"secmw: closing {name} took over {SINK_DEADLINE:g} s; left", file=sys.stderr)
+
+
+def check_audit_sink(audit: object) -> None:
+    """Refuse (``TypeError``) an audit sink that cannot work: a class, no async ``emit``.
+
+    Run by :class:`Pipeline`, and by the anomaly stage before it wraps the sink.
+    """
+    _check_component("audit", audit, (("emit", True), ("aclose", True)))
 
 
 def _check_component(role: str, component: object, methods: tuple[tuple[str, bool], ...]) -> None:

@@ -212,3 +212,52 @@ async def test_an_app_raised_refusals_reason_is_redacted_in_the_trail() -> None:
         sent = await c.get("/x")
     assert sent.status_code == 403
     assert audit.last.name == "authz_fail" and secret not in audit.last.to_json()
+
+
+async def test_route_refusals_carry_the_request_id_once() -> None:
+    async with client(build()) as c:
+        sent = await c.get("/me")  # public path, anonymous: the route's own 401
+    assert sent.status_code == 401
+    assert len(sent.headers.get_list("x-request-id")) == 1
+
+
+async def test_an_app_raised_challenge_is_redacted_in_www_authenticate_when_installed() -> None:
+    from secmw.errors import AuthenticationError
+
+    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    api = FastAPI()
+    install(api)
+
+    @api.get("/x")
+    async def refuse() -> dict[str, str]:
+        raise AuthenticationError(f"token {secret} was revoked")
+
+    audit = AuditCapture()
+    config = {"auth": {"allow_anonymous": True}, "redact": {"enabled": True}}
+    async with client(SecurityMiddleware(api, config, audit=audit)) as c:
+        sent = await c.get("/x")
+    assert sent.status_code == 401
+    assert secret not in sent.headers.get("www-authenticate", "") and secret not in sent.text
+    assert audit.named("secret_redacted")
+
+
+async def test_an_app_raised_refusal_with_framing_headers_is_the_apps_error_when_installed() -> (
+    None
+):
+    from secmw.errors import AccessDenied
+
+    api = FastAPI()
+    install(api)
+
+    @api.get("/x")
+    async def refuse() -> dict[str, str]:
+        raise AccessDenied("no", headers=[(b"content-length", b"0")])
+
+    audit = AuditCapture()
+    app = SecurityMiddleware(api, {"auth": {"allow_anonymous": True}}, audit=audit)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        sent = await c.get("/x")
+    assert sent.status_code == 500
+    assert len(sent.headers.get_list("content-length")) <= 1
+    assert audit.last.name == "app_error"

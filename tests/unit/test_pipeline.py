@@ -524,3 +524,14 @@ def test_the_file_sinks_block_wait_is_bounded_in_code_too(tmp_path: Any) -> None
 
     with pytest.raises(ValueError, match="block_timeout"):
         JSONLFileSink(str(tmp_path / "a.jsonl"), on_failure="block", block_timeout=45.0)
+
+
+@pytest.mark.parametrize("shape", ["a-class", "no-emit"])
+def test_an_unusable_sink_is_refused_under_anomaly_detection_too(shape: str) -> None:
+    from secmw.audit import MemoryAuditSink
+    from secmw.config import build_pipeline, load_config
+
+    sink: Any = MemoryAuditSink if shape == "a-class" else object()
+    config = load_config({"auth": {"allow_anonymous": True}, "anomaly": {"enabled": True}})
+    with pytest.raises(TypeError, match="audit"):
+        build_pipeline(config, audit=sink)

@@ -19,6 +19,7 @@ from secmw.errors import ConfigError, ConfigIssue
 from secmw.metrics.build import build_metrics
 from secmw.metrics.collector import SecurityMetrics, samples
 from secmw.metrics.config import MetricsConfig
+from secmw.pipeline import check_audit_sink
 
 _DAY = 86_400.0
 
@@ -224,6 +225,7 @@ def pipeline_hooks(
         observers.append(collector)
     if monitor is not None:
         observers.append(monitor)
+        check_audit_sink(audit)  # the wrapper would hide a sink that cannot work
         audit = monitor.audit_sink(audit)
         if collector is not None:
             watched = monitor

@@ -23,6 +23,18 @@ from secmw.errors import ConfigError
 _STOP = object()
 
 
+class _Worker:
+    """One delivery worker: its queue, stop flag, HTTP client and thread."""
+
+    __slots__ = ("client", "queue", "stop", "thread")
+
+    def __init__(self, alerts: queue.Queue[Any], stop: threading.Event, client: Any) -> None:
+        self.queue = alerts
+        self.stop = stop
+        self.client = client
+        self.thread: threading.Thread = threading.Thread()
+
+
 class WebhookAlertSink:
     """POST each alert as JSON to ``url``; retry 5xx, 429 and network errors with backoff.
 
@@ -58,68 +70,76 @@ class WebhookAlertSink:
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._stop = threading.Event()
-        # Kept to make the client again when the sink is used after aclose (a
-        # pipeline started again: a lifespan restarted).
+        self._max_queue = max_queue
+        # Kept to make a new client for each worker: the sink may be used again after
+        # aclose (a pipeline started again when a lifespan restarts).
         self._client_options: dict[str, Any] = {
             "timeout": timeout,
             "headers": dict(headers or {}),
             "transport": transport,
         }
-        self._client = httpx.Client(**self._client_options)
+        self._client_type = httpx.Client
         self._http_error = httpx.HTTPError
-        self._thread: threading.Thread | None = None
+        self._worker: _Worker | None = None
+        self._last: _Worker | None = None  # the worker the last aclose stopped
         self._lock = threading.Lock()
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        """The current (or last stopped) worker's thread."""
+        worker = self._worker or self._last
+        return worker.thread if worker is not None else None
 
     @property
     def depth(self) -> int:
         """Alerts waiting for delivery."""
-        return self._queue.qsize()
+        worker = self._worker
+        return worker.queue.qsize() if worker is not None else 0
 
     async def send(self, alert: Alert) -> None:
         """Queue ``alert`` for delivery; a full queue drops it."""
-        self._start()
+        worker = self._worker or self._start()
         try:
-            self._queue.put_nowait(alert)
+            worker.queue.put_nowait(alert)
         except queue.Full:
             self.dropped += 1
 
-    def _start(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            return
+    def _start(self) -> _Worker:
+        """A worker of its own (queue, stop flag, client, thread): one that an earlier
+        aclose stopped, whether it has ended yet or not, is never reused."""
         with self._lock:
-            thread = self._thread
-            if thread is not None and thread.is_alive():
-                return
-            if self._client.is_closed:  # closed by an earlier aclose: used again now
-                self._client = type(self._client)(**self._client_options)
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, name="secmw-alert-webhook", daemon=True
-            )
-            self._thread.start()
+            if self._worker is None:
+                worker = _Worker(
+                    queue.Queue(maxsize=self._max_queue),
+                    threading.Event(),
+                    self._client_type(**self._client_options),
+                )
+                worker.thread = threading.Thread(
+                    target=self._run, args=(worker,), name="secmw-alert-webhook", daemon=True
+                )
+                worker.thread.start()
+                self._worker = worker
+            return self._worker
 
-    def _run(self) -> None:
+    def _run(self, worker: _Worker) -> None:
         while True:
-            item = self._queue.get()
+            item = worker.queue.get()
             if item is _STOP:
                 return
-            if self._stop.is_set():
+            if worker.stop.is_set():
                 # Closed while items were still queued: they are counted, not sent.
                 self.failed += 1
                 continue
             try:
-                self._deliver(item)
+                self._deliver(worker, item)
             except Exception:  # e.g. the client closed under a delivery at shutdown
                 self.failed += 1
 
-    def _deliver(self, alert: Alert) -> None:
+    def _deliver(self, worker: _Worker, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), ensure_ascii=True, default=str).encode()
         for attempt in range(self.retries + 1):
             try:
-                response = self._client.post(
+                response = worker.client.post(
                     self.url, content=body, headers={"content-type": "application/json"}
                 )
             except self._http_error:
@@ -131,24 +151,30 @@ class WebhookAlertSink:
                 retry = response.status_code >= 500 or response.status_code == 429
             if not retry or attempt == self.retries:
                 break
-            if self._stop.wait(min(self.max_backoff, self.backoff * 2**attempt)):
+            if worker.stop.wait(min(self.max_backoff, self.backoff * 2**attempt)):
                 break
         self.failed += 1
         print(f"secmw: alert webhook delivery failed ({alert.anomaly.event})", file=sys.stderr)
 
     def _join(self, timeout: float) -> None:
-        thread = self._thread
-        if thread is not None:
-            try:
-                self._queue.put(_STOP, timeout=timeout)
-            except queue.Full:
-                self._stop.set()
+        with self._lock:
+            # From here on a send starts a new worker; this one is stopped.
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                self._last = worker
+        if worker is None:
+            return
+        thread = worker.thread
+        try:
+            worker.queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            worker.stop.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            # Out of time: stop retrying, count what is left, close once it ends.
+            worker.stop.set()
             thread.join(timeout)
-            if thread.is_alive():
-                # Out of time: stop retrying, count what is left, close once it ends.
-                self._stop.set()
-                thread.join(timeout)
-        self._client.close()
+        worker.client.close()
 
     async def aclose(self) -> None:
         """Deliver what is queued (waiting at most ``close_timeout`` seconds), then stop.
@@ -156,5 +182,6 @@ class WebhookAlertSink:
         Alerts still queued when the time is up are counted in ``failed``.
         """
         await anyio.to_thread.run_sync(self._join, self.close_timeout)
-        if self._thread is not None and self._thread.is_alive():
-            self._stop.set()
+        last = self._last
+        if last is not None and last.thread.is_alive():
+            last.stop.set()

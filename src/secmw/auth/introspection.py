@@ -92,6 +92,7 @@ class IntrospectionAuthenticator:
         "_max_bytes",
         "_negative",
         "_negative_ttl",
+        "_own_client",
         "_timeout",
         "credential",
         "fail_open_settings",
@@ -136,6 +137,7 @@ class IntrospectionAuthenticator:
         # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.
         self._auth = lib.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
         self._client: httpx.AsyncClient = client or lib.AsyncClient(timeout=timeout)
+        self._own_client = client is None
         self._timeout = timeout
         self._audience = (
             None
@@ -249,6 +251,9 @@ class IntrospectionAuthenticator:
 
     async def _post(self, token: str) -> tuple[int, bytes | None]:
         """(status, body) of the introspection call; body ``None`` when over the cap."""
+        if self._own_client and self._client.is_closed:
+            # Closed with the pipeline, which has been started again (a lifespan restart).
+            self._client = _httpx().AsyncClient(timeout=self._timeout)
         request = self._client.build_request(
             "POST",
             self._endpoint,

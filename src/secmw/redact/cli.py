@@ -33,7 +33,8 @@ def register(commands: Any) -> None:
         "--format", choices=sorted(_MEDIA), help="how to parse the input (default: by extension)"
     )
     scan.add_argument("--config", help="a secmw configuration whose [redact] section to use")
-    scan.set_defaults(handler=run)
+    # 1 means secrets found: an output that cannot be written is an error (2).
+    scan.set_defaults(handler=run, output_error_code=2)
 
 
 def _redactor(config_file: str | None) -> Any:

@@ -133,3 +133,19 @@ async def test_a_closed_sink_delivers_again_when_used_after_a_restart() -> None:
     await sink.send(ALERT)
     await sink.aclose()
     assert sink.delivered == 3 and sink.failed == 0 and len(upstream.bodies) == 3
+
+
+async def test_alerts_after_a_restart_are_sent_even_while_the_old_worker_hangs() -> None:
+    upstream = Upstream()
+    upstream.gate.clear()  # the first worker's delivery hangs past its close timeout
+    sink = _sink(upstream, max_queue=2, close_timeout=0.2, retries=0)
+    for _ in range(3):
+        await sink.send(ALERT)
+    await sink.aclose()  # gives up on the hung worker
+    upstream.gate.set()
+    later = Alert(Anomaly("brute_force", "authn_brute_force", "client", "1.2.3.4", "alert", "r"), 1)
+    await sink.send(later)  # the pipeline started again
+    await sink.aclose()
+    # The new alert went out on a worker of its own, not into the stopped one's queue.
+    assert "authn_brute_force" in [body["event"] for body in upstream.bodies]
+    assert sink.delivered + sink.failed + sink.dropped == 4

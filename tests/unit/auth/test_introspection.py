@@ -388,3 +388,22 @@ async def test_when_the_leading_request_is_cancelled_one_waiter_asks_for_all() -
                 leader_scope.cancel()  # the client of the first request left
     assert subjects == ["user-1"] * 20
     assert endpoint.calls == 2  # the cancelled one, and one for all the waiters
+
+
+async def test_its_own_client_is_made_again_after_the_pipeline_closed_it(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mock, http = server
+    real = httpx.AsyncClient
+
+    class ToMock(real):  # type: ignore[misc, valid-type]
+        def __init__(self, **options: Any) -> None:
+            super().__init__(transport=httpx.ASGITransport(app=mock), **options)
+
+    monkeypatch.setattr(httpx, "AsyncClient", ToMock)
+    tokens = await pkce_tokens(mock, http, scope="read")
+    auth = introspector(mock, http, client=None, cache_ttl=0)
+    ctx = ctx_with(("authorization", f"Bearer {tokens['access_token']}"))
+    assert await auth.authenticate(ctx) is not None
+    await auth.aclose()  # the app's lifespan ended; it starts again
+    assert await auth.authenticate(ctx_with(("authorization", f"Bearer {tokens['access_token']}")))
