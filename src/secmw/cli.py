@@ -235,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, as other tools do.
+        # The reader went away (``| head``): stop quietly, as other tools do (scan's
+        # 1 means "found", so it exits 2 there).
         quiet_stdout()
-        return 1
+        code = getattr(args, "output_error_code", 1)
+        return code if isinstance(code, int) else 1
     except _OutputFailed as failed:
         # Writing the output failed (a full disk, /dev/full, a closed descriptor); an
         # error while reading a command's own input is that command's to report.

@@ -225,6 +225,7 @@ async def _render_denial(request: Request, exc: Exception) -> Response:
         raise exc
     if found:
         ctx.findings.extend(found)
+        ctx.status = exc.status  # the answer about to go out, for the event's status
         event = redaction_event(ctx, found)
         if event is not None:
             await pipeline.emit(event)

@@ -313,6 +313,13 @@ class AnomalyMonitor:
                         file=sys.stderr,
                     )
 
+    async def startup(self) -> None:
+        """Open the alert sinks again after :meth:`aclose` (a pipeline started once more)."""
+        for sink in self.alert_sinks:
+            start = getattr(sink, "startup", None)
+            if callable(start):
+                await start()
+
     async def aclose(self) -> None:
         """Close every alert sink (a webhook delivers what it has queued) and the shared state."""
         if self.shared is not None:
@@ -376,6 +383,13 @@ class AnomalyAuditSink:
         if self.inner is None:
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    async def startup(self) -> None:
+        """Open the wrapped sink and the alert sinks again (a pipeline started once more)."""
+        start = getattr(self.inner, "startup", None)
+        if callable(start):
+            await start()
+        await self.monitor.startup()
 
     async def aclose(self) -> None:
         """Publish what is queued, close the alert sinks, then the wrapped sink."""

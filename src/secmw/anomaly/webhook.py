@@ -82,6 +82,7 @@ class WebhookAlertSink:
         self._http_error = httpx.HTTPError
         self._worker: _Worker | None = None
         self._last: _Worker | None = None  # the worker the last aclose stopped
+        self._closed = False  # between aclose and the next startup: alerts are dropped
         self._lock = threading.Lock()
 
     @property
@@ -92,34 +93,44 @@ class WebhookAlertSink:
 
     @property
     def depth(self) -> int:
-        """Alerts waiting for delivery."""
-        worker = self._worker
+        """Alerts waiting for delivery (by a stopped worker too, while it drains)."""
+        worker = self._worker or self._last
         return worker.queue.qsize() if worker is not None else 0
 
     async def send(self, alert: Alert) -> None:
-        """Queue ``alert`` for delivery; a full queue drops it."""
-        worker = self._worker or self._start()
-        try:
-            worker.queue.put_nowait(alert)
-        except queue.Full:
+        """Queue ``alert`` for delivery; a full queue, or a closed sink, drops it."""
+        with self._lock:
+            # Under the lock: a close cannot slip its stop marker in ahead of this alert.
+            worker = None if self._closed else self._worker or self._start()
+            if worker is not None:
+                try:
+                    worker.queue.put_nowait(alert)
+                except queue.Full:
+                    worker = None
+        if worker is None:
             self.dropped += 1
+
+    async def startup(self) -> None:
+        """Take alerts again after :meth:`aclose` (a pipeline started once more)."""
+        with self._lock:
+            self._closed = False
 
     def _start(self) -> _Worker:
         """A worker of its own (queue, stop flag, client, thread): one that an earlier
-        aclose stopped, whether it has ended yet or not, is never reused."""
-        with self._lock:
-            if self._worker is None:
-                worker = _Worker(
-                    queue.Queue(maxsize=self._max_queue),
-                    threading.Event(),
-                    self._client_type(**self._client_options),
-                )
-                worker.thread = threading.Thread(
-                    target=self._run, args=(worker,), name="secmw-alert-webhook", daemon=True
-                )
-                worker.thread.start()
-                self._worker = worker
-            return self._worker
+        aclose stopped, whether it has ended yet or not, is never reused. Called with
+        the lock held."""
+        if self._worker is None:
+            worker = _Worker(
+                queue.Queue(maxsize=self._max_queue),
+                threading.Event(),
+                self._client_type(**self._client_options),
+            )
+            worker.thread = threading.Thread(
+                target=self._run, args=(worker,), name="secmw-alert-webhook", daemon=True
+            )
+            worker.thread.start()
+            self._worker = worker
+        return self._worker
 
     def _run(self, worker: _Worker) -> None:
         while True:
@@ -127,8 +138,11 @@ class WebhookAlertSink:
             if item is _STOP:
                 return
             if worker.stop.is_set():
-                # Closed while items were still queued: they are counted, not sent.
+                # Closed while items were still queued: they are counted, not sent. A
+                # close that found the queue full queued no stop marker: end when empty.
                 self.failed += 1
+                if worker.queue.empty():
+                    return
                 continue
             try:
                 self._deliver(worker, item)
@@ -156,14 +170,15 @@ class WebhookAlertSink:
         self.failed += 1
         print(f"secmw: alert webhook delivery failed ({alert.anomaly.event})", file=sys.stderr)
 
-    def _join(self, timeout: float) -> None:
+    def _join(self, timeout: float) -> _Worker | None:
         with self._lock:
-            # From here on a send starts a new worker; this one is stopped.
+            # From here on sends are dropped until startup; this worker is stopped.
+            self._closed = True
             worker, self._worker = self._worker, None
             if worker is not None:
                 self._last = worker
         if worker is None:
-            return
+            return None
         thread = worker.thread
         try:
             worker.queue.put(_STOP, timeout=timeout)
@@ -175,13 +190,14 @@ class WebhookAlertSink:
             worker.stop.set()
             thread.join(timeout)
         worker.client.close()
+        return worker
 
     async def aclose(self) -> None:
         """Deliver what is queued (waiting at most ``close_timeout`` seconds), then stop.
 
         Alerts still queued when the time is up are counted in ``failed``.
         """
-        await anyio.to_thread.run_sync(self._join, self.close_timeout)
-        last = self._last
-        if last is not None and last.thread.is_alive():
-            last.stop.set()
+        stopped = await anyio.to_thread.run_sync(self._join, self.close_timeout)
+        # Only the worker this call stopped: a second aclose must not cut the first's drain.
+        if stopped is not None and stopped.thread.is_alive():
+            stopped.stop.set()

@@ -319,8 +319,9 @@ class IntrospectionAuthenticator:
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._client.aclose()
+        """Close the HTTP client secmw made; one passed in is its owner's to close."""
+        if self._own_client:
+            await self._client.aclose()
 
 
 __all__ = ["IntrospectionAuthenticator", "IntrospectionError"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -129,10 +130,14 @@ async def test_a_closed_sink_delivers_again_when_used_after_a_restart() -> None:
     sink = _sink(upstream)
     await sink.send(ALERT)
     await sink.aclose()  # the app's lifespan ended
-    await sink.send(ALERT)  # ... and started again
+    await sink.send(ALERT)  # a request still finishing: the closed sink drops it
+    await sink.startup()  # ... and the pipeline started again
+    await sink.send(ALERT)
     await sink.send(ALERT)
     await sink.aclose()
     assert sink.delivered == 3 and sink.failed == 0 and len(upstream.bodies) == 3
+    assert sink.dropped == 1
+    assert not [t for t in threading.enumerate() if t.name == "secmw-alert-webhook"]
 
 
 async def test_alerts_after_a_restart_are_sent_even_while_the_old_worker_hangs() -> None:
@@ -143,9 +148,40 @@ async def test_alerts_after_a_restart_are_sent_even_while_the_old_worker_hangs()
         await sink.send(ALERT)
     await sink.aclose()  # gives up on the hung worker
     upstream.gate.set()
+    await sink.startup()
     later = Alert(Anomaly("brute_force", "authn_brute_force", "client", "1.2.3.4", "alert", "r"), 1)
     await sink.send(later)  # the pipeline started again
     await sink.aclose()
     # The new alert went out on a worker of its own, not into the stopped one's queue.
     assert "authn_brute_force" in [body["event"] for body in upstream.bodies]
     assert sink.delivered + sink.failed + sink.dropped == 4
+
+
+async def test_closes_with_a_full_queue_leave_no_thread_behind() -> None:
+    upstream = Upstream()
+    for _ in range(3):  # three lifespans, each ending with a hung delivery and a full queue
+        upstream.gate.clear()
+        sink_cycle = _sink(upstream, max_queue=2, close_timeout=0.1, retries=0)
+        for _ in range(3):
+            await sink_cycle.send(ALERT)
+        await sink_cycle.aclose()
+        upstream.gate.set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        t.name == "secmw-alert-webhook" for t in threading.enumerate()
+    ):
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "secmw-alert-webhook"]
+
+
+async def test_a_second_close_does_not_cut_the_first_ones_drain() -> None:
+    import anyio
+
+    upstream = Upstream()
+    sink = _sink(upstream, max_queue=20)
+    for _ in range(10):
+        await sink.send(ALERT)
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.aclose)
+        group.start_soon(sink.aclose)
+    assert sink.delivered == 10 and sink.failed == 0

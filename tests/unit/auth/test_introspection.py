@@ -407,3 +407,10 @@ async def test_its_own_client_is_made_again_after_the_pipeline_closed_it(
     assert await auth.authenticate(ctx) is not None
     await auth.aclose()  # the app's lifespan ended; it starts again
     assert await auth.authenticate(ctx_with(("authorization", f"Bearer {tokens['access_token']}")))
+
+
+async def test_a_client_passed_in_is_left_open(server: Any) -> None:
+    mock, http = server
+    auth = introspector(mock, http)
+    await auth.aclose()
+    assert not http.is_closed  # its owner closes it
