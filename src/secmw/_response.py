@@ -328,7 +328,13 @@ class ResponseWriter:
         Not recorded here: the caller's audit event says why. The client may be
         gone, so a failing ``send`` is no error.
         """
-        status, headers, body = self._pipeline.render(self._ctx, denial)
+        await self._send_whole(*self._pipeline.render(self._ctx, denial))
+
+    async def _send_whole(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """A whole response of secmw's own; the client may be gone, so a failing send is
+        no error."""
         self._ctx.status = status
         self.started = True
         with contextlib.suppress(Exception):
@@ -363,11 +369,7 @@ class ResponseWriter:
             headers = [*_without_length(headers), (b"content-length", str(len(body)).encode())]
             findings = [*found, *findings]
             ctx.findings.extend(findings)
-        ctx.status = status
-        self.started = True
-        with contextlib.suppress(Exception):
-            await self._send({"type": "http.response.start", "status": status, "headers": headers})
-            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        await self._send_whole(status, headers, body)
         await self._report(findings)
         return True
 

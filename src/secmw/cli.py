@@ -304,7 +304,7 @@ def _reopen_closed_streams() -> None:
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - process-wide
     if sys.stdout is None:
-        sys.stdout = _ClosedOutput()
+        sys.stdout = _closed_output()
 
 
 class _ClosedRaw(io.RawIOBase):
@@ -317,7 +317,7 @@ class _ClosedRaw(io.RawIOBase):
         raise OSError(errno.EBADF, "standard output is closed")
 
 
-def _ClosedOutput() -> io.TextIOWrapper:  # noqa: N802 - stands in for a class
+def _closed_output() -> io.TextIOWrapper:
     # A one-byte buffer: every write reaches the raw stream (and fails) at once.
     return io.TextIOWrapper(
         io.BufferedWriter(_ClosedRaw(), buffer_size=1), encoding="utf-8", write_through=True

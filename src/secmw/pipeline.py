@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, Protocol, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict
 
 import anyio
 
+from secmw._contract import check_audit_sink, check_component, checked, sole_denial
 from secmw._responses import ChallengeSettings, Header, render_denial
 from secmw.audit.base import AuditEvent, AuditSink
 from secmw.audit.format import bind_request, unbind_request
@@ -56,7 +56,6 @@ from secmw.redact.base import ChainedTransform, Redactor
 from secmw.redact.paths import path_for_audit
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-_T = TypeVar("_T")
 
 
 # A run this long is the only place a secret can hide in a path; shorter paths
@@ -144,7 +143,7 @@ class Pipeline:
             ("rate_limiter", rate_limiter, (("hit", True),)),
             ("redactor", redactor, (("redact", False), ("stream", False))),
         ):
-            _check_component(role, component, methods)
+            check_component(role, component, methods)
         check_audit_sink(audit)
         self.authenticator = authenticator
         self.inspector = inspector
@@ -234,17 +233,17 @@ class Pipeline:
             if self.authenticator is not None:
                 principal = await self.authenticator.authenticate(ctx)
                 if principal is not None:
-                    ctx.principal = _checked(principal, Principal, "authenticate")
+                    ctx.principal = checked(principal, Principal, "authenticate")
             if guard is not None:
                 await guard.after_authentication(ctx)
             stage = "inspect"
             if self.inspector is not None:
                 found = list(self.inspector.inspect(ctx))
                 for finding in found:
-                    _checked(finding, Finding, "inspect")
+                    checked(finding, Finding, "inspect")
                 ctx.findings.extend(found)
             stage = "authorize"
-            decision = _checked(self.policy.evaluate(ctx), Decision, "evaluate")
+            decision = checked(self.policy.evaluate(ctx), Decision, "evaluate")
             ctx.decision = decision
             if decision.effect is not Effect.ALLOW:
                 raise _refusal(ctx, decision)
@@ -252,7 +251,7 @@ class Pipeline:
                 self.sessions.check(ctx)
             stage = "throttle"
             if self.rate_limiter is not None:
-                rate = _checked(await self.rate_limiter.hit(ctx), RateDecision, "hit")
+                rate = checked(await self.rate_limiter.hit(ctx), RateDecision, "hit")
                 ctx.state["rate"] = rate
                 if not rate.allowed:
                     raise RateLimited(
@@ -266,7 +265,7 @@ class Pipeline:
         except Denial:
             raise
         except Exception as exc:
-            denial = _sole_denial(exc)
+            denial = sole_denial(exc)
             if denial is not None:
                 raise denial from exc
             raise _stage_failure(stage, exc) from exc
@@ -315,7 +314,7 @@ class Pipeline:
         if self._message_limiter is None:
             return
         try:
-            rate = _checked(
+            rate = checked(
                 await self._message_limiter.hit_message(ctx, message), RateDecision, "hit_message"
             )
         except Denial:
@@ -600,36 +599,6 @@ async def _closed(close: Callable[[], Awaitable[None]], name: str) -> None:
         print(f"secmw: closing {name} took over {SINK_DEADLINE:g} s; left", file=sys.stderr)
 
 
-def check_audit_sink(audit: object) -> None:
-    """Refuse (``TypeError``) an audit sink that cannot work: a class, no async ``emit``.
-
-    Run by :class:`Pipeline`, and by the anomaly stage before it wraps the sink.
-    """
-    _check_component("audit", audit, (("emit", True), ("aclose", True)))
-
-
-def _check_component(role: str, component: object, methods: tuple[tuple[str, bool], ...]) -> None:
-    """A clear error at construction for a component that cannot work (not per request)."""
-    if component is None:
-        return
-    if isinstance(component, type):
-        raise TypeError(f"{role}: pass an instance of {component.__name__}, not the class")
-    for name, wanted_async in methods:
-        method = getattr(component, name, None)
-        if method is None and name == "aclose":
-            continue  # optional: a sink with nothing to close
-        if not callable(method):
-            raise TypeError(f"{role}: {type(component).__name__} has no {name}() method")
-        # The method that will be called, as it is (a wrapper decides, not what it wraps).
-        is_async = inspect.iscoroutinefunction(method)
-        plain = inspect.isfunction(getattr(method, "__func__", method))
-        # Only plain functions are judged: a mock or a callable object may await either way.
-        if wanted_async and not is_async and plain:
-            raise TypeError(f"{role}: {type(component).__name__}.{name} must be async def")
-        if not wanted_async and is_async:
-            raise TypeError(f"{role}: {type(component).__name__}.{name} must not be async def")
-
-
 class _Gate(Protocol):
     @property
     def healthy(self) -> bool: ...
@@ -640,30 +609,6 @@ def _has_gate(audit: object) -> bool:
         return hasattr(audit, "healthy")
     except Exception:  # a property that fails already: a gate, and a closed one
         return True
-
-
-def _checked(value: Any, kind: type[_T], method: str) -> _T:
-    """``value`` when it is a ``kind``; a custom component's wrong answer fails its stage."""
-    if not isinstance(value, kind):
-        raise TypeError(f"{method} returned {type(value).__name__}, not {kind.__name__}")
-    return value
-
-
-def _sole_denial(exc: Exception) -> Denial | None:
-    """The one Denial an exception group carries (a component's own task group raised it)."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return None
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        else:
-            leaves.append(current)
-    if len(leaves) == 1 and isinstance(leaves[0], Denial):
-        return leaves[0]
-    return None
 
 
 def _stage_failure(stage: str, exc: Exception) -> ServiceUnavailable:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from secmw._contract import check_audit_sink
 from secmw.anomaly.alerts import StructlogAlertSink
 from secmw.anomaly.base import AlertSink, Anomaly, Detector
 from secmw.anomaly.baseline import RateSpike
@@ -19,7 +20,6 @@ from secmw.errors import ConfigError, ConfigIssue
 from secmw.metrics.build import build_metrics
 from secmw.metrics.collector import SecurityMetrics, samples
 from secmw.metrics.config import MetricsConfig
-from secmw.pipeline import check_audit_sink
 
 _DAY = 86_400.0
 

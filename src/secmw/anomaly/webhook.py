@@ -28,11 +28,12 @@ class _Worker:
 
     __slots__ = ("client", "queue", "stop", "thread")
 
+    thread: threading.Thread  # set by the sink, which runs the worker on it
+
     def __init__(self, alerts: queue.Queue[Any], stop: threading.Event, client: Any) -> None:
         self.queue = alerts
         self.stop = stop
         self.client = client
-        self.thread: threading.Thread = threading.Thread()
 
 
 class WebhookAlertSink:
