@@ -3,8 +3,12 @@
 For each variant a uvicorn server process is started on 127.0.0.1 and driven from
 this separate process: first 1,000 concurrent keep-alive connections each send a
 request, then a sustained fixed rate (1,000 requests/s by default) is spread over
-those connections for the given duration. Reported: requests, errors, achieved
-throughput, p50/p95/p99 latency (ms) and the server's peak RSS.
+those connections for the given duration. Reported per phase: requests, errors,
+p50/p95/p99 latency (ms); for the sustained phase the achieved throughput too (its
+requests over its own time), and the server's peak RSS. A sustained request's
+latency counts from the moment it was due, so a client that fell behind shows.
+Before measuring, the protected server must refuse a request without a token
+(401) and admit one with it.
 
     python benchmarks/load.py [--connections 1000] [--rate 1000] [--duration 60]
 
@@ -39,7 +43,9 @@ TIMEOUT = 10.0
 class Result:
     """What one variant's run produced."""
 
-    latencies: list[float] = field(default_factory=list)
+    burst: list[float] = field(default_factory=list)  # phase 1, every connection at once
+    latencies: list[float] = field(default_factory=list)  # phase 2, the sustained rate
+    burst_errors: int = 0
     errors: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     elapsed: float = 0.0
@@ -114,22 +120,28 @@ async def drive(
     pool = [Connection(port, request) for _ in range(connections)]
     await asyncio.gather(*(c.open() for c in pool))
 
-    async def one(connection: Connection) -> None:
-        started = time.perf_counter()
+    async def one(connection: Connection, started: float, burst: bool = False) -> None:
         try:
             status = await asyncio.wait_for(connection.get(), TIMEOUT)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-            result.errors += 1
+            status = 0
             connection.close()
             connection.reader = connection.writer = None
-            return
-        result.statuses[status] = result.statuses.get(status, 0) + 1
+        else:
+            result.statuses[status] = result.statuses.get(status, 0) + 1
         if status != 200:
-            result.errors += 1
-        result.latencies.append((time.perf_counter() - started) * 1000.0)
+            if burst:
+                result.burst_errors += 1
+            else:
+                result.errors += 1
+            return
+        (result.burst if burst else result.latencies).append(
+            (time.perf_counter() - started) * 1000.0
+        )
 
     # Phase 1: every connection busy at once.
-    await asyncio.gather(*(one(c) for c in pool))
+    start = time.perf_counter()
+    await asyncio.gather(*(one(c, start, burst=True) for c in pool))
     # Phase 2: a fixed rate, each request on the next connection in turn.
     interval = 1.0 / rate
     total = int(rate * duration)
@@ -146,7 +158,7 @@ async def drive(
             result.errors += 1
             continue
         busy.add(slot)
-        task = asyncio.create_task(one(pool[slot]))
+        task = asyncio.create_task(one(pool[slot], due))
         task.add_done_callback(lambda _t, s=slot: busy.discard(s))
         tasks.append(task)
     await asyncio.gather(*tasks)
@@ -185,6 +197,8 @@ def run_variant(mode: str, args: argparse.Namespace, jwk_path: str, token: str) 
     try:
         auth = f"Authorization: Bearer {token}\r\n" if mode == "protected" else ""
         request = f"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
+        if mode == "protected":
+            asyncio.run(check_enforced(port, request))
         result = asyncio.run(drive(port, request, args.connections, args.rate, args.duration))
         result.peak_rss_kib = peak_rss_kib(process.pid)
         return result
@@ -194,6 +208,20 @@ def run_variant(mode: str, args: argparse.Namespace, jwk_path: str, token: str) 
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+async def check_enforced(port: int, request: bytes) -> None:
+    """The protected server refuses a request without a token and admits one with it."""
+    anonymous = f"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    statuses = []
+    for sent in (anonymous, request):
+        connection = Connection(port, sent)
+        try:
+            statuses.append(await asyncio.wait_for(connection.get(), TIMEOUT))
+        finally:
+            connection.close()
+    if statuses != [401, 200]:
+        sys.exit(f"the protected server does not enforce: {statuses} (expected [401, 200])")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -224,19 +252,25 @@ def main() -> int:
     )
     columns = ("requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "peak RSS MiB")
     widths = (9, 7, 8, 8, 8, 8, 13)
-    header = f"{'variant':10} " + " ".join(
+    header = f"{'variant':24} " + " ".join(
         f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)
     )
     print(header)
     for mode, result in results.items():
-        done = len(result.latencies)
-        print(
-            f"{mode:10} {done:9d} {result.errors:7d} {done / max(result.elapsed, 1e-9):8.0f} "
-            f"{statistics.median(result.latencies) if done else 0:8.2f} "
-            f"{percentile(result.latencies, 0.95):8.2f} {percentile(result.latencies, 0.99):8.2f} "
-            f"{result.peak_rss_kib / 1024:13.1f}"
+        rows = (
+            (f"{mode}, burst", result.burst, result.burst_errors, None, None),
+            (f"{mode}, sustained", result.latencies, result.errors, result.elapsed, result),
         )
-    return 1 if any(result.errors for result in results.values()) else 0
+        for label, values, errors, elapsed, owner in rows:
+            rate = f"{len(values) / max(elapsed, 1e-9):8.0f}" if elapsed is not None else " " * 8
+            rss = f"{owner.peak_rss_kib / 1024:13.1f}" if owner is not None else " " * 13
+            print(
+                f"{label:24} {len(values):9d} {errors:7d} {rate} "
+                f"{statistics.median(values) if values else 0:8.2f} "
+                f"{percentile(values, 0.95):8.2f} {percentile(values, 0.99):8.2f} {rss}"
+            )
+    failed = any(result.errors or result.burst_errors for result in results.values())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class EchoUpstream:
 
     def __init__(self) -> None:
         self.seen: list[dict[str, str]] = []
+        self.closes: list[int | None] = []  # websocket close codes, as the server reported them
         self.fail = False
         self.delay = 0.0
 
@@ -160,6 +161,7 @@ class EchoUpstream:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
+                self.closes.append(message.get("code"))
                 return
             await send({"type": "websocket.send", "text": "echo:" + (message.get("text") or "")})
 

@@ -97,7 +97,7 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"content-type":
-            parsed = value.decode("latin-1").split(";", 1)[0].strip().lower()
+            parsed = _essence(value.decode("latin-1"))
             if media is None or (not _is_textual(media) and _is_textual(parsed)):
                 media = parsed
             wide = _wide_charset(value) if b"=" in value else None
@@ -115,6 +115,33 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
     return media, encoding, length
 
 
+_MIME_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
+def _essence(value: str) -> str:
+    """The media type a client may read a ``Content-Type`` value as; ``""`` for none.
+
+    Browsers read a comma-separated list (two headers joined) by its last valid
+    item and sniff a value that is no valid type (``application/ json``), so a
+    list with any textual or invalid item counts as that, and an invalid value as
+    no type: both are scanned, never passed as binary.
+    """
+    items = [item.split(";", 1)[0].strip().lower() for item in value.split(",")]
+    if len(items) == 1:
+        return items[0] if _valid_type(items[0]) else ""
+    for item in items:
+        if not _valid_type(item):
+            return ""
+        if _is_textual(item):
+            return item
+    return items[-1]
+
+
+def _valid_type(item: str) -> bool:
+    # Fetch skips "*/*" as no type as well (the body is sniffed).
+    return item != "*/*" and _MIME_TYPE.fullmatch(item) is not None
+
+
 # Charsets whose text cannot be scanned byte by byte: UTF-16/32 and their WHATWG
 # labels (exact names: "unicode-1-1-utf-8" and "unicode11utf8" are UTF-8), and any
 # codec Python knows (clients in Python decode with it) that does not write the
@@ -128,6 +155,28 @@ _ASCII_SAFE = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "la
 # or swallow (the shift sequences of the stateful ISO-2022 codecs).
 _PROBE = "azAZ09+/=_-.:~ \n\"'{}\\u0073\\x73+AGE-\x1b(B\x1b$B\x0e\x0f"
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+_WIDE_REASON = "response body in UTF-16 or UTF-32 cannot be redacted"
+
+
+def _wide_text(raw: bytes, media: str | None) -> bool:
+    """Whether a body's first bytes are UTF-16/32 text, which is not scannable byte by byte.
+
+    Clients honour a BOM whatever the type; JSON (``json.loads``) and XML parsers
+    (from ``<?xml``) also detect UTF-16/32 without one, from the NULs around the
+    first ASCII character. Other bodies that start with a NUL are binary.
+    """
+    if raw.startswith(_WIDE_BOMS):
+        return True
+    return (
+        (raw[:1] == b"\x00" or raw[1:2] == b"\x00")
+        and media is not None
+        and media.endswith(_SELF_DESCRIBING)
+        and json.detect_encoding(raw) != "utf-8"
+    )
+
+
+# Types whose parsers detect UTF-16/32 without a BOM.
+_SELF_DESCRIBING = ("/json", "+json", "/xml", "+xml")
 
 
 def _wide_charset(value: bytes) -> str | None:
@@ -206,6 +255,7 @@ class ResponseWriter:
         "_buffered",
         "_ctx",
         "_guard",
+        "_head",
         "_media",
         "_no_body",
         "_pipeline",
@@ -231,6 +281,8 @@ class ResponseWriter:
         self._buffer: list[bytes] | None = None
         self._buffered = 0
         self._stream: tuple[StreamRedactor, codecs.IncrementalDecoder] | None = None
+        # A stream's first bytes, held until there are enough to tell UTF-16/32 text.
+        self._head: bytes | None = None
         self._media: str | None = None
         self._no_body = False
         self._suppressed = False
@@ -261,6 +313,9 @@ class ResponseWriter:
             self._buffer is not None or self._stream is not None
         ):
             await self._on_body(message)
+        elif kind == "http.response.body" and not self.started:
+            # Out of order (ASGI servers refuse it too): it would pass unscanned.
+            raise RuntimeError("the app sent http.response.body before http.response.start")
         elif kind in _UNSCANNED_SENDS and (self._buffer is not None or self._stream is not None):
             # The extension was hidden from the app, which used it anyway: the file
             # would go out unscanned. Refused while nothing is sent, else cut short.
@@ -363,6 +418,14 @@ class ResponseWriter:
             media, _, _ = _media_type(headers)
             try:
                 text, findings = redactor.redact(body.decode("utf-8", "surrogateescape"), media)
+                # Rendering strips characters from the challenge's parameters, which may
+                # join a secret split by them; scopes and error codes are the app's too.
+                headers = [
+                    (name, redactor.redact(value.decode("latin-1"))[0].encode("latin-1"))
+                    if name == b"www-authenticate"
+                    else (name, value)
+                    for name, value in headers
+                ]
             except Exception:
                 return False
             body = _encoded(text)
@@ -374,6 +437,7 @@ class ResponseWriter:
         return True
 
     def _open_stream(self, redactor: Redactor) -> None:
+        self._head = b""
         self._stream = (
             redactor.stream(self._media),
             codecs.getincrementaldecoder("utf-8")(errors="surrogateescape"),
@@ -411,15 +475,8 @@ class ResponseWriter:
         self.started = True
 
     async def _send_buffered(self, raw: bytes, start: Message, redactor: Redactor) -> None:
-        media = self._media or ""
-        if raw.startswith(_WIDE_BOMS) or (
-            (media == "application/json" or media.endswith("+json"))
-            and (raw[:1] == b"\x00" or raw[1:2] == b"\x00")
-            and json.detect_encoding(raw) != "utf-8"
-        ):
-            # UTF-16/32 text: browsers and json.loads honour a BOM, and json.loads
-            # also detects UTF-16/32 JSON without one. Not scannable byte by byte.
-            await self._refuse("response body in UTF-16 or UTF-32 cannot be redacted")
+        if _wide_text(raw, self._media):
+            await self._refuse(_WIDE_REASON)
             return
         try:
             redacted, findings = redactor.redact(
@@ -442,19 +499,22 @@ class ResponseWriter:
         if self._stream is None:
             await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
             return
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < 4 and more:
+                self._head = chunk
+                return
+            self._head = None
+            if _wide_text(chunk, self._media):
+                await self._cut(_WIDE_REASON)
+                return
         stream, decoder = self._stream
         try:
             text = stream.feed(decoder.decode(chunk, final=not more))
             if not more:
                 text += stream.flush()
         except Exception as exc:
-            # Headers are out: the body ends here, cut short, and the trail says why.
-            self._suppressed = True
-            self.denial = _UnscannableResponse(
-                "The response could not be checked.",
-                reason=f"the redactor failed: {type(exc).__name__}",
-            )
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._cut(f"the redactor failed: {type(exc).__name__}")
             return
         if not more:
             self._ctx.findings.extend(stream.findings)
@@ -468,6 +528,12 @@ class ResponseWriter:
             )
         if not more:
             await self._report(stream.findings)
+
+    async def _cut(self, reason: str) -> None:
+        """Headers are out: the body ends here, cut short, and the trail says why."""
+        self._suppressed = True
+        self.denial = _UnscannableResponse("The response could not be checked.", reason=reason)
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def finish(self) -> None:
         """The app is done: report redactions of a stream that never reached its end.

@@ -204,6 +204,11 @@ class WebSocketSession:
                     return
 
     async def _check(self, message: Message) -> None:
+        expires_at = self._ctx.principal.expires_at
+        if expires_at is not None and self._pipeline.clock() >= expires_at:
+            # The expiry task may not have run yet (a token admitted within the
+            # JWT leeway is already past its exp): no message after exp goes on.
+            raise _expired()
         limit = self._pipeline.max_message_bytes
         if limit is not None:
             data = message.get("bytes")
@@ -218,14 +223,9 @@ class WebSocketSession:
         async with to_app:
             with anyio.move_on_after(max(0.0, expires_at - self._pipeline.clock())):
                 await self._ended.wait()
-            if self._ended.is_set() or self.closed:
+            if self._ended.is_set() or self.closed or self._refused:
                 return  # the client left, or the session was closed first
-            denial = AuthenticationError(
-                "The credential expired.",
-                reason="credential expired during the session",
-                event="session_expired",
-            )
-            await self._refuse(denial, to_app)
+            await self._refuse(_expired(), to_app)
 
     async def _refuse(self, denial: Denial, to_app: MemoryObjectSendStream[Message]) -> None:
         """Audit the denial, close the client side with its code, and tell the app.
@@ -251,3 +251,11 @@ class WebSocketSession:
             anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
         ):
             to_app.send_nowait({"type": "websocket.disconnect", "code": code})
+
+
+def _expired() -> AuthenticationError:
+    return AuthenticationError(
+        "The credential expired.",
+        reason="credential expired during the session",
+        event="session_expired",
+    )

@@ -294,6 +294,21 @@ def _within(prefix: str, build: Callable[[], Any]) -> Any:
         ) from None
 
 
+def _reads_content(config: Config) -> bool:
+    """Whether a stage judges message content: redaction, inspection or JSON-RPC rules."""
+    rules = config.policy.rules if config.policy is not None else []
+    return (
+        config.redact.enabled
+        or config.inspect is not None
+        or any(
+            rule.when.tools is not None
+            or rule.when.rpc_methods is not None
+            or rule.when.arguments is not None
+            for rule in rules
+        )
+    )
+
+
 def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]:
     """The fail-open settings in force, for the ``sys_startup`` event and check-config."""
     found = []
@@ -329,6 +344,9 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("metrics.public")
     if config.gateway is not None and config.gateway.egress.allow_networks:
         found.append("gateway.egress.allow_networks")
+    if config.gateway is not None and config.gateway.websockets and _reads_content(config):
+        # Relayed websocket messages are sized and rate-limited, nothing more.
+        found.append("gateway.websockets")
     if config.mcp.session_binding != "strict":
         found.append("mcp.session_binding")
     jwt = config.auth.jwt

@@ -387,14 +387,23 @@ class RequestContext:
             self.rpc, self.rpc_batch = found
         self._check_mcp_headers()
 
+    def _single_mcp_header(self, name: str) -> str | None:
+        """The one value of an MCP header, spelt with "-" or with "_" (servers merge them)."""
+        values = self.headers.get_all(name) + self.headers.get_all(name.replace("-", "_"))
+        if len(values) > 1:
+            raise BadRequest(
+                f"The {name} header is sent more than once.", reason=f"duplicate {name} header"
+            )
+        return values[0] if values else None
+
     def _check_mcp_headers(self) -> None:
         """The stateless MCP transport repeats the method and name in headers; they must agree.
 
         A server may route on ``Mcp-Method``/``Mcp-Name`` while the policy reads the
         body, so any disagreement is refused rather than decided on one of them.
         """
-        method = self.headers.get_single("mcp-method")
-        name = self.headers.get_single("mcp-name")
+        method = self._single_mcp_header("mcp-method")
+        name = self._single_mcp_header("mcp-name")
         if method is None and name is None:
             return
         calls = [call for call in self.rpc if call.method is not None]
@@ -456,7 +465,10 @@ def _scan(
         name = key if key.islower() else key.lower()
         if name == b"content-length":
             lengths = (*lengths, value.decode("latin-1"))
-        elif name == b"mcp-session-id":
+        elif name == b"mcp-session-id" or (
+            # WSGI/CGI-style servers read "_" as "-": Mcp_Session_Id is the same header.
+            b"_" in name and name.replace(b"_", b"-") == b"mcp-session-id"
+        ):
             sessions = (*sessions, value.decode("latin-1"))
         elif name == b"host" and strict:
             if host is not None:

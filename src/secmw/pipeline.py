@@ -58,9 +58,16 @@ from secmw.redact.paths import path_for_audit
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
-# A run this long is the only place a secret can hide in a path; shorter paths
-# skip the scan (it costs a few microseconds per event).
+# A run this long, an escape or a URL's user information are the only places a
+# secret can hide in a path or a JSON-RPC target; other values skip the scan (it
+# costs a few microseconds per event).
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9_+=.~-]{16}")
+
+
+def _for_audit(redactor: Redactor, value: str | None) -> str | None:
+    if value is None or not (_TOKEN_RUN.search(value) or "%" in value or "@" in value):
+        return value
+    return path_for_audit(redactor, value)
 
 
 class Components(TypedDict, total=False):
@@ -336,10 +343,15 @@ class Pipeline:
         return self._request_id_header
 
     def scrubbed(self, denial: Denial) -> Denial:
-        """A denial the app raised, its audit ``reason`` redacted (the app wrote it)."""
-        if self.redactor is not None and denial.reason:
+        """A denial the app raised, its audit ``reason`` and ``rule_ids`` redacted (the app
+        wrote them)."""
+        redactor = self.redactor
+        if redactor is not None:
             with contextlib.suppress(Exception):
-                denial.reason = self.redactor.redact(denial.reason)[0]
+                if denial.reason:
+                    denial.reason = redactor.redact(denial.reason)[0]
+                if denial.rule_ids:
+                    denial.rule_ids = tuple(redactor.redact(str(r))[0] for r in denial.rule_ids)
         return denial
 
     # -- the response phase ------------------------------------------------
@@ -456,15 +468,14 @@ class Pipeline:
         """
         if self.audit is None:
             return
-        path = event.path
-        if (
-            path is not None
-            and self.redactor is not None
-            and (_TOKEN_RUN.search(path) or "%" in path)
-        ):
-            clean = path_for_audit(self.redactor, path)
-            if clean != path:
-                event = dataclasses.replace(event, path=clean)
+        if self.redactor is not None:
+            # The tool field holds a client's JSON-RPC target: a tool or prompt name,
+            # or a resource URI (``postgres://user:pw@db``, ``...?key=sk_live_...``).
+            path, tool = event.path, event.tool
+            clean_path = _for_audit(self.redactor, path)
+            clean_tool = _for_audit(self.redactor, tool)
+            if clean_path != path or clean_tool != tool:
+                event = dataclasses.replace(event, path=clean_path, tool=clean_tool)
         audit = self.audit
         # The class's own promise: not inherited by a subclass that may override emit,
         # nor passed on by a wrapper's __getattr__ (whose emit does more).

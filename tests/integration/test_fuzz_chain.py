@@ -17,6 +17,7 @@ suppressed function-scoped-fixture health check.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import string
 from collections.abc import AsyncIterator, Iterator
@@ -56,6 +57,20 @@ TIERS = [
     {"name": "ws-messages", "key": "connection", "rate": "50/minute", "applies_to": "messages"},
 ]
 STALL = 5  # seconds: any call taking longer is a hang
+
+
+# anyio.fail_after cancels only at an await: a CPU-bound hang (a regex that
+# backtracks, a loop that never awaits) would hang the run instead of failing it.
+CPU_HANG_SECONDS = 120
+
+
+@pytest.fixture(autouse=True)
+def _cpu_hangs_fail() -> Iterator[None]:
+    faulthandler.dump_traceback_later(CPU_HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

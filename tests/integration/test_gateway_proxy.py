@@ -302,10 +302,37 @@ def test_websocket_to_an_open_circuit_is_refused_without_touching_upstream() -> 
     assert gateway.registry.all_open()
 
 
+TOOL_RULES = {
+    "rules": [{"id": "tools", "effect": "allow", "when": {"tools": ["search"]}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("sections", "websockets", "listed"),
+    [
+        pytest.param({"redact": {"enabled": True}}, True, True, id="redaction"),
+        pytest.param({"inspect": {}}, True, True, id="inspection"),
+        pytest.param({"policy": TOOL_RULES}, True, True, id="tool-rules"),
+        pytest.param({"redact": {"enabled": True}}, False, False, id="websockets-off"),
+        pytest.param({}, True, False, id="nothing-reads-content"),
+    ],
+)
+def test_websockets_beside_content_checks_are_a_listed_fail_open(
+    sections: dict[str, Any], websockets: bool, listed: bool
+) -> None:
+    # Relayed websocket messages are not redacted, inspected or judged by tool rules.
+    config = gateway_config(["http://127.0.0.1:9"], websockets=websockets) | sections
+    if "policy" in sections:
+        config["auth"] = {"jwt": ISSUER.jwt_config()}
+    gateway = build_gateway(load_config(config), audit=AuditCapture())
+    assert ("gateway.websockets" in gateway.pipeline.fail_open) is listed
+
+
 class WebSocketClient:
     """A scripted websocket client for the raw harness: sends, then waits for replies."""
 
-    def __init__(self, *texts: str) -> None:
+    def __init__(self, *texts: str, code: int = 1000) -> None:
+        self.code = code  # the close code the client leaves with
         self.incoming: list[dict[str, Any]] = [{"type": "websocket.connect"}]
         self.incoming += [{"type": "websocket.receive", "text": text} for text in texts]
         self.sent: list[dict[str, Any]] = []
@@ -320,7 +347,7 @@ class WebSocketClient:
         with anyio.fail_after(5):
             while self.replies < self.expected:
                 await anyio.sleep(0.01)
-        return {"type": "websocket.disconnect", "code": 1000}
+        return {"type": "websocket.disconnect", "code": self.code}
 
     async def send(self, message: dict[str, Any]) -> None:
         self.sent.append(message)
@@ -346,6 +373,39 @@ async def test_websocket_forwarding_on_both_backends(upstream: tuple[EchoUpstrea
     event = audit.events[-1]
     assert event.transport == "websocket"
     assert event.details["outcome"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("client_code", "upstream_code"),
+    [
+        pytest.param(1000, 1000, id="normal"),
+        pytest.param(1005, 1000, id="close-without-code"),
+        pytest.param(1006, 1000, id="dropped-connection"),
+        pytest.param(1015, 1000, id="tls-failure"),
+        pytest.param(4000, 4000, id="application-code"),
+    ],
+)
+async def test_a_client_leaving_with_any_code_closes_the_upstream_cleanly(
+    upstream: tuple[EchoUpstream, str], client_code: int, upstream_code: int
+) -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    gateway = build([upstream[1]], audit)
+    client = WebSocketClient("one", code=client_code)
+    seen, closes = len(upstream[0].seen), len(upstream[0].closes)
+    headers = [*client_headers(TOKEN), ("origin", "https://app.example")]
+    with anyio.fail_after(10):
+        await gateway(ws_scope("/ws", headers=headers), client.receive, client.send)
+        while len(upstream[0].closes) == closes:  # the upstream server reports it after us
+            await anyio.sleep(0.01)
+    await gateway.proxy.aclose()
+    # Codes that only describe the client's side (RFC 6455 section 7.4) are not sent on.
+    assert upstream[0].closes[closes] == upstream_code
+    # The upstream's own cross-site check needs the client's Origin.
+    assert upstream[0].seen[seen]["origin"] == "https://app.example"
+    event = audit.events[-1]
+    assert (event.name, event.status, event.details["outcome"]) == ("authz_allow", 101, "ok")
 
 
 async def test_websocket_to_a_dead_upstream_is_closed_and_counted() -> None:

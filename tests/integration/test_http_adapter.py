@@ -422,6 +422,22 @@ async def test_an_app_that_returns_without_answering_gets_our_500(redacting: boo
     assert (audit.last.name, audit.last.status) == ("app_error", 500)
 
 
+async def test_a_body_sent_before_its_start_is_the_apps_error_not_an_unscanned_body() -> None:
+    async def backwards(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.body", "body": b"key s3cr3t-value", "more_body": True})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    audit = AuditCapture()
+    sent = Sender()
+    app = open_app(backwards, audit=audit, redactor=MarkerRedactor())
+    with pytest.raises(RuntimeError, match=r"before http\.response\.start"):
+        await app(http_scope("/x"), Receiver.body(b""), sent)
+    assert sent.status == 500
+    assert b"s3cr3t-value" not in b"".join(m.get("body", b"") for m in sent.messages)
+    assert (audit.last.name, audit.last.status) == ("app_error", 500)
+
+
 # -- identity of the request -----------------------------------------------------
 
 
@@ -986,6 +1002,40 @@ async def test_an_app_raised_challenge_is_redacted_in_www_authenticate_too() -> 
     assert sent.status == 401
     assert secret not in (sent.header("www-authenticate") or "")
     assert secret.encode() not in sent.body
+
+
+STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def _app_denials() -> list[Any]:
+    from secmw.errors import AccessDenied, AuthenticationError, InsufficientScope, StepUpRequired
+
+    split = f'{STRIPE[:12]}"{STRIPE[12:]}'  # rendering drops the quote: the key re-joins
+    return [
+        pytest.param(lambda: AuthenticationError(f"bad {split}"), id="quote-in-detail"),
+        pytest.param(
+            lambda: AuthenticationError(f"bad {STRIPE[:12]}\u00ad{STRIPE[12:]}"), id="soft-hyphen"
+        ),
+        pytest.param(lambda: InsufficientScope([f"pay:{STRIPE}"]), id="scope"),
+        pytest.param(lambda: StepUpRequired(acr_values=[STRIPE]), id="acr-values"),
+        pytest.param(lambda: AuthenticationError("no", error=STRIPE), id="error-code"),
+        pytest.param(lambda: AccessDenied("no", rule_ids=[f"r-{STRIPE}"]), id="rule-ids"),
+    ]
+
+
+@pytest.mark.parametrize("make", _app_denials())
+async def test_no_part_of_an_app_raised_denial_carries_a_secret_out(make: Any) -> None:
+    from secmw.redact import SecretRedactor
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise make()
+
+    audit = AuditCapture()
+    sent = await call(open_app(app, redactor=SecretRedactor(), audit=audit), http_scope("/x"))
+    assert sent.status in (401, 403)
+    assert STRIPE not in (sent.header("www-authenticate") or "")
+    assert STRIPE.encode() not in sent.body
+    assert all(STRIPE not in event.to_json() for event in audit.events)
 
 
 @pytest.mark.parametrize(

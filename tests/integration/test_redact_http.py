@@ -11,7 +11,7 @@ import pytest
 from secmw import SecurityMiddleware
 from secmw.testing import AuditCapture
 from tests.redact_corpus import SPECS
-from tests.support import call, chunked_app, http_scope
+from tests.support import Receiver, call, chunked_app, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -327,6 +327,41 @@ async def test_a_utf16_body_with_a_bom_is_refused_whatever_its_charset(bom: byte
     assert audit.named("secret_redaction_fail")
 
 
+XML_UTF16 = '<?xml version="1.0" encoding="UTF-16"?><k>{}</k>'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param(b"text/plain", b"\xff\xfe" + f"key {GITHUB}".encode("utf-16-le"), id="bom16"),
+        pytest.param(
+            b"text/plain", b"\xff\xfe\x00\x00" + f"key {GITHUB}".encode("utf-32-le"), id="bom32"
+        ),
+        pytest.param(
+            b"application/xml", XML_UTF16.format(GITHUB).encode("utf-16-le"), id="xml-no-bom"
+        ),
+        pytest.param(
+            b"application/json", json.dumps({"k": GITHUB}).encode("utf-32-be"), id="json-no-bom"
+        ),
+    ],
+)
+@pytest.mark.parametrize("declared", [True, False], ids=["buffered", "streamed"])
+async def test_utf16_and_utf32_text_is_never_sent_unscanned(
+    content_type: bytes, body: bytes, declared: bool
+) -> None:
+    pieces = [body[i : i + 3] for i in range(0, len(body), 3)]  # the first bytes split too
+    audit = AuditCapture()
+    app = SecurityMiddleware(
+        chunked_app(pieces, content_type, length=declared), CONFIG, audit=audit
+    )
+    sent = await call(app, http_scope("/z"))
+    # Buffered: refused with 502; streamed: the headers are out, so the body is cut.
+    assert sent.status == (502 if declared else 200)
+    for codec in ("utf-16-le", "utf-32-le", "utf-32-be"):
+        assert GITHUB not in sent.body.decode(codec, "ignore")
+    assert [e.name for e in audit.events if e.request_id] == ["secret_redaction_fail"]
+
+
 async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fail_open() -> None:
     config = {**CONFIG, "redact": {"enabled": True, "compressed": "pass"}}
     audit = AuditCapture()
@@ -396,6 +431,55 @@ async def test_a_secret_in_the_path_never_reaches_the_audit_trail() -> None:
     for event in request_events:
         assert GITHUB not in event.to_json()
         assert event.path is not None and event.path.startswith("/keys/[REDACTED")
+
+
+STRIPE = "sk_live_" + "NqVwYS81VP7Hb1DX8pPd5khx"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "shown"),
+    [
+        pytest.param(
+            "resources/read",
+            {"uri": f"https://api.example.com/v1/charges?key={STRIPE}"},
+            "https://api.example.com/v1/charges?key=[REDACTED:stripe_secret_key]",
+            id="key-in-resource-uri",
+        ),
+        pytest.param(
+            "resources/read",
+            {"uri": "postgres://admin:hunter2x@db/prod"},
+            "postgres://admin:[REDACTED:url_credentials]@db/prod",
+            id="url-password",
+        ),
+        pytest.param(
+            "tools/call",
+            {"name": f"lookup-{GITHUB}", "arguments": {}},
+            "lookup-[REDACTED:github_token]",
+            id="tool-name",
+        ),
+    ],
+)
+@pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "denied"])
+async def test_a_secret_in_a_json_rpc_target_never_reaches_the_audit_trail(
+    method: str, params: dict[str, Any], shown: str, allowed: bool
+) -> None:
+    audit = AuditCapture()
+    effect = "allow" if allowed else "deny"
+    config = {k: v for k, v in CONFIG.items() if k != "auth"} | {
+        "policy": {
+            "default": "deny",
+            "rules": [{"id": "rpc", "effect": effect, "when": {"rpc_methods": ["*"]}}],
+        }
+    }
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    app = _answering((b"content-type", b"application/json"), body=b"{}")
+    scope = http_scope("/mcp", method="POST", headers=[("content-type", "application/json")])
+    sent = await call(SecurityMiddleware(app, config, audit=audit), scope, Receiver.body(body))
+    assert sent.status == (200 if allowed else 401)  # anonymous: a challenge
+    events = [e for e in audit.events if e.request_id is not None]
+    assert [e.tool for e in events] == [shown]
+    assert all("hunter2x" not in e.to_json() and GITHUB not in e.to_json() for e in events)
+    assert all(STRIPE not in e.to_json() for e in events)
 
 
 MAGIC = "q8Z2" + "xLm0Vw4tRk9pYb7nJs3eHc6gAd1uFo5i"  # no known format: only its place tells
@@ -470,6 +554,27 @@ async def test_ids_names_and_slugs_elsewhere_in_paths_stay_in_the_audit_trail(pa
     app = _answering((b"content-type", b"text/plain"), body=b"ok")
     await call(SecurityMiddleware(app, CONFIG, audit=audit), http_scope(path))
     assert {e.path for e in audit.events if e.request_id is not None} == {path}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "scanned"),
+    [
+        pytest.param(b"application/octet-stream, text/html", True, id="list-ending-textual"),
+        pytest.param(b"text/html, image/png", True, id="list-starting-textual"),
+        pytest.param(b"application/ json", True, id="invalid-type-is-sniffed"),
+        pytest.param(b"*/*", True, id="wildcard-is-sniffed"),
+        pytest.param(b"image/png, application/octet-stream", False, id="binary-list"),
+        pytest.param(b"image/png", False, id="binary"),
+    ],
+)
+async def test_a_content_type_a_browser_may_read_as_text_is_scanned(
+    content_type: bytes, scanned: bool
+) -> None:
+    body = f"key {GITHUB}".encode()
+    app = _answering((b"content-type", content_type), body=body)
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert (GITHUB.encode() not in sent.body) is scanned
 
 
 @pytest.mark.parametrize("label", [b"utf-8", b"unicode-1-1-utf-8", b"unicode11utf8"])

@@ -153,6 +153,14 @@ async def test_a_request_stopped_at_any_stage_leaves_one_event_named_by_that_sta
         sent = await service.request(request_path, **options)
         assert sent.status == status, stage
         answered[stage] = sent.header("x-request-id") or ""
+    # throttle: the principal's tier admits 30 a minute, the 31st is refused.
+    busy = signer.mint("rita")
+    for _ in range(30):
+        assert (await service.request("/api/me", token=busy)).status == 200
+    sent = await service.request("/api/me", token=busy)
+    assert sent.status == 429
+    answered["throttle"] = sent.header("x-request-id") or ""
+    requests.append(("throttle", "excess_rate_limit_exceeded", 429, {}))
     await service.app.pipeline.aclose()
 
     lines, records = trail(path)
@@ -160,4 +168,4 @@ async def test_a_request_stopped_at_any_stage_leaves_one_event_named_by_that_sta
     for stage, event_name, status, _ in requests:
         mine = [r for r in records if r.get("request_id") == answered[stage]]
         assert [(r["event"], r["status"]) for r in mine] == [(event_name, status)], stage
-    assert_no_credentials(lines, good)
+    assert_no_credentials(lines, good, busy)

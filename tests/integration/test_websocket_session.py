@@ -149,6 +149,25 @@ async def test_session_closes_when_the_token_expires() -> None:
     assert token not in expired.to_json()
 
 
+async def test_a_token_admitted_within_the_leeway_passes_no_message_after_its_exp() -> None:
+    issuer = TokenIssuer()
+    token = issuer.mint("alice", expires_in=-5)  # expired, but within the 30 s default leeway
+    app_inner, audit = Recorder(), AuditCapture()
+    config = {"auth": {"jwt": issuer.jwt_config()}, "audit": {"sink": "none"}}
+    frames = [{"type": "websocket.receive", "text": f"m{n}"} for n in range(20)]
+    sent = Sender()
+    with anyio.fail_after(5):
+        await SecurityMiddleware(app_inner, config, audit=audit)(
+            ws_scope(headers=[("authorization", f"Bearer {token}")]), ScriptedClient(*frames), sent
+        )
+    assert app_inner.received == [{"type": "websocket.disconnect", "code": 1008}]
+    assert [m["type"] for m in sent.messages] == ["websocket.accept", "websocket.close"]
+    assert [(e.name, e.status) for e in audit.events if e.request_id] == [
+        ("session_expired", 1008),
+        ("authz_allow", 101),
+    ]
+
+
 async def test_client_disconnect_ends_a_guarded_session_cleanly() -> None:
     app_inner = Recorder()
     app = SecurityMiddleware(app_inner, OPEN)

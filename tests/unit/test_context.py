@@ -85,6 +85,39 @@ def test_context_loads_rpc_body() -> None:
     assert ctx.tools == ("a", "b")
 
 
+@pytest.mark.parametrize(
+    "name", ["mcp-session-id", "Mcp_Session_Id", "mcp_session-id", "MCP-SESSION_ID"]
+)
+def test_every_spelling_a_server_may_merge_counts_as_the_mcp_session_id(name: str) -> None:
+    # WSGI/CGI-style servers read "_" as "-": an id under either spelling is bound.
+    scope = http_scope("/mcp", headers=[(name, "abc"), ("mcp-session-id", "def")])
+    assert RequestContext.from_scope(scope).mcp_sessions == ("abc", "def")
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        pytest.param(
+            [("mcp_method", "tools/list")], "Mcp-Method mismatch", id="underscore-mismatch"
+        ),
+        pytest.param(
+            [("mcp-method", "tools/call"), ("mcp_method", "tools/list")],
+            "duplicate mcp-method",
+            id="both-spellings",
+        ),
+        pytest.param([("mcp_name", "other")], "Mcp-Name mismatch", id="underscore-name"),
+    ],
+)
+def test_mcp_headers_under_either_spelling_must_agree_with_the_body(
+    headers: list[tuple[str, str]], problem: str
+) -> None:
+    ctx = RequestContext.from_scope(
+        http_scope("/mcp", headers=[("content-type", "application/json"), *headers])
+    )
+    with pytest.raises(BadRequest, match=problem):
+        ctx.load_body(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}')
+
+
 def test_context_keeps_non_json_body_raw() -> None:
     ctx = RequestContext.from_scope(http_scope("/up", headers=[("content-type", "text/plain")]))
     ctx.load_body(b"hello")

@@ -22,7 +22,7 @@ import httpx
 from anyio.abc import ByteStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus, ProtocolError
-from websockets.frames import Frame, Opcode
+from websockets.frames import EXTERNAL_CLOSE_CODES, Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
@@ -40,14 +40,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# Handshake fields the protocol writes itself, or that describe the client's hop.
+# Handshake fields the protocol writes itself. ``Origin`` is passed on: an
+# upstream's cross-site websocket check (MCP servers must validate it) reads it.
 _HANDSHAKE = frozenset(
     {
         b"sec-websocket-key",
         b"sec-websocket-version",
         b"sec-websocket-extensions",
         b"sec-websocket-protocol",
-        b"origin",
     }
 )
 # An upstream message larger than this closes the session with 1009: it bounds
@@ -234,8 +234,11 @@ async def _relay(
             incoming = await receive()
             if incoming["type"] == "websocket.disconnect":
                 if protocol.state is State.OPEN:
-                    protocol.send_close(incoming.get("code", 1000))
-                    await _flush(protocol, stream)
+                    # 1005/1006 (the client left without a code, or dropped the
+                    # connection) describe the client's side: not codes to send.
+                    protocol.send_close(_sendable(incoming.get("code", 1000)))
+                    with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                        await _flush(protocol, stream)
                 return
             if incoming["type"] == "websocket.receive" and protocol.state is State.OPEN:
                 text = incoming.get("text")
@@ -253,7 +256,14 @@ async def _relay(
         tasks.cancel_scope.cancel()
     code = 1007 if invalid else protocol.close_code or 1000
     with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-        await send({"type": "websocket.close", "code": 1000 if code in (1005, 1006) else code})
+        await send({"type": "websocket.close", "code": _sendable(code)})
+
+
+def _sendable(code: Any) -> int:
+    """A close code a peer may be sent (RFC 6455 section 7.4); 1000 for any other."""
+    if isinstance(code, int) and (code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000):
+        return code
+    return 1000
 
 
 async def _upstream_to_client(

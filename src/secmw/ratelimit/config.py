@@ -105,6 +105,9 @@ class TierConfig(ConfigModel):
         parts = self.key.split("+")
         if "connection" in parts and self.applies_to != "messages":
             raise ValueError("key part 'connection' needs applies_to = 'messages'")
+        if "tool" in parts and self.applies_to == "messages":
+            # Websocket messages are not read as JSON-RPC: such a tier would never count.
+            raise ValueError("key part 'tool' does not apply to websocket messages")
         if self.burst is not None and self.algorithm != "gcra":
             raise ValueError("burst applies to the gcra algorithm only")
         return self

@@ -64,6 +64,12 @@ def issues(section: dict[str, Any]) -> dict[str, str]:
             "messages",
             id="connection-needs-messages",
         ),
+        pytest.param(
+            {"tiers": [{**TIER, "key": "principal+tool", "applies_to": "messages"}]},
+            "ratelimit.tiers[0]",
+            "websocket messages",
+            id="tool-never-counts-messages",
+        ),
         pytest.param({"tiers": [TIER, TIER]}, "ratelimit.tiers", "unique", id="duplicate-names"),
         pytest.param(
             {"tiers": [{**TIER, "algorithm": "leaky"}]},
