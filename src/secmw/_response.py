@@ -118,6 +118,7 @@ def _media_type(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | N
 _MIME_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
 
 
+@functools.lru_cache(maxsize=256)  # an app answers with a handful of values
 def _essence(value: str) -> str:
     """The media type a client may read a ``Content-Type`` value as; ``""`` for none.
 

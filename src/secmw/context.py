@@ -465,10 +465,8 @@ def _scan(
         name = key if key.islower() else key.lower()
         if name == b"content-length":
             lengths = (*lengths, value.decode("latin-1"))
-        elif name == b"mcp-session-id" or (
+        elif name.startswith(b"mcp") and name.replace(b"_", b"-") == b"mcp-session-id":
             # WSGI/CGI-style servers read "_" as "-": Mcp_Session_Id is the same header.
-            b"_" in name and name.replace(b"_", b"-") == b"mcp-session-id"
-        ):
             sessions = (*sessions, value.decode("latin-1"))
         elif name == b"host" and strict:
             if host is not None:

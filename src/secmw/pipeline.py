@@ -473,7 +473,7 @@ class Pipeline:
             # or a resource URI (``postgres://user:pw@db``, ``...?key=sk_live_...``).
             path, tool = event.path, event.tool
             clean_path = _for_audit(self.redactor, path)
-            clean_tool = _for_audit(self.redactor, tool)
+            clean_tool = tool if tool is None else _for_audit(self.redactor, tool)
             if clean_path != path or clean_tool != tool:
                 event = dataclasses.replace(event, path=clean_path, tool=clean_tool)
         audit = self.audit
