@@ -125,9 +125,11 @@ def _essence(value: str) -> str:
     Browsers read a comma-separated list (two headers joined) by its last valid
     item and sniff a value that is no valid type (``application/ json``), so a
     list with any textual or invalid item counts as that, and an invalid value as
-    no type: both are scanned, never passed as binary.
+    no type: both are scanned, never passed as binary. Commas inside quoted
+    parameters do not split, and only HTTP whitespace is trimmed (a no-break
+    space makes a type invalid, as it does for browsers).
     """
-    items = [item.split(";", 1)[0].strip().lower() for item in value.split(",")]
+    items = [item.split(";", 1)[0].strip(_HTTP_WHITESPACE).lower() for item in _list_items(value)]
     if len(items) == 1:
         return items[0] if _valid_type(items[0]) else ""
     for item in items:
@@ -136,6 +138,32 @@ def _essence(value: str) -> str:
         if _is_textual(item):
             return item
     return items[-1]
+
+
+_HTTP_WHITESPACE = " \t\r\n"
+
+
+def _list_items(value: str) -> list[str]:
+    """The items of a comma-separated value; a comma inside a quoted string does not split."""
+    if '"' not in value:
+        return value.split(",")
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    return items
 
 
 def _valid_type(item: str) -> bool:
@@ -164,20 +192,52 @@ def _wide_text(raw: bytes, media: str | None) -> bool:
 
     Clients honour a BOM whatever the type; JSON (``json.loads``) and XML parsers
     (from ``<?xml``) also detect UTF-16/32 without one, from the NULs around the
-    first ASCII character. Other bodies that start with a NUL are binary.
+    first ASCII character, and so may a client of an untyped body (``.json()``).
+    An untyped body counts only when its start decodes to printable text that
+    way (a binary file's does not); other declared types that start with a NUL
+    are binary.
     """
     if raw.startswith(_WIDE_BOMS):
         return True
-    return (
-        (raw[:1] == b"\x00" or raw[1:2] == b"\x00")
-        and media is not None
-        and media.endswith(_SELF_DESCRIBING)
-        and json.detect_encoding(raw) != "utf-8"
-    )
+    if not (raw[:1] == b"\x00" or raw[1:2] == b"\x00"):
+        return False
+    encoding = json.detect_encoding(raw)
+    if media:
+        return media.endswith(_SELF_DESCRIBING) and encoding != "utf-8"
+    if encoding == "utf-8":
+        return False
+    unit = 4 if "32" in encoding else 2
+    sample = raw[: min(len(raw), _SNIFF) // unit * unit]
+    try:
+        text = sample.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return all(char.isprintable() or char.isspace() for char in text)
 
 
-# Types whose parsers detect UTF-16/32 without a BOM.
+def _undecided(raw: bytes, media: str | None) -> bool:
+    """Whether a stream's first bytes are too few to tell UTF-16/32 text (:func:`_wide_text`).
+
+    Held only while they could be: a byte-order mark's start, the first byte of
+    JSON, XML or an untyped body (UTF-16LE shows in the second), a NUL among the
+    first two until four bytes tell UTF-16 from UTF-32, and for an untyped body
+    until there is enough of it to decode.
+    """
+    if any(bom.startswith(raw) and bom != raw for bom in _WIDE_BOMS):
+        return True
+    if media and not media.endswith(_SELF_DESCRIBING):
+        return False
+    if len(raw) < 2:
+        return True
+    if raw[:1] == b"\x00" or raw[1:2] == b"\x00":
+        return len(raw) < (4 if media else _SNIFF)  # UTF-16 or UTF-32 shows in four
+    return False
+
+
+# Types whose parsers detect UTF-16/32 without a BOM, and how much of an untyped
+# body is decoded to tell text from binary.
 _SELF_DESCRIBING = ("/json", "+json", "/xml", "+xml")
+_SNIFF = 64
 
 
 def _wide_charset(value: bytes) -> str | None:
@@ -419,19 +479,12 @@ class ResponseWriter:
             media, _, _ = _media_type(headers)
             try:
                 text, findings = redactor.redact(body.decode("utf-8", "surrogateescape"), media)
-                # Rendering strips characters from the challenge's parameters, which may
-                # join a secret split by them; scopes and error codes are the app's too.
-                headers = [
-                    (name, redactor.redact(value.decode("latin-1"))[0].encode("latin-1"))
-                    if name == b"www-authenticate"
-                    else (name, value)
-                    for name, value in headers
-                ]
+                headers, in_headers = _challenge_redacted(redactor, headers)
             except Exception:
                 return False
             body = _encoded(text)
             headers = [*_without_length(headers), (b"content-length", str(len(body)).encode())]
-            findings = [*found, *findings]
+            findings = [*found, *findings, *in_headers]
             ctx.findings.extend(findings)
         await self._send_whole(status, headers, body)
         await self._report(findings)
@@ -502,7 +555,7 @@ class ResponseWriter:
             return
         if self._head is not None:
             chunk = self._head + chunk
-            if len(chunk) < 4 and more:
+            if more and _undecided(chunk, self._media):
                 self._head = chunk
                 return
             self._head = None
@@ -571,6 +624,27 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"
 # A header value longer than this is refused by common servers (h11: 64 KiB per
 # head): an app's denial carrying one is no answer.
 _LONGEST_HEADER = 8192
+
+
+def _challenge_redacted(
+    redactor: Redactor, headers: list[tuple[bytes, bytes]]
+) -> tuple[list[tuple[bytes, bytes]], list[Finding]]:
+    """An app-raised denial's headers with ``WWW-Authenticate`` redacted, and what was found.
+
+    Rendering strips characters from the challenge's parameters, which may join a
+    secret split by them; scopes and error codes are the app's too. A style that
+    writes beyond latin-1 (``partial``'s ellipsis) gets ``?`` there.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    found: list[Finding] = []
+    for name, value in headers:
+        if name != b"www-authenticate":
+            out.append((name, value))
+            continue
+        text, findings = redactor.redact(value.decode("latin-1"))
+        out.append((name, text.encode("latin-1", "replace")))
+        found.extend(findings)
+    return out, found
 
 
 def vet_app_denial(denial: Denial, redactor: Redactor | None) -> list[Finding] | None:

@@ -301,10 +301,14 @@ def _reads_content(config: Config) -> bool:
         config.redact.enabled
         or config.inspect is not None
         or any(
-            rule.when.tools is not None
-            or rule.when.rpc_methods is not None
-            or rule.when.arguments is not None
+            conditions is not None
+            and (
+                conditions.tools is not None
+                or conditions.rpc_methods is not None
+                or conditions.arguments is not None
+            )
             for rule in rules
+            for conditions in (rule.when, rule.unless)
         )
     )
 

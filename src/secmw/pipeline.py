@@ -58,14 +58,14 @@ from secmw.redact.paths import path_for_audit
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
-# A run this long, an escape or a URL's user information are the only places a
-# secret can hide in a path or a JSON-RPC target; other values skip the scan (it
-# costs a few microseconds per event).
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_+=.~-]{16}")
+# Where a secret can hide in a path: a run of 16 token characters, an escape, a
+# URL's user information, a "key=value" or "key: value", words apart. Other paths
+# skip the scan (it costs a few microseconds per event).
+_MAY_HIDE = re.compile(r"[A-Za-z0-9_+=.~-]{16}|[%@=: ]")
 
 
 def _for_audit(redactor: Redactor, value: str | None) -> str | None:
-    if value is None or not (_TOKEN_RUN.search(value) or "%" in value or "@" in value):
+    if value is None or _MAY_HIDE.search(value) is None:
         return value
     return path_for_audit(redactor, value)
 
@@ -470,10 +470,11 @@ class Pipeline:
             return
         if self.redactor is not None:
             # The tool field holds a client's JSON-RPC target: a tool or prompt name,
-            # or a resource URI (``postgres://user:pw@db``, ``...?key=sk_live_...``).
+            # or a resource URI (``postgres://user:pw@db``, ``...?key=sk_live_...``):
+            # short, and only on MCP requests, so always scanned.
             path, tool = event.path, event.tool
             clean_path = _for_audit(self.redactor, path)
-            clean_tool = tool if tool is None else _for_audit(self.redactor, tool)
+            clean_tool = tool if tool is None else path_for_audit(self.redactor, tool)
             if clean_path != path or clean_tool != tool:
                 event = dataclasses.replace(event, path=clean_path, tool=clean_tool)
         audit = self.audit

@@ -305,6 +305,11 @@ def test_websocket_to_an_open_circuit_is_refused_without_touching_upstream() -> 
 TOOL_RULES = {
     "rules": [{"id": "tools", "effect": "allow", "when": {"tools": ["search"]}}],
 }
+UNLESS_TOOL = {
+    "rules": [
+        {"id": "mcp", "effect": "allow", "when": {"paths": ["/mcp"]}, "unless": {"tools": ["rm"]}}
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -313,6 +318,7 @@ TOOL_RULES = {
         pytest.param({"redact": {"enabled": True}}, True, True, id="redaction"),
         pytest.param({"inspect": {}}, True, True, id="inspection"),
         pytest.param({"policy": TOOL_RULES}, True, True, id="tool-rules"),
+        pytest.param({"policy": UNLESS_TOOL}, True, True, id="tool-in-unless"),
         pytest.param({"redact": {"enabled": True}}, False, False, id="websockets-off"),
         pytest.param({}, True, False, id="nothing-reads-content"),
     ],

@@ -1038,6 +1038,24 @@ async def test_no_part_of_an_app_raised_denial_carries_a_secret_out(make: Any) -
     assert all(STRIPE not in event.to_json() for event in audit.events)
 
 
+async def test_an_app_raised_challenge_redacted_in_the_partial_style_stays_a_challenge() -> None:
+    from secmw.errors import InsufficientScope
+    from secmw.redact import SecretRedactor
+    from secmw.redact.styles import Styler
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise InsufficientScope([f"pay:{STRIPE}"])
+
+    audit = AuditCapture()
+    redactor = SecretRedactor(styler=Styler("partial"))
+    sent = await call(open_app(app, redactor=redactor, audit=audit), http_scope("/x"))
+    assert sent.status == 403  # the ellipsis has no latin-1 form: "?" in the header
+    challenge = sent.header("www-authenticate") or ""
+    assert challenge.startswith("Bearer") and STRIPE not in challenge
+    (redacted,) = audit.named("secret_redacted")
+    assert redacted.details["types"] == {"stripe_secret_key": 1}
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [

@@ -6,6 +6,7 @@ import json
 import random
 from typing import Any
 
+import anyio
 import pytest
 
 from secmw import SecurityMiddleware
@@ -362,6 +363,62 @@ async def test_utf16_and_utf32_text_is_never_sent_unscanned(
     assert [e.name for e in audit.events if e.request_id] == ["secret_redaction_fail"]
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([], id="untyped"),
+        pytest.param([(b"content-type", b"*/*, application/json")], id="wildcard-then-json"),
+        pytest.param(
+            [(b"content-type", b"*/*"), (b"content-type", b"application/json")], id="two-lines"
+        ),
+    ],
+)
+async def test_utf16_json_a_client_may_detect_is_refused_without_a_declared_json_type(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    body = json.dumps({"key": GITHUB}).encode("utf-16-le")  # httpx's .json() detects it
+    app = _answering(*headers, (b"content-length", str(len(body)).encode()), body=body)
+    assert (await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))).status == 502
+
+
+async def test_an_untyped_binary_stream_starting_with_nuls_passes_whole() -> None:
+    video = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index in range(0, len(video), 3):
+            more = index + 3 < len(video)
+            await send(
+                {"type": "http.response.body", "body": video[index : index + 3], "more_body": more}
+            )
+
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/v"))
+    assert (sent.status, sent.body) == (200, video)
+
+
+async def test_a_short_first_chunk_of_an_event_stream_is_not_held_back() -> None:
+    first_out = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b":\n\n", "more_body": True})
+        with anyio.fail_after(5):
+            await first_out.wait()  # the keep-alive reached the client on its own
+        await send({"type": "http.response.body", "body": b"data: x\n\n"})
+
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
+            if b":\n\n" in message.get("body", b""):
+                first_out.set()
+
+    await SecurityMiddleware(app, CONFIG)(http_scope("/sse"), Receiver.body(b""), send)
+    assert b"".join(sent) == b":\n\ndata: x\n\n"
+
+
 async def test_compressed_response_passes_unscanned_when_configured_and_is_a_fail_open() -> None:
     config = {**CONFIG, "redact": {"enabled": True, "compressed": "pass"}}
     audit = AuditCapture()
@@ -450,6 +507,12 @@ STRIPE = "sk_live_" + "NqVwYS81VP7Hb1DX8pPd5khx"
             {"uri": "postgres://admin:hunter2x@db/prod"},
             "postgres://admin:[REDACTED:url_credentials]@db/prod",
             id="url-password",
+        ),
+        pytest.param(  # short, punctuated: no token run, escape or user information
+            "resources/read",
+            {"uri": "mysql://db/prod?password=Xk9!mQ2$zT"},
+            "mysql://db/prod?password=[REDACTED:generic_secret]",
+            id="short-keyword-secret",
         ),
         pytest.param(
             "tools/call",
@@ -565,6 +628,12 @@ async def test_ids_names_and_slugs_elsewhere_in_paths_stay_in_the_audit_trail(pa
         pytest.param(b"*/*", True, id="wildcard-is-sniffed"),
         pytest.param(b"image/png, application/octet-stream", False, id="binary-list"),
         pytest.param(b"image/png", False, id="binary"),
+        pytest.param(  # a comma inside a quoted parameter does not split the value
+            b'application/pdf; name="report, final.pdf"', False, id="quoted-comma"
+        ),
+        pytest.param(  # not HTTP whitespace: an invalid type, which browsers sniff
+            b"\xa0application/octet-stream", True, id="no-break-space"
+        ),
     ],
 )
 async def test_a_content_type_a_browser_may_read_as_text_is_scanned(
