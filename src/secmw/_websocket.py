@@ -223,7 +223,7 @@ class WebSocketSession:
         async with to_app:
             with anyio.move_on_after(max(0.0, expires_at - self._pipeline.clock())):
                 await self._ended.wait()
-            if self._ended.is_set() or self.closed or self._refused:
+            if self._ended.is_set() or self.closed:
                 return  # the client left, or the session was closed first
             await self._refuse(_expired(), to_app)
 

@@ -294,11 +294,13 @@ def _within(prefix: str, build: Callable[[], Any]) -> Any:
         ) from None
 
 
-def _reads_content(config: Config) -> bool:
-    """Whether a stage judges message content: redaction, inspection or JSON-RPC rules."""
+def _reads_content(config: Config, components: Mapping[str, Any]) -> bool:
+    """Whether a stage judges message content: redaction, inspection or JSON-RPC rules
+    (configured, or a redactor or inspector given in code)."""
     rules = config.policy.rules if config.policy is not None else []
     return (
-        config.redact.enabled
+        any(components.get(role) is not None for role in ("redactor", "inspector"))
+        or config.redact.enabled
         or config.inspect is not None
         or any(
             conditions is not None
@@ -348,7 +350,8 @@ def _fail_open(config: Config, components: Mapping[str, Any]) -> tuple[str, ...]
         found.append("metrics.public")
     if config.gateway is not None and config.gateway.egress.allow_networks:
         found.append("gateway.egress.allow_networks")
-    if config.gateway is not None and config.gateway.websockets and _reads_content(config):
+    gateway = config.gateway
+    if gateway is not None and gateway.websockets and _reads_content(config, components):
         # Relayed websocket messages are sized and rate-limited, nothing more.
         found.append("gateway.websockets")
     if config.mcp.session_binding != "strict":

@@ -84,9 +84,12 @@ class Headers(Mapping[str, str]):
             if key == target or (not key.islower() and key.lower() == target)
         ]
 
-    def get_single(self, name: str) -> str | None:
-        """The one value of ``name``; a header sent twice is a :class:`BadRequest`."""
+    def get_single(self, name: str, *spellings: str) -> str | None:
+        """The one value of ``name`` (or of its other ``spellings``, which count as the
+        same field); a header sent twice is a :class:`BadRequest`."""
         values = self.get_all(name)
+        for spelling in spellings:
+            values += self.get_all(spelling)
         if not values:
             return None
         if len(values) > 1:
@@ -387,23 +390,15 @@ class RequestContext:
             self.rpc, self.rpc_batch = found
         self._check_mcp_headers()
 
-    def _single_mcp_header(self, name: str) -> str | None:
-        """The one value of an MCP header, spelt with "-" or with "_" (servers merge them)."""
-        values = self.headers.get_all(name) + self.headers.get_all(name.replace("-", "_"))
-        if len(values) > 1:
-            raise BadRequest(
-                f"The {name} header is sent more than once.", reason=f"duplicate {name} header"
-            )
-        return values[0] if values else None
-
     def _check_mcp_headers(self) -> None:
         """The stateless MCP transport repeats the method and name in headers; they must agree.
 
         A server may route on ``Mcp-Method``/``Mcp-Name`` while the policy reads the
         body, so any disagreement is refused rather than decided on one of them.
         """
-        method = self._single_mcp_header("mcp-method")
-        name = self._single_mcp_header("mcp-name")
+        # Spelt with "_" too: WSGI/CGI-style servers merge the two spellings.
+        method = self.headers.get_single("mcp-method", "mcp_method")
+        name = self.headers.get_single("mcp-name", "mcp_name")
         if method is None and name is None:
             return
         calls = [call for call in self.rpc if call.method is not None]

@@ -194,24 +194,31 @@ async def test_an_open_breaker_raised_in_a_route_is_a_503_when_installed() -> No
     assert (audit.last.name, audit.last.status) == ("upstream_circuit_open", 503)
 
 
-async def test_an_app_raised_refusals_reason_is_redacted_in_the_trail() -> None:
-    from secmw.errors import AccessDenied
+SECRET = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
 
-    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+
+def raising(denial: Exception) -> tuple[SecurityMiddleware, AuditCapture]:
+    """A FastAPI app with secmw's handlers whose ``/x`` raises ``denial``; redaction on."""
     api = FastAPI()
     install(api)
 
     @api.get("/x")
     async def refuse() -> dict[str, str]:
-        raise AccessDenied("Not allowed.", reason=f"key {secret} refused")
+        raise denial
 
     audit = AuditCapture()
     config = {"auth": {"allow_anonymous": True}, "redact": {"enabled": True}}
-    app = SecurityMiddleware(api, config, audit=audit)
+    return SecurityMiddleware(api, config, audit=audit), audit
+
+
+async def test_an_app_raised_refusals_reason_is_redacted_in_the_trail() -> None:
+    from secmw.errors import AccessDenied
+
+    app, audit = raising(AccessDenied("Not allowed.", reason=f"key {SECRET} refused"))
     async with client(app) as c:
         sent = await c.get("/x")
     assert sent.status_code == 403
-    assert audit.last.name == "authz_fail" and secret not in audit.last.to_json()
+    assert audit.last.name == "authz_fail" and SECRET not in audit.last.to_json()
 
 
 async def test_route_refusals_carry_the_request_id_once() -> None:
@@ -224,20 +231,11 @@ async def test_route_refusals_carry_the_request_id_once() -> None:
 async def test_an_app_raised_challenge_is_redacted_in_www_authenticate_when_installed() -> None:
     from secmw.errors import AuthenticationError
 
-    secret = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
-    api = FastAPI()
-    install(api)
-
-    @api.get("/x")
-    async def refuse() -> dict[str, str]:
-        raise AuthenticationError(f"token {secret} was revoked")
-
-    audit = AuditCapture()
-    config = {"auth": {"allow_anonymous": True}, "redact": {"enabled": True}}
-    async with client(SecurityMiddleware(api, config, audit=audit)) as c:
+    app, audit = raising(AuthenticationError(f"token {SECRET} was revoked"))
+    async with client(app) as c:
         sent = await c.get("/x")
     assert sent.status_code == 401
-    assert secret not in sent.headers.get("www-authenticate", "") and secret not in sent.text
+    assert SECRET not in sent.headers.get("www-authenticate", "") and SECRET not in sent.text
     assert audit.named("secret_redacted")[0].status == 401
 
 

@@ -334,6 +334,12 @@ def test_websockets_beside_content_checks_are_a_listed_fail_open(
     assert ("gateway.websockets" in gateway.pipeline.fail_open) is listed
 
 
+def test_a_redactor_given_in_code_counts_for_the_websockets_listing_too() -> None:
+    config = load_config(gateway_config(["http://127.0.0.1:9"]))
+    gateway = build_gateway(config, audit=AuditCapture(), redactor=MarkerRedactor())
+    assert "gateway.websockets" in gateway.pipeline.fail_open
+
+
 class WebSocketClient:
     """A scripted websocket client for the raw harness: sends, then waits for replies."""
 
