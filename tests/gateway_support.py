@@ -198,7 +198,8 @@ class FaultServer:
     ``mode``: ``reset`` (RST right after the request), ``hang`` (never answers),
     ``truncate`` (declares 100 bytes, sends 10, closes), ``garbage`` (not HTTP),
     ``forbid`` (a 403 whose body ends with the connection), ``badutf8`` (a websocket
-    that sends a text message that is not UTF-8), ``ok`` (a valid 200).
+    that sends a text message that is not UTF-8), ``vanish`` (a websocket reset after
+    the first message), ``ok`` (a valid 200).
     """
 
     def __init__(self, mode: str) -> None:
@@ -245,19 +246,16 @@ class FaultServer:
         mode = self.mode
         if mode == "badutf8":
             # Accept a websocket upgrade, then send a text message that is not UTF-8.
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-                b"connection: Upgrade\r\nsec-websocket-accept: "
-                + base64.b64encode(digest)
-                + b"\r\n\r\n\x81\x02\xff\xfe"
-            )
+            conn.sendall(_upgraded(request) + b"\x81\x02\xff\xfe")
             self.received = conn.recv(65536)  # the gateway's close frame
+            conn.close()
+            return
+        if mode == "vanish":
+            # Accept a websocket upgrade, read the first message, then reset the
+            # connection: no closing handshake.
+            conn.sendall(_upgraded(request))
+            self.received = conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
             return
         if mode == "hang":
@@ -283,6 +281,20 @@ class FaultServer:
                 b"connection: close\r\n\r\nok"
             )
         conn.close()
+
+
+def _upgraded(request: bytes) -> bytes:
+    """The 101 answer to a websocket upgrade request."""
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    digest = hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+        b"connection: Upgrade\r\nsec-websocket-accept: " + base64.b64encode(digest) + b"\r\n\r\n"
+    )
 
 
 def static_resolver(table: dict[str, list[str]]) -> Any:

@@ -504,15 +504,18 @@ async def test_a_websocket_handshake_the_upstream_refuses_is_not_a_failure() -> 
     assert (snapshot.state.value, snapshot.failures) == ("closed", 0)
 
 
+class Listener(WebSocketClient):
+    """A client that sends its messages, then stays connected: the upstream ends the session."""
+
+    async def receive(self) -> dict[str, Any]:
+        if self.incoming:
+            return self.incoming.pop(0)
+        await anyio.sleep(5)
+        return {"type": "websocket.disconnect", "code": 1000}
+
+
 async def test_a_text_message_that_is_not_utf8_closes_the_session_with_1007() -> None:
     from tests.support import ws_scope
-
-    class Listener(WebSocketClient):
-        async def receive(self) -> dict[str, Any]:
-            if self.incoming:
-                return self.incoming.pop(0)
-            await anyio.sleep(5)  # stays connected; the upstream side ends the session
-            return {"type": "websocket.disconnect", "code": 1000}
 
     with FaultServer("badutf8") as upstream:
         gateway = build([upstream.url])
@@ -527,6 +530,32 @@ async def test_a_text_message_that_is_not_utf8_closes_the_session_with_1007() ->
         {"type": "websocket.close", "code": 1007},
     ]
     assert upstream.received[:1] == b"\x88"  # the upstream gets a close frame too
+
+
+async def test_an_upstream_gone_without_a_closing_handshake_closes_the_client_with_1011() -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    with FaultServer("vanish") as upstream:
+        gateway = build([upstream.url], audit)
+        client = Listener("hello")
+        with anyio.fail_after(4):
+            await gateway(
+                ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send
+            )
+        await gateway.proxy.aclose()
+    assert upstream.received[:1] == b"\x81"  # the message reached it before the reset
+    # Not a normal closure: the client learns the session broke on the far side.
+    assert [{k: v for k, v in m.items() if k != "headers"} for m in client.sent] == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 1011},
+    ]
+    event = audit.events[-1]
+    assert (event.name, event.status, event.details["outcome"]) == (
+        "authz_allow",
+        101,
+        "upstream_lost",
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import httpx
 from anyio.abc import ByteStream
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus, ProtocolError
-from websockets.frames import EXTERNAL_CLOSE_CODES, Frame, Opcode
+from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
@@ -55,6 +55,8 @@ _HANDSHAKE = frozenset(
 MAX_UPSTREAM_MESSAGE = 16 * 1024 * 1024
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 _FAILURES = (OSError, TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, InvalidHandshake)
+# A write to a connection the peer already dropped.
+_LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, side by side
@@ -142,7 +144,7 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
     await target.breaker.flush_events()
     details["outcome"] = "ok"
     async with stream:
-        await _relay(protocol, stream, receive, send, early)
+        await _relay(protocol, stream, receive, send, early, details=details)
 
 
 def _refused_by_choice(exc: BaseException, failures: frozenset[int]) -> TypeGuard[InvalidStatus]:
@@ -222,22 +224,32 @@ async def _relay(
     receive: Receive,
     send: Send,
     early: list[Frame],
+    *,
+    details: dict[str, Any],
 ) -> None:
-    """Accept the client and relay messages both ways until one side closes."""
+    """Accept the client and relay messages both ways until one side closes.
+
+    An upstream that goes away without a closing handshake (the connection reset
+    or dropped, a write to it failing) closes the client with 1011, as one that
+    cannot be reached does, and the audit line says ``upstream_lost``.
+    """
     accept: Message = {"type": "websocket.accept"}
     if protocol.subprotocol:
         accept["subprotocol"] = protocol.subprotocol
     await send(accept)
+    client_left = lost = False
 
     async def client_to_upstream() -> None:
+        nonlocal client_left, lost
         while True:
             incoming = await receive()
             if incoming["type"] == "websocket.disconnect":
+                client_left = True
                 if protocol.state is State.OPEN:
                     # 1005/1006 (the client left without a code, or dropped the
                     # connection) describe the client's side: not codes to send.
                     protocol.send_close(_sendable(incoming.get("code", 1000)))
-                    with contextlib.suppress(OSError, anyio.BrokenResourceError):
+                    with contextlib.suppress(*_LOST):
                         await _flush(protocol, stream)
                 return
             if incoming["type"] == "websocket.receive" and protocol.state is State.OPEN:
@@ -246,17 +258,37 @@ async def _relay(
                     protocol.send_text(text.encode("utf-8"))
                 else:
                     protocol.send_binary(incoming.get("bytes") or b"")
-                await _flush(protocol, stream)
+                try:
+                    await _flush(protocol, stream)
+                except _LOST:
+                    lost = True
+                    tasks.cancel_scope.cancel()
+                    return
+
+    async def to_client(message: Message) -> None:
+        nonlocal client_left
+        try:
+            await send(message)
+        except OSError:
+            client_left = True  # nothing to tell it any more
+            raise
 
     invalid = False
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(client_to_upstream)
-        with contextlib.suppress(InvalidState, ProtocolError, anyio.BrokenResourceError, OSError):
-            invalid = await _upstream_to_client(protocol, stream, send, early)
+        try:
+            invalid = await _upstream_to_client(protocol, stream, to_client, early)
+        except (InvalidState, ProtocolError, *_LOST):
+            lost = True
         tasks.cancel_scope.cancel()
-    code = 1007 if invalid else protocol.close_code or 1000
+    if invalid:
+        code = 1007
+    elif not client_left and (lost or protocol.close_code == CloseCode.ABNORMAL_CLOSURE):
+        details["outcome"], code = "upstream_lost", 1011
+    else:
+        code = _sendable(protocol.close_code or 1000)
     with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-        await send({"type": "websocket.close", "code": _sendable(code)})
+        await send({"type": "websocket.close", "code": code})
 
 
 def _sendable(code: Any) -> int:
