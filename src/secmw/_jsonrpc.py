@@ -11,6 +11,7 @@ for the policy and the audit line.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -131,13 +132,44 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
             raise BadRequest(
                 "The JSON body repeats a member name.", reason="duplicate JSON key"
             ) from None
-        except (ValueError, RecursionError):
+        except RecursionError:
+            if may_be_json(text):
+                raise _too_deep() from None
             return False, None
-    except (ValueError, RecursionError):
+        except ValueError:
+            return False, None
+    except RecursionError:
+        if declared or may_be_json(text):
+            raise _too_deep() from None
+        return False, None
+    except ValueError:
         if not declared:
             return False, None
         raise BadRequest("The JSON body is malformed.", reason="malformed JSON body") from None
     return True, value
+
+
+# A JSON string: what a parser skips over without reading brackets.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def may_be_json(text: str) -> bool:
+    """False when ``text`` cannot be JSON: its brackets outside strings do not pair up.
+
+    For text the parser gave up on (too deep to know): any JSON text passes.
+    """
+    skeleton = _STRING.sub("", text)
+    return skeleton.count("[") == skeleton.count("]") and skeleton.count("{") == skeleton.count("}")
+
+
+def _too_deep() -> BadRequest:
+    """400 for JSON nested past what the parser reads here, declared as JSON or not.
+
+    Where Python's parser gives up depends on how deep the call stack already is:
+    an app parsing on a shallower stack could read (and act on) what secmw could
+    not judge, so such a body is never passed as "not JSON" unless it cannot be.
+    """
+    return BadRequest("The JSON body is nested too deeply.", reason="JSON body too deep")
 
 
 # A byte-order mark or a NUL among the first bytes: UTF-16/32 or UTF-8 with a BOM,

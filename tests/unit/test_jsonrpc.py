@@ -184,9 +184,36 @@ def test_undeclared_json_with_nan_is_judged_as_the_json_python_reads(
         parse_json_body(b'{"a": NaN, "a": 1}', content_type)
 
 
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/jsonx"])
 @pytest.mark.parametrize(
     "body",
-    [b"[NaN] rows were dropped", b"[Infinity Ward](https://x)", b"[" * 5000 + b" text"],
+    [
+        pytest.param(b'{"jsonrpc": "2.0", "method": "admin/wipe", "x": ' + DEEP + b"}", id="deep"),
+        # Brackets inside strings do not count when telling JSON from text.
+        pytest.param(b'["]]]", ' + DEEP + b"]", id="brackets-in-a-string"),
+        pytest.param(b'{"a": NaN, "b": ' + DEEP + b"}", id="deep-with-nan"),
+    ],
+)
+def test_undeclared_json_too_deep_to_read_is_refused_not_skipped(
+    body: bytes, content_type: str | None
+) -> None:
+    # Where json.loads gives up depends on the stack: an app parsing on a shallower
+    # one (a worker thread) reads the call secmw could not judge.
+    with pytest.raises(BadRequest, match="JSON body too deep"):
+        parse_json_body(body, content_type)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[NaN] rows were dropped",
+        b"[Infinity Ward](https://x)",
+        b"[" * 5000 + b" text",
+        b'["]", ' + b"[" * 5000 + b"]" * 4999,
+    ],
 )
 def test_text_that_merely_starts_like_json_is_not_refused(body: bytes) -> None:
     assert parse_json_body(body, "text/plain") == (False, None)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from secmw._jsonrpc import may_be_json
 from secmw.policy.base import MISSING, Undecidable
 
 # Strings servers read as other types before a tool runs (pydantic's lax mode).
@@ -96,7 +97,11 @@ def _decoded(text: str) -> Any:
         raise Undecidable("a tool argument holds JSON too long to decode")
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        if may_be_json(text):  # a server parsing on a shallower stack may read it
+            raise Undecidable("a tool argument holds JSON nested too deeply") from None
+        return MISSING
+    except ValueError:
         return MISSING
     return value if value is None or isinstance(value, (list, dict)) else MISSING
 

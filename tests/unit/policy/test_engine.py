@@ -431,6 +431,23 @@ def test_json_too_long_to_decode_in_an_argument_denies_rather_than_skips() -> No
     assert decision.rule_ids == ("policy:undecidable",)
 
 
+def test_json_nested_too_deeply_in_an_argument_denies_rather_than_skips() -> None:
+    # Python gives up at a depth that depends on its stack; a server parsing on a
+    # shallower one hands the tool the nested list.
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-etc", "effect": "deny", "when": {"arguments": {"/p/0": {"prefix": "/etc"}}}},
+    ]
+    deep = '["/etc/passwd", ' + "[" * 3000 + "]" * 3000 + "]"
+    not_json = '["/home/x", ' + "[" * 3000
+    decide = engine(rules).evaluate
+    decision = decide(request("/mcp", method="POST", body=call("a", {"p": deep})))
+    assert (decision.effect, decision.rule_ids) == (Effect.DENY, ("policy:undecidable",))
+    # Brackets that cannot pair up are no JSON any server reads: a plain string.
+    decision = decide(request("/mcp", method="POST", body=call("a", {"p": not_json})))
+    assert decision.effect is Effect.ALLOW
+
+
 RULES = [
     {"id": "allow-all", "effect": "allow", "when": {"authenticated": True}},
     {
