@@ -131,7 +131,7 @@ def compile_conditions(
     checks: list[Check] = []
     issues: list[ConfigIssue] = []
     _principal_checks(conditions, key, checks, issues)
-    _request_checks(conditions, key, checks, issues, clock)
+    _request_checks(conditions, key, checks, issues, clock, granting=granting)
     _rpc_checks(conditions, key, checks, issues, granting=granting)
     if issues:
         raise ConfigError(issues)
@@ -158,8 +158,23 @@ def _claim(name: str, test: Callable[[Any], bool]) -> Predicate:
     return lambda ctx, call: test(ctx.principal.claims.get(name, MISSING))
 
 
-def _header_is(name: str, test: Callable[[Any], bool]) -> Predicate:
-    return lambda ctx, call: test(_header(ctx, name))
+def _header_is(name: str, test: Callable[[Any], bool], *, granting: bool) -> Predicate:
+    """A test of one header over every reading of it.
+
+    A header sent more than once is read as each value alone (Starlette and
+    FastAPI take the first, others the last) and as all of them joined with ``, ``
+    (RFC 9110 section 5.3). As for tool arguments, a restricting condition holds
+    when any reading passes, a granting one only when every reading does.
+    """
+    combine = all if granting else any
+
+    def check(ctx: RequestContext, call: RpcCall | None) -> bool:
+        values = ctx.headers.get_all(name)
+        if len(values) < 2:
+            return test(values[0] if values else MISSING)
+        return combine(test(value) for value in (*values, ", ".join(values)))
+
+    return check
 
 
 def _argument(pointer: str, test: Callable[[Any], bool], *, granting: bool) -> Predicate:
@@ -227,6 +242,8 @@ def _request_checks(
     checks: list[Check],
     issues: list[ConfigIssue],
     clock: Callable[[], float],
+    *,
+    granting: bool,
 ) -> None:
     if c.methods is not None:
         methods = frozenset(c.methods)
@@ -263,7 +280,8 @@ def _request_checks(
     for header, match in (c.headers or {}).items():
         test = _value_check(match, f"{key}.headers.{header}", issues)
         if test is not None:
-            checks.append(Check(f"{key}.headers.{header}", _header_is(header.lower(), test)))
+            reading = _header_is(header.lower(), test, granting=granting)
+            checks.append(Check(f"{key}.headers.{header}", reading))
     if c.time is not None:
         window = _time_check(c.time, f"{key}.time", issues, clock)
         if window is not None:
@@ -398,11 +416,6 @@ def _host(ctx: RequestContext) -> str | None:
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     # "admin.example.com." names the same host (the root label is implicit).
     return name[:-1] if name.endswith(".") else name
-
-
-def _header(ctx: RequestContext, name: str) -> Any:
-    values = ctx.headers.get_all(name)
-    return ", ".join(values) if values else MISSING
 
 
 def _in_networks(client: str | None, networks: list[Any]) -> bool:

@@ -420,6 +420,53 @@ def test_what_lets_a_call_through_must_hold_under_every_reading(
     assert engine(rules).evaluate(plain).effect is Effect.ALLOW
 
 
+@pytest.mark.parametrize(
+    ("values", "denied"),
+    [
+        pytest.param(["full"], True, id="once"),
+        pytest.param(["full", "full"], True, id="twice"),
+        pytest.param(["raw", "x"], True, id="first-matches"),
+        pytest.param(["x", "full"], True, id="last-matches"),
+        pytest.param(["x", "y"], False, id="neither"),
+        pytest.param([], False, id="absent"),
+    ],
+)
+def test_a_header_sent_twice_is_judged_as_each_value_an_app_may_read(
+    values: list[str], denied: bool
+) -> None:
+    # Starlette reads the first value, others the last or all joined: a deny must
+    # hold if any reading matches, an allow only if every reading does.
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {
+            "id": "no-export",
+            "effect": "deny",
+            "when": {"headers": {"x-mode": {"in": ["full", "raw"]}}},
+        },
+    ]
+    decision = engine(rules).evaluate(request(headers=[("x-mode", v) for v in values]))
+    assert (decision.effect is Effect.DENY) is denied
+
+
+@pytest.mark.parametrize(
+    ("values", "allowed"),
+    [
+        pytest.param(["yes"], True, id="once"),
+        pytest.param(["yes", "no"], False, id="one-reading-fails"),
+        # Joined, as some apps read it, "yes, yes" is not "yes".
+        pytest.param(["yes", "yes"], False, id="twice"),
+    ],
+)
+def test_a_header_that_grants_must_hold_under_every_reading(
+    values: list[str], allowed: bool
+) -> None:
+    rules = [
+        {"id": "opted-in", "effect": "allow", "when": {"headers": {"x-ok": {"equals": "yes"}}}}
+    ]
+    decision = engine(rules).evaluate(request(headers=[("x-ok", v) for v in values]))
+    assert (decision.effect is Effect.ALLOW) is allowed
+
+
 def test_json_too_long_to_decode_in_an_argument_denies_rather_than_skips() -> None:
     rules = [
         {"id": "all", "effect": "allow", "when": {"authenticated": True}},
