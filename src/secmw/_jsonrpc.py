@@ -10,6 +10,8 @@ for the policy and the audit line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -209,6 +211,30 @@ def _refuse_surrogates(body: bytes, declared: bool) -> None:
         except (ValueError, RecursionError):
             return
     raise BadRequest("The JSON body is not valid UTF-8.", reason="JSON body not UTF-8")
+
+
+# The MCP SDK's wrapping of a header value that is not plain printable ASCII.
+_BASE64_HEADER = re.compile(r"=\?base64\?(.*)\?=", re.DOTALL)
+
+
+def mcp_header_value(value: str) -> str | None:
+    """An ``Mcp-Method``/``Mcp-Name`` value as the MCP SDK reads it; ``None`` when malformed.
+
+    The SDK sends a name that is not plain printable ASCII (``résumé``, edge
+    spaces) as ``=?base64?<UTF-8 in canonical base64>?=`` and its server decodes
+    it before comparing with the body; anything else is the value as written.
+    """
+    match = _BASE64_HEADER.fullmatch(value)
+    if match is None:
+        return value
+    payload = match.group(1)
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        if base64.b64encode(decoded).decode("ascii") != payload:
+            return None  # not canonical: the SDK's encoder never writes it
+        return decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def rpc_calls(value: Any) -> tuple[tuple[RpcCall, ...], bool] | None:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from secmw._forwarded import forwarded_client, unmapped
-from secmw._jsonrpc import RpcCall, parse_json_body, rpc_calls
+from secmw._jsonrpc import RpcCall, mcp_header_value, parse_json_body, rpc_calls
 from secmw._paths import canonical_path
 from secmw.errors import BadRequest
 
@@ -408,14 +408,17 @@ class RequestContext:
                 reason="MCP headers without a single JSON-RPC request",
             )
         call = calls[0]
-        if method is not None and method != call.method:
-            raise BadRequest(
-                "The Mcp-Method header does not match the body.", reason="Mcp-Method mismatch"
-            )
-        if name is not None and name != call.target:
-            raise BadRequest(
-                "The Mcp-Name header does not match the body.", reason="Mcp-Name mismatch"
-            )
+        for header, value, wanted in (
+            ("Mcp-Method", method, call.method),
+            ("Mcp-Name", name, call.target),
+        ):
+            # A malformed base64 form reads as None: it never matches, even a call
+            # without a name.
+            read = None if value is None else mcp_header_value(value)
+            if value is not None and (read is None or read != wanted):
+                raise BadRequest(
+                    f"The {header} header does not match the body.", reason=f"{header} mismatch"
+                )
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the context was built."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -116,6 +117,57 @@ def test_mcp_headers_under_either_spelling_must_agree_with_the_body(
     )
     with pytest.raises(BadRequest, match=problem):
         ctx.load_body(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}')
+
+
+def b64(text: str) -> str:
+    return "=?base64?" + base64.b64encode(text.encode()).decode() + "?="
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "problem"),
+    [
+        # The MCP SDK wraps a name that is not plain ASCII; its server decodes it.
+        pytest.param("tools/call", b64("résumé"), None, id="wrapped-name"),
+        pytest.param("tools/call", b64(" padded "), None, id="wrapped-edge-spaces"),
+        pytest.param(b64("tools/call"), b64("résumé"), None, id="wrapped-method"),
+        pytest.param("tools/call", b64("resume"), "Mcp-Name mismatch", id="wrapped-other-name"),
+        pytest.param("tools/call", "=?base64?cuk=?=", "Mcp-Name mismatch", id="not-canonical"),
+        pytest.param("tools/call", "=?base64?!!?=", "Mcp-Name mismatch", id="not-base64"),
+        pytest.param("tools/call", b64("x")[:-2] + "/w==?=", "Mcp-Name mismatch", id="bad-utf8"),
+    ],
+)
+def test_mcp_headers_in_the_sdks_base64_form_are_read_as_it_reads_them(
+    method: str, name: str, problem: str | None
+) -> None:
+    ctx = RequestContext.from_scope(
+        http_scope(
+            "/mcp",
+            headers=[
+                ("content-type", "application/json"),
+                ("mcp-method", method),
+                ("mcp-name", name),
+            ],
+        )
+    )
+    body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"résumé"}}'
+    if " padded " in name or name == b64(" padded "):
+        body = body.replace("résumé", " padded ")
+    if problem is None:
+        ctx.load_body(body.encode())
+        assert ctx.rpc[0].tool in ("résumé", " padded ")
+    else:
+        with pytest.raises(BadRequest, match=problem):
+            ctx.load_body(body.encode())
+
+
+def test_a_malformed_wrapped_name_never_matches_a_call_without_one() -> None:
+    ctx = RequestContext.from_scope(
+        http_scope(
+            "/mcp", headers=[("content-type", "application/json"), ("mcp-name", "=?base64?!?=")]
+        )
+    )
+    with pytest.raises(BadRequest, match="Mcp-Name mismatch"):
+        ctx.load_body(b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
 
 
 def test_context_keeps_non_json_body_raw() -> None:
