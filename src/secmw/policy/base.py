@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 
 from secmw.context import RequestContext
 from secmw.errors import ConfigError, ConfigIssue
+from secmw.policy.glob import NEVER_CANONICAL
 
 # A value that is absent (a claim, a header, a tool argument), unlike ``None``.
 MISSING: Any = object()
@@ -67,9 +67,6 @@ class PolicyEvaluator(Protocol):
         ...
 
 
-_NEVER_CANONICAL = re.compile(r"%[0-9A-Fa-f]{2}|[\\\x00-\x1f\x7f-\x9f]")
-
-
 def compile_path_patterns(
     patterns: Iterable[str], key: str
 ) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -91,7 +88,7 @@ def compile_path_patterns(
             or any(segment in (".", "..") or ";" in segment for segment in segments)
             # Canonical paths are decoded and free of backslashes and control
             # characters: such a pattern would never match anything.
-            or _NEVER_CANONICAL.search(pattern) is not None
+            or NEVER_CANONICAL.search(pattern) is not None
         ):
             issues.append(
                 ConfigIssue(f"{key}[{index}]", f"{pattern!r} is not '/exact' or '/prefix/**'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -38,6 +39,13 @@ class TimeWindow(ConfigModel):
     between: str | None = Field(default=None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
     tz: str = "UTC"
 
+    @field_validator("between")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        if value is not None and value[:5] == value[6:]:
+            raise ValueError("an empty window (start equals end) never matches")
+        return value
+
 
 class FindingMatch(ConfigModel):
     """A finding an inspector (or another stage) reported on the request."""
@@ -45,6 +53,31 @@ class FindingMatch(ConfigModel):
     source: str | None = None
     kind: str = "*"
     min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+# RFC 9110 token: what a method is made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A scheme, path, user info or port (after an optional [IPv6] literal).
+_NOT_A_HOST = re.compile(r"[/@]|^(?:\[[^\]]*\]|[^:\[]*):")
+_LISTS = (
+    "subjects",
+    "tenants",
+    "roles_any",
+    "roles_all",
+    "scopes_any",
+    "scopes_all",
+    "tiers",
+    "auth_methods",
+    "acr",
+    "amr_any",
+    "methods",
+    "paths",
+    "hosts",
+    "client_ips",
+    "rpc_methods",
+    "tools",
+    "findings",
+)
 
 
 class Conditions(ConfigModel):
@@ -80,11 +113,37 @@ class Conditions(ConfigModel):
     # inspection
     findings: list[FindingMatch] | None = None
 
+    @field_validator(*_LISTS)
+    @classmethod
+    def _not_empty(cls, value: list[Any] | None) -> list[Any] | None:
+        # An empty any-of list never matches (an all-of one always does): a rule
+        # that silently never applies is a config error, not a policy.
+        if value is not None and not value:
+            raise ValueError("an empty list: leave the key out instead")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str] | None) -> list[str] | None:
+        for host in value or ():
+            if _NOT_A_HOST.search(host):
+                raise ValueError(
+                    f"{host!r}: a host name glob only (the port, scheme and path of"
+                    " the request are not part of what it matches)"
+                )
+        # "admin.example.com." names the same host; requests are compared without it.
+        return [host[:-1] if host.endswith(".") else host for host in value or ()] or value
+
     @field_validator("methods")
     @classmethod
     def _upper(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
+        for method in value:
+            if method == "*" or not _TOKEN.fullmatch(method):
+                raise ValueError(
+                    f"{method!r} is not an HTTP method (leave methods out to match any)"
+                )
         methods = [method.upper() for method in value]
         # Servers answer HEAD with the GET handler (Starlette, Django, Flask...): the
         # handler runs and its headers go out, so a rule on GET must judge HEAD too.

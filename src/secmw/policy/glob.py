@@ -60,6 +60,11 @@ def reversed_path(path: str) -> str:
     return "/" + path[:0:-1] if path != "/" else ""
 
 
+# What a canonical path never holds: percent-escapes (it is decoded), backslashes
+# and control characters (refused).
+NEVER_CANONICAL = re.compile(r"%[0-9A-Fa-f]{2}|[\\\x00-\x1f\x7f-\x9f]")
+
+
 def compile_path_glob(pattern: str) -> PathGlob:
     """Compile a segment-aware path glob; raises :class:`GlobError`."""
     if not pattern.startswith("/"):
@@ -74,6 +79,13 @@ def compile_path_glob(pattern: str) -> PathGlob:
     for segment in segments:
         if segment in ("", ".", ".."):
             raise GlobError("empty, '.' and '..' segments never occur in canonical paths")
+        if ";" in segment or NEVER_CANONICAL.search(segment) is not None:
+            # Canonical paths are decoded, cut at ";" and free of backslashes and
+            # control characters: such a pattern would silently never match.
+            raise GlobError(
+                "percent-escapes, ';', backslashes and control characters never occur"
+                " in canonical paths (write the decoded path)"
+            )
         if segment != "**" and "**" in segment:
             raise GlobError("'**' must be a whole segment")
     for segment in reversed(segments):

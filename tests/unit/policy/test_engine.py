@@ -795,6 +795,50 @@ def test_rule_shape_errors(rule: dict[str, Any], message: str) -> None:
     assert all(issue.key.startswith("policy.rules[0]") for issue in info.value.issues)
 
 
+def deny_when(**when: Any) -> dict[str, Any]:
+    return {"id": "dead", "effect": "deny", "when": when}
+
+
+@pytest.mark.parametrize(
+    ("rule", "key", "message"),
+    [
+        # Each would be accepted and silently never match a request.
+        pytest.param(deny_when(paths=["/docs/%7Euser"]), "paths", "canonical", id="escaped-path"),
+        pytest.param(deny_when(paths=["/admin;x"]), "paths", "canonical", id="path-params"),
+        pytest.param(deny_when(paths=["/a\\b"]), "paths", "canonical", id="backslash"),
+        pytest.param(deny_when(hosts=["admin.example.com:8443"]), "hosts", "host name", id="port"),
+        pytest.param(deny_when(hosts=["https://admin.example.com"]), "hosts", "host", id="scheme"),
+        pytest.param(deny_when(hosts=["[::1]:8443"]), "hosts", "host name", id="ipv6-port"),
+        pytest.param(deny_when(methods=["*"]), "methods", "leave methods out", id="star-method"),
+        pytest.param(deny_when(methods=[" delete"]), "methods", "not an HTTP method", id="space"),
+        pytest.param(deny_when(paths=[]), "paths", "empty list", id="empty-paths"),
+        pytest.param(deny_when(tools=[]), "tools", "empty list", id="empty-tools"),
+        pytest.param(deny_when(roles_all=[]), "roles_all", "empty list", id="empty-all-of"),
+        pytest.param(
+            deny_when(time={"between": "09:00-09:00"}), "time.between", "empty window", id="window"
+        ),
+    ],
+)
+def test_conditions_that_could_never_match_are_refused(
+    rule: dict[str, Any], key: str, message: str
+) -> None:
+    from secmw.config import build_pipeline, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        build_pipeline(parse_config({"policy": {"rules": [rule]}}))
+    assert message in str(info.value)
+    assert any(issue.key.startswith(f"policy.rules[0].when.{key}") for issue in info.value.issues)
+
+
+def test_a_host_with_the_root_dot_matches_the_host_without_it() -> None:
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-admin", "effect": "deny", "when": {"hosts": ["admin.example.com."]}},
+    ]
+    decision = engine(rules).evaluate(request(headers=[("host", "admin.example.com")]))
+    assert decision.effect is Effect.DENY
+
+
 def test_duplicate_rule_ids_are_refused() -> None:
     from secmw.config import parse_config
 
