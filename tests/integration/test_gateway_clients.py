@@ -734,3 +734,126 @@ async def test_a_status_outside_http_is_a_502(client: str, status: int) -> None:
         await gateway.proxy.aclose()
     assert sender.status == 502
     assert sender.header("content-type") == "application/problem+json"
+
+
+def _echoing(_conn: int, _number: int, head: bytes) -> bytes:
+    """An upstream that echoes the request's header lines in its answer (a CORS preflight)."""
+    fields = head.split(b"\r\n", 1)[1]
+    return b"HTTP/1.1 204 No Content\r\n" + fields.replace(b"\r\n", b"\r\nx-echo-") + b"\r\n\r\n"
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [
+        pytest.param(30 * 1024, 204, id="under-32-kib-forwarded"),
+        pytest.param(33 * 1024, 431, id="over-32-kib-refused"),
+        pytest.param(135 * 1024, 431, id="over-the-answer-head-limit-refused"),
+    ],
+)
+async def test_request_headers_over_32_kib_are_refused_before_the_upstream_sees_them(
+    client: str, size: int, status: int
+) -> None:
+    audit = AuditCapture()
+    big = ("access-control-request-headers", ",".join(["x-h0000"] * (size // 8)))
+    with ScriptedServer(_echoing) as server:
+        gateway = build([server.url], client, audit, breaker={"minimum_calls": 2})
+        senders = [await call(gateway, "/api", method="OPTIONS", headers=[big]) for _ in range(3)]
+        fine = await call(gateway)
+        await gateway.proxy.aclose()
+        forwarded = len(server.requests)
+    assert [sender.status for sender in senders] == [status] * 3
+    assert fine.status == 204  # the breaker stayed closed for everyone else
+    (state,) = [b.snapshot() for b in gateway.registry]
+    assert (state.state.value, state.failures) == ("closed", 0)
+    if status == 431:
+        assert forwarded == 1  # only the fine request
+        assert senders[0].header("content-type") == "application/problem+json"
+        refused = next(e for e in audit.events if e.request_id is not None)
+        assert (refused.name, refused.details["outcome"]) == (
+            "input_validation_fail",
+            "bad_request",
+        )
+
+
+async def test_a_websocket_handshake_with_headers_over_32_kib_is_refused(
+    echo: tuple[EchoUpstream, str],
+) -> None:
+    upstream, url = echo
+    audit = AuditCapture()
+    gateway = build([url], "builtin", audit)
+    scope = ws_scope("/ws", headers=[("x-big", "a" * 33 * 1024)])
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    before = len(upstream.seen)
+    await gateway(scope, receive, send)
+    await gateway.proxy.aclose()
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert len(upstream.seen) == before
+    refused = audit.events[-1]
+    assert (refused.name, refused.details["outcome"]) == ("input_validation_fail", "bad_request")
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param(b"wss://127.0.0.1:{port}/x", id="wss"),
+        pytest.param(b"ws://127.0.0.1:{port}/x", id="ws"),
+    ],
+)
+async def test_a_redirect_to_a_websocket_url_is_never_followed(
+    client: str, location: bytes
+) -> None:
+    def script(_conn: int, _number: int, _head: bytes) -> bytes:
+        target = location.replace(b"{port}", str(other.url.rsplit(":", 1)[1]).encode())
+        return b"HTTP/1.1 307 Temporary Redirect\r\nlocation: %s\r\ncontent-length: 0\r\n\r\n" % (
+            target
+        )
+
+    audit = AuditCapture()
+    with ScriptedServer(script) as first, ScriptedServer(lambda *_: answer()) as other:
+        gateway = build([first.url], client, audit, follow_redirects=True)
+        sender = await call(gateway, "/x", headers=[("x-tenant-id", "t-1")])
+        await gateway.proxy.aclose()
+        assert other.requests == []  # nothing sent, in cleartext or otherwise
+    assert sender.status == 502
+    assert sender.header("content-type") == "application/problem+json"
+    assert audit.events[-1].name == "upstream_fail"
+
+
+@CLIENTS
+@pytest.mark.parametrize("follow", [True, False], ids=["followed", "passed-on"])
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param(b"http:evil", id="no-slashes"),
+        pytest.param(b"http:\\\\127.0.0.1:1/x", id="backslashes"),
+    ],
+)
+async def test_an_unusable_redirect_location_is_a_502(
+    client: str, follow: bool, location: bytes
+) -> None:
+    reply = b"HTTP/1.1 302 Found\r\nlocation: %s\r\ncontent-length: 0\r\n\r\n" % location
+    audit = AuditCapture()
+    with ScriptedServer(lambda *_: reply) as server:
+        gateway = build([server.url], client, audit, follow_redirects=follow)
+        sender = await call(gateway, "/x")
+        await gateway.proxy.aclose()
+    if not follow and client == "builtin":
+        # Passed on as the upstream sent it (httpx cannot read such an answer at all).
+        assert (sender.status, sender.header("location")) == (302, location.decode())
+        return
+    assert sender.status == 502
+    assert sender.header("content-type") == "application/problem+json"
+    assert audit.events[-1].name == "upstream_fail"

@@ -604,3 +604,92 @@ async def test_an_api_key_in_a_configured_custom_header_never_reaches_the_upstre
     assert response.status_code == 200
     assert "x-tenant-key" not in response.json()["headers"]
     assert key not in upstream[0].seen[-1][":all"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("user-agent", "x\x01y", id="control-byte"),
+        pytest.param("x-note", "a\x7fb", id="delete"),
+        pytest.param("x-note", "a\x00b", id="nul"),
+    ],
+)
+async def test_a_websocket_header_the_upstream_request_cannot_carry_is_the_clients_fault(
+    upstream: tuple[EchoUpstream, str], name: str, value: str
+) -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    gateway = build([upstream[1]], audit, breaker={"minimum_calls": 2, "window_size": 4})
+    before = len(upstream[0].seen)
+    closes = []
+    for _ in range(3):
+        client = WebSocketClient()
+        headers = [*client_headers(TOKEN), (name, value)]
+        await gateway(ws_scope("/ws", headers=headers), client.receive, client.send)
+        closes.append(client.sent)
+    fine = WebSocketClient("hi")
+    await gateway(ws_scope("/ws", headers=client_headers(TOKEN)), fine.receive, fine.send)
+    await gateway.proxy.aclose()
+    assert closes == [[{"type": "websocket.close", "code": 1008}]] * 3
+    assert len(upstream[0].seen) == before + 1  # only the fine session reached it
+    refused = [e for e in audit.events if e.transport == "websocket"][:3]
+    assert {(e.name, e.details["outcome"]) for e in refused} == {
+        ("input_validation_fail", "bad_request")
+    }
+    (breaker,) = list(gateway.registry)
+    snapshot = breaker.snapshot()
+    # Never the upstream's failure: the breaker stays closed for everyone else.
+    assert (snapshot.state.value, snapshot.failures) == ("closed", 0)
+    assert fine.sent[0]["type"] == "websocket.accept"
+
+
+async def test_websockets_pass_an_allow_list_written_as_the_docs_write_it(
+    upstream: tuple[EchoUpstream, str],
+) -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    egress = {"allow": [upstream[1]], "allow_networks": ["127.0.0.0/8"]}  # http://, no ws://
+    gateway = build([upstream[1]], audit, egress=egress)
+    client = WebSocketClient("hi")
+    await gateway(ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send)
+    await gateway.proxy.aclose()
+    assert client.sent[0]["type"] == "websocket.accept"
+    assert [m.get("text") for m in client.sent if m["type"] == "websocket.send"] == ["echo:hi"]
+    assert audit.events[-1].details["outcome"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("entry", "accepted"),
+    [
+        pytest.param("http://127.0.0.1:{port}", True, id="http-entry"),
+        pytest.param("ws://127.0.0.1:{port}", True, id="ws-entry"),
+        pytest.param("http://127.0.0.1:*", True, id="any-port"),
+        pytest.param("https://127.0.0.1:{port}", False, id="tls-entry-for-a-plain-target"),
+        pytest.param("wss://127.0.0.1:{port}", False, id="wss-entry-for-a-plain-target"),
+        pytest.param("http://127.0.0.1:1", False, id="other-port"),
+    ],
+)
+async def test_a_websocket_is_checked_against_the_allow_list_as_its_target_url(
+    upstream: tuple[EchoUpstream, str], entry: str, accepted: bool
+) -> None:
+    from secmw.proxy import EgressGuard
+    from tests.support import ws_scope
+
+    port = upstream[1].rsplit(":", 1)[1]
+    audit = AuditCapture()
+    gateway = build([upstream[1]], audit)
+    # Set after the build: the configuration refuses an allow-list its targets miss.
+    gateway.proxy.guard = EgressGuard(
+        allow=[entry.format(port=port)], allow_networks=["127.0.0.0/8"]
+    )
+    client = WebSocketClient("hi")
+    await gateway(ws_scope("/ws", headers=client_headers(TOKEN)), client.receive, client.send)
+    await gateway.proxy.aclose()
+    if accepted:
+        assert client.sent[0]["type"] == "websocket.accept"
+        assert audit.events[-1].details["outcome"] == "ok"
+    else:
+        assert client.sent == [{"type": "websocket.close", "code": 1011}]
+        assert audit.events[-1].details["outcome"] == "egress_denied"

@@ -233,3 +233,65 @@ async def test_bytes_after_an_answer_in_a_tls_record_never_reach_the_next_client
         upstream.close()
     assert answers == [(200, b"answer for " + who) for who in (b"/alice", b"/bob", b"/carol")]
     assert upstream.connections == 2  # the stray's connection was dropped, the next reused
+
+
+@pytest.mark.parametrize("client", ["builtin", "httpx"])
+async def test_a_tls_connection_is_never_reused_for_a_name_its_certificate_does_not_prove(
+    tls_upstream: tuple[EchoUpstream, int], tls_files: dict[str, Path], client: str
+) -> None:
+    echo, port = tls_upstream
+    other = "other.upstream.test"  # the same address, but the certificate names NAME only
+    config = gateway_config([f"https://{NAME}:{port}"], client=client)
+    section = config["gateway"]
+    section["ca_file"] = str(tls_files["ca"])
+    section["upstreams"]["b"] = {
+        "targets": [f"https://{other}:{port}"],
+        "headers": {"authorization": "Bearer b-own-credential"},
+    }
+    section["routes"] = [
+        {"prefix": "/a", "upstream": "u"},
+        {"prefix": "/b", "upstream": "b"},
+    ]
+    audit = AuditCapture()
+    gateway = build_gateway(
+        load_config(config),
+        audit=audit,
+        resolver=static_resolver({NAME: ["127.0.0.1"], other: ["127.0.0.1"]}),
+    )
+    first, second = Sender(), Sender()
+    before = len(echo.seen)
+    await gateway(http_scope("/a/echo"), HeldReceiver(), first)
+    await gateway(http_scope("/b/echo"), HeldReceiver(), second)
+    await gateway.proxy.aclose()
+    assert first.status == 200
+    assert second.status == 502
+    assert audit.events[-1].details["error"] == "ConnectError"
+    assert len(echo.seen) == before + 1
+    assert "b-own-credential" not in echo.seen[-1][":all"]
+
+
+async def test_the_egress_transport_keeps_tls_connections_apart_by_name(
+    tls_upstream: tuple[EchoUpstream, int], tls_files: dict[str, Path]
+) -> None:
+    import ssl
+
+    import httpx
+
+    from secmw.proxy import EgressGuard, EgressTransport
+
+    echo, port = tls_upstream
+    other = "other.upstream.test"
+    guard = EgressGuard(
+        allow_networks=["127.0.0.0/8"],
+        resolver=static_resolver({NAME: ["127.0.0.1"], other: ["127.0.0.1"]}),
+    )
+    context = ssl.create_default_context(cafile=str(tls_files["ca"]))
+    before = len(echo.seen)
+    transport = EgressTransport(guard, verify=context)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as http:
+        first = await http.get(f"https://{NAME}:{port}/echo")
+        with pytest.raises(httpx.ConnectError):  # the certificate does not name it
+            await http.get(f"https://{other}:{port}/echo", headers={"x-for": "b"})
+        again = await http.get(f"https://{NAME}:{port}/echo")
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert len(echo.seen) == before + 2

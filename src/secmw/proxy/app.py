@@ -26,7 +26,13 @@ from secmw._responses import ChallengeSettings, render_denial
 from secmw.breaker.state import CircuitOpen
 from secmw.errors import BadRequest, Denial
 from secmw.proxy.egress import EgressDenied, EgressGuard
-from secmw.proxy.exchange import Exchange, RequestBody
+from secmw.proxy.exchange import (
+    MAX_REQUEST_HEAD,
+    Exchange,
+    HeadersTooLarge,
+    RequestBody,
+    head_size,
+)
 from secmw.proxy.h1 import H1Client
 from secmw.proxy.headers import HeaderFilter
 from secmw.proxy.pool import IDEMPOTENT, Target, UpstreamPool
@@ -217,6 +223,17 @@ class ReverseProxy:
         pool = route.pool
         method: str = scope["method"]
         raw_headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
+        if head_size(raw_headers) > MAX_REQUEST_HEAD:
+            # Refused before any permit is taken: an upstream that echoes the headers
+            # would answer with a head too large for the gateway, counted against it.
+            if ctx is not None:
+                ctx.state["audit_details"] = {"upstream": pool.name, "outcome": "bad_request"}
+            too_large = HeadersTooLarge(
+                "The request headers are too large to forward.",
+                reason="request headers over 32 KiB",
+            )
+            await self._fail(ctx, send, too_large)
+            return
         length = next((v for k, v in raw_headers if k.lower() == b"content-length"), None)
         chunked = any(k.lower() == b"transfer-encoding" for k, _ in raw_headers)
         has_body = chunked or (length is not None and length != b"0")

@@ -100,8 +100,13 @@ def parse_rule(text: str) -> HostRule:
         ports = frozenset({int(port_text)})
     else:
         ports = frozenset({_DEFAULT_PORTS[scheme]})
-    if host != "*" and not host.startswith("*."):
-        canonical_host(host)  # refuse odd numeric spellings in the allow-list too
+    if host.startswith("*."):
+        host = host.rstrip(".")
+    elif host != "*":
+        # Compared with the canonical form of each URL's host: stored the same way
+        # (``[0:0::1]`` is ``::1``, ``example.com.`` is ``example.com``). Odd numeric
+        # spellings are refused here too.
+        host = canonical_host(host)
     return HostRule(scheme, host, ports)
 
 
@@ -267,7 +272,8 @@ class EgressGuard:
             return cached[1]
         try:
             answers = await self._resolver(host, port)
-        except OSError:
+        except (OSError, ValueError):
+            # ValueError: a name the resolver's IDNA encoding refuses (UnicodeError).
             raise EgressDenied(f"cannot resolve {host}") from None
         addresses: list[IPAddress] = []
         for answer in answers:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,25 @@ Content = bytes | RequestBody | None
 # The longest request target (path and query) forwarded; httpx refuses longer URLs, and
 # so do most servers (uvicorn's h11 reads at most 16 KiB of request head).
 MAX_TARGET = 64 * 1024
+
+
+# The most header bytes (names, values and their line overhead) a request may carry.
+# Well below the 100 KiB an answer's head may take (h1wire.MAX_HEAD, httpcore's too): an
+# upstream that echoes request headers (CORS preflights) must not be made to answer with
+# a head the gateway refuses, which would count against its breaker.
+MAX_REQUEST_HEAD = 32 * 1024
+
+
+def head_size(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The bytes ``headers`` take as HTTP/1.1 field lines."""
+    return sum(len(name) + len(value) + 4 for name, value in headers)
+
+
+class HeadersTooLarge(BadRequest):
+    """The request's header fields are too large to forward (431, RFC 6585 section 5)."""
+
+    status = 431
+    title = "Request Header Fields Too Large"
 
 
 class UriTooLong(BadRequest):
@@ -439,11 +458,14 @@ async def _watch_disconnect(receive: Receive, gone: anyio.Event, scope: anyio.Ca
 
 
 __all__ = [
+    "MAX_REQUEST_HEAD",
     "MAX_TARGET",
     "BodyCut",
     "ClientGone",
     "Exchange",
+    "HeadersTooLarge",
     "UriTooLong",
+    "head_size",
     "rewrite_location",
     "upstream_target",
     "upstream_url",

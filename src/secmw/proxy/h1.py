@@ -36,6 +36,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # RFC 9110 section 9.2.2: only these may be sent again without the caller knowing.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _READ_FAILURES = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+# The schemes this client speaks, and whether each takes TLS.
+_TLS = {"http": False, "https": True}
 
 
 class H1Response:
@@ -174,11 +176,16 @@ class H1Client:
         content: bytes | AsyncIterator[bytes] | None,
     ) -> H1Response:
         guard = self.guard
+        tls = _TLS.get(url.scheme)
+        if tls is None:
+            # Never guessed from a list of the plain ones: an unknown scheme (``wss``,
+            # which the guard admits for websockets) must not go out in cleartext.
+            raise httpx.UnsupportedProtocol(f"scheme {url.scheme!r} is not HTTP")
         host, port = guard.check_url(url.scheme, url.host, url.port)
         addresses = await guard.resolve(host, port)
         # Several checked answers: spread connections over them.
         address = addresses[0] if len(addresses) == 1 else random.choice(addresses)  # noqa: S311 - load spreading, not security
-        key = (url.scheme == "https", str(address), port, host)
+        key = (tls, str(address), port, host)
         head = [(b"host", url.netloc), *headers]
         if isinstance(content, bytes) and (content or method in _BODY_METHODS):
             head.append((b"content-length", b"%d" % len(content)))

@@ -31,6 +31,11 @@ _LINE = re.compile(rb"\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[\t ]*(?:;[\t \x21-\x7e\x80-\xff]*)?")
 
 
+def sendable_field(name: bytes, value: bytes) -> bool:
+    """True when ``name: value`` can be written on an HTTP/1.1 request as it is."""
+    return bool(_TOKEN.fullmatch(name)) and bool(_VALUE.fullmatch(value))
+
+
 class LocalError(Exception):
     """Our request cannot be written as HTTP/1.1 (a client's fault, never the upstream's)."""
 
@@ -361,4 +366,5 @@ __all__ = [
     "Head",
     "LocalError",
     "RemoteError",
+    "sendable_field",
 ]

@@ -17,6 +17,7 @@ Body = bytes | AsyncIterator[bytes] | None
 
 MAX_REDIRECTS = 20
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+FOLLOWED_SCHEMES = frozenset({"http", "https"})
 _BODY_FIELDS = frozenset({b"content-length", b"content-type", b"transfer-encoding"})
 # Dropped when a redirect leaves the origin (besides the upstream's injected credentials).
 ORIGIN_BOUND = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
@@ -53,7 +54,8 @@ async def send_following(
     body cannot be replayed, so its ``307``/``308`` goes back to the caller. A
     hop to another origin drops ``Authorization``, ``Proxy-Authorization``,
     ``Cookie`` and the ``credentials`` header names (the upstream's own, injected
-    ones). A loop or an unusable ``Location`` raises ``httpx.RemoteProtocolError``.
+    ones). A loop, an unusable ``Location`` or one that is not ``http(s)``
+    raises ``httpx.RemoteProtocolError``.
     """
     response = await send_once(method, origin, target, headers, content)
     url = origin
@@ -70,6 +72,9 @@ async def send_following(
             hop = url.join(location.decode("latin-1"))
         except (httpx.InvalidURL, UnicodeDecodeError) as exc:
             raise httpx.RemoteProtocolError("unusable redirect location") from exc
+        if hop.scheme not in FOLLOWED_SCHEMES or not hop.host:
+            # ``wss://`` passes the egress guard (websockets), but is no HTTP request.
+            raise httpx.RemoteProtocolError("redirect to a scheme that is not http(s)")
         if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
             method, content = "GET", None
             headers = [(k, v) for k, v in headers if k.lower() not in _BODY_FIELDS]
@@ -82,4 +87,10 @@ async def send_following(
     raise httpx.RemoteProtocolError("too many redirects")
 
 
-__all__ = ["MAX_REDIRECTS", "ORIGIN_BOUND", "REDIRECT_STATUSES", "send_following"]
+__all__ = [
+    "FOLLOWED_SCHEMES",
+    "MAX_REDIRECTS",
+    "ORIGIN_BOUND",
+    "REDIRECT_STATUSES",
+    "send_following",
+]

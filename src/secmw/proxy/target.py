@@ -88,21 +88,39 @@ def rewrite_location(
 ) -> list[tuple[bytes, bytes]]:
     """Turn an absolute redirect to the target into a path on the proxy.
 
-    Otherwise a client following it would bypass the proxy and its checks.
+    Otherwise a client following it would bypass the proxy and its checks. The
+    origin is compared as a URL (scheme and host in any case, a default port
+    written or not); a path under the target's base path loses it and gains the
+    route's stripped prefix: the inverse of :func:`upstream_target`.
     """
-    origin = target.label.encode("latin-1")
     prefix = route.prefix.rstrip("/").encode("latin-1") if route.strip_prefix else b""
-    out = []
-    for name, value in headers:
-        # Browsers drop TAB, CR and LF anywhere in a URL (WHATWG): "/\t/evil" is "//evil".
-        rest = (value[len(origin) :] or b"/").translate(None, b"\t\r\n")
-        if name.lower() == b"location" and value.startswith(origin) and rest.startswith(b"/"):
-            # ``//host/x`` (or ``/\host``) would be protocol-relative: another site.
-            # Repeated slashes are one on the gateway anyway (path canonicalisation).
-            out.append((name, prefix + b"/" + rest.lstrip(b"/\\")))
-        else:
-            out.append((name, value))
-    return out
+    return [
+        (
+            name,
+            _gateway_location(value, target.url, prefix) if name.lower() == b"location" else value,
+        )
+        for name, value in headers
+    ]
+
+
+def _gateway_location(value: bytes, base: httpx.URL, prefix: bytes) -> bytes:
+    """``value`` as a path on the gateway when it points under ``base``; else unchanged."""
+    # Browsers drop TAB, CR and LF anywhere in a URL (WHATWG): "/\t/evil" is "//evil".
+    cleaned, hash_, fragment = value.translate(None, b"\t\r\n").partition(b"#")
+    try:
+        url = httpx.URL(cleaned.decode("latin-1"))
+    except (httpx.InvalidURL, UnicodeDecodeError):
+        return value
+    if not url.scheme or (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        return value
+    path, question, query = url.raw_path.partition(b"?")
+    base_path = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+    if base_path and not (path == base_path or path.startswith(base_path + b"/")):
+        return value  # nothing the gateway forwards there
+    rest = path[len(base_path) :]
+    # ``//host/x`` (or ``/\host``) would be protocol-relative: another site.
+    # Repeated slashes are one on the gateway anyway (path canonicalisation).
+    return prefix + b"/" + rest.lstrip(b"/\\") + question + query + hash_ + fragment
 
 
 __all__ = ["forwarded_path", "judged_path", "rewrite_location", "upstream_target", "upstream_url"]

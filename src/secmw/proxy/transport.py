@@ -17,6 +17,7 @@ an ``EgressTransport``, or with HTTP/2 or a proxy of its own).
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -25,6 +26,9 @@ import httpx
 from secmw.proxy.egress import EgressGuard
 from secmw.proxy.redirects import send_following
 
+# Transports kept for distinct TLS names (targets and the hosts redirects lead to).
+MAX_TLS_NAMES = 64
+
 
 class EgressTransport(httpx.AsyncBaseTransport):
     """Wraps an httpx transport (default ``AsyncHTTPTransport``) with an :class:`EgressGuard`.
@@ -32,13 +36,24 @@ class EgressTransport(httpx.AsyncBaseTransport):
     ``httpx.AsyncClient(transport=EgressTransport(guard))`` is all a custom proxy
     needs. Refusals raise :class:`~secmw.proxy.egress.EgressDenied` from
     ``send``; no connection is attempted.
+
+    httpcore pools connections by the URL's origin, here the checked address: a
+    connection whose certificate was verified for ``a.example`` would carry a
+    request for ``b.example`` at the same address. So without ``transport``
+    every TLS name gets a transport of its own (built from ``options``; each has
+    the ``limits`` given; at most :data:`MAX_TLS_NAMES`, the least recently used
+    closed beyond). A ``transport`` you give sees every request: it must not
+    reuse a TLS connection for another ``sni_hostname`` extension.
     """
 
     def __init__(
         self, guard: EgressGuard, transport: httpx.AsyncBaseTransport | None = None, **options: Any
     ) -> None:
         self.guard = guard
-        self._transport = transport or httpx.AsyncHTTPTransport(**options)
+        self._transport = transport
+        self._options = options
+        # TLS name (None: plain HTTP) -> its transport, least recently used first.
+        self._by_name: OrderedDict[str | None, httpx.AsyncBaseTransport] = OrderedDict()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Check, pin the address, and forward to the wrapped transport."""
@@ -50,18 +65,40 @@ class EgressTransport(httpx.AsyncBaseTransport):
         # The request itself is pointed at the checked address for the call (no
         # copy: the Host header it already carries names the original host).
         extensions = request.extensions
-        if url.scheme in ("https", "wss") and "sni_hostname" not in extensions:
-            request.extensions = {**extensions, "sni_hostname": host}
+        name: str | None = None
+        if url.scheme in ("https", "wss"):
+            name = str(extensions.get("sni_hostname") or host)
+            request.extensions = {**extensions, "sni_hostname": name}
         request.url = url.copy_with(host=str(address))
         try:
-            return await self._transport.handle_async_request(request)
+            return await (await self._for(name)).handle_async_request(request)
         finally:
             request.url = url
             request.extensions = extensions
 
+    async def _for(self, name: str | None) -> httpx.AsyncBaseTransport:
+        """The transport for TLS name ``name``: never one that verified another name."""
+        if self._transport is not None:
+            return self._transport
+        transports = self._by_name
+        transport = transports.get(name)
+        if transport is not None:
+            transports.move_to_end(name)
+            return transport
+        transport = transports[name] = httpx.AsyncHTTPTransport(**self._options)
+        if len(transports) > MAX_TLS_NAMES:
+            _, oldest = transports.popitem(last=False)
+            await oldest.aclose()
+        return transport
+
     async def aclose(self) -> None:
-        """Close the wrapped transport."""
-        await self._transport.aclose()
+        """Close the wrapped transport (or every one built here)."""
+        if self._transport is not None:
+            await self._transport.aclose()
+        transports = list(self._by_name.values())
+        self._by_name.clear()
+        for transport in transports:
+            await transport.aclose()
 
 
 Header = tuple[bytes, bytes]
@@ -220,7 +257,12 @@ class HttpxUpstream:
         else:
             request = client.build_request(method, url, headers=headers)
         request.stream = _Body(content)
-        response = await client.send(request, stream=True, follow_redirects=False)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.InvalidURL as exc:
+            # httpx parses a redirect's Location even when it does not follow it: an
+            # unusable one (``http:evil``) is a malformed answer, as the builtin client says.
+            raise httpx.RemoteProtocolError("unusable redirect location") from exc
         return HttpxResponse(response)
 
     async def get(self, url: httpx.URL) -> int:
@@ -233,4 +275,11 @@ class HttpxUpstream:
         await self.client.aclose()
 
 
-__all__ = ["EgressTransport", "HttpxResponse", "HttpxUpstream", "Upstream", "UpstreamResponse"]
+__all__ = [
+    "MAX_TLS_NAMES",
+    "EgressTransport",
+    "HttpxResponse",
+    "HttpxUpstream",
+    "Upstream",
+    "UpstreamResponse",
+]

@@ -21,16 +21,30 @@ import anyio
 import httpx
 from anyio.abc import ByteStream
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, InvalidState, InvalidStatus, ProtocolError
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidState,
+    InvalidStatus,
+    ProtocolError,
+)
 from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode, Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from secmw.breaker.state import CircuitOpen
 from secmw.errors import BadRequest
-from secmw.proxy.egress import EgressDenied
-from secmw.proxy.exchange import MAX_TARGET, UriTooLong
+from secmw.proxy.egress import EgressDenied, EgressGuard
+from secmw.proxy.exchange import (
+    MAX_REQUEST_HEAD,
+    MAX_TARGET,
+    HeadersTooLarge,
+    UriTooLong,
+    head_size,
+)
+from secmw.proxy.h1wire import sendable_field
 from secmw.proxy.target import judged_path, upstream_target
 
 if TYPE_CHECKING:
@@ -80,6 +94,21 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
         return
     pool = route.pool
     details["upstream"] = pool.name
+    raw_headers = scope.get("headers") or ()
+    if head_size(raw_headers) > MAX_REQUEST_HEAD:
+        too_large = HeadersTooLarge(reason="request headers over 32 KiB")
+        await _refuse(ctx, details, send, too_large)
+        return
+    headers = proxy.headers.request(
+        [(k, v) for k, v in raw_headers if k.lower() not in _HANDSHAKE],
+        client=ctx.client if ctx is not None and proxy.forward_client_ip else None,
+        inject=pool.inject,
+    )
+    if not all(sendable_field(name, value) for name, value in headers):
+        # The client's fault (a control byte in a value), as on the HTTP path: refused
+        # before any permit is taken, so it can never open the breaker for everyone.
+        await _refuse(ctx, details, send, _unsendable())
+        return
     try:
         target = pool.pick()
         ticket = target.breaker.acquire()
@@ -91,25 +120,26 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
     path = upstream_target(target.url, route, scope)
     if len(path) > MAX_TARGET:
         target.breaker.release(ticket)
-        await _refuse_long_target(ctx, details, send)
+        await _refuse(ctx, details, send, UriTooLong(reason="request target over 64 KiB"))
         return
     url = target.url.copy_with(raw_path=path)
     ws_url = url.copy_with(scheme="wss" if url.scheme == "https" else "ws")
-    headers = proxy.headers.request(
-        [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HANDSHAKE],
-        client=ctx.client if ctx is not None and proxy.forward_client_ip else None,
-        inject=pool.inject,
-    )
+    try:
+        protocol, request = _upgrade(str(ws_url), headers, scope)
+    except InvalidHeader:
+        target.breaker.release(ticket)
+        await _refuse(ctx, details, send, _unsendable())
+        return
     started = time.perf_counter()
     stream: ByteStream | None = None
     try:
-        host, port = proxy.guard.check_url(ws_url.scheme, ws_url.host, ws_url.port)
+        host, port = _check_url(proxy.guard, url, ws_url)
         address = (await proxy.guard.resolve(host, port))[0]
         with anyio.fail_after(proxy.timeouts.connect):
             stream = await _open(
-                str(address), port, host, proxy.ssl_context if ws_url.scheme == "wss" else False
+                str(address), port, host, proxy.ssl_context if url.scheme == "https" else False
             )
-            protocol, early = await _handshake(stream, str(ws_url), headers, scope)
+            early = await _handshake(stream, protocol, request)
     except EgressDenied as denial:
         target.breaker.release(ticket)
         details["outcome"] = "egress_denied"
@@ -152,11 +182,31 @@ def _refused_by_choice(exc: BaseException, failures: frozenset[int]) -> TypeGuar
     return isinstance(exc, InvalidStatus) and exc.response.status_code not in failures
 
 
-async def _refuse_long_target(ctx: Any, details: dict[str, Any], send: Send) -> None:
-    """Close the handshake of a request whose target is too long to forward."""
+def _check_url(guard: EgressGuard, url: httpx.URL, ws_url: httpx.URL) -> tuple[str, int]:
+    """Check the upstream against the allow-list as the target's own URL (``http``/``https``).
+
+    ``ws``/``wss`` name the same connection (RFC 6455 section 3), so an entry
+    written either way admits it.
+    """
+    try:
+        return guard.check_url(url.scheme, url.host, url.port)
+    except EgressDenied as denied:
+        refused = denied
+    try:
+        return guard.check_url(ws_url.scheme, ws_url.host, ws_url.port)
+    except EgressDenied:
+        raise refused from None
+
+
+def _unsendable() -> BadRequest:
+    return BadRequest("The request cannot be forwarded.", reason="request not encodable upstream")
+
+
+async def _refuse(ctx: Any, details: dict[str, Any], send: Send, denial: BadRequest) -> None:
+    """Close the handshake of a request that cannot be forwarded: the client's fault, audited."""
     details["outcome"] = "bad_request"
     if ctx is not None:
-        ctx.state["denial"] = UriTooLong(reason="request target over 64 KiB")
+        ctx.state["denial"] = denial
     await send({"type": "websocket.close", "code": 1008})
 
 
@@ -187,11 +237,10 @@ async def _flush(protocol: ClientProtocol, stream: ByteStream) -> None:
                 await stream.send_eof()
 
 
-async def _handshake(
-    stream: ByteStream, url: str, headers: list[tuple[bytes, bytes]], scope: Any
-) -> tuple[ClientProtocol, list[Frame]]:
-    """Open the session; the protocol and any frames that arrived with the response."""
-    early: list[Frame] = []
+def _upgrade(
+    url: str, headers: list[tuple[bytes, bytes]], scope: Any
+) -> tuple[ClientProtocol, Request]:
+    """The protocol and its upgrade request, built before connecting (``InvalidHeader``)."""
     subprotocols = [Subprotocol(name) for name in scope.get("subprotocols") or ()]
     protocol = ClientProtocol(
         parse_uri(url), subprotocols=subprotocols or None, max_size=MAX_UPSTREAM_MESSAGE
@@ -199,6 +248,12 @@ async def _handshake(
     request = protocol.connect()
     for name, value in headers:
         request.headers[name.decode("latin-1")] = value.decode("latin-1")
+    return protocol, request
+
+
+async def _handshake(stream: ByteStream, protocol: ClientProtocol, request: Request) -> list[Frame]:
+    """Open the session; any frames that arrived with the response."""
+    early: list[Frame] = []
     protocol.send_request(request)
     await _flush(protocol, stream)
     while protocol.state is State.CONNECTING:
@@ -215,7 +270,7 @@ async def _handshake(
         early.extend(e for e in protocol.events_received() if isinstance(e, Frame))
     if protocol.handshake_exc is not None:
         raise protocol.handshake_exc
-    return protocol, early
+    return early
 
 
 async def _relay(

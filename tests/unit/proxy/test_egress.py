@@ -189,3 +189,42 @@ async def test_resolution_checks_every_answer_and_caches() -> None:
     with pytest.raises(EgressDenied):
         await guard.resolve("127.0.0.1", 80)  # literals are checked without a lookup
     assert "127.0.0.1" not in calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(UnicodeError("label not allowed by IDNA"), id="idna"),
+        pytest.param(ValueError("bad name"), id="value-error"),
+        pytest.param(OSError("no such host"), id="os-error"),
+    ],
+)
+async def test_every_resolver_failure_is_a_refusal(error: Exception) -> None:
+    async def failing(host: str, port: int) -> list[str]:
+        raise error
+
+    guard = EgressGuard(resolver=failing)
+    with pytest.raises(EgressDenied, match="cannot resolve"):
+        await guard.resolve("bad.example", 80)
+
+
+async def test_a_name_the_system_resolver_cannot_encode_is_a_refusal() -> None:
+    # U+200D (zero width joiner) is refused by IDNA 2008 before any lookup is made.
+    with pytest.raises(EgressDenied, match="cannot resolve"):
+        await EgressGuard().resolve("bad\u200d.example", 80)
+
+
+@pytest.mark.parametrize(
+    ("rule", "host"),
+    [
+        pytest.param("http://[0:0:0:0:0:0:0:1]:8080", "::1", id="ipv6-long-form"),
+        pytest.param("http://[::1]:8080", "0:0::1", id="ipv6-url-long-form"),
+        pytest.param("http://[::FFFF:1.2.3.4]:8080", "::ffff:1.2.3.4", id="ipv4-mapped"),
+        pytest.param("http://api.example.com.:8080", "api.example.com", id="rule-trailing-dot"),
+        pytest.param("http://api.example.com:8080", "api.example.com.", id="url-trailing-dot"),
+        pytest.param("http://*.example.com.:8080", "api.example.com", id="wildcard-trailing-dot"),
+    ],
+)
+def test_allow_list_hosts_match_every_spelling_of_themselves(rule: str, host: str) -> None:
+    guard = EgressGuard(allow=[rule])
+    assert guard.check_url("http", host, 8080)[1] == 8080

@@ -78,6 +78,103 @@ def test_redirects_to_the_upstream_become_gateway_paths_never_protocol_relative(
     assert headers == [(b"location", expected)]
 
 
+@pytest.mark.parametrize(
+    ("base", "prefix", "strip", "location", "expected"),
+    [
+        pytest.param(
+            "https://eu.llm.example/v1",
+            "/v1",
+            True,
+            b"https://eu.llm.example/v1/models/",
+            b"/v1/models/",
+            id="llm-example-base-path-not-doubled",
+        ),
+        pytest.param(
+            "http://10.0.0.5:9000/api",
+            "/svc",
+            True,
+            b"http://10.0.0.5:9000/api/login?next=%2F#top",
+            b"/svc/login?next=%2F#top",
+            id="base-path-swapped-for-the-route",
+        ),
+        pytest.param(
+            "http://10.0.0.5:9000/api",
+            "/svc",
+            False,
+            b"http://10.0.0.5:9000/api/svc/login",
+            b"/svc/login",
+            id="base-path-dropped-prefix-kept",
+        ),
+        pytest.param(
+            "http://10.0.0.5:9000/api",
+            "/svc",
+            True,
+            b"http://10.0.0.5:9000/apiary/x",
+            b"http://10.0.0.5:9000/apiary/x",
+            id="outside-the-base-path-untouched",
+        ),
+        pytest.param(
+            "http://upstream.internal",
+            "/app",
+            True,
+            b"http://upstream.internal:80/x",
+            b"/app/x",
+            id="default-port-written",
+        ),
+        pytest.param(
+            "https://upstream.internal",
+            "/app",
+            True,
+            b"https://upstream.internal:443/x",
+            b"/app/x",
+            id="default-tls-port-written",
+        ),
+        pytest.param(
+            "http://upstream.internal",
+            "/app",
+            True,
+            b"HTTP://UPSTREAM.internal/x",
+            b"/app/x",
+            id="scheme-and-host-in-capitals",
+        ),
+        pytest.param(
+            "http://upstream.internal",
+            "/app",
+            True,
+            b"https://upstream.internal/x",
+            b"https://upstream.internal/x",
+            id="another-scheme-untouched",
+        ),
+        pytest.param(
+            "http://upstream.internal:8080",
+            "/app",
+            True,
+            b"http://upstream.internal/x",
+            b"http://upstream.internal/x",
+            id="another-port-untouched",
+        ),
+        pytest.param(
+            "http://upstream.internal",
+            "/app",
+            True,
+            b"/x",
+            b"/x",
+            id="relative-untouched",
+        ),
+    ],
+)
+def test_redirects_map_back_through_the_targets_base_path_and_the_route(
+    base: str, prefix: str, strip: bool, location: bytes, expected: bytes
+) -> None:
+    from secmw.breaker import Breaker
+    from secmw.proxy.pool import Target
+
+    target = Target(httpx.URL(base), Breaker("t"))
+    route = SimpleNamespace(prefix=prefix, strip_prefix=strip)
+    headers = rewrite_location([(b"Location", location)], target, route)  # type: ignore[arg-type]
+    assert headers == [(b"Location", expected)]
+
+
 def test_a_pool_target_needs_the_concrete_breaker() -> None:
     from secmw.breaker import NoBreaker
     from secmw.proxy.pool import Target
