@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -17,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 from secmw.auth.cache import MemoryDenylist, token_digest
 from secmw.auth.jwks import Fetcher, FetchResult
@@ -143,7 +144,8 @@ class MockAuthorizationServer:
     ``/token`` (``authorization_code`` and ``refresh_token`` grants, refresh
     tokens rotate), ``/revoke`` (RFC 7009: the access token's ``jti`` goes on
     :attr:`denylist`, a refresh token dies), ``/introspect`` (RFC 7662, HTTP
-    Basic as one of ``introspection_clients``), ``/jwks``. Access tokens carry
+    Basic as one of ``introspection_clients``, the id and secret form-encoded
+    first as RFC 6749 section 2.3.1 asks), ``/jwks``. Access tokens carry
     ``acr``, ``amr`` and ``auth_time`` from the server's settings.
     """
 
@@ -348,7 +350,14 @@ class MockAuthorizationServer:
             client, _, secret = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
             client = secret = ""
-        if scheme.lower() != "basic" or self.introspection_clients.get(client) != secret:
+        # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.
+        client, secret = unquote_plus(client), unquote_plus(secret)
+        expected = self.introspection_clients.get(client)
+        if (
+            scheme.lower() != "basic"
+            or expected is None
+            or not hmac.compare_digest(expected.encode(), secret.encode())
+        ):
             return 401, {"error": "invalid_client"}
         claims = self._access.get(token_digest(form.get("token", "")))
         if claims is None or claims["jti"] in self.denylist or claims["exp"] <= self.clock():

@@ -399,6 +399,14 @@ def build_pipeline(config: Config, **components: Unpack[Components]) -> Pipeline
             stages[name] = builder(config)
         except ConfigError as exc:
             issues.extend(exc.issues)
+    if given.get("authenticator") is not None:
+        # The scope filters follow [auth.websocket]: an authenticator given in code
+        # must read tokens in the same places, or a token could reach the app.
+        authenticator = given["authenticator"]
+        try:
+            _within("auth", lambda: auth_build.check_credentials(config.auth, authenticator))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
     hooks: dict[str, Any] = {}
     try:
         hooks = pipeline_hooks(config.anomaly, config.metrics, stages.get("audit"))

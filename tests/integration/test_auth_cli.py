@@ -16,6 +16,7 @@ from secmw.auth.jwt import JWTAuthenticator
 from secmw.auth.keys import key_from_jwk
 from secmw.cli import main
 from secmw.errors import AuthenticationError
+from secmw.testing import TokenIssuer
 
 pytestmark = pytest.mark.anyio
 
@@ -245,3 +246,18 @@ def test_token_kid_names_the_key_in_the_header_and_the_jwks(
     assert jwt.get_unverified_header(capsys.readouterr().out.strip())["kid"] == "k2"
     assert main(["token", "--key", str(key), "--kid", "k2", "--jwks"]) == 0
     assert json.loads(capsys.readouterr().out)["keys"][0]["kid"] == "k2"
+
+
+def test_check_config_names_a_jwks_file_key_of_the_wrong_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issuer = TokenIssuer(algorithm="RS256", kid="k1")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**issuer.public_jwk, "alg": {}}, issuer.public_jwk]}))
+    config = tmp_path / "secmw.json"
+    section = {"issuer": issuer.issuer, "audience": issuer.audience, "jwks_file": str(jwks)}
+    config.write_text(json.dumps({"auth": {"jwt": section}}))
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "auth.jwt.jwks_file.keys[0]: alg is not a string" in err
+    assert "Traceback" not in err

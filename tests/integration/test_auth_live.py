@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from secmw import SecurityMiddleware
-from secmw.auth.build import build_jwt
+from secmw.auth.build import build_jwt, credential_settings
 from secmw.config import parse_config
 from secmw.testing import AuditCapture, MockAuthorizationServer
 from tests.support import EchoApp
@@ -74,7 +74,11 @@ def live() -> Iterator[tuple[MockAuthorizationServer, str, AuditCapture]]:
     app = SecurityMiddleware(
         EchoApp(),
         config,
-        authenticator=build_jwt(config.auth.jwt, revocation=mock.denylist),
+        authenticator=build_jwt(
+            config.auth.jwt,
+            credentials=credential_settings(config.auth),
+            revocation=mock.denylist,
+        ),
         audit=audit,
     )
     servers = [Served(mock, auth_port), Served(app, api_port)]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from secmw import SecurityMiddleware
-from secmw.auth.build import build_jwt
+from secmw.auth.build import build_jwt, credential_settings
 from secmw.auth.stepup import step_up_needed
 from secmw.config import parse_config
 from secmw.context import RequestContext
@@ -50,7 +50,10 @@ class Setup:
         )
         assert config.auth.jwt is not None
         authenticator = build_jwt(
-            config.auth.jwt, revocation=mock.denylist, fetcher=mock.jwks.fetcher()
+            config.auth.jwt,
+            credentials=credential_settings(config.auth),
+            revocation=mock.denylist,
+            fetcher=mock.jwks.fetcher(),
         )
         self.app = SecurityMiddleware(
             EchoApp(), config, authenticator=authenticator, audit=self.audit

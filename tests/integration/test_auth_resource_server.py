@@ -385,6 +385,27 @@ def test_query_token_opt_in_is_a_listed_fail_open() -> None:
     assert build_pipeline(parse_config({})).fail_open == ()
 
 
+@pytest.mark.parametrize("build", ["config", "code"])
+async def test_a_jwt_section_without_exp_is_a_listed_fail_open_however_built(build: str) -> None:
+    from secmw.auth import MemoryDenylist
+    from secmw.auth.build import build_jwt, credential_settings
+
+    config = parse_config({"auth": {"jwt": ISSUER.jwt_config(required_claims=["sub"])}})
+    components: dict[str, Any] = {"audit": AuditCapture()}
+    if build == "code":
+        assert config.auth.jwt is not None
+        components["authenticator"] = build_jwt(
+            config.auth.jwt,
+            credentials=credential_settings(config.auth),
+            revocation=MemoryDenylist(),
+        )
+    pipeline = build_pipeline(config, **components)
+    await pipeline.startup()
+    started = components["audit"].named("sys_startup")[-1]
+    assert started.details["fail_open"] == ["auth.jwt.required_claims"]
+    assert started.severity == "warning"
+
+
 async def test_empty_strings_switch_off_the_alternative_places(tmp_path: Path) -> None:
     from secmw.auth.bearer import encode_subprotocol
     from tests.support import Receiver, ws_scope

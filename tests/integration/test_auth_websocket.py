@@ -10,8 +10,11 @@ from typing import Any
 import anyio
 import pytest
 
-from secmw import SecurityMiddleware
+from secmw import SecurityMiddleware, load_config
+from secmw.auth import MemoryDenylist
 from secmw.auth.bearer import encode_subprotocol
+from secmw.auth.build import build_jwt, credential_settings
+from secmw.errors import ConfigError
 from secmw.testing import AuditCapture, TokenIssuer
 from tests.support import Sender, ws_scope
 
@@ -300,3 +303,78 @@ def test_real_client_negotiates_the_real_subprotocol(served: str) -> None:
     with pytest.raises(InvalidStatus) as info:
         connect(served, subprotocols=["mcp", encode_subprotocol("a.b.c")], open_timeout=5)
     assert info.value.response.status_code in (401, 403)
+
+
+def built_in_code(**websocket: Any) -> tuple[SecurityMiddleware, Echo]:
+    """The documented pattern: the JWT authenticator built in code (for revocation)."""
+    inner = Echo()
+    raw = {"auth": {"jwt": ISSUER.jwt_config(), "websocket": websocket}}
+    config = load_config(raw)
+    assert config.auth.jwt is not None
+    authenticator = build_jwt(
+        config.auth.jwt, credentials=credential_settings(config.auth), revocation=MemoryDenylist()
+    )
+    return SecurityMiddleware(inner, config, authenticator=authenticator), inner
+
+
+TOKEN = ISSUER.mint("dora")
+WEBSOCKET_SETTINGS = [
+    pytest.param(
+        {"subprotocol_prefix": ""}, ["mcp", encode_subprotocol(TOKEN)], b"", False, id="prefix-off"
+    ),
+    pytest.param(
+        {"subprotocol_prefix": "my.bearer."},
+        ["mcp", encode_subprotocol(TOKEN)],
+        b"",
+        False,
+        id="custom-prefix-k8s-entry",
+    ),
+    pytest.param(
+        {"subprotocol_prefix": "my.bearer."},
+        ["mcp", encode_subprotocol(TOKEN, "my.bearer.")],
+        b"",
+        True,
+        id="custom-prefix-its-entry",
+    ),
+    pytest.param({"query_token": True}, [], f"access_token={TOKEN}".encode(), True, id="query"),
+]
+
+
+@pytest.mark.parametrize(("websocket", "offered", "query", "accepted"), WEBSOCKET_SETTINGS)
+@pytest.mark.parametrize("build", ["config", "code"])
+async def test_an_authenticator_built_in_code_follows_the_websocket_settings(
+    build: str, websocket: dict[str, Any], offered: list[str], query: bytes, accepted: bool
+) -> None:
+    if build == "config":
+        app, inner, _ = secured(websocket=websocket)
+    else:
+        app, inner = built_in_code(**websocket)
+    scope = handshake(offered)
+    scope["query_string"] = query
+    sent = Sender()
+    await app(scope, Client(), sent)
+    if not accepted:
+        assert inner.scope is None and sent.messages[0]["type"] == "websocket.close"
+        return
+    assert sent.messages[0]["type"] == "websocket.accept"
+    assert inner.scope is not None and inner.scope["user"].subject == "dora"
+    assert inner.scope["subprotocols"] == offered[:1] and inner.scope["query_string"] == b""
+
+
+@pytest.mark.parametrize(
+    ("websocket", "key"),
+    [
+        pytest.param({"subprotocol_prefix": ""}, "subprotocol_prefix", id="prefix-off"),
+        pytest.param({"subprotocol_prefix": "my.bearer."}, "subprotocol_prefix", id="prefix"),
+        pytest.param({"query_token": True}, "query_token", id="query-token"),
+    ],
+)
+def test_an_authenticator_reading_other_places_than_the_config_is_refused(
+    websocket: dict[str, Any], key: str
+) -> None:
+    config = load_config({"auth": {"jwt": ISSUER.jwt_config(), "websocket": websocket}})
+    assert config.auth.jwt is not None
+    authenticator = build_jwt(config.auth.jwt)  # credentials left out: the defaults
+    with pytest.raises(ConfigError) as info:
+        SecurityMiddleware(Echo(), config, authenticator=authenticator)
+    assert [issue.key for issue in info.value.issues] == [f"auth.websocket.{key}"]

@@ -79,17 +79,22 @@ class APIKeyRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> APIKeyRecord:
-        """Read a record written by :meth:`to_dict`; raises ``ValueError`` when malformed."""
+        """Read a record written by :meth:`to_dict`; raises ``ValueError`` when malformed.
+
+        Types are checked, not coerced: a hand-edited ``"roles": "admin"`` would
+        otherwise grant five one-letter roles, and ``"subject": null`` the subject
+        ``"None"`` shared by every such key.
+        """
         try:
             record = cls(
-                key_id=str(data["key_id"]),
-                key_hash=str(data["key_hash"]),
-                subject=str(data["subject"]),
-                name=data.get("name"),
-                tenant=data.get("tenant"),
-                roles=tuple(str(role) for role in data.get("roles", ())),
-                scopes=tuple(str(scope) for scope in data.get("scopes", ())),
-                tier=data.get("tier"),
+                key_id=_string(data, "key_id"),
+                key_hash=_string(data, "key_hash"),
+                subject=_string(data, "subject"),
+                name=_optional_string(data, "name"),
+                tenant=_optional_string(data, "tenant"),
+                roles=_strings(data, "roles"),
+                scopes=_strings(data, "scopes"),
+                tier=_optional_string(data, "tier"),
                 created_at=float(data.get("created_at", 0.0)),
                 expires_at=_optional_float(data.get("expires_at")),
                 revoked_at=_optional_float(data.get("revoked_at")),
@@ -99,6 +104,27 @@ class APIKeyRecord:
         if not record.key_hash.startswith("sha256:") or not record.subject:
             raise ValueError("malformed API key record: bad hash or empty subject")
         return record
+
+
+def _string(data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is not a string")
+    return value
+
+
+def _optional_string(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} is not a string or null")
+    return value
+
+
+def _strings(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name} is not a list of strings")
+    return tuple(value)
 
 
 def _optional_float(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from secmw._config_base import read_regular_file
 from secmw.auth.base import Authenticator
-from secmw.auth.bearer import CredentialSettings, strip_subprotocol
+from secmw.auth.bearer import DEFAULT_SETTINGS, CredentialSettings, strip_subprotocol
 from secmw.auth.config import (
     APIKeyConfig,
     AuthConfig,
@@ -62,7 +62,11 @@ def build_jwt(
     jws_only: bool = False,
     **options: Any,
 ) -> JWTAuthenticator:
-    """A :class:`~secmw.auth.jwt.JWTAuthenticator` from ``auth.jwt``."""
+    """A :class:`~secmw.auth.jwt.JWTAuthenticator` from ``auth.jwt``.
+
+    ``auth.jwt`` does not hold ``auth.websocket``: in code, pass
+    ``credentials=credential_settings(config.auth)`` (see :func:`check_credentials`).
+    """
     from secmw.auth.jwt import JWTAuthenticator  # noqa: PLC0415 - jwt imports this lazily
 
     keys: list[VerificationKey] = []
@@ -125,7 +129,7 @@ def build_jwt(
         claims=config.claims,
         jwks=jwks,
         cache_size=config.cache_size,
-        credentials=credentials or CredentialSettings(),
+        credentials=credentials or DEFAULT_SETTINGS,
         jws_only=jws_only,
         **options,
     )
@@ -224,6 +228,51 @@ def build_authenticator(config: AuthConfig) -> Authenticator | None:
     if not members:
         return None
     return members[0] if len(members) == 1 else CompositeAuthenticator(members)
+
+
+def check_credentials(config: AuthConfig, authenticator: object) -> None:
+    """Refuse an authenticator that reads bearer tokens elsewhere than ``auth.websocket`` says.
+
+    The scope filters follow ``auth.websocket``: an authenticator given in code
+    that reads another subprotocol prefix would leave its token in the app's
+    scope, and clients following the configuration would be refused. Members of
+    a composite are checked; authenticators without ``credential_settings`` are
+    not. Issues are keyed relative to ``auth``.
+    """
+    expected = credential_settings(config)
+    issues: dict[str, ConfigIssue] = {}
+    for found in _credential_settings_of(authenticator):
+        if (found.ws_subprotocol_prefix or None) != expected.ws_subprotocol_prefix:
+            issues["websocket.subprotocol_prefix"] = ConfigIssue(
+                "websocket.subprotocol_prefix",
+                f"is {expected.ws_subprotocol_prefix or ''!r}, but the authenticator given "
+                f"in code reads {found.ws_subprotocol_prefix or ''!r}; build it with "
+                "credentials=credential_settings(config.auth)",
+            )
+        if found.ws_query_token != expected.ws_query_token:
+            issues["websocket.query_token"] = ConfigIssue(
+                "websocket.query_token",
+                f"is {str(expected.ws_query_token).lower()}, but the authenticator given in "
+                f"code has {str(found.ws_query_token).lower()}; build it with "
+                "credentials=credential_settings(config.auth)",
+            )
+    if issues:
+        raise ConfigError(list(issues.values()))
+
+
+def _credential_settings_of(authenticator: object) -> list[CredentialSettings]:
+    """The credential settings of ``authenticator`` and of its members, if it composes."""
+    found: list[CredentialSettings] = []
+    pending = [authenticator]
+    while pending:
+        current = pending.pop()
+        settings = getattr(current, "credential_settings", None)
+        if isinstance(settings, CredentialSettings):
+            found.append(settings)
+        members = getattr(current, "authenticators", ())
+        if isinstance(members, tuple):  # a CompositeAuthenticator's
+            pending.extend(members)
+    return found
 
 
 # -- what the adapter applies to the app's scope -------------------------------
@@ -347,6 +396,7 @@ __all__ = [
     "build_authenticator",
     "build_introspection",
     "build_jwt",
+    "check_credentials",
     "credential_settings",
     "endpoints",
     "metadata_path",

@@ -84,7 +84,6 @@ class IntrospectionAuthenticator:
         "_claims",
         "_client",
         "_clock",
-        "_credentials",
         "_endpoint",
         "_inflight",
         "_issuer",
@@ -95,6 +94,7 @@ class IntrospectionAuthenticator:
         "_own_client",
         "_timeout",
         "credential",
+        "credential_settings",
         "fail_open_settings",
         "requests",
     )
@@ -130,7 +130,8 @@ class IntrospectionAuthenticator:
             raise ConfigError("verify_audience=False with an audience")
         # Listed in sys_startup however the authenticator was built (config or code).
         self.fail_open_settings: tuple[str, ...] = (
-            () if verify_audience else ("auth.introspection.verify_audience",)
+            *(() if verify_audience else ("auth.introspection.verify_audience",)),
+            *(("auth.websocket.query_token",) if credentials.ws_query_token else ()),
         )
         lib = _httpx()
         self._endpoint = endpoint
@@ -153,18 +154,19 @@ class IntrospectionAuthenticator:
         self._negative_ttl = negative_cache_ttl
         self._max_bytes = max_token_bytes
         self._claims = claims or ClaimNames()
-        self._credentials = credentials
+        # Public: compared with ``auth.websocket``, which the scope filters follow.
+        self.credential_settings = credentials
         self._clock = clock
         self.credential = "bearer"
         self.requests = 0
 
     def presented(self, ctx: RequestContext) -> bool:
         """True when the request carries a bearer credential (for composition checks)."""
-        return bearer_token(ctx, self._credentials) is not None
+        return bearer_token(ctx, self.credential_settings) is not None
 
     async def authenticate(self, ctx: RequestContext) -> Principal | None:
         """Introspect the request's bearer token, if it has one."""
-        token = bearer_token(ctx, self._credentials)
+        token = bearer_token(ctx, self.credential_settings)
         if token is None:
             return None
         return await self.check(token)

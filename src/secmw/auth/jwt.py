@@ -104,7 +104,6 @@ class JWTAuthenticator:
         "_cache",
         "_claims",
         "_clock",
-        "_credentials",
         "_issuer",
         "_jwks",
         "_jws_only",
@@ -115,6 +114,8 @@ class JWTAuthenticator:
         "_revocation",
         "_typ",
         "credential",
+        "credential_settings",
+        "fail_open_settings",
     )
 
     def __init__(
@@ -155,9 +156,15 @@ class JWTAuthenticator:
         self._clock = clock
         self._cache = TokenCache(cache_size) if cache_size > 0 else None
         self._revocation = revocation
-        self._credentials = credentials
+        # Public: compared with ``auth.websocket``, which the scope filters follow.
+        self.credential_settings = credentials
         self._jws_only = jws_only
         self.credential = "bearer"
+        # Listed in sys_startup however the authenticator was built (config or code).
+        self.fail_open_settings: tuple[str, ...] = (
+            *(() if "exp" in self._required else ("auth.jwt.required_claims",)),
+            *(("auth.websocket.query_token",) if credentials.ws_query_token else ()),
+        )
 
     async def startup(self) -> None:
         """Fetch the JWKS keys now, so the first request does not wait for them."""
@@ -180,11 +187,11 @@ class JWTAuthenticator:
 
     def presented(self, ctx: RequestContext) -> bool:
         """True when the request carries a bearer credential (for composition checks)."""
-        return bearer_token(ctx, self._credentials) is not None
+        return bearer_token(ctx, self.credential_settings) is not None
 
     async def authenticate(self, ctx: RequestContext) -> Principal | None:
         """Verify the request's bearer token, if it has one."""
-        token = bearer_token(ctx, self._credentials)
+        token = bearer_token(ctx, self.credential_settings)
         if token is None:
             return None
         if self._jws_only and not _SHAPE.fullmatch(token):
@@ -318,16 +325,14 @@ class JWTAuthenticator:
                     f"alg {alg} not allowed for key",
                 )
             return key, alg
-        candidates = [key for key in keys.unnamed if alg in key.algorithms]
-        if not candidates and len(keys.by_kid) == 1:
-            only = next(iter(keys.by_kid.values()))
-            if alg in only.algorithms:
-                candidates = [only]
-        if len(candidates) != 1:
+        # Without a kid: the one key that fits alg, named or not. Keys are never
+        # tried in turn, so two fitting keys refuse the token (fail closed).
+        key = keys.sole.get(alg)
+        if key is None:
             raise invalid_token(
                 "The access token does not name its key.", "no kid and no unique key"
             )
-        return candidates[0], alg
+        return key, alg
 
     def _principal(self, token: str, claims: Mapping[str, Any]) -> Principal:
         names = self._claims

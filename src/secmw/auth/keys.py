@@ -22,6 +22,7 @@ _EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "
 SUPPORTED_ALGORITHMS = _RSA_ALGS | _HMAC_ALGS | frozenset(_EC_ALGS.values()) | {"EdDSA"}
 _MIN_HMAC_BYTES = 32
 _MIN_RSA_BITS = 2048
+_STRING_MEMBERS = ("kty", "use", "alg", "kid", "crv")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -43,11 +44,14 @@ def is_signature_jwk(entry: Mapping[str, Any]) -> bool:
     Not an encryption key (``use``), not one whose ``key_ops`` leave out
     ``verify`` (RFC 7517 sections 4.2 and 4.3), and not a symmetric key: a
     shared secret in a published document would let anyone who reads it sign.
+    A ``use`` or ``key_ops`` of the wrong JSON type says nothing either way: such
+    a key is left for :func:`key_from_jwk` to refuse as malformed.
     """
-    if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+    use = entry.get("use", "sig")
+    if (isinstance(use, str) and use != "sig") or entry.get("kty") == "oct":
         return False
     operations = entry.get("key_ops")
-    return operations is None or (isinstance(operations, list) and "verify" in operations)
+    return not isinstance(operations, list) or "verify" in operations
 
 
 def _algorithms_for(key: Any, pinned: str | None) -> frozenset[str]:
@@ -84,6 +88,16 @@ def key_from_jwk(
     if not isinstance(jwk, Mapping):  # a JWKS document is untyped JSON
         raise ValueError("a JWK must be a JSON object")  # noqa: TRY004 - one error for all bad JWKs
     data = dict(jwk)
+    # RFC 7517 section 4: checked before use, or a member of another JSON type
+    # (an object as alg) fails later as a TypeError instead of an unusable key.
+    for member in _STRING_MEMBERS:
+        if member in data and not isinstance(data[member], str):
+            raise ValueError(f"{member} is not a string")
+    operations = data.get("key_ops")
+    if operations is not None and (
+        not isinstance(operations, list) or not all(isinstance(op, str) for op in operations)
+    ):
+        raise ValueError("key_ops is not a list of strings")
     if data.get("alg") == "none":
         raise ValueError("alg 'none' is never accepted")
     try:
@@ -95,8 +109,6 @@ def key_from_jwk(
         key = key.public_key()
     pinned = alg or data.get("alg")
     named = kid or data.get("kid")
-    if named is not None and not isinstance(named, str):
-        raise ValueError("kid is not a string")
     return VerificationKey(named, key, _algorithms_for(key, pinned))
 
 
@@ -116,9 +128,13 @@ def key_from_pem(
 
 
 class KeySet:
-    """Keys by exact ``kid``, plus keys without one, restricted to allowed algorithms."""
+    """Keys by exact ``kid``, plus keys without one, restricted to allowed algorithms.
 
-    __slots__ = ("_restricted", "by_kid", "members", "unnamed")
+    ``sole`` maps each algorithm that exactly one key (named or not) can verify
+    to that key: the only key a token without ``kid`` may be checked with.
+    """
+
+    __slots__ = ("_restricted", "by_kid", "members", "sole", "unnamed")
 
     def __init__(
         self,
@@ -150,9 +166,15 @@ class KeySet:
                 self.unnamed.append(key)
             else:
                 self.by_kid[key.kid] = key
-        self.members: frozenset[int] = frozenset(
-            id(key) for key in (*self.by_kid.values(), *self.unnamed)
-        )
+        usable_keys = (*self.by_kid.values(), *self.unnamed)
+        self.members: frozenset[int] = frozenset(id(key) for key in usable_keys)
+        fitting: dict[str, list[VerificationKey]] = {}
+        for key in usable_keys:
+            for algorithm in key.algorithms:
+                fitting.setdefault(algorithm, []).append(key)
+        self.sole: dict[str, VerificationKey] = {
+            algorithm: found[0] for algorithm, found in fitting.items() if len(found) == 1
+        }
 
     def __bool__(self) -> bool:
         return bool(self.by_kid or self.unnamed)

@@ -132,6 +132,37 @@ def test_records_refuse_bad_shapes() -> None:
         MemoryAPIKeyStore().create("")
 
 
+WRONG_TYPES = [
+    pytest.param({"roles": "admin"}, "roles", id="roles-a-string"),
+    pytest.param({"scopes": "tools:call tools:read"}, "scopes", id="scopes-a-string"),
+    pytest.param({"roles": ["reader", 1]}, "roles", id="roles-with-a-number"),
+    pytest.param({"subject": None}, "subject", id="subject-null"),
+    pytest.param({"subject": 7}, "subject", id="subject-a-number"),
+    pytest.param({"name": ["svc"]}, "name", id="name-a-list"),
+    pytest.param({"tenant": 1}, "tenant", id="tenant-a-number"),
+    pytest.param({"tier": {"pro": True}}, "tier", id="tier-an-object"),
+    pytest.param({"key_id": 123}, "key_id", id="key-id-a-number"),
+]
+
+
+@pytest.mark.parametrize(("edit", "field"), WRONG_TYPES)
+async def test_a_hand_edited_record_of_the_wrong_type_refuses_the_file(
+    tmp_path: Path, edit: dict[str, object], field: str
+) -> None:
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc", roles=["reader"], scopes=["read"])
+    reader = FileAPIKeyStore(path, reload_interval=0)
+    auth = APIKeyAuthenticator(reader)
+    assert (await auth.check(key)).roles == {"reader"}
+    document = json.loads(path.read_text())
+    document["keys"][0].update(edit)
+    path.write_text(json.dumps(document))
+    with pytest.raises(ComponentError, match=field):  # a 503 while the file is served
+        await auth.check(key)
+    with pytest.raises(ComponentError, match=field):  # refused at start-up
+        FileAPIKeyStore(path)
+
+
 async def test_principal_is_built_once_per_record() -> None:
     store, auth, key = setup()
     first = await auth.check(key)

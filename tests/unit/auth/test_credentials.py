@@ -10,7 +10,12 @@ from secmw.auth.bearer import (
     encode_subprotocol,
     strip_subprotocol,
 )
-from secmw.errors import AuthenticationError
+from secmw.auth.build import check_credentials
+from secmw.auth.composite import CompositeAuthenticator
+from secmw.auth.jwt import JWTAuthenticator, key_from_jwk
+from secmw.config import parse_config
+from secmw.errors import AuthenticationError, ConfigError
+from secmw.testing import TokenIssuer
 from tests.auth_support import ctx_with, ws_ctx
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
@@ -99,3 +104,66 @@ def test_b64token_alphabet(value: str, ok: bool) -> None:
     from secmw.auth.bearer import is_b64token
 
     assert is_b64token(value) is ok
+
+
+class Opaque:
+    """An authenticator of the app's own that says nothing of where it reads tokens."""
+
+    async def authenticate(self, ctx: object) -> None:
+        """Recognise nothing."""
+
+
+K8S = CredentialSettings()
+MY_PREFIX = CredentialSettings(ws_subprotocol_prefix="my.bearer.")
+
+
+@pytest.mark.parametrize(
+    ("websocket", "settings", "refused"),
+    [
+        pytest.param({}, K8S, [], id="defaults-agree"),
+        pytest.param({"subprotocol_prefix": ""}, CredentialSettings(None), [], id="off-agree"),
+        pytest.param({"subprotocol_prefix": ""}, CredentialSettings(""), [], id="off-as-empty"),
+        pytest.param(
+            {"subprotocol_prefix": ""}, K8S, ["websocket.subprotocol_prefix"], id="off-in-config"
+        ),
+        pytest.param(
+            {"subprotocol_prefix": "my.bearer."},
+            K8S,
+            ["websocket.subprotocol_prefix"],
+            id="other-prefix-in-config",
+        ),
+        pytest.param({}, MY_PREFIX, ["websocket.subprotocol_prefix"], id="other-prefix-in-code"),
+        pytest.param({"query_token": True}, K8S, ["websocket.query_token"], id="query-in-config"),
+        pytest.param({}, QUERY, ["websocket.query_token"], id="query-in-code"),
+        pytest.param(
+            {"subprotocol_prefix": "", "query_token": True},
+            K8S,
+            ["websocket.subprotocol_prefix", "websocket.query_token"],
+            id="both",
+        ),
+    ],
+)
+def test_an_authenticator_must_read_tokens_where_auth_websocket_says(
+    websocket: dict[str, object], settings: CredentialSettings, refused: list[str]
+) -> None:
+    issuer = TokenIssuer(algorithm="ES256")
+    config = parse_config({"auth": {"websocket": websocket}}).auth
+    jwt = JWTAuthenticator(
+        [key_from_jwk(issuer.public_jwk)],
+        issuer=issuer.issuer,
+        audience=issuer.audience,
+        credentials=settings,
+    )
+    for authenticator in (jwt, CompositeAuthenticator([Opaque(), jwt])):
+        if not refused:
+            check_credentials(config, authenticator)
+            continue
+        with pytest.raises(ConfigError) as info:
+            check_credentials(config, authenticator)
+        assert [issue.key for issue in info.value.issues] == refused
+        assert "credential_settings(config.auth)" in str(info.value)
+
+
+def test_an_authenticator_without_credential_settings_is_not_checked() -> None:
+    config = parse_config({"auth": {"websocket": {"query_token": True}}}).auth
+    check_credentials(config, Opaque())

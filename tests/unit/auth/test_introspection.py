@@ -174,6 +174,31 @@ async def test_client_credentials_are_form_encoded_before_basic(server: Any) -> 
     assert decoded == "rs+1:a%2Bb%3Ac%25"
 
 
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [
+        pytest.param("resource-server", "a+b c/d%", id="secret-with-form-specials"),
+        pytest.param("rs 1:x", "s:%2B", id="client-id-with-space-and-colon"),
+        pytest.param("résource", "sécret", id="non-ascii"),
+    ],
+)
+async def test_the_mock_server_accepts_form_encoded_client_credentials(
+    client_id: str, secret: str
+) -> None:
+    mock = MockAuthorizationServer(introspection_clients={client_id: secret})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=mock), base_url=mock.issuer
+    ) as http:
+        tokens = await pkce_tokens(mock, http)
+        auth = introspector(mock, http, client_id=client_id, client_secret=secret)
+        principal = await auth.check(tokens["access_token"])
+        assert principal.subject == "user-1"
+        with pytest.raises(IntrospectionError, match="401"):
+            await introspector(mock, http, client_id=client_id, client_secret=secret + "x").check(
+                tokens["access_token"]
+            )
+
+
 async def test_without_an_audience_tokens_must_name_the_protected_resource(server: Any) -> None:
     # A token issued for another resource of the same authorization server is
     # active there too: it must not be accepted here (RFC 8707).

@@ -175,6 +175,37 @@ async def test_encryption_and_unusable_keys_are_skipped() -> None:
     assert set((await source.current()).by_kid) == {"one"}
 
 
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param({"alg": {}}, id="alg-an-object"),
+        pytest.param({"alg": ["ES256"]}, id="alg-a-list"),
+        pytest.param({"crv": ["P-256"]}, id="crv-a-list"),
+        pytest.param({"use": ["sig"]}, id="use-a-list"),
+        pytest.param({"kid": 1}, id="kid-a-number"),
+    ],
+)
+async def test_a_published_key_with_a_member_of_the_wrong_type_is_skipped(
+    member: dict[str, object],
+) -> None:
+    bad = {**ONE.public_jwk, "kid": "bad", **member}
+    document = json.dumps({"keys": [bad, TWO.public_jwk]}).encode()
+
+    async def fetch(url: str) -> FetchResult:
+        return FetchResult(200, document)
+
+    errors: list[str] = []
+    source = JWKSClient(
+        "https://x.test/jwks",
+        allowed=SUPPORTED_ALGORITHMS,
+        fetcher=fetch,
+        clock=FakeClock(),
+        on_error=errors.append,
+    )
+    assert set((await source.current()).by_kid) == {"two"}
+    assert errors == []
+
+
 async def test_concurrent_requests_use_loaded_keys_while_one_refreshes() -> None:
     clock = FakeClock()
     release = anyio.Event()

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from secmw.auth.jwt import JWTAuthenticator, key_from_jwk, key_from_pem
-from secmw.config import ClaimNames, parse_config
+from secmw.config import ClaimNames, build_pipeline, parse_config
 from secmw.context import RequestContext
 from secmw.errors import AuthenticationError, ConfigError
 from secmw.testing import TokenIssuer
@@ -325,6 +325,45 @@ def test_key_choice_without_kid_must_be_unambiguous() -> None:
         auth.verify(one.mint(headers={"kid": None}))
 
 
+RSA = TokenIssuer(algorithm="RS256", kid="rsa1", issuer=ISSUER.issuer, audience=ISSUER.audience)
+RSA_2 = TokenIssuer(algorithm="RS256", kid="rsa2", issuer=ISSUER.issuer, audience=ISSUER.audience)
+EC = TokenIssuer(algorithm="ES256", kid="ec1", issuer=ISSUER.issuer, audience=ISSUER.audience)
+
+
+def named(issuer: TokenIssuer) -> Any:
+    return key_from_jwk(issuer.public_jwk)
+
+
+def unnamed(issuer: TokenIssuer) -> Any:
+    return key_from_pem(issuer.private_pem())
+
+
+@pytest.mark.parametrize(
+    ("keys", "signer", "accepted"),
+    [
+        pytest.param([named(RSA), named(EC)], EC, True, id="two-named-keys-one-fits-es256"),
+        pytest.param([named(RSA), named(EC)], RSA, True, id="two-named-keys-one-fits-rs256"),
+        pytest.param([unnamed(RSA), named(EC)], EC, True, id="unnamed-rsa-named-ec"),
+        pytest.param([named(RSA), unnamed(EC)], RSA, True, id="named-rsa-unnamed-ec"),
+        pytest.param([named(RSA)], RSA, True, id="one-named-key"),
+        pytest.param([named(RSA), named(RSA_2)], RSA, False, id="two-named-keys-fit"),
+        pytest.param([unnamed(RSA), named(RSA_2)], RSA, False, id="unnamed-and-named-fit"),
+        pytest.param([unnamed(RSA), unnamed(RSA_2)], RSA, False, id="two-unnamed-keys-fit"),
+        pytest.param([named(RSA)], EC, False, id="no-key-fits"),
+    ],
+)
+def test_a_token_without_kid_is_checked_with_the_single_key_that_fits_its_alg(
+    keys: list[Any], signer: TokenIssuer, accepted: bool
+) -> None:
+    auth = JWTAuthenticator(keys, issuer=ISSUER.issuer, audience=ISSUER.audience)
+    token = signer.mint(headers={"kid": None})
+    if accepted:
+        assert auth.verify(token).subject == "user-1"
+    else:
+        with pytest.raises(AuthenticationError, match="no kid and no unique key"):
+            auth.verify(token)
+
+
 def test_weak_rsa_and_none_jwk_are_refused() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -402,3 +441,30 @@ def test_the_second_form_of_an_ecdsa_signature_is_the_same_credential() -> None:
     assert twin != token
     first, second = auth.verify(token), auth.verify(twin)
     assert first.credential_id == second.credential_id
+
+
+MISTYPED_MEMBERS = [
+    pytest.param({"alg": {}}, "alg", id="alg-an-object"),
+    pytest.param({"alg": ["RS256"]}, "alg", id="alg-a-list"),
+    pytest.param({"alg": 256}, "alg", id="alg-a-number"),
+    pytest.param({"kty": ["RSA"]}, "kty", id="kty-a-list"),
+    pytest.param({"use": ["sig"]}, "use", id="use-a-list"),
+    pytest.param({"key_ops": "verify"}, "key_ops", id="key-ops-a-string"),
+    pytest.param({"kid": ["rsa-1"]}, "kid", id="kid-a-list"),
+]
+
+
+@pytest.mark.parametrize(("member", "name"), MISTYPED_MEMBERS)
+def test_a_configured_jwk_with_a_member_of_the_wrong_type_is_a_config_error(
+    tmp_path: Any, member: dict[str, Any], name: str
+) -> None:
+    jwk = {**ISSUER.public_jwk, **member}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk, OTHER.public_jwk]}))
+    for jwt_section, key in (
+        ({"keys": [{"jwk": jwk}]}, r"auth\.jwt\.keys\[0\]"),
+        ({"jwks_file": str(path)}, r"auth\.jwt\.jwks_file\.keys\[0\]"),
+    ):
+        section = {"issuer": ISSUER.issuer, "audience": ISSUER.audience, **jwt_section}
+        with pytest.raises(ConfigError, match=f"{key}: {name} is not"):
+            build_pipeline(parse_config({"auth": {"jwt": section}}))
