@@ -188,6 +188,59 @@ async def test_a_blocked_address_is_blocked_on_the_metrics_endpoint_too(
     assert (await call(app, _get("scrape-token", "198.51.100.7", "/metrics"))).status == 200
 
 
+async def _scrape(app: SecurityMiddleware) -> list[str]:
+    scrape = await call(app, _get("scrape-token", "127.0.0.1", "/metrics"))
+    assert scrape.status == 200
+    return [line for line in scrape.body.decode().splitlines() if not line.startswith("#")]
+
+
+async def test_anomaly_blocks_are_not_counted_as_refused_authentications(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECMW_TEST_SCRAPE", "scrape-token")
+    app, audit = _app(
+        TokenIssuer(),
+        FakeClock(),
+        {"enabled": True, "alerts": {"structlog": False}},
+        {"enabled": True, "token_env": "SECMW_TEST_SCRAPE", "allow_cidrs": ["127.0.0.0/8"]},
+    )
+    statuses = [(await call(app, _get(f"guess{n}", "203.0.113.66"))).status for n in range(25)]
+    assert statuses == [401] * 20 + [429] * 5
+    assert len(audit.named("authn_brute_force")) == 1 + 5  # the detection, then each block
+    lines = await _scrape(app)
+    # The 20 guesses were refused authentications; the 5 blocked requests never reached
+    # authentication: they count with the requests, under the detector's event.
+    assert [line for line in lines if line.startswith("secmw_auth_failures_total")] == [
+        'secmw_auth_failures_total{reason="authn_token_invalid"} 20'
+    ]
+    assert (
+        'secmw_requests_total{transport="http",event="authn_brute_force",status_class="4xx"} 5'
+        in lines
+    )
+
+
+async def test_idle_anomaly_keys_are_dropped_and_evictions_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECMW_TEST_SCRAPE", "scrape-token")
+    clock = FakeClock()
+    app, _ = _app(
+        TokenIssuer(),
+        clock,
+        {"enabled": True, "alerts": {"structlog": False}, "max_keys": 10},
+        {"enabled": True, "token_env": "SECMW_TEST_SCRAPE", "allow_cidrs": ["127.0.0.0/8"]},
+    )
+    for n in range(30):  # 30 addresses, one failed login each: 20 pushed out under the cap
+        assert (await call(app, _get("not-a-jwt", f"2001:db8:0:{n:x}::1"))).status == 401
+    lines = await _scrape(app)
+    assert 'secmw_anomaly_tracked_keys{detector="auth_failures_by_client"} 10' in lines
+    assert 'secmw_anomaly_evicted_keys_total{detector="auth_failures_by_client"} 20' in lines
+    clock.advance(7 * DAY)  # every window long over, and no new key since
+    lines = await _scrape(app)
+    assert 'secmw_anomaly_tracked_keys{detector="auth_failures_by_client"} 0' in lines
+    assert 'secmw_anomaly_evicted_keys_total{detector="auth_failures_by_client"} 20' in lines
+
+
 async def test_token_reuse_step_up_challenge_until_a_fresh_login() -> None:
     issuer = TokenIssuer()
     clock = FakeClock(MONDAY_10H)
@@ -334,7 +387,16 @@ async def test_new_tools_are_seen_without_any_other_stage_reading_the_body() -> 
     assert targets == ["tool:delete_repo", "tool:list_issues, tool:drop_table"]
 
 
-async def test_refusals_by_a_shared_tier_do_not_count_as_the_callers_denials() -> None:
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("global", id="global"),
+        pytest.param("tenant", id="tenant"),
+        pytest.param("route", id="route"),
+        pytest.param("ip", id="ip-shared-by-a-nat"),
+    ],
+)
+async def test_refusals_by_a_shared_tier_do_not_count_as_the_callers_denials(key: str) -> None:
     from tests.ratelimit_support import HeaderAuthenticator
 
     audit = AuditCapture()
@@ -346,29 +408,43 @@ async def test_refusals_by_a_shared_tier_do_not_count_as_the_callers_denials() -
         },
         "ratelimit": {
             "tiers": [
-                {"name": "all", "key": "global", "rate": "5/hour"},
+                {"name": "shared", "key": key, "rate": "5/hour"},
                 {"name": "user", "key": "principal", "rate": "8/hour"},
             ]
         },
     }
     app = SecurityMiddleware(EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit)
-    # Anyone can fill the global tier; alice's refusals then are not her doing.
-    assert [(await call(app, _get(None, "198.51.100.66"))).status for _ in range(5)] == [200] * 5
-    alice = http_scope("/api", headers=[("x-user", "alice")], client=("203.0.113.5", 1))
+    nat = ("203.0.113.5", 1)  # mallory and alice share one office or carrier NAT address
+    # ... and one tenant (x-user: subject;tier;roles;tenant).
+    mallory = http_scope("/api", headers=[("x-user", "mallory;;;acme")], client=nat)
+    assert [(await call(app, mallory)).status for _ in range(5)] == [200] * 5
+    alice = http_scope("/api", headers=[("x-user", "alice;;;acme")], client=nat)
     assert [(await call(app, alice)).status for _ in range(5)] == [429] * 5
     assert not [event for event in audit.events if event.name.startswith("anomaly_")]
     refused = await call(app, alice)
     assert refused.status == 429 and b"abnormal" not in refused.body
+    # Nor is alice blocked anywhere else: her subject was never counted.
+    home = http_scope("/api", headers=[("x-user", "alice;;;acme")], client=("198.51.100.77", 1))
+    assert (await call(app, home)).status == (200 if key == "ip" else 429)
 
 
-async def test_refusals_by_the_callers_own_tier_still_count() -> None:
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("principal", id="principal"),
+        pytest.param("api_key", id="api-key"),
+        pytest.param("ip+principal", id="ip-and-principal"),
+        pytest.param("tenant+principal", id="tenant-and-principal"),
+    ],
+)
+async def test_refusals_by_the_callers_own_tier_still_count(key: str) -> None:
     from tests.ratelimit_support import HeaderAuthenticator
 
     audit = AuditCapture()
     config = {
         "auth": {"allow_anonymous": True},
         "anomaly": {"enabled": True, "repeated_denials": {"threshold": 3, "window": 300}},
-        "ratelimit": {"tiers": [{"name": "user", "key": "principal", "rate": "2/hour"}]},
+        "ratelimit": {"tiers": [{"name": "user", "key": key, "rate": "2/hour"}]},
     }
     app = SecurityMiddleware(EchoApp(), config, authenticator=HeaderAuthenticator(), audit=audit)
     alice = http_scope("/api", headers=[("x-user", "alice")], client=("203.0.113.5", 1))

@@ -408,3 +408,49 @@ async def test_an_unreadable_block_record_still_blocks_and_never_crashes(
         assert not audit.named("sys_error")
     finally:
         await app.pipeline.aclose()
+
+
+@pytest.mark.parametrize(
+    ("subject", "credential"),
+    [
+        pytest.param("u" * 120 + "\ud800", "jti:1", id="long-subject-surrogate-at-end"),
+        pytest.param("\ud800" + "u" * 120, "jti:1", id="long-subject-surrogate-in-head"),
+        pytest.param("u\ud800", "jti:1", id="short-subject-surrogate"),
+        pytest.param("v" * 5000, "jti:1", id="very-long-subject"),
+        pytest.param("alice", "jti:\ud800", id="credential-surrogate"),
+    ],
+)
+async def test_a_subject_or_credential_with_a_lone_surrogate_is_counted_and_blocked_everywhere(
+    redis_server: RedisServer, anyio_backend: str, subject: str, credential: str
+) -> None:
+    from secmw.errors import RateLimited
+
+    clock = FakeClock(MONDAY_10H)
+    tag = hashlib.sha256(repr((subject, credential)).encode()).hexdigest()[:8]
+    prefix = f"surrogate-{anyio_backend}-{tag}"
+
+    def monitor() -> AnomalyMonitor:
+        detectors = [
+            RepeatedDenials(threshold=3, response="block"),
+            TokenReuse(threshold=3, response="block"),
+        ]
+        return AnomalyMonitor(
+            detectors, clock=clock, shared=SharedState(redis_server.url, prefix=prefix)
+        )
+
+    first, second = monitor(), monitor()
+    who = principal(subject, credential=credential)
+    bystander = principal("bob", credential="jti:bob")
+    try:
+        for _ in range(3):
+            await first.after_authentication(context(who=who))  # a claim with \ud800 in it
+            first.observe(context(who=who), event("authz_fail", subject=subject, status=403))
+            first.observe(context(who=bystander), event("authz_fail", subject="bob", status=403))
+            await first.flush(None)  # one round trip for both subjects' counts
+        with pytest.raises(RateLimited):
+            await second.after_authentication(context(who=who, client="192.0.2.44"))
+        with pytest.raises(RateLimited):  # the other subject's counts were not lost
+            await second.after_authentication(context(who=bystander, client="192.0.2.45"))
+    finally:
+        await first.aclose()
+        await second.aclose()

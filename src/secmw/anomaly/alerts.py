@@ -14,8 +14,9 @@ from typing import Any
 
 import structlog
 
-from secmw.anomaly.base import Alert, Anomaly
+from secmw.anomaly.base import Alert, Anomaly, bounded_key
 from secmw.anomaly.state import KeyedState
+from secmw.audit.format import printable_fields
 
 
 class AlertDeduplicator:
@@ -30,7 +31,7 @@ class AlertDeduplicator:
 
     def admit(self, anomaly: Anomaly, now: float) -> Alert | None:
         """The alert to send for ``anomaly``, or ``None`` when it is a duplicate."""
-        key = (anomaly.detector, anomaly.key)
+        key = (anomaly.detector, bounded_key(anomaly.key))
         entry = self._seen.get(key, now)
         if entry is not None and now - entry[0] < self.window:
             entry[1] += 1
@@ -85,8 +86,12 @@ class StructlogAlertSink:
         self._logger = logger if logger is not None else structlog.get_logger("secmw.anomaly")
 
     async def send(self, alert: Alert) -> None:
-        """Log ``alert`` with its fields as key-value pairs (its event name as ``anomaly``)."""
-        fields = alert.to_dict()
+        """Log ``alert`` with its fields as key-value pairs (its event name as ``anomaly``).
+
+        Keys, subjects and evidence may be a client's text (a claimed login name):
+        clipped and made printable as the structlog audit sink does.
+        """
+        fields = printable_fields(alert.to_dict())
         fields["anomaly"] = fields.pop("event")
         self._logger.warning("secmw_anomaly", **fields)
 

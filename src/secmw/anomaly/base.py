@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ KeyKind = Literal["client", "subject", "credential"]
 Phase = Literal["request", "outcome"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# The ``ctx.state`` key the monitor sets (to the detector's name) when it refuses a
+# request with a block or step-up: the refusal is its doing, not a stage's.
+ENFORCED = "secmw.anomaly.enforced"
 
 
 def client_key(address: str) -> str:
@@ -39,6 +43,25 @@ def client_key(address: str) -> str:
     if parsed.is_loopback or parsed.is_unspecified:
         return str(parsed)
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
+
+
+_LONGEST_KEY = 100
+_HEAD = 48
+
+
+def bounded_key(key: str) -> str:
+    """A key as per-key state holds it: over 100 characters, its head and a digest.
+
+    Some keys are a client's to choose (a login form's claimed user name): held
+    whole, each could cost as much memory as a request may carry, ``max_keys``
+    times. The head keeps alerts and events recognisable, the SHA-256 of the
+    whole keeps keys apart. A short key spelt like such a form stands for itself:
+    whoever can choose it could as easily send the long key it aliases.
+    """
+    if len(key) <= _LONGEST_KEY:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return key[:_HEAD] + "\u2026sha256:" + digest
 
 
 _CARRIERS = tuple(

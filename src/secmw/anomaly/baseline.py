@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response
-from secmw.anomaly.state import KeyedState
+from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response, bounded_key
+from secmw.anomaly.state import KeyedDetector, KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
@@ -24,7 +24,7 @@ class _Rate:
         self.limit = limit  # the open interval's threshold, worked out when it opens
 
 
-class RateSpike:
+class RateSpike(KeyedDetector):
     """More requests in one interval than ``factor`` times the principal's usual rate.
 
     Requests are counted per ``interval`` seconds; when an interval closes its
@@ -84,13 +84,9 @@ class RateSpike:
         """The state of a principal seen for the first time (or again after its expiry)."""
         return _Rate(int(now // self.interval), self.min_requests)
 
-    def tracked_keys(self) -> int:
-        """How many principals have a baseline."""
-        return len(self._state)
-
     def baseline(self, subject: str) -> float | None:
         """The smoothed requests per interval of ``subject`` (``None`` if unknown)."""
-        rate = self._state.peek(subject)
+        rate = self._state.peek(bounded_key(subject))
         return rate.mean if rate is not None else None
 
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
@@ -98,8 +94,9 @@ class RateSpike:
         subject = ctx.principal.subject
         if not subject:
             return None
+        key = bounded_key(subject)
         bucket = int(now // self.interval)
-        rate = self._state.setdefault(subject, now, self._new_rate)
+        rate = self._state.setdefault(key, now, self._new_rate)
         # A clock that stepped back (NTP, a restored VM) counts into the open
         # interval rather than rewinding the baseline.
         bucket = max(bucket, rate.bucket)
@@ -123,7 +120,7 @@ class RateSpike:
             detector=self.name,
             event=self.event,
             key_kind="subject",
-            key=subject,
+            key=key,
             response=self.response,
             reason=f"{rate.count} requests in {self.interval:g} s against a baseline of "
             f"{rate.mean:.1f}",

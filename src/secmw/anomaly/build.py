@@ -235,6 +235,12 @@ def pipeline_hooks(
                 ("detector",),
                 lambda: samples(watched.tracked_keys()),
             )
+            collector.scraped_counter(
+                "secmw_anomaly_evicted_keys_total",
+                "Live keys each detector dropped to stay under anomaly.max_keys.",
+                ("detector",),
+                lambda: samples(watched.evicted_keys()),
+            )
     guard = collector.guard(monitor) if collector is not None else monitor
     return {
         "observers": tuple(observers),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response, client_key
-from secmw.anomaly.state import EventWindow, KeyedState
+from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response, bounded_key, client_key
+from secmw.anomaly.state import EventWindow, KeyedDetector, KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
@@ -19,7 +19,7 @@ AUTH_FAILURE_EVENTS = ("authn_login_fail", "authn_token_invalid")
 DENIAL_EVENTS = ("authz_fail", "excess_rate_limit_exceeded")
 
 
-class _Windowed:
+class _Windowed(KeyedDetector):
     """Shared settings of the threshold-in-a-window detectors."""
 
     __slots__ = ("_state", "cool_down", "name", "response", "threshold", "window")
@@ -46,10 +46,6 @@ class _Windowed:
         self.response: Response = response
         self.cool_down = cool_down
         self._state: KeyedState[EventWindow] = KeyedState(max_keys, window)
-
-    def tracked_keys(self) -> int:
-        """How many keys hold a window."""
-        return len(self._state)
 
     def _count(self, key: str, now: float) -> bool:
         window = self._state.get(key, now)
@@ -117,9 +113,10 @@ class AuthFailureBurst(_Windowed):
         if not failed:
             return None
         if self.key_kind == "client":
-            return client_key(event.client) if event.client else None
+            return bounded_key(client_key(event.client)) if event.client else None
         claimed = ctx.state.get("claimed_subject")
-        return event.subject or (claimed if isinstance(claimed, str) else None)
+        subject = event.subject or (claimed if isinstance(claimed, str) else None)
+        return bounded_key(subject) if subject else None
 
     def anomaly(self, ctx: RequestContext, event: AuditEvent, key: str, now: float) -> Anomaly:
         """The anomaly of a burst that just reached the threshold."""
@@ -186,7 +183,7 @@ class RepeatedDenials(_Windowed):
             # Only a tier counting everyone together refused: anyone can fill that one,
             # so it says nothing about this caller (and must not get a victim blocked).
             return None
-        return event.subject
+        return bounded_key(event.subject) if event.subject else None
 
     def anomaly(self, ctx: RequestContext, event: AuditEvent, subject: str, now: float) -> Anomaly:
         """The anomaly of refusals that just reached the threshold."""
@@ -201,11 +198,11 @@ class RepeatedDenials(_Windowed):
             time=now,
             request_id=ctx.request_id,
             client=event.client,
-            subject=subject,
+            subject=event.subject,
         )
 
 
-class TokenReuse:
+class TokenReuse(KeyedDetector):
     """One credential seen from ``threshold`` distinct client addresses within ``window``.
 
     A bearer token or API key normally lives on one machine; many addresses in a
@@ -240,17 +237,14 @@ class TokenReuse:
         self._state: KeyedState[dict[str, float]] = KeyedState(max_keys, window)
         self._data = self._state.data
 
-    def tracked_keys(self) -> int:
-        """How many credentials are tracked."""
-        return len(self._state)
-
     def check(self, ctx: RequestContext, event: AuditEvent | None, now: float) -> Anomaly | None:
         """Add the request's client to its credential's set of addresses."""
         credential = ctx.principal.credential_id
         client = ctx.client
         if credential is None or client is None:
             return None
-        client = client_key(client)
+        credential = bounded_key(credential)
+        client = bounded_key(client_key(client))
         # KeyedState.get inlined: this runs on every request.
         item = self._data.get(credential)
         if item is None or now - item[0] > self.window:

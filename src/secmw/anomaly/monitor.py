@@ -22,7 +22,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from secmw.anomaly.alerts import AlertDeduplicator
-from secmw.anomaly.base import Alert, AlertSink, Anomaly, Detector, KeyKind, client_key
+from secmw.anomaly.base import (
+    ENFORCED,
+    Alert,
+    AlertSink,
+    Anomaly,
+    Detector,
+    KeyKind,
+    bounded_key,
+    client_key,
+)
 from secmw.anomaly.routing import route_outcomes
 from secmw.anomaly.shared import SharedState
 from secmw.anomaly.state import KeyedState
@@ -125,14 +134,14 @@ class AnomalyMonitor:
         """Refuse a request from a blocked client address, whatever its credentials."""
         if ctx.client is None:
             return
-        client = client_key(ctx.client)
+        client = bounded_key(client_key(ctx.client))
         if self._block_data:
-            self._check_block("client", client, self._clock())
+            self._check_block(ctx, "client", client, self._clock())
         if self.shared is not None:
             now = self._clock()
             await self.shared.before(self, ctx, client, now)
             if self._block_data:
-                self._check_block("client", client, now)
+                self._check_block(ctx, "client", client, now)
 
     async def after_authentication(self, ctx: RequestContext) -> None:
         """Run the request detectors, then refuse a blocked or stepped-up principal."""
@@ -151,26 +160,27 @@ class AnomalyMonitor:
         if not (self._block_data or self._step_data):
             return
         principal = ctx.principal
-        subject = principal.subject
-        credential = principal.credential_id
-        client = ctx.client
+        # Keys as the detectors hold them (long ones bounded), so lookups find them.
+        subject = bounded_key(principal.subject) if principal.subject else ""
+        credential = bounded_key(principal.credential_id) if principal.credential_id else ""
+        client = bounded_key(client_key(ctx.client)) if ctx.client is not None else ""
         if self._block_data:
             if subject:
-                self._check_block("subject", subject, now)
+                self._check_block(ctx, "subject", subject, now)
             if credential:
-                self._check_block("credential", credential, now)
+                self._check_block(ctx, "credential", credential, now)
             # The address was checked before authentication, unless a detector just fired.
-            if fired and client is not None:
-                self._check_block("client", client_key(client), now)
+            if fired and client:
+                self._check_block(ctx, "client", client, now)
         if self._step_data:
             if subject:
                 self._check_step_up(ctx, "subject", subject, now)
             if credential:
                 self._check_step_up(ctx, "credential", credential, now)
-            if client is not None:
-                self._check_step_up(ctx, "client", client_key(client), now)
+            if client:
+                self._check_step_up(ctx, "client", client, now)
 
-    def _check_block(self, kind: KeyKind, key: str, now: float) -> None:
+    def _check_block(self, ctx: RequestContext, kind: KeyKind, key: str, now: float) -> None:
         entry = self._blocks.get((kind, key), now)
         if entry is None:
             return
@@ -178,6 +188,7 @@ class AnomalyMonitor:
         if until <= now:
             self._blocks.pop((kind, key))
             return
+        ctx.state[ENFORCED] = anomaly.detector
         raise self._block_denial(anomaly, until - now)
 
     def _block_denial(self, anomaly: Anomaly, remaining: float) -> Denial:
@@ -205,6 +216,7 @@ class AnomalyMonitor:
             ctx.principal, acr_values=self.step_up_acr_values, max_age=max_age, now=now
         ):
             return
+        ctx.state[ENFORCED] = anomaly.detector
         denial = StepUpRequired(
             acr_values=self.step_up_acr_values,
             max_age=max_age,
@@ -243,7 +255,7 @@ class AnomalyMonitor:
         ``stored``: the shared state already holds the enforcement (set by the
         same Redis script that counted); otherwise it is sent there too.
         """
-        key = (anomaly.key_kind, anomaly.key)
+        key = (anomaly.key_kind, bounded_key(anomaly.key))  # a custom detector's key too
         if anomaly.response == "block":
             self._blocks.put(key, now, (now + cool_down, anomaly))
         elif anomaly.response == "step_up":
@@ -264,7 +276,7 @@ class AnomalyMonitor:
         """Keep an enforcement read from the shared state until it ends (no new event)."""
         table = self._blocks if anomaly.response == "block" else self._step_ups
         now = self._clock()
-        table.put((anomaly.key_kind, anomaly.key), now, (until, anomaly))
+        table.put((anomaly.key_kind, bounded_key(anomaly.key)), now, (until, anomaly))
 
     def queue_event(self, event: AuditEvent) -> None:
         """Queue an audit event (the shared state's outage and recovery) for the next flush."""
@@ -275,6 +287,7 @@ class AnomalyMonitor:
     def active(self, kind: KeyKind, key: str) -> str | None:
         """The response in force for a key (``block``, ``step_up``), or ``None``."""
         now = self._clock()
+        key = bounded_key(key)
         for name, table in (("block", self._blocks), ("step_up", self._step_ups)):
             entry = table.get((kind, key), now)
             if entry is not None and entry[0] > now:
@@ -282,8 +295,27 @@ class AnomalyMonitor:
         return None
 
     def tracked_keys(self) -> dict[str, int]:
-        """Keys held per detector (each bounded by its ``max_keys``)."""
+        """Keys held per detector (each bounded by its ``max_keys``), idle ones dropped first.
+
+        Read at each metrics scrape: the one time every key is looked at, so keys
+        left idle by a burst long over do not stay in memory until new ones push
+        them out. Custom detectors without ``expire(now)`` are counted as they are.
+        """
+        now = self._clock()
+        for detector in self.detectors:
+            expire = getattr(detector, "expire", None)
+            if callable(expire):
+                expire(now)
         return {detector.name: detector.tracked_keys() for detector in self.detectors}
+
+    def evicted_keys(self) -> dict[str, int]:
+        """Live keys each detector dropped to stay under its ``max_keys`` (since start)."""
+        evicted: dict[str, int] = {}
+        for detector in self.detectors:
+            count = getattr(detector, "evicted_keys", None)
+            if callable(count):
+                evicted[detector.name] = count()
+        return evicted
 
     async def flush(self, audit: AuditSink | None) -> None:
         """Publish the queued anomaly events to ``audit`` and alerts to the sinks."""

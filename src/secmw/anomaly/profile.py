@@ -13,8 +13,8 @@ import re
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response
-from secmw.anomaly.state import KeyedState
+from secmw.anomaly.base import Anomaly, KeyKind, Phase, Response, bounded_key
+from secmw.anomaly.state import KeyedDetector, KeyedState
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 
@@ -38,7 +38,7 @@ class _Targets:
         self.targets: set[str] = set()
 
 
-class NewTarget:
+class NewTarget(KeyedDetector):
     """A principal calls an MCP tool (or a route) it never used after its learning period.
 
     The target is the tool name of a ``tools/call``, else the method and the
@@ -95,10 +95,6 @@ class NewTarget:
         self.cool_down = cool_down
         self._state: KeyedState[_Targets] = KeyedState(max_keys, idle_expiry)
 
-    def tracked_keys(self) -> int:
-        """How many principals have a profile."""
-        return len(self._state)
-
     def _route(self, method: str, path: str) -> str:
         """The target of ``method`` on ``path``, remembered for the path and its prefix."""
         end = 0
@@ -136,7 +132,8 @@ class NewTarget:
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.setdefault(subject, now, _Targets)
+        key = bounded_key(subject)
+        profile = self._state.setdefault(key, now, _Targets)
         profile.count += 1
         known = profile.targets
         found = None
@@ -169,7 +166,7 @@ class NewTarget:
             detector=self.name,
             event=self.event,
             key_kind="subject",
-            key=subject,
+            key=key,
             response=self.response,
             reason=f"first use of {found} after the learning period",
             evidence={
@@ -193,7 +190,7 @@ class _Hours:
         self.hours = 0
 
 
-class OffHours:
+class OffHours(KeyedDetector):
     """A principal calls on a weekday or at an hour of the day it never used before.
 
     The profile is two bit sets in ``timezone``: the days of the week and the
@@ -246,10 +243,6 @@ class OffHours:
         self.cool_down = cool_down
         self._state: KeyedState[_Hours] = KeyedState(max_keys, idle_expiry)
 
-    def tracked_keys(self) -> int:
-        """How many principals have a profile."""
-        return len(self._state)
-
     def _local(self, now: float) -> tuple[int, int]:
         """Weekday (Monday 0) and hour in ``tz``; the UTC offset is looked up per quarter hour.
 
@@ -282,7 +275,8 @@ class OffHours:
         subject = ctx.principal.subject
         if not subject:
             return None
-        profile = self._state.setdefault(subject, now, _Hours)
+        key = bounded_key(subject)
+        profile = self._state.setdefault(key, now, _Hours)
         profile.count += 1
         if not self._span_start <= now < self._span_end:
             self._new_span(now)
@@ -301,7 +295,7 @@ class OffHours:
             detector=self.name,
             event=self.event,
             key_kind="subject",
-            key=subject,
+            key=key,
             response=self.response,
             reason=f"access on {_DAYS[weekday]} at {hour_of_day:02d}h, outside usual hours",
             evidence={

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from secmw.anomaly.base import Anomaly, Detector, KeyKind, client_key
+from secmw.anomaly.base import Anomaly, Detector, KeyKind, bounded_key, client_key
 from secmw.anomaly.detectors import AuthFailureBurst, RepeatedDenials, TokenReuse
 from secmw.anomaly.redis_lua import SCRIPT, SCRIPT_SHA
 from secmw.audit.base import AuditEvent
@@ -104,7 +104,8 @@ class _Connection(RedisStore):
 def _part(kind: KeyKind | str, key: str) -> str:
     """A key as it appears in a Redis key: credentials (and overlong keys) are hashed."""
     if kind == "credential" or len(key) > 100:
-        return "h:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        # A claim may hold a lone surrogate (a JSON escape): no strict UTF-8 form.
+        return "h:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return key
 
 
@@ -196,12 +197,11 @@ class SharedState:
     ) -> bool:
         """Token reuse and the principal's enforcements, in one round trip; true if one fired."""
         principal = ctx.principal
-        credential = principal.credential_id or ""
-        client = client_key(ctx.client) if ctx.client else ""
-        named: tuple[tuple[KeyKind, str], ...] = (
-            ("subject", principal.subject),
-            ("credential", credential),
-        )
+        # Keys as the detectors count them (long ones bounded), so both meet in Redis.
+        credential = bounded_key(principal.credential_id) if principal.credential_id else ""
+        client = bounded_key(client_key(ctx.client)) if ctx.client else ""
+        subject = bounded_key(principal.subject) if principal.subject else ""
+        named: tuple[tuple[KeyKind, str], ...] = (("subject", subject), ("credential", credential))
         wanted: list[Wanted] = [
             (table, kind, key)
             for kind, key in named
@@ -256,7 +256,6 @@ class SharedState:
         if not self._pending:
             return
         items = list(self._pending)
-        self._pending.clear()
         now = items[-1][4]
         keys: list[str] = []
         args: list[Any] = [_ms(now)]
@@ -267,6 +266,8 @@ class SharedState:
                 self.enforcement_key(_table(detector), detector.key_kind, key),
             )
             args += ("w", _ms(at), _ms(detector.window), detector.threshold, value, px)
+        # Taken only once the round trip is built: if that failed, the counts stay queued.
+        self._pending.clear()
         sent = self._add_outbox(keys, args, now)
         reply = await self._call(monitor, items[-1][1], keys, args, sent=sent, now=now, guard=False)
         for index, (detector, ctx, event, key, at) in enumerate(items):

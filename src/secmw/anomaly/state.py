@@ -3,7 +3,9 @@
 An attacker controls the keys (client addresses, subjects, credential ids), so
 unbounded maps would be a memory-exhaustion vector. :class:`KeyedState` keeps at
 most ``max_keys`` entries in least-recently-used order and drops entries idle
-longer than ``ttl`` seconds; evicting under pressure is counted, never silent.
+longer than ``ttl`` seconds (a few with each new key, all at each metrics
+scrape); evicting under pressure is counted (``secmw_anomaly_evicted_keys_total``),
+never silent. Keys over 100 characters are held bounded (:func:`bounded_key`).
 """
 
 from __future__ import annotations
@@ -71,9 +73,36 @@ class KeyedState(Generic[V]):
     def put(self, key: Hashable, now: float, value: V) -> None:
         """Store ``value``; the least recently used entries go when the cap is reached."""
         data = self.data
-        if data.pop(key, None) is None and len(data) >= self.max_keys:
-            self._evict(now)
+        if data.pop(key, None) is None:
+            if len(data) >= self.max_keys:
+                self._evict(now)
+            elif data:
+                self._sweep(now)
         data[key] = [now, value, now]  # (re-)put keys go to the back
+
+    def _sweep(self, now: float) -> None:
+        """Drop idle entries from the front of the queue, two steps at most.
+
+        Each new key pays for a little expiry, so idle keys go while keys keep
+        coming (and cost nothing when none come). A front entry used since it was
+        queued goes to the back, as in :meth:`_evict`; one neither idle nor used
+        ends the sweep (idle ones behind it wait for their turn, or the scrape).
+        """
+        data = self.data
+        for _ in range(2):
+            oldest = next(iter(data))
+            item = data[oldest]
+            seen = item[0]
+            if now - seen > self.ttl:
+                del data[oldest]
+            elif seen != item[2]:
+                item[2] = seen
+                del data[oldest]
+                data[oldest] = item
+            else:
+                return
+            if not data:
+                return
 
     def _evict(self, now: float) -> None:
         """Make room for one entry (the new one is not queued yet, so never the victim)."""
@@ -114,6 +143,26 @@ class KeyedState(Generic[V]):
         """The keys, least recently seen first (expired ones included until touched)."""
         data = self.data
         return iter(sorted(data, key=lambda key: data[key][0]))
+
+
+class KeyedDetector:
+    """What the monitor reads of a built-in detector's per-key state (for the metrics)."""
+
+    __slots__ = ()
+
+    _state: KeyedState[Any]
+
+    def tracked_keys(self) -> int:
+        """How many keys hold state."""
+        return len(self._state)
+
+    def evicted_keys(self) -> int:
+        """How many live keys were dropped to stay under ``max_keys``."""
+        return self._state.evicted
+
+    def expire(self, now: float) -> int:
+        """Drop every key idle past its expiry; how many went."""
+        return self._state.expire(now)
 
 
 class EventWindow:

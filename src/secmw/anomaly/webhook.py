@@ -1,17 +1,21 @@
 """A webhook alert sink: JSON POSTs from a bounded queue, with retries and backoff.
 
-Delivery runs on one worker thread with a synchronous httpx client, so it works
-the same on asyncio and trio and never holds up a request: ``send`` only
-enqueues. When the queue is full the alert is dropped and counted (an alert
-flood must not become a memory problem). Needs the ``gateway`` extra (httpx).
+Delivery runs on one worker thread, with an event loop of its own (asyncio,
+whatever the app runs on) so that every attempt has a deadline in total: httpx's
+timeouts apply per read, and a receiver that drips its answer a byte at a time
+would otherwise hold the one worker forever. ``send`` only enqueues and never
+holds up a request. When the queue is full the alert is dropped and counted (an
+alert flood must not become a memory problem). Needs the ``gateway`` extra (httpx).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,9 +28,9 @@ _STOP = object()
 
 
 class _Worker:
-    """One delivery worker: its queue, stop flag, HTTP client and thread."""
+    """One delivery worker: its queue, stop flag, HTTP client, thread and alert in flight."""
 
-    __slots__ = ("client", "queue", "stop", "thread")
+    __slots__ = ("client", "current", "queue", "stop", "thread")
 
     thread: threading.Thread  # set by the sink, which runs the worker on it
 
@@ -34,14 +38,18 @@ class _Worker:
         self.queue = alerts
         self.stop = stop
         self.client = client
+        # The alert being delivered; a close that gives up counts it and clears this,
+        # so the worker, finishing later, does not count it again.
+        self.current: Alert | None = None
 
 
 class WebhookAlertSink:
     """POST each alert as JSON to ``url``; retry 5xx, 429 and network errors with backoff.
 
-    Attempt *n* (from 0) that fails waits ``backoff * 2**n`` seconds (at most
-    ``max_backoff``) before the next; after ``retries`` retries the alert is
-    dropped and counted in ``failed``.
+    Each attempt has ``timeout`` seconds in all, from connecting to the status
+    line and headers (the body is not read). Attempt *n* (from 0) that fails
+    waits ``backoff * 2**n`` seconds (at most ``max_backoff``) before the next;
+    after ``retries`` retries the alert is dropped and counted in ``failed``.
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class WebhookAlertSink:
                 "the webhook alert sink needs httpx: pip install 'secmw[gateway]'"
             ) from None
         self.url = url
+        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -79,7 +88,7 @@ class WebhookAlertSink:
             "headers": dict(headers or {}),
             "transport": transport,
         }
-        self._client_type = httpx.Client
+        self._client_type = httpx.AsyncClient
         self._http_error = httpx.HTTPError
         self._worker: _Worker | None = None
         self._last: _Worker | None = None  # the worker the last aclose stopped
@@ -134,44 +143,70 @@ class WebhookAlertSink:
         return self._worker
 
     def _run(self, worker: _Worker) -> None:
-        while True:
-            item = worker.queue.get()
-            if item is _STOP:
-                return
-            if worker.stop.is_set():
-                # Closed while items were still queued: they are counted, not sent. A
-                # close that found the queue full queued no stop marker: end when empty.
-                self.failed += 1
-                if worker.queue.empty():
-                    return
-                continue
-            try:
-                self._deliver(worker, item)
-            except Exception:  # e.g. the client closed under a delivery at shutdown
-                self.failed += 1
+        anyio.run(self._serve, worker)
 
-    def _deliver(self, worker: _Worker, alert: Alert) -> None:
+    async def _serve(self, worker: _Worker) -> None:
+        """Deliver queued alerts until the stop marker (blocking waits are fine: the
+        loop is this thread's alone)."""
+        try:
+            while True:
+                item = worker.queue.get()
+                if item is _STOP:
+                    return
+                with self._lock:
+                    if worker.stop.is_set():  # taken after a close gave up: not sent
+                        self.failed += 1
+                        continue
+                    worker.current = item
+                try:
+                    delivered = await self._deliver(worker, item)
+                except Exception:  # a bug in a transport must not end the worker
+                    delivered = False
+                with self._lock:
+                    if worker.current is item:  # else a close that gave up counted it
+                        worker.current = None
+                        if delivered:
+                            self.delivered += 1
+                        else:
+                            self.failed += 1
+                if not delivered:
+                    print(
+                        f"secmw: alert webhook delivery failed ({item.anomaly.event})",
+                        file=sys.stderr,
+                    )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await worker.client.aclose()
+
+    async def _deliver(self, worker: _Worker, alert: Alert) -> bool:
+        """True once the receiver accepted ``alert``; false after the last retry."""
         body = json.dumps(alert.to_dict(), ensure_ascii=True, default=str).encode()
         for attempt in range(self.retries + 1):
-            try:
-                response = worker.client.post(
-                    self.url, content=body, headers={"content-type": "application/json"}
-                )
-            except self._http_error:
-                retry = True
-            else:
-                if response.status_code < 300:
-                    self.delivered += 1
-                    return
-                retry = response.status_code >= 500 or response.status_code == 429
+            status = await self._attempt(worker, body)
+            if status is not None and status < 300:
+                return True
+            retry = status is None or status >= 500 or status == 429
             if not retry or attempt == self.retries:
-                break
+                return False
             if worker.stop.wait(min(self.max_backoff, self.backoff * 2**attempt)):
-                break
-        self.failed += 1
-        print(f"secmw: alert webhook delivery failed ({alert.anomaly.event})", file=sys.stderr)
+                return False
+        return False
+
+    async def _attempt(self, worker: _Worker, body: bytes) -> int | None:
+        """One POST within ``timeout`` in all: its status, or ``None`` when it did not end."""
+        with anyio.move_on_after(self.timeout):
+            try:
+                async with worker.client.stream(
+                    "POST", self.url, content=body, headers={"content-type": "application/json"}
+                ) as response:
+                    status: int = response.status_code
+                    return status
+            except self._http_error:
+                return None
+        return None
 
     def _join(self, timeout: float) -> _Worker | None:
+        deadline = time.monotonic() + timeout
         with self._lock:
             # From here on sends are dropped until startup; this worker is stopped.
             self._closed = True
@@ -180,25 +215,37 @@ class WebhookAlertSink:
                 self._last = worker
         if worker is None:
             return None
-        thread = worker.thread
-        try:
+        with contextlib.suppress(queue.Full):  # still full at the deadline: given up on below
             worker.queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            worker.stop.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            # Out of time: stop retrying, count what is left, close once it ends.
-            worker.stop.set()
-            thread.join(timeout)
-        worker.client.close()
+        worker.thread.join(max(0.0, deadline - time.monotonic()))
+        if worker.thread.is_alive():
+            self._give_up(worker)
         return worker
 
-    async def aclose(self) -> None:
-        """Deliver what is queued (waiting at most ``close_timeout`` seconds), then stop.
+    def _give_up(self, worker: _Worker) -> None:
+        """Count what ``worker`` still holds as failed and let it end on its own.
 
-        Alerts still queued when the time is up are counted in ``failed``.
+        Its attempt in flight ends within ``timeout`` and then finds the stop
+        marker; it closes its own client (on its own loop).
         """
-        stopped = await anyio.to_thread.run_sync(self._join, self.close_timeout)
-        # Only the worker this call stopped: a second aclose must not cut the first's drain.
-        if stopped is not None and stopped.thread.is_alive():
-            stopped.stop.set()
+        with self._lock:
+            worker.stop.set()
+            if worker.current is not None:
+                worker.current = None
+                self.failed += 1
+            while True:
+                try:
+                    item = worker.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    self.failed += 1
+            worker.queue.put_nowait(_STOP)  # emptied just now, and no send adds to it
+
+    async def aclose(self) -> None:
+        """Deliver what is queued, waiting at most ``close_timeout`` seconds, then stop.
+
+        Alerts still queued or in flight when the time is up are counted in
+        ``failed`` by the time this returns.
+        """
+        await anyio.to_thread.run_sync(self._join, self.close_timeout)

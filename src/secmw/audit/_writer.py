@@ -580,7 +580,10 @@ class Writer(threading.Thread):
         self._cut_partial()
         if self._renamed:
             self._open_next()
-        self._flush()
+        # The path checked now, not when the half-second check is next due: after a
+        # link put at the path failed the check, the open file is the old one, and
+        # writing there (unlinked, or renamed away) is no recovery.
+        self._flush(check=True)
         was, self.error = self.error, None
         event = self._state_event("sys_monitor_enabled", was or "", permanent=False)
         self._add_line(self._own_line(event))

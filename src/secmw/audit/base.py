@@ -37,10 +37,11 @@ def _text(value: Any) -> str:
 
 
 def _plain_value(value: Any, depth: int) -> Any:
-    """A details value fit for one JSON line: strings clipped at every depth, no NaN.
+    """A details value fit for one JSON line: strings and keys clipped at every depth, no NaN.
 
     ``NaN`` and infinities are not JSON (RFC 8259): they become strings. Nesting
-    deeper than 8 levels is cut to a clipped string.
+    deeper than 8 levels is cut to a clipped string, and so is any value JSON has
+    no type for (bytes, a set, an object), which would otherwise be written whole.
     """
     if isinstance(value, str):
         return _clip(value)
@@ -50,11 +51,18 @@ def _plain_value(value: Any, depth: int) -> Any:
         return value
     if depth >= _MAX_DEPTH:
         return _clip(str(value))
-    if isinstance(value, dict):
-        return {key: _plain_value(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, Mapping):
+        return {_plain_key(key): _plain_value(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain_value(item, depth + 1) for item in value]
-    return value
+    return _clip(str(value))
+
+
+def _plain_key(key: Any) -> Any:
+    """A details key as JSON writes it (a string, clipped); numbers and ``None`` stay."""
+    if isinstance(key, (int, float)) or key is None:
+        return key  # bool is an int; JSON writes all of these as short strings
+    return _clip(key if isinstance(key, str) else str(key))
 
 
 _MAX_DEPTH = 8
@@ -222,7 +230,7 @@ class AuditEvent:
         return "".join(parts)
 
     def _details(self) -> dict[str, Any]:
-        return {key: _plain_value(value, 0) for key, value in self.details.items()}
+        return {_plain_key(key): _plain_value(value, 0) for key, value in self.details.items()}
 
 
 class AuditSink(Protocol):

@@ -29,7 +29,7 @@ from structlog.contextvars import (
     unbind_contextvars,
 )
 
-from secmw.audit.base import AuditEvent
+from secmw.audit.base import AuditEvent, _plain_value
 
 EventDict = MutableMapping[str, Any]
 Processor = Callable[[Any, str, EventDict], Any]
@@ -199,6 +199,16 @@ def _printable(value: Any) -> Any:
     return value
 
 
+def printable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` fit for an app's log renderer: clipped as in the trail, and printable.
+
+    For client-chosen text bound for a structlog logger (a console renderer
+    writes terminal escapes as they are; a lone surrogate makes the write fail).
+    """
+    plain: dict[str, Any] = _printable(_plain_value(fields, 0))
+    return plain
+
+
 class StructlogAuditSink:
     """Sends each event through a structlog logger, so the app's structlog setup applies.
 
@@ -238,5 +248,6 @@ __all__ = [
     "bind_request",
     "fill_request_id",
     "json_line",
+    "printable_fields",
     "unbind_request",
 ]

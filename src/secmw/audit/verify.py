@@ -43,7 +43,21 @@ class VerifyResult:
         return self
 
 
-_SET_ASIDE = re.compile(r"\.torn-\d{8}T\d{6}Z-\d+$")
+# path.torn-<UTC time>-<seq>, and -<attempt> when that name was taken.
+_SET_ASIDE = re.compile(r"\.torn-\d{8}T\d{6}Z-\d+(?:-\d+)?$")
+
+
+def _holds_a_newline(path: str) -> bool:
+    """True when the file has a newline: then it is not a torn line the sink set aside.
+
+    The sink sets aside only the bytes after the last newline; a file of whole
+    lines under that name is a trail file renamed to be skipped.
+    """
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if b"\n" in chunk:
+                return True
+    return False
 
 
 def _first_seq(path: str) -> int:
@@ -75,6 +89,10 @@ def verify_files(
     names = [os.fspath(p) for p in paths]
     for name in names:
         if _SET_ASIDE.search(name):
+            if _holds_a_newline(name):
+                return result.fail(
+                    None, name, "named as a torn line set aside, but holds whole lines (renamed?)"
+                )
             # Written by the sink at recovery: the bytes of a torn line, outside the chain.
             result.notes.append(f"{name}: a torn line set aside by the sink (not in the chain)")
     # A file whose first line cannot be read (the active file after a crash in its

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from secmw.anomaly.base import Anomaly
+from secmw.anomaly.base import ENFORCED, Anomaly
 from secmw.audit.base import AuditEvent
 from secmw.context import RequestContext
 from secmw.hooks import Guard
@@ -110,7 +110,10 @@ class SecurityMetrics:
         self.requests.inc((transport, event.name, status_class))
         if event.outcome == "failure":
             if event.name.startswith("authn_"):
-                self.auth_failures.inc((event.name,))
+                # An anomaly block is named after its detector (authn_brute_force), but
+                # no authentication ran: it is counted with the requests, not here.
+                if ENFORCED not in ctx.state:
+                    self.auth_failures.inc((event.name,))
             elif event.name == "excess_rate_limit_exceeded":
                 rate = ctx.state.get("rate")
                 tiers = getattr(rate, "policies", ()) or ("unknown",)
@@ -130,6 +133,12 @@ class SecurityMetrics:
     ) -> None:
         """Register a scrape-time gauge (another component's queue depth, state)."""
         self.registry.gauge(name, help, labelnames, callback)
+
+    def scraped_counter(
+        self, name: str, help: str, labelnames: Sequence[str], callback: GaugeCallback
+    ) -> None:
+        """Register a counter another component keeps, read at scrape time (evictions)."""
+        self.registry.scraped_counter(name, help, labelnames, callback)
 
     def render(self) -> str:
         """The Prometheus text exposition of every metric."""

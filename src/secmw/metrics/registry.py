@@ -174,6 +174,14 @@ class Gauge(_Metric):
         return lines + rendered
 
 
+class ScrapedCounter(Gauge):
+    """A count another component keeps (it only grows), read at scrape time."""
+
+    __slots__ = ()
+
+    kind = "counter"
+
+
 class Registry:
     """The set of metrics one pipeline exposes."""
 
@@ -213,6 +221,14 @@ class Registry:
     ) -> Gauge:
         """Register a gauge whose samples ``callback`` returns at scrape time."""
         metric = Gauge(name, help, labelnames, callback)
+        self._add(metric)
+        return metric
+
+    def scraped_counter(
+        self, name: str, help: str, labelnames: Sequence[str], callback: GaugeCallback
+    ) -> ScrapedCounter:
+        """Register a counter whose samples ``callback`` returns at scrape time."""
+        metric = ScrapedCounter(name, help, labelnames, callback)
         self._add(metric)
         return metric
 

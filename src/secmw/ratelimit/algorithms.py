@@ -49,8 +49,9 @@ class Limit:
     ``slot`` names the counter (tier and window): plans of a tier with the same
     window share it, so a principal whose plan changes keeps its count.
     ``descriptor`` is the limit's member of the ``RateLimit-Policy`` field.
-    ``shared`` marks a tier whose key names no caller (``global``, ``route``,
-    ``tool``): a refusal by it is not the refused caller's own doing.
+    ``shared`` marks a tier no single caller owns (keyed by none of ``principal``,
+    ``api_key``, ``connection``: ``global``, ``tenant``, ``route``, ``tool``,
+    ``ip``): a refusal by it is not the refused caller's own doing.
     """
 
     tier: str

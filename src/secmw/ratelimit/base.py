@@ -15,8 +15,9 @@ class RateDecision(NamedTuple):
     ``retry_after`` (seconds), ``policies`` (the violated tiers) and
     ``problem_type`` (the 429 body's ``type``; ``None`` keeps ``about:blank``)
     matter only when ``allowed`` is false; ``shared`` then says that only tiers
-    counting everyone together (no caller in their key) refused. A named tuple rather than a frozen
-    dataclass: one is made per request, and it is immutable at a quarter of the cost.
+    no single caller owns (none keyed by ``principal``, ``api_key`` or
+    ``connection``) refused. A named tuple rather than a frozen dataclass: one is
+    made per request, and it is immutable at a quarter of the cost.
     """
 
     allowed: bool

@@ -114,9 +114,11 @@ def _connection(ctx: RequestContext) -> str:
 
 
 _CONNECTION = "secmw.ratelimit.connection"
-# Key parts that name the caller; a tier without any counts several callers
-# together (a tenant's members too), and one of them can fill it for the others.
-_CALLER_PARTS = frozenset({"principal", "ip", "api_key", "connection"})
+# Key parts only the caller can fill. A tier without any counts several callers
+# together, and one of them can fill it for the others: a tenant's members, and
+# everyone behind one address too (an office NAT, carrier-grade NAT, an IPv6 /64).
+# ``ip+principal`` is the caller's own: its principal part keeps other users out.
+_OWN_PARTS = frozenset({"principal", "api_key", "connection"})
 
 PARTS: dict[str, Part] = {
     "global": lambda ctx: "*",
@@ -194,7 +196,7 @@ class Tier:
         self._parts = tuple(PARTS[part] for part in parts if part != "tool")
         self.shadow = config.shadow
         self.messages = config.applies_to == "messages"
-        shared = _CALLER_PARTS.isdisjoint(parts)
+        shared = _OWN_PARTS.isdisjoint(parts)
         self.limits = compile_limits(
             config.name, config.rate, config.algorithm, config.burst, config.shadow, shared=shared
         )

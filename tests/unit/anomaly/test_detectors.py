@@ -179,3 +179,52 @@ def test_client_keys_group_an_ipv6_subscriber_by_its_64(address: str, key: str) 
     from secmw.anomaly.base import client_key
 
     assert client_key(address) == key
+
+
+@pytest.mark.parametrize(
+    ("claimed", "key"),
+    [
+        pytest.param("alice", "alice", id="short-kept-whole"),
+        pytest.param("a" * 100, "a" * 100, id="100-kept-whole"),
+        pytest.param("b" * 101, "b" * 48 + "\u2026sha256:", id="101-head-and-digest"),
+        pytest.param("c" * 65_536, "c" * 48 + "\u2026sha256:", id="64k-head-and-digest"),
+    ],
+)
+def test_a_long_claimed_subject_is_held_as_its_head_and_a_digest(claimed: str, key: str) -> None:
+    detector = AuthFailureBurst(key_kind="subject", threshold=2)
+    fired = None
+    for offset in range(2):
+        ctx = context()
+        ctx.state["claimed_subject"] = claimed
+        fired = detector.check(ctx, event("authn_login_fail"), MONDAY_10H + offset)
+    assert fired is not None and fired.key.startswith(key) and len(fired.key) <= 100
+
+
+def test_long_claimed_subjects_that_share_a_head_are_counted_apart() -> None:
+    detector = AuthFailureBurst(key_kind="subject", threshold=2)
+    fired = []
+    for name in ("x" * 200 + "1", "x" * 200 + "2"):
+        ctx = context()
+        ctx.state["claimed_subject"] = name
+        fired.append(detector.check(ctx, event("authn_login_fail"), MONDAY_10H))
+    assert fired == [None, None] and detector.tracked_keys() == 2
+
+
+def test_many_long_claimed_subjects_cost_memory_by_count_not_by_length() -> None:
+    import tracemalloc
+
+    detector = AuthFailureBurst(key_kind="subject", threshold=10)
+    failed = event("authn_login_fail")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            ctx = context()
+            ctx.state["claimed_subject"] = f"{i:08d}" + "A" * 65_536  # a form field's worth
+            detector.check(ctx, failed, MONDAY_10H)
+            del ctx
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert detector.tracked_keys() == 300
+    assert held < 1_000_000  # about 20 MB when the names were held whole

@@ -208,6 +208,49 @@ async def test_callback_sinks_plain_and_async() -> None:
     assert seen == ["plain:k", "async:k"]
 
 
+@pytest.mark.parametrize(
+    ("claimed", "shown"),
+    [
+        pytest.param(
+            "\x1b]0;pwned\x07\x1b[2J", "\\u001b]0;pwned\\u0007\\u001b[2J", id="terminal-escapes"
+        ),
+        pytest.param("root\ud800", "root\\ud800", id="lone-surrogate"),
+        pytest.param("admin\u202egnp.exe", "admin\\u202egnp.exe", id="bidi-override"),
+        pytest.param("a\nfake_line", "a\\u000afake_line", id="newline"),
+        pytest.param("x" * 5000, "x" * 48 + "\u2026sha256:", id="overlong-bounded"),
+    ],
+)
+async def test_structlog_alerts_show_a_claimed_subject_printable(claimed: str, shown: str) -> None:
+    import io
+
+    import structlog
+
+    # A console renderer writing to a UTF-8 stream, as an app's terminal log would.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(out),
+        processors=[structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)],
+    )
+    monitor = AnomalyMonitor(
+        [AuthFailureBurst(key_kind="subject", threshold=3)],
+        alert_sinks=[StructlogAlertSink(logger)],
+        clock=FakeClock(),
+    )
+    audit = MemoryAuditSink()
+    sink = monitor.audit_sink(audit)
+    for _ in range(3):
+        ctx = context()
+        ctx.state["claimed_subject"] = claimed  # a login form's user name
+        failed = event("authn_login_fail")
+        monitor.observe(ctx, failed)
+        await sink.emit(failed)
+    assert audit.names()[-1] == "authn_brute_force"
+    out.buffer.seek(0)
+    (line,) = out.buffer.read().decode("utf-8").splitlines()
+    assert "secmw_anomaly" in line and f"key={shown}" in line
+    assert line.isprintable()
+
+
 async def test_structlog_sink_logs_a_warning() -> None:
     from structlog.testing import capture_logs
 

@@ -29,6 +29,25 @@ def test_idle_entries_expire() -> None:
     assert state.setdefault("z", 0, lambda now: 7) == 7 and state.pop("z") == 7
 
 
+@pytest.mark.parametrize(
+    ("touched", "left"),
+    [
+        pytest.param(False, ["new-0", "new-1", "new-2"], id="idle-keys-go-as-new-ones-come"),
+        pytest.param(True, ["old-1", "new-0", "new-1", "new-2"], id="a-key-in-use-stays"),
+    ],
+)
+def test_new_keys_sweep_idle_ones_without_a_full_expiry(touched: bool, left: list[str]) -> None:
+    state: KeyedState[int] = KeyedState(max_keys=100, ttl=60)
+    for n in range(3):
+        state.put(f"old-{n}", 0, n)
+    if touched:
+        assert state.get("old-1", 50) == 1
+    for n in range(3):  # each new key drops (or requeues) two from the front
+        state.put(f"new-{n}", 100 + n, n)
+    assert list(state.data) == left  # queue order
+    assert state.evicted == 0  # expiry is not eviction
+
+
 def test_max_keys_must_be_positive() -> None:
     with pytest.raises(ValueError):
         KeyedState(0, 1)

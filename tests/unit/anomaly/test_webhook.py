@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -191,3 +193,78 @@ async def test_a_second_close_does_not_cut_the_first_ones_drain() -> None:
         group.start_soon(sink.aclose)
         group.start_soon(sink.aclose)
     assert sink.delivered == 10 and sink.failed == 0
+
+
+class _DrippingReceiver:
+    """A socket server: ``head`` at once, then ``drip`` a byte every 0.05 s (within any timeout)."""
+
+    def __init__(self, head: bytes, drip: bytes) -> None:
+        import socket
+
+        self.head, self.drip = head, drip
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/alerts"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(self.head)
+                for byte in self.drip:
+                    time.sleep(0.05)
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nX-Padding: 0123456789\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "drip", "delivered"),
+    [
+        # The status line and headers take 3 s to arrive, six times the timeout.
+        pytest.param(b"", _HEAD, 0, id="dripped-headers-fail-at-the-timeout"),
+        # The headers come at once: the status is the answer, the body is not waited for.
+        pytest.param(_HEAD, b"x" * 40, 1, id="dripped-body-not-waited-for"),
+    ],
+)
+async def test_an_attempt_ends_at_the_timeout_however_slowly_the_receiver_drips(
+    head: bytes, drip: bytes, delivered: int
+) -> None:
+    receiver = _DrippingReceiver(head, drip)
+    sink = WebhookAlertSink(receiver.url, timeout=0.5, retries=0)
+    try:
+        started = time.monotonic()
+        await sink.send(ALERT)
+        while sink.delivered + sink.failed == 0 and time.monotonic() - started < 5:
+            await anyio.sleep(0.02)
+        assert (sink.delivered, sink.failed) == (delivered, 1 - delivered)
+        assert time.monotonic() - started < 1.5
+    finally:
+        await sink.aclose()
+        receiver.server.close()
+
+
+async def test_aclose_returns_within_close_timeout_with_every_undelivered_alert_counted() -> None:
+    upstream = Upstream()
+    upstream.gate.clear()  # the first delivery hangs; two more alerts wait behind it
+    sink = _sink(upstream, max_queue=5, close_timeout=0.3, retries=0)
+    for _ in range(3):
+        await sink.send(ALERT)
+    started = time.monotonic()
+    await sink.aclose()
+    assert time.monotonic() - started < 0.5  # not a multiple of close_timeout
+    assert (sink.delivered, sink.failed) == (0, 3)  # in flight and queued, counted by now
+    upstream.gate.set()  # the hung delivery ends after the close: not counted twice
+    _wait_for_workers_to_end()
+    assert (sink.delivered, sink.failed, sink.dropped) == (0, 3, 0)

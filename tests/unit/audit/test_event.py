@@ -7,7 +7,9 @@ import inspect
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -107,3 +109,32 @@ def test_constructor_sets_every_field_and_stays_frozen() -> None:
     assert dataclasses.replace(event, status=500).status == 500
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.name = "other"  # type: ignore[misc]
+
+
+class _Opaque:
+    """A value JSON has no type for, rendered through ``str``."""
+
+    def __str__(self) -> str:
+        return "o" * 5000
+
+
+@pytest.mark.parametrize(
+    ("details", "clipped"),
+    [
+        pytest.param({"k" * 5000: 1}, list, id="top-level-key"),
+        pytest.param({"n": {"k" * 5000: 1}}, lambda d: list(d["n"]), id="nested-key"),
+        pytest.param({"b": b"x" * 5000}, lambda d: [d["b"]], id="bytes"),
+        pytest.param({"n": [{1, 2, *range(3000)}]}, lambda d: [d["n"][0]], id="set"),
+        pytest.param({"o": _Opaque()}, lambda d: [d["o"]], id="object"),
+        pytest.param({_Opaque(): "v"}, list, id="object-key"),
+    ],
+)
+def test_details_keys_and_values_without_a_json_type_are_clipped(
+    details: dict[object, object], clipped: Callable[[dict[str, Any]], list[str]]
+) -> None:
+    event = AuditEvent(name="sys_error", outcome="failure", details=details)
+    line = event.to_json()
+    written = json.loads(line)["details"]
+    assert [len(text) for text in clipped(written)] == [512]
+    assert len(line) < 1024
+    assert event.to_dict()["details"] == written

@@ -801,6 +801,54 @@ async def test_a_link_put_at_the_path_in_use_is_a_write_error_until_a_file_is_ba
     assert os.path.getsize(os.devnull) == 0
 
 
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("deleted", id="file-deleted"),
+        pytest.param("renamed", id="file-renamed-away"),
+    ],
+)
+async def test_a_link_at_the_path_stays_an_error_through_every_retry(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, fallback = await _three_on_disk(path, rotate_bytes=None, retry_interval=0.02)
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.rename(tmp_path / "kept.jsonl")
+    path.symlink_to(os.devnull)
+    n = 3
+    with anyio.fail_after(5):
+        while sink.error is None:  # noticed with a write, at the next path check
+            await sink.emit(event(n))
+            n += 1
+            await anyio.sleep(0.02)
+    kept = tmp_path / "kept.jsonl"
+    kept_size = kept.stat().st_size if how == "renamed" else 0
+    # Many retries, over more than two path-check periods: none is a recovery, so
+    # a fail_closed pipeline (which reads healthy) admits nothing meanwhile.
+    healthy = []
+    for _ in range(60):
+        healthy.append(sink.healthy)
+        await anyio.sleep(0.02)
+    assert sink.error == "ELOOP" and not any(healthy)
+    assert [r["event"] for r in fallback_records(fallback)] == ["sys_monitor_disabled"]
+    if how == "renamed":  # the retries wrote nothing into the file moved away
+        assert kept.stat().st_size == kept_size
+    path.unlink()  # a file can be made at the path again
+    wait_until(lambda: sink.error is None, timeout=3)
+    await sink.aclose()
+    # One outage, one recovery (with the note that the chain continues in a new file).
+    assert [r["event"] for r in fallback_records(fallback)] == [
+        "sys_monitor_disabled",
+        "sys_error",
+        "sys_monitor_enabled",
+    ]
+    written = [r["request_id"] for r in records([path]) if r["event"] == "authz_allow"]
+    assert written[-1] == f"r{n - 1}"
+
+
 async def test_the_writer_waits_quietly_while_the_disk_is_failing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -295,6 +295,48 @@ def test_a_torn_line_the_sink_set_aside_is_noted_not_chained(trail: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    "suffix",
+    [
+        pytest.param("-10", id="first-name"),
+        pytest.param("-10-1", id="name-taken-once"),
+    ],
+)
+def test_a_set_aside_name_with_an_attempt_number_is_noted_too(trail: Path, suffix: str) -> None:
+    aside = trail.parent / f"{trail.name}.torn-20261121T101010Z{suffix}"
+    aside.write_bytes(b'{"seq":11,"pr')
+    result = verify_files([trail, aside])
+    assert result.ok and result.last_seq == 10
+    assert [note for note in result.notes if "torn" in note] == [
+        f"{aside}: a torn line set aside by the sink (not in the chain)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        pytest.param(["active"], id="active-renamed-as-torn"),
+        pytest.param(["newest-rotated", "active"], id="newest-rotated-and-active-renamed"),
+    ],
+)
+def test_a_trail_file_renamed_as_a_set_aside_torn_line_fails(
+    tmp_path: Path, hidden: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = write_trail(path, 30, rotate_bytes=1024)
+    assert len(files) >= 3
+    named = {"active": files[-1], "newest-rotated": files[-2]}
+    paths = [str(f) for f in files]
+    for n, which in enumerate(hidden):
+        source = named[which]
+        torn = tmp_path / f"audit.jsonl.torn-20261121T10101{n}Z-{n + 1}"
+        source.rename(torn)
+        paths[paths.index(str(source))] = str(torn)
+    assert main(["audit", "verify", "--allow-missing-head", *paths]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "holds whole lines" in out and ".torn-" in out
+
+
+@pytest.mark.parametrize(
     "first", [b'{"seq": 1e999, "prev": "x"}\n', b"[" * 100_000 + b"\n"], ids=["inf", "deep"]
 )
 def test_lines_json_cannot_hold_are_failures_not_tracebacks(

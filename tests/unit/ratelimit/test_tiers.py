@@ -123,8 +123,23 @@ def test_a_short_part_spelt_like_a_digest_does_not_alias_a_long_one() -> None:
     assert per_tool.keys(rpc_ctx(long_tool)) != per_tool.keys(rpc_ctx(alias))
 
 
-def test_tenant_tiers_count_several_callers_and_are_shared() -> None:
-    assert tier(key="tenant").limits[0].shared
-    assert tier(key="route+tool").limits[0].shared
-    assert not tier(key="tenant+principal").limits[0].shared
-    assert not tier(key="ip").limits[0].shared
+@pytest.mark.parametrize(
+    ("key", "shared"),
+    [
+        pytest.param("global", True, id="global"),
+        pytest.param("tenant", True, id="tenant-members"),
+        pytest.param("route+tool", True, id="route-tool"),
+        pytest.param("ip", True, id="ip-everyone-behind-one-nat"),
+        pytest.param("ip+route", True, id="ip-route"),
+        pytest.param("principal", False, id="principal"),
+        pytest.param("api_key", False, id="api-key"),
+        pytest.param("tenant+principal", False, id="tenant-principal"),
+        pytest.param("ip+principal", False, id="ip-principal"),
+    ],
+)
+def test_a_tier_is_shared_unless_only_the_caller_can_fill_it(key: str, shared: bool) -> None:
+    assert tier(key=key).limits[0].shared is shared
+
+
+def test_a_sessions_message_tier_is_its_own() -> None:
+    assert not tier(key="connection", applies_to="messages").limits[0].shared
