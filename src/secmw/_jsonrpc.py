@@ -151,8 +151,8 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
     return True, value
 
 
-# A JSON string: what a parser skips over without reading brackets.
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string literal (what a parser skips over without reading brackets).
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def may_be_json(text: str) -> bool:
@@ -160,7 +160,7 @@ def may_be_json(text: str) -> bool:
 
     For text the parser gave up on (too deep to know): any JSON text passes.
     """
-    skeleton = _STRING.sub("", text)
+    skeleton = JSON_STRING.sub("", text)
     return skeleton.count("[") == skeleton.count("]") and skeleton.count("{") == skeleton.count("}")
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from secmw._jsonrpc import JSON_STRING
 from secmw.context import Finding
 from secmw.redact._encode import json_text
 from secmw.redact.engine import Candidate
@@ -28,7 +29,6 @@ from secmw.redact.engine import Candidate
 if TYPE_CHECKING:
     from secmw.redact.redactor import SecretRedactor
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _COLON = re.compile(r"\s*:")
 _NUMBER = re.compile(r"[0-9]+")
 # The rest of a JSON number token around a run of digits: sign, fraction, exponent.
@@ -220,7 +220,9 @@ def _document(
             return text
     plain_text = not keys and "\\" not in text
     # Without escapes and key names only the literals holding a candidate can change.
-    spans = _holding(text, candidates) if plain_text else (m.span() for m in _STRING.finditer(text))
+    spans = (
+        _holding(text, candidates) if plain_text else (m.span() for m in JSON_STRING.finditer(text))
+    )
     parts: list[str] = []
     position = 0
     sensitive = False
