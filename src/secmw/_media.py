@@ -114,9 +114,13 @@ def _essence(value: str) -> str:
     items = [item.split(";", 1)[0].strip(_HTTP_WHITESPACE).lower() for item in _list_items(value)]
     if len(items) == 1:
         return items[0] if _valid_type(items[0]) else ""
+    if not all(map(_valid_type, items)):
+        return ""
+    # A JSON item is redacted as JSON (escapes decoded) whichever item a client goes by.
     for item in items:
-        if not _valid_type(item):
-            return ""
+        if "json" in item.partition("/")[2]:
+            return item
+    for item in items:
         if is_textual(item):
             return item
     return items[-1]
@@ -281,7 +285,14 @@ def is_textual(media: str | None) -> bool:
     if not media or "/" not in media or media == "unknown/unknown":
         # No usable Content-Type: a client may sniff the body as text, so it is scanned.
         return True
-    return media.startswith("text/") or media in _TEXTUAL or media.endswith(_TEXTUAL_SUFFIXES)
+    return (
+        media.startswith("text/")
+        or media in _TEXTUAL
+        or media.endswith(_TEXTUAL_SUFFIXES)
+        # Any JSON flavour (application/x-json, x-amz-json-1.1, json5, x-ldjson,
+        # geo+json-seq): clients read them as JSON text.
+        or "json" in media.partition("/")[2]
+    )
 
 
 __all__ = ["is_textual", "media_type", "undecided", "wide_text"]

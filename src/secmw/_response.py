@@ -223,7 +223,7 @@ class ResponseWriter:
     def _open_stream(self, redactor: Redactor) -> None:
         self._head = b""
         self._stream = (
-            redactor.stream(self._media),
+            _SniffedStream(redactor) if _untyped(self._media) else redactor.stream(self._media),
             codecs.getincrementaldecoder("utf-8")(errors="surrogateescape"),
         )
 
@@ -262,10 +262,9 @@ class ResponseWriter:
         if wide_text(raw, self._media):
             await self._refuse(_WIDE_REASON)
             return
+        text = raw.decode("utf-8", "surrogateescape")
         try:
-            redacted, findings = redactor.redact(
-                raw.decode("utf-8", "surrogateescape"), self._media
-            )
+            redacted, findings = redactor.redact(text, _sniffed(self._media, text))
         except Exception as exc:  # a custom redactor: nothing unscanned goes out
             await self._refuse(f"the redactor failed: {type(exc).__name__}")
             return
@@ -425,6 +424,66 @@ def _encoded(text: str) -> bytes:
 
 def _without_length(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(name, value) for name, value in headers if name.lower() != b"content-length"]
+
+
+def _untyped(media: str | None) -> bool:
+    """No usable ``Content-Type`` (missing, invalid, ``unknown/unknown``): clients sniff it."""
+    return not media or "/" not in media or media == "unknown/unknown"
+
+
+# What may precede a JSON document's first character: a UTF-8 BOM and JSON whitespace.
+_JSON_LEAD = "\ufeff \t\r\n"
+# How much leading whitespace an untyped stream may hold before it is judged text.
+_SNIFF_LIMIT = 1024
+
+
+def _sniffed(media: str | None, text: str) -> str | None:
+    """The media type to redact an untyped body as: JSON when it starts like a JSON
+    document (clients call ``.json()`` whatever the type), else ``media`` unchanged."""
+    if _untyped(media) and text.lstrip(_JSON_LEAD)[:1] in ("{", "["):
+        return "application/json"
+    return media
+
+
+class _SniffedStream:
+    """An untyped streamed body: held until its first character tells JSON from text."""
+
+    __slots__ = ("_held", "_inner", "_redactor")
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._inner: StreamRedactor | None = None
+        self._held = ""
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self._inner.findings if self._inner is not None else []
+
+    @findings.setter
+    def findings(self, value: list[Finding]) -> None:  # the protocol's attribute
+        if self._inner is not None:
+            self._inner.findings = value
+
+    def _choose(self, text: str) -> StreamRedactor:
+        self._inner = self._redactor.stream(_sniffed(None, text))
+        return self._inner
+
+    def feed(self, chunk: str) -> str:
+        if self._inner is not None:
+            return self._inner.feed(chunk)
+        text = self._held + chunk
+        if not text.lstrip(_JSON_LEAD) and len(text) < _SNIFF_LIMIT:
+            self._held = text
+            return ""
+        self._held = ""
+        return self._choose(text).feed(text)
+
+    def flush(self) -> str:
+        if self._inner is None:
+            text, self._held = self._held, ""
+            inner = self._choose(text)
+            return inner.feed(text) + inner.flush()
+        return self._inner.flush()
 
 
 class _UnscannableResponse(Denial):

@@ -757,3 +757,75 @@ async def test_a_held_response_the_app_never_finishes_is_not_audited_as_sent() -
     # Nothing of the held body went out: secmw answers 500 in the app's place.
     assert sent.status == 500 and b"partial" not in sent.body
     assert [e.status for e in audit.named("app_error")] == [500]
+
+
+@pytest.mark.parametrize("length", [True, False])
+@pytest.mark.parametrize(
+    ("content_type", "prefix"),
+    [
+        (b"application/x-amz-json-1.1", b""),  # AWS JSON APIs (Secrets Manager)
+        (b"application/x-json", b""),
+        (b"text/json", b""),
+        (b"application/x-ldjson", b""),
+        (b"application/json-seq", b"\x1e"),  # RFC 7464: RS, JSON, LF
+        (b"application/geo+json-seq", b"\x1e"),
+        (b"text/html, application/json", b""),
+    ],
+)
+async def test_other_json_flavours_are_redacted_as_json(
+    content_type: bytes, prefix: bytes, length: bool
+) -> None:
+    escaped = json.dumps({"k": GITHUB, "password": "hunter2hunter2"}).replace("_", "\\u005f")
+    body = prefix + escaped.encode() + b"\n"
+    headers = [(b"content-type", content_type)]
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    app = _answering(*headers, body=body)
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert json.loads(sent.body.removeprefix(prefix)) == {
+        "k": "[REDACTED:github_token]",
+        "password": "[REDACTED:sensitive_field]",
+    }
+
+
+@pytest.mark.parametrize("length", [True, False])
+@pytest.mark.parametrize("content_type", [None, b"unknown/unknown", b"application/ json"])
+async def test_an_untyped_json_body_is_redacted_as_json(
+    content_type: bytes | None, length: bool
+) -> None:
+    # Clients call .json() whatever the type: escapes must not hide a secret.
+    body = (
+        b"\n "
+        + json.dumps({"k": GITHUB, "password": "hunter2hunter2"}).replace("_", "\\u005f").encode()
+    )
+    headers = [(b"content-type", content_type)] if content_type else []
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    pieces = [body[:1], body[1:3], body[3:20], body[20:]]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for index, piece in enumerate(pieces):
+            more = index < len(pieces) - 1
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert sent.status == 200
+    assert json.loads(sent.body) == {
+        "k": "[REDACTED:github_token]",
+        "password": "[REDACTED:sensitive_field]",
+    }
+
+
+async def test_an_untyped_stream_of_whitespace_then_text_is_redacted_as_text() -> None:
+    pieces = [b"   ", b"", b"key " + GITHUB.encode()[:10], GITHUB.encode()[10:]]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index, piece in enumerate(pieces):
+            more = index < len(pieces) - 1
+            await send({"type": "http.response.body", "body": piece, "more_body": more})
+
+    sent = await call(SecurityMiddleware(app, CONFIG), http_scope("/z"))
+    assert (sent.status, sent.body) == (200, b"   key [REDACTED:github_token]")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from secmw._jsonrpc import may_be_json
 from secmw.inspect.results import ScanState
 
 if TYPE_CHECKING:
@@ -39,6 +41,15 @@ def scan_tree(
                 scanner.limit(state, f"more than {max_strings} strings")
                 return
             scanner.scan_into(state, item, where or None)
+            # A string holding a JSON array or object reaches the tool decoded: the
+            # MCP SDK parses it for any parameter not declared as a string, so
+            # escapes ("ign\\u006fre", "ignore\\tall") hide nothing from the model.
+            decoded = _NOT_JSON if state.budget.exhausted else _json_in(item)
+            if decoded is _TOO_DEEP:
+                scanner.limit(state, "JSON in a string nested too deeply")
+                return
+            if decoded is not _NOT_JSON:
+                stack.append((decoded, f"{where}/json", depth + 1, _NONE))
         elif isinstance(item, Mapping | list):
             if depth >= max_depth:
                 scanner.limit(state, f"nesting deeper than {max_depth}")
@@ -75,6 +86,27 @@ def _text_source(holder: Mapping[Any, Any], value: Any) -> bool:
 
 
 _TEXT_SOURCES = ("text", "content")
+_NOT_JSON = object()
+_TOO_DEEP = object()
+
+
+def _json_in(text: str) -> Any:
+    """The JSON array or object ``text`` holds (as servers pre-parse tool arguments).
+
+    ``_NOT_JSON`` for anything else, ``_TOO_DEEP`` for JSON nested past what the
+    parser reads here (a server parsing on a shallower stack may read it).
+    """
+    if not text.lstrip(" \t\r\n").startswith(("[", "{")):
+        return _NOT_JSON
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return _TOO_DEEP if may_be_json(text) else _NOT_JSON
+    except ValueError:
+        return _NOT_JSON
+    return value if isinstance(value, (list, dict)) else _NOT_JSON
+
+
 _NONE: frozenset[str] = frozenset()
 
 

@@ -28,6 +28,11 @@ def check_rate(value: str) -> str:
         raise ValueError(f"{value!r} allows more than {MAX_AMOUNT:,} requests per window")
     if any(item.get_expiry() > MAX_WINDOW for item in items):
         raise ValueError(f"{value!r} has a window longer than a year")
+    windows = [item.get_expiry() for item in items]
+    if len(set(windows)) != len(windows):
+        # One counter per window length: the second would share the first's
+        # (doing nothing) and both would be listed under one policy name.
+        raise ValueError(f"{value!r} names one window length twice")
     return value
 
 

@@ -209,12 +209,19 @@ class Tier:
         self.cost = config.cost
         self.tool_costs = dict(config.costs.tools)
         compile_path_patterns(config.costs.routes, "costs.routes")  # names a bad entry
+        # Whatever order the table lists them in: an ``/exact`` entry beats the
+        # base of a ``/prefix/**`` one, and a longer prefix beats a shorter one
+        # (``"/api/**" = 1`` must not undercut ``"/api/export/**" = 10``).
         self._route_costs: dict[str, int] = {}
+        bases: dict[str, int] = {}
         prefixes: list[tuple[str, int]] = []
         for pattern, cost in config.costs.routes.items():
             exact, starts = compile_path_patterns([pattern], "costs.routes")
-            self._route_costs.update(dict.fromkeys(exact, cost))
+            (bases if starts else self._route_costs).update(dict.fromkeys(exact, cost))
             prefixes.extend((start, cost) for start in starts)
+        for base, cost in bases.items():
+            self._route_costs.setdefault(base, cost)
+        prefixes.sort(key=lambda entry: len(entry[0]), reverse=True)
         self._route_prefixes = tuple(prefixes)
         self._exempt_subjects = frozenset(config.exempt.principals)
         self._exempt_roles = frozenset(config.exempt.roles)

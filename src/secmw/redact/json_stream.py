@@ -11,6 +11,8 @@ lost, the text view is kept: a secret is still never sent in part).
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import TYPE_CHECKING
 
 from secmw.context import Finding
@@ -22,6 +24,21 @@ if TYPE_CHECKING:
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
+# Other record-per-line JSON types: x-ldjson, json-seq (RFC 7464: RS, JSON, LF), +json-seq.
+_LINES = re.compile(r"ndjson|jsonl|ldjson|json-seq")
+
+
+@functools.lru_cache(maxsize=256)  # read on every response; few distinct types
+def json_lines(media_type: str) -> bool:
+    """Whether ``media_type`` is JSON records one per line (NDJSON, JSON text sequences)."""
+    return media_type in NDJSON_TYPES or _LINES.search(media_type.partition("/")[2]) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def json_document(media_type: str) -> bool:
+    """Whether ``media_type`` is one JSON document: ``application/json``, ``+json`` and
+    the other JSON flavours (``application/x-json``, ``text/json``, ``x-amz-json-1.1``)."""
+    return "json" in media_type.partition("/")[2] and not json_lines(media_type)
 
 
 class JSONStream:
@@ -124,4 +141,11 @@ def redact_lines(
     return "".join(out)
 
 
-__all__ = ["NDJSON_TYPES", "JSONStream", "NDJSONStream", "redact_lines"]
+__all__ = [
+    "NDJSON_TYPES",
+    "JSONStream",
+    "NDJSONStream",
+    "json_document",
+    "json_lines",
+    "redact_lines",
+]

@@ -9,7 +9,13 @@ from secmw.context import Finding
 from secmw.redact.base import StreamRedactor
 from secmw.redact.catalogue import BUILTIN
 from secmw.redact.engine import Candidate, Scanner
-from secmw.redact.json_stream import NDJSON_TYPES, JSONStream, NDJSONStream, redact_lines
+from secmw.redact.json_stream import (
+    JSONStream,
+    NDJSONStream,
+    json_document,
+    json_lines,
+    redact_lines,
+)
 from secmw.redact.styles import Styler
 
 SOURCE = "redact"
@@ -76,7 +82,7 @@ class SecretRedactor:
                 stream = self.stream(media_type)
                 out = stream.feed(text) + stream.flush()
                 return out, stream.findings
-            if media_type in NDJSON_TYPES:
+            if json_lines(media_type):
                 findings: list[Finding] = []
                 return redact_lines(self, text, findings), findings
         findings = []
@@ -137,7 +143,7 @@ class SecretRedactor:
             return SSEStream(self, self.max_event)
         if media_type is not None and _is_json(media_type):
             return JSONStream(self, self.max_event)
-        if media_type in NDJSON_TYPES:
+        if media_type is not None and json_lines(media_type):
             return NDJSONStream(self, self.max_event)
         from secmw.redact.stream import TextStream  # noqa: PLC0415 - cycle
 
@@ -145,7 +151,7 @@ class SecretRedactor:
 
 
 def _is_json(media_type: str) -> bool:
-    return media_type == "application/json" or media_type.endswith("+json")
+    return json_document(media_type)
 
 
 __all__ = ["SOURCE", "SecretRedactor"]

@@ -50,6 +50,12 @@ def issues(section: dict[str, Any]) -> dict[str, str]:
             id="window-too-long",
         ),
         pytest.param(
+            {"tiers": [{**TIER, "rate": "5/minute;10/60 seconds"}]},
+            "ratelimit.tiers[0].rate",
+            "one window length twice",
+            id="window-twice",
+        ),
+        pytest.param(
             {"tiers": [{**TIER, "plans": {"free": "x/y"}}]},
             "ratelimit.tiers[0].plans",
             "not a rate",

@@ -71,6 +71,22 @@ def test_tool_keys_per_tool_and_batch_costs() -> None:
     assert overall.keys(rpc_ctx("a", "big")) == [(("p:api_key,acme,alice",), 5)]
 
 
+@pytest.mark.parametrize(
+    "routes",
+    [
+        pytest.param({"/api/**": 1, "/api/export/**": 10, "/api/export": 2}, id="broad-first"),
+        pytest.param({"/api/export": 2, "/api/export/**": 10, "/api/**": 1}, id="specific-first"),
+    ],
+)
+def test_route_costs_do_not_depend_on_the_order_of_the_table(routes: dict[str, int]) -> None:
+    # The longest prefix wins, and an exact entry beats the base of a /prefix/**.
+    costly = tier(key="ip", costs={"routes": routes})
+    assert costly.keys(ctx_for(ALICE, "/api/export/x"))[0][1] == 10
+    assert costly.keys(ctx_for(ALICE, "/api/export"))[0][1] == 2
+    assert costly.keys(ctx_for(ALICE, "/api/other"))[0][1] == 1
+    assert costly.keys(ctx_for(ALICE, "/elsewhere"))[0][1] == 1  # the tier's cost
+
+
 def test_one_subject_of_two_tenants_or_issuers_is_two_principals() -> None:
     per_principal = tier(key="principal")
     globex = Principal(subject="alice", tenant="globex", auth_method="api_key")
