@@ -155,6 +155,15 @@ def parse_json_body(body: bytes, content_type: str | None) -> tuple[bool, Any]:
 JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
+# What may precede a JSON document's first character: a UTF-8 BOM and JSON whitespace.
+JSON_LEAD = "\ufeff \t\r\n"
+
+
+def starts_like_json(text: str) -> bool:
+    """True when ``text`` starts (after a BOM and JSON whitespace) like a JSON array or object."""
+    return text.lstrip(JSON_LEAD)[:1] in ("{", "[")
+
+
 def may_be_json(text: str) -> bool:
     """False when ``text`` cannot be JSON: its brackets outside strings do not pair up.
 

@@ -118,7 +118,7 @@ def _essence(value: str) -> str:
         return ""
     # A JSON item is redacted as JSON (escapes decoded) whichever item a client goes by.
     for item in items:
-        if "json" in item.partition("/")[2]:
+        if names_json(item):
             return item
     for item in items:
         if is_textual(item):
@@ -282,17 +282,26 @@ def _ascii_compatible(charset: str) -> bool:
 
 def is_textual(media: str | None) -> bool:
     """Whether a client may read a body of this media type as text (no type: it may)."""
-    if not media or "/" not in media or media == "unknown/unknown":
+    if media is None or untyped(media):
         # No usable Content-Type: a client may sniff the body as text, so it is scanned.
         return True
     return (
         media.startswith("text/")
         or media in _TEXTUAL
         or media.endswith(_TEXTUAL_SUFFIXES)
-        # Any JSON flavour (application/x-json, x-amz-json-1.1, json5, x-ldjson,
-        # geo+json-seq): clients read them as JSON text.
-        or "json" in media.partition("/")[2]
+        or names_json(media)
     )
 
 
-__all__ = ["is_textual", "media_type", "undecided", "wide_text"]
+def untyped(media: str | None) -> bool:
+    """No usable ``Content-Type`` (missing, invalid, ``unknown/unknown``): clients sniff it."""
+    return not media or "/" not in media or media == "unknown/unknown"
+
+
+def names_json(media: str) -> bool:
+    """Any JSON flavour (``application/x-json``, ``x-amz-json-1.1``, ``json5``,
+    ``geo+json-seq``): clients read such a body as JSON text."""
+    return "json" in media.partition("/")[2]
+
+
+__all__ = ["is_textual", "media_type", "names_json", "undecided", "untyped", "wide_text"]

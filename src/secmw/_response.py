@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from secmw._config_base import header_value_problem
-from secmw._media import is_textual, media_type, undecided, wide_text
+from secmw._jsonrpc import JSON_LEAD, starts_like_json
+from secmw._media import is_textual, media_type, undecided, untyped, wide_text
 from secmw.errors import Denial
 from secmw.policy.sessions import SENT, Watch
 from secmw.redact.audit import redaction_event
@@ -223,7 +224,7 @@ class ResponseWriter:
     def _open_stream(self, redactor: Redactor) -> None:
         self._head = b""
         self._stream = (
-            _SniffedStream(redactor) if _untyped(self._media) else redactor.stream(self._media),
+            _SniffedStream(redactor) if untyped(self._media) else redactor.stream(self._media),
             codecs.getincrementaldecoder("utf-8")(errors="surrogateescape"),
         )
 
@@ -426,13 +427,6 @@ def _without_length(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [(name, value) for name, value in headers if name.lower() != b"content-length"]
 
 
-def _untyped(media: str | None) -> bool:
-    """No usable ``Content-Type`` (missing, invalid, ``unknown/unknown``): clients sniff it."""
-    return not media or "/" not in media or media == "unknown/unknown"
-
-
-# What may precede a JSON document's first character: a UTF-8 BOM and JSON whitespace.
-_JSON_LEAD = "\ufeff \t\r\n"
 # How much leading whitespace an untyped stream may hold before it is judged text.
 _SNIFF_LIMIT = 1024
 
@@ -440,7 +434,7 @@ _SNIFF_LIMIT = 1024
 def _sniffed(media: str | None, text: str) -> str | None:
     """The media type to redact an untyped body as: JSON when it starts like a JSON
     document (clients call ``.json()`` whatever the type), else ``media`` unchanged."""
-    if _untyped(media) and text.lstrip(_JSON_LEAD)[:1] in ("{", "["):
+    if untyped(media) and starts_like_json(text):
         return "application/json"
     return media
 
@@ -472,7 +466,7 @@ class _SniffedStream:
         if self._inner is not None:
             return self._inner.feed(chunk)
         text = self._held + chunk
-        if not text.lstrip(_JSON_LEAD) and len(text) < _SNIFF_LIMIT:
+        if not text.lstrip(JSON_LEAD) and len(text) < _SNIFF_LIMIT:
             self._held = text
             return ""
         self._held = ""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from secmw._jsonrpc import may_be_json
+from secmw._jsonrpc import may_be_json, starts_like_json
 from secmw.inspect.results import ScanState
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _json_in(text: str) -> Any:
     ``_NOT_JSON`` for anything else, ``_TOO_DEEP`` for JSON nested past what the
     parser reads here (a server parsing on a shallower stack may read it).
     """
-    if not text.lstrip(" \t\r\n").startswith(("[", "{")):
+    if not starts_like_json(text):
         return _NOT_JSON
     try:
         value = json.loads(text)

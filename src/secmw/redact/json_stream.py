@@ -15,6 +15,7 @@ import functools
 import re
 from typing import TYPE_CHECKING
 
+from secmw._media import names_json
 from secmw.context import Finding
 from secmw.redact.stream import TextStream
 
@@ -38,7 +39,7 @@ def json_lines(media_type: str) -> bool:
 def json_document(media_type: str) -> bool:
     """Whether ``media_type`` is one JSON document: ``application/json``, ``+json`` and
     the other JSON flavours (``application/x-json``, ``text/json``, ``x-amz-json-1.1``)."""
-    return "json" in media_type.partition("/")[2] and not json_lines(media_type)
+    return names_json(media_type) and not json_lines(media_type)
 
 
 class JSONStream:

@@ -74,7 +74,7 @@ class SecretRedactor:
     def redact(self, text: str, media_type: str | None = None) -> tuple[str, Sequence[Finding]]:
         """Return ``text`` with every secret replaced, and the findings."""
         if media_type is not None:
-            if _is_json(media_type):
+            if json_document(media_type):
                 from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
 
                 return redact_json(self, text)
@@ -141,17 +141,13 @@ class SecretRedactor:
             from secmw.redact.sse import SSEStream  # noqa: PLC0415 - cycle
 
             return SSEStream(self, self.max_event)
-        if media_type is not None and _is_json(media_type):
+        if media_type is not None and json_document(media_type):
             return JSONStream(self, self.max_event)
         if media_type is not None and json_lines(media_type):
             return NDJSONStream(self, self.max_event)
         from secmw.redact.stream import TextStream  # noqa: PLC0415 - cycle
 
         return TextStream(self)
-
-
-def _is_json(media_type: str) -> bool:
-    return json_document(media_type)
 
 
 __all__ = ["SOURCE", "SecretRedactor"]
