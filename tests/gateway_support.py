@@ -199,7 +199,8 @@ class FaultServer:
     ``truncate`` (declares 100 bytes, sends 10, closes), ``garbage`` (not HTTP),
     ``forbid`` (a 403 whose body ends with the connection), ``badutf8`` (a websocket
     that sends a text message that is not UTF-8), ``vanish`` (a websocket reset after
-    the first message), ``ok`` (a valid 200).
+    the first message), ``echoproto`` (a websocket accepted with the first subprotocol
+    offered, as servers on wsproto let an app do whatever it is), ``ok`` (a valid 200).
     """
 
     def __init__(self, mode: str) -> None:
@@ -257,6 +258,21 @@ class FaultServer:
             self.received = conn.recv(65536)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
+            return
+        if mode == "echoproto":
+            offered = next(
+                (
+                    line.split(b":", 1)[1].split(b",")[0].strip()
+                    for line in request.split(b"\r\n")
+                    if line.lower().startswith(b"sec-websocket-protocol:")
+                ),
+                b"",
+            )
+            answer = _upgraded(request)
+            if offered:
+                answer = answer[:-2] + b"sec-websocket-protocol: " + offered + b"\r\n\r\n"
+            conn.sendall(answer)
+            self._open.append(conn)
             return
         if mode == "hang":
             self._open.append(conn)

@@ -490,7 +490,8 @@ def _check_content_coding(ctx: RequestContext) -> None:
     RFC 9110 section 15.5.16; ``Accept-Encoding: identity`` tells the client what
     it may send instead (RFC 7694).
     """
-    for value in ctx.headers.get_all("content-encoding"):
+    # Content_Encoding too: an app behind a WSGI-style bridge reads it as the same header.
+    for value in ctx.headers.get_merged("content-encoding"):
         for part in value.split(","):
             coding = part.strip().lower()
             if coding and coding != "identity":

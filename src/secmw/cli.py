@@ -124,9 +124,21 @@ def _check_audit(config: Config) -> list[ConfigIssue]:
 
 
 def _check_existing_trail(path: str, checkpoint_key: str | None) -> list[ConfigIssue]:
+    from secmw.audit._files import check_resumable  # noqa: PLC0415 - only here
+
     issues = []
     if os.path.isdir(path) or not os.access(path, os.W_OK):
         issues.append(ConfigIssue("audit.file.path", f"{path} is not a file secmw can append to"))
+    else:
+        # The sink refuses to continue a file whose last line is no chain line.
+        try:
+            check_resumable(path)
+        except ValueError as exc:
+            issues.append(ConfigIssue("audit.file.path", f"cannot continue the audit file: {exc}"))
+        except OSError as exc:
+            issues.append(
+                ConfigIssue("audit.file.path", f"cannot read the audit file: {exc.strerror or exc}")
+            )
     if checkpoint_key is not None:
         from secmw.audit.build import load_signer  # noqa: PLC0415 - only here
 

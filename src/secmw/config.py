@@ -79,6 +79,17 @@ class ProxyConfig(ConfigModel):
     def _networks(cls, value: list[str]) -> list[str]:
         return cidr_list(value)
 
+    @model_validator(mode="after")
+    def _proxies_need_hops(self) -> ProxyConfig:
+        # With no hops the forwarding header is never read: the list would do nothing,
+        # and every client would be the proxy (one ``ip`` rate-limit bucket for all).
+        if self.trusted_proxies and self.trusted_hops == 0:
+            raise ValueError(
+                f"{FIELD_MARK}trusted_proxies: needs proxy.trusted_hops (at least 1): "
+                "with 0 the forwarding header is ignored"
+            )
+        return self
+
 
 class PathsConfig(ConfigModel):
     """Relaxations of the path canonicalisation rules (both off by default)."""

@@ -84,6 +84,22 @@ class Headers(Mapping[str, str]):
             if key == target or (not key.islower() and key.lower() == target)
         ]
 
+    def get_merged(self, name: str) -> list[str]:
+        """Every value of ``name`` under any spelling with ``_`` for ``-``, in the order received.
+
+        Django, asgiref's and a2wsgi's WSGI bridges and CGI-style servers turn both
+        ``X-Mode`` and ``X_Mode`` into ``HTTP_X_MODE`` (values joined): for an app
+        behind them they are one header.
+        """
+        if "-" not in name and "_" not in name:
+            return self.get_all(name)
+        target = name.lower().replace("_", "-").encode("latin-1")
+        return [
+            value.decode("latin-1")
+            for key, value in self.raw
+            if key.lower().replace(b"_", b"-") == target
+        ]
+
     def get_single(self, name: str, *spellings: str) -> str | None:
         """The one value of ``name`` (or of its other ``spellings``, which count as the
         same field); a header sent twice is a :class:`BadRequest`."""

@@ -257,3 +257,29 @@ def test_tail_follow_reads_across_rotations(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     seen = [line.split("request_id=")[1].split()[0] for line in out.splitlines()]
     assert seen == [f"r{n}" for n in range(5, 65)]
+
+
+def test_tail_follow_stops_with_a_message_when_a_directory_replaces_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink, _ = make_sink(path)
+    anyio.run(sink.emit, AuditEvent(name="authz_allow", outcome="success", request_id="r0"))
+    sink.close()
+    process = child(
+        "import sys; from secmw.cli import main; sys.exit(main(sys.argv[1:]))",
+        "audit",
+        "tail",
+        "-f",
+        str(path),
+    )
+    try:
+        assert process.stdout is not None
+        assert "request_id=r0" in process.stdout.readline()
+        path.unlink()
+        path.mkdir()  # what the follower finds at the path now cannot be read
+        out, err = process.communicate(timeout=10)
+    finally:
+        stop(process)
+    assert process.returncode == 2
+    assert err == "secmw audit tail: Is a directory\n"

@@ -104,11 +104,20 @@ def test_check_config_lists_the_stages_and_leaves_no_audit_file(
     assert main(["check-config", str(path)]) == 0
     assert "OK (inspect, authorize, throttle, redact; audit: file)" in capsys.readouterr().out
     assert list(trail.parent.iterdir()) == []
-    torn = b'{"seq":1,"prev":"0","event":"x"}\n{"seq":2,"ev'
+    torn = b'{"seq":1,"prev":"' + b"0" * 64 + b'","event":"x"}\n{"seq":2,"ev'
     trail.write_bytes(torn)  # an existing trail (a torn line: recovery would move it)
     assert main(["check-config", str(path)]) == 0
     assert trail.read_bytes() == torn
     assert list(trail.parent.iterdir()) == [trail]
+    capsys.readouterr()
+    # A file the server would refuse to continue is no usable configuration either.
+    trail.write_bytes(b"an application log line\n")
+    assert main(["check-config", str(path)]) == 2
+    assert (
+        "audit.file.path: cannot continue the audit file: the last line is not a secmw audit"
+        in capsys.readouterr().err
+    )
+    assert trail.read_bytes() == b"an application log line\n"
 
 
 def test_check_config_refuses_a_key_given_twice_in_json(

@@ -170,6 +170,34 @@ async def test_slow_answers_open_the_circuit(flaky: tuple[EchoUpstream, str]) ->
     assert audit.named("breaker_opened")[0].details["slow_call_rate"] == 100.0
 
 
+async def test_an_upstreams_own_breaker_keys_leave_the_others_to_gateway_breaker(
+    flaky: tuple[EchoUpstream, str],
+) -> None:
+    from secmw.errors import ConfigError
+
+    audit = AuditCapture()
+    gateway = build(
+        flaky[1],
+        audit,
+        breaker={**BREAKER, "minimum_calls": 1, "window_size": 1, "failure_statuses": [429]},
+        upstream={"breaker": {"open_duration": 60}},
+    )
+    refused, _ = await request(gateway, "/status/429")
+    fast, _ = await request(gateway, "/status/429")
+    await gateway.proxy.aclose()
+    # The upstream only set open_duration: minimum_calls and failure_statuses are
+    # gateway.breaker's, not the built-in 10 calls and 5xx statuses.
+    assert (refused.status, fast.status) == (429, 503)
+    assert audit.named("upstream_circuit_open")
+    (breaker,) = list(gateway.registry)
+    assert breaker.snapshot().retry_after == pytest.approx(60, abs=1)
+    clash = gateway_config(
+        [flaky[1]], breaker={"max_open_duration": 30}, upstream={"breaker": {"open_duration": 60}}
+    )
+    with pytest.raises(ConfigError, match=r"gateway\.upstreams\.u\.breaker: max_open_duration"):
+        build_gateway(load_config(clash), audit=AuditCapture())
+
+
 async def test_total_timeout_bounds_a_slow_upstream(flaky: tuple[EchoUpstream, str]) -> None:
     echo, url = flaky
     echo.delay = 1.0
@@ -223,6 +251,22 @@ async def test_active_health_checks_mark_targets_down_and_up(
         assert bad.healthy
         assert broken.connections == connections + 1
         await proxy.aclose()
+
+
+@pytest.mark.parametrize("path", ["health", "/h\u00e9alth", "/a b", "/x#y"])
+async def test_a_probe_path_that_cannot_be_requested_is_refused_up_front(path: str) -> None:
+    from secmw.errors import ConfigError
+    from secmw.proxy import ReverseProxy
+
+    # It used to be accepted, then the probe task died at start-up: checks silently off.
+    config = gateway_config(["http://127.0.0.1:9"], health_checks={"interval": 1, "path": path})
+    with pytest.raises(ConfigError, match=r"gateway\.health_checks\.path"):
+        load_config(config)
+    liveness = gateway_config(["http://127.0.0.1:9"], health={"liveness_path": path.lstrip("/")})
+    with pytest.raises(ConfigError, match=r"gateway\.health\.liveness_path"):
+        load_config(liveness)  # compared with the request path: it could never match
+    with pytest.raises(ValueError, match="health_path"):
+        ReverseProxy([], health_interval=1, health_path=path)
 
 
 async def test_a_stalled_event_stream_ends_at_the_read_timeout(

@@ -504,6 +504,32 @@ async def test_a_websocket_handshake_the_upstream_refuses_is_not_a_failure() -> 
     assert (snapshot.state.value, snapshot.failures) == ("closed", 0)
 
 
+@pytest.mark.parametrize("offered", ["c/d", "a b"])
+async def test_a_subprotocol_that_is_no_token_is_refused_before_the_upstream(offered: str) -> None:
+    from tests.support import ws_scope
+
+    audit = AuditCapture()
+    # An upstream that accepts the first subprotocol offered, as apps on wsproto
+    # servers (hypercorn, uvicorn's) may: its answer would fail our client's checks.
+    with FaultServer("echoproto") as upstream:
+        gateway = build([upstream.url], audit, breaker={"minimum_calls": 2, "window_size": 4})
+        for _ in range(3):
+            client = WebSocketClient()
+            scope = ws_scope(
+                "/ws", headers=[*client_headers(TOKEN), ("sec-websocket-protocol", offered)]
+            )
+            scope["subprotocols"] = [offered]
+            await gateway(scope, client.receive, client.send)
+            assert client.sent == [{"type": "websocket.close", "code": 1008}]
+        await gateway.proxy.aclose()
+        assert upstream.connections == 0
+    (breaker,) = list(gateway.registry)
+    snapshot = breaker.snapshot()
+    assert (snapshot.state.value, snapshot.calls, snapshot.failures) == ("closed", 0, 0)
+    event = audit.events[-1]
+    assert (event.name, event.details["outcome"]) == ("input_validation_fail", "bad_request")
+
+
 class Listener(WebSocketClient):
     """A client that sends its messages, then stays connected: the upstream ends the session."""
 

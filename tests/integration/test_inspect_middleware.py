@@ -165,20 +165,23 @@ async def test_websocket_handshake_is_not_blocked_by_the_inspector() -> None:
 
 
 @pytest.mark.parametrize(
-    ("coding", "content_type"),
+    ("coding", "content_type", "name"),
     [
-        ("gzip", "application/json"),
-        ("gzip", None),
-        ("identity, br", None),
-        ("GZIP", "text/plain"),
+        ("gzip", "application/json", "content-encoding"),
+        ("gzip", None, "content-encoding"),
+        ("identity, br", None, "content-encoding"),
+        ("GZIP", "text/plain", "content-encoding"),
+        # Django and WSGI bridges read Content_Encoding as Content-Encoding.
+        ("gzip", "text/plain", "content_encoding"),
+        ("gzip", None, "Content_Encoding"),
     ],
 )
 async def test_a_compressed_body_the_inspector_cannot_read_is_415(
-    coding: str, content_type: str | None
+    coding: str, content_type: str | None, name: str
 ) -> None:
     app, echo, audit = app_with({})
     raw = gzip.compress(json.dumps(tool_call({"query": ATTACK})).encode())
-    headers = [("content-encoding", coding), ("content-length", str(len(raw)))]
+    headers = [(name, coding), ("content-length", str(len(raw)))]
     if content_type is not None:
         headers.append(("content-type", content_type))
     sent = await call(app, http_scope("/mcp", method="POST", headers=headers), Receiver.body(raw))

@@ -55,6 +55,12 @@ def keys_of(error: ConfigError) -> list[str]:
             id="cidr-host-bits",
         ),
         pytest.param(
+            {"proxy": {"trusted_proxies": ["10.0.0.0/8"]}},
+            "proxy.trusted_proxies",
+            "needs proxy.trusted_hops",
+            id="proxies-without-hops",
+        ),
+        pytest.param(
             {"request_id": {"header": "x id"}},
             "request_id.header",
             "not a valid header name",
@@ -383,6 +389,9 @@ def test_files_a_config_names_must_be_small_regular_files(tmp_path: Path, kind: 
     metrics = {"enabled": True, "token_file": str(target)}
     with pytest.raises(ConfigError, match="token_file"):
         build_pipeline(load_config({"metrics": metrics}))
+    trail = {"path": str(tmp_path / "a.jsonl"), "checkpoint_key": str(target)}
+    with pytest.raises(ConfigError, match=r"audit\.file\.checkpoint_key: cannot load the key: "):
+        build_pipeline(load_config({"audit": {"file": trail}}))
 
 
 @pytest.mark.parametrize(

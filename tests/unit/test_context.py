@@ -35,6 +35,14 @@ def test_headers_are_case_insensitive_and_keep_duplicates() -> None:
         headers.get_single("x-thing")
 
 
+def test_merged_headers_count_every_spelling_with_underscores() -> None:
+    headers = Headers([(b"x-mode", b"a"), (b"X_Mode", b"b"), (b"x_mode_", b"c"), (b"host", b"h")])
+    assert headers.get_merged("x-mode") == ["a", "b"]
+    assert headers.get_merged("X_MODE") == ["a", "b"]
+    assert headers.get_merged("host") == ["h"]
+    assert headers.get_all("x-mode") == ["a"]
+
+
 def test_headers_decode_latin1_without_failing() -> None:
     assert Headers([(b"x", b"\xff")])["x"] == "\xff"
 

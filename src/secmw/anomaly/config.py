@@ -100,7 +100,8 @@ class OffHoursConfig(_DetectorConfig):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a region's directory ("America") or an over-long name.
             raise ValueError(f"{value!r} is not a known time zone") from None
         return value
 

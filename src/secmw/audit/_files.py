@@ -60,6 +60,20 @@ def resume(path: str, fd: int, mode: int = 0o600) -> tuple[int, str, int, dict[s
     return seq, prev, tail.good_size, recovered
 
 
+def check_resumable(path: str) -> None:
+    """Read only what :func:`resume` reads; ``ValueError`` for a file that is not a trail.
+
+    For ``secmw check-config``: it must not recover a torn line or chain a line
+    onto a trail a running server may be writing, but a file the server would
+    refuse at start must not pass either.
+    """
+    tail = tail_of(path) if os.path.getsize(path) else None
+    if tail is None or tail.good_size == 0:
+        rotated = [name for name in rotated_files(path) if os.path.getsize(name)]
+        if rotated:
+            tail_of(rotated[-1])
+
+
 def set_aside(
     path: str, fd: int, torn: bytes, good_size: int, seq: int, *, mode: int = 0o600
 ) -> str:

@@ -47,6 +47,10 @@ _MAX_BATCH = 4096
 _FLUSH_BYTES = 1 << 20
 # How often (seconds) a write checks that the path still names the open file.
 _PATH_CHECK = 0.5
+# Longest single wait for the queue: a longer timeout (a configured interval of
+# centuries) overflows the lock's wait and would crash the writer; waking up
+# with nothing due is harmless.
+_MAX_WAIT = 3600.0
 
 
 class FsyncFailed(Exception):
@@ -218,14 +222,14 @@ class Writer(threading.Thread):
         if self.error is not None and self.failed is None:
             # Down: nothing to sync or rotate before the retry (lines chained before
             # the failed write would otherwise make every wait a zero-length one).
-            return max(0.0, self._retry_at - now)
+            return min(max(0.0, self._retry_at - now), _MAX_WAIT)
         if self._unsynced and self._fsync == "batch":
             deadlines.append(self._dirty_since + self._fsync_interval)
         if self._rotate_seconds is not None and self.size:
             deadlines.append(self.opened_at + self._rotate_seconds)
         if not deadlines:
             return None
-        return max(0.0, min(deadlines) - now)
+        return min(max(0.0, min(deadlines) - now), _MAX_WAIT)
 
     def _collect(self, timeout: float | None) -> bool:
         """Move queued items to the backlog; True when the stop marker came."""

@@ -37,7 +37,7 @@ def load_signer(path: str) -> CheckpointSigner:
     try:
         return CheckpointSigner.from_pem_file(path)
     except (OSError, ValueError, TypeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         raise ConfigError(
             [ConfigIssue("file.checkpoint_key", f"cannot load the key: {reason}")]
         ) from None

@@ -70,11 +70,13 @@ def _verify(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"secmw audit verify: {exc}", file=sys.stderr)
         return 2
+    # File names are escaped: whoever could edit the trail could also name a file so
+    # that its terminal escapes print "OK" over the failure and hide the rest.
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"note: {_show(note)}")
     if not result.ok:
         where = f"seq {result.bad_seq}" if result.bad_seq is not None else "trail"
-        print(f"FAILED at {where} ({result.bad_file}): {result.problem}")
+        print(f"FAILED at {where} ({_show(result.bad_file or '')}): {result.problem}")
         return 1
     summary = f"OK: {result.lines} lines"
     if result.lines:
@@ -113,7 +115,7 @@ def _tail(args: argparse.Namespace) -> int:
             torn = "" if raw.endswith(b"\n") else "(torn, not verified) "
             print(torn + format_line(raw), flush=True)
         if args.follow:
-            _follow(args.file, handle)
+            return _follow(args.file, handle)
     except KeyboardInterrupt:
         pass
     finally:
@@ -121,8 +123,11 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(path: str, handle: BinaryIO) -> None:
-    """Print lines as they are appended; move to the new file when the sink rotates."""
+def _follow(path: str, handle: BinaryIO) -> int:
+    """Print lines as they are appended; move to the new file when the sink rotates.
+
+    Returns 2 when what replaced the file cannot be read (a directory, no permission).
+    """
     pending = b""
     try:
         while True:
@@ -131,7 +136,11 @@ def _follow(path: str, handle: BinaryIO) -> None:
                 chunk = handle.read()  # lines appended just before the rename
                 old = os.fstat(handle.fileno()).st_ino
                 handle.close()
-                handle = open(path, "rb")  # noqa: SIM115 - replaces the followed file
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115 - replaces the followed file
+                except OSError as exc:
+                    print(f"secmw audit tail: {exc.strerror or exc}", file=sys.stderr)
+                    return 2
                 chunk += _between(path, old, os.fstat(handle.fileno()).st_ino)
             if not chunk:
                 time.sleep(0.2)

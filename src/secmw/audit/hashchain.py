@@ -25,8 +25,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from secmw._config_base import read_regular_file
+
 GENESIS = "0" * 64
 CHECKPOINT_EVENT = "audit_checkpoint"
+# A PEM Ed25519 key is a few hundred bytes; anything bigger is not one.
+MAX_KEY_BYTES = 1024 * 1024
 
 
 def line_hash(line: bytes) -> str:
@@ -71,9 +75,13 @@ class CheckpointSigner:
 
     @classmethod
     def from_pem_file(cls, path: str | os.PathLike[str]) -> CheckpointSigner:
-        """Load an unencrypted PEM Ed25519 private key; ValueError/TypeError if unusable."""
-        with open(path, "rb") as handle:
-            key = serialization.load_pem_private_key(handle.read(), password=None)
+        """Load an unencrypted PEM Ed25519 private key; ValueError/TypeError if unusable.
+
+        OSError when the file cannot be read or is not a regular file (a FIFO would
+        block the start forever, ``/dev/zero`` be read until memory runs out).
+        """
+        data = read_regular_file(path, MAX_KEY_BYTES)
+        key = serialization.load_pem_private_key(data, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise TypeError("the checkpoint key is not an Ed25519 private key")
         return cls(key)
@@ -98,9 +106,11 @@ class CheckpointSigner:
 
 
 def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
-    """Load a PEM Ed25519 public key (or the public half of a private key file)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    """Load a PEM Ed25519 public key (or the public half of a private key file).
+
+    OSError when the file cannot be read or is not a regular file.
+    """
+    data = read_regular_file(path, MAX_KEY_BYTES)
     key: object
     try:
         key = serialization.load_pem_public_key(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -69,6 +70,18 @@ def _first_seq(path: str) -> int:
         return -1
 
 
+def _regular_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The names of ``paths``; OSError for one that is not a regular file.
+
+    A FIFO would be waited on forever, ``/dev/zero`` read until memory runs out.
+    """
+    names = [os.fspath(p) for p in paths]
+    for name in names:
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise OSError(f"{name!r} is not a regular file")
+    return names
+
+
 def verify_files(
     paths: Iterable[str | os.PathLike[str]],
     *,
@@ -82,11 +95,12 @@ def verify_files(
     key not given fails. The trail must start at seq 1 unless
     ``allow_missing_head`` (its oldest files were removed by ``keep``); an empty
     trail fails; a torn last line is accepted only at the end of the newest file
-    (a crash mid-write), never inside a rotated one.
+    (a crash mid-write), never inside a rotated one. ``OSError`` when a file cannot
+    be read or is not a regular file.
     """
     keys = _by_id(public_key)
     result = VerifyResult()
-    names = [os.fspath(p) for p in paths]
+    names = _regular_files(paths)
     for name in names:
         if _SET_ASIDE.search(name):
             if _holds_a_newline(name):

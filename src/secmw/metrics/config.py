@@ -8,6 +8,8 @@ import math
 from pydantic import Field, field_validator, model_validator
 
 from secmw._config_base import ConfigModel, cidr_list
+from secmw._paths import canonical_path
+from secmw.errors import BadRequest
 
 
 class MetricsConfig(ConfigModel):
@@ -38,6 +40,14 @@ class MetricsConfig(ConfigModel):
     def _path(cls, value: str) -> str:
         if not value.startswith("/") or "?" in value or "#" in value or "//" in value:
             raise ValueError("must be an absolute path without query or fragment")
+        # Requests are matched on their canonical path: "/metrics/" or "/a/../metrics"
+        # would never be served (the scrape would reach the app).
+        try:
+            canonical = canonical_path(value)
+        except BadRequest:
+            raise ValueError("is not a path a request can have") from None
+        if canonical != value:
+            raise ValueError(f"requests for it are matched as {canonical!r}: write that")
         return value
 
     @field_validator("allow_cidrs")

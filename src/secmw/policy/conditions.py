@@ -163,13 +163,15 @@ def _header_is(name: str, test: Callable[[Any], bool], *, granting: bool) -> Pre
 
     A header sent more than once is read as each value alone (Starlette and
     FastAPI take the first, others the last) and as all of them joined with ``, ``
-    (RFC 9110 section 5.3). As for tool arguments, a restricting condition holds
-    when any reading passes, a granting one only when every reading does.
+    (RFC 9110 section 5.3); a spelling with ``_`` for ``-`` is the same header
+    (Django and WSGI bridges merge them). As for tool arguments, a restricting
+    condition holds when any reading passes, a granting one only when every
+    reading does.
     """
     combine = all if granting else any
 
     def check(ctx: RequestContext, call: RpcCall | None) -> bool:
-        values = ctx.headers.get_all(name)
+        values = ctx.headers.get_merged(name)
         if len(values) < 2:
             return test(values[0] if values else MISSING)
         return combine(test(value) for value in (*values, ", ".join(values)))

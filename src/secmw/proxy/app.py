@@ -25,6 +25,7 @@ import httpx
 from secmw._responses import ChallengeSettings, render_denial
 from secmw.breaker.state import CircuitOpen
 from secmw.errors import BadRequest, Denial
+from secmw.proxy.config import PROBE_PATH
 from secmw.proxy.egress import EgressDenied, EgressGuard
 from secmw.proxy.exchange import (
     MAX_REQUEST_HEAD,
@@ -113,6 +114,9 @@ class ReverseProxy:
         websockets: Any = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if not PROBE_PATH.fullmatch(health_path):
+            # It could never be requested: the probe task would die at start-up.
+            raise ValueError(f"health_path {health_path!r} must be a path of visible ASCII")
         self.routes = tuple(sorted(routes, key=lambda route: len(route.prefix), reverse=True))
         self.guard = guard or EgressGuard()
         self.headers = headers or HeaderFilter()

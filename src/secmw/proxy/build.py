@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import ValidationError
 
 from secmw._config_base import header_value_problem
 from secmw.breaker.build import build_registry
+from secmw.breaker.config import BreakerConfig
 from secmw.breaker.registry import BreakerRegistry
 from secmw.errors import ConfigError, ConfigIssue
 from secmw.proxy.app import ReverseProxy, Route, Timeouts, httpx_client
@@ -75,6 +77,12 @@ def build_proxy(
     for name, upstream in config.upstreams.items():
         injected: dict[str, str] = {}
         targets = []
+        try:
+            breaker = _breaker_settings(config.breaker, upstream.breaker)
+        except ValidationError as exc:
+            problems = (e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            issues.append(ConfigIssue(f"upstreams.{name}.breaker", "; ".join(problems)))
+            breaker = config.breaker
         for index, text in enumerate(upstream.targets):
             url = httpx.URL(text)
             try:
@@ -83,7 +91,7 @@ def build_proxy(
                 issues.append(ConfigIssue(f"upstreams.{name}.targets[{index}]", exc.reason))
                 continue
             key = f"{name}:{url.copy_with(path='/', query=None).__str__().rstrip('/')}"
-            targets.append(Target(url, registry.get(key, upstream.breaker)))
+            targets.append(Target(url, registry.get(key, breaker)))
         for header, variable in upstream.headers_from_env.items():
             value = os.environ.get(variable)
             if value is None:
@@ -158,6 +166,19 @@ def build_proxy(
 
         proxy.websockets = forward_websocket
     return proxy, registry
+
+
+def _breaker_settings(default: BreakerConfig, own: BreakerConfig | None) -> BreakerConfig:
+    """An upstream's breaker: the keys it sets over ``gateway.breaker`` (``ValidationError``).
+
+    A table of its own used to replace ``gateway.breaker`` whole: the keys it left
+    out took the built-in defaults, so ``failure_statuses`` or ``minimum_calls`` set
+    for every upstream silently did nothing for this one.
+    """
+    if own is None:
+        return default
+    merged = {**default.model_dump(), **own.model_dump(exclude_unset=True)}
+    return BreakerConfig.model_validate(merged)
 
 
 def build_gateway(

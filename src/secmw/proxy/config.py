@@ -18,6 +18,7 @@ upstream = "tools"
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -71,11 +72,23 @@ class RetryConfig(ConfigModel):
     statuses: list[int] = Field(default_factory=lambda: [502, 503, 504])
 
 
+# A probe's request target: an absolute path of visible ASCII, no fragment. Anything
+# else cannot be sent (the probe task died at start-up, health checks silently off).
+PROBE_PATH = re.compile(r"/[\x21\x22\x24-\x7e]*")
+
+
 class HealthCheckConfig(ConfigModel):
     """Active health checks of the targets (off unless ``interval`` is set)."""
 
     interval: float | None = Field(default=None, gt=0, le=3600)
     path: str = "/"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not PROBE_PATH.fullmatch(value):
+            raise ValueError(f"{value!r} must be a path such as /healthz (visible ASCII)")
+        return value
 
 
 class UpstreamConfig(ConfigModel):
@@ -143,6 +156,14 @@ class HealthConfig(ConfigModel):
 
     liveness_path: str | None = None
     readiness_path: str | None = None
+
+    @field_validator("liveness_path", "readiness_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        # Compared with the request's path: one without "/" (or with a query) never matches.
+        if value is not None and (not value.startswith("/") or "?" in value or "#" in value):
+            raise ValueError(f"{value!r} must be a path such as /healthz")
+        return value
 
 
 class GatewayConfig(ConfigModel):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
+import idna
 
 from secmw.errors import Denial
 
@@ -101,7 +102,7 @@ def parse_rule(text: str) -> HostRule:
     else:
         ports = frozenset({_DEFAULT_PORTS[scheme]})
     if host.startswith("*."):
-        host = host.rstrip(".")
+        host = "*." + _a_label(host[2:].rstrip("."))
     elif host != "*":
         # Compared with the canonical form of each URL's host: stored the same way
         # (``[0:0::1]`` is ``::1``, ``example.com.`` is ``example.com``). Odd numeric
@@ -111,8 +112,9 @@ def parse_rule(text: str) -> HostRule:
 
 
 def canonical_host(host: str) -> str:
-    """The lower-cased host; raises :class:`EgressDenied` for ambiguous numeric hosts."""
-    host = host.lower().rstrip(".")
+    """The lower-cased host, a name in IDNA A-labels (``xn--``); raises
+    :class:`EgressDenied` for ambiguous numeric hosts and invalid international names."""
+    host = _a_label(host.lower().rstrip("."))
     if not host:
         raise EgressDenied("empty host")
     if ":" in host:
@@ -129,6 +131,21 @@ def canonical_host(host: str) -> str:
         except ValueError:
             raise EgressDenied("non-canonical numeric host") from None
     return host
+
+
+def _a_label(host: str) -> str:
+    """``host`` with international labels in A-label form, as it is resolved and sent.
+
+    httpx hands over a URL's host decoded (``faß.de``) whichever way it was written:
+    rules, checks, the resolver and the TLS name all use the encoded form
+    (``xn--fa-hia.de``, IDNA 2008 as httpx encodes it), so both spellings match.
+    """
+    if host.isascii() and "xn--" not in host:
+        return host  # the common case; ``idna`` would refuse ``_`` in DNS names
+    try:
+        return idna.encode(host).decode("ascii")
+    except idna.IDNAError:
+        raise EgressDenied("invalid international host name") from None
 
 
 # Not public, whatever the running Python's ``is_global`` says about them: they

@@ -36,6 +36,11 @@ def sendable_field(name: bytes, value: bytes) -> bool:
     return bool(_TOKEN.fullmatch(name)) and bool(_VALUE.fullmatch(value))
 
 
+def is_token(text: str) -> bool:
+    """True when ``text`` is an RFC 9110 token (a websocket subprotocol must be one)."""
+    return text.isascii() and bool(_TOKEN.fullmatch(text.encode("ascii")))
+
+
 class LocalError(Exception):
     """Our request cannot be written as HTTP/1.1 (a client's fault, never the upstream's)."""
 
@@ -366,5 +371,6 @@ __all__ = [
     "Head",
     "LocalError",
     "RemoteError",
+    "is_token",
     "sendable_field",
 ]

@@ -40,7 +40,10 @@ class Target:
                 f"Target needs a secmw.breaker.Breaker, not {type(self.breaker).__name__}"
             )
         if not self.label:
-            self.label = str(self.url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+            # Scheme, host and port only: userinfo (a password) or a query would reach
+            # every audit line as ``details.target``.
+            origin = self.url.copy_with(userinfo=b"", path="/", query=None, fragment=None)
+            self.label = str(origin).rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from secmw.proxy.exchange import (
     UriTooLong,
     head_size,
 )
-from secmw.proxy.h1wire import sendable_field
+from secmw.proxy.h1wire import is_token, sendable_field
 from secmw.proxy.target import judged_path, upstream_target
 
 if TYPE_CHECKING:
@@ -104,9 +104,15 @@ async def forward_websocket(  # noqa: PLR0915 - every outcome of the handshake, 
         client=ctx.client if ctx is not None and proxy.forward_client_ip else None,
         inject=pool.inject,
     )
-    if not all(sendable_field(name, value) for name, value in headers):
+    offered = scope.get("subprotocols") or ()
+    if not all(sendable_field(name, value) for name, value in headers) or not all(
+        isinstance(name, str) and is_token(name) for name in offered
+    ):
         # The client's fault (a control byte in a value), as on the HTTP path: refused
         # before any permit is taken, so it can never open the breaker for everyone.
+        # So is a subprotocol that is no token (``c/d``, ``a b``): servers on wsproto
+        # (hypercorn, uvicorn's) hand it over, an upstream that echoes it answers
+        # with a handshake our client refuses, which counted as the upstream's failure.
         await _refuse(ctx, details, send, _unsendable())
         return
     try:

@@ -174,6 +174,18 @@ def test_public_metrics_is_a_listed_fail_open() -> None:
             {"metrics": {"enabled": True}}, "metrics", "needs token_env", id="unrestricted"
         ),
         pytest.param({"metrics": {"path": "metrics"}}, "metrics.path", "absolute path", id="path"),
+        pytest.param(  # requests are matched canonical: never served, the app got the scrape
+            {"metrics": {"path": "/metrics/"}},
+            "metrics.path",
+            "matched as '/metrics'",
+            id="path-trailing-slash",
+        ),
+        pytest.param(
+            {"metrics": {"path": "/a/../metrics"}},
+            "metrics.path",
+            "matched as '/metrics'",
+            id="path-dot-dot",
+        ),
         pytest.param(
             {"metrics": {"allow_cidrs": ["10.0.0.1/8"]}}, "metrics.allow_cidrs", "CIDR", id="cidr"
         ),
@@ -188,6 +200,18 @@ def test_public_metrics_is_a_listed_fail_open() -> None:
             "anomaly.off_hours.timezone",
             "time zone",
             id="tz",
+        ),
+        pytest.param(  # a region's directory in the zone database: IsADirectoryError
+            {"anomaly": {"off_hours": {"timezone": "America"}}},
+            "anomaly.off_hours.timezone",
+            "time zone",
+            id="tz-region",
+        ),
+        pytest.param(  # ENAMETOOLONG
+            {"anomaly": {"off_hours": {"timezone": "x" * 300}}},
+            "anomaly.off_hours.timezone",
+            "time zone",
+            id="tz-too-long",
         ),
         pytest.param(
             {"anomaly": {"token_reuse": {"threshold": 1}}},

@@ -139,6 +139,29 @@ async def test_fsync_interval_syncs_without_more_events(
     await sink.aclose()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"fsync_interval": 1e10}, id="fsync-interval"),
+        pytest.param({"rotate_seconds": 1e10}, id="rotate-seconds"),
+    ],
+)
+async def test_intervals_of_centuries_do_not_crash_the_writer(
+    tmp_path: Path, options: dict[str, float]
+) -> None:
+    # A wait that long overflowed the lock's timeout: the writer died, and every
+    # request got 503 for good although check-config had accepted the values.
+    sink, fallback = make_sink(tmp_path / "audit.jsonl", **options)
+    for n in range(2):
+        await sink.emit(event(n))
+        wait_until(lambda n=n: sink.written == n + 1)
+        await anyio.sleep(0.3)  # past the default fsync interval: the long wait comes next
+    assert sink.healthy and sink.error is None
+    await sink.aclose()
+    assert fallback.getvalue() == ""
+    assert verify_files([tmp_path / "audit.jsonl"]).lines == 2
+
+
 async def test_torn_last_line_is_moved_aside_and_recorded(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink, _ = make_sink(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import anyio
@@ -230,6 +231,35 @@ def test_unreadable_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["audit", "verify", str(tmp_path / "nope.jsonl")]) == 2
     assert main(["audit", "tail", str(tmp_path / "nope.jsonl")]) == 2
     assert "secmw audit" in capsys.readouterr().err
+
+
+def test_file_names_cannot_print_ok_over_a_failure(
+    trail: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whoever edited the trail names the edited file: a CR and escapes would print
+    # "OK" over the failure and hide the rest (conceal, SGR 8) on a terminal.
+    edit(trail, 4, b'"r5"', b'"r6"')
+    hostile = trail.parent / "audit.jsonl.1\r\x1b[2KOK: 10 lines, seq 1..10\x1b[8m"
+    trail.rename(hostile)
+    aside = trail.parent / "audit.jsonl\x1b[8m.torn-20261121T101010Z-10"
+    aside.write_bytes(b'{"seq":11,"pr')
+    assert main(["audit", "verify", str(hostile), str(aside)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert "audit.jsonl.1\\r\\x1b[2KOK: 10 lines" in out
+    assert "audit.jsonl\\x1b[8m.torn-" in out
+
+
+@pytest.mark.parametrize("where", ["file", "key"])
+def test_a_fifo_or_a_device_is_exit_2_not_a_hang(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    fifo = tmp_path / "trail.fifo"
+    os.mkfifo(fifo)  # no writer: reading it would wait forever
+    for odd in (fifo, Path("/dev/zero")):  # /dev/zero: read until memory runs out
+        args = [str(odd)] if where == "file" else ["--public-key", str(odd), str(trail)]
+        assert main(["audit", "verify", *args]) == 2
+        assert f"{str(odd)!r} is not a regular file" in capsys.readouterr().err
 
 
 def test_tail_pretty_prints_and_escapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -234,6 +234,22 @@ async def test_ignored_exceptions_and_cancellation_count_nothing() -> None:
     assert breaker.snapshot().calls == 0
 
 
+async def test_a_timeout_inside_the_call_counts_one_around_it_does_not() -> None:
+    # docs/breaker.md: the timeout belongs inside the call.
+    breaker = make(FakeClock())
+
+    async def hanging_with_timeout() -> None:
+        with anyio.fail_after(0.01):
+            await anyio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await breaker.call(hanging_with_timeout)
+    assert (breaker.snapshot().calls, breaker.snapshot().failures) == (1, 1)
+    with anyio.move_on_after(0.01):
+        await breaker.call(anyio.sleep, 5)
+    assert (breaker.snapshot().calls, breaker.snapshot().failures) == (1, 1)
+
+
 async def test_outcomes_from_an_earlier_state_are_ignored() -> None:
     clock = FakeClock()
     breaker = make(clock)

@@ -467,6 +467,33 @@ def test_a_header_that_grants_must_hold_under_every_reading(
     assert (decision.effect is Effect.ALLOW) is allowed
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param([("x_mode", "full")], id="underscore"),
+        pytest.param([("x-mode", "part"), ("x_mode", "full")], id="after-the-dashed-one"),
+    ],
+)
+def test_a_header_spelt_with_an_underscore_is_judged_as_the_dashed_one(
+    headers: list[tuple[str, str]],
+) -> None:
+    # Django (and asgiref's or a2wsgi's WSGI bridges) read X_Mode as X-Mode:
+    # request.headers["X-Mode"] is "full" for such an app.
+    rules = [
+        {"id": "all", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-export", "effect": "deny", "when": {"headers": {"x-mode": {"equals": "full"}}}},
+    ]
+    decision = engine(rules).evaluate(request(headers=headers))
+    assert decision.effect is Effect.DENY
+    assert decision.rule_ids == ("no-export",)
+    granting = [
+        {"id": "opted-in", "effect": "allow", "when": {"headers": {"x-ok": {"equals": "yes"}}}}
+    ]
+    assert engine(granting).evaluate(request(headers=[("x_ok", "yes")])).effect is Effect.ALLOW
+    both = request(headers=[("x-ok", "yes"), ("x_ok", "no")])
+    assert engine(granting).evaluate(both).effect is Effect.DENY
+
+
 def test_json_too_long_to_decode_in_an_argument_denies_rather_than_skips() -> None:
     rules = [
         {"id": "all", "effect": "allow", "when": {"authenticated": True}},

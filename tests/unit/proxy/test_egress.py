@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import httpx
 import pytest
 
 from secmw.proxy import EgressDenied, EgressGuard, canonical_host
@@ -223,8 +224,23 @@ async def test_a_name_the_system_resolver_cannot_encode_is_a_refusal() -> None:
         pytest.param("http://api.example.com.:8080", "api.example.com", id="rule-trailing-dot"),
         pytest.param("http://api.example.com:8080", "api.example.com.", id="url-trailing-dot"),
         pytest.param("http://*.example.com.:8080", "api.example.com", id="wildcard-trailing-dot"),
+        # httpx hands the host over decoded (faß.de) whichever way the URL spelt it.
+        pytest.param("http://xn--fa-hia.de:8080", "faß.de", id="rule-a-label"),
+        pytest.param("http://FAß.de:8080", "xn--fa-hia.de", id="rule-u-label"),
+        pytest.param("http://*.bücher.de:8080", "shop.xn--bcher-kva.de", id="wildcard-u-label"),
+        pytest.param("http://*.xn--bcher-kva.de:8080", "shop.bücher.de", id="wildcard-a-label"),
     ],
 )
 def test_allow_list_hosts_match_every_spelling_of_themselves(rule: str, host: str) -> None:
     guard = EgressGuard(allow=[rule])
     assert guard.check_url("http", host, 8080)[1] == 8080
+
+
+def test_international_names_are_resolved_and_sent_in_a_label_form() -> None:
+    # The resolver and the TLS name get what DNS and certificates hold (IDNA 2008:
+    # ß stays ß, so not the fass.de Python's own IDNA 2003 codec would pick).
+    guard = EgressGuard(allow=["https://faß.de"])
+    url = httpx.URL("https://xn--fa-hia.de/")
+    assert guard.check_url(url.scheme, url.host, url.port) == ("xn--fa-hia.de", 443)
+    with pytest.raises(EgressDenied, match="invalid international host name"):
+        guard.check_url("https", "xn--zz.de", None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -91,3 +93,24 @@ def test_a_pool_refusal_counts_as_rejected_on_each_open_breaker() -> None:
         with pytest.raises(CircuitOpen):
             pool.pick()
     assert [t.breaker.snapshot().rejected for t in pool.targets] == [3, 3]
+
+
+@pytest.mark.anyio
+async def test_the_audited_target_never_carries_the_urls_userinfo() -> None:
+    from secmw import SecurityMiddleware
+    from secmw.config import build_pipeline, load_config
+    from secmw.proxy import EgressGuard, ReverseProxy, Route
+    from secmw.testing import AuditCapture
+    from tests.support import call, http_scope
+
+    audit = AuditCapture()
+    url = httpx.URL("http://svc:s3cret@127.0.0.1:9/v1")  # port 9: refused at once
+    pool = UpstreamPool("u", [Target(url, Breaker("u"))])
+    proxy = ReverseProxy([Route("/", pool)], guard=EgressGuard(allow_networks=["127.0.0.0/8"]))
+    pipeline = build_pipeline(load_config({"auth": {"allow_anonymous": True}}), audit=audit)
+    sent = await call(SecurityMiddleware(proxy, pipeline=pipeline), http_scope("/x"))
+    await proxy.aclose()
+    assert sent.status == 502
+    event = audit.events[-1]
+    assert event.details["target"] == "http://127.0.0.1:9"
+    assert "s3cret" not in json.dumps(event.to_dict())

@@ -94,6 +94,13 @@ def test_gcra_burst_then_one_per_interval() -> None:
     assert d.at(36.0).allowed and d.at(36.0).allowed and not d.at(36.0).allowed
 
 
+def test_gcra_remaining_counts_the_burst_room_beyond_the_amount() -> None:
+    # docs/ratelimit.md: with burst > amount, ``r`` is the bucket's room now and may exceed ``q``.
+    d = Driver(make(GCRA, 5, 60.0, burst=10))
+    assert [d.at(0.0).remaining for _ in range(3)] == [9, 8, 7]
+    assert d.at(24.0).remaining == 8  # two intervals gave two units back, this hit took one
+
+
 def test_gcra_burst_one_is_a_strict_interval() -> None:
     d = Driver(make(GCRA, 5, 60.0, burst=1))
     assert d.at(0.0).allowed
