@@ -5,6 +5,7 @@ components behind it (authenticator, policy, rate limiter, redactor, inspector,
 audit sink, circuit breaker) each work alone behind their protocols.
 """
 
+from secmw._headers import Headers
 from secmw.anomaly import AnomalyMonitor
 from secmw.asgi import SecurityMiddleware
 from secmw.audit import (
@@ -18,7 +19,7 @@ from secmw.audit import (
 from secmw.auth import Authenticator, JWTAuthenticator, NoAuthenticator
 from secmw.breaker import Breaker, CircuitBreaker, NoBreaker
 from secmw.config import Config, build_pipeline, load_config
-from secmw.context import ANONYMOUS, Finding, Headers, Principal, RequestContext
+from secmw.context import ANONYMOUS, Finding, Principal, RequestContext
 from secmw.errors import (
     AccessDenied,
     AuthenticationError,

@@ -10,7 +10,8 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from secmw.context import ContextSettings, Headers
+    from secmw._headers import Headers
+    from secmw.context import ContextSettings
 
 
 def forwarded_client(headers: Headers, peer: str | None, settings: ContextSettings) -> str | None:
