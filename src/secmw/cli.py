@@ -209,6 +209,18 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _token_ttl(text: str) -> int:
+    """argparse type: the demo tokens' lifetime, 1 second to a year."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= seconds <= 366 * 86400:
+        # Zero or less printed tokens that had expired already ("valid -5s").
+        raise argparse.ArgumentTypeError(f"{seconds} is not 1 to 31622400 seconds")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``secmw``."""
     parser = argparse.ArgumentParser(prog="secmw", description="Composable security middleware.")
@@ -222,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a protected sample service on 127.0.0.1")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--port", type=port_number, default=8000, help="port to bind (default 8000)")
-    demo.add_argument("--token-ttl", type=int, default=3600, help="lifetime of the printed tokens")
+    demo.add_argument(
+        "--token-ttl", type=_token_ttl, default=3600, help="lifetime of the printed tokens (s)"
+    )
     demo.set_defaults(handler=_demo)
 
     from secmw.policy.cli import register as register_policy  # noqa: PLC0415

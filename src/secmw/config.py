@@ -55,7 +55,8 @@ class RequestIdConfig(ConfigModel):
     @classmethod
     def _check_header(cls, value: str) -> str:
         name = header_name(value)
-        if name.encode() in CREDENTIAL_HEADERS:
+        # X_API_Key is X-API-Key to Django and the WSGI bridges (and to the API-key check).
+        if name.replace("_", "-").encode() in CREDENTIAL_HEADERS:
             # The id is echoed on every response and written to every audit event.
             raise ValueError(f"{name!r} carries credentials; it cannot hold the request id")
         return name
@@ -134,7 +135,9 @@ class Config(ConfigModel):
     @model_validator(mode="after")
     def _request_id_is_no_credential(self) -> Config:
         key = self.auth.api_key
-        if key is not None and key.header == self.request_id.header:
+        if key is not None and key.header.replace("_", "-") == self.request_id.header.replace(
+            "_", "-"
+        ):
             raise ValueError(
                 f"request_id.header {key.header!r} is the API key header: the key would be "
                 "echoed and audited as the request id"
@@ -220,7 +223,8 @@ def read_config_file(source: str | os.PathLike[str]) -> Any:
             # Like TOML, a key given twice is an error: the last one would win unseen.
             data = json.loads(raw, object_pairs_hook=_unique_keys)
         else:
-            data = tomllib.loads(raw.decode("utf-8"))
+            # Editors on Windows save UTF-8 with a byte-order mark; json.loads skips it too.
+            data = tomllib.loads(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot parse the file: {exc}", source=name) from None
     except RecursionError:

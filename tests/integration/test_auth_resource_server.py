@@ -94,6 +94,35 @@ async def test_credentials_are_stripped_before_the_app_when_asked(
         assert b"accept" in names
 
 
+async def test_an_api_key_header_spelled_with_underscores_is_that_credential(
+    tmp_path: Path,
+) -> None:
+    # Django and the WSGI bridges read X_API_Key as X-API-Key: it must neither reach
+    # the app past strip_credentials nor ride along unchecked next to a bearer token.
+    path = tmp_path / "keys.json"
+    _, key = FileAPIKeyStore(path, create=True).create("svc")
+    inner = EchoApp()
+    audit = AuditCapture()
+    config = {
+        "auth": {
+            "strip_credentials": True,
+            "jwt": ISSUER.jwt_config(),
+            "api_key": {"file": str(path)},
+        }
+    }
+    app = SecurityMiddleware(inner, config, audit=audit)
+    both = [("authorization", f"Bearer {ISSUER.mint()}"), ("X_API_Key", key)]
+    sent = await call(app, http_scope("/api", headers=both))
+    assert sent.status == 400 and not inner.scopes
+    assert audit.last.reason == "both x-api-key and Authorization"
+    sent = await call(app, http_scope("/api", headers=[("X_Api_Key", key), ("accept", "x/y")]))
+    assert sent.status == 200
+    assert [name for name, _ in inner.scopes[-1]["headers"]] == [b"accept"]
+    twice = [("x-api-key", key), ("x_api_key", key)]
+    sent = await call(app, http_scope("/api", headers=twice))
+    assert sent.status == 400 and audit.last.reason == "duplicate credential header"
+
+
 def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     FileAPIKeyStore(path, create=True)
@@ -293,6 +322,42 @@ def test_config_builds_a_composite_in_order(tmp_path: Path) -> None:
             "auth.protected_resource.path",
             "canonical",
             id="metadata-path-trailing-slash",
+        ),
+        *(
+            pytest.param(
+                {
+                    "protected_resource": {
+                        "resource": "https://x/",
+                        "authorization_servers": ["https://as/"],
+                        "bearer_methods_supported": methods,
+                    }
+                },
+                "auth.protected_resource.bearer_methods_supported",
+                'only "header"',
+                id=f"bearer-methods-{'-'.join(methods)}",
+            )
+            # Clients would follow the document: query tokens are a 400, body ones unread.
+            for methods in (["query"], ["header", "body"])
+        ),
+        *(
+            pytest.param(
+                {
+                    "protected_resource": {
+                        "resource": "https://x/",
+                        "authorization_servers": ["https://as.example/", issuer],
+                    }
+                },
+                "auth.protected_resource.authorization_servers",
+                message,
+                id=f"issuer-{issuer}",
+            )
+            # Clients fetch its metadata and send the user there to log in.
+            for issuer, message in (
+                ("http://login.example.com", "must use https"),
+                ("login.example.com", "must be an https URL"),
+                ("https://as.example/?tenant=a", "no query or fragment"),
+                ("https://as.example/#x", "no query or fragment"),
+            )
         ),
         pytest.param(
             {"allow_anonymous": False, "public_paths": ["/a/../b"]},

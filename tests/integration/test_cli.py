@@ -272,6 +272,17 @@ def test_a_port_that_is_not_one_is_a_usage_error(
         assert "is not a port number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("ttl", ["0", "-5", "1e3", "99999999999"])
+def test_a_demo_token_lifetime_that_is_none_is_a_usage_error(
+    ttl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "--token-ttl -5" used to print tokens that had expired already ("valid -5s").
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--host", "999.1.1.1", "--token-ttl", ttl])
+    assert info.value.code == 2
+    assert "argument --token-ttl" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("gateway", [False, True], ids=["demo", "demo-gateway"])
 def test_a_port_in_use_is_one_line_and_exit_1(gateway: bool) -> None:
     with socket.socket() as busy:

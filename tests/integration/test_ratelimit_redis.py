@@ -215,6 +215,37 @@ async def test_unreachable_redis_fails_closed_within_the_timeout(dead_port: int)
     assert "sys_monitor_disabled" in audit.names()
 
 
+async def test_shadow_tiers_alone_do_not_fail_closed_when_redis_is_down(dead_port: int) -> None:
+    # A shadow tier never refuses: with Redis down (fail_closed) a request that only
+    # shadow tiers count passes uncounted; one an enforced tier counts still gets 503.
+    audit = AuditCapture()
+    config = {
+        "auth": {"allow_anonymous": True},
+        "ratelimit": {
+            "storage": {"url": f"redis://127.0.0.1:{dead_port}/0", "connect_timeout": 0.2},
+            "tiers": [
+                {"name": "trial", "key": "ip", "rate": "20/minute", "shadow": True},
+                {
+                    "name": "exports",
+                    "key": "ip",
+                    "rate": "5/minute",
+                    "exempt": {"routes": ["/free/**"]},
+                },
+            ],
+        },
+    }
+    app = SecurityMiddleware(EchoApp(), config, audit=audit)
+    try:
+        shadowed = await call(app, http_scope("/free/report"))
+        enforced = await call(app, http_scope("/paid/report"))
+    finally:
+        await app.pipeline.aclose()
+    assert shadowed.status == 200 and shadowed.header("ratelimit") is None
+    assert enforced.status == 503 and enforced.header("retry-after") == "1"
+    outage = audit.named("sys_monitor_disabled")[0]
+    assert outage.details == {"component": "ratelimit", "on_failure": "fail_closed"}
+
+
 @pytest.mark.parametrize(
     ("url", "kind", "hosts", "service"),
     [

@@ -172,6 +172,14 @@ def test_toml_and_json_files_load(tmp_path: Path) -> None:
     assert load_config(toml).max_body_bytes == 10
 
 
+@pytest.mark.parametrize("name", ["secmw.toml", "secmw.json"])
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    text = "max_body_bytes = 10\n" if name.endswith(".toml") else '{"max_body_bytes": 10}'
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_config(path).max_body_bytes == 10
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -399,6 +407,12 @@ def test_files_a_config_names_must_be_small_regular_files(tmp_path: Path, kind: 
     [
         {"request_id": {"header": "Authorization"}},
         {"request_id": {"header": "x-api-key"}},
+        # Read as the API key header too (the underscore spelling is the same field).
+        {"request_id": {"header": "x_api_key"}},
+        {
+            "request_id": {"header": "x_key"},
+            "auth": {"api_key": {"file": "k.json", "header": "x-key"}},
+        },
         {
             "request_id": {"header": "x-key"},
             "auth": {"api_key": {"file": "k.json", "header": "x-key"}},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from typing import Any
@@ -118,3 +119,21 @@ def read_end(path: str, size: int, span: int) -> bytes:
             return handle.read(span)
     except OSError:
         return b""
+
+
+def short_write_errno(fd: int) -> int:
+    """EFBIG when the file reached the process's file-size limit, else ENOSPC."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and os.fstat(fd).st_size >= limit:
+            return errno.EFBIG
+    except (ImportError, OSError, ValueError):
+        pass
+    return errno.ENOSPC
+
+
+def errname(exc: OSError) -> str:
+    """The symbolic name of an OS error (``ENOSPC``), for audit details."""
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)

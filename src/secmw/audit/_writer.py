@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import hashlib
 import os
 import queue
 import re
-import stat
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
-from secmw.audit._files import read_end, resume, rotated_files, set_aside
+from secmw.audit._files import errname, resume, rotated_files, short_write_errno
+from secmw.audit._follow import PathFollowing
 from secmw.audit.base import AuditEvent, utc_now
-from secmw.audit.format import AuditFormatter
+from secmw.audit.format import AuditFormatter, plain_line
 from secmw.audit.hashchain import GENESIS, CheckpointSigner, chain_line, line_hash
 
 FsyncPolicy = Literal["always", "batch", "never"]
@@ -45,8 +44,6 @@ _write: Callable[[int, bytes], int] = os.write
 _STOP = object()
 _MAX_BATCH = 4096
 _FLUSH_BYTES = 1 << 20
-# How often (seconds) a write checks that the path still names the open file.
-_PATH_CHECK = 0.5
 # Longest single wait for the queue: a longer timeout (a configured interval of
 # centuries) overflows the lock's wait and would crash the writer; waking up
 # with nothing due is harmless.
@@ -57,52 +54,10 @@ class FsyncFailed(Exception):
     """An fsync failed: the sink is failed for good."""
 
 
-def _plain(event: AuditEvent) -> str:
-    """The event without processors; a bare record when even that cannot render."""
-    try:
-        return event.to_json()
-    except Exception:  # e.g. a details value that refers to itself
-        return AuditEvent(
-            name=event.name,
-            outcome=event.outcome,
-            severity=event.severity,
-            time=event.time,
-            request_id=event.request_id,
-            reason="event could not be rendered",
-        ).to_json()
-
-
 _SEQ = re.compile(rb'\{"seq":(\d+),')
 
 
-def _tail_lines(path: str, size: int, span: int) -> set[bytes]:
-    """The whole lines (newline included) in the last ``span`` bytes of the file at ``path``.
-
-    Exact bytes, not ``seq`` numbers: a file from another trail put at the path
-    may have higher ones without holding any of our lines.
-    """
-    lines = read_end(path, size, span).splitlines(keepends=True) if size else []
-    return set(lines[1:] if size > span else lines)  # the first may be cut
-
-
-def _short_write_errno(fd: int) -> int:
-    """EFBIG when the file reached the process's file-size limit, else ENOSPC."""
-    try:
-        import resource  # noqa: PLC0415 - POSIX only
-
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if limit != resource.RLIM_INFINITY and os.fstat(fd).st_size >= limit:
-            return errno.EFBIG
-    except (ImportError, OSError, ValueError):
-        pass
-    return errno.ENOSPC
-
-
-def _errname(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-
-
-class Writer(threading.Thread):
+class Writer(PathFollowing, threading.Thread):
     """Drains the queue into the file; see the module docstring for its states."""
 
     def __init__(
@@ -164,29 +119,12 @@ class Writer(threading.Thread):
         self.recovered: dict[str, Any] | None = None
         if self.regular:
             try:
-                self._resume()
+                # Continue the chain of an existing trail; a torn last line is moved aside.
+                state = resume(self.path, self.fd, self._mode)
+                self.seq, self.prev, self.size, self.recovered = state
             except BaseException:
                 os.close(self.fd)
                 raise
-
-    # -- start ------------------------------------------------------------
-
-    def _open(self, *, follow: bool = True, fresh: bool = False) -> tuple[int, bool]:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        if not follow:
-            flags |= getattr(os, "O_NOFOLLOW", 0)
-        if fresh:
-            flags |= os.O_EXCL
-        # Non-blocking to open: a FIFO without a reader would otherwise block the
-        # start forever (it fails with ENXIO instead); writes block again after.
-        fd = os.open(self.path, flags | getattr(os, "O_NONBLOCK", 0), self._mode)
-        os.set_blocking(fd, True)
-        return fd, stat.S_ISREG(os.fstat(fd).st_mode)
-
-    def _resume(self) -> None:
-        """Continue the chain of an existing trail; a torn last line is moved aside."""
-        state = resume(self.path, self.fd, self._mode)
-        self.seq, self.prev, self.size, self.recovered = state
 
     def rotated_files(self) -> list[str]:
         """The rotated files of this sink, oldest first."""
@@ -321,7 +259,7 @@ class Writer(threading.Thread):
             except Exception:
                 # A failing user processor (or a line that cannot be encoded) must not
                 # cost the event, nor stop the writer: keep the plain rendering.
-                line = chain_line(seq + 1, prev, _plain(event))
+                line = chain_line(seq + 1, prev, plain_line(event))
             seq += 1
             prev = sha256(line).hexdigest()
             buf += line
@@ -367,15 +305,18 @@ class Writer(threading.Thread):
         with nothing to write: lines written since the last check may need
         writing again.
         """
-        if not self._buf:
-            if check and self._check_path(True) is not None:
-                self._flush()  # the line recording the break
+        if not self._buf and not check:
             return
-        self._check_path(check)
+        why = self._check_path(check)
+        if why is not None:
+            # Pending with the rest: a failed write keeps it, like the lines before it.
+            self._note_moved(why)
+        if not self._buf:
+            return
         data = bytes(self._buf)
         written = _write(self.fd, data)
         if written != len(data):
-            raise OSError(_short_write_errno(self.fd), "short write")
+            raise OSError(short_write_errno(self.fd), "short write")
         self.size += written
         self.written += data.count(b"\n")
         self._buf.clear()
@@ -384,88 +325,6 @@ class Writer(threading.Thread):
             self._since_check_bytes += len(data)
         if self._fsync == "always":
             self._sync_now()
-
-    def _check_path(self, force: bool) -> str | None:
-        """Continue at ``path`` if it no longer names the open file; why, if so.
-
-        Checked at most every :data:`_PATH_CHECK` seconds (and before a rotation
-        and at the end): each ``stat`` hands the GIL over twice, which costs the
-        request path more than the check is worth on every write. Lines written
-        since the last check are kept until the next one, so those that went into
-        a deleted file are written again into the new one.
-        """
-        if not self.regular:
-            return None
-        now = time.monotonic()
-        if not (
-            force
-            or now - self._checked_at >= _PATH_CHECK
-            or self._since_check_bytes >= _FLUSH_BYTES * 8
-        ):
-            return None
-        self._checked_at = now
-        why = self._moved()
-        if why is not None:
-            self._reopen(replay=why == "deleted")
-            # Pending with the rest: a failed write keeps it, like the lines before it.
-            self._note_moved(why)
-        self._since_check, self._since_check_bytes = [], 0
-        return why
-
-    def _moved(self) -> str | None:
-        """Why ``path`` no longer names the open file (deleted, or replaced), if it does not."""
-        mine = os.fstat(self.fd)
-        try:
-            there = os.stat(self.path)
-        except FileNotFoundError:
-            # Gone from the path: deleted, or renamed with nothing in its place.
-            return "replaced" if mine.st_nlink else "deleted"
-        if (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev):
-            # Renamed away (its lines are still there), or deleted and recreated.
-            return "replaced" if mine.st_nlink else "deleted"
-        return None
-
-    def _reopen(self, *, replay: bool) -> None:
-        """Continue at ``path``; lines that went into a deleted file are written again.
-
-        What was put at the path while the sink ran must be a regular file, not a
-        link (to /dev/null, or to a file the sink would then append to) nor a
-        device: anything else is a write error, retried until the path is fixed.
-        """
-        fd, regular = self._open(follow=False)
-        if not regular:
-            os.close(fd)
-            raise OSError(errno.EINVAL, "the audit path is no longer a regular file")
-        self.regular = regular
-        os.close(self.fd)
-        self.fd, self.size, self.opened_at = fd, os.fstat(fd).st_size, time.monotonic()
-        if self.regular and self.size:
-            self._torn_aside()
-        if replay and self._since_check:
-            # Pending again, ahead of what is queued: a write error keeps them
-            # pending (and retried) like any other line. A copy put in the old
-            # file's place (cp + mv, sed -i) may hold some of them already.
-            held = b"".join(self._since_check)
-            present = _tail_lines(self.path, self.size, len(held) + (1 << 16))
-            lines = [line for line in held.splitlines(keepends=True) if line not in present]
-            self._buf[:0] = b"".join(lines)
-            self.written -= len(lines)  # counted when first written
-
-    def _torn_aside(self) -> None:
-        """A file put at the path that ends in a torn line: the torn part moved aside.
-
-        As at start-up: our lines must not be glued to it (one unreadable line).
-        """
-        span = min(self.size, 1 << 16)
-        tail = read_end(self.path, self.size, span)
-        if not tail or tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        if cut == -1 and span < self.size:
-            return  # one line over 64 KiB: left as it is
-        torn = tail[cut + 1 :]
-        set_aside(self.path, self.fd, torn, self.size - len(torn), self.seq, mode=self._mode)
-        self.size -= len(torn)
 
     def _note_moved(self, why: str) -> None:
         """Record, in the new file and the fallback, that the chain continues here."""
@@ -486,7 +345,7 @@ class Writer(threading.Thread):
         try:
             return self._formatter.render(event) or event.to_json()
         except Exception:
-            return _plain(event)
+            return plain_line(event)
 
     def _sync_due(self) -> bool:
         if not self._unsynced or self._fsync != "batch":
@@ -503,7 +362,7 @@ class Writer(threading.Thread):
             try:
                 _sync(self.fd)
             except OSError as exc:
-                raise FsyncFailed(f"fsync failed: {_errname(exc)}") from exc
+                raise FsyncFailed(f"fsync failed: {errname(exc)}") from exc
         self._unsynced = 0
 
     def _sync_dir(self) -> None:
@@ -514,7 +373,7 @@ class Writer(threading.Thread):
         try:
             _sync(fd)
         except OSError as exc:
-            raise FsyncFailed(f"fsync of the directory failed: {_errname(exc)}") from exc
+            raise FsyncFailed(f"fsync of the directory failed: {errname(exc)}") from exc
         finally:
             os.close(fd)
 
@@ -570,7 +429,7 @@ class Writer(threading.Thread):
         self._cut_partial()
         self._retry_at = time.monotonic() + self._retry_interval
         if self.error is None:
-            self.error = _errname(exc)
+            self.error = errname(exc)
             self._alert(self._state_event("sys_monitor_disabled", self.error, permanent=False))
 
     def _cut_partial(self) -> None:

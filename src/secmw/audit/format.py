@@ -149,6 +149,21 @@ class AuditFormatter:
         return _one_line(text, method)
 
 
+def plain_line(event: AuditEvent) -> str:
+    """The event without processors; a bare record when even that cannot render."""
+    try:
+        return event.to_json()
+    except Exception:  # e.g. a details value that refers to itself
+        return AuditEvent(
+            name=event.name,
+            outcome=event.outcome,
+            severity=event.severity,
+            time=event.time,
+            request_id=event.request_id,
+            reason="event could not be rendered",
+        ).to_json()
+
+
 def _one_line(text: str, method: str) -> str:
     """A rendered event as one ASCII JSON object without chain fields.
 
@@ -248,6 +263,7 @@ __all__ = [
     "bind_request",
     "fill_request_id",
     "json_line",
+    "plain_line",
     "printable_fields",
     "unbind_request",
 ]

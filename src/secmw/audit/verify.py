@@ -120,67 +120,67 @@ def verify_files(
     since_checkpoint = 0
     for number, path in enumerate(files, 1):
         with open(path, "rb") as handle:
-            data = handle.read()
-        if data and not data.endswith(b"\n"):
-            if number < len(files):
-                # A rotated file was closed cleanly: a torn line there was put there.
-                return result.fail(expected_seq, path, "a torn line inside a rotated file")
-            tail_start = data.rfind(b"\n") + 1
-            result.notes.append(
-                f"{path}: {len(data) - tail_start} bytes of a torn last line ignored"
-            )
-            data = data[:tail_start]
-        # Lines end with "\n" alone: a "\r" before it is part of the line (a CRLF
-        # copy is an edit, and the sink would chain its next line on those bytes).
-        for raw in data.split(b"\n")[:-1] if data else ():
-            where = expected_seq
-            try:
-                record = json.loads(raw)
-                seq = record["seq"]
-                prev = record["prev"]
-            except (ValueError, KeyError, TypeError, RecursionError):
-                return result.fail(where, path, "a line is not a chain record (inserted or edited)")
-            if not isinstance(seq, int) or not isinstance(prev, str):
-                return result.fail(where, path, "seq or prev has the wrong type (edited)")
-            if expected_seq is None:
-                result.first_seq = seq
-                if seq != 1 or prev != GENESIS:
-                    if not allow_missing_head:
-                        return result.fail(
-                            seq,
-                            path,
-                            f"the trail starts at seq {seq}: its head is missing (deleted; "
-                            "--allow-missing-head if keep removed the oldest files)",
-                        )
-                    result.notes.append(f"the trail starts at seq {seq} (earlier files absent)")
-            elif seq != expected_seq:
-                problem = f"expected seq {expected_seq}, found {seq}: " + (
-                    "lines missing (deleted or moved later)"
-                    if seq > expected_seq
-                    else "a line repeated, moved earlier or inserted"
-                )
-                return result.fail(expected_seq, path, problem)
-            elif prev != prev_hash:
-                return result.fail(
-                    seq - 1,
-                    path,
-                    f"line seq {seq - 1} does not match the hash recorded by seq {seq} "
-                    "(edited, or replaced)",
-                )
-            if record.get("event") == CHECKPOINT_EVENT:
-                result.checkpoints += 1
-                since_checkpoint = 0
-                if keys is not None:
-                    unsigned = _checkpoint_problem(keys, record, seq, prev, result.notes)
-                    if unsigned is not None:
-                        return result.fail(seq, path, unsigned)
-                    result.signed_checkpoints += 1
-            else:
-                since_checkpoint += 1
-            prev_hash = line_hash(raw)
-            expected_seq = seq + 1
-            result.lines += 1
-            result.last_seq = seq
+            # Line by line: a trail of any size is never held in memory whole. Lines
+            # end with "\n" alone: a "\r" before it is part of the line (a CRLF copy
+            # is an edit, and the sink would chain its next line on those bytes).
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    if number < len(files):
+                        # A rotated file was closed cleanly: a torn line there was put there.
+                        return result.fail(expected_seq, path, "a torn line inside a rotated file")
+                    result.notes.append(f"{path}: {len(line)} bytes of a torn last line ignored")
+                    break
+                raw = line[:-1]
+                where = expected_seq
+                try:
+                    record = json.loads(raw)
+                    seq = record["seq"]
+                    prev = record["prev"]
+                except (ValueError, KeyError, TypeError, RecursionError):
+                    return result.fail(
+                        where, path, "a line is not a chain record (inserted or edited)"
+                    )
+                if not isinstance(seq, int) or not isinstance(prev, str):
+                    return result.fail(where, path, "seq or prev has the wrong type (edited)")
+                if expected_seq is None:
+                    result.first_seq = seq
+                    if seq != 1 or prev != GENESIS:
+                        if not allow_missing_head:
+                            return result.fail(
+                                seq,
+                                path,
+                                f"the trail starts at seq {seq}: its head is missing (deleted; "
+                                "--allow-missing-head if keep removed the oldest files)",
+                            )
+                        result.notes.append(f"the trail starts at seq {seq} (earlier files absent)")
+                elif seq != expected_seq:
+                    problem = f"expected seq {expected_seq}, found {seq}: " + (
+                        "lines missing (deleted or moved later)"
+                        if seq > expected_seq
+                        else "a line repeated, moved earlier or inserted"
+                    )
+                    return result.fail(expected_seq, path, problem)
+                elif prev != prev_hash:
+                    return result.fail(
+                        seq - 1,
+                        path,
+                        f"line seq {seq - 1} does not match the hash recorded by seq {seq} "
+                        "(edited, or replaced)",
+                    )
+                if record.get("event") == CHECKPOINT_EVENT:
+                    result.checkpoints += 1
+                    since_checkpoint = 0
+                    if keys is not None:
+                        unsigned = _checkpoint_problem(keys, record, seq, prev, result.notes)
+                        if unsigned is not None:
+                            return result.fail(seq, path, unsigned)
+                        result.signed_checkpoints += 1
+                else:
+                    since_checkpoint += 1
+                prev_hash = line_hash(raw)
+                expected_seq = seq + 1
+                result.lines += 1
+                result.last_seq = seq
     if not result.lines:
         return result.fail(None, files[-1] if files else "", "no lines: the trail is empty")
     if keys is not None:

@@ -59,7 +59,9 @@ class APIKeyAuthenticator:
         return self._header
 
     def _credential(self, ctx: RequestContext) -> str | None:
-        values = ctx.headers.get_all(self._header)
+        # Every spelling with "_" for "-": WSGI bridges and Django hand X_API_Key to
+        # the app as X-API-Key, so it is this credential (and a second one) too.
+        values = ctx.headers.get_merged(self._header)
         authorization = ctx.headers.get_all("authorization")
         if len(values) > 1 or len(authorization) > 1:
             raise _bad("A credential header is sent more than once.", "duplicate credential header")

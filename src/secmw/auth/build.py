@@ -295,15 +295,21 @@ def scope_filters(config: AuthConfig) -> tuple[ScopeFilter, ...]:
     if config.strip_credentials:
         names = {b"authorization"}
         if config.api_key is not None:
-            names.add(config.api_key.header.encode("latin-1"))
+            names.add(config.api_key.header.encode("latin-1").replace(b"_", b"-"))
         filters.append(lambda scope: _strip_headers(scope, frozenset(names)))
     return tuple(filters)
 
 
 def _strip_headers(scope: Scope, names: frozenset[bytes]) -> None:
+    # Every spelling with "_" for "-" goes: WSGI bridges and Django read X_API_Key
+    # as X-API-Key (``names`` are lower-case, dashed).
     headers = scope.get("headers")
     if headers:
-        scope["headers"] = [(name, value) for name, value in headers if name.lower() not in names]
+        scope["headers"] = [
+            (name, value)
+            for name, value in headers
+            if name.lower().replace(b"_", b"-") not in names
+        ]
 
 
 class WebSocketFilter:

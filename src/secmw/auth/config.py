@@ -168,6 +168,32 @@ class ProtectedResourceConfig(ConfigModel):
             raise ValueError("resource must not have a fragment (RFC 9728 section 1.2)")
         return checked
 
+    @field_validator("authorization_servers")
+    @classmethod
+    def _issuers(cls, value: list[str]) -> list[str]:
+        # Clients fetch each one's metadata and send users there to log in: an issuer
+        # identifier is an https URL without query or fragment (RFC 8414 section 2).
+        for index, issuer in enumerate(value):
+            https_url(issuer, f"authorization_servers[{index}]")
+            parts = urlsplit(issuer)
+            if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+                raise ValueError(
+                    f"authorization_servers[{index}] must be an issuer: no query or fragment"
+                )
+        return value
+
+    @field_validator("bearer_methods_supported")
+    @classmethod
+    def _bearer_methods(cls, value: list[str]) -> list[str]:
+        # Clients follow the document: one told "query" puts its token in URLs
+        # (logged everywhere) and gets 400; "body" tokens are never read.
+        if any(method != "header" for method in value):
+            raise ValueError(
+                'only "header" can be listed: secmw never reads a bearer token from '
+                "an HTTP query or body"
+            )
+        return value
+
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:

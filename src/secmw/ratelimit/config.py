@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Literal
 
 from limits import parse_many
@@ -20,6 +22,9 @@ def check_rate(value: str) -> str:
         items = parse_many(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a rate such as '100/minute'") from None
+    if _ZERO_WINDOW.search(value):
+        # limits reads a zero multiple as one ("5/0 minutes" is 5 per minute).
+        raise ValueError(f"{value!r} has a window of zero length")
     if not items or any(item.amount < 1 for item in items):
         raise ValueError(f"{value!r} must allow at least one request per window")
     if any(item.amount > MAX_AMOUNT for item in items):
@@ -36,6 +41,7 @@ def check_rate(value: str) -> str:
     return value
 
 
+_ZERO_WINDOW = re.compile(r"(?:/|\bper)\s*0+\s*[A-Za-z]", re.IGNORECASE)
 MAX_AMOUNT = 10**12
 MAX_WINDOW = 366 * 24 * 3600
 
@@ -150,4 +156,17 @@ class RateLimitConfig(ConfigModel):
         names = [tier.name for tier in value]
         if len(set(names)) != len(names):
             raise ValueError("tier names must be unique")
+        # A tier of several windows names each "<tier>-<seconds>s" in headers, 429
+        # bodies and audit lines: another tier must not be called that too.
+        seen: dict[str, str] = {}
+        for tier in value:
+            policies = {tier.name}
+            for rate in (tier.rate, *tier.plans.values()):
+                items = parse_many(rate)
+                if len(items) > 1:
+                    policies.update(f"{tier.name}-{math.ceil(i.get_expiry())}s" for i in items)
+            for policy in policies:
+                other = seen.setdefault(policy, tier.name)
+                if other != tier.name:
+                    raise ValueError(f"tiers {other!r} and {tier.name!r} both name {policy!r}")
         return value

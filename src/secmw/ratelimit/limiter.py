@@ -214,6 +214,10 @@ class TieredRateLimiter:
         failover.degraded_requests += 1
         if failover.mode == "local_fallback":
             return failover.local(checks, now)
+        if failover.mode != "fail_open" and all(check[0].shadow for check in checks):
+            # Only shadow tiers count this request, and they never refuse: without
+            # storage they cannot count it either (the outage itself is audited).
+            return None
         if failover.mode == "fail_open":
             if refused is not None:
                 await failover.admitted_unchecked(ctx, str(refused))

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secmw.audit import AuditEvent, CheckpointSigner, JSONLFileSink, _writer, verify_files
+from secmw.audit import AuditEvent, CheckpointSigner, JSONLFileSink, _files, _writer, verify_files
 from secmw.audit.hashchain import GENESIS, line_hash
 from secmw.errors import ComponentError
 from tests.audit_support import fallback_records, make_sink, records, trail_files, wait_until
@@ -641,9 +641,9 @@ def test_a_short_write_at_the_file_size_limit_is_efbig_not_a_full_disk(
     path.write_bytes(b"x" * 100)
     with path.open("ab") as handle:
         monkeypatch.setattr(resource, "getrlimit", lambda which: (100, resource.RLIM_INFINITY))
-        assert _writer._short_write_errno(handle.fileno()) == errno.EFBIG
+        assert _files.short_write_errno(handle.fileno()) == errno.EFBIG
         monkeypatch.setattr(resource, "getrlimit", lambda which: (1000, resource.RLIM_INFINITY))
-        assert _writer._short_write_errno(handle.fileno()) == errno.ENOSPC
+        assert _files.short_write_errno(handle.fileno()) == errno.ENOSPC
 
 
 @pytest.mark.parametrize("how", ["deleted", "moved"])

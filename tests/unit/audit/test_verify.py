@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secmw.audit import AuditEvent, CheckpointSigner, verify_files
 from secmw.audit.cli import format_line
-from secmw.audit.hashchain import chain_line, checkpoint_message, line_hash
+from secmw.audit.hashchain import GENESIS, chain_line, checkpoint_message, line_hash
 from secmw.cli import main
 from tests.audit_support import make_sink, trail_files
 
@@ -147,6 +148,26 @@ def test_torn_tail_is_reported_not_failed(trail: Path) -> None:
     result = verify_files([trail])
     assert result.ok and result.last_seq == 10
     assert "torn last line" in result.notes[0]
+
+
+def test_a_big_trail_is_verified_line_by_line_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    prev, lines = GENESIS, []
+    padding = "x" * 400
+    for seq in range(1, 20_001):  # about 9 MB
+        line = chain_line(seq, prev, f'{{"event":"authz_allow","reason":"{padding}"}}')
+        prev = line_hash(line)
+        lines.append(line + b"\n")
+    path.write_bytes(b"".join(lines))
+    del lines
+    tracemalloc.start()
+    try:
+        result = verify_files([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.ok and result.last_seq == 20_000
+    assert peak < 1_000_000, f"verify held {peak} bytes at once"
 
 
 def test_checkpoints_verify_with_the_public_key(

@@ -50,6 +50,29 @@ def issues(section: dict[str, Any]) -> dict[str, str]:
             id="window-too-long",
         ),
         pytest.param(
+            {
+                "tiers": [
+                    {**TIER, "name": "api", "rate": "5/second;100/hour"},
+                    {**TIER, "name": "api-1s", "key": "global", "rate": "2/second"},
+                ]
+            },
+            "ratelimit.tiers",
+            "tiers 'api' and 'api-1s' both name 'api-1s'",
+            id="policy-name-taken-by-another-tier",
+        ),
+        pytest.param(
+            {"tiers": [{**TIER, "rate": "5/0 minutes"}]},  # limits reads it as 5/minute
+            "ratelimit.tiers[0].rate",
+            "window of zero length",
+            id="zero-window",
+        ),
+        pytest.param(
+            {"tiers": [{**TIER, "rate": "5/minute", "plans": {"pro": "50 per 0 hours"}}]},
+            "ratelimit.tiers[0].plans",
+            "window of zero length",
+            id="zero-window-plan",
+        ),
+        pytest.param(
             {"tiers": [{**TIER, "rate": "5/minute;10/60 seconds"}]},
             "ratelimit.tiers[0].rate",
             "one window length twice",
