@@ -167,6 +167,39 @@ async def test_denied_json_rpc_batch_gets_one_error_per_call() -> None:
     assert errors[0]["error"]["data"]["status"] == 403
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain; x=application/json"])
+async def test_undeclared_tool_call_with_an_over_long_integer_is_refused(
+    content_type: str | None,
+) -> None:
+    # json.loads refuses integers over 4,300 digits; Node's JSON.parse (which many
+    # servers use, checking only that the type includes "application/json") and
+    # Go read them: the call must not pass as "not JSON".
+    rules = [
+        {"id": "signed-in", "effect": "allow", "when": {"authenticated": True}},
+        {"id": "no-admin", "effect": "deny", "when": {"tools": ["admin_*"]}},
+    ]
+    echo = EchoApp()
+    middleware = SecurityMiddleware(
+        echo,
+        {
+            "auth": {"jwt": ISSUER.jwt_config()},
+            "policy": {"rules": rules},
+            "audit": {"sink": "none"},
+        },
+    )
+    body = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "admin_reset",'
+        b' "arguments": {}, "_meta": {"n": 1' + b"0" * 5000 + b"}}}"
+    )
+    headers = [*bearer(), *([("content-type", content_type)] if content_type else [])]
+    sent = await call(
+        middleware, http_scope("/mcp", method="POST", headers=headers), Receiver.body(body)
+    )
+    assert sent.status == 400
+    assert "integer too long" in sent.body.decode()
+    assert echo.scopes == []
+
+
 async def test_policy_default_allow_is_a_recorded_fail_open() -> None:
     audit = AuditCapture()
     config = {"auth": {"allow_anonymous": False}, "policy": {"default": "allow"}}

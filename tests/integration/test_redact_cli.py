@@ -138,3 +138,15 @@ def test_no_stdin_a_closed_reader_and_oversized_input_end_cleanly(
     monkeypatch.setattr("secmw.redact.cli.MAX_INPUT", 100)
     assert main(["scan", str(big)]) == 2
     assert "is over" in capsys.readouterr().err
+
+
+def test_scan_json_too_deep_to_parse_still_decodes_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "deep.json"
+    escaped = GITHUB.replace("_", "\\u005f")
+    path.write_text("[" * 100_000 + f'"{escaped}"' + "]" * 100_000)
+    assert main(["scan", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert GITHUB[4:] not in captured.out and "[REDACTED:github_token]" in captured.out
+    assert ": github_token (fingerprint " in captured.err

@@ -206,6 +206,30 @@ def test_undeclared_json_too_deep_to_read_is_refused_not_skipped(
         parse_json_body(body, content_type)
 
 
+LONG = b"1" + b"0" * 5000  # past json.loads' 4,300-digit limit; JSON.parse, pydantic read it
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain; x=application/json"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "admin",'
+            b' "_meta": {"n": ' + LONG + b"}}}",
+            id="long-integer",
+        ),
+        pytest.param(b'{"a": NaN, "b": ' + LONG + b"}", id="long-integer-with-nan"),
+        pytest.param(b"[" + LONG + b", " + DEEP + b"]", id="long-integer-then-deep"),
+    ],
+)
+def test_undeclared_json_with_an_integer_python_refuses_is_refused_not_skipped(
+    body: bytes, content_type: str | None
+) -> None:
+    with pytest.raises(BadRequest, match=r"JSON (integer too long|body too deep)"):
+        parse_json_body(body, content_type)
+    assert parse_json_body(b"[" + LONG + b" rows", content_type) == (False, None)
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -18,7 +18,7 @@ from secmw.context import Finding
 from secmw.redact.sse import EVENT_END
 
 Visible = Callable[[Iterable[str]], set[str]]
-_MAX_HELD = 8 * 1024 * 1024  # a non-SSE body larger than this passes unfiltered
+_MAX_HELD = 8 * 1024 * 1024  # a body (or SSE event) larger than this passes unfiltered
 
 
 class ToolListFilter:
@@ -73,36 +73,37 @@ class ToolListFilter:
 
 
 class _FilterStream:
-    __slots__ = ("_filter", "_held", "_passthrough", "_sse", "findings")
+    __slots__ = ("_filter", "_parts", "_passthrough", "_size", "_sse", "findings")
 
     def __init__(self, tool_filter: ToolListFilter, *, sse: bool) -> None:
         self._filter = tool_filter
         self._sse = sse
-        self._held = ""
+        # What is held, as received: joined only once an event (or the body) ends,
+        # so a body arriving in many small pieces costs linear, not quadratic, time.
+        self._parts: list[str] = []
+        self._size = 0
         self._passthrough = False
         self.findings: list[Finding] = []
 
     def feed(self, chunk: str) -> str:
         if self._passthrough:
             return chunk
-        self._held += chunk
-        if not self._sse:
-            if len(self._held) <= _MAX_HELD:
-                return ""
-            self._passthrough = True
-            held, self._held = self._held, ""
-            return held
-        pieces: list[str] = []
-        while True:
-            end, size = _event_end(self._held)
-            if end < 0:
-                break
-            event, self._held = self._held[: end + size], self._held[end + size :]
-            pieces.append(self._rewrite_event(event))
-        return "".join(pieces)
+        if self._sse:
+            # Only the new piece (and the last 3 characters before it, for an end
+            # split across pieces) can hold the end of the held event.
+            end, _ = _event_end(self._tail(3) + chunk)
+            if end >= 0:
+                return self._events(self._take() + chunk)
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        if self._size <= _MAX_HELD:
+            return ""
+        # Too large to hold: the rest passes as it came (the filter only hides names).
+        self._passthrough = True
+        return self._take()
 
     def flush(self) -> str:
-        rest, self._held = self._held, ""
+        rest = self._take()
         if self._passthrough:
             return rest
         if not self._sse:
@@ -110,6 +111,36 @@ class _FilterStream:
             self.findings.extend(found)
             return text
         return self._rewrite_event(rest) if rest else ""
+
+    def _events(self, text: str) -> str:
+        """Rewrite the complete events of ``text``; hold what follows them."""
+        pieces: list[str] = []
+        while True:
+            end, size = _event_end(text)
+            if end < 0:
+                break
+            event, text = text[: end + size], text[end + size :]
+            pieces.append(self._rewrite_event(event))
+        if text:
+            self._parts, self._size = [text], len(text)
+        return "".join(pieces)
+
+    def _tail(self, size: int) -> str:
+        """The last ``size`` held characters, however small the pieces they came in."""
+        parts: list[str] = []
+        have = 0
+        for piece in reversed(self._parts):
+            parts.append(piece[-(size - have) :])
+            have += len(parts[-1])
+            if have >= size:
+                break
+        return "".join(reversed(parts))
+
+    def _take(self) -> str:
+        """The held text, joined; nothing is held after."""
+        text = "".join(self._parts)
+        self._parts, self._size = [], 0
+        return text
 
     def _rewrite_event(self, event: str) -> str:
         lines = event.splitlines(keepends=True)

@@ -66,7 +66,8 @@ def redact_json(
             return redactor.redact_text(text, findings, offset), findings
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Too deep for the parser here is still JSON to a client: decode every literal.
         return _lenient(redactor, text, findings, offset), findings
     return _document(redactor, text, findings, offset, 0, keys=keys), findings
 
@@ -432,7 +433,7 @@ def _value(
     if depth < _MAX_DEPTH and stripped in ("{", "[", '"'):
         try:
             json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             if stripped != '"':
                 # JSON text cut off or broken inside a string (tool arguments of a
                 # reply stopped by max_tokens): its escapes still hide nothing.

@@ -88,12 +88,15 @@ class JSONStream:
 class NDJSONStream:
     """Newline-delimited JSON: each complete line redacted as a JSON document."""
 
-    __slots__ = ("_base", "_fallback", "_limit", "_pending", "_redactor", "findings")
+    __slots__ = ("_base", "_fallback", "_limit", "_pending", "_redactor", "_size", "findings")
 
     def __init__(self, redactor: SecretRedactor, limit: int) -> None:
         self._redactor = redactor
         self._limit = limit
-        self._pending = ""
+        # The unfinished line, as received: joined only once it ends, so a line
+        # arriving in many small pieces costs linear, not quadratic, time.
+        self._pending: list[str] = []
+        self._size = 0
         self._base = 0
         self._fallback: TextStream | None = None
         self.findings: list[Finding] = []
@@ -102,24 +105,34 @@ class NDJSONStream:
         """Send every line completed by ``chunk``; hold the unfinished one."""
         if self._fallback is not None:
             return self._fallback.feed(chunk)
-        text = self._pending + chunk
-        cut = text.rfind("\n") + 1
-        self._pending = text[cut:]
-        out = redact_lines(self._redactor, text[:cut], self.findings, self._base) if cut else ""
-        self._base += cut
-        if len(self._pending) > self._limit:
+        cut = chunk.rfind("\n") + 1
+        out = ""
+        if cut:
+            text = self._take() + chunk[:cut]
+            out = redact_lines(self._redactor, text, self.findings, self._base)
+            self._base += len(text)
+            chunk = chunk[cut:]
+        if chunk:
+            self._pending.append(chunk)
+            self._size += len(chunk)
+        if self._size > self._limit:
             self._fallback = TextStream(self._redactor)
             self._fallback.findings = self.findings
-            held, self._pending = self._pending, ""
-            out += self._fallback.feed(held)
+            out += self._fallback.feed(self._take())
         return out
 
     def flush(self) -> str:
         """End of body: the last line (without a newline) redacted."""
         if self._fallback is not None:
             return self._fallback.flush()
-        text, self._pending = self._pending, ""
+        text = self._take()
         return redact_lines(self._redactor, text, self.findings, self._base) if text else ""
+
+    def _take(self) -> str:
+        """The held text, joined; nothing is held after."""
+        text = "".join(self._pending)
+        self._pending, self._size = [], 0
+        return text
 
 
 def redact_lines(

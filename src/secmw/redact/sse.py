@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from secmw._jsonrpc import starts_like_json
 from secmw.context import Finding
 from secmw.redact._encode import json_text
 from secmw.redact.json_stream import JSONStream
@@ -246,8 +247,9 @@ class SSEStream:
                 starts.append(base + start + lead)
         joined = "\n".join(values)
         try:
-            json.loads(joined)
-        except ValueError:
+            # Numbers kept as text: one past Python's digit limit is still JSON to a client.
+            json.loads(joined, parse_int=str)
+        except (ValueError, RecursionError):
             return None
         own: list[Finding] = []
         self._event_findings = own
@@ -289,7 +291,11 @@ class SSEStream:
             return self._close(lambda key: True), value
         try:
             data = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
+            if starts_like_json(value):
+                # JSON that Python will not read (an integer past its digit limit, too
+                # deep) is still JSON to a client, which decodes the escapes text keeps.
+                return "", self._json(value, offset)
             own = self.findings if self._event_findings is None else self._event_findings
             return "", self._redactor.redact_text(value, own, offset)
         if not isinstance(data, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 from hypothesis import given, settings
@@ -82,3 +83,27 @@ def test_events_separated_by_any_blank_line_are_each_filtered() -> None:
     result = stream.feed(body) + stream.flush()
     assert "delete" not in result and "search" not in result
     assert json.dumps(notice) in result
+
+
+def test_a_large_listing_in_tiny_pieces_costs_linear_time() -> None:
+    # Every piece re-searched (and re-copied) all that was held: a 1 MB event in
+    # 16-character pieces took 93 s of CPU on the event loop, a whole body the same.
+    listing = {**LISTING, "result": {"tools": [{"name": "read", "description": "x" * 1_000_000}]}}
+    for media, body in (
+        ("text/event-stream", f"event: message\ndata: {json.dumps(listing)}\n\n"),
+        ("application/json", json.dumps(listing)),
+    ):
+        stream = ToolListFilter([7], only("search")).stream(media)
+        started = time.perf_counter()
+        out = "".join(stream.feed(body[i : i + 4]) for i in range(0, len(body), 4))
+        out += stream.flush()
+        # Generous: a shared 2-core CI box; measured about 0.3 s.
+        assert time.perf_counter() - started < 4.0, media
+        assert '"tools":[]' in out and stream.findings
+
+
+def test_an_sse_event_over_the_hold_limit_passes_as_it_came() -> None:
+    stream = ToolListFilter([7], only("search")).stream("text/event-stream")
+    big = "data: " + "x" * (8 * 1024 * 1024)
+    out = stream.feed(big) + stream.feed("\n\n" + f"data: {json.dumps(LISTING)}\n\n")
+    assert out + stream.flush() == big + "\n\n" + f"data: {json.dumps(LISTING)}\n\n"

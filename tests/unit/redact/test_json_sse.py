@@ -687,3 +687,47 @@ def test_a_lone_surrogate_escape_before_a_secret_does_not_crash() -> None:
 def test_json_keys_hold_in_json_that_does_not_parse(document: str) -> None:
     out, findings = REDACTOR.redact(document, "application/json")
     assert "hunter2xyz" not in out and [f.kind for f in findings] == ["sensitive_field"]
+
+
+BIG = "1" + "0" * 5000  # past Python's int digit limit: json.loads refuses it, clients do not
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        'data: {"n": BIG, "k": "ESC"}\n\n',
+        'data: {"n": BIG,\ndata: "k": "ESC"}\n\n',
+        'data: [BIG, "ESC"]\n\n',
+        'data: {"n": BIG, "password": "hunter2xyz"}\n\n',
+    ],
+)
+def test_sse_json_with_an_integer_python_cannot_read_is_still_redacted_as_json(
+    event: str,
+) -> None:
+    event = event.replace("BIG", BIG).replace("ESC", GITHUB.replace("_", "\\u005f"))
+    stream = SSEStream(REDACTOR)
+    out = stream.feed(event) + stream.flush()
+    assert GITHUB[4:] not in out and "hunter2xyz" not in out
+    assert out.startswith("data:") and BIG in out and stream.findings
+    buffered, findings = REDACTOR.redact(event, "text/event-stream")
+    assert buffered == out and findings
+
+
+DEEP = "[" * 100_000 + '"ESC"' + "]" * 100_000  # deeper than the parser reads here
+
+
+@pytest.mark.parametrize(
+    ("media", "body"),
+    [
+        ("application/json", DEEP),
+        ("application/x-ndjson", DEEP + "\n"),
+        ("text/event-stream", "data: " + DEEP + "\n\n"),
+    ],
+)
+def test_json_too_deep_to_parse_is_redacted_not_an_error(media: str, body: str) -> None:
+    body = body.replace("ESC", GITHUB.replace("_", "\\u005f"))
+    out, findings = REDACTOR.redact(body, media)
+    assert GITHUB[4:] not in out and [f.kind for f in findings] == ["github_token"]
+    assert "[" * 100_000 + '"[REDACTED:github_token]"' + "]" * 100_000 in out
+    stream = REDACTOR.stream(media)
+    assert stream.feed(body) + stream.flush() == out

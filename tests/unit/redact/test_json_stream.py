@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import pytest
 
@@ -69,3 +70,14 @@ def test_an_ndjson_line_over_max_event_falls_back_and_loses_nothing() -> None:
     out = _feed("application/x-ndjson", body, 4096, redactor)
     assert GITHUB not in out
     assert len(out.split("\n")) == 3
+
+
+def test_a_long_ndjson_line_in_tiny_pieces_costs_linear_time() -> None:
+    # The unfinished line was re-copied at each piece: a 1 MB line sent a byte at
+    # a time cost over 13 s of CPU (quadratic); an upstream chooses its pieces.
+    body = json.dumps({"a": "x" * 1_000_000, "token": GITHUB}) + "\n"
+    started = time.perf_counter()
+    out = _feed("application/x-ndjson", body, 1)
+    # Generous: a shared 2-core CI box; measured about 0.4 s.
+    assert time.perf_counter() - started < 4.0
+    assert GITHUB not in out and out.endswith('"token": "[REDACTED:github_token]"}\n')
