@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from secmw.context import Finding
+from secmw.redact._held import Held
 from secmw.redact.sse import EVENT_END
 
 Visible = Callable[[Iterable[str]], set[str]]
@@ -73,15 +74,12 @@ class ToolListFilter:
 
 
 class _FilterStream:
-    __slots__ = ("_filter", "_parts", "_passthrough", "_size", "_sse", "findings")
+    __slots__ = ("_filter", "_held", "_passthrough", "_sse", "findings")
 
     def __init__(self, tool_filter: ToolListFilter, *, sse: bool) -> None:
         self._filter = tool_filter
         self._sse = sse
-        # What is held, as received: joined only once an event (or the body) ends,
-        # so a body arriving in many small pieces costs linear, not quadratic, time.
-        self._parts: list[str] = []
-        self._size = 0
+        self._held = Held()  # the unfinished event, or the body
         self._passthrough = False
         self.findings: list[Finding] = []
 
@@ -91,19 +89,18 @@ class _FilterStream:
         if self._sse:
             # Only the new piece (and the last 3 characters before it, for an end
             # split across pieces) can hold the end of the held event.
-            end, _ = _event_end(self._tail(3) + chunk)
+            end, _ = _event_end(self._held.tail(3) + chunk)
             if end >= 0:
-                return self._events(self._take() + chunk)
-        self._parts.append(chunk)
-        self._size += len(chunk)
-        if self._size <= _MAX_HELD:
+                return self._events(self._held.take() + chunk)
+        self._held.add(chunk)
+        if self._held.size <= _MAX_HELD:
             return ""
         # Too large to hold: the rest passes as it came (the filter only hides names).
         self._passthrough = True
-        return self._take()
+        return self._held.take()
 
     def flush(self) -> str:
-        rest = self._take()
+        rest = self._held.take()
         if self._passthrough:
             return rest
         if not self._sse:
@@ -121,26 +118,8 @@ class _FilterStream:
                 break
             event, text = text[: end + size], text[end + size :]
             pieces.append(self._rewrite_event(event))
-        if text:
-            self._parts, self._size = [text], len(text)
+        self._held.add(text)
         return "".join(pieces)
-
-    def _tail(self, size: int) -> str:
-        """The last ``size`` held characters, however small the pieces they came in."""
-        parts: list[str] = []
-        have = 0
-        for piece in reversed(self._parts):
-            parts.append(piece[-(size - have) :])
-            have += len(parts[-1])
-            if have >= size:
-                break
-        return "".join(reversed(parts))
-
-    def _take(self) -> str:
-        """The held text, joined; nothing is held after."""
-        text = "".join(self._parts)
-        self._parts, self._size = [], 0
-        return text
 
     def _rewrite_event(self, event: str) -> str:
         lines = event.splitlines(keepends=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Literal
 
@@ -10,6 +9,7 @@ from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 
 from secmw._config_base import ConfigModel, storage_url
+from secmw.ratelimit.tiers import compile_limits
 
 Algorithm = Literal["fixed-window", "moving-window", "sliding-window-counter", "gcra"]
 KeyPart = Literal["global", "principal", "tenant", "ip", "route", "tool", "api_key", "connection"]
@@ -160,11 +160,13 @@ class RateLimitConfig(ConfigModel):
         # bodies and audit lines: another tier must not be called that too.
         seen: dict[str, str] = {}
         for tier in value:
-            policies = {tier.name}
-            for rate in (tier.rate, *tier.plans.values()):
-                items = parse_many(rate)
-                if len(items) > 1:
-                    policies.update(f"{tier.name}-{math.ceil(i.get_expiry())}s" for i in items)
+            policies = {
+                limit.policy
+                for rate in (tier.rate, *tier.plans.values())
+                for limit in compile_limits(
+                    tier.name, rate, tier.algorithm, tier.burst, tier.shadow
+                )
+            }
             for policy in policies:
                 other = seen.setdefault(policy, tier.name)
                 if other != tier.name:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from secmw._media import names_json
 from secmw.context import Finding
+from secmw.redact._held import Held
 from secmw.redact.stream import TextStream
 
 if TYPE_CHECKING:
@@ -45,33 +46,30 @@ def json_document(media_type: str) -> bool:
 class JSONStream:
     """One streamed JSON document: held whole (up to ``limit``), then redacted as JSON."""
 
-    __slots__ = ("_fallback", "_limit", "_parts", "_redactor", "_size", "findings")
+    __slots__ = ("_fallback", "_held", "_limit", "_redactor", "findings")
 
     def __init__(self, redactor: SecretRedactor, limit: int) -> None:
         self._redactor = redactor
         self._limit = limit
-        self._parts: list[str] = []
-        self._size = 0
+        self._held = Held()
         self._fallback: TextStream | None = None
         self.findings: list[Finding] = []
 
     @property
     def held(self) -> int:
         """How many characters are held back right now."""
-        return self._fallback.held if self._fallback is not None else self._size
+        return self._fallback.held if self._fallback is not None else self._held.size
 
     def feed(self, chunk: str) -> str:
         """Hold ``chunk``; past the limit, switch to plain-text redaction."""
         if self._fallback is not None:
             return self._fallback.feed(chunk)
-        self._parts.append(chunk)
-        self._size += len(chunk)
-        if self._size <= self._limit:
+        self._held.add(chunk)
+        if self._held.size <= self._limit:
             return ""
         self._fallback = TextStream(self._redactor)
         self.findings = self._fallback.findings
-        held, self._parts = "".join(self._parts), []
-        return self._fallback.feed(held)
+        return self._fallback.feed(self._held.take())
 
     def flush(self) -> str:
         """End of body: the whole document redacted as JSON (or the fallback's rest)."""
@@ -79,8 +77,7 @@ class JSONStream:
             return self._fallback.flush()
         from secmw.redact.json_mode import redact_json  # noqa: PLC0415 - cycle
 
-        text, self._parts = "".join(self._parts), []
-        out, findings = redact_json(self._redactor, text)
+        out, findings = redact_json(self._redactor, self._held.take())
         self.findings.extend(findings)
         return out
 
@@ -88,15 +85,12 @@ class JSONStream:
 class NDJSONStream:
     """Newline-delimited JSON: each complete line redacted as a JSON document."""
 
-    __slots__ = ("_base", "_fallback", "_limit", "_pending", "_redactor", "_size", "findings")
+    __slots__ = ("_base", "_fallback", "_limit", "_pending", "_redactor", "findings")
 
     def __init__(self, redactor: SecretRedactor, limit: int) -> None:
         self._redactor = redactor
         self._limit = limit
-        # The unfinished line, as received: joined only once it ends, so a line
-        # arriving in many small pieces costs linear, not quadratic, time.
-        self._pending: list[str] = []
-        self._size = 0
+        self._pending = Held()  # the unfinished line
         self._base = 0
         self._fallback: TextStream | None = None
         self.findings: list[Finding] = []
@@ -108,31 +102,23 @@ class NDJSONStream:
         cut = chunk.rfind("\n") + 1
         out = ""
         if cut:
-            text = self._take() + chunk[:cut]
+            text = self._pending.take() + chunk[:cut]
             out = redact_lines(self._redactor, text, self.findings, self._base)
             self._base += len(text)
             chunk = chunk[cut:]
-        if chunk:
-            self._pending.append(chunk)
-            self._size += len(chunk)
-        if self._size > self._limit:
+        self._pending.add(chunk)
+        if self._pending.size > self._limit:
             self._fallback = TextStream(self._redactor)
             self._fallback.findings = self.findings
-            out += self._fallback.feed(self._take())
+            out += self._fallback.feed(self._pending.take())
         return out
 
     def flush(self) -> str:
         """End of body: the last line (without a newline) redacted."""
         if self._fallback is not None:
             return self._fallback.flush()
-        text = self._take()
+        text = self._pending.take()
         return redact_lines(self._redactor, text, self.findings, self._base) if text else ""
-
-    def _take(self) -> str:
-        """The held text, joined; nothing is held after."""
-        text = "".join(self._pending)
-        self._pending, self._size = [], 0
-        return text
 
 
 def redact_lines(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from secmw._jsonrpc import starts_like_json
 from secmw.context import Finding
 from secmw.redact._encode import json_text
+from secmw.redact._held import Held
 from secmw.redact.json_stream import JSONStream
 from secmw.redact.sse_fields import Build, Key, fields, json_source
 from secmw.redact.sse_fields import ending as block_ends
@@ -78,7 +79,6 @@ class SSEStream:
         "_passthrough",
         "_passthrough_tail",
         "_pending",
-        "_pending_size",
         "_redactor",
         "findings",
         "max_event",
@@ -88,8 +88,7 @@ class SSEStream:
         self._redactor = redactor
         # The unfinished event, as received: joined only once it ends, so an event
         # arriving in many small pieces costs linear, not quadratic, time.
-        self._pending: list[str] = []
-        self._pending_size = 0
+        self._pending = Held()
         self._consumed = 0  # characters of the body before the pending event (finding offsets)
         self._deltas: dict[Key, _Delta] = {}
         self._eol = "\n"
@@ -108,17 +107,16 @@ class SSEStream:
             return ""
         # Only the new piece (and the last 3 characters before it, for an end
         # split across pieces) can hold the end of the pending event.
-        probe = self._tail(3) + chunk
+        probe = self._pending.tail(3) + chunk
         match = EVENT_END.search(probe)
         if match is None or (match.end() == len(probe) and probe.endswith("\r")):
-            self._pending.append(chunk)
-            self._pending_size += len(chunk)
-            if self._pending_size <= self.max_event:
+            self._pending.add(chunk)
+            if self._pending.size <= self.max_event:
                 return ""
-            held = self._take()
+            held = self._pending.take()
             self._passthrough = self._plain_stream()
             return self._oversized(held)
-        text = self._take() + chunk
+        text = self._pending.take() + chunk
         out: list[str] = []
         position = 0
         for match in EVENT_END.finditer(text):
@@ -132,20 +130,9 @@ class SSEStream:
         if len(rest) > self.max_event:
             self._passthrough = self._plain_stream()
             out.append(self._oversized(rest))
-        elif rest:
-            self._pending, self._pending_size = [rest], len(rest)
+        else:
+            self._pending.add(rest)
         return "".join(out)
-
-    def _tail(self, size: int) -> str:
-        """The last ``size`` pending characters, however small the pieces they came in."""
-        parts: list[str] = []
-        have = 0
-        for piece in reversed(self._pending):
-            parts.append(piece[-(size - have) :])
-            have += len(parts[-1])
-            if have >= size:
-                break
-        return "".join(reversed(parts))
 
     def _plain_stream(self) -> TextStream:
         """The plain-text stream for an oversized event, its offsets counted in the body.
@@ -154,12 +141,6 @@ class SSEStream:
         another block (another choice), whose text must not disturb them.
         """
         return TextStream(self._redactor, self._consumed)
-
-    def _take(self) -> str:
-        """The pending text, joined; the pending list is emptied."""
-        text = "".join(self._pending)
-        self._pending, self._pending_size = [], 0
-        return text
 
     def _oversized(self, chunk: str) -> str:
         """Plain-text streaming for the rest of an event too large to buffer.
@@ -190,7 +171,7 @@ class SSEStream:
             self.findings.extend(self._passthrough.findings)
             self._passthrough, self._passthrough_tail = None, ""
         elif self._pending:
-            out = self._event(self._take(), self._consumed)
+            out = self._event(self._pending.take(), self._consumed)
         return out + self._close(lambda key: True)
 
     # -- one event -------------------------------------------------------------
